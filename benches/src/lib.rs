@@ -1,0 +1,1 @@
+//! Criterion benchmarks for Strata live in `benches/`.

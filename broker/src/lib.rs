@@ -1,0 +1,1 @@
+//! The Strata broker: networking, request handling, storage and metadata.

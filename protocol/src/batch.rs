@@ -1,0 +1,1050 @@
+//! The record batch: the unit of produce, storage, fetch and replication.
+//!
+//! ```text
+//!  byte  size  field               covered by CRC
+//!     0     8  base_offset          no   written by the leader on append
+//!     8     4  batch_length         no   bytes after this field (total = 12 + batch_length)
+//!    12     4  leader_epoch         no   written by the leader on append
+//!    16     1  magic = 1            no
+//!    17     4  crc                  no   CRC32 (IEEE, crc32fast) of bytes 21..end
+//!    21     2  attributes           yes  bits 0-2 compression, bit 3 timestamp type
+//!    23     4  last_offset_delta    yes  record_count - 1
+//!    27     8  first_timestamp      yes  ms since the Unix epoch
+//!    35     8  max_timestamp        yes
+//!    43     8  producer_id          yes  -1 without an idempotent producer
+//!    51     2  producer_epoch       yes  -1 without an idempotent producer
+//!    53     4  base_sequence        yes  -1 without an idempotent producer
+//!    57     4  record_count         yes  at least 1
+//!    61     …  records              yes
+//! ```
+//!
+//! Integers in the header are big-endian. Each record is a zigzag varint length followed
+//! by `attributes: u8 = 0`, `timestamp_delta: varlong`, `offset_delta: varint`,
+//! `key_length: varint (-1 = null)`, key, `value_length: varint (-1 = null)`, value,
+//! `header_count: varint`, then per header `key_length: varint`, UTF-8 key,
+//! `value_length: varint (-1 = null)`, value.
+//!
+//! The fields the broker assigns (base offset, leader epoch) sit before the CRC-covered
+//! range, so the broker stamps them without re-encoding or re-checksumming, and the same
+//! bytes go to disk, to consumers and to followers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::BatchError;
+use crate::wire::{Sink, varint};
+
+/// The only batch format version.
+pub const MAGIC: u8 = 1;
+/// Bytes of the fixed batch header.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before `batch_length`'s count starts: base offset and the length itself.
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// Bytes at the start of a batch that the broker rewrites on append.
+pub const STAMPED_PREFIX_BYTES: usize = 16;
+/// Where the CRC-covered bytes start.
+pub const CRC_START: usize = 21;
+/// The smallest encoded record: every varint one byte, no key, value or headers.
+pub const RECORD_BYTES_MIN: usize = 7;
+
+const BASE_OFFSET_AT: usize = 0;
+const BATCH_LENGTH_AT: usize = 8;
+const LEADER_EPOCH_AT: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const FIRST_TIMESTAMP_AT: usize = 27;
+const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
+const RECORD_COUNT_AT: usize = 57;
+
+const _: () = assert!(RECORD_COUNT_AT + 4 == HEADER_BYTES);
+const _: () = assert!(CRC_AT + 4 == CRC_START && ATTRIBUTES_AT == CRC_START);
+const _: () = assert!(LEADER_EPOCH_AT + 4 == STAMPED_PREFIX_BYTES);
+
+const COMPRESSION_MASK: u16 = 0b0111;
+const TIMESTAMP_TYPE_BIT: u16 = 0b1000;
+const RESERVED_ATTRIBUTE_BITS: u16 = !(COMPRESSION_MASK | TIMESTAMP_TYPE_BIT);
+
+/// No producer id: the batch is not from an idempotent producer.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// No producer epoch.
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// No sequence number.
+pub const NO_SEQUENCE: i32 = -1;
+
+/// The compression codec in a batch's attributes. Only `None` is implemented; the other
+/// ids are reserved so that they keep their meaning when support is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compression {
+    /// Records are stored as they are.
+    None = 0,
+}
+
+/// What a batch's timestamps mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Set by the producer when it created the record.
+    CreateTime,
+    /// Set by the broker when it appended the batch.
+    LogAppendTime,
+}
+
+fn read_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+fn read_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn read_u64(buf: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The total size of the batch at the start of `buf`, read from its length field, or
+/// `None` if fewer than [`LOG_OVERHEAD_BYTES`] bytes are present.
+pub fn total_len(buf: &[u8]) -> Option<usize> {
+    let length = buf.get(BATCH_LENGTH_AT..LOG_OVERHEAD_BYTES)?;
+    let length = u32::from_be_bytes(length.try_into().ok()?);
+    Some(LOG_OVERHEAD_BYTES + length as usize)
+}
+
+/// The decoded fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Bytes after the `batch_length` field.
+    pub batch_length: u32,
+    /// Epoch of the leader that appended the batch.
+    pub leader_epoch: u32,
+    /// Format version.
+    pub magic: u8,
+    /// CRC32 of bytes [`CRC_START`]`..`.
+    pub crc: u32,
+    /// Compression and timestamp type bits.
+    pub attributes: u16,
+    /// `record_count - 1`.
+    pub last_offset_delta: u32,
+    /// Timestamp of the first record.
+    pub first_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or [`NO_PRODUCER_ID`].
+    pub producer_id: i64,
+    /// Idempotent producer epoch, or [`NO_PRODUCER_EPOCH`].
+    pub producer_epoch: i16,
+    /// Sequence number of the first record, or [`NO_SEQUENCE`].
+    pub base_sequence: i32,
+    /// Records in the batch.
+    pub record_count: u32,
+}
+
+impl BatchHeader {
+    /// Reads the fixed header at the start of `buf`. Checks only that the header is
+    /// complete; see [`validate`] and [`verify_crc`] for the checks that matter.
+    ///
+    /// # Errors
+    /// [`BatchError::Truncated`] if `buf` is shorter than [`HEADER_BYTES`].
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                need: HEADER_BYTES,
+                have: buf.len(),
+            });
+        }
+        Ok(Self {
+            base_offset: read_u64(buf, BASE_OFFSET_AT),
+            batch_length: read_u32(buf, BATCH_LENGTH_AT),
+            leader_epoch: read_u32(buf, LEADER_EPOCH_AT),
+            magic: buf[MAGIC_AT],
+            crc: read_u32(buf, CRC_AT),
+            attributes: read_u16(buf, ATTRIBUTES_AT),
+            last_offset_delta: read_u32(buf, LAST_OFFSET_DELTA_AT),
+            first_timestamp: read_u64(buf, FIRST_TIMESTAMP_AT) as i64,
+            max_timestamp: read_u64(buf, MAX_TIMESTAMP_AT) as i64,
+            producer_id: read_u64(buf, PRODUCER_ID_AT) as i64,
+            producer_epoch: read_u16(buf, PRODUCER_EPOCH_AT) as i16,
+            base_sequence: read_u32(buf, BASE_SEQUENCE_AT) as i32,
+            record_count: read_u32(buf, RECORD_COUNT_AT),
+        })
+    }
+
+    /// Total bytes of the batch, header included.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD_BYTES + self.batch_length as usize
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.last_offset_delta)
+    }
+
+    /// Offset after the last record.
+    pub fn next_offset(&self) -> u64 {
+        self.last_offset() + 1
+    }
+
+    /// The timestamp type bit.
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & TIMESTAMP_TYPE_BIT == 0 {
+            TimestampType::CreateTime
+        } else {
+            TimestampType::LogAppendTime
+        }
+    }
+}
+
+/// Checks the CRC of the single batch that makes up `batch`: the cheap check used when
+/// reading back from disk.
+///
+/// # Errors
+/// [`BatchError::Truncated`], [`BatchError::InvalidLength`] if `batch` is not exactly one
+/// batch long, [`BatchError::InvalidMagic`], or [`BatchError::CrcMismatch`].
+pub fn verify_crc(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.total_len() != batch.len() {
+        return Err(BatchError::InvalidLength {
+            length: header.total_len() as u64,
+            min: batch.len(),
+            max: batch.len(),
+        });
+    }
+    if header.magic != MAGIC {
+        return Err(BatchError::InvalidMagic {
+            magic: header.magic,
+            expected: MAGIC,
+        });
+    }
+    let computed = crc32fast::hash(&batch[CRC_START..]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(header)
+}
+
+/// Fully validates one batch from a producer: length within `batch_bytes_max`, magic,
+/// CRC, attributes, header counts, and every record (dense offset deltas, lengths, UTF-8
+/// header keys, timestamps agreeing with `max_timestamp`).
+///
+/// # Errors
+/// The first [`BatchError`] found.
+pub fn validate(batch: &[u8], batch_bytes_max: usize) -> Result<BatchHeader, BatchError> {
+    let claimed = total_len(batch).ok_or(BatchError::Truncated {
+        need: LOG_OVERHEAD_BYTES,
+        have: batch.len(),
+    })?;
+    let min = HEADER_BYTES + RECORD_BYTES_MIN;
+    if claimed < min || claimed > batch_bytes_max {
+        return Err(BatchError::InvalidLength {
+            length: claimed as u64,
+            min,
+            max: batch_bytes_max,
+        });
+    }
+    if claimed > batch.len() {
+        return Err(BatchError::Truncated {
+            need: claimed,
+            have: batch.len(),
+        });
+    }
+    let header = verify_crc(batch)?;
+    check_attributes(header.attributes)?;
+    if header.record_count == 0 {
+        return Err(BatchError::Inconsistent {
+            reason: "record_count is zero",
+        });
+    }
+    if header.last_offset_delta != header.record_count - 1 {
+        return Err(BatchError::Inconsistent {
+            reason: "last_offset_delta is not record_count - 1",
+        });
+    }
+    let max_timestamp = BatchView {
+        header,
+        bytes: batch,
+    }
+    .validate_records()?;
+    if max_timestamp != header.max_timestamp {
+        return Err(BatchError::Inconsistent {
+            reason: "max_timestamp is not the largest record timestamp",
+        });
+    }
+    Ok(header)
+}
+
+fn check_attributes(attributes: u16) -> Result<(), BatchError> {
+    if attributes & RESERVED_ATTRIBUTE_BITS != 0 {
+        return Err(BatchError::InvalidAttributes { attributes });
+    }
+    match (attributes & COMPRESSION_MASK) as u8 {
+        codec if codec == Compression::None as u8 => Ok(()),
+        codec => Err(BatchError::UnsupportedCompression { codec }),
+    }
+}
+
+/// The first [`STAMPED_PREFIX_BYTES`] of `batch` with the base offset and leader epoch
+/// replaced. Writing this prefix followed by `batch[STAMPED_PREFIX_BYTES..]` stores the
+/// stamped batch without copying or re-checksumming the rest.
+///
+/// # Panics
+/// If `batch` is shorter than [`STAMPED_PREFIX_BYTES`]; callers validate first.
+pub fn stamped_prefix(
+    batch: &[u8],
+    base_offset: u64,
+    leader_epoch: u32,
+) -> [u8; STAMPED_PREFIX_BYTES] {
+    let mut prefix = [0u8; STAMPED_PREFIX_BYTES];
+    prefix.copy_from_slice(&batch[..STAMPED_PREFIX_BYTES]);
+    prefix[BASE_OFFSET_AT..BATCH_LENGTH_AT].copy_from_slice(&base_offset.to_be_bytes());
+    prefix[LEADER_EPOCH_AT..STAMPED_PREFIX_BYTES].copy_from_slice(&leader_epoch.to_be_bytes());
+    prefix
+}
+
+/// Overwrites the base offset and leader epoch of a batch in place.
+///
+/// # Panics
+/// If `batch` is shorter than [`STAMPED_PREFIX_BYTES`].
+pub fn stamp(batch: &mut [u8], base_offset: u64, leader_epoch: u32) {
+    let prefix = stamped_prefix(batch, base_offset, leader_epoch);
+    batch[..STAMPED_PREFIX_BYTES].copy_from_slice(&prefix);
+}
+
+/// One batch inside a buffer, with its parsed header.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchView<'a> {
+    /// The parsed header.
+    pub header: BatchHeader,
+    /// The whole batch, header included.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> BatchView<'a> {
+    /// A lazy iterator over the batch's records. Keys, values and headers borrow from the
+    /// batch; nothing is copied or allocated.
+    pub fn records(&self) -> Records<'a> {
+        Records {
+            header: self.header,
+            buf: self.bytes,
+            position: HEADER_BYTES,
+            index: 0,
+        }
+    }
+
+    /// Walks every record, returning the largest timestamp.
+    fn validate_records(&self) -> Result<i64, BatchError> {
+        let mut records = self.records();
+        let mut max_timestamp = i64::MIN;
+        for record in records.by_ref() {
+            max_timestamp = max_timestamp.max(record?.timestamp);
+        }
+        if records.position != self.bytes.len() {
+            return Err(BatchError::InvalidRecord {
+                index: self.header.record_count,
+                offset: records.position,
+                reason: "bytes after the last record",
+            });
+        }
+        Ok(max_timestamp)
+    }
+}
+
+/// Iterates over the batches laid end to end in a buffer (a fetch response, a segment).
+/// Checks lengths and headers only, not CRCs; a partial batch at the end is an error.
+#[derive(Debug, Clone)]
+pub struct Batches<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Batches<'a> {
+    /// Batches in `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let result = BatchHeader::parse(self.buf).and_then(|header| {
+            let length = header.total_len();
+            if length < HEADER_BYTES {
+                return Err(BatchError::InvalidLength {
+                    length: length as u64,
+                    min: HEADER_BYTES,
+                    max: usize::MAX,
+                });
+            }
+            let bytes = self.buf.get(..length).ok_or(BatchError::Truncated {
+                need: length,
+                have: self.buf.len(),
+            })?;
+            Ok(BatchView { header, bytes })
+        });
+        match &result {
+            Ok(view) => self.buf = &self.buf[view.bytes.len()..],
+            Err(_) => self.buf = &[],
+        }
+        Some(result)
+    }
+}
+
+/// One record, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The record's offset: the batch's base offset plus its offset delta.
+    pub offset: u64,
+    /// The record's timestamp in ms: the batch's first timestamp plus its delta.
+    pub timestamp: i64,
+    /// The key, or `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// The value, or `None` for a null value.
+    pub value: Option<&'a [u8]>,
+    /// The headers, decoded lazily.
+    pub headers: Headers<'a>,
+}
+
+/// One record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The header's name.
+    pub key: &'a str,
+    /// The header's value, or `None` for null.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Iterates over a record's headers. Created only over headers already checked by
+/// [`Records`], so it yields plain values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headers<'a> {
+    buf: &'a [u8],
+    remaining: usize,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = Header<'a>;
+
+    fn next(&mut self) -> Option<Header<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let mut cursor = Cursor {
+            buf: self.buf,
+            position: 0,
+            index: 0,
+        };
+        let header = cursor.header().ok()?;
+        self.buf = &self.buf[cursor.position..];
+        self.remaining -= 1;
+        Some(header)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Headers<'_> {}
+
+/// Iterates over the records of a batch, checking each as it goes.
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    header: BatchHeader,
+    buf: &'a [u8],
+    position: usize,
+    index: u32,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.header.record_count {
+            return None;
+        }
+        let mut cursor = Cursor {
+            buf: self.buf,
+            position: self.position,
+            index: self.index,
+        };
+        let result = cursor.record(&self.header);
+        match result {
+            Ok(_) => {
+                self.position = cursor.position;
+                self.index += 1;
+            }
+            Err(_) => self.index = self.header.record_count,
+        }
+        Some(result)
+    }
+}
+
+/// Bounds-checked varint reading inside a batch.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    position: usize,
+    index: u32,
+}
+
+impl<'a> Cursor<'a> {
+    fn fail(&self, reason: &'static str) -> BatchError {
+        BatchError::InvalidRecord {
+            index: self.index,
+            offset: self.position,
+            reason,
+        }
+    }
+
+    fn varint(&mut self) -> Result<i64, BatchError> {
+        let rest = self.buf.get(self.position..).unwrap_or_default();
+        let (value, used) =
+            varint::get(rest).ok_or_else(|| self.fail("truncated or overlong varint"))?;
+        self.position += used;
+        Ok(value)
+    }
+
+    fn length(&mut self, nullable: bool) -> Result<Option<usize>, BatchError> {
+        match self.varint()? {
+            -1 if nullable => Ok(None),
+            length if length >= 0 => Ok(Some(length as usize)),
+            _ => Err(self.fail("negative length")),
+        }
+    }
+
+    fn take(&mut self, count: usize) -> Result<&'a [u8], BatchError> {
+        let end = self
+            .position
+            .checked_add(count)
+            .ok_or_else(|| self.fail("length overflows"))?;
+        let bytes = self
+            .buf
+            .get(self.position..end)
+            .ok_or_else(|| self.fail("field runs past the record"))?;
+        self.position = end;
+        Ok(bytes)
+    }
+
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+        match self.length(true)? {
+            None => Ok(None),
+            Some(length) => self.take(length).map(Some),
+        }
+    }
+
+    fn header(&mut self) -> Result<Header<'a>, BatchError> {
+        let key_length = self.length(false)?.unwrap_or_default();
+        let key = self.take(key_length)?;
+        let key = std::str::from_utf8(key).map_err(|_| self.fail("header key is not UTF-8"))?;
+        let value = self.nullable_bytes()?;
+        Ok(Header { key, value })
+    }
+
+    fn record(&mut self, batch: &BatchHeader) -> Result<Record<'a>, BatchError> {
+        let length = self.length(false)?.unwrap_or_default();
+        let end = self
+            .position
+            .checked_add(length)
+            .filter(|end| *end <= self.buf.len());
+        let end = end.ok_or_else(|| self.fail("record length runs past the batch"))?;
+        // Parse within the record's own bounds so a field cannot read into the next one.
+        let outer = self.buf;
+        self.buf = &outer[..end];
+        let record = self.record_body(batch);
+        self.buf = outer;
+        let record = record?;
+        if self.position != end {
+            return Err(self.fail("record length disagrees with its fields"));
+        }
+        Ok(record)
+    }
+
+    fn record_body(&mut self, batch: &BatchHeader) -> Result<Record<'a>, BatchError> {
+        if self.take(1)? != [0] {
+            return Err(self.fail("record attributes are not zero"));
+        }
+        let timestamp_delta = self.varint()?;
+        let timestamp = batch
+            .first_timestamp
+            .checked_add(timestamp_delta)
+            .ok_or_else(|| self.fail("timestamp overflows"))?;
+        if self.varint()? != i64::from(self.index) {
+            return Err(self.fail("offset delta is not the record's index"));
+        }
+        let key = self.nullable_bytes()?;
+        let value = self.nullable_bytes()?;
+        let header_count = self.length(false)?.unwrap_or_default();
+        let headers_start = self.position;
+        for _ in 0..header_count {
+            self.header()?;
+        }
+        let headers = Headers {
+            buf: &self.buf[headers_start..self.position],
+            remaining: header_count,
+        };
+        Ok(Record {
+            offset: batch.base_offset + u64::from(self.index),
+            timestamp,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+/// Encodes records into one batch. Owns its buffer; not thread-safe.
+///
+/// ```
+/// use strata_protocol::batch::{self, BatchBuilder, Header};
+///
+/// let mut builder = BatchBuilder::new();
+/// builder.push(1_700_000_000_000, Some(b"user-7"), Some(b"clicked"), &[Header { key: "trace", value: Some(b"a1") }]);
+/// builder.push(1_700_000_000_003, None, Some(b"viewed"), &[]);
+/// let bytes = builder.finish();
+/// let header = batch::validate(&bytes, 1 << 20).unwrap();
+/// assert_eq!(header.record_count, 2);
+/// ```
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: BytesMut,
+    record_count: u32,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty batch without producer id.
+    pub fn new() -> Self {
+        Self::with_capacity(HEADER_BYTES + 256)
+    }
+
+    /// An empty batch whose buffer can hold `capacity` bytes before growing.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(capacity.max(HEADER_BYTES));
+        buf.put_bytes(0, HEADER_BYTES);
+        Self {
+            buf,
+            record_count: 0,
+            first_timestamp: 0,
+            max_timestamp: i64::MIN,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+        }
+    }
+
+    /// Stamps the batch with an idempotent producer's id, epoch and first sequence.
+    pub fn producer(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> &mut Self {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Records pushed so far.
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// The batch's size in bytes if finished now.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many bytes [`push`](Self::push) would add for this record.
+    pub fn record_len(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> usize {
+        let body = self.body_len(timestamp, key, value, headers);
+        varint::encoded_len(body as i64) + body
+    }
+
+    fn timestamp_delta(&self, timestamp: i64) -> i64 {
+        if self.record_count == 0 {
+            0
+        } else {
+            timestamp.wrapping_sub(self.first_timestamp)
+        }
+    }
+
+    fn body_len(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> usize {
+        fn nullable_len(bytes: Option<&[u8]>) -> usize {
+            bytes.map_or(1, |bytes| {
+                varint::encoded_len(bytes.len() as i64) + bytes.len()
+            })
+        }
+        let headers_len: usize = headers
+            .iter()
+            .map(|header| {
+                varint::encoded_len(header.key.len() as i64)
+                    + header.key.len()
+                    + nullable_len(header.value)
+            })
+            .sum();
+        1 + varint::encoded_len(self.timestamp_delta(timestamp))
+            + varint::encoded_len(i64::from(self.record_count))
+            + nullable_len(key)
+            + nullable_len(value)
+            + varint::encoded_len(headers.len() as i64)
+            + headers_len
+    }
+
+    /// Appends one record.
+    ///
+    /// # Panics
+    /// If the batch already holds `u32::MAX` records.
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
+        fn put_nullable(out: &mut BytesMut, bytes: Option<&[u8]>) {
+            match bytes {
+                None => varint::put(out, -1),
+                Some(bytes) => {
+                    varint::put(out, bytes.len() as i64);
+                    Sink::put_slice(out, bytes);
+                }
+            }
+        }
+        assert!(self.record_count < u32::MAX, "batch record count overflow");
+        let body_len = self.body_len(timestamp, key, value, headers);
+        let delta = self.timestamp_delta(timestamp);
+        let out = &mut self.buf;
+        out.reserve(varint::VARLONG_BYTES_MAX + body_len);
+        varint::put(out, body_len as i64);
+        out.put_u8(0);
+        varint::put(out, delta);
+        varint::put(out, i64::from(self.record_count));
+        put_nullable(out, key);
+        put_nullable(out, value);
+        varint::put(out, headers.len() as i64);
+        for header in headers {
+            varint::put(out, header.key.len() as i64);
+            Sink::put_slice(out, header.key.as_bytes());
+            put_nullable(out, header.value);
+        }
+        if self.record_count == 0 {
+            self.first_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.record_count += 1;
+    }
+
+    /// Writes the header and CRC and returns the batch, with base offset 0 and leader
+    /// epoch 0 (the broker stamps both).
+    ///
+    /// # Panics
+    /// If no record was pushed, or the batch exceeds 4 GiB.
+    pub fn finish(self) -> Bytes {
+        assert!(self.record_count > 0, "a batch needs at least one record");
+        let mut buf = self.buf;
+        let batch_length =
+            u32::try_from(buf.len() - LOG_OVERHEAD_BYTES).expect("batch under 4 GiB");
+        let mut header = &mut buf[..HEADER_BYTES];
+        header.put_u64(0);
+        header.put_u32(batch_length);
+        header.put_u32(0);
+        header.put_u8(MAGIC);
+        header.put_u32(0);
+        header.put_u16(Compression::None as u16);
+        header.put_u32(self.record_count - 1);
+        header.put_i64(self.first_timestamp);
+        header.put_i64(self.max_timestamp);
+        header.put_i64(self.producer_id);
+        header.put_i16(self.producer_epoch);
+        header.put_i32(self.base_sequence);
+        header.put_u32(self.record_count);
+        let crc = crc32fast::hash(&buf[CRC_START..]);
+        buf[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
+        buf.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct TestRecord {
+        timestamp: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+    }
+
+    fn bytes_strategy() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Vec::new())),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Some),
+            proptest::collection::vec(any::<u8>(), 1000..5000).prop_map(Some),
+        ]
+    }
+
+    fn record_strategy() -> impl Strategy<Value = TestRecord> {
+        (
+            -1_000_000i64..4_000_000_000_000,
+            bytes_strategy(),
+            bytes_strategy(),
+            proptest::collection::vec(("[a-z\u{e9}]{0,8}", bytes_strategy()), 0..4),
+        )
+            .prop_map(|(timestamp, key, value, headers)| TestRecord {
+                timestamp,
+                key,
+                value,
+                headers,
+            })
+    }
+
+    fn build(records: &[TestRecord]) -> Bytes {
+        let mut builder = BatchBuilder::new();
+        for record in records {
+            let headers: Vec<Header<'_>> = record
+                .headers
+                .iter()
+                .map(|(key, value)| Header {
+                    key,
+                    value: value.as_deref(),
+                })
+                .collect();
+            let before = builder.len();
+            let expected = builder.record_len(
+                record.timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+            );
+            builder.push(
+                record.timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+            );
+            assert_eq!(builder.len() - before, expected);
+        }
+        builder.finish()
+    }
+
+    proptest! {
+        #[test]
+        fn batches_round_trip(records in proptest::collection::vec(record_strategy(), 1..20), base in 0u64..1 << 60, epoch: u32) {
+            let mut bytes = build(&records).to_vec();
+            stamp(&mut bytes, base, epoch);
+            let header = validate(&bytes, usize::MAX).unwrap();
+            prop_assert_eq!(header.base_offset, base);
+            prop_assert_eq!(header.leader_epoch, epoch);
+            prop_assert_eq!(header.record_count as usize, records.len());
+            prop_assert_eq!(header.max_timestamp, records.iter().map(|r| r.timestamp).max().unwrap());
+            let view = BatchView { header, bytes: &bytes };
+            let decoded: Vec<Record<'_>> = view.records().collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(decoded.len(), records.len());
+            for (index, (record, expected)) in decoded.iter().zip(&records).enumerate() {
+                prop_assert_eq!(record.offset, base + index as u64);
+                prop_assert_eq!(record.timestamp, expected.timestamp);
+                prop_assert_eq!(record.key, expected.key.as_deref());
+                prop_assert_eq!(record.value, expected.value.as_deref());
+                let headers: Vec<(String, Option<Vec<u8>>)> =
+                    record.headers.map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect();
+                prop_assert_eq!(&headers, &expected.headers);
+            }
+        }
+
+        #[test]
+        fn any_bit_flip_in_crc_covered_bytes_fails(records in proptest::collection::vec(record_strategy(), 1..4), seed: u64) {
+            let bytes = build(&records);
+            let covered_bits = (bytes.len() - CRC_START) * 8;
+            let bit = CRC_START * 8 + (seed as usize % covered_bits);
+            let mut flipped = bytes.to_vec();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(verify_crc(&flipped).is_err());
+            prop_assert!(validate(&flipped, usize::MAX).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = validate(&bytes, usize::MAX);
+            for view in Batches::new(&bytes).flatten() {
+                for record in view.records().flatten() {
+                    record.headers.for_each(drop);
+                }
+            }
+        }
+
+        #[test]
+        fn corrupted_records_with_fixed_crc_never_panic(records in proptest::collection::vec(record_strategy(), 1..4), position: usize, byte: u8) {
+            // Corrupt a record byte and recompute the CRC, so the record walk itself must
+            // catch (or tolerate) the damage.
+            let mut bytes = build(&records).to_vec();
+            let at = HEADER_BYTES + position % (bytes.len() - HEADER_BYTES);
+            bytes[at] = byte;
+            let crc = crc32fast::hash(&bytes[CRC_START..]);
+            bytes[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
+            let _ = validate(&bytes, usize::MAX);
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        build(&[
+            TestRecord {
+                timestamp: 10,
+                key: Some(b"k".to_vec()),
+                value: Some(b"v".to_vec()),
+                headers: vec![],
+            },
+            TestRecord {
+                timestamp: 12,
+                key: None,
+                value: Some(b"w".to_vec()),
+                headers: vec![],
+            },
+        ])
+        .to_vec()
+    }
+
+    #[test]
+    fn every_bit_of_a_small_batch_is_protected() {
+        let bytes = sample();
+        for bit in CRC_START * 8..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                matches!(verify_crc(&flipped), Err(BatchError::CrcMismatch { .. })),
+                "bit {bit}"
+            );
+        }
+    }
+
+    #[test]
+    fn stamping_keeps_the_crc_valid() {
+        let mut bytes = sample();
+        stamp(&mut bytes, 1 << 40, 7);
+        let header = verify_crc(&bytes).unwrap();
+        assert_eq!((header.base_offset, header.leader_epoch), (1 << 40, 7));
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let bytes = sample();
+        for length in 0..bytes.len() {
+            assert!(
+                validate(&bytes[..length], usize::MAX).is_err(),
+                "length {length}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_batches_are_rejected() {
+        let bytes = sample();
+        assert!(matches!(
+            validate(&bytes, bytes.len() - 1),
+            Err(BatchError::InvalidLength { .. })
+        ));
+        assert!(validate(&bytes, bytes.len()).is_ok());
+    }
+
+    #[test]
+    fn header_inconsistencies_are_named() {
+        fn rewrite(mut bytes: Vec<u8>, at: usize, value: &[u8]) -> Vec<u8> {
+            bytes[at..at + value.len()].copy_from_slice(value);
+            let crc = crc32fast::hash(&bytes[CRC_START..]);
+            bytes[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
+            bytes
+        }
+        let bytes = sample();
+        let cases: [(usize, &[u8], &str); 5] = [
+            (RECORD_COUNT_AT, &0u32.to_be_bytes(), "zero records"),
+            (RECORD_COUNT_AT, &3u32.to_be_bytes(), "count above records"),
+            (
+                LAST_OFFSET_DELTA_AT,
+                &5u32.to_be_bytes(),
+                "bad last offset delta",
+            ),
+            (MAX_TIMESTAMP_AT, &99i64.to_be_bytes(), "bad max timestamp"),
+            (
+                ATTRIBUTES_AT,
+                &0x10u16.to_be_bytes(),
+                "reserved attribute bit",
+            ),
+        ];
+        for (at, value, name) in cases {
+            assert!(
+                validate(&rewrite(bytes.clone(), at, value), usize::MAX).is_err(),
+                "{name}"
+            );
+        }
+        let lz4 = rewrite(bytes.clone(), ATTRIBUTES_AT, &3u16.to_be_bytes());
+        assert_eq!(
+            validate(&lz4, usize::MAX),
+            Err(BatchError::UnsupportedCompression { codec: 3 })
+        );
+        let mut wrong_magic = bytes;
+        wrong_magic[MAGIC_AT] = 9;
+        assert_eq!(
+            validate(&wrong_magic, usize::MAX),
+            Err(BatchError::InvalidMagic {
+                magic: 9,
+                expected: MAGIC
+            })
+        );
+    }
+
+    #[test]
+    fn batches_iterates_back_to_back_batches() {
+        let mut log = Vec::new();
+        for base in [0u64, 2, 4] {
+            let mut batch = sample();
+            stamp(&mut batch, base, 1);
+            log.extend_from_slice(&batch);
+        }
+        let bases: Vec<u64> = Batches::new(&log)
+            .map(|batch| batch.unwrap().header.base_offset)
+            .collect();
+        assert_eq!(bases, [0, 2, 4]);
+        let partial = &log[..log.len() - 1];
+        assert!(Batches::new(partial).last().unwrap().is_err());
+    }
+}

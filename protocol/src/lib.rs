@@ -1,0 +1,46 @@
+//! The Strata wire protocol: a pure codec with no I/O, no async runtime and no files.
+//!
+//! ```text
+//!  ┌──────────┬────────────────────────────────────────────────────────────┐
+//!  │ length   │ payload (length bytes)                                     │
+//!  │ u32 BE   │                                                            │
+//!  └──────────┴────────────────────────────────────────────────────────────┘
+//!  request payload:
+//!  ┌─────────┬─────────────┬────────────────┬──────────────────┬──────────┐
+//!  │ api_key │ api_version │ correlation_id │ client_id        │ body     │
+//!  │ u16     │ u16         │ u32            │ u16 len + UTF-8  │ per API  │
+//!  └─────────┴─────────────┴────────────────┴──────────────────┴──────────┘
+//!  response payload:
+//!  ┌────────────────┬────────────┬─────────────────────────────────────────┐
+//!  │ correlation_id │ error_code │ body if error_code = 0, else message    │
+//!  │ u32            │ u16        │                                         │
+//!  └────────────────┴────────────┴─────────────────────────────────────────┘
+//! ```
+//!
+//! Decoding goes from a received buffer to `(value, bytes consumed)`-style cursors
+//! ([`wire::Reader`]); payloads come back as [`bytes::Bytes`] that share the buffer.
+//! Encoding writes into a caller-owned [`wire::Sink`]: a `BytesMut`, or a
+//! [`wire::VectoredBuf`] that keeps large payloads by reference for `writev`.
+//! `docs/protocol.md` is the byte-by-byte specification.
+//!
+//! # Layout
+//! - [`wire`]: primitives, the [`wire::Wire`] trait, varints.
+//! - [`frame`]: frame and header encoding and decoding.
+//! - [`api`]: API keys, versions, and the [`Request`] / [`Response`] enums.
+//! - [`messages`]: one module per API's request and response bodies.
+//! - [`batch`]: the record batch format, its builder and its lazy record iterator.
+//! - [`error`]: wire [`ErrorCode`]s, [`DecodeError`] and [`BatchError`].
+//! - `codec` (feature `codec`): the tokio-util frame codec.
+
+pub mod api;
+pub mod batch;
+#[cfg(feature = "codec")]
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod wire;
+
+pub use api::{ApiKey, Request, Response};
+pub use error::{BatchError, DecodeError, ErrorCode};
+pub use frame::{RequestHeader, ResponseHeader};

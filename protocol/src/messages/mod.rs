@@ -1,0 +1,15 @@
+//! Request and response bodies, one file per API.
+
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+pub use api_versions::*;
+pub use fetch::*;
+pub use list_offsets::*;
+pub use metadata::*;
+pub use produce::*;
+pub use topics::*;

@@ -1,0 +1,109 @@
+//! Topic administration: CreateTopics (key 2), DeleteTopics (key 3) and
+//! CreatePartitions (key 4). Each topic succeeds or fails on its own.
+
+use crate::error::ErrorCode;
+use crate::wire::wire_struct;
+
+wire_struct! {
+    /// One topic configuration override, such as `retention_ms` = `86400000`.
+    pub struct ConfigEntry {
+        /// The configuration key.
+        pub key: String,
+        /// The value, as text.
+        pub value: String,
+    }
+}
+
+wire_struct! {
+    /// A topic to create.
+    pub struct CreatableTopic {
+        /// The topic name.
+        pub name: String,
+        /// Partitions to create.
+        pub partition_count: u32,
+        /// Copies of each partition.
+        pub replication_factor: u16,
+        /// Overrides of the broker's topic defaults.
+        pub configs: Vec<ConfigEntry>,
+    }
+}
+
+wire_struct! {
+    /// Creates topics.
+    pub struct CreateTopicsRequest {
+        /// The topics.
+        pub topics: Vec<CreatableTopic>,
+        /// How long to wait for creation to complete.
+        pub timeout_ms: u32,
+        /// Validate only; create nothing.
+        pub validate_only: bool,
+    }
+}
+
+wire_struct! {
+    /// The outcome for one topic of an admin request.
+    pub struct TopicResult {
+        /// The topic name.
+        pub name: String,
+        /// `None` on success.
+        pub error_code: ErrorCode,
+        /// Details beyond the code's own message.
+        pub error_message: Option<String>,
+    }
+}
+
+wire_struct! {
+    /// Per-topic outcomes of CreateTopics.
+    pub struct CreateTopicsResponse {
+        /// One result per requested topic.
+        pub topics: Vec<TopicResult>,
+    }
+}
+
+wire_struct! {
+    /// Deletes topics and all their data.
+    pub struct DeleteTopicsRequest {
+        /// The topic names.
+        pub names: Vec<String>,
+        /// How long to wait for deletion to complete.
+        pub timeout_ms: u32,
+    }
+}
+
+wire_struct! {
+    /// Per-topic outcomes of DeleteTopics.
+    pub struct DeleteTopicsResponse {
+        /// One result per requested topic.
+        pub topics: Vec<TopicResult>,
+    }
+}
+
+wire_struct! {
+    /// A topic's new, larger partition count.
+    pub struct PartitionCountChange {
+        /// The topic name.
+        pub name: String,
+        /// The total partition count after the change.
+        pub partition_count: u32,
+    }
+}
+
+wire_struct! {
+    /// Adds partitions to existing topics.
+    pub struct CreatePartitionsRequest {
+        /// The changes.
+        pub topics: Vec<PartitionCountChange>,
+        /// How long to wait for the change to complete.
+        pub timeout_ms: u32,
+        /// Validate only; change nothing.
+        pub validate_only: bool,
+    }
+}
+
+wire_struct! {
+    /// Per-topic outcomes of CreatePartitions.
+    pub struct CreatePartitionsResponse {
+        /// One result per requested topic.
+        pub topics: Vec<TopicResult>,
+    }
+}

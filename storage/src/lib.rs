@@ -1,0 +1,1 @@
+//! The Strata partition log on disk.
