@@ -9,6 +9,9 @@ struct Args {}
 
 fn main() {
     let _args = Args::parse();
-    eprintln!("strata-broker {}: the network server is not built yet (see issue 4)", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "strata-broker {}: the network server is not built yet (see issue 4)",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::exit(1);
 }

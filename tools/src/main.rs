@@ -9,6 +9,9 @@ struct Args {}
 
 fn main() {
     let _args = Args::parse();
-    eprintln!("strata {}: no commands yet (see issue 6)", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "strata {}: no commands yet (see issue 6)",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::exit(2);
 }

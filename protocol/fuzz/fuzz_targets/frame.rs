@@ -1,0 +1,20 @@
+//! Feeds arbitrary bytes through the frame codec and every request and response decoder.
+#![no_main]
+
+use bytes::{Bytes, BytesMut};
+use libfuzzer_sys::fuzz_target;
+use strata_protocol::codec::FrameCodec;
+use strata_protocol::frame;
+use tokio_util::codec::Decoder;
+
+fuzz_target!(|data: &[u8]| {
+    let mut codec = FrameCodec::new(1 << 16);
+    let mut stream = BytesMut::from(data);
+    while let Ok(Some(payload)) = codec.decode(&mut stream) {
+        let _ = frame::decode_request(&payload);
+    }
+    let payload = Bytes::copy_from_slice(data);
+    for api_key in 0..10 {
+        let _ = frame::decode_response(&payload, api_key, 0);
+    }
+});

@@ -1,0 +1,491 @@
+//! Every request and response round-trips through a frame; every truncation of a valid
+//! frame and arbitrary bytes are rejected without a panic.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use strata_protocol::frame::{self, RequestHeader};
+use strata_protocol::messages::*;
+use strata_protocol::wire::{Sink, VectoredBuf};
+use strata_protocol::{ErrorCode, Request, Response};
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9._\u{e9}-]{0,24}"
+}
+
+fn blob() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        Just(Bytes::new()),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from),
+        proptest::collection::vec(any::<u8>(), 600..3000).prop_map(Bytes::from),
+    ]
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    proptest::sample::select(ErrorCode::ALL)
+}
+
+fn vec<T: std::fmt::Debug>(element: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<T>> {
+    proptest::collection::vec(element, 0..4)
+}
+
+fn topic_result() -> impl Strategy<Value = TopicResult> {
+    (name(), error_code(), proptest::option::of(name())).prop_map(
+        |(name, error_code, error_message)| TopicResult {
+            name,
+            error_code,
+            error_message,
+        },
+    )
+}
+
+fn acks() -> impl Strategy<Value = Acks> {
+    prop_oneof![Just(Acks::None), Just(Acks::Leader), Just(Acks::All)]
+}
+
+fn requests() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (name(), name()).prop_map(|(client_software_name, client_software_version)| {
+            ApiVersionsRequest {
+                client_software_name,
+                client_software_version,
+            }
+            .into()
+        }),
+        proptest::option::of(vec(name())).prop_map(|topics| MetadataRequest { topics }.into()),
+        (
+            vec(
+                (name(), any::<u32>(), any::<u16>(), vec((name(), name()))).prop_map(
+                    |(name, partition_count, replication_factor, configs)| CreatableTopic {
+                        name,
+                        partition_count,
+                        replication_factor,
+                        configs: configs
+                            .into_iter()
+                            .map(|(key, value)| ConfigEntry { key, value })
+                            .collect(),
+                    }
+                )
+            ),
+            any::<u32>(),
+            any::<bool>()
+        )
+            .prop_map(|(topics, timeout_ms, validate_only)| CreateTopicsRequest {
+                topics,
+                timeout_ms,
+                validate_only
+            }
+            .into()),
+        (vec(name()), any::<u32>()).prop_map(|(names, timeout_ms)| DeleteTopicsRequest {
+            names,
+            timeout_ms
+        }
+        .into()),
+        (
+            vec(
+                (name(), any::<u32>()).prop_map(|(name, partition_count)| PartitionCountChange {
+                    name,
+                    partition_count
+                })
+            ),
+            any::<u32>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(topics, timeout_ms, validate_only)| CreatePartitionsRequest {
+                    topics,
+                    timeout_ms,
+                    validate_only
+                }
+                .into()
+            ),
+        (
+            acks(),
+            any::<u32>(),
+            vec((
+                name(),
+                vec((any::<u32>(), blob())
+                    .prop_map(|(partition, records)| ProducePartition { partition, records }))
+            ))
+        )
+            .prop_map(|(acks, timeout_ms, topics)| ProduceRequest {
+                acks,
+                timeout_ms,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| ProduceTopic { name, partitions })
+                    .collect(),
+            }
+            .into()),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            vec((
+                name(),
+                vec((any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+                    |(partition, fetch_offset, partition_max_bytes)| FetchPartition {
+                        partition,
+                        fetch_offset,
+                        partition_max_bytes
+                    }
+                ))
+            ))
+        )
+            .prop_map(|(max_wait_ms, min_bytes, max_bytes, topics)| FetchRequest {
+                max_wait_ms,
+                min_bytes,
+                max_bytes,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| FetchTopic { name, partitions })
+                    .collect(),
+            }
+            .into()),
+        vec((
+            name(),
+            vec(
+                (any::<u32>(), any::<i64>()).prop_map(|(partition, timestamp)| {
+                    ListOffsetsPartition {
+                        partition,
+                        timestamp,
+                    }
+                })
+            )
+        ))
+        .prop_map(|topics| ListOffsetsRequest {
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| ListOffsetsTopic { name, partitions })
+                .collect(),
+        }
+        .into()),
+    ]
+}
+
+fn responses() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (vec((any::<u16>(), any::<u16>(), any::<u16>())), name()).prop_map(
+            |(apis, broker_software_version)| {
+                ApiVersionsResponse {
+                    apis: apis
+                        .into_iter()
+                        .map(|(api_key, min_version, max_version)| ApiVersionRange {
+                            api_key,
+                            min_version,
+                            max_version,
+                        })
+                        .collect(),
+                    broker_software_version,
+                }
+                .into()
+            }
+        ),
+        (
+            name(),
+            any::<i32>(),
+            vec(
+                (any::<u32>(), name(), any::<u16>()).prop_map(|(node_id, host, port)| {
+                    BrokerMetadata {
+                        node_id,
+                        host,
+                        port,
+                    }
+                })
+            ),
+            vec((
+                error_code(),
+                name(),
+                vec((
+                    error_code(),
+                    any::<u32>(),
+                    any::<i32>(),
+                    any::<u32>(),
+                    vec(any::<u32>()),
+                    vec(any::<u32>())
+                )
+                    .prop_map(
+                        |(
+                            error_code,
+                            partition,
+                            leader_id,
+                            leader_epoch,
+                            replicas,
+                            in_sync_replicas,
+                        )| PartitionMetadata {
+                            error_code,
+                            partition,
+                            leader_id,
+                            leader_epoch,
+                            replicas,
+                            in_sync_replicas,
+                        }
+                    ))
+            )
+                .prop_map(|(error_code, name, partitions)| TopicMetadata {
+                    error_code,
+                    name,
+                    partitions
+                }))
+        )
+            .prop_map(
+                |(cluster_id, controller_id, brokers, topics)| MetadataResponse {
+                    cluster_id,
+                    controller_id,
+                    brokers,
+                    topics
+                }
+                .into()
+            ),
+        vec(topic_result()).prop_map(|topics| CreateTopicsResponse { topics }.into()),
+        vec(topic_result()).prop_map(|topics| DeleteTopicsResponse { topics }.into()),
+        vec(topic_result()).prop_map(|topics| CreatePartitionsResponse { topics }.into()),
+        vec((
+            name(),
+            vec((
+                any::<u32>(),
+                error_code(),
+                proptest::option::of(name()),
+                any::<u64>(),
+                any::<i64>(),
+                any::<u64>()
+            )
+                .prop_map(
+                    |(
+                        partition,
+                        error_code,
+                        error_message,
+                        base_offset,
+                        log_append_time,
+                        log_start_offset,
+                    )| {
+                        ProducePartitionResponse {
+                            partition,
+                            error_code,
+                            error_message,
+                            base_offset,
+                            log_append_time,
+                            log_start_offset,
+                        }
+                    }
+                ))
+        ))
+        .prop_map(|topics| ProduceResponse {
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| ProduceTopicResponse { name, partitions })
+                .collect(),
+        }
+        .into()),
+        vec((
+            name(),
+            vec((
+                any::<u32>(),
+                error_code(),
+                any::<u64>(),
+                any::<u64>(),
+                blob()
+            )
+                .prop_map(
+                    |(partition, error_code, high_watermark, log_start_offset, records)| {
+                        FetchPartitionResponse {
+                            partition,
+                            error_code,
+                            high_watermark,
+                            log_start_offset,
+                            records,
+                        }
+                    }
+                ))
+        ))
+        .prop_map(|topics| FetchResponse {
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| FetchTopicResponse { name, partitions })
+                .collect(),
+        }
+        .into()),
+        vec((
+            name(),
+            vec(
+                (any::<u32>(), error_code(), any::<i64>(), any::<i64>()).prop_map(
+                    |(partition, error_code, timestamp, offset)| ListOffsetsPartitionResponse {
+                        partition,
+                        error_code,
+                        timestamp,
+                        offset,
+                    }
+                )
+            )
+        ))
+        .prop_map(|topics| ListOffsetsResponse {
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| ListOffsetsTopicResponse { name, partitions })
+                .collect(),
+        }
+        .into()),
+    ]
+}
+
+fn request_frame(request: &Request, correlation_id: u32, client_id: String) -> Bytes {
+    let header = RequestHeader {
+        api_key: request.api_key() as u16,
+        api_version: 0,
+        correlation_id,
+        client_id,
+    };
+    let mut out = BytesMut::new();
+    let length = frame::encode_request(&mut out, &header, request);
+    assert_eq!(length + 4, out.len());
+    out.freeze()
+}
+
+fn concat(chunks: &[Bytes]) -> Vec<u8> {
+    chunks
+        .iter()
+        .flat_map(|chunk| chunk.iter().copied())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn requests_round_trip(request in requests(), correlation_id: u32, client_id in name()) {
+        let frame = request_frame(&request, correlation_id, client_id.clone());
+        let (header, decoded) = frame::decode_request(&frame.slice(4..)).unwrap();
+        prop_assert_eq!(header.correlation_id, correlation_id);
+        prop_assert_eq!(header.client_id, client_id);
+        prop_assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn responses_round_trip_through_both_sinks(response in responses(), correlation_id: u32) {
+        let mut flat = BytesMut::new();
+        frame::encode_response(&mut flat, correlation_id, &response);
+        let mut vectored = VectoredBuf::new();
+        frame::encode_response(&mut vectored, correlation_id, &response);
+        prop_assert_eq!(vectored.written(), flat.len());
+        prop_assert_eq!(concat(&vectored.into_chunks()), flat.to_vec());
+
+        let payload = flat.freeze().slice(4..);
+        let (id, decoded) = frame::decode_response(&payload, response.api_key() as u16, 0).unwrap();
+        prop_assert_eq!(id, correlation_id);
+        prop_assert_eq!(decoded.unwrap(), response);
+    }
+
+    #[test]
+    fn every_truncated_request_is_an_error(request in requests()) {
+        let frame = request_frame(&request, 7, "client".into());
+        let payload = frame.slice(4..);
+        for length in 0..payload.len() {
+            prop_assert!(frame::decode_request(&payload.slice(..length)).is_err(), "prefix {} decoded", length);
+        }
+    }
+
+    #[test]
+    fn every_truncated_response_is_an_error(response in responses()) {
+        let mut out = BytesMut::new();
+        frame::encode_response(&mut out, 7, &response);
+        let payload = out.freeze().slice(4..);
+        for length in 0..payload.len() {
+            prop_assert!(frame::decode_response(&payload.slice(..length), response.api_key() as u16, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), api_key in 0u16..10, api_version in 0u16..2) {
+        let payload = Bytes::from(bytes);
+        let _ = frame::decode_request(&payload);
+        let _ = frame::decode_response(&payload, api_key, api_version);
+        let _ = Request::decode(api_key, api_version, &payload);
+        let _ = Response::decode(api_key, api_version, &payload);
+    }
+}
+
+#[test]
+fn error_responses_carry_code_and_message() {
+    let mut out = BytesMut::new();
+    frame::encode_error_response(
+        &mut out,
+        9,
+        ErrorCode::UnsupportedVersion,
+        "Produce v9 is not supported",
+    );
+    let payload = out.freeze().slice(4..);
+    let (id, result) = frame::decode_response(&payload, 5, 0).unwrap();
+    assert_eq!(id, 9);
+    assert_eq!(
+        result.unwrap_err(),
+        (
+            ErrorCode::UnsupportedVersion,
+            "Produce v9 is not supported".to_owned()
+        )
+    );
+}
+
+#[test]
+fn long_error_messages_are_cut_at_a_char_boundary() {
+    let message = "é".repeat(40_000);
+    let mut out = BytesMut::new();
+    frame::encode_error_response(&mut out, 1, ErrorCode::Unknown, &message);
+    let (_, result) = frame::decode_response(&out.freeze().slice(4..), 1, 0).unwrap();
+    let (_, cut) = result.unwrap_err();
+    assert!(cut.len() <= strata_protocol::wire::STRING_BYTES_MAX && message.starts_with(&cut));
+}
+
+#[test]
+fn unknown_api_and_version_are_named_errors_that_keep_the_header() {
+    let request = Request::Metadata(MetadataRequest { topics: None });
+    for (api_key, api_version, expected) in [
+        (999, 0, ErrorCode::UnknownApiKey),
+        (1, 99, ErrorCode::UnsupportedVersion),
+    ] {
+        let header = RequestHeader {
+            api_key,
+            api_version,
+            correlation_id: 5,
+            client_id: String::new(),
+        };
+        let mut out = BytesMut::new();
+        frame::write_frame(&mut out, |out| {
+            strata_protocol::wire::Wire::encode(&header, out);
+            request.encode_body(out);
+        });
+        let (kept, error) = frame::decode_request(&out.freeze().slice(4..)).unwrap_err();
+        assert_eq!(kept.unwrap().correlation_id, 5);
+        assert_eq!(error.error_code(), expected);
+    }
+}
+
+#[test]
+fn trailing_bytes_after_a_body_are_rejected() {
+    let mut frame = request_frame(
+        &Request::Metadata(MetadataRequest { topics: None }),
+        1,
+        "c".into(),
+    )
+    .to_vec();
+    frame.push(0);
+    let (_, error) = frame::decode_request(&Bytes::from(frame).slice(4..)).unwrap_err();
+    assert!(matches!(
+        error,
+        strata_protocol::DecodeError::TrailingBytes { count: 1, .. }
+    ));
+}
+
+#[test]
+fn versions_negotiate_to_the_highest_shared_version() {
+    use strata_protocol::ApiKey;
+    use strata_protocol::api::{negotiate, supported_versions};
+    let ours = supported_versions();
+    assert_eq!(ours.len(), ApiKey::ALL.len());
+    assert_eq!(negotiate(ApiKey::Fetch, &ours), Some(0));
+    let newer = [ApiVersionRange {
+        api_key: ApiKey::Fetch as u16,
+        min_version: 1,
+        max_version: 4,
+    }];
+    assert_eq!(negotiate(ApiKey::Fetch, &newer), None);
+    assert_eq!(negotiate(ApiKey::Produce, &newer), None);
+}
