@@ -181,12 +181,13 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(u64::from(self.last_offset_delta))
     }
 
     /// Offset after the last record.
     pub fn next_offset(&self) -> u64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// The timestamp type bit.
@@ -343,7 +344,15 @@ impl<'a> BatchView<'a> {
         let mut records = self.records();
         let mut max_timestamp = i64::MIN;
         for record in records.by_ref() {
-            max_timestamp = max_timestamp.max(record?.timestamp);
+            let record = record?;
+            if record.offset == self.header.base_offset
+                && record.timestamp != self.header.first_timestamp
+            {
+                return Err(BatchError::Inconsistent {
+                    reason: "first_timestamp is not the first record's timestamp",
+                });
+            }
+            max_timestamp = max_timestamp.max(record.timestamp);
         }
         if records.position != self.bytes.len() {
             return Err(BatchError::InvalidRecord {
@@ -593,7 +602,7 @@ impl<'a> Cursor<'a> {
             remaining: header_count,
         };
         Ok(Record {
-            offset: batch.base_offset + u64::from(self.index),
+            offset: batch.base_offset.wrapping_add(u64::from(self.index)),
             timestamp,
             key,
             value,
@@ -696,7 +705,9 @@ impl BatchBuilder {
         if self.record_count == 0 {
             0
         } else {
-            timestamp.wrapping_sub(self.first_timestamp)
+            timestamp
+                .checked_sub(self.first_timestamp)
+                .expect("record timestamps within i64 range of each other")
         }
     }
 
@@ -731,7 +742,8 @@ impl BatchBuilder {
     /// Appends one record.
     ///
     /// # Panics
-    /// If the batch already holds `u32::MAX` records.
+    /// If the batch already holds `u32::MAX` records, or `timestamp` is more than the
+    /// `i64` range away from the first record's.
     pub fn push(
         &mut self,
         timestamp: i64,
@@ -955,6 +967,24 @@ mod tests {
                 "bit {bit}"
             );
         }
+    }
+
+    #[test]
+    fn the_worked_example_in_protocol_md_is_exact() {
+        let mut builder = BatchBuilder::new();
+        builder.push(1000, Some(b"k"), Some(b"v"), &[]);
+        // The hexdump of docs/protocol.md section 6.6, verbatim.
+        let expected = "00 00 00 00 00 00 00 00 00 00 00 3a 00 00 00 00
+                        01 dd e4 6a 3f 00 00 00 00 00 00 00 00 00 00 00
+                        00 03 e8 00 00 00 00 00 00 03 e8 ff ff ff ff ff
+                        ff ff ff ff ff ff ff ff ff 00 00 00 01 10 00 00
+                        00 02 6b 02 76 00";
+        let hex: String = builder
+            .finish()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(hex, expected.split_whitespace().collect::<String>());
     }
 
     #[test]

@@ -344,9 +344,13 @@ fn encode_count<S: Sink + ?Sized>(count: usize, out: &mut S) {
     count.encode(out);
 }
 
+/// Elements reserved up front at most; beyond this the vector grows as elements decode.
+const ARRAY_PREALLOCATE_MAX: usize = 64;
+
 fn decode_elements<T: Wire>(reader: &mut Reader<'_>, count: u32) -> Result<Vec<T>, DecodeError> {
     // Every element takes at least one byte, so a count above the bytes left is a lie:
-    // refuse it before allocating anything.
+    // refuse it at once. Reserve only a little up front, so memory grows with elements
+    // actually decoded rather than with what a peer announced.
     let count = count as usize;
     if count > reader.remaining() {
         return Err(DecodeError::InvalidLength {
@@ -356,7 +360,7 @@ fn decode_elements<T: Wire>(reader: &mut Reader<'_>, count: u32) -> Result<Vec<T
             remaining: reader.remaining(),
         });
     }
-    let mut elements = Vec::with_capacity(count);
+    let mut elements = Vec::with_capacity(count.min(ARRAY_PREALLOCATE_MAX));
     for _ in 0..count {
         elements.push(T::decode(reader)?);
     }
