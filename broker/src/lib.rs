@@ -1,1 +1,22 @@
-//! The Strata broker: networking, request handling, storage and metadata.
+//! The Strata broker: networking, request handling, topics and partition logs.
+//!
+//! A single node today; partition roles, leader epochs and the high watermark are in
+//! place so replication slots in without a rewrite.
+//!
+//! # Layout
+//! - [`server`]: listeners, connection limit, background jobs, graceful shutdown.
+//! - [`connection`]: one connection's pipelined read-dispatch-write loop.
+//! - `handler`: one file per API, from decoded request to response.
+//! - [`topics`]: the topic registry and its persisted metadata.
+//! - [`partition`]: a partition's log, high watermark and waiters, over `strata-storage`.
+//! - [`config`]: every setting and limit, and how flags, environment and file combine.
+//! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+mod handler;
+pub mod metrics;
+pub mod partition;
+pub mod server;
+pub mod topics;

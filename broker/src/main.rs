@@ -1,17 +1,126 @@
-//! `strata-broker`: the Strata broker binary.
+//! `strata-broker`: runs a Strata broker until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
+use strata_broker::config::Config;
+use strata_broker::server::Server;
 
 /// A persistent, replicated publish-subscribe log broker.
+///
+/// With no arguments it starts a single node on 127.0.0.1:9400 storing data in
+/// ./strata-data. Settings come from flags, then STRATA_<KEY> environment variables,
+/// then the --config file, then defaults; docs/operations.md lists every key.
 #[derive(Debug, Parser)]
 #[command(name = "strata-broker", version, about)]
-struct Args {}
+struct Args {
+    /// A TOML file with settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for clients [default: 127.0.0.1:9400].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Address for Prometheus /metrics [default: 127.0.0.1:9401].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Directory for topics and logs [default: ./strata-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// This broker's node id [default: 0].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Log filter such as info or strata_broker=debug; RUST_LOG overrides it.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Any other setting, as KEY=VALUE (repeatable), e.g. --set durability=every_batch.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+}
 
-fn main() {
-    let _args = Args::parse();
-    eprintln!(
-        "strata-broker {}: the network server is not built yet (see issue 4)",
-        env!("CARGO_PKG_VERSION")
+impl Args {
+    fn overrides(&self) -> Result<Vec<(String, String)>, String> {
+        let mut overrides = Vec::new();
+        let named = [
+            ("listen", &self.listen),
+            ("metrics_listen", &self.metrics_listen),
+            ("data_dir", &self.data_dir),
+            ("node_id", &self.node_id),
+            ("log_level", &self.log_level),
+        ];
+        for (key, value) in named {
+            if let Some(value) = value {
+                overrides.push((key.to_owned(), value.clone()));
+            }
+        }
+        for setting in &self.settings {
+            let (key, value) = setting
+                .split_once('=')
+                .ok_or_else(|| format!("--set {setting}: expected KEY=VALUE"))?;
+            overrides.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+        Ok(overrides)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match args.overrides().and_then(|overrides| {
+        Config::load(args.config.as_deref(), std::env::vars(), &overrides)
+            .map_err(|error| error.to_string())
+    }) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("strata-broker: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("strata-broker: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("strata-broker: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| error.to_string())?;
+    let server = Server::start(config).await?;
+    // One line on stdout that scripts and tests can read to learn the bound ports.
+    println!(
+        "strata-broker listening on {} (metrics on {})",
+        server.address, server.metrics_address
     );
-    std::process::exit(1);
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    server.shutdown().await;
+    Ok(())
 }

@@ -1,1 +1,130 @@
-//! Async Rust client for Strata: Producer, Consumer and Admin.
+//! Async Rust client for Strata: [`Producer`], [`Consumer`] (manual assignment) and
+//! [`Admin`], on tokio.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use strata_client::*;
+//!
+//! # async fn example() -> Result<()> {
+//! let admin = Admin::new(ClientConfig::new("127.0.0.1:9400"))?;
+//! admin.create_topic(NewTopic::new("orders", 3)).await?;
+//!
+//! let producer = Producer::new(ProducerConfig::new("127.0.0.1:9400"))?;
+//! let delivered = producer.send(ProducerRecord::new("orders", "hello").key("customer-7")).await?.await?;
+//!
+//! let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:9400"))?;
+//! let tp = TopicPartition::new("orders", delivered.partition);
+//! consumer.assign(std::slice::from_ref(&tp));
+//! consumer.seek(&tp, delivered.offset.expect("acks = leader"))?;
+//! let records = consumer.poll(Duration::from_secs(5)).await?;
+//! assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
+//! producer.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Goals and non-goals
+//! - Goals: correct ordering and delivery under retries and broker restarts; bounded
+//!   memory everywhere; zero-copy record access on the consumer; plain async Rust with
+//!   no callbacks or background threads of its own (only tokio tasks).
+//! - Not yet: consumer groups and committed offsets (their own issue), the idempotent
+//!   producer (so a retry after a lost acknowledgement can duplicate a batch, never
+//!   reorder one), compression, TLS/SASL.
+//!
+//! # Design decisions
+//! - **Connections.** One connection per broker address, shared by every request of a
+//!   client (`Producer`, `Consumer` and `Admin` each own one `cluster` of connections).
+//!   A connection has a writer task (queued frames are coalesced into one flush) and a
+//!   reader task that completes a `correlation_id → oneshot` map, so requests are
+//!   pipelined up to `in_flight_requests_max`. The ApiVersions v0 handshake runs first
+//!   and every later request uses the highest version both sides support. Each request
+//!   has a timeout (`request_timeout_ms`, plus a fetch's long-poll wait); a late
+//!   response finds no slot and is dropped. A produce with `acks = none` gets no
+//!   response, so it takes no slot: it completes once written to the socket.
+//! - **Reconnects.** A connection whose socket fails is replaced on next use; pending
+//!   requests fail with the retriable [`Error::Disconnected`]. After a failed connect
+//!   the next attempt waits `reconnect_backoff_ms`, doubling up to
+//!   `reconnect_backoff_ms_max`, reset on success.
+//! - **Metadata.** Cached per topic; fetched on first use, refreshed every
+//!   `metadata_refresh_ms` by a background task, and on `NotLeader`,
+//!   `UnknownTopicOrPartition`, `LeaderNotAvailable` and connection errors, with
+//!   concurrent refreshes collapsed into one.
+//! - **Producer ordering.** At most one produce request is in flight per partition, and
+//!   a retried request's batches go back to the front of the partition's queue, so no
+//!   later batch can overtake a failed one: acknowledged records of a partition always
+//!   appear in the log in `send` order. While one request is in flight, new records
+//!   fill further batches, and the next request carries every sealed batch of the
+//!   partition (up to `request_partition_bytes_max`), so throughput does not suffer
+//!   from the single in-flight request. Requests to one broker carry all its ready
+//!   partitions, split at `request_bytes_max`. With `acks = none` there is no answer
+//!   to wait for: a request counts as done once written, and order then rests on the
+//!   broker applying one connection's requests in order.
+//! - **Batching.** A partition's open batch is sealed when full (`batch_bytes_max`),
+//!   after `linger_ms`, or by [`Producer::flush`] / [`Producer::close`]. Keyed records
+//!   are partitioned by Kafka's murmur2 ([`partitioner`]), keyless ones stick to one
+//!   partition until its batch seals.
+//! - **Backpressure.** Every queued record holds its encoded size of
+//!   `buffer_bytes_max` until it is acknowledged or failed. When the buffer is full,
+//!   `send` waits (up to `buffer_wait_ms_max`) or fails at once with
+//!   [`Error::BufferFull`], per [`OnBufferFull`].
+//! - **Retries.** Retriable errors ([`Error::is_retriable`]) are retried up to
+//!   `retries_max` times with exponential backoff from `retry_backoff_ms` to
+//!   `retry_backoff_ms_max`; then the record's [`DeliveryFuture`] fails.
+//! - **Consumer.** `&mut self` methods: one owner, no locks. Fetches run as tasks, one
+//!   per leader; when `poll` returns records, the next fetch of each partition is
+//!   already started (prefetch), bounded by `prefetch_bytes_max` of buffered data.
+//!   Records are decoded in the fetch task; keys, values and header values are
+//!   `Bytes::slice_ref`s of the response buffer, after the batch CRC is verified.
+//!   Every assign, seek and offset reset gives the partition a fresh epoch, so the
+//!   result of a fetch issued before it is discarded. Seeks by time use ListOffsets.
+//! - **Growing topics.** A partition index beyond the cached partition count triggers
+//!   one metadata refresh before it is reported as [`Error::UnknownPartition`].
+//! - **Errors.** One [`Error`] enum; [`Error::is_retriable`] says whether trying again
+//!   can help, and broker errors carry the [`protocol::ErrorCode`] and message.
+//!
+//! # Layout
+//! - [`config`](ClientConfig): every setting and limit with its default.
+//! - `connection`: one multiplexed broker connection (writer and reader tasks).
+//! - `cluster`: metadata cache and connection pool.
+//! - `accumulator`: per-partition batching, pure and unit-tested.
+//! - [`partitioner`]: murmur2 and key → partition.
+//! - `producer`, `consumer`, `admin`: the three clients.
+//! - `record`, `error`: public data types.
+
+mod accumulator;
+mod admin;
+mod cluster;
+mod config;
+mod connection;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+mod record;
+
+pub use strata_protocol as protocol;
+pub use strata_protocol::messages::Acks;
+
+pub use admin::{Admin, NewTopic, TopicDescription};
+pub use cluster::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
+pub use config::{AutoOffsetReset, ClientConfig, ConsumerConfig, OnBufferFull, ProducerConfig};
+pub use consumer::Consumer;
+pub use error::{Error, Result};
+pub use producer::{DeliveryFuture, Producer};
+pub use record::{ConsumerRecord, Header, ProducerRecord, RecordMetadata, TopicPartition};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_can_cross_threads() {
+        send_sync::<Producer>();
+        send_sync::<Admin>();
+        send_sync::<Error>();
+        send_sync::<DeliveryFuture>();
+        send::<Consumer>();
+    }
+}

@@ -1,10 +1,28 @@
-//! Helpers for Strata's cross-crate integration tests, which start real Strata processes.
+//! Helpers for Strata's cross-crate integration tests, which start real Strata processes
+//! on loopback ports and talk to them over the wire protocol.
 //!
-//! The binaries are found next to the test executable's profile directory, so run
-//! `cargo build --workspace --bins` before `cargo test --workspace` (the README's test
-//! command does both).
+//! The binaries are found in the same target profile directory as the running test, so
+//! run `cargo build --workspace --bins` before `cargo test --workspace` (the README's test
+//! command does both). Every wait here is bounded, and a broker process is killed when
+//! its handle is dropped, so no test can leave a process behind or hang.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use strata_protocol::batch::{BatchBuilder, Header};
+use strata_protocol::codec::{FrameCodec, RequestFrame};
+use strata_protocol::frame::{self, RequestHeader, ResponseResult};
+use strata_protocol::messages::*;
+use strata_protocol::{ErrorCode, Request, Response};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The path of a workspace binary built in the same profile as the running test.
 ///
@@ -24,4 +42,423 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A `strata-broker` child process on loopback ports chosen by the OS. Killed on drop.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    child: Child,
+    /// The client address.
+    pub address: String,
+    /// The metrics address.
+    pub metrics_address: String,
+    data_dir: PathBuf,
+    settings: Vec<String>,
+}
+
+impl BrokerProcess {
+    /// Starts a broker on `data_dir` with extra `--set KEY=VALUE` settings.
+    ///
+    /// # Panics
+    /// If the broker does not start and print its address within [`WAIT`].
+    pub fn start(data_dir: &Path, settings: &[&str]) -> Self {
+        let settings: Vec<String> = settings
+            .iter()
+            .map(|setting| (*setting).to_owned())
+            .collect();
+        Self::spawn(data_dir.to_owned(), settings)
+    }
+
+    fn spawn(data_dir: PathBuf, settings: Vec<String>) -> Self {
+        let mut command = Command::new(binary("strata-broker"));
+        command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "warn",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for setting in &settings {
+            command.args(["--set", setting]);
+        }
+        let mut child = command.spawn().expect("spawn strata-broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = match receiver.recv_timeout(WAIT) {
+            Ok(line) if !line.is_empty() => line,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "strata-broker did not start: {other:?}, status {:?}",
+                    child.wait()
+                );
+            }
+        };
+        // "strata-broker listening on ADDR (metrics on ADDR)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let address = words
+            .get(3)
+            .expect("address in the startup line")
+            .to_string();
+        let metrics_address = words
+            .get(6)
+            .map(|word| word.trim_end_matches(')').to_owned())
+            .unwrap_or_default();
+        Self {
+            child,
+            address,
+            metrics_address,
+            data_dir,
+            settings,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `SIGKILL` and reaps the process: nothing is flushed or closed.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `SIGTERM` and waits for a graceful exit; returns the exit code.
+    ///
+    /// # Panics
+    /// If the process does not exit within [`WAIT`].
+    pub fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: sending a signal to our own child's pid has no memory-safety effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for broker") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new broker on the same data directory and settings (after a kill or
+    /// terminate).
+    pub fn restart(&mut self) {
+        self.kill_9();
+        *self = Self::spawn(self.data_dir.clone(), self.settings.clone());
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// A raw protocol connection: one request at a time or pipelined.
+#[derive(Debug)]
+pub struct Client {
+    framed: Framed<TcpStream, FrameCodec>,
+    next_correlation_id: u32,
+}
+
+impl Client {
+    /// Connects to `address`.
+    ///
+    /// # Panics
+    /// If the connection fails within [`WAIT`].
+    pub async fn connect(address: &str) -> Self {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(address))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
+        Self {
+            framed: Framed::new(stream, FrameCodec::new(64 << 20)),
+            next_correlation_id: 1,
+        }
+    }
+
+    /// Sends a request without waiting; returns its correlation id.
+    pub async fn send(&mut self, request: Request) -> u32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader {
+            api_key: request.api_key() as u16,
+            api_version: 0,
+            correlation_id,
+            client_id: "strata-tests".into(),
+        };
+        self.framed
+            .send(RequestFrame {
+                header: &header,
+                request: &request,
+            })
+            .await
+            .expect("send request");
+        correlation_id
+    }
+
+    /// Writes raw bytes to the socket.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.framed
+            .get_mut()
+            .write_all(bytes)
+            .await
+            .expect("write raw bytes");
+    }
+
+    /// Reads the next response frame, or `None` if the broker closed the connection.
+    pub async fn receive_frame(&mut self) -> Option<Bytes> {
+        match tokio::time::timeout(WAIT, self.framed.next())
+            .await
+            .expect("response timeout")
+        {
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// Reads the next response, decoding it as `api_key`; returns its correlation id.
+    pub async fn receive(&mut self, api_key: strata_protocol::ApiKey) -> (u32, ResponseResult) {
+        let payload = self
+            .receive_frame()
+            .await
+            .expect("connection closed before the response");
+        frame::decode_response(&payload, api_key as u16, 0).expect("well-formed response")
+    }
+
+    /// Sends a request and waits for its response body.
+    ///
+    /// # Panics
+    /// If the request fails as a whole.
+    pub async fn call(&mut self, request: impl Into<Request>) -> Response {
+        let request = request.into();
+        let api = request.api_key();
+        let correlation_id = self.send(request).await;
+        let (received, result) = self.receive(api).await;
+        assert_eq!(received, correlation_id, "responses out of order");
+        result.unwrap_or_else(|(code, message)| panic!("{api:?} failed: {code}: {message}"))
+    }
+
+    /// Creates a topic and asserts success.
+    pub async fn create_topic(&mut self, name: &str, partitions: u32, configs: &[(&str, &str)]) {
+        let configs = configs
+            .iter()
+            .map(|(key, value)| ConfigEntry {
+                key: (*key).into(),
+                value: (*value).into(),
+            })
+            .collect();
+        let request = CreateTopicsRequest {
+            topics: vec![CreatableTopic {
+                name: name.into(),
+                partition_count: partitions,
+                replication_factor: 1,
+                configs,
+            }],
+            timeout_ms: 10_000,
+            validate_only: false,
+        };
+        let Response::CreateTopics(response) = self.call(request).await else {
+            panic!("wrong response type")
+        };
+        let result = &response.topics[0];
+        assert_eq!(
+            result.error_code,
+            ErrorCode::None,
+            "create {name}: {:?}",
+            result.error_message
+        );
+    }
+
+    /// Produces `records` to one partition and returns the partition's response.
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        acks: Acks,
+        records: Bytes,
+    ) -> ProducePartitionResponse {
+        let request = ProduceRequest {
+            acks,
+            timeout_ms: 10_000,
+            topics: vec![ProduceTopic {
+                name: topic.into(),
+                partitions: vec![ProducePartition { partition, records }],
+            }],
+        };
+        let Response::Produce(mut response) = self.call(request).await else {
+            panic!("wrong response type")
+        };
+        response.topics.remove(0).partitions.remove(0)
+    }
+
+    /// Fetches one partition.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_wait_ms: u32,
+        min_bytes: u32,
+    ) -> FetchPartitionResponse {
+        let request = FetchRequest {
+            max_wait_ms,
+            min_bytes,
+            max_bytes: 32 << 20,
+            topics: vec![FetchTopic {
+                name: topic.into(),
+                partitions: vec![FetchPartition {
+                    partition,
+                    fetch_offset: offset,
+                    partition_max_bytes: 16 << 20,
+                }],
+            }],
+        };
+        let Response::Fetch(mut response) = self.call(request).await else {
+            panic!("wrong response type")
+        };
+        response.topics.remove(0).partitions.remove(0)
+    }
+
+    /// Reads every record of a partition from `offset` up to the high watermark.
+    pub async fn read_all(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        mut offset: u64,
+    ) -> Vec<OwnedRecord> {
+        let mut records = Vec::new();
+        loop {
+            let response = self.fetch(topic, partition, offset, 0, 0).await;
+            assert_eq!(
+                response.error_code,
+                ErrorCode::None,
+                "fetch {topic}/{partition} at {offset}"
+            );
+            let batch_records = decode_records(&response.records);
+            records.extend(
+                batch_records
+                    .into_iter()
+                    .filter(|record| record.offset >= offset),
+            );
+            match records.last() {
+                Some(last) if last.offset + 1 < response.high_watermark => offset = last.offset + 1,
+                _ => return records,
+            }
+        }
+    }
+}
+
+/// A record copied out of a batch, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Its offset.
+    pub offset: u64,
+    /// Its timestamp.
+    pub timestamp: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Decodes every record in a run of batches, checking each batch's CRC.
+///
+/// # Panics
+/// If a batch is corrupt.
+pub fn decode_records(batches: &[u8]) -> Vec<OwnedRecord> {
+    let mut records = Vec::new();
+    for view in strata_protocol::batch::Batches::new(batches) {
+        let view = view.expect("whole batches");
+        strata_protocol::batch::verify_crc(view.bytes).expect("batch CRC");
+        for record in view.records() {
+            let record = record.expect("well-formed record");
+            records.push(OwnedRecord {
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key.map(<[u8]>::to_vec),
+                value: record.value.map(<[u8]>::to_vec),
+                headers: record
+                    .headers
+                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                    .collect(),
+            });
+        }
+    }
+    records
+}
+
+/// Builds a batch of records with values `"{prefix}-{index}"`, keys `"k{index}"` and one
+/// header.
+pub fn batch_of(prefix: &str, count: usize) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    for index in 0..count {
+        let value = format!("{prefix}-{index}");
+        let key = format!("k{index}");
+        builder.push(
+            1_700_000_000_000 + index as i64,
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &[Header {
+                key: "origin",
+                value: Some(b"test"),
+            }],
+        );
+    }
+    builder.finish()
+}
+
+/// The values of `records` as strings.
+pub fn values(records: &[OwnedRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|record| {
+            String::from_utf8(record.value.clone().unwrap_or_default()).expect("utf-8 value")
+        })
+        .collect()
+}
+
+/// A fresh temporary data directory.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("strata-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Encodes a request frame by hand (for tests that corrupt it).
+pub fn request_frame(api_key: u16, api_version: u16, correlation_id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    frame::write_frame(&mut out, |out| {
+        strata_protocol::wire::Wire::encode(
+            &RequestHeader {
+                api_key,
+                api_version,
+                correlation_id,
+                client_id: "raw".into(),
+            },
+            out,
+        );
+        strata_protocol::wire::Sink::put_slice(out, body);
+    });
+    out.to_vec()
 }

@@ -1,0 +1,254 @@
+//! One client connection: reads frames, runs requests concurrently, writes responses in
+//! request order.
+//!
+//! ```text
+//!  socket ─▶ reader loop ──(correlation id, task handle)──▶ bounded queue ─▶ writer ─▶ socket
+//!                 │                                                     ▲
+//!                 └── spawn(handle request) ── completes in any order ──┘ awaited in order
+//! ```
+//!
+//! The queue's capacity is `connection_in_flight_requests_max`: when it is full the
+//! reader stops reading, and TCP pushes back on the client. Each request runs in its own
+//! task, so a panic in a handler fails that request (`Unknown`) and nothing else. A
+//! framing error (oversized length prefix, unreadable header) is answered where a
+//! correlation id can be read, and then closes this connection only.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use strata_protocol::codec::{FrameCodec, FrameError};
+use strata_protocol::frame::{self, RequestHeader};
+use strata_protocol::wire::VectoredBuf;
+use strata_protocol::{ApiKey, ErrorCode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::handler::{self, Reply, Started};
+use crate::metrics;
+
+/// A reply on its way to the writer.
+enum Pending {
+    /// A reply already known.
+    Ready { correlation_id: u32, reply: Reply },
+    /// A request waiting in its own task.
+    Waiting {
+        correlation_id: u32,
+        task: JoinHandle<Reply>,
+    },
+    /// An error decided by the reader; `close` ends the connection after it is sent.
+    Failed {
+        correlation_id: u32,
+        code: ErrorCode,
+        message: String,
+        close: bool,
+    },
+}
+
+/// Serves one connection until the client closes it, it idles out, a framing error
+/// occurs, or `shutdown` fires. In-flight requests are answered before it returns.
+pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let peer = stream
+        .peer_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_default();
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    let (read, write) = stream.into_split();
+    let (queue, pending) = mpsc::channel(broker.config.connection_in_flight_requests_max);
+    let writer = tokio::spawn(write_replies(write, pending));
+    let mut frames = FramedRead::new(read, FrameCodec::new(broker.config.frame_bytes_max));
+    let idle = broker.config.connection_idle();
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = tokio::time::timeout(idle, frames.next()) => next,
+        };
+        let pending = match next {
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(payload))) => dispatch(&broker, payload).await,
+            Ok(Some(Err(error))) => match framing_failure(&error, frames.read_buffer()) {
+                Some(failed) => failed,
+                None => {
+                    tracing::debug!(%peer, %error, "closing connection after a framing error");
+                    break;
+                }
+            },
+        };
+        let closes = matches!(pending, Pending::Failed { close: true, .. });
+        if queue.send(pending).await.is_err() || closes {
+            break;
+        }
+    }
+    drop(queue);
+    if let Err(error) = writer.await {
+        tracing::warn!(%peer, %error, "connection writer failed");
+    }
+}
+
+/// Reads the correlation id at bytes 4..8 of a request payload, present once the
+/// payload has 8 bytes, before the rest of the header can be trusted.
+fn correlation_id(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?))
+}
+
+/// Answers an oversized frame if its correlation id already arrived.
+fn framing_failure(error: &FrameError, buffered: &BytesMut) -> Option<Pending> {
+    let FrameError::TooLarge { length, max } = error else {
+        return None;
+    };
+    let correlation_id = correlation_id(buffered.get(frame::LENGTH_PREFIX_BYTES..)?)?;
+    metrics::record_error(ErrorCode::FrameTooLarge);
+    Some(Pending::Failed {
+        correlation_id,
+        code: ErrorCode::FrameTooLarge,
+        message: format!(
+            "request frame of {length} bytes exceeds frame_bytes_max {max}; the connection is closed"
+        ),
+        close: true,
+    })
+}
+
+/// Runs a request's in-order part here, on the reader, and leaves only its waiting to a
+/// task of its own.
+async fn dispatch(broker: &Arc<Broker>, payload: Bytes) -> Pending {
+    let received = Instant::now();
+    match frame::decode_request(&payload) {
+        Ok((header, request)) => {
+            let RequestHeader {
+                correlation_id,
+                api_key,
+                ..
+            } = header;
+            let api = ApiKey::from_u16(api_key);
+            match handler::start(broker, request).await {
+                Started::Ready(reply) => {
+                    api.inspect(|api| metrics::record_request(*api, received.elapsed()));
+                    Pending::Ready {
+                        correlation_id,
+                        reply,
+                    }
+                }
+                Started::Waiting(rest) => {
+                    let task = tokio::spawn(async move {
+                        let reply = rest.await;
+                        api.inspect(|api| metrics::record_request(*api, received.elapsed()));
+                        reply
+                    });
+                    Pending::Waiting {
+                        correlation_id,
+                        task,
+                    }
+                }
+            }
+        }
+        // The header decoded, so framing is intact: answer and keep the connection.
+        Err((Some(header), error)) => {
+            metrics::record_error(error.error_code());
+            Pending::Failed {
+                correlation_id: header.correlation_id,
+                code: error.error_code(),
+                message: error.to_string(),
+                close: false,
+            }
+        }
+        // The header itself is unreadable: answer if its correlation id is there, then close.
+        Err((None, error)) => {
+            metrics::record_error(ErrorCode::InvalidRequest);
+            Pending::Failed {
+                correlation_id: correlation_id(&payload).unwrap_or(0),
+                code: ErrorCode::InvalidRequest,
+                message: format!("unreadable request header: {error}; the connection is closed"),
+                close: true,
+            }
+        }
+    }
+}
+
+async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<Pending>) {
+    while let Some(next) = pending.recv().await {
+        let (correlation_id, reply) = match next {
+            Pending::Ready {
+                correlation_id,
+                reply,
+            } => (correlation_id, reply),
+            Pending::Waiting {
+                correlation_id,
+                task,
+            } => match task.await {
+                Ok(reply) => (correlation_id, reply),
+                Err(error) => {
+                    tracing::error!(%error, "request handler failed");
+                    (
+                        correlation_id,
+                        Reply::Error(
+                            ErrorCode::Unknown,
+                            "the request handler failed; see the broker log".into(),
+                        ),
+                    )
+                }
+            },
+            Pending::Failed {
+                correlation_id,
+                code,
+                message,
+                ..
+            } => (correlation_id, Reply::Error(code, message)),
+        };
+        let mut out = VectoredBuf::new();
+        match &reply {
+            Reply::Response(response) => frame::encode_response(&mut out, correlation_id, response),
+            Reply::Error(code, message) => {
+                metrics::record_error(*code);
+                frame::encode_error_response(&mut out, correlation_id, *code, message)
+            }
+            Reply::Nothing => continue,
+        };
+        if let Err(error) = write_chunks(&mut socket, out.into_chunks()).await {
+            tracing::debug!(%error, "client went away while writing");
+            return;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+/// Writes every chunk with vectored writes, resuming after partial writes.
+async fn write_chunks(socket: &mut OwnedWriteHalf, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+    const IOVECS_MAX: usize = 64;
+    chunks.retain(|chunk| !chunk.is_empty());
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(IOVECS_MAX)
+            .map(|chunk| std::io::IoSlice::new(chunk))
+            .collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                bytes::Buf::advance(chunk, written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Fetch: long-poll reads up to the high watermark.
+//!
+//! The handler subscribes to every requested partition's high watermark before reading,
+//! so an append between the read and the wait still wakes it. It answers as soon as
+//! `min_bytes` are available, a partition reports an error, or `max_wait_ms` passes.
+//! Records are `Bytes` slices of the log's mmap; they reach the socket without a copy.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::{
+    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
+};
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::metrics;
+
+struct Pass {
+    response: FetchResponse,
+    bytes: usize,
+    errors: bool,
+}
+
+fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
+    let mut pass = Pass {
+        response: FetchResponse {
+            topics: Vec::with_capacity(request.topics.len()),
+        },
+        bytes: 0,
+        errors: false,
+    };
+    for topic in &request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for wanted in &topic.partitions {
+            let mut response = FetchPartitionResponse {
+                partition: wanted.partition,
+                error_code: ErrorCode::None,
+                high_watermark: 0,
+                log_start_offset: 0,
+                records: Bytes::new(),
+            };
+            match broker.topics.partition(&topic.name, wanted.partition) {
+                None => response.error_code = ErrorCode::UnknownTopicOrPartition,
+                Some(partition) => {
+                    response.high_watermark = partition.high_watermark();
+                    response.log_start_offset = partition.log_start_offset();
+                    let budget = (wanted.partition_max_bytes as usize)
+                        .min(max_bytes.saturating_sub(pass.bytes));
+                    // Once something is in the response, a partition gets data only within the
+                    // budget; the first batch of a response may exceed it so nobody stalls.
+                    if budget > 0 || pass.bytes == 0 {
+                        match partition.read(wanted.fetch_offset, budget) {
+                            Ok(records) => response.records = records,
+                            Err(error) => response.error_code = error.code(),
+                        }
+                    }
+                }
+            }
+            pass.errors |= !response.error_code.is_ok();
+            pass.bytes += response.records.len();
+            partitions.push(response);
+        }
+        pass.response.topics.push(FetchTopicResponse {
+            name: topic.name.clone(),
+            partitions,
+        });
+    }
+    pass
+}
+
+fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64>> {
+    request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .filter_map(|wanted| broker.topics.partition(&topic.name, wanted.partition))
+        })
+        .map(|partition| partition.subscribe())
+        .collect()
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
+    let max_wait =
+        Duration::from_millis(u64::from(request.max_wait_ms).min(broker.config.fetch_wait_ms_max));
+    let deadline = tokio::time::Instant::from_std(Instant::now() + max_wait);
+    let max_bytes = (request.max_bytes as usize).min(broker.config.fetch_response_bytes_max);
+    let min_bytes = (request.min_bytes as usize).min(max_bytes);
+    loop {
+        let mut watches = subscribe(broker, &request);
+        let pass = read_all(broker, &request, max_bytes);
+        let done = pass.bytes >= min_bytes.max(1)
+            || pass.errors
+            || watches.is_empty()
+            || tokio::time::Instant::now() >= deadline;
+        if done {
+            record_fetch_metrics(&pass.response);
+            return pass.response;
+        }
+        let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
+        let woken = tokio::select! {
+            _ = changed => true,
+            () = tokio::time::sleep_until(deadline) => false,
+            () = broker.shutdown.cancelled() => false,
+        };
+        if !woken {
+            let pass = read_all(broker, &request, max_bytes);
+            record_fetch_metrics(&pass.response);
+            return pass.response;
+        }
+    }
+}
+
+fn record_fetch_metrics(response: &FetchResponse) {
+    for topic in &response.topics {
+        let bytes: usize = topic
+            .partitions
+            .iter()
+            .map(|partition| partition.records.len())
+            .sum();
+        if bytes > 0 {
+            let records = topic
+                .partitions
+                .iter()
+                .map(|partition| count_records(&partition.records))
+                .sum();
+            metrics::record_fetch(&topic.name, bytes, records);
+        }
+    }
+}
+
+fn count_records(records: &[u8]) -> u64 {
+    strata_protocol::batch::Batches::new(records)
+        .filter_map(Result::ok)
+        .map(|batch| u64::from(batch.header.record_count))
+        .sum()
+}

@@ -1,0 +1,53 @@
+//! ListOffsets: the log start, the high watermark, or the first offset at or after a time.
+
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::{
+    EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ListOffsetsPartitionResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopicResponse, NONE,
+};
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|query| {
+                    let mut response = ListOffsetsPartitionResponse {
+                        partition: query.partition,
+                        error_code: ErrorCode::None,
+                        timestamp: NONE,
+                        offset: NONE,
+                    };
+                    let Some(partition) = broker.topics.partition(&topic.name, query.partition)
+                    else {
+                        response.error_code = ErrorCode::UnknownTopicOrPartition;
+                        return response;
+                    };
+                    match query.timestamp {
+                        EARLIEST_TIMESTAMP => response.offset = partition.log_start_offset() as i64,
+                        LATEST_TIMESTAMP => response.offset = partition.high_watermark() as i64,
+                        timestamp if timestamp >= 0 => {
+                            if let Some((offset, found)) = partition.offset_for_timestamp(timestamp)
+                            {
+                                response.offset = offset as i64;
+                                response.timestamp = found;
+                            }
+                        }
+                        _ => response.error_code = ErrorCode::InvalidTimestamp,
+                    }
+                    response
+                })
+                .collect();
+            ListOffsetsTopicResponse {
+                name: topic.name,
+                partitions,
+            }
+        })
+        .collect();
+    ListOffsetsResponse { topics }
+}

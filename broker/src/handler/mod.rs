@@ -1,0 +1,95 @@
+//! Request handlers, one file per API. A handler turns a decoded request into calls on
+//! the broker's domain types and builds the response; it never parses bytes.
+
+mod admin;
+mod api_versions;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use strata_protocol::{ErrorCode, Request, Response};
+
+use crate::broker::Broker;
+
+/// What goes back to the client for one request.
+#[derive(Debug)]
+pub enum Reply {
+    /// A response body.
+    Response(Response),
+    /// The whole request failed.
+    Error(ErrorCode, String),
+    /// Nothing is sent (a produce with `acks = none`).
+    Nothing,
+}
+
+impl<T: Into<Response>> From<T> for Reply {
+    fn from(response: T) -> Self {
+        Reply::Response(response.into())
+    }
+}
+
+/// A request after its in-order part ran.
+pub enum Started {
+    /// The reply is known.
+    Ready(Reply),
+    /// The rest only waits (a long-poll fetch, an `acks = all` durability wait) and may run
+    /// concurrently with later requests.
+    Waiting(Pin<Box<dyn Future<Output = Reply> + Send>>),
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Started::Ready(reply) => formatter.debug_tuple("Ready").field(reply).finish(),
+            Started::Waiting(_) => formatter.write_str("Waiting"),
+        }
+    }
+}
+
+impl<T: Into<Reply>> From<T> for Started {
+    fn from(reply: T) -> Self {
+        Started::Ready(reply.into())
+    }
+}
+
+/// Runs the part of a request that reads or changes state. The connection calls this for
+/// its requests one at a time, in arrival order, so a client that pipelines a produce
+/// behind another (or behind a topic creation) sees them applied in the order it sent
+/// them. Only waiting is left for later.
+///
+/// # Cancel safety
+/// Not cancel safe: a produce may be half appended when dropped. The connection never
+/// drops it.
+pub async fn start(broker: &Arc<Broker>, request: Request) -> Started {
+    match request {
+        Request::ApiVersions(request) => api_versions::handle(&request).into(),
+        Request::Metadata(request) => metadata::handle(broker, request).into(),
+        Request::CreateTopics(request) => {
+            admin::create_topics(broker.clone(), request).await.into()
+        }
+        Request::DeleteTopics(request) => {
+            admin::delete_topics(broker.clone(), request).await.into()
+        }
+        Request::CreatePartitions(request) => admin::create_partitions(broker.clone(), request)
+            .await
+            .into(),
+        Request::Produce(request) => produce::handle(broker, &request),
+        Request::Fetch(request) => {
+            let broker = broker.clone();
+            Started::Waiting(Box::pin(async move {
+                fetch::handle(&broker, request).await.into()
+            }))
+        }
+        Request::ListOffsets(request) => list_offsets::handle(broker, request).into(),
+        other => Reply::Error(
+            ErrorCode::UnknownApiKey,
+            format!("API {:?} has no handler", other.api_key()),
+        )
+        .into(),
+    }
+}

@@ -1,0 +1,121 @@
+//! Produce: validate and append each partition's batches, then acknowledge per `acks`.
+//!
+//! A partition's batches are all validated before any is appended, so a bad batch
+//! appends nothing for that partition. With `acks = all` the reply waits (on a
+//! notification from the flusher, never a sleep) until the topic's durability policy
+//! covers the appended offsets, or the request's timeout passes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::{
+    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+    ProduceTopicResponse,
+};
+
+use super::{Reply, Started};
+use crate::broker::Broker;
+use crate::metrics;
+use crate::partition::{AppendResult, Partition, PartitionError};
+
+fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
+    ProducePartitionResponse {
+        partition,
+        error_code: error.code(),
+        error_message: Some(error.to_string()),
+        base_offset: 0,
+        log_append_time: -1,
+        log_start_offset: 0,
+    }
+}
+
+fn append(
+    broker: &Broker,
+    topic: &str,
+    request: &ProducePartition,
+) -> Result<(Arc<Partition>, AppendResult), PartitionError> {
+    let partition = broker
+        .topics
+        .partition(topic, request.partition)
+        .ok_or_else(|| PartitionError::UnknownPartition {
+            topic: topic.to_owned(),
+            partition: request.partition,
+        })?;
+    let appended = partition.append(&request.records)?;
+    metrics::record_produce(topic, request.records.len(), appended.record_count);
+    Ok((partition, appended))
+}
+
+/// Appends every partition's batches now; with `acks = all`, returns the wait for
+/// durability as the part that runs later.
+pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
+    let timeout = Duration::from_millis(
+        u64::from(request.timeout_ms).min(broker.config.produce_timeout_ms_max),
+    );
+    let deadline = Instant::now() + timeout;
+    let mut waits = Vec::new();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition_request in &topic.partitions {
+            let response = match append(broker, &topic.name, partition_request) {
+                Ok((partition, appended)) => {
+                    if request.acks == Acks::All {
+                        waits.push((
+                            topics.len(),
+                            partitions.len(),
+                            partition.clone(),
+                            appended.next_offset,
+                        ));
+                    }
+                    ProducePartitionResponse {
+                        partition: partition_request.partition,
+                        error_code: ErrorCode::None,
+                        error_message: None,
+                        base_offset: appended.base_offset,
+                        log_append_time: -1,
+                        log_start_offset: partition.log_start_offset(),
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(topic = %topic.name, partition = partition_request.partition, %error, "produce failed");
+                    failure(partition_request.partition, &error)
+                }
+            };
+            partitions.push(response);
+        }
+        topics.push(ProduceTopicResponse {
+            name: topic.name.clone(),
+            partitions,
+        });
+    }
+    match request.acks {
+        Acks::None => Started::Ready(Reply::Nothing),
+        Acks::Leader => ProduceResponse { topics }.into(),
+        Acks::All => Started::Waiting(Box::pin(wait_durable(topics, waits, deadline))),
+    }
+}
+
+type Wait = (usize, usize, Arc<Partition>, u64);
+
+async fn wait_durable(
+    mut topics: Vec<ProduceTopicResponse>,
+    waits: Vec<Wait>,
+    deadline: Instant,
+) -> Reply {
+    let outcomes = join_all(
+        waits
+            .iter()
+            .map(|(_, _, partition, offset)| partition.wait_durable(*offset, deadline)),
+    )
+    .await;
+    for ((topic, index, _, _), outcome) in waits.iter().zip(outcomes) {
+        if let Err(error) = outcome {
+            let response = &mut topics[*topic].partitions[*index];
+            *response = failure(response.partition, &error);
+        }
+    }
+    ProduceResponse { topics }.into()
+}

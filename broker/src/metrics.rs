@@ -1,0 +1,150 @@
+//! Prometheus metrics through the `metrics` facade, and the `/metrics` HTTP endpoint.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `strata_bytes_in_total` | counter | topic |
+//! | `strata_records_in_total` | counter | topic |
+//! | `strata_bytes_out_total` | counter | topic |
+//! | `strata_records_out_total` | counter | topic |
+//! | `strata_request_duration_seconds` | histogram | api |
+//! | `strata_errors_total` | counter | code |
+//! | `strata_connections_active` | gauge | |
+//! | `strata_connections_rejected_total` | counter | |
+//! | `strata_log_end_offset` | gauge | topic, partition |
+//! | `strata_fsync_duration_seconds` | histogram | |
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use strata_protocol::{ApiKey, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Largest HTTP request head the metrics endpoint reads.
+const HTTP_REQUEST_BYTES_MAX: usize = 8 * 1024;
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle.
+///
+/// # Panics
+/// If another recorder was installed by something else first.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("seconds".into()), LATENCY_BUCKETS_SECONDS)
+                .expect("non-empty buckets")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// Counts appended bytes and records.
+pub fn record_produce(topic: &str, bytes: usize, records: u64) {
+    metrics::counter!("strata_bytes_in_total", "topic" => topic.to_owned()).increment(bytes as u64);
+    metrics::counter!("strata_records_in_total", "topic" => topic.to_owned()).increment(records);
+}
+
+/// Counts fetched bytes and records.
+pub fn record_fetch(topic: &str, bytes: usize, records: u64) {
+    metrics::counter!("strata_bytes_out_total", "topic" => topic.to_owned())
+        .increment(bytes as u64);
+    metrics::counter!("strata_records_out_total", "topic" => topic.to_owned()).increment(records);
+}
+
+/// Records how long a request took from receipt to reply.
+pub fn record_request(api: ApiKey, elapsed: Duration) {
+    metrics::histogram!("strata_request_duration_seconds", "api" => api.name())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Counts an error sent to a client.
+pub fn record_error(code: ErrorCode) {
+    metrics::counter!("strata_errors_total", "code" => code.name()).increment(1);
+}
+
+/// Tracks open connections.
+pub fn connection_opened() {
+    metrics::gauge!("strata_connections_active").increment(1.0);
+}
+
+/// Tracks open connections.
+pub fn connection_closed() {
+    metrics::gauge!("strata_connections_active").decrement(1.0);
+}
+
+/// Counts connections refused at `connections_max`.
+pub fn connection_rejected() {
+    metrics::counter!("strata_connections_rejected_total").increment(1);
+}
+
+/// Publishes a partition's log end offset.
+pub fn set_log_end_offset(topic: &str, partition: u32, offset: u64) {
+    metrics::gauge!("strata_log_end_offset", "topic" => topic.to_owned(), "partition" => partition.to_string()).set(offset as f64);
+}
+
+/// Records one fsync's duration.
+pub fn record_fsync(elapsed: Duration) {
+    metrics::histogram!("strata_fsync_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// Serves `GET /metrics` until `shutdown` fires. Any other path gets 404.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics accept failed");
+                    continue;
+                }
+            },
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            if let Err(error) = tokio::time::timeout(HTTP_TIMEOUT, answer(stream, &handle))
+                .await
+                .unwrap_or(Ok(()))
+            {
+                tracing::debug!(%error, "metrics request failed");
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = stream.read(&mut buf).await?;
+        if read == 0 || head.len() + read > HTTP_REQUEST_BYTES_MAX {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..read]);
+    }
+    let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?")
+    {
+        ("200 OK", handle.render())
+    } else {
+        (
+            "404 Not Found",
+            "not found; metrics are at /metrics\n".to_owned(),
+        )
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,167 @@
+//! The listener: accepts connections within `connections_max`, runs background jobs
+//! (retention), and shuts down gracefully.
+//!
+//! Shutdown order: stop accepting; tell every connection to stop reading; wait (up to
+//! `shutdown_timeout_ms`) for in-flight requests to be answered; then flush and close
+//! every log cleanly so the next start skips recovery.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::partition::Storage;
+use crate::{connection, metrics};
+
+/// A started broker: its bound addresses and the handle to stop it.
+#[derive(Debug)]
+pub struct Server {
+    /// The client listener's address (useful with port 0).
+    pub address: SocketAddr,
+    /// The metrics listener's address.
+    pub metrics_address: SocketAddr,
+    shutdown: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the data directory, binds both listeners and starts serving.
+    ///
+    /// # Errors
+    /// A message if the data directory cannot be opened or a port cannot be bound.
+    pub async fn start(config: Config) -> Result<Server, String> {
+        let storage = Storage::start()
+            .map_err(|error| format!("cannot start the storage flusher: {error}"))?;
+        Self::start_with(config, storage).await
+    }
+
+    /// As [`start`](Self::start), with the given storage (tests inject I/O through it).
+    ///
+    /// # Errors
+    /// As for [`start`](Self::start).
+    pub async fn start_with(config: Config, storage: Storage) -> Result<Server, String> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+        let metrics_listener = TcpListener::bind(config.metrics_listen)
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot listen for metrics on {}: {error}",
+                    config.metrics_listen
+                )
+            })?;
+        let address = listener.local_addr().map_err(|error| error.to_string())?;
+        let metrics_address = metrics_listener
+            .local_addr()
+            .map_err(|error| error.to_string())?;
+        let mut config = config;
+        if config.advertised_listen.is_none() {
+            config.advertised_listen = Some(address.to_string());
+        }
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config, storage))
+            .await
+            .map_err(|error| format!("broker startup failed: {error}"))??;
+        let broker = Arc::new(broker);
+        let shutdown = broker.shutdown.clone();
+        tokio::spawn(metrics::serve(
+            metrics_listener,
+            metrics::install(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(retention(broker.clone(), shutdown.clone()));
+        let done = tokio::spawn(accept(listener, broker, shutdown.clone()));
+        tracing::info!(%address, %metrics_address, "strata-broker serving");
+        Ok(Server {
+            address,
+            metrics_address,
+            shutdown,
+            done,
+        })
+    }
+
+    /// Stops the broker gracefully and waits until every log is closed.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(error) = self.done.await {
+            tracing::error!(%error, "broker stopped abnormally");
+        }
+    }
+}
+
+async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Running out of file descriptors must not spin or kill the broker.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::connection_rejected();
+            tracing::warn!(
+                limit = broker.config.connections_max,
+                "connections_max reached; closing new connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        connections.spawn(async move {
+            metrics::connection_opened();
+            connection::serve(stream, broker, shutdown).await;
+            metrics::connection_closed();
+            drop(slot);
+        });
+    }
+    drop(listener);
+    connections.close();
+    let grace = Duration::from_millis(broker.config.shutdown_timeout_ms);
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight requests still running after shutdown_timeout_ms; closing logs anyway"
+        );
+    }
+    let closing = broker.clone();
+    if let Err(error) = tokio::task::spawn_blocking(move || closing.close()).await {
+        tracing::error!(%error, "closing logs failed");
+    }
+    tracing::info!("strata-broker stopped");
+}
+
+async fn retention(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(
+        broker.config.retention_check_interval_ms,
+    ));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let broker = broker.clone();
+        let now_ms = crate::partition::now_ms();
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || broker.topics.apply_retention(now_ms)).await
+        {
+            tracing::error!(%error, "retention failed");
+        }
+    }
+}

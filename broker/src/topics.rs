@@ -1,0 +1,422 @@
+//! The topic registry: which topics exist, their configs and partitions, persisted in
+//! `<data_dir>/topics/<name>.toml` so a restart brings everything back.
+//!
+//! Reads (every produce and fetch) take a short read lock on a map of `Arc<Topic>`;
+//! admin changes are serialised by their own mutex and replace a topic's `Arc`
+//! copy-on-write, so a request never sees a half-changed topic. Admin methods do blocking
+//! file I/O: call them from `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use strata_protocol::ErrorCode;
+
+use crate::config::{Config, TopicConfig};
+use crate::partition::{Partition, PartitionError, Storage};
+
+/// Longest topic name; leaves room for `-<partition>` in a 255-byte directory name.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+const TOPICS_DIR: &str = "topics";
+
+/// A topic and its partitions. Immutable: a change makes a new `Topic`.
+#[derive(Debug)]
+pub struct Topic {
+    /// The name.
+    pub name: String,
+    /// The effective config.
+    pub config: TopicConfig,
+    /// Partitions by index.
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+/// What is written to the topic's metadata file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicRecord {
+    partition_count: u32,
+    config: TopicConfig,
+}
+
+/// A failed admin operation: a wire code and a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminError {
+    /// The code.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl AdminError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<PartitionError> for AdminError {
+    fn from(error: PartitionError) -> Self {
+        Self::new(error.code(), error.to_string())
+    }
+}
+
+fn io_error(context: &str, path: &Path, error: &std::io::Error) -> AdminError {
+    tracing::error!(path = %path.display(), %error, "{context}");
+    let code = if error.raw_os_error() == Some(libc::ENOSPC) {
+        ErrorCode::StorageFull
+    } else {
+        ErrorCode::StorageError
+    };
+    AdminError::new(code, format!("{context} {}: {error}", path.display()))
+}
+
+/// Checks a topic name: 1 to 249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+///
+/// # Errors
+/// `InvalidTopic` with the reason.
+pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
+    let valid_chars = name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
+    if name.is_empty()
+        || name.len() > TOPIC_NAME_BYTES_MAX
+        || !valid_chars
+        || name == "."
+        || name == ".."
+    {
+        return Err(AdminError::new(
+            ErrorCode::InvalidTopic,
+            format!(
+                "invalid topic name '{name}': use 1 to {TOPIC_NAME_BYTES_MAX} characters from [A-Za-z0-9._-], not '.' or '..'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// All topics of this broker. Thread-safe.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    config: Arc<Config>,
+    storage: Storage,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    admin: Mutex<()>,
+}
+
+impl TopicRegistry {
+    /// Opens every topic found under `config.data_dir`, recovering their logs.
+    ///
+    /// # Errors
+    /// A message if the directory or a topic cannot be read.
+    pub fn open(config: Arc<Config>, storage: Storage) -> Result<Self, String> {
+        let topics_dir = config.data_dir.join(TOPICS_DIR);
+        std::fs::create_dir_all(&topics_dir)
+            .map_err(|error| format!("cannot create {}: {error}", topics_dir.display()))?;
+        let mut topics = BTreeMap::new();
+        let entries = std::fs::read_dir(&topics_dir)
+            .map_err(|error| format!("cannot list {}: {error}", topics_dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|error| error.to_string())?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.strip_suffix(".toml"))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            let record: TopicRecord = toml::from_str(&text)
+                .map_err(|error| format!("corrupt {}: {error}", path.display()))?;
+            let partitions = (0..record.partition_count)
+                .map(|index| {
+                    Partition::open(&config.data_dir, name, index, &record.config, &storage)
+                        .map(Arc::new)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| format!("cannot open topic '{name}': {error}"))?;
+            tracing::info!(
+                topic = name,
+                partitions = record.partition_count,
+                "opened topic"
+            );
+            topics.insert(
+                name.to_owned(),
+                Arc::new(Topic {
+                    name: name.to_owned(),
+                    config: record.config,
+                    partitions,
+                }),
+            );
+        }
+        Ok(Self {
+            config,
+            storage,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+        })
+    }
+
+    /// The topic, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics lock").get(name).cloned()
+    }
+
+    /// The partition, if it exists.
+    pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition>> {
+        self.get(topic)?.partitions.get(index as usize).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn partition_total(&self) -> u64 {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .map(|topic| topic.partitions.len() as u64)
+            .sum()
+    }
+
+    fn check_partition_budget(
+        &self,
+        topic: &str,
+        count: u32,
+        adding: u32,
+    ) -> Result<(), AdminError> {
+        let limit = self.config.topic_partitions_max;
+        if count == 0 || count > limit {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{topic}' would have {count} partitions; allowed are 1 to topic_partitions_max = {limit}"
+                ),
+            ));
+        }
+        let total = self.partition_total() + u64::from(adding);
+        if total > u64::from(self.config.partitions_max) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "the broker would host {total} partitions, above partitions_max = {}",
+                    self.config.partitions_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic (or only checks that it could be created).
+    ///
+    /// # Errors
+    /// `InvalidTopic`, `TopicAlreadyExists`, `InvalidPartitions`,
+    /// `InvalidReplicationFactor`, `InvalidConfig`, or a storage error.
+    pub fn create(
+        &self,
+        name: &str,
+        partition_count: u32,
+        replication_factor: u16,
+        overrides: &[strata_protocol::messages::ConfigEntry],
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        validate_topic_name(name)?;
+        let _admin = self.admin.lock().expect("admin lock");
+        if self.get(name).is_some() {
+            return Err(AdminError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        self.check_partition_budget(name, partition_count, partition_count)?;
+        if replication_factor != 1 {
+            return Err(AdminError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor {replication_factor} is not possible: this cluster has 1 broker"
+                ),
+            ));
+        }
+        let config = TopicConfig::from_defaults(&self.config)
+            .with_overrides(overrides)
+            .map_err(|message| AdminError::new(ErrorCode::InvalidConfig, message))?;
+        if validate_only {
+            return Ok(());
+        }
+        let partitions = (0..partition_count)
+            .map(|index| {
+                Partition::remove_files(&self.config.data_dir, name, index)?;
+                Partition::open(&self.config.data_dir, name, index, &config, &self.storage)
+                    .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_record(
+            name,
+            &TopicRecord {
+                partition_count,
+                config: config.clone(),
+            },
+        )?;
+        let topic = Arc::new(Topic {
+            name: name.to_owned(),
+            config,
+            partitions,
+        });
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_owned(), topic);
+        tracing::info!(topic = name, partitions = partition_count, "created topic");
+        Ok(())
+    }
+
+    /// Deletes a topic and all its data.
+    ///
+    /// # Errors
+    /// `UnknownTopicOrPartition`, or a storage error.
+    pub fn delete(&self, name: &str) -> Result<(), AdminError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| unknown_topic(name))?;
+        // The metadata file goes first: once it is gone the topic is gone, even if the
+        // broker dies before the partition directories are removed.
+        let path = self.record_path(name);
+        std::fs::remove_file(&path).map_err(|error| io_error("cannot delete", &path, &error))?;
+        sync_dir(&self.topics_dir())?;
+        for partition in &topic.partitions {
+            partition.delete()?;
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Grows a topic to `partition_count` partitions.
+    ///
+    /// # Errors
+    /// `UnknownTopicOrPartition`, `InvalidPartitions`, or a storage error.
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        partition_count: u32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
+        let current = topic.partitions.len() as u32;
+        if partition_count <= current {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {current} partitions; the new count {partition_count} must be larger"
+                ),
+            ));
+        }
+        self.check_partition_budget(name, partition_count, partition_count - current)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut partitions = topic.partitions.clone();
+        for index in current..partition_count {
+            Partition::remove_files(&self.config.data_dir, name, index)?;
+            partitions.push(Arc::new(Partition::open(
+                &self.config.data_dir,
+                name,
+                index,
+                &topic.config,
+                &self.storage,
+            )?));
+        }
+        self.write_record(
+            name,
+            &TopicRecord {
+                partition_count,
+                config: topic.config.clone(),
+            },
+        )?;
+        let grown = Arc::new(Topic {
+            name: name.to_owned(),
+            config: topic.config.clone(),
+            partitions,
+        });
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_owned(), grown);
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = partition_count,
+            "added partitions"
+        );
+        Ok(())
+    }
+
+    /// Applies retention to every partition.
+    pub fn apply_retention(&self, now_ms: i64) {
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                partition.apply_retention(now_ms);
+            }
+        }
+    }
+
+    /// Flushes and closes every partition so the next start skips recovery.
+    pub fn close(&self) {
+        for topic in self.all() {
+            for partition in &topic.partitions {
+                partition.close();
+            }
+        }
+    }
+
+    fn topics_dir(&self) -> PathBuf {
+        self.config.data_dir.join(TOPICS_DIR)
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.topics_dir().join(format!("{name}.toml"))
+    }
+
+    /// Writes the metadata file atomically: a temporary file, fsync, rename, fsync dir.
+    fn write_record(&self, name: &str, record: &TopicRecord) -> Result<(), AdminError> {
+        let path = self.record_path(name);
+        let temporary = path.with_extension("toml.tmp");
+        let text = toml::to_string(record).expect("topic record serializes");
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(|error| io_error("cannot write", &path, &error))?;
+        sync_dir(&self.topics_dir())
+    }
+}
+
+fn unknown_topic(name: &str) -> AdminError {
+    AdminError::new(
+        ErrorCode::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AdminError> {
+    std::fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| io_error("cannot fsync", dir, &error))
+}

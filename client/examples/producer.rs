@@ -1,0 +1,62 @@
+//! Produces records to a topic and prints where each landed.
+//!
+//! ```text
+//! cargo run -p strata-client --example producer -- 127.0.0.1:9400 orders 10
+//! ```
+
+use strata_client::protocol::ErrorCode;
+use strata_client::{
+    Admin, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord,
+};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Error> {
+    let mut args = std::env::args().skip(1);
+    let (Some(bootstrap), Some(topic)) = (args.next(), args.next()) else {
+        eprintln!("usage: producer BOOTSTRAP TOPIC [COUNT]");
+        std::process::exit(2);
+    };
+    let count: u32 = args
+        .next()
+        .map_or(Ok(10), |count| count.parse())
+        .unwrap_or_else(|_| {
+            eprintln!("COUNT must be a number");
+            std::process::exit(2);
+        });
+
+    // Create the topic if it does not exist yet.
+    let admin = Admin::new(ClientConfig::new(&bootstrap))?;
+    match admin.create_topic(NewTopic::new(&topic, 3)).await {
+        Ok(()) => println!("created topic {topic}"),
+        Err(error) if error.code() == Some(ErrorCode::TopicAlreadyExists) => {}
+        Err(error) => return Err(error),
+    }
+
+    let producer = Producer::new(ProducerConfig::new(&bootstrap))?;
+    let mut deliveries = Vec::new();
+    for index in 0..count {
+        let record = ProducerRecord::new(&topic, format!("message {index}"))
+            .key(format!("key-{}", index % 5))
+            .header("producer", "example");
+        deliveries.push((index, producer.send(record).await?));
+    }
+    for (index, delivery) in deliveries {
+        let metadata = delivery.await?;
+        println!(
+            "message {index} -> partition {} offset {:?}",
+            metadata.partition, metadata.offset
+        );
+    }
+    producer.close().await;
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! The cluster as the client sees it: a metadata cache and one connection per broker,
+//! shared by everything a [`Producer`](crate::Producer), [`Consumer`](crate::Consumer) or
+//! [`Admin`](crate::Admin) does.
+//!
+//! Connections are opened lazily and replaced when they close. A broker that failed is
+//! retried after an exponential backoff (`reconnect_backoff_ms` doubling up to
+//! `reconnect_backoff_ms_max`), so a restarting broker is not hammered. Metadata is
+//! refreshed on an interval by a background task and on demand after leader errors;
+//! concurrent on-demand refreshes collapse into one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::{MetadataRequest, MetadataResponse, NO_LEADER};
+use strata_protocol::{Request, Response};
+use tokio::time::Instant;
+
+use crate::config::ClientConfig;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+
+/// One partition's placement, as of the last metadata refresh.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(admin: strata_client::Admin) -> strata_client::Result<()> {
+/// let metadata = admin.cluster_metadata().await?;
+/// for broker in &metadata.brokers {
+///     println!("broker {} at {}", broker.node_id, broker.address);
+/// }
+/// for topic in &metadata.topics {
+///     for partition in &topic.partitions {
+///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The partition index.
+    pub partition: u32,
+    /// The leader's node id, or `None` during an election.
+    pub leader: Option<u32>,
+    /// The leader's epoch.
+    pub leader_epoch: u32,
+    /// Node ids of every replica.
+    pub replicas: Vec<u32>,
+    /// Node ids of the in-sync replicas.
+    pub in_sync_replicas: Vec<u32>,
+}
+
+/// One topic's partitions, by index.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(admin: strata_client::Admin) -> strata_client::Result<()> {
+/// let metadata = admin.cluster_metadata().await?;
+/// for broker in &metadata.brokers {
+///     println!("broker {} at {}", broker.node_id, broker.address);
+/// }
+/// for topic in &metadata.topics {
+///     for partition in &topic.partitions {
+///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic name.
+    pub name: String,
+    /// Partitions, where `partitions[i].partition == i`.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// A broker in the cluster.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(admin: strata_client::Admin) -> strata_client::Result<()> {
+/// let metadata = admin.cluster_metadata().await?;
+/// for broker in &metadata.brokers {
+///     println!("broker {} at {}", broker.node_id, broker.address);
+/// }
+/// for topic in &metadata.topics {
+///     for partition in &topic.partitions {
+///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// The node id.
+    pub node_id: u32,
+    /// `host:port` clients connect to.
+    pub address: String,
+}
+
+/// The whole cluster as one broker described it.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(admin: strata_client::Admin) -> strata_client::Result<()> {
+/// let metadata = admin.cluster_metadata().await?;
+/// for broker in &metadata.brokers {
+///     println!("broker {} at {}", broker.node_id, broker.address);
+/// }
+/// for topic in &metadata.topics {
+///     for partition in &topic.partitions {
+///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    /// A stable id for the cluster.
+    pub cluster_id: String,
+    /// The controller's node id, if there is one.
+    pub controller_id: Option<u32>,
+    /// Live brokers.
+    pub brokers: Vec<BrokerInfo>,
+    /// Topics, sorted by name.
+    pub topics: Vec<TopicInfo>,
+}
+
+#[derive(Default)]
+struct Cache {
+    brokers: HashMap<u32, String>,
+    topics: HashMap<String, Arc<TopicInfo>>,
+    refreshed_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Link {
+    connection: Option<Arc<Connection>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// Owns the metadata cache and the connections. Thread-safe.
+pub(crate) struct Cluster {
+    config: ClientConfig,
+    cache: RwLock<Cache>,
+    links: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Link>>>>,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.config.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A cluster handle and its periodic metadata refresh task (which ends when the last
+    /// handle is dropped). Connects to nothing yet.
+    pub(crate) fn new(config: ClientConfig) -> Result<Arc<Self>> {
+        config.validate()?;
+        let period = Duration::from_millis(config.metadata_refresh_ms.max(1));
+        let cluster = Arc::new(Self {
+            config,
+            cache: RwLock::new(Cache::default()),
+            links: Mutex::new(HashMap::new()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(refresh_periodically(Arc::downgrade(&cluster), period));
+        Ok(cluster)
+    }
+
+    /// A live connection to `address`, opened if needed. After a failure, waits out the
+    /// backoff before trying again.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub(crate) async fn connection(&self, address: &str) -> Result<Arc<Connection>> {
+        let link = {
+            let mut links = self.links.lock().expect("links lock");
+            Arc::clone(links.entry(address.to_owned()).or_default())
+        };
+        let mut link = link.lock().await;
+        if let Some(connection) = &link.connection {
+            if !connection.is_closed() {
+                return Ok(Arc::clone(connection));
+            }
+            link.connection = None;
+        }
+        if let Some(retry_at) = link.retry_at {
+            tokio::time::sleep_until(retry_at).await;
+        }
+        match Connection::connect(address, &self.config).await {
+            Ok(connection) => {
+                let connection = Arc::new(connection);
+                *link = Link {
+                    connection: Some(Arc::clone(&connection)),
+                    failures: 0,
+                    retry_at: None,
+                };
+                Ok(connection)
+            }
+            Err(error) => {
+                link.failures = link.failures.saturating_add(1);
+                let backoff = backoff_ms(
+                    self.config.reconnect_backoff_ms,
+                    self.config.reconnect_backoff_ms_max,
+                    link.failures,
+                );
+                link.retry_at = Some(Instant::now() + Duration::from_millis(backoff));
+                tracing::debug!(address, %error, backoff, "connect failed");
+                Err(error)
+            }
+        }
+    }
+
+    /// A connection to any broker: known brokers first, then the bootstrap list.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub(crate) async fn any_connection(&self) -> Result<Arc<Connection>> {
+        let mut addresses: Vec<String> = {
+            let cache = self.cache.read().expect("cache lock");
+            cache.brokers.values().cloned().collect()
+        };
+        addresses.sort();
+        addresses.extend(self.config.bootstrap.iter().cloned());
+        addresses.dedup();
+        let mut last = None;
+        for address in &addresses {
+            match self.connection(address).await {
+                Ok(connection) => return Ok(connection),
+                Err(error) => last = Some(error),
+            }
+        }
+        let last = last.expect("the bootstrap list is not empty");
+        // With one address, its own error says it all ("cannot reach broker at ...").
+        if addresses.len() == 1 {
+            return Err(last);
+        }
+        Err(Error::NoBrokerAvailable {
+            last: Box::new(last),
+        })
+    }
+
+    /// Sends `request` to any broker.
+    pub(crate) async fn call_any(&self, request: &Request) -> Result<Response> {
+        let connection = self.any_connection().await?;
+        connection.call(request, Duration::ZERO).await
+    }
+
+    /// A connection to the broker with node id `node_id`.
+    pub(crate) async fn broker_connection(&self, node_id: u32) -> Result<Arc<Connection>> {
+        let address = self
+            .cache
+            .read()
+            .expect("cache lock")
+            .brokers
+            .get(&node_id)
+            .cloned();
+        match address {
+            Some(address) => self.connection(&address).await,
+            None => Err(Error::Protocol {
+                address: String::new(),
+                reason: format!("metadata names no broker with node id {node_id}"),
+            }),
+        }
+    }
+
+    /// The cached metadata of `topic`, fetched if it is not cached.
+    ///
+    /// # Errors
+    /// [`ErrorCode::UnknownTopicOrPartition`] if the topic does not exist.
+    pub(crate) async fn topic(&self, topic: &str) -> Result<Arc<TopicInfo>> {
+        if let Some(info) = self.cached_topic(topic) {
+            return Ok(info);
+        }
+        self.refresh(Some(&[topic.to_owned()])).await?;
+        self.cached_topic(topic).ok_or_else(|| {
+            Error::broker(
+                ErrorCode::UnknownTopicOrPartition,
+                Some(format!("topic {topic} does not exist")),
+            )
+        })
+    }
+
+    pub(crate) fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
+        self.cache
+            .read()
+            .expect("cache lock")
+            .topics
+            .get(topic)
+            .cloned()
+    }
+
+    /// The leader's node id of a partition, from the cache (fetching the topic if needed,
+    /// or if the partition is beyond the cached count).
+    pub(crate) async fn leader(&self, topic: &str, partition: u32) -> Result<u32> {
+        let mut info = self.topic(topic).await?;
+        if info.partitions.len() <= partition as usize {
+            // The topic may have grown since it was cached.
+            self.refresh(Some(&[topic.to_owned()])).await?;
+            info = self.topic(topic).await?;
+        }
+        let Some(partition_info) = info.partitions.get(partition as usize) else {
+            return Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partition_count: u32::try_from(info.partitions.len()).unwrap_or(u32::MAX),
+            });
+        };
+        partition_info
+            .leader
+            .ok_or_else(|| Error::LeaderNotAvailable {
+                topic: topic.to_owned(),
+                partition,
+            })
+    }
+
+    /// Refreshes the metadata of `topics` (every cached topic if `None`).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub(crate) async fn refresh(&self, topics: Option<&[String]>) -> Result<MetadataResponse> {
+        let _single_flight = self.refresh_lock.lock().await;
+        let names = match topics {
+            Some(topics) => topics.to_vec(),
+            None => {
+                let cache = self.cache.read().expect("cache lock");
+                cache.topics.keys().cloned().collect()
+            }
+        };
+        self.fetch_metadata(Some(names)).await
+    }
+
+    /// Refreshes after an error, at most once per error wave: callers that saw the same
+    /// stale metadata share one refresh.
+    pub(crate) async fn refresh_after_error(&self, topic: &str, seen_at: Instant) {
+        let _single_flight = self.refresh_lock.lock().await;
+        let fresh = self
+            .cache
+            .read()
+            .expect("cache lock")
+            .refreshed_at
+            .is_some_and(|at| at > seen_at);
+        if fresh && self.cached_topic(topic).is_some() {
+            return;
+        }
+        if let Err(error) = self.fetch_metadata(Some(vec![topic.to_owned()])).await {
+            tracing::debug!(%error, topic, "metadata refresh failed");
+        }
+    }
+
+    /// When the cache was last refreshed (or now, if never).
+    pub(crate) fn refreshed_at(&self) -> Instant {
+        self.cache
+            .read()
+            .expect("cache lock")
+            .refreshed_at
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// Sends a Metadata request and folds the answer into the cache. `None` asks for
+    /// every topic and replaces the cached topic set.
+    pub(crate) async fn fetch_metadata(
+        &self,
+        topics: Option<Vec<String>>,
+    ) -> Result<MetadataResponse> {
+        let all = topics.is_none();
+        let request = Request::Metadata(MetadataRequest { topics });
+        let response = match self.call_any(&request).await? {
+            Response::Metadata(response) => response,
+            other => return Err(unexpected(&other)),
+        };
+        let mut cache = self.cache.write().expect("cache lock");
+        cache.brokers = response
+            .brokers
+            .iter()
+            .map(|broker| (broker.node_id, format!("{}:{}", broker.host, broker.port)))
+            .collect();
+        if all {
+            cache.topics.clear();
+        }
+        for topic in &response.topics {
+            if topic.error_code.is_ok() {
+                cache
+                    .topics
+                    .insert(topic.name.clone(), Arc::new(topic_info(topic)));
+            } else {
+                cache.topics.remove(&topic.name);
+            }
+        }
+        cache.refreshed_at = Some(Instant::now());
+        Ok(response)
+    }
+
+    /// Forgets a topic (after it was deleted or changed through Admin).
+    pub(crate) fn invalidate(&self, topic: &str) {
+        self.cache.write().expect("cache lock").topics.remove(topic);
+    }
+}
+
+fn topic_info(topic: &strata_protocol::messages::TopicMetadata) -> TopicInfo {
+    let mut partitions: Vec<PartitionInfo> = topic
+        .partitions
+        .iter()
+        .map(|partition| PartitionInfo {
+            partition: partition.partition,
+            leader: (partition.leader_id != NO_LEADER && partition.error_code.is_ok())
+                .then(|| u32::try_from(partition.leader_id).ok())
+                .flatten(),
+            leader_epoch: partition.leader_epoch,
+            replicas: partition.replicas.clone(),
+            in_sync_replicas: partition.in_sync_replicas.clone(),
+        })
+        .collect();
+    partitions.sort_by_key(|partition| partition.partition);
+    TopicInfo {
+        name: topic.name.clone(),
+        partitions,
+    }
+}
+
+pub(crate) fn unexpected(response: &Response) -> Error {
+    Error::Protocol {
+        address: String::new(),
+        reason: format!("unexpected {:?} response", response.api_key()),
+    }
+}
+
+/// `base * 2^(attempt-1)`, capped at `max`.
+pub(crate) fn backoff_ms(base: u64, max: u64, attempt: u32) -> u64 {
+    let shift = attempt.saturating_sub(1).min(20);
+    base.saturating_mul(1 << shift).min(max)
+}
+
+async fn refresh_periodically(cluster: Weak<Cluster>, period: Duration) {
+    let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        let has_topics = !cluster.cache.read().expect("cache lock").topics.is_empty();
+        if has_topics && let Err(error) = cluster.refresh(None).await {
+            tracing::debug!(%error, "periodic metadata refresh failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let steps: Vec<u64> = (1..=7)
+            .map(|attempt| backoff_ms(50, 2_000, attempt))
+            .collect();
+        assert_eq!(steps, [50, 100, 200, 400, 800, 1_600, 2_000]);
+        assert_eq!(backoff_ms(50, 2_000, u32::MAX), 2_000);
+    }
+}

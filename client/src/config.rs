@@ -1,0 +1,326 @@
+//! Configuration. Every limit is named `<noun>_max` with its unit last and has a default;
+//! build a config with `..Default::default()` or the `new` constructors.
+
+use std::time::Duration;
+
+use strata_protocol::messages::Acks;
+
+use crate::error::{Error, Result};
+
+/// Settings shared by [`Producer`](crate::Producer), [`Consumer`](crate::Consumer) and
+/// [`Admin`](crate::Admin): where the cluster is and how to talk to it.
+///
+/// # Example
+/// ```
+/// use strata_client::ClientConfig;
+///
+/// let config = ClientConfig {
+///     request_timeout_ms: 5_000,
+///     ..ClientConfig::new("127.0.0.1:9400")
+/// };
+/// assert_eq!(config.bootstrap, vec!["127.0.0.1:9400".to_string()]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` addresses tried in order until one answers; the metadata they return
+    /// names the rest of the cluster.
+    pub bootstrap: Vec<String>,
+    /// Names this client in broker logs and metrics.
+    pub client_id: String,
+    /// How long a request may wait for its response before failing with
+    /// [`Error::RequestTimedOut`] (a fetch adds its own long-poll wait to this).
+    pub request_timeout_ms: u64,
+    /// How long opening a TCP connection plus the ApiVersions handshake may take.
+    pub connect_timeout_ms: u64,
+    /// First wait before reconnecting to a broker that failed; doubles per failure.
+    pub reconnect_backoff_ms: u64,
+    /// Ceiling of the reconnect backoff.
+    pub reconnect_backoff_ms_max: u64,
+    /// Cached metadata is refreshed at least this often, and on leader errors.
+    pub metadata_refresh_ms: u64,
+    /// Largest frame sent or accepted, in bytes. Above the broker's fetch response
+    /// limit, so a full fetch response always fits.
+    pub frame_bytes_max: usize,
+    /// Requests awaiting a response on one connection; further requests wait.
+    pub in_flight_requests_max: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: vec!["127.0.0.1:9400".into()],
+            client_id: "strata-client".into(),
+            request_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            reconnect_backoff_ms: 50,
+            reconnect_backoff_ms_max: 2_000,
+            metadata_refresh_ms: 60_000,
+            frame_bytes_max: 64 << 20,
+            in_flight_requests_max: 64,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Defaults with a comma-separated bootstrap list such as `"a:9400,b:9400"`.
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap
+                .split(',')
+                .map(str::trim)
+                .filter(|address| !address.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.bootstrap.is_empty() {
+            return Err(Error::InvalidConfig("bootstrap is empty".into()));
+        }
+        if self.in_flight_requests_max == 0 {
+            return Err(Error::InvalidConfig(
+                "in_flight_requests_max must be at least 1".into(),
+            ));
+        }
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err(Error::InvalidConfig("timeouts must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// What [`Producer::send`](crate::Producer::send) does when `buffer_bytes_max` bytes are
+/// already buffered.
+///
+/// # Example
+/// ```
+/// use strata_client::{OnBufferFull, ProducerConfig};
+///
+/// // Shed load instead of slowing the caller down.
+/// let config = ProducerConfig {
+///     on_buffer_full: OnBufferFull::Error,
+///     ..ProducerConfig::new("127.0.0.1:9400")
+/// };
+/// assert_eq!(config.on_buffer_full, OnBufferFull::Error);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBufferFull {
+    /// Wait for space, up to `buffer_wait_ms_max`, then fail with [`Error::BufferFull`].
+    Wait,
+    /// Fail at once with [`Error::BufferFull`].
+    Error,
+}
+
+/// Producer settings.
+///
+/// # Example
+/// ```
+/// use strata_client::{Acks, ProducerConfig};
+///
+/// let config = ProducerConfig {
+///     acks: Acks::All,
+///     linger_ms: 10,
+///     ..ProducerConfig::new("127.0.0.1:9400")
+/// };
+/// assert_eq!(config.batch_bytes_max, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Connection settings.
+    pub client: ClientConfig,
+    /// When the broker acknowledges a write.
+    pub acks: Acks,
+    /// How long a partition's open batch waits for more records before it is sent.
+    pub linger_ms: u64,
+    /// A batch is sealed before it would grow past this many bytes (a single larger
+    /// record gets a batch of its own, up to `record_bytes_max`).
+    pub batch_bytes_max: usize,
+    /// Largest single record, encoded.
+    pub record_bytes_max: usize,
+    /// Bytes of records buffered or in flight; beyond this `send` applies
+    /// `on_buffer_full`.
+    pub buffer_bytes_max: usize,
+    /// Wait or fail when the buffer is full.
+    pub on_buffer_full: OnBufferFull,
+    /// Longest wait for buffer space with [`OnBufferFull::Wait`].
+    pub buffer_wait_ms_max: u64,
+    /// Attempts after the first for a batch that failed with a retriable error.
+    pub retries_max: u32,
+    /// First wait before retrying a batch; doubles per attempt.
+    pub retry_backoff_ms: u64,
+    /// Ceiling of the retry backoff.
+    pub retry_backoff_ms_max: u64,
+    /// Bytes of batches for one partition sent in one produce request.
+    pub request_partition_bytes_max: usize,
+    /// Bytes of batches in one produce request; partitions beyond it go in another
+    /// request to the same broker. Keep it below the broker's `frame_bytes_max`.
+    pub request_bytes_max: usize,
+    /// How long the broker may wait for `acks = all`.
+    pub produce_timeout_ms: u32,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            client: ClientConfig::default(),
+            acks: Acks::Leader,
+            linger_ms: 5,
+            batch_bytes_max: 1 << 20,
+            // Leaves room for the batch header under the broker's 1 MiB
+            // max_message_bytes default.
+            record_bytes_max: 1_000_000,
+            buffer_bytes_max: 32 << 20,
+            on_buffer_full: OnBufferFull::Wait,
+            buffer_wait_ms_max: 60_000,
+            retries_max: 20,
+            retry_backoff_ms: 50,
+            retry_backoff_ms_max: 2_000,
+            request_partition_bytes_max: 4 << 20,
+            request_bytes_max: 8 << 20,
+            produce_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Defaults with a comma-separated bootstrap list.
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            client: ClientConfig::new(bootstrap),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.client.validate()?;
+        if self.batch_bytes_max == 0 || self.record_bytes_max == 0 {
+            return Err(Error::InvalidConfig(
+                "batch_bytes_max and record_bytes_max must be positive".into(),
+            ));
+        }
+        if self.record_bytes_max > self.buffer_bytes_max {
+            return Err(Error::InvalidConfig(
+                "record_bytes_max must not exceed buffer_bytes_max".into(),
+            ));
+        }
+        if self.batch_bytes_max > self.request_partition_bytes_max
+            || self.request_partition_bytes_max > self.request_bytes_max
+            || self.request_bytes_max >= self.client.frame_bytes_max
+        {
+            return Err(Error::InvalidConfig(
+                "need batch_bytes_max <= request_partition_bytes_max <= request_bytes_max < frame_bytes_max".into(),
+            ));
+        }
+        if u32::try_from(self.buffer_bytes_max).is_err() {
+            return Err(Error::InvalidConfig(
+                "buffer_bytes_max must be below 4 GiB".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a consumer starts when it has no position or its position left the log.
+///
+/// # Example
+/// ```
+/// use strata_client::{AutoOffsetReset, ConsumerConfig};
+///
+/// // Read everything retained, from the oldest record.
+/// let config = ConsumerConfig {
+///     auto_offset_reset: AutoOffsetReset::Earliest,
+///     ..ConsumerConfig::new("127.0.0.1:9400")
+/// };
+/// assert_eq!(config.auto_offset_reset, AutoOffsetReset::Earliest);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoOffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: only records produced from now on.
+    Latest,
+    /// Fail `poll` with [`Error::OffsetOutOfRange`] or [`Error::NoPosition`] until the
+    /// application seeks.
+    Error,
+}
+
+/// Consumer settings.
+///
+/// # Example
+/// ```
+/// use strata_client::{AutoOffsetReset, ConsumerConfig};
+///
+/// let config = ConsumerConfig {
+///     auto_offset_reset: AutoOffsetReset::Earliest,
+///     ..ConsumerConfig::new("127.0.0.1:9400")
+/// };
+/// assert_eq!(config.fetch_wait_ms_max, 500);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Connection settings.
+    pub client: ClientConfig,
+    /// What to do without a valid position.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Longest time the broker holds a fetch waiting for `fetch_bytes_min`.
+    pub fetch_wait_ms_max: u32,
+    /// The broker answers a fetch once this many bytes are ready.
+    pub fetch_bytes_min: u32,
+    /// Bytes in one fetch response (at least one batch is always returned).
+    pub fetch_bytes_max: u32,
+    /// Bytes per partition in one fetch response.
+    pub partition_fetch_bytes_max: u32,
+    /// Fetched bytes buffered ahead of the application; no new fetch starts above this.
+    pub prefetch_bytes_max: usize,
+    /// Records one `poll` returns.
+    pub poll_records_max: usize,
+    /// Wait before re-fetching a partition after a retriable error.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            client: ClientConfig::default(),
+            auto_offset_reset: AutoOffsetReset::Latest,
+            fetch_wait_ms_max: 500,
+            fetch_bytes_min: 1,
+            fetch_bytes_max: 16 << 20,
+            partition_fetch_bytes_max: 1 << 20,
+            prefetch_bytes_max: 64 << 20,
+            poll_records_max: 500,
+            retry_backoff_ms: 100,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Defaults with a comma-separated bootstrap list.
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            client: ClientConfig::new(bootstrap),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.client.validate()?;
+        if u64::from(self.fetch_bytes_max) >= self.client.frame_bytes_max as u64 {
+            return Err(Error::InvalidConfig(
+                "fetch_bytes_max must be below frame_bytes_max".into(),
+            ));
+        }
+        if self.poll_records_max == 0 {
+            return Err(Error::InvalidConfig(
+                "poll_records_max must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

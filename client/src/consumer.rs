@@ -1,0 +1,883 @@
+//! The consumer, with manual partition assignment.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use strata_protocol::batch::{self, Batches};
+use strata_protocol::messages::{
+    EARLIEST_TIMESTAMP, FetchPartition, FetchRequest, FetchTopic, LATEST_TIMESTAMP,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use strata_protocol::{ErrorCode, Request, Response};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, unexpected};
+use crate::config::{AutoOffsetReset, ConsumerConfig};
+use crate::error::{Error, Result};
+use crate::record::{ConsumerRecord, Header, TopicPartition};
+
+/// How long [`Consumer::recv`] waits per round before looking again.
+const RECV_ROUND: Duration = Duration::from_secs(3_600);
+
+/// Reads records from partitions the application assigns. Owned by one task (methods
+/// take `&mut self`); `Send`, so it can move between tasks.
+///
+/// Fetches run in background tasks, one per leader broker, and the next fetch of a
+/// partition starts as soon as the previous one is buffered, so the network works while
+/// the application processes records (prefetch, bounded by `prefetch_bytes_max`).
+/// A fetch long-polls the broker for up to `fetch_wait_ms_max`. Each batch's CRC is
+/// checked, and records below the requested offset (a fetch returns whole batches) are
+/// skipped.
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig, TopicPartition};
+///
+/// # async fn example() -> strata_client::Result<()> {
+/// let mut consumer = Consumer::new(ConsumerConfig {
+///     auto_offset_reset: AutoOffsetReset::Earliest,
+///     ..ConsumerConfig::new("127.0.0.1:9400")
+/// })?;
+/// consumer.assign(&[TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)]);
+/// consumer.seek(&TopicPartition::new("orders", 1), 42)?;
+/// loop {
+///     for record in consumer.poll(Duration::from_millis(500)).await? {
+///         println!("{}/{}@{}", record.topic, record.partition, record.offset);
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    cluster: Arc<Cluster>,
+    config: ConsumerConfig,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Fetched records not yet returned, in fetch order (per partition, offset order).
+    buffer: VecDeque<ConsumerRecord>,
+    buffered_bytes: usize,
+    fetches: JoinSet<FetchOutcome>,
+    /// Errors to report from the next `poll`.
+    errors: VecDeque<Error>,
+    topic_names: HashMap<String, Arc<str>>,
+    /// Source of fresh partition epochs; never reused, even across unassign/assign.
+    epochs: u64,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    /// Next offset to return to the application; `None` until reset or seek.
+    position: Option<u64>,
+    /// Next offset to fetch: the position plus what is buffered.
+    fetch_offset: u64,
+    /// Fresh on every assign, seek and reset, so results of fetches issued before it
+    /// are dropped.
+    epoch: u64,
+    fetching: bool,
+    retry_at: Option<Instant>,
+    /// Set when `auto_offset_reset` is `Error` and the position is invalid: the
+    /// partition is paused until the application seeks.
+    paused: bool,
+}
+
+impl PartitionState {
+    fn new(epoch: u64) -> Self {
+        Self {
+            position: None,
+            fetch_offset: 0,
+            epoch,
+            fetching: false,
+            retry_at: None,
+            paused: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FetchedPartition {
+    tp: TopicPartition,
+    epoch: u64,
+    fetch_offset: u64,
+    result: Result<Vec<ConsumerRecord>>,
+}
+
+#[derive(Debug)]
+struct FetchOutcome {
+    /// Per partition, or the error of the whole request with the partitions it covered.
+    result: Result<Vec<FetchedPartition>, (Error, Vec<TopicPartition>)>,
+}
+
+impl Consumer {
+    /// A consumer with nothing assigned. Connects lazily.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn new(config: ConsumerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            cluster: Cluster::new(config.client.clone())?,
+            config,
+            partitions: BTreeMap::new(),
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            fetches: JoinSet::new(),
+            errors: VecDeque::new(),
+            topic_names: HashMap::new(),
+            epochs: 0,
+        })
+    }
+
+    /// Replaces the assignment. Partitions kept keep their positions; new ones start per
+    /// `auto_offset_reset` unless sought.
+    pub fn assign(&mut self, partitions: &[TopicPartition]) {
+        self.partitions.retain(|tp, _| partitions.contains(tp));
+        for tp in partitions {
+            if !self.partitions.contains_key(tp) {
+                self.epochs += 1;
+                self.partitions
+                    .insert(tp.clone(), PartitionState::new(self.epochs));
+            }
+        }
+        let assigned = &self.partitions;
+        self.buffer.retain(|record| {
+            assigned
+                .keys()
+                .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
+        });
+        self.recount_buffer();
+    }
+
+    /// The assigned partitions, sorted.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.partitions.keys().cloned().collect()
+    }
+
+    /// The next record `poll` returns for `tp` will be at `offset` (or the first after
+    /// it). Drops what was buffered for `tp`. An offset outside the log is handled by
+    /// `auto_offset_reset` on the next fetch.
+    ///
+    /// # Errors
+    /// [`Error::NotAssigned`].
+    pub fn seek(&mut self, tp: &TopicPartition, offset: u64) -> Result<()> {
+        let state = self
+            .partitions
+            .get_mut(tp)
+            .ok_or_else(|| not_assigned(tp))?;
+        self.epochs += 1;
+        state.position = Some(offset);
+        state.fetch_offset = offset;
+        state.epoch = self.epochs;
+        state.paused = false;
+        state.retry_at = None;
+        self.buffer
+            .retain(|record| !(record.partition == tp.partition && *record.topic == *tp.topic));
+        self.recount_buffer();
+        Ok(())
+    }
+
+    /// Seeks each partition to its log start offset.
+    ///
+    /// # Errors
+    /// [`Error::NotAssigned`]; errors of the ListOffsets lookup.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: positions change only once the lookup succeeded.
+    pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_to_timestamp(partitions, EARLIEST_TIMESTAMP).await
+    }
+
+    /// Seeks each partition to its high watermark: only records produced afterwards are
+    /// returned.
+    ///
+    /// # Errors
+    /// As for [`seek_to_beginning`](Self::seek_to_beginning).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_to_timestamp(partitions, LATEST_TIMESTAMP).await
+    }
+
+    async fn seek_to_timestamp(
+        &mut self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<()> {
+        if let Some(tp) = partitions
+            .iter()
+            .find(|tp| !self.partitions.contains_key(*tp))
+        {
+            return Err(not_assigned(tp));
+        }
+        let offsets = list_offsets(&self.cluster, partitions, timestamp).await;
+        for (tp, offset) in offsets {
+            self.seek(&tp, offset?)?;
+        }
+        Ok(())
+    }
+
+    /// Each partition's log start offset. The partitions need not be assigned.
+    ///
+    /// # Errors
+    /// The first lookup error (unknown topic, unreachable leader, ...).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn beginning_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, u64)>> {
+        collect_offsets(list_offsets(&self.cluster, partitions, EARLIEST_TIMESTAMP).await)
+    }
+
+    /// Each partition's high watermark: the offset the next record will get. The
+    /// partitions need not be assigned.
+    ///
+    /// # Errors
+    /// As for [`beginning_offsets`](Self::beginning_offsets).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, u64)>> {
+        collect_offsets(list_offsets(&self.cluster, partitions, LATEST_TIMESTAMP).await)
+    }
+
+    /// Seeks each partition to its first record with a timestamp at or after
+    /// `timestamp_ms`, or to its high watermark if there is none.
+    ///
+    /// # Errors
+    /// [`Error::NotAssigned`]; lookup errors.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn seek_to_timestamp_ms(
+        &mut self,
+        partitions: &[TopicPartition],
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        if timestamp_ms < 0 {
+            return Err(Error::InvalidConfig(format!(
+                "timestamp {timestamp_ms} is before the Unix epoch"
+            )));
+        }
+        if let Some(tp) = partitions
+            .iter()
+            .find(|tp| !self.partitions.contains_key(*tp))
+        {
+            return Err(not_assigned(tp));
+        }
+        let found = list_offsets(&self.cluster, partitions, timestamp_ms).await;
+        let mut missing = Vec::new();
+        let mut targets = Vec::new();
+        for (tp, offset) in found {
+            match offset {
+                Ok(offset) => targets.push((tp, offset)),
+                Err(Error::NoOffsetFound) => missing.push(tp),
+                Err(error) => return Err(error),
+            }
+        }
+        let ends = collect_offsets(list_offsets(&self.cluster, &missing, LATEST_TIMESTAMP).await)?;
+        for (tp, offset) in targets.into_iter().chain(ends) {
+            self.seek(&tp, offset)?;
+        }
+        Ok(())
+    }
+
+    /// The offset of the next record `poll` returns for `tp`, resolving a missing
+    /// position by `auto_offset_reset` first.
+    ///
+    /// # Errors
+    /// [`Error::NotAssigned`]; [`Error::NoPosition`] with `auto_offset_reset = Error`;
+    /// lookup errors.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn position(&mut self, tp: &TopicPartition) -> Result<u64> {
+        let state = self.partitions.get(tp).ok_or_else(|| not_assigned(tp))?;
+        if let Some(position) = state.position {
+            return Ok(position);
+        }
+        let timestamp = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => EARLIEST_TIMESTAMP,
+            AutoOffsetReset::Latest => LATEST_TIMESTAMP,
+            AutoOffsetReset::Error => return Err(no_position(tp)),
+        };
+        self.seek_to_timestamp(std::slice::from_ref(tp), timestamp)
+            .await?;
+        Ok(self.partitions[tp].position.expect("just sought"))
+    }
+
+    /// Returns buffered records at once, or waits up to `timeout` for some. An empty
+    /// vector means nothing arrived in time. At most `poll_records_max` records; within a
+    /// partition, in offset order.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] / [`Error::NoPosition`] with `auto_offset_reset =
+    /// Error` (the partition stays paused until a seek; others keep going); a
+    /// non-retriable fetch error. Retriable errors (leader moves, broker restarts) are
+    /// retried internally and not returned.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: no record is lost if the future is dropped; fetches in flight keep
+    /// running and their records are returned by the next call.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let max = self.config.poll_records_max;
+        self.poll_records(timeout, max).await
+    }
+
+    /// Waits for the next record, however long it takes.
+    ///
+    /// # Errors
+    /// As for [`poll`](Self::poll).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`poll`](Self::poll).
+    pub async fn recv(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some(record) = self.poll_records(RECV_ROUND, 1).await?.pop() {
+                return Ok(record);
+            }
+        }
+    }
+
+    /// The records as an endless `Stream`, one [`recv`](Self::recv) per item.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// # async fn example(mut consumer: strata_client::Consumer) -> strata_client::Result<()> {
+    /// let mut records = std::pin::pin!(consumer.stream());
+    /// while let Some(record) = records.next().await {
+    ///     let record = record?;
+    ///     println!("{}@{}", record.partition, record.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
+        futures_util::stream::unfold(self, |consumer| async move {
+            let next = consumer.recv().await;
+            Some((next, consumer))
+        })
+    }
+
+    async fn poll_records(&mut self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(error) = self.errors.pop_front() {
+                return Err(error);
+            }
+            if !self.buffer.is_empty() {
+                let records = self.take_buffered(max);
+                // Prefetch: the next fetches run while the caller works.
+                self.start_fetches().await;
+                return Ok(records);
+            }
+            self.start_fetches().await;
+            if !self.errors.is_empty() {
+                continue;
+            }
+            let wake_at = self
+                .earliest_retry()
+                .map_or(deadline, |at| at.min(deadline));
+            tokio::select! {
+                Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    let outcome = joined.expect("fetch tasks do not panic");
+                    self.absorb(outcome);
+                }
+                () = tokio::time::sleep_until(wake_at) => {
+                    if Instant::now() >= deadline {
+                        return Ok(Vec::new());
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_buffered(&mut self, max: usize) -> Vec<ConsumerRecord> {
+        let count = max.min(self.buffer.len());
+        let records: Vec<ConsumerRecord> = self.buffer.drain(..count).collect();
+        let taken: usize = records.iter().map(record_bytes).sum();
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(taken);
+        // Positions move past the last record returned per partition; a batch of records
+        // spans few partitions, so a linear scan beats a map here.
+        let mut seen: Vec<(&str, u32)> = Vec::new();
+        for record in records.iter().rev() {
+            if seen.contains(&(&*record.topic, record.partition)) {
+                continue;
+            }
+            seen.push((&record.topic, record.partition));
+            let tp = TopicPartition::new(&*record.topic, record.partition);
+            if let Some(state) = self.partitions.get_mut(&tp) {
+                state.position = Some(record.offset + 1);
+            }
+        }
+        records
+    }
+
+    fn recount_buffer(&mut self) {
+        self.buffered_bytes = self.buffer.iter().map(record_bytes).sum();
+    }
+
+    fn earliest_retry(&self) -> Option<Instant> {
+        self.partitions
+            .values()
+            .filter_map(|state| state.retry_at)
+            .min()
+    }
+
+    /// Resolves missing positions, then starts a fetch per leader for every partition
+    /// that is ready: assigned, positioned, not paused, not fetching, not backing off.
+    async fn start_fetches(&mut self) {
+        self.reset_positions().await;
+        if self.buffered_bytes >= self.config.prefetch_bytes_max {
+            return;
+        }
+        let now = Instant::now();
+        let ready: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, state)| {
+                state.position.is_some()
+                    && !state.fetching
+                    && !state.paused
+                    && state.retry_at.is_none_or(|at| at <= now)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        let mut by_leader: BTreeMap<u32, Vec<(TopicPartition, u64, u64)>> = BTreeMap::new();
+        for tp in ready {
+            match self.cluster.leader(&tp.topic, tp.partition).await {
+                Ok(leader) => {
+                    let state = self
+                        .partitions
+                        .get_mut(&tp)
+                        .expect("ready partitions are assigned");
+                    state.retry_at = None;
+                    by_leader.entry(leader).or_default().push((
+                        tp,
+                        state.fetch_offset,
+                        state.epoch,
+                    ));
+                }
+                Err(error) => self.on_partition_error(&tp, error),
+            }
+        }
+        for (leader, partitions) in by_leader {
+            for (tp, _, _) in &partitions {
+                self.partitions.get_mut(tp).expect("assigned").fetching = true;
+            }
+            let names = partitions
+                .iter()
+                .map(|(tp, _, _)| (tp.topic.clone(), self.topic_name(&tp.topic)))
+                .collect();
+            self.fetches.spawn(fetch(
+                Arc::clone(&self.cluster),
+                self.config.clone(),
+                leader,
+                partitions,
+                names,
+            ));
+        }
+    }
+
+    fn topic_name(&mut self, topic: &str) -> Arc<str> {
+        Arc::clone(
+            self.topic_names
+                .entry(topic.to_owned())
+                .or_insert_with(|| Arc::from(topic)),
+        )
+    }
+
+    /// Gives every unpositioned partition a position per `auto_offset_reset`.
+    async fn reset_positions(&mut self) {
+        let unpositioned: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, state)| state.position.is_none() && !state.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if unpositioned.is_empty() {
+            return;
+        }
+        let timestamp = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => EARLIEST_TIMESTAMP,
+            AutoOffsetReset::Latest => LATEST_TIMESTAMP,
+            AutoOffsetReset::Error => {
+                for tp in unpositioned {
+                    self.partitions.get_mut(&tp).expect("assigned").paused = true;
+                    self.errors.push_back(no_position(&tp));
+                }
+                return;
+            }
+        };
+        for (tp, offset) in list_offsets(&self.cluster, &unpositioned, timestamp).await {
+            match offset {
+                // A seek in the meantime would have set a position; this does not race
+                // with one because we hold `&mut self`.
+                Ok(offset) => {
+                    let state = self.partitions.get_mut(&tp).expect("assigned");
+                    self.epochs += 1;
+                    state.position = Some(offset);
+                    state.fetch_offset = offset;
+                    state.epoch = self.epochs;
+                }
+                Err(error) => self.on_partition_error(&tp, error),
+            }
+        }
+    }
+
+    /// A retriable error backs the partition off (and refreshes metadata if that can
+    /// help); anything else is also reported to the application.
+    fn on_partition_error(&mut self, tp: &TopicPartition, error: Error) {
+        if let Some(state) = self.partitions.get_mut(tp) {
+            state.retry_at =
+                Some(Instant::now() + Duration::from_millis(self.config.retry_backoff_ms));
+        }
+        if error.needs_metadata_refresh() {
+            let cluster = Arc::clone(&self.cluster);
+            let topic = tp.topic.clone();
+            let seen_at = cluster.refreshed_at();
+            tokio::spawn(async move { cluster.refresh_after_error(&topic, seen_at).await });
+        }
+        if !error.is_retriable() {
+            self.errors.push_back(error);
+        } else {
+            tracing::debug!(%tp, %error, "fetch will be retried");
+        }
+    }
+
+    fn absorb(&mut self, outcome: FetchOutcome) {
+        let fetched = match outcome.result {
+            Ok(fetched) => fetched,
+            Err((error, partitions)) => {
+                for tp in &partitions {
+                    if let Some(state) = self.partitions.get_mut(tp) {
+                        state.fetching = false;
+                    }
+                    self.on_partition_error(tp, error.clone());
+                }
+                return;
+            }
+        };
+        for partition in fetched {
+            let Some(state) = self.partitions.get_mut(&partition.tp) else {
+                continue; // unassigned meanwhile
+            };
+            state.fetching = false;
+            if state.epoch != partition.epoch {
+                continue; // sought meanwhile
+            }
+            match partition.result {
+                Ok(records) => {
+                    if let Some(last) = records.last() {
+                        state.fetch_offset = last.offset + 1;
+                    }
+                    self.buffered_bytes += records.iter().map(record_bytes).sum::<usize>();
+                    self.buffer.extend(records);
+                }
+                Err(error) if error.code() == Some(ErrorCode::OffsetOutOfRange) => {
+                    self.out_of_range(&partition.tp, partition.fetch_offset);
+                }
+                Err(error) => self.on_partition_error(&partition.tp, error),
+            }
+        }
+    }
+
+    fn out_of_range(&mut self, tp: &TopicPartition, offset: u64) {
+        let state = self.partitions.get_mut(tp).expect("checked by the caller");
+        tracing::debug!(%tp, offset, reset = ?self.config.auto_offset_reset, "offset out of range");
+        state.position = None;
+        if self.config.auto_offset_reset == AutoOffsetReset::Error {
+            state.paused = true;
+            self.errors.push_back(Error::OffsetOutOfRange {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset,
+            });
+        }
+    }
+}
+
+fn record_bytes(record: &ConsumerRecord) -> usize {
+    record.key.as_ref().map_or(0, Bytes::len) + record.value.as_ref().map_or(0, Bytes::len)
+}
+
+fn collect_offsets(
+    results: Vec<(TopicPartition, Result<u64>)>,
+) -> Result<Vec<(TopicPartition, u64)>> {
+    results
+        .into_iter()
+        .map(|(tp, offset)| offset.map(|offset| (tp, offset)))
+        .collect()
+}
+
+fn not_assigned(tp: &TopicPartition) -> Error {
+    Error::NotAssigned {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+fn no_position(tp: &TopicPartition) -> Error {
+    Error::NoPosition {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+/// One fetch request to one broker, decoded into records off the caller's task.
+async fn fetch(
+    cluster: Arc<Cluster>,
+    config: ConsumerConfig,
+    leader: u32,
+    partitions: Vec<(TopicPartition, u64, u64)>,
+    names: HashMap<String, Arc<str>>,
+) -> FetchOutcome {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (tp, offset, _) in &partitions {
+        let partition = FetchPartition {
+            partition: tp.partition,
+            fetch_offset: *offset,
+            partition_max_bytes: config.partition_fetch_bytes_max,
+        };
+        match topics.iter_mut().find(|topic| topic.name == tp.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(FetchTopic {
+                name: tp.topic.clone(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    let request = Request::Fetch(FetchRequest {
+        max_wait_ms: config.fetch_wait_ms_max,
+        min_bytes: config.fetch_bytes_min,
+        max_bytes: config.fetch_bytes_max,
+        topics,
+    });
+    let wait = Duration::from_millis(u64::from(config.fetch_wait_ms_max));
+    let response = async {
+        let connection = cluster.broker_connection(leader).await?;
+        match connection.call(&request, wait).await? {
+            Response::Fetch(response) => Ok(response),
+            other => Err(unexpected(&other)),
+        }
+    }
+    .await;
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => {
+            let tps = partitions.into_iter().map(|(tp, _, _)| tp).collect();
+            return FetchOutcome {
+                result: Err((error, tps)),
+            };
+        }
+    };
+    let mut answers = HashMap::new();
+    for topic in response.topics {
+        for partition in topic.partitions {
+            answers.insert((topic.name.clone(), partition.partition), partition);
+        }
+    }
+    let fetched = partitions
+        .into_iter()
+        .map(|(tp, fetch_offset, epoch)| {
+            let result = match answers.remove(&(tp.topic.clone(), tp.partition)) {
+                None => Err(Error::Protocol {
+                    address: String::new(),
+                    reason: format!("fetch response lacks {tp}"),
+                }),
+                Some(answer) if !answer.error_code.is_ok() => {
+                    Err(Error::broker(answer.error_code, None))
+                }
+                Some(answer) => decode_records(
+                    &names[&tp.topic],
+                    tp.partition,
+                    fetch_offset,
+                    &answer.records,
+                ),
+            };
+            FetchedPartition {
+                tp,
+                epoch,
+                fetch_offset,
+                result,
+            }
+        })
+        .collect();
+    FetchOutcome {
+        result: Ok(fetched),
+    }
+}
+
+/// Decodes whole batches into records at or after `fetch_offset`, checking each CRC.
+/// Keys, values and header values are slices of `records`.
+fn decode_records(
+    topic: &Arc<str>,
+    partition: u32,
+    fetch_offset: u64,
+    records: &Bytes,
+) -> Result<Vec<ConsumerRecord>> {
+    let corrupt = |reason: String| Error::Protocol {
+        address: String::new(),
+        reason: format!("{topic}/{partition}: {reason}"),
+    };
+    let mut out = Vec::new();
+    for view in Batches::new(records) {
+        let view = view.map_err(|error| corrupt(error.to_string()))?;
+        batch::verify_crc(view.bytes).map_err(|error| corrupt(error.to_string()))?;
+        if view.header.last_offset() < fetch_offset {
+            continue;
+        }
+        for record in view.records() {
+            let record = record.map_err(|error| corrupt(error.to_string()))?;
+            if record.offset < fetch_offset {
+                continue;
+            }
+            out.push(ConsumerRecord {
+                topic: Arc::clone(topic),
+                partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key.map(|key| records.slice_ref(key)),
+                value: record.value.map(|value| records.slice_ref(value)),
+                headers: record
+                    .headers
+                    .map(|header| Header {
+                        key: header.key.to_owned(),
+                        value: header.value.map(|value| records.slice_ref(value)),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Looks offsets up by time (or [`EARLIEST_TIMESTAMP`] / [`LATEST_TIMESTAMP`]), one
+/// request per leader.
+async fn list_offsets(
+    cluster: &Cluster,
+    partitions: &[TopicPartition],
+    timestamp: i64,
+) -> Vec<(TopicPartition, Result<u64>)> {
+    let mut results = Vec::new();
+    let mut by_leader: BTreeMap<u32, Vec<TopicPartition>> = BTreeMap::new();
+    for tp in partitions {
+        match cluster.leader(&tp.topic, tp.partition).await {
+            Ok(leader) => by_leader.entry(leader).or_default().push(tp.clone()),
+            Err(error) => results.push((tp.clone(), Err(error))),
+        }
+    }
+    for (leader, tps) in by_leader {
+        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+        for tp in &tps {
+            let partition = ListOffsetsPartition {
+                partition: tp.partition,
+                timestamp,
+            };
+            match topics.iter_mut().find(|topic| topic.name == tp.topic) {
+                Some(topic) => topic.partitions.push(partition),
+                None => topics.push(ListOffsetsTopic {
+                    name: tp.topic.clone(),
+                    partitions: vec![partition],
+                }),
+            }
+        }
+        let request = Request::ListOffsets(ListOffsetsRequest { topics });
+        let response = async {
+            let connection = cluster.broker_connection(leader).await?;
+            match connection.call(&request, Duration::ZERO).await? {
+                Response::ListOffsets(response) => Ok(response),
+                other => Err(unexpected(&other)),
+            }
+        }
+        .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                results.extend(tps.into_iter().map(|tp| (tp, Err(error.clone()))));
+                continue;
+            }
+        };
+        let mut answers = HashMap::new();
+        for topic in response.topics {
+            for partition in topic.partitions {
+                answers.insert((topic.name.clone(), partition.partition), partition);
+            }
+        }
+        for tp in tps {
+            let result = match answers.remove(&(tp.topic.clone(), tp.partition)) {
+                Some(answer) if answer.error_code.is_ok() => {
+                    u64::try_from(answer.offset).map_err(|_| Error::NoOffsetFound)
+                }
+                Some(answer) => Err(Error::broker(answer.error_code, None)),
+                None => Err(Error::Protocol {
+                    address: String::new(),
+                    reason: format!("ListOffsets response lacks {tp}"),
+                }),
+            };
+            results.push((tp, result));
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::batch::{BatchBuilder, Header as WireHeader, stamp};
+
+    use super::*;
+
+    #[test]
+    fn decoded_records_share_the_fetch_buffer_and_skip_below_fetch_offset() {
+        let mut builder = BatchBuilder::new();
+        for index in 0..4u8 {
+            builder.push(
+                1_000 + i64::from(index),
+                Some(&[index]),
+                Some(b"value"),
+                &[WireHeader {
+                    key: "h",
+                    value: Some(b"v"),
+                }],
+            );
+        }
+        let mut batch = builder.finish().to_vec();
+        stamp(&mut batch, 10, 0);
+        let records = Bytes::from(batch);
+        let topic: Arc<str> = Arc::from("t");
+        let decoded = decode_records(&topic, 0, 12, &records).unwrap();
+        let offsets: Vec<u64> = decoded.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, [12, 13]);
+        let value = decoded[0].value.as_ref().unwrap();
+        assert_eq!(&value[..], b"value");
+        let range = records.as_ptr_range();
+        assert!(
+            range.contains(&value.as_ptr()),
+            "the value is a slice of the fetch buffer"
+        );
+        assert_eq!(decoded[1].headers, vec![Header::new("h", "v")]);
+        assert_eq!(decoded[1].timestamp, 1_003);
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc_check() {
+        let mut builder = BatchBuilder::new();
+        builder.push(0, None, Some(b"value"), &[]);
+        let mut batch = builder.finish().to_vec();
+        let last = batch.len() - 1;
+        batch[last] ^= 1;
+        let error = decode_records(&Arc::from("t"), 0, 0, &Bytes::from(batch)).unwrap_err();
+        assert!(error.to_string().contains("CRC"), "{error}");
+    }
+}

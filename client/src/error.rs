@@ -1,0 +1,214 @@
+//! The client's error type.
+
+use std::sync::Arc;
+
+use strata_protocol::ErrorCode;
+
+/// Everything that can go wrong in the client. Cheap to clone (one failed batch fails
+/// every record in it), and [`Error::is_retriable`] says whether trying again can help.
+///
+/// # Example
+/// ```
+/// use strata_client::Error;
+/// use strata_client::protocol::ErrorCode;
+///
+/// let error = Error::Broker { code: ErrorCode::NotLeader, message: String::new() };
+/// assert!(error.is_retriable());
+/// assert!(error.to_string().starts_with("broker error NotLeader"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TCP connection could not be opened.
+    #[error("cannot reach broker at {address}: {}", .source.kind())]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// The socket error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// Opening the connection took longer than `connect_timeout_ms`.
+    #[error("cannot reach broker at {address}: no answer within {timeout_ms} ms")]
+    ConnectTimeout {
+        /// The address tried.
+        address: String,
+        /// The limit that expired.
+        timeout_ms: u64,
+    },
+    /// The connection broke (or was closed) before the response arrived. The request may
+    /// or may not have been applied.
+    #[error("connection to {address} lost: {reason}")]
+    Disconnected {
+        /// The broker's address.
+        address: String,
+        /// Why, as far as the client knows.
+        reason: String,
+    },
+    /// No response within `request_timeout_ms`. The request may or may not have been
+    /// applied.
+    #[error("{api} request to {address} timed out after {timeout_ms} ms")]
+    RequestTimedOut {
+        /// The broker's address.
+        address: String,
+        /// The API's name.
+        api: &'static str,
+        /// The limit that expired.
+        timeout_ms: u64,
+    },
+    /// The broker answered with an error code.
+    #[error("broker error {}: {}{}{message}", .code.name(), .code.message(), if .message.is_empty() { "" } else { ": " })]
+    Broker {
+        /// The broker's code.
+        code: ErrorCode,
+        /// The broker's message beyond the code's own, or empty.
+        message: String,
+    },
+    /// The broker sent bytes the client cannot decode, or a batch failed its CRC.
+    #[error("protocol error from {address}: {reason}")]
+    Protocol {
+        /// The broker's address.
+        address: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The broker supports no version of an API this client speaks.
+    #[error("broker at {address} supports no version of {api} that this client speaks")]
+    UnsupportedApi {
+        /// The broker's address.
+        address: String,
+        /// The API's name.
+        api: &'static str,
+    },
+    /// No broker in the bootstrap list or metadata could be reached.
+    #[error("no broker reachable; last error: {last}")]
+    NoBrokerAvailable {
+        /// The last connection error.
+        last: Box<Error>,
+    },
+    /// The partition's leader is unknown (right after creation, or during an election).
+    #[error("no leader known for {topic}/{partition}")]
+    LeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The producer's buffer stayed full: with `OnBufferFull::Error` at once, with
+    /// `OnBufferFull::Wait` after `buffer_wait_ms_max`.
+    #[error("producer buffer full: {buffer_bytes_max} bytes buffered awaiting delivery")]
+    BufferFull {
+        /// The configured limit.
+        buffer_bytes_max: usize,
+    },
+    /// A record is larger than a limit and can never be sent.
+    #[error("record of {bytes} bytes exceeds {limit} of {max} bytes")]
+    RecordTooLarge {
+        /// The record's encoded size.
+        bytes: usize,
+        /// The limit's name.
+        limit: &'static str,
+        /// The limit's value.
+        max: usize,
+    },
+    /// The producer was closed; nothing more can be sent.
+    #[error("the producer is closed")]
+    ProducerClosed,
+    /// A partition index at or above the topic's partition count.
+    #[error("topic {topic} has {partition_count} partitions; there is no partition {partition}")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many the topic has.
+        partition_count: u32,
+    },
+    /// The consumer's position is outside the log and `auto_offset_reset` is `Error`.
+    #[error(
+        "offset {offset} is out of range for {topic}/{partition} and auto_offset_reset is error; seek to recover"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset that was out of range.
+        offset: u64,
+    },
+    /// The partition has no position and `auto_offset_reset` is `Error`.
+    #[error("{topic}/{partition} has no position and auto_offset_reset is error; seek first")]
+    NoPosition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// No record is at or after the timestamp looked up (internal to time lookups).
+    #[error("no record at or after the timestamp")]
+    NoOffsetFound,
+    /// The operation names a partition this consumer is not assigned.
+    #[error("{topic}/{partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl Error {
+    /// Whether the same operation may succeed if tried again later.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::Disconnected { .. }
+            | Error::RequestTimedOut { .. }
+            | Error::NoBrokerAvailable { .. }
+            | Error::LeaderNotAvailable { .. }
+            | Error::BufferFull { .. } => true,
+            Error::Broker { code, .. } => code.is_retriable(),
+            _ => false,
+        }
+    }
+
+    /// The broker's error code, if the broker reported this error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether cached metadata may be stale: a fresh leader lookup can fix this error.
+    pub(crate) fn needs_metadata_refresh(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                ErrorCode::NotLeader
+                    | ErrorCode::UnknownTopicOrPartition
+                    | ErrorCode::LeaderNotAvailable
+            )
+        ) || matches!(
+            self,
+            Error::LeaderNotAvailable { .. }
+                | Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::Disconnected { .. }
+        )
+    }
+
+    pub(crate) fn broker(code: ErrorCode, message: Option<String>) -> Self {
+        Error::Broker {
+            code,
+            message: message.unwrap_or_default(),
+        }
+    }
+}
+
+/// The client's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,661 @@
+//! The producer: batching, backpressure, ordered retries.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use strata_protocol::messages::{
+    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceTopic,
+};
+use strata_protocol::{Request, Response};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::accumulator::{Accumulator, Delivery, ProducerBatch};
+use crate::cluster::{Cluster, backoff_ms, unexpected};
+use crate::config::{OnBufferFull, ProducerConfig};
+use crate::error::{Error, Result};
+use crate::partitioner::partition_for_key;
+use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
+
+/// Publishes records. Cheap to clone: clones share one buffer, one background sender
+/// task and one set of connections, and are `Send + Sync`.
+///
+/// Records are appended to per-partition batches; a background task sends a batch when
+/// it is full (`batch_bytes_max`) or has waited `linger_ms`, with at most one produce
+/// request in flight per partition so that retries never reorder records. Buffered
+/// bytes are bounded by `buffer_bytes_max`.
+///
+/// Dropping the last clone without [`close`](Self::close) still delivers what was sent,
+/// in the background, as long as the runtime runs.
+///
+/// # Example
+/// ```no_run
+/// use strata_client::{Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn example() -> strata_client::Result<()> {
+/// let producer = Producer::new(ProducerConfig::new("127.0.0.1:9400"))?;
+/// // Wait for the acknowledgement:
+/// let delivered = producer.send(ProducerRecord::new("orders", "order #1").key("customer-7")).await?.await?;
+/// println!("stored at {}/{:?}", delivered.partition, delivered.offset);
+/// // Or fire and forget, then flush:
+/// producer.send_forget(ProducerRecord::new("orders", "order #2")).await?;
+/// producer.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+/// Shuts the sender task down (after it drained everything) when the last clone goes.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.begin_shutdown();
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ProducerConfig,
+    cluster: Arc<Cluster>,
+    accumulator: Mutex<Accumulator>,
+    /// Free buffer memory, in bytes.
+    memory: Semaphore,
+    /// Wakes the sender task: new batch, sealed batch, completion, shutdown.
+    wake_sender: Notify,
+    /// Wakes `flush` callers after completions.
+    completed: Notify,
+    /// No more sends accepted.
+    closed: AtomicBool,
+    /// The sender task exits once the accumulator is idle.
+    shutdown: AtomicBool,
+    /// Produce requests retried for a partition, since the start.
+    retries: AtomicU64,
+}
+
+impl Shared {
+    fn begin_shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.shutdown.store(true, Ordering::Release);
+        self.accumulator
+            .lock()
+            .expect("accumulator lock")
+            .seal_all();
+        self.wake_sender.notify_one();
+    }
+}
+
+/// The outcome of one [`Producer::send`]: resolves to where the record landed once the
+/// broker acknowledged it (or at once after writing with `Acks::None`), or to the error
+/// that made it fail for good. Dropping it does not cancel the send.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(producer: strata_client::Producer) -> strata_client::Result<()> {
+/// use strata_client::ProducerRecord;
+///
+/// let delivery = producer.send(ProducerRecord::new("orders", "hello")).await?;
+/// let metadata = delivery.await?;
+/// assert!(metadata.offset.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    receiver: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|result| result.unwrap_or(Err(Error::ProducerClosed)))
+    }
+}
+
+impl Producer {
+    /// A producer. Connects lazily, on the first send.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an inconsistent config.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn new(config: ProducerConfig) -> Result<Self> {
+        config.validate()?;
+        let cluster = Cluster::new(config.client.clone())?;
+        let accumulator = Accumulator::new(
+            config.batch_bytes_max,
+            config.request_partition_bytes_max,
+            Duration::from_millis(config.linger_ms),
+        );
+        let shared = Arc::new(Shared {
+            memory: Semaphore::new(config.buffer_bytes_max),
+            config,
+            cluster,
+            accumulator: Mutex::new(accumulator),
+            wake_sender: Notify::new(),
+            completed: Notify::new(),
+            closed: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            retries: AtomicU64::new(0),
+        });
+        let sender = tokio::spawn(run_sender(Arc::clone(&shared)));
+        Ok(Self {
+            handle: Arc::new(Handle {
+                shared,
+                sender: Mutex::new(Some(sender)),
+            }),
+        })
+    }
+
+    /// Queues a record and returns a [`DeliveryFuture`] for its outcome. Waits only for
+    /// topic metadata (first send to a topic) and for buffer space.
+    ///
+    /// # Errors
+    /// [`Error::BufferFull`] when the buffer stays full (see `on_buffer_full`);
+    /// [`Error::RecordTooLarge`]; [`Error::ProducerClosed`] after [`close`](Self::close);
+    /// [`Error::UnknownPartition`] for an explicit partition the topic lacks; a metadata
+    /// error such as `UnknownTopicOrPartition`. Delivery errors come from the future.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: if the call is dropped before it returns, the record was not queued.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let (reply, receiver) = oneshot::channel();
+        self.enqueue(record, Some(reply)).await?;
+        Ok(DeliveryFuture { receiver })
+    }
+
+    /// Queues a record without a handle on its outcome (fire and forget). A record that
+    /// fails for good is logged at `warn` level through `tracing`.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send), for the queueing only.
+    ///
+    /// # Cancel safety
+    /// As for [`send`](Self::send).
+    pub async fn send_forget(&self, record: ProducerRecord) -> Result<()> {
+        self.enqueue(record, None).await
+    }
+
+    async fn enqueue(
+        &self,
+        record: ProducerRecord,
+        reply: Option<oneshot::Sender<Result<RecordMetadata>>>,
+    ) -> Result<()> {
+        let shared = &self.handle.shared;
+        let config = &shared.config;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::ProducerClosed);
+        }
+        let bytes = record.encoded_bytes_max();
+        if bytes > config.record_bytes_max {
+            return Err(Error::RecordTooLarge {
+                bytes,
+                limit: "record_bytes_max",
+                max: config.record_bytes_max,
+            });
+        }
+        let partition_count = self.partition_count(&record).await?;
+        self.reserve(bytes).await?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let delivery = Delivery { reply, timestamp };
+        let appended = {
+            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let partition = match (record.partition, &record.key) {
+                (Some(partition), _) => partition,
+                (None, Some(key)) => partition_for_key(key, partition_count),
+                (None, None) => accumulator.sticky_partition(&record.topic, partition_count),
+            };
+            let tp = TopicPartition::new(record.topic.clone(), partition);
+            accumulator.append(&tp, &record, timestamp, delivery, bytes, Instant::now())
+        };
+        if appended.opened || appended.sealed {
+            shared.wake_sender.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The topic's partition count. An explicit partition beyond the cached count makes
+    /// one metadata refresh first: the topic may have grown since it was cached.
+    async fn partition_count(&self, record: &ProducerRecord) -> Result<u32> {
+        let cluster = &self.handle.shared.cluster;
+        let count = |topic: &crate::cluster::TopicInfo| {
+            u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX)
+        };
+        let mut partition_count = count(&*cluster.topic(&record.topic).await?);
+        let Some(partition) = record.partition else {
+            return Ok(partition_count);
+        };
+        if partition >= partition_count {
+            cluster
+                .refresh(Some(std::slice::from_ref(&record.topic)))
+                .await?;
+            partition_count = count(&*cluster.topic(&record.topic).await?);
+        }
+        if partition >= partition_count {
+            return Err(Error::UnknownPartition {
+                topic: record.topic.clone(),
+                partition,
+                partition_count,
+            });
+        }
+        Ok(partition_count)
+    }
+
+    /// Takes `bytes` of buffer memory; released when the record's batch is resolved.
+    async fn reserve(&self, bytes: usize) -> Result<()> {
+        let shared = &self.handle.shared;
+        let permits =
+            u32::try_from(bytes).expect("record_bytes_max below buffer_bytes_max < 4 GiB");
+        let full = || Error::BufferFull {
+            buffer_bytes_max: shared.config.buffer_bytes_max,
+        };
+        let permit = match shared.config.on_buffer_full {
+            OnBufferFull::Error => match shared.memory.try_acquire_many(permits) {
+                Ok(permit) => permit,
+                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => return Err(full()),
+            },
+            OnBufferFull::Wait => {
+                let wait = Duration::from_millis(shared.config.buffer_wait_ms_max);
+                tokio::time::timeout(wait, shared.memory.acquire_many(permits))
+                    .await
+                    .map_err(|_| full())?
+                    .expect("the memory semaphore is never closed")
+            }
+        };
+        // Returned by hand with add_permits when the batch completes.
+        permit.forget();
+        Ok(())
+    }
+
+    /// Sends every record queued before this call, ignoring linger, and waits until each
+    /// is acknowledged or failed for good. Records sent concurrently may or may not be
+    /// included.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future stops the waiting, not the sending.
+    pub async fn flush(&self) {
+        let shared = &self.handle.shared;
+        let targets = {
+            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            accumulator.seal_all();
+            accumulator.appended()
+        };
+        shared.wake_sender.notify_one();
+        loop {
+            let notified = shared.completed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let done = {
+                let accumulator = shared.accumulator.lock().expect("accumulator lock");
+                targets
+                    .iter()
+                    .all(|(tp, target)| accumulator.is_completed(tp, *target))
+            };
+            if done {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops accepting records, delivers everything sent before, and stops the
+    /// background task. Later sends fail with [`Error::ProducerClosed`]. Closing twice
+    /// is harmless.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: records keep being delivered in the background.
+    pub async fn close(&self) {
+        self.handle.shared.closed.store(true, Ordering::Release);
+        self.flush().await;
+        self.handle.shared.begin_shutdown();
+        let sender = self.handle.sender.lock().expect("sender lock").take();
+        if let Some(sender) = sender {
+            let _ = sender.await;
+        }
+    }
+
+    /// How many times a partition's batches were retried since the producer started
+    /// (for monitoring: a growing count means an unhealthy broker or network).
+    pub fn retry_count(&self) -> u64 {
+        self.handle.shared.retries.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of buffer memory free right now (for monitoring).
+    pub fn buffer_bytes_free(&self) -> usize {
+        self.handle.shared.memory.available_permits()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The background sender: drains ready batches, groups them by leader, and sends one
+/// request per broker. Sleeps on a notification or the next linger/retry deadline.
+async fn run_sender(shared: Arc<Shared>) {
+    loop {
+        let notified = shared.wake_sender.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = Instant::now();
+        let (ready, deadline, idle) = {
+            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let ready = accumulator.drain(now);
+            (ready, accumulator.next_deadline(now), accumulator.is_idle())
+        };
+        if idle && ready.is_empty() && shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if !ready.is_empty() {
+            dispatch(&shared, ready);
+            // Draining may have left more to do (e.g. other partitions' deadlines).
+            continue;
+        }
+        match deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+type Ready = Vec<(TopicPartition, Vec<ProducerBatch>)>;
+
+/// Groups ready batches by their leader and spawns one request per broker. Partitions
+/// whose leader is unknown go back with a backoff and trigger a metadata refresh.
+fn dispatch(shared: &Arc<Shared>, ready: Ready) {
+    let mut by_leader: HashMap<u32, Ready> = HashMap::new();
+    for (tp, batches) in ready {
+        let leader = shared.cluster.cached_topic(&tp.topic).and_then(|topic| {
+            topic
+                .partitions
+                .get(tp.partition as usize)
+                .and_then(|info| info.leader)
+        });
+        match leader {
+            Some(leader) => by_leader.entry(leader).or_default().push((tp, batches)),
+            None => {
+                let error = Error::LeaderNotAvailable {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                };
+                fail_or_retry(shared, &tp, batches, &error);
+            }
+        }
+    }
+    for (leader, parts) in by_leader {
+        for request in split_requests(parts, shared.config.request_bytes_max) {
+            tokio::spawn(produce(Arc::clone(shared), leader, request));
+        }
+    }
+}
+
+/// Splits one broker's partitions into requests of at most `request_bytes_max` bytes of
+/// batches each (a partition is never split; each carries at most
+/// `request_partition_bytes_max`, which is below the limit).
+fn split_requests(parts: Ready, request_bytes_max: usize) -> Vec<Ready> {
+    let mut requests: Vec<Ready> = Vec::new();
+    let mut bytes = 0;
+    for part in parts {
+        let part_bytes: usize = part.1.iter().map(|batch| batch.bytes.len()).sum();
+        match requests.last_mut() {
+            Some(request) if bytes + part_bytes <= request_bytes_max => {
+                bytes += part_bytes;
+                request.push(part);
+            }
+            _ => {
+                bytes = part_bytes;
+                requests.push(vec![part]);
+            }
+        }
+    }
+    requests
+}
+
+/// One produce request to one broker, and the handling of its outcome per partition.
+async fn produce(shared: Arc<Shared>, leader: u32, parts: Ready) {
+    let config = &shared.config;
+    let request = Request::Produce(ProduceRequest {
+        acks: config.acks,
+        timeout_ms: config.produce_timeout_ms,
+        topics: produce_topics(&parts),
+    });
+    let outcome = async {
+        let connection = shared.cluster.broker_connection(leader).await?;
+        if config.acks == Acks::None {
+            connection.send_only(&request).await?;
+            return Ok(None);
+        }
+        let wait = Duration::from_millis(u64::from(config.produce_timeout_ms));
+        match connection.call(&request, wait).await? {
+            Response::Produce(response) => Ok(Some(response)),
+            other => Err(unexpected(&other)),
+        }
+    }
+    .await;
+    match outcome {
+        Err(error) => {
+            for (tp, batches) in parts {
+                fail_or_retry(&shared, &tp, batches, &error);
+            }
+        }
+        Ok(None) => {
+            for (tp, batches) in parts {
+                succeed(&shared, &tp, batches, None);
+            }
+        }
+        Ok(Some(response)) => {
+            let mut answers: HashMap<(String, u32), ProducePartitionResponse> = HashMap::new();
+            for topic in response.topics {
+                for partition in topic.partitions {
+                    answers.insert((topic.name.clone(), partition.partition), partition);
+                }
+            }
+            for (tp, batches) in parts {
+                match answers.remove(&(tp.topic.clone(), tp.partition)) {
+                    Some(answer) if answer.error_code.is_ok() => {
+                        succeed(&shared, &tp, batches, Some(answer.base_offset));
+                    }
+                    Some(answer) => {
+                        let error = Error::broker(answer.error_code, answer.error_message);
+                        fail_or_retry(&shared, &tp, batches, &error);
+                    }
+                    None => {
+                        let error = Error::Protocol {
+                            address: String::new(),
+                            reason: format!("produce response lacks {tp}"),
+                        };
+                        fail_or_retry(&shared, &tp, batches, &error);
+                    }
+                }
+            }
+        }
+    }
+    shared.wake_sender.notify_one();
+}
+
+fn produce_topics(parts: &Ready) -> Vec<ProduceTopic> {
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    for (tp, batches) in parts {
+        let records = if batches.len() == 1 {
+            batches[0].bytes.clone()
+        } else {
+            let mut joined =
+                bytes::BytesMut::with_capacity(batches.iter().map(|batch| batch.bytes.len()).sum());
+            for batch in batches {
+                joined.extend_from_slice(&batch.bytes);
+            }
+            joined.freeze()
+        };
+        let partition = ProducePartition {
+            partition: tp.partition,
+            records,
+        };
+        match topics.iter_mut().find(|topic| topic.name == tp.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(ProduceTopic {
+                name: tp.topic.clone(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    topics
+}
+
+/// Resolves every record of the batches: offsets are dense from `base_offset`.
+fn succeed(
+    shared: &Shared,
+    tp: &TopicPartition,
+    batches: Vec<ProducerBatch>,
+    base_offset: Option<u64>,
+) {
+    let mut index = 0u64;
+    let mut records = 0u64;
+    let mut reserved = 0;
+    for batch in batches {
+        reserved += batch.reserved_bytes;
+        for delivery in batch.deliveries {
+            let metadata = RecordMetadata {
+                partition: tp.partition,
+                offset: base_offset.map(|base| base + index),
+                timestamp: delivery.timestamp,
+            };
+            if let Some(reply) = delivery.reply {
+                let _ = reply.send(Ok(metadata));
+            }
+            index += 1;
+            records += 1;
+        }
+    }
+    resolve(shared, tp, records, reserved);
+}
+
+/// Retries the batches (back at the front of their queue, after a backoff) if the error
+/// is retriable and attempts remain; otherwise fails every record with it.
+fn fail_or_retry(
+    shared: &Shared,
+    tp: &TopicPartition,
+    mut batches: Vec<ProducerBatch>,
+    error: &Error,
+) {
+    let config = &shared.config;
+    let attempts = batches.first().map_or(0, |batch| batch.attempts) + 1;
+    if error.needs_metadata_refresh() {
+        let cluster = Arc::clone(&shared.cluster);
+        let topic = tp.topic.clone();
+        let seen_at = cluster.refreshed_at();
+        tokio::spawn(async move { cluster.refresh_after_error(&topic, seen_at).await });
+    }
+    if error.is_retriable() && attempts <= config.retries_max {
+        tracing::debug!(%tp, attempts, %error, "retrying produce");
+        shared.retries.fetch_add(1, Ordering::Relaxed);
+        for batch in &mut batches {
+            batch.attempts = attempts;
+        }
+        let backoff = backoff_ms(
+            config.retry_backoff_ms,
+            config.retry_backoff_ms_max,
+            attempts,
+        );
+        let retry_at = Instant::now() + Duration::from_millis(backoff);
+        shared
+            .accumulator
+            .lock()
+            .expect("accumulator lock")
+            .requeue(tp, batches, retry_at);
+        return;
+    }
+    let mut records = 0;
+    let mut reserved = 0;
+    for batch in batches {
+        reserved += batch.reserved_bytes;
+        for delivery in batch.deliveries {
+            records += 1;
+            match delivery.reply {
+                Some(reply) => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                None => tracing::warn!(%tp, %error, "record not delivered"),
+            }
+        }
+    }
+    resolve(shared, tp, records, reserved);
+}
+
+fn resolve(shared: &Shared, tp: &TopicPartition, records: u64, reserved_bytes: usize) {
+    shared
+        .accumulator
+        .lock()
+        .expect("accumulator lock")
+        .complete(tp, records);
+    shared.memory.add_permits(reserved_bytes);
+    shared.completed.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn part(partition: u32, bytes: usize) -> (TopicPartition, Vec<ProducerBatch>) {
+        let batch = ProducerBatch {
+            bytes: Bytes::from(vec![0; bytes]),
+            deliveries: Vec::new(),
+            reserved_bytes: bytes,
+            attempts: 0,
+        };
+        (TopicPartition::new("t", partition), vec![batch])
+    }
+
+    #[test]
+    fn requests_to_one_broker_are_split_at_request_bytes_max_without_splitting_a_partition() {
+        let parts = vec![
+            part(0, 400),
+            part(1, 400),
+            part(2, 300),
+            part(3, 900),
+            part(4, 50),
+        ];
+        let requests = split_requests(parts, 1_000);
+        let shape: Vec<Vec<u32>> = requests
+            .iter()
+            .map(|request| request.iter().map(|(tp, _)| tp.partition).collect())
+            .collect();
+        assert_eq!(shape, [vec![0, 1], vec![2], vec![3, 4]]);
+    }
+
+    #[test]
+    fn produce_topics_group_partitions_by_topic_and_join_batches() {
+        let mut two_batches = part(1, 10);
+        two_batches.1.push(part(1, 5).1.remove(0));
+        let parts = vec![part(0, 10), two_batches];
+        let topics = produce_topics(&parts);
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].partitions.len(), 2);
+        assert_eq!(topics[0].partitions[1].records.len(), 15);
+    }
+}

@@ -1,0 +1,138 @@
+//! [`StorageError`]: every operating error the partition log reports, with context.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use strata_protocol::BatchError;
+
+/// The result type of this crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// An operating error of the partition log. Bugs are `assert!`s, not variants.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A file system call failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The device is full (`ENOSPC`). Nothing partial became visible: the log stays usable
+    /// once space is freed.
+    #[error("no space left on the device holding {path}")]
+    NoSpace {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// An earlier fsync (or a rollback after a failed write) failed, so the state of the
+    /// disk is unknown. The log refuses writes until it is reopened, which re-runs recovery.
+    #[error("log {dir} is poisoned and refuses writes: {reason}")]
+    Poisoned {
+        /// The partition directory.
+        dir: PathBuf,
+        /// What failed first.
+        reason: String,
+    },
+    /// The log was closed or deleted; it refuses writes.
+    #[error("log {dir} is closed")]
+    Closed {
+        /// The partition directory.
+        dir: PathBuf,
+    },
+    /// The offset is below the log start or above the log end.
+    #[error("offset {offset} is outside the log range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: u64,
+        /// The first offset in the log.
+        log_start_offset: u64,
+        /// The offset the next batch will get.
+        log_end_offset: u64,
+    },
+    /// A replicated batch does not start at the log end offset.
+    #[error("replicated batch starts at offset {base_offset} but the log ends at {log_end_offset}")]
+    NonContiguous {
+        /// The batch's own base offset.
+        base_offset: u64,
+        /// The log end offset it should have had.
+        log_end_offset: u64,
+    },
+    /// The batch bytes are malformed (follower path, or a length that disagrees).
+    #[error("invalid batch for offset {offset}: {source}")]
+    InvalidBatch {
+        /// The offset the batch would have had.
+        offset: u64,
+        /// What is wrong with it.
+        #[source]
+        source: BatchError,
+    },
+    /// One batch is larger than a whole segment.
+    #[error("batch of {batch_bytes} bytes exceeds segment_bytes_max = {segment_bytes_max}")]
+    BatchTooLarge {
+        /// The batch size.
+        batch_bytes: usize,
+        /// The configured segment size limit.
+        segment_bytes_max: u64,
+    },
+    /// `truncate_to` was given an offset inside a batch.
+    #[error("offset {offset} is inside the batch starting at {batch_base_offset}")]
+    NotBatchBoundary {
+        /// The requested offset.
+        offset: u64,
+        /// The base offset of the batch that contains it.
+        batch_base_offset: u64,
+    },
+    /// Data that recovery must trust (below the recovery point) is damaged. Recovery
+    /// refuses to drop it silently.
+    #[error("corrupt {path}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another `Log` (in this or another process) has the directory open.
+    #[error("log directory {dir} is locked by another open log")]
+    Locked {
+        /// The partition directory.
+        dir: PathBuf,
+    },
+    /// A [`LogConfig`](crate::LogConfig) value is out of range.
+    #[error("invalid log config: {reason}")]
+    InvalidConfig {
+        /// Which rule was broken.
+        reason: &'static str,
+    },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with its path, giving `ENOSPC` its own variant.
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            Self::NoSpace {
+                path: path.to_owned(),
+            }
+        } else {
+            Self::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    /// A closure for `map_err` that adds `path`.
+    pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
+        move |source| Self::io(path, source)
+    }
+
+    pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
+        Self::Corrupt {
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Opening a partition directory: find the segments, trust what the checkpoints prove,
+//! validate the rest, cut a torn or corrupt tail, rebuild missing or bad indexes.
+//! The algorithm is described step by step in `docs/storage.md`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::checkpoint::{self, CleanShutdown};
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::index::SegmentIndex;
+use crate::io::{Io, IoFile, remove_if_exists, sync_parent};
+use crate::scan::{Check, scan};
+use crate::segment::{
+    Segment, copy_to_new_file, index_path, log_path, map_file, read_if_exists, time_index_path,
+};
+
+/// What recovery found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The segments, oldest first; the last is the active one.
+    pub segments: Vec<Arc<Segment>>,
+    /// Whether the clean shutdown marker was present and matched, and no segment needed
+    /// a scan (so no data bytes were read beyond each segment's tail).
+    pub clean: bool,
+    /// The recovery point read from disk.
+    pub recovery_point: u64,
+}
+
+/// How one segment was recovered.
+struct SegmentOutcome {
+    segment: Segment,
+    /// Whether its tail was cut (later segments must go).
+    cut: bool,
+    /// Whether every batch was read (the indexes could not be trusted).
+    scanned: bool,
+}
+
+/// One segment file on disk.
+struct OnDisk {
+    base_offset: u64,
+    file: Arc<dyn IoFile>,
+    file_bytes: u64,
+    path: PathBuf,
+}
+
+/// Recovers `dir` (which must exist and be locked by the caller).
+///
+/// # Errors
+/// I/O errors, or [`StorageError::Corrupt`] when data below the recovery point is damaged.
+pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered> {
+    let clean = checkpoint::take_clean_shutdown(io, dir)?;
+    let recovery_point = checkpoint::read_recovery_point(dir)?;
+    let bases = list_segments(dir)?;
+    let Some(&last_base) = bases.last() else {
+        let segment = Segment::create(io, dir, 0, config.index_interval_bytes)?;
+        return Ok(Recovered {
+            segments: vec![Arc::new(segment)],
+            clean: false,
+            recovery_point,
+        });
+    };
+    let last_bytes = file_bytes(&log_path(dir, last_base))?;
+    let marker = clean.filter(|marker| matches_marker(marker, last_base, last_bytes));
+    let clean = marker.is_some();
+    let mut scanned_any = false;
+    let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
+    for (position, &base_offset) in bases.iter().enumerate() {
+        let is_last = position + 1 == bases.len();
+        let trusted = clean || (!is_last && base_offset < recovery_point);
+        if let Some(previous) = segments.last()
+            && previous.next_offset() != base_offset
+        {
+            let path = log_path(dir, base_offset);
+            if trusted {
+                return Err(StorageError::corrupt(&path, "gap before this segment"));
+            }
+            remove_segments(io, dir, bases.get(position..).unwrap_or_default())?;
+            break;
+        }
+        let on_disk = open_segment(io, dir, base_offset)?;
+        // After a clean shutdown the last segment must also end where the marker says.
+        let expected_end = marker
+            .filter(|_| is_last)
+            .map(|marker| marker.log_end_offset);
+        let outcome = recover_segment(io, dir, config, &on_disk, trusted, expected_end, is_last)?;
+        scanned_any |= outcome.scanned;
+        segments.push(Arc::new(outcome.segment));
+        if outcome.cut {
+            remove_segments(io, dir, bases.get(position + 1..).unwrap_or_default())?;
+            break;
+        }
+    }
+    Ok(Recovered {
+        segments,
+        clean: clean && !scanned_any,
+        recovery_point,
+    })
+}
+
+fn matches_marker(marker: &CleanShutdown, last_base: u64, last_bytes: u64) -> bool {
+    marker.active_base_offset == last_base && marker.active_bytes == last_bytes
+}
+
+fn file_bytes(path: &Path) -> Result<u64> {
+    fs::metadata(path)
+        .map(|meta| meta.len())
+        .map_err(StorageError::at(path))
+}
+
+fn open_segment(io: &dyn Io, dir: &Path, base_offset: u64) -> Result<OnDisk> {
+    let path = log_path(dir, base_offset);
+    let file = io.open(&path).map_err(StorageError::at(&path))?;
+    let file_bytes = file
+        .file()
+        .metadata()
+        .map_err(StorageError::at(&path))?
+        .len();
+    Ok(OnDisk {
+        base_offset,
+        file,
+        file_bytes,
+        path,
+    })
+}
+
+/// Recovers one segment: trusted ones from their index files and tail, the rest (and
+/// trusted ones that fail their checks) by a full scan.
+fn recover_segment(
+    io: &dyn Io,
+    dir: &Path,
+    config: &LogConfig,
+    on_disk: &OnDisk,
+    trusted: bool,
+    expected_end: Option<u64>,
+    is_last: bool,
+) -> Result<SegmentOutcome> {
+    let interval = config.index_interval_bytes;
+    if trusted
+        && let Some(segment) = load_trusted(dir, on_disk, interval)?
+        && expected_end.is_none_or(|end| end == segment.next_offset())
+    {
+        return Ok(SegmentOutcome {
+            segment,
+            cut: false,
+            scanned: false,
+        });
+    }
+    // Below the recovery point only an index can be repaired: data there was fsync'd and
+    // acknowledged as durable, so damage to it is reported, never silently cut.
+    let may_cut = !trusted || is_last;
+    let (segment, cut) = load_scanned(io, dir, on_disk, interval, may_cut)?;
+    if !is_last {
+        segment.seal_index();
+        segment.persist_index(io)?;
+        segment.sync()?;
+    }
+    Ok(SegmentOutcome {
+        segment,
+        cut,
+        scanned: true,
+    })
+}
+
+/// Loads the index files and checks them and the batches after the last offset entry.
+/// `None` if anything disagrees: the caller rebuilds by scanning the whole segment.
+fn load_trusted(dir: &Path, on_disk: &OnDisk, interval: u32) -> Result<Option<Segment>> {
+    let base = on_disk.base_offset;
+    let offsets = read_if_exists(&index_path(dir, base))?;
+    let times = read_if_exists(&time_index_path(dir, base))?;
+    let (Some(offsets), Some(times)) = (offsets, times) else {
+        return Ok(None);
+    };
+    let Ok(mut index) = SegmentIndex::decode(&offsets, &times, on_disk.file_bytes, interval) else {
+        return Ok(None);
+    };
+    let map = map_file(on_disk.file.file(), on_disk.file_bytes, &on_disk.path)?;
+    let data: &[u8] = map.as_deref().map_or(&[], |map| map);
+    let (start, expected) = index.last_offset_entry().map_or((0, base), |entry| {
+        (
+            entry.position as usize,
+            base + u64::from(entry.relative_offset),
+        )
+    });
+    let mut relative_overflow = false;
+    let scanned = scan(
+        data,
+        start,
+        expected,
+        Check::Crc,
+        |_, header| match u32::try_from(header.last_offset() - base) {
+            Ok(_) => {
+                let relative = (header.base_offset - base) as u32;
+                index.observe(relative, header.total_len() as u32, header.max_timestamp);
+            }
+            Err(_) => relative_overflow = true,
+        },
+    );
+    let time_past_end = index
+        .last_time_entry()
+        .is_some_and(|entry| base + u64::from(entry.relative_offset) >= scanned.next_offset);
+    if scanned.stopped.is_some() || relative_overflow || time_past_end {
+        return Ok(None);
+    }
+    drop(map);
+    let file = Arc::clone(&on_disk.file);
+    let segment = Segment::from_parts(
+        dir,
+        base,
+        file,
+        on_disk.file_bytes,
+        scanned.next_offset,
+        index,
+    );
+    Ok(Some(segment))
+}
+
+/// Validates every batch (CRC, offsets) and rebuilds the indexes. A bad batch ends the
+/// segment: the valid prefix is copied to a new file renamed over the old one, so any
+/// mapping of the old file stays valid.
+fn load_scanned(
+    io: &dyn Io,
+    dir: &Path,
+    on_disk: &OnDisk,
+    interval: u32,
+    may_cut: bool,
+) -> Result<(Segment, bool)> {
+    let base = on_disk.base_offset;
+    let map = map_file(on_disk.file.file(), on_disk.file_bytes, &on_disk.path)?;
+    let data: &[u8] = map.as_deref().map_or(&[], |map| map);
+    let mut index = SegmentIndex::new(interval);
+    let mut relative_overflow_at = None;
+    let scanned = scan(data, 0, base, Check::Crc, |position, header| {
+        if relative_overflow_at.is_some() {
+            return;
+        }
+        match u32::try_from(header.last_offset() - base) {
+            Ok(_) => {
+                let relative = (header.base_offset - base) as u32;
+                index.on_batch(
+                    relative,
+                    position as u32,
+                    header.total_len() as u32,
+                    header.max_timestamp,
+                );
+            }
+            Err(_) => relative_overflow_at = Some((position, header.base_offset)),
+        }
+    });
+    let (end, next_offset) =
+        relative_overflow_at.unwrap_or((scanned.end_position, scanned.next_offset));
+    let cut = end < data.len();
+    if cut && !may_cut {
+        let reason = scanned
+            .stopped
+            .unwrap_or_else(|| "relative offset overflow".to_owned());
+        return Err(StorageError::corrupt(&on_disk.path, reason));
+    }
+    let file = if cut {
+        copy_to_new_file(io, &on_disk.path, data.get(..end).unwrap_or_default())?
+    } else {
+        Arc::clone(&on_disk.file)
+    };
+    drop(map);
+    let segment = Segment::from_parts(dir, base, file, end as u64, next_offset, index);
+    Ok((segment, cut))
+}
+
+/// Base offsets of the `.log` files in `dir`, sorted; removes leftover temporary files.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::at(dir))? {
+        let entry = entry.map_err(StorageError::at(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") || name.ends_with(".truncating") {
+            remove_if_exists(&entry.path())?;
+            continue;
+        }
+        let Some(stem) = name.strip_suffix(".log") else {
+            continue;
+        };
+        if stem.len() == 20
+            && stem.bytes().all(|byte| byte.is_ascii_digit())
+            && let Ok(base) = stem.parse::<u64>()
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Deletes segments that can no longer continue the log (after a cut or a gap).
+fn remove_segments(io: &dyn Io, dir: &Path, bases: &[u64]) -> Result<()> {
+    for &base in bases {
+        remove_if_exists(&log_path(dir, base))?;
+        remove_if_exists(&index_path(dir, base))?;
+        remove_if_exists(&time_index_path(dir, base))?;
+    }
+    if bases.is_empty() {
+        return Ok(());
+    }
+    sync_parent(io, &log_path(dir, 0))
+}

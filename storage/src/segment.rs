@@ -1,0 +1,547 @@
+//! One segment: a `.log` file of batches laid end to end, starting at `base_offset`, with
+//! its in-memory indexes and a read-only mapping shared with the `Bytes` handed to readers.
+//!
+//! # The mapping rule (SIGBUS)
+//! A mapping covers at most `committed_bytes`, which never exceeds the file's length. The
+//! file is only shrunk by [`Segment::truncate`], and only when no `Bytes` shares the
+//! current mapping; otherwise the kept prefix is copied to a new file renamed over the old
+//! name, and the old inode lives on for as long as its mappings do.
+
+use std::fs::File;
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+
+use bytes::Bytes;
+use memmap2::{Mmap, MmapOptions};
+use strata_protocol::batch::{BatchHeader, BatchView};
+
+use crate::error::{Result, StorageError};
+use crate::index::SegmentIndex;
+use crate::io::write_file_atomically;
+use crate::io::{Io, IoFile, remove_if_exists, sync_parent, with_suffix, write_all_vectored};
+use crate::scan::{Check, scan};
+
+/// `<dir>/<20-digit base offset>.log`
+pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+
+/// `<dir>/<20-digit base offset>.index`
+pub fn index_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+
+/// `<dir>/<20-digit base offset>.timeindex`
+pub fn time_index_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// Maps the first `length` bytes of `file`; `None` for an empty range (mmap rejects it).
+///
+/// # Errors
+/// The `mmap` error, with `path`.
+pub fn map_file(file: &File, length: u64, path: &Path) -> Result<Option<Mmap>> {
+    if length == 0 {
+        return Ok(None);
+    }
+    let length = usize::try_from(length).map_err(|_| StorageError::corrupt(path, "too large"))?;
+    // SAFETY: the mapping is read-only and covers at most the file's current length. This
+    // crate never shrinks a file below a live mapping (see the module docs) and other
+    // processes are kept out by the directory lock, so no access through it can fault.
+    let map = unsafe { MmapOptions::new().len(length).map(file) };
+    map.map(Some).map_err(StorageError::at(path))
+}
+
+/// Owner of a mapping inside a `Bytes`: the mapping lives until the last `Bytes` drops.
+#[derive(Debug)]
+struct SharedMap(Arc<Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The current mapping, and every mapping ever handed out that may still be alive (a
+/// `Bytes` in a socket queue can hold an old, shorter mapping long after a remap).
+#[derive(Debug, Default)]
+struct MapSlot {
+    current: Option<Arc<Mmap>>,
+    handed_out: Vec<Weak<Mmap>>,
+}
+
+impl MapSlot {
+    fn install(&mut self, map: Option<Arc<Mmap>>) {
+        self.handed_out.retain(|old| old.strong_count() > 0);
+        if let Some(map) = &map {
+            self.handed_out.push(Arc::downgrade(map));
+        }
+        self.current = map;
+    }
+
+    /// Whether some live mapping covers bytes at or after `position`. Call after dropping
+    /// `current`, so only outside holders count.
+    fn live_beyond(&self, position: u64) -> bool {
+        self.handed_out
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|map| map.len() as u64 > position)
+    }
+}
+
+/// Whole batches read from one segment.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The batches, sharing the mapping.
+    pub bytes: Bytes,
+    /// Offset after the last batch returned (the `from` offset if none).
+    pub next_offset: u64,
+}
+
+/// Where an offset sits in a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locate {
+    /// A batch starts at this offset (or the segment ends there) at this byte position.
+    Boundary(u64),
+    /// The offset is inside the batch with this base offset.
+    Inside(u64),
+}
+
+/// A failed append: the error, and whether the file was rolled back to its previous length
+/// (if not, the log must be poisoned).
+#[derive(Debug)]
+pub struct AppendFailure {
+    /// What failed.
+    pub error: StorageError,
+    /// Whether the partial write was removed.
+    pub rolled_back: bool,
+}
+
+/// One segment. Thread-safe: the appender (under the log's append lock), readers and the
+/// flusher use it concurrently; readers see only `committed_bytes`.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: u64,
+    dir: PathBuf,
+    log_path: PathBuf,
+    file: Arc<dyn IoFile>,
+    committed_bytes: AtomicU64,
+    next_offset: AtomicU64,
+    max_timestamp: AtomicI64,
+    map: Mutex<MapSlot>,
+    index: RwLock<SegmentIndex>,
+}
+
+impl Segment {
+    /// A segment over an open file whose first `committed_bytes` hold valid batches.
+    pub fn from_parts(
+        dir: &Path,
+        base_offset: u64,
+        file: Arc<dyn IoFile>,
+        committed_bytes: u64,
+        next_offset: u64,
+        index: SegmentIndex,
+    ) -> Self {
+        assert!(next_offset >= base_offset, "segment ends before it starts");
+        Self {
+            base_offset,
+            dir: dir.to_owned(),
+            log_path: log_path(dir, base_offset),
+            file,
+            committed_bytes: AtomicU64::new(committed_bytes),
+            next_offset: AtomicU64::new(next_offset),
+            max_timestamp: AtomicI64::new(index.max_timestamp()),
+            map: Mutex::new(MapSlot::default()),
+            index: RwLock::new(index),
+        }
+    }
+
+    /// Creates an empty segment file and fsyncs the directory.
+    ///
+    /// # Errors
+    /// The I/O error, e.g. if the file already exists.
+    pub fn create(io: &dyn Io, dir: &Path, base_offset: u64, interval_bytes: u32) -> Result<Self> {
+        let path = log_path(dir, base_offset);
+        let file = io.create(&path).map_err(StorageError::at(&path))?;
+        if let Err(error) = sync_parent(io, &path) {
+            // Leave no file behind that a retry (or recovery) would trip over.
+            let _ = std::fs::remove_file(&path);
+            return Err(error);
+        }
+        let index = SegmentIndex::new(interval_bytes);
+        Ok(Self::from_parts(
+            dir,
+            base_offset,
+            file,
+            0,
+            base_offset,
+            index,
+        ))
+    }
+
+    /// The offset of the first batch.
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// Bytes of whole batches visible to readers.
+    pub fn committed_bytes(&self) -> u64 {
+        self.committed_bytes.load(Ordering::Acquire)
+    }
+
+    /// The offset after the last batch.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// The largest batch max timestamp, `i64::MIN` if empty.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Whether the segment holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.committed_bytes() == 0
+    }
+
+    fn relative(&self, offset: u64) -> u32 {
+        let delta = offset
+            .checked_sub(self.base_offset)
+            .expect("offset below segment base");
+        u32::try_from(delta).expect("relative offset fits u32; the log rolls before")
+    }
+
+    /// A mapping of all committed bytes, remapped when the segment grew; `None` if empty.
+    ///
+    /// # Errors
+    /// The `mmap` error.
+    pub fn mapping(&self) -> Result<Option<Arc<Mmap>>> {
+        let mut slot = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the slot lock: `truncate` lowers it under the same lock, so a mapping
+        // made here never covers bytes a truncation is about to cut.
+        let committed = self.committed_bytes();
+        if let Some(map) = slot.current.as_ref()
+            && map.len() as u64 == committed
+        {
+            return Ok(Some(Arc::clone(map)));
+        }
+        let map = map_file(self.file.file(), committed, &self.log_path)?.map(Arc::new);
+        slot.install(map.clone());
+        Ok(map)
+    }
+
+    /// Appends one batch (`prefix` then `rest`) at the end of the file, then publishes it
+    /// to readers. Caller holds the log's append lock and has checked size and offsets.
+    ///
+    /// # Errors
+    /// The write error; the partial write is rolled back if possible.
+    pub fn append(
+        &self,
+        prefix: &[u8],
+        rest: &[u8],
+        header: &BatchHeader,
+    ) -> Result<(), AppendFailure> {
+        let position = self.committed_bytes();
+        let length = prefix.len() + rest.len();
+        assert_eq!(
+            length,
+            header.total_len(),
+            "batch length disagrees with its header"
+        );
+        let mut bufs = [IoSlice::new(prefix), IoSlice::new(rest)];
+        if let Err(error) = write_all_vectored(self.file.as_ref(), &mut bufs) {
+            // No mapping covers bytes past `position`, so shrinking back is safe.
+            let rolled_back = self.file.set_len(position).is_ok();
+            let error = StorageError::io(&self.log_path, error);
+            return Err(AppendFailure { error, rolled_back });
+        }
+        let position_u32 = u32::try_from(position).expect("segment positions fit u32");
+        let length_u32 = u32::try_from(length).expect("batch length fits u32");
+        let relative = self.relative(header.base_offset);
+        self.index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .on_batch(relative, position_u32, length_u32, header.max_timestamp);
+        self.max_timestamp
+            .fetch_max(header.max_timestamp, Ordering::AcqRel);
+        self.next_offset
+            .store(header.next_offset(), Ordering::Release);
+        self.committed_bytes
+            .store(position + length as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Position of the index entry at or below `offset` inside `visible` bytes.
+    fn floor_position(&self, offset: u64, visible: usize) -> usize {
+        let relative = offset
+            .saturating_sub(self.base_offset)
+            .min(u64::from(u32::MAX));
+        let relative = u32::try_from(relative).unwrap_or(u32::MAX);
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index.lookup(relative, visible as u64).position as usize
+    }
+
+    fn header_at(&self, data: &[u8], position: usize) -> Result<BatchHeader> {
+        let rest = data.get(position..).unwrap_or_default();
+        let header = BatchHeader::parse(rest).map_err(|error| {
+            StorageError::corrupt(&self.log_path, format!("at {position}: {error}"))
+        })?;
+        if header.total_len() > rest.len() {
+            let reason = format!("batch at {position} runs past the committed end");
+            return Err(StorageError::corrupt(&self.log_path, reason));
+        }
+        Ok(header)
+    }
+
+    /// Whole batches from the one containing `from`: at least one if any is below `limit`,
+    /// then more while the total stays within `max_bytes`. `None` if `from` is at or past
+    /// the end of this segment.
+    ///
+    /// # Errors
+    /// A mapping error, or a damaged header in committed data.
+    pub fn read(&self, from: u64, max_bytes: usize, limit: u64) -> Result<Option<Chunk>> {
+        let Some(map) = self.mapping()? else {
+            return Ok(None);
+        };
+        let data: &[u8] = &map;
+        let mut position = self.floor_position(from, data.len());
+        let mut header = loop {
+            if position >= data.len() {
+                return Ok(None);
+            }
+            let header = self.header_at(data, position)?;
+            if header.next_offset() > from {
+                break header;
+            }
+            position += header.total_len();
+        };
+        let start = position;
+        let mut next_offset = from;
+        while header.last_offset() < limit {
+            let end = position + header.total_len();
+            if position > start && end - start > max_bytes {
+                break;
+            }
+            position = end;
+            next_offset = header.next_offset();
+            if position >= data.len() {
+                break;
+            }
+            header = self.header_at(data, position)?;
+        }
+        let bytes = Bytes::from_owner(SharedMap(map)).slice(start..position);
+        Ok(Some(Chunk { bytes, next_offset }))
+    }
+
+    /// The first record at or after `timestamp` in this segment, as `(offset, timestamp)`.
+    ///
+    /// # Errors
+    /// A mapping error or damaged committed data.
+    pub fn find_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        if self.max_timestamp() < timestamp {
+            return Ok(None);
+        }
+        let Some(map) = self.mapping()? else {
+            return Ok(None);
+        };
+        let data: &[u8] = &map;
+        let start_relative = {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            index.time_lookup(timestamp)
+        };
+        let mut position =
+            self.floor_position(self.base_offset + u64::from(start_relative), data.len());
+        while position < data.len() {
+            let header = self.header_at(data, position)?;
+            let bytes = data
+                .get(position..position + header.total_len())
+                .unwrap_or_default();
+            position += header.total_len();
+            if header.max_timestamp < timestamp {
+                continue;
+            }
+            for record in (BatchView { header, bytes }).records() {
+                let record = record
+                    .map_err(|error| StorageError::corrupt(&self.log_path, error.to_string()))?;
+                if record.timestamp >= timestamp {
+                    return Ok(Some((record.offset, record.timestamp)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where `offset` sits. `offset` must be within `[base_offset, next_offset]`.
+    ///
+    /// # Errors
+    /// A mapping error or damaged committed data.
+    pub fn locate(&self, offset: u64) -> Result<Locate> {
+        assert!(
+            offset >= self.base_offset && offset <= self.next_offset(),
+            "offset outside segment"
+        );
+        let Some(map) = self.mapping()? else {
+            return Ok(Locate::Boundary(0));
+        };
+        let data: &[u8] = &map;
+        let mut position = self.floor_position(offset, data.len());
+        while position < data.len() {
+            let header = self.header_at(data, position)?;
+            if header.base_offset == offset {
+                return Ok(Locate::Boundary(position as u64));
+            }
+            if header.next_offset() > offset {
+                return Ok(Locate::Inside(header.base_offset));
+            }
+            position += header.total_len();
+        }
+        Ok(Locate::Boundary(data.len() as u64))
+    }
+
+    /// Writes `.index` and `.timeindex` from memory, each atomically.
+    ///
+    /// # Errors
+    /// The I/O error.
+    pub fn persist_index(&self, io: &dyn Io) -> Result<()> {
+        let (offsets, times) = {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            (index.encode_offsets(), index.encode_times())
+        };
+        write_file_atomically(io, &index_path(&self.dir, self.base_offset), &offsets)?;
+        write_file_atomically(io, &time_index_path(&self.dir, self.base_offset), &times)
+    }
+
+    /// Adds the final time index entry before the segment is sealed or closed.
+    pub fn seal_index(&self) {
+        self.index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seal();
+    }
+
+    /// fsyncs the `.log` file.
+    ///
+    /// # Errors
+    /// The fsync error.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(StorageError::at(&self.log_path))
+    }
+
+    /// Unlinks the segment's files. Mappings stay valid: unlinking does not shrink.
+    ///
+    /// # Errors
+    /// An I/O error other than "not found".
+    pub fn remove_files(&self) -> Result<()> {
+        remove_if_exists(&self.log_path)?;
+        remove_if_exists(&index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(&time_index_path(&self.dir, self.base_offset))
+    }
+
+    /// Indexes of the batches in the first `position` bytes, and the offset after them.
+    fn prefix_index(&self, position: u64, interval_bytes: u32) -> Result<(SegmentIndex, u64)> {
+        let map = self.mapping()?;
+        let data: &[u8] = map.as_deref().map_or(&[], |map| map);
+        let data = data.get(..position as usize).unwrap_or(data);
+        let mut index = SegmentIndex::new(interval_bytes);
+        let scanned = scan(
+            data,
+            0,
+            self.base_offset,
+            Check::HeadersOnly,
+            |at, header| {
+                let relative = self.relative(header.base_offset);
+                let length = u32::try_from(header.total_len()).expect("fits u32");
+                index.on_batch(relative, at as u32, length, header.max_timestamp);
+            },
+        );
+        if scanned.stopped.is_some() || scanned.end_position as u64 != position {
+            let reason = format!("truncation point {position} is not after a valid batch");
+            return Err(StorageError::corrupt(&self.log_path, reason));
+        }
+        Ok((index, scanned.next_offset))
+    }
+
+    /// Cuts the segment to its first `position` bytes (a batch boundary). Shrinks the file
+    /// in place when no reader shares the mapping, else writes the prefix to a new file and
+    /// renames it over (returning a new `Segment`; the old one keeps the old inode). The
+    /// stale index files are removed; the result is fsync'd.
+    ///
+    /// # Errors
+    /// Any I/O error; the caller poisons the log.
+    pub fn truncate(
+        self: &Arc<Self>,
+        io: &dyn Io,
+        position: u64,
+        interval_bytes: u32,
+    ) -> Result<Arc<Self>> {
+        let (index, next_offset) = self.prefix_index(position, interval_bytes)?;
+        remove_if_exists(&index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(&time_index_path(&self.dir, self.base_offset))?;
+        let mut slot = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        self.committed_bytes.store(position, Ordering::Release);
+        slot.current = None;
+        if slot.live_beyond(position) {
+            // A reader still holds bytes past the cut: shrinking this inode would turn them
+            // into SIGBUS. Write the prefix to a new file instead; the old inode lives on.
+            let map = map_file(self.file.file(), position, &self.log_path)?;
+            drop(slot);
+            let kept: &[u8] = map.as_deref().map_or(&[], |map| map);
+            let file = copy_to_new_file(io, &self.log_path, kept)?;
+            let segment = Self::from_parts(
+                &self.dir,
+                self.base_offset,
+                file,
+                position,
+                next_offset,
+                index,
+            );
+            return Ok(Arc::new(segment));
+        }
+        // Holding the slot lock: no reader can map the range being cut.
+        self.file
+            .set_len(position)
+            .map_err(StorageError::at(&self.log_path))?;
+        drop(slot);
+        self.sync()?;
+        self.max_timestamp
+            .store(index.max_timestamp(), Ordering::Release);
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+        self.next_offset.store(next_offset, Ordering::Release);
+        Ok(Arc::clone(self))
+    }
+}
+
+/// Writes `data` to a temporary file, fsyncs it and renames it over `path`, leaving any
+/// mapping of the old file valid. Returns the new file, open for appending.
+///
+/// # Errors
+/// The first failing step.
+pub fn copy_to_new_file(io: &dyn Io, path: &Path, data: &[u8]) -> Result<Arc<dyn IoFile>> {
+    let temporary = with_suffix(path, ".truncating");
+    remove_if_exists(&temporary)?;
+    let file = io
+        .create(&temporary)
+        .map_err(StorageError::at(&temporary))?;
+    write_all_vectored(file.as_ref(), &mut [IoSlice::new(data)])
+        .map_err(StorageError::at(&temporary))?;
+    file.sync_data().map_err(StorageError::at(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(StorageError::at(path))?;
+    sync_parent(io, path)?;
+    Ok(file)
+}
+
+/// Reads a whole small file (an index), `None` if it does not exist.
+///
+/// # Errors
+/// An I/O error other than "not found".
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(StorageError::io(path, error)),
+    }
+}

@@ -1,0 +1,240 @@
+//! Shared test helpers: a fault-injecting [`Io`], batch builders, seeds.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use bytes::Bytes;
+use strata_protocol::batch::BatchBuilder;
+use strata_storage::io::{Io, IoFile, RealIo};
+use strata_storage::{Durability, LogConfig};
+
+/// Faults to inject, shared by every file a [`FaultyIo`] opens.
+#[derive(Debug)]
+pub struct Faults {
+    /// Bytes the "device" still accepts; a write beyond gets as far as it can, then the
+    /// next call fails with ENOSPC.
+    pub space_left_bytes: AtomicU64,
+    /// Largest number of bytes one `writev` accepts (0 = no limit): short writes.
+    pub write_bytes_max: AtomicUsize,
+    /// Every fsync fails with EIO.
+    pub fail_sync: AtomicBool,
+    /// fsyncs of files (not directories) that succeeded.
+    pub syncs: AtomicU64,
+    /// The clock.
+    pub now_ms: AtomicI64,
+    gate: Mutex<Gate>,
+    gate_changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    closed: bool,
+    waiting: usize,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            space_left_bytes: AtomicU64::new(u64::MAX),
+            write_bytes_max: AtomicUsize::new(0),
+            fail_sync: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            now_ms: AtomicI64::new(1_000_000),
+            gate: Mutex::new(Gate::default()),
+            gate_changed: Condvar::new(),
+        }
+    }
+}
+
+impl Faults {
+    /// From now on file fsyncs block until [`release_syncs`](Self::release_syncs).
+    pub fn hold_syncs(&self) {
+        self.gate.lock().unwrap().closed = true;
+    }
+
+    /// Unblocks held fsyncs.
+    pub fn release_syncs(&self) {
+        self.gate.lock().unwrap().closed = false;
+        self.gate_changed.notify_all();
+    }
+
+    /// Blocks until at least `count` fsyncs are held at the gate.
+    pub fn wait_held(&self, count: usize) {
+        let mut gate = self.gate.lock().unwrap();
+        while gate.waiting < count {
+            gate = self.gate_changed.wait(gate).unwrap();
+        }
+    }
+
+    fn pass_gate(&self) {
+        let mut gate = self.gate.lock().unwrap();
+        gate.waiting += 1;
+        self.gate_changed.notify_all();
+        while gate.closed {
+            gate = self.gate_changed.wait(gate).unwrap();
+        }
+        gate.waiting -= 1;
+    }
+}
+
+/// An [`Io`] over the real file system that injects [`Faults`].
+#[derive(Debug, Clone, Default)]
+pub struct FaultyIo {
+    pub faults: Arc<Faults>,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn IoFile>,
+    faults: Arc<Faults>,
+}
+
+impl IoFile for FaultyFile {
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let space = self.faults.space_left_bytes.load(Ordering::SeqCst);
+        if space == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let cap = match self.faults.write_bytes_max.load(Ordering::SeqCst) {
+            0 => usize::MAX,
+            cap => cap,
+        };
+        let mut allowed = cap.min(usize::try_from(space).unwrap_or(usize::MAX));
+        let mut limited = Vec::new();
+        for buf in bufs {
+            if allowed == 0 {
+                break;
+            }
+            let take = buf.len().min(allowed);
+            limited.push(IoSlice::new(&buf[..take]));
+            allowed -= take;
+        }
+        let written = self.inner.write_vectored(&limited)?;
+        if space != u64::MAX {
+            self.faults
+                .space_left_bytes
+                .fetch_sub(written as u64, Ordering::SeqCst);
+        }
+        Ok(written)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.faults.pass_gate();
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.sync_data()?;
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn file(&self) -> &File {
+        self.inner.file()
+    }
+}
+
+impl Io for FaultyIo {
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        let inner = RealIo.create(path)?;
+        Ok(Arc::new(FaultyFile {
+            inner,
+            faults: Arc::clone(&self.faults),
+        }))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        let inner = RealIo.open(path)?;
+        Ok(Arc::new(FaultyFile {
+            inner,
+            faults: Arc::clone(&self.faults),
+        }))
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        RealIo.sync_dir(path)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.faults.now_ms.load(Ordering::SeqCst)
+    }
+}
+
+/// Opens a log on the real file system.
+pub fn open(
+    dir: &Path,
+    config: LogConfig,
+    flusher: &strata_storage::Flusher,
+) -> Result<strata_storage::Log, strata_storage::StorageError> {
+    strata_storage::Log::open(dir, config, flusher.clone(), Arc::new(RealIo))
+}
+
+/// A batch of `records` records with `value_bytes`-byte values; record `i` has timestamp
+/// `timestamp + i` and a value derived from `seed`.
+pub fn batch(records: usize, value_bytes: usize, timestamp: i64, seed: u64) -> Bytes {
+    let mut builder = BatchBuilder::with_capacity(64 + records * (value_bytes + 16));
+    for index in 0..records {
+        let value: Vec<u8> = (0..value_bytes)
+            .map(|at| {
+                (seed as usize)
+                    .wrapping_mul(31)
+                    .wrapping_add(at * 7 + index) as u8
+            })
+            .collect();
+        builder.push(timestamp + index as i64, None, Some(&value), &[]);
+    }
+    builder.finish()
+}
+
+/// A config with small segments and a dense index, so tests roll and index a lot.
+pub fn small_config(durability: Durability) -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 4096,
+        index_interval_bytes: 256,
+        retention_ms: None,
+        retention_bytes: None,
+        durability,
+        ..LogConfig::default()
+    }
+}
+
+/// The seed for randomized tests: `STRATA_TEST_SEED` or a fixed default, printed so a
+/// failure can be replayed.
+pub fn seed(name: &str) -> u64 {
+    let seed = std::env::var("STRATA_TEST_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0x05EE_D0F5_7A7A);
+    eprintln!("{name}: seed {seed} (replay with STRATA_TEST_SEED={seed})");
+    seed
+}
+
+/// Every byte of the log from its start to its end, read in chunks of `max_bytes`,
+/// checking each read's contract on the way.
+pub fn read_all(log: &strata_storage::Log, max_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let result = log.read(offset, max_bytes, u64::MAX).expect("read");
+        assert!(
+            !result.bytes.is_empty(),
+            "read at {offset} below end {end} returned nothing"
+        );
+        assert!(result.next_offset > offset);
+        out.extend_from_slice(&result.bytes);
+        offset = result.next_offset;
+    }
+    assert_eq!(offset, end);
+    out
+}

@@ -1,0 +1,187 @@
+//! Concurrency: group commit, concurrent appenders and readers, durable notifications,
+//! and `Bytes` that outlive truncation and deletion (the SIGBUS rule).
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::FaultyIo;
+use strata_protocol::batch::{Batches, verify_crc};
+use strata_storage::{Durability, Flusher, Log, LogConfig, StorageError};
+
+#[test]
+fn one_fsync_covers_appends_that_arrive_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let config = LogConfig {
+        durability: Durability::EveryBatch,
+        ..LogConfig::default()
+    };
+    let log =
+        Arc::new(Log::open(dir.path(), config, flusher.clone(), Arc::new(io.clone())).unwrap());
+    let notified = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&notified);
+    log.on_durable(move |offset, _elapsed| sink.lock().unwrap().push(offset));
+    io.faults.hold_syncs();
+    log.append(&common::batch(1, 10, 1, 0), 1).unwrap();
+    io.faults.wait_held(1);
+    let syncs_before = io.faults.syncs.load(Ordering::SeqCst);
+    let appenders: Vec<_> = (0..4)
+        .map(|thread| {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                for index in 0..25 {
+                    log.append(&common::batch(1, 10, 1, thread * 100 + index), 1)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for appender in appenders {
+        appender.join().unwrap();
+    }
+    let end = log.log_end_offset();
+    assert_eq!(end, 101);
+    assert!(
+        log.durable_offset() < end,
+        "nothing is durable while the fsync is held"
+    );
+    io.faults.release_syncs();
+    assert!(log.wait_durable(end, Duration::from_secs(10)).unwrap());
+    let syncs = io.faults.syncs.load(Ordering::SeqCst) - syncs_before;
+    assert!(
+        syncs <= 2,
+        "100 appends during one fsync need one more fsync, not {syncs}"
+    );
+    let notified = notified.lock().unwrap().clone();
+    assert_eq!(notified.last(), Some(&end));
+    assert!(
+        notified.windows(2).all(|pair| pair[0] < pair[1]),
+        "{notified:?}"
+    );
+}
+
+#[test]
+fn concurrent_appenders_and_readers_see_dense_valid_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = Arc::new(
+        common::open(
+            dir.path(),
+            common::small_config(Durability::IntervalMs(2)),
+            &flusher,
+        )
+        .unwrap(),
+    );
+    let appenders: Vec<_> = (0..3)
+        .map(|thread| {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                for index in 0..150 {
+                    log.append(&common::batch(2, 60, 1, thread * 1000 + index), 1)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                let mut offset = 0;
+                while offset < 900 {
+                    let result = log.read(offset, 1000, u64::MAX).unwrap();
+                    for batch in Batches::new(&result.bytes) {
+                        let header = verify_crc(batch.unwrap().bytes).unwrap();
+                        assert_eq!(header.base_offset, offset, "dense offsets");
+                        offset = header.next_offset();
+                    }
+                    if result.bytes.is_empty() {
+                        thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in appenders.into_iter().chain(readers) {
+        handle.join().unwrap();
+    }
+    assert_eq!(log.log_end_offset(), 900);
+    assert!(
+        log.wait_durable(900, Duration::from_secs(10)).unwrap(),
+        "the interval flush runs"
+    );
+}
+
+#[test]
+fn bytes_outlive_truncation_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = common::open(
+        dir.path(),
+        common::small_config(Durability::Never),
+        &flusher,
+    )
+    .unwrap();
+    for index in 0..6 {
+        log.append(&common::batch(2, 100, 1, index), 1).unwrap();
+    }
+    let held = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    let copy = held.to_vec();
+    let first_batch = log.read(0, 1, u64::MAX).unwrap().bytes.to_vec();
+    // The mapping is shared, so the segment is rewritten rather than shrunk in place.
+    log.truncate_to(2).unwrap();
+    assert_eq!(held[..], copy[..]);
+    assert_eq!(log.log_end_offset(), 2);
+    log.append(&common::batch(1, 3, 1, 77), 1).unwrap();
+    let after = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    assert_eq!(
+        after[..first_batch.len()],
+        first_batch[..],
+        "the kept prefix"
+    );
+    log.delete().unwrap();
+    assert!(!dir.path().exists());
+    assert_eq!(held[..], copy[..], "unlinking keeps mapped bytes readable");
+    assert_eq!(after[..first_batch.len()], first_batch[..]);
+}
+
+#[test]
+fn a_directory_is_opened_by_one_log_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
+    let second = common::open(dir.path(), LogConfig::default(), &flusher);
+    assert!(
+        matches!(second, Err(StorageError::Locked { .. })),
+        "{second:?}"
+    );
+    drop(log);
+    common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
+}
+
+#[test]
+fn an_old_shorter_mapping_still_held_survives_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
+    for index in 0..4 {
+        log.append(&common::batch(1, 5000, 1, index), 1).unwrap();
+    }
+    // Held: a mapping of the first 4 batches, kept alive by these bytes only.
+    let held = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    let copy = held.to_vec();
+    for index in 4..8 {
+        log.append(&common::batch(1, 5000, 1, index), 1).unwrap();
+    }
+    // A newer, longer mapping replaces it in the segment; nothing holds the newer one.
+    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
+    log.truncate_to(1).unwrap();
+    // Shrinking the file in place would make this a SIGBUS.
+    assert_eq!(held[..], copy[..]);
+    assert_eq!(log.log_end_offset(), 1);
+}

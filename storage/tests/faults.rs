@@ -1,0 +1,160 @@
+//! Injected faults through the I/O seam: ENOSPC, short writes and failed fsyncs surface as
+//! errors and never corrupt what was already committed; a failed fsync poisons the log.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::FaultyIo;
+use strata_storage::{Durability, Flusher, Log, StorageError};
+
+fn open(dir: &std::path::Path, io: &FaultyIo, flusher: &Flusher, durability: Durability) -> Log {
+    let config = common::small_config(durability);
+    Log::open(dir, config, flusher.clone(), Arc::new(io.clone())).unwrap()
+}
+
+#[test]
+fn enospc_mid_batch_leaves_committed_data_intact_and_the_log_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let log = open(dir.path(), &io, &flusher, Durability::Never);
+    for index in 0..3 {
+        log.append(&common::batch(2, 100, 10, index), 1).unwrap();
+    }
+    let committed = common::read_all(&log, 1 << 20);
+    let end = log.log_end_offset();
+    io.faults.space_left_bytes.store(100, Ordering::SeqCst);
+    let result = log.append(&common::batch(2, 300, 10, 9), 1);
+    assert!(
+        matches!(result, Err(StorageError::NoSpace { .. })),
+        "{result:?}"
+    );
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(log.poisoned(), None, "a rolled-back ENOSPC does not poison");
+    assert_eq!(common::read_all(&log, 1 << 20), committed);
+    let segment = dir.path().join(format!("{:020}.log", 0));
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        committed.len() as u64,
+        "partial bytes removed"
+    );
+    io.faults.space_left_bytes.store(u64::MAX, Ordering::SeqCst);
+    let info = log.append(&common::batch(1, 10, 10, 10), 1).unwrap();
+    assert_eq!(info.base_offset, end);
+    drop(log);
+    let log = open(dir.path(), &io, &flusher, Durability::Never);
+    assert_eq!(
+        log.log_end_offset(),
+        end + 1,
+        "nothing lost or invented across a crash"
+    );
+    assert_eq!(
+        common::read_all(&log, 1 << 20)[..committed.len()],
+        committed[..]
+    );
+}
+
+#[test]
+fn short_writes_are_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    io.faults.write_bytes_max.store(7, Ordering::SeqCst);
+    let log = open(dir.path(), &io, &flusher, Durability::EveryBatch);
+    let mut expected = Vec::new();
+    for index in 0..20 {
+        let info = log.append(&common::batch(3, 77, 10, index), 2).unwrap();
+        expected.push(log.read(info.base_offset, 1, u64::MAX).unwrap().bytes);
+    }
+    assert!(
+        log.wait_durable(log.log_end_offset(), Duration::from_secs(10))
+            .unwrap()
+    );
+    log.close().unwrap();
+    let log = open(dir.path(), &io, &flusher, Durability::EveryBatch);
+    assert_eq!(common::read_all(&log, 1 << 20), expected.concat());
+}
+
+#[test]
+fn failed_fsync_poisons_and_never_advances_the_durable_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let log = open(dir.path(), &io, &flusher, Durability::EveryBatch);
+    let first = log.append(&common::batch(1, 10, 10, 1), 1).unwrap();
+    assert!(
+        log.wait_durable(first.log_end_offset, Duration::from_secs(10))
+            .unwrap()
+    );
+    io.faults.fail_sync.store(true, Ordering::SeqCst);
+    let second = log.append(&common::batch(1, 10, 10, 2), 1).unwrap();
+    let waited = log.wait_durable(second.log_end_offset, Duration::from_secs(10));
+    assert!(
+        matches!(waited, Err(StorageError::Poisoned { .. })),
+        "{waited:?}"
+    );
+    assert_eq!(
+        log.durable_offset(),
+        first.log_end_offset,
+        "durable never passes what synced"
+    );
+    let refused = log.append(&common::batch(1, 10, 10, 3), 1);
+    assert!(
+        matches!(refused, Err(StorageError::Poisoned { .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(log.sync(), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(
+        log.truncate_to(0),
+        Err(StorageError::Poisoned { .. })
+    ));
+    assert!(
+        matches!(log.close(), Err(StorageError::Poisoned { .. })),
+        "no clean marker"
+    );
+    // Reopening re-runs recovery: the page cache still holds both batches.
+    io.faults.fail_sync.store(false, Ordering::SeqCst);
+    let log = open(dir.path(), &io, &flusher, Durability::EveryBatch);
+    assert!(!log.opened_clean());
+    assert_eq!(log.log_end_offset(), second.log_end_offset);
+    assert_eq!(
+        log.durable_offset(),
+        second.log_end_offset,
+        "open fsyncs what it recovered"
+    );
+    log.append(&common::batch(1, 10, 10, 4), 1).unwrap();
+}
+
+#[test]
+fn failed_fsync_on_roll_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let log = open(dir.path(), &io, &flusher, Durability::Never);
+    log.append(&common::batch(1, 10, 10, 1), 1).unwrap();
+    io.faults.fail_sync.store(true, Ordering::SeqCst);
+    // Creating the new segment fsyncs the directory, which fails.
+    let rolled = log.roll();
+    assert!(matches!(rolled, Err(StorageError::Io { .. })), "{rolled:?}");
+    assert!(log.poisoned().is_some());
+    let refused = log.append(&common::batch(1, 10, 10, 2), 1);
+    assert!(
+        matches!(refused, Err(StorageError::Poisoned { .. })),
+        "{refused:?}"
+    );
+    let segments = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "log")
+        })
+        .count();
+    assert_eq!(segments, 1, "the half-created segment was removed");
+}

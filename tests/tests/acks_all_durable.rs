@@ -1,0 +1,131 @@
+//! With `durability = every_batch`, an `acks = all` produce is answered only after an
+//! fsync that covers the batch has completed. Checked through the storage I/O seam: a
+//! recording `Io` logs, for every completed fsync of a segment file, the file length it
+//! covered, and every acknowledgement is compared against that log.
+
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use strata_broker::config::{Config, DurabilityPolicy};
+use strata_broker::partition::Storage;
+use strata_broker::server::Server;
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::Acks;
+use strata_storage::{Io, IoFile, RealIo};
+use strata_tests::{Client, batch_of, data_dir};
+
+type SyncLog = Arc<Mutex<Vec<(PathBuf, u64)>>>;
+
+#[derive(Debug)]
+struct RecordingIo {
+    real: RealIo,
+    synced: SyncLog,
+}
+
+#[derive(Debug)]
+struct RecordingFile {
+    inner: Arc<dyn IoFile>,
+    path: PathBuf,
+    synced: SyncLog,
+}
+
+impl IoFile for RecordingFile {
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        self.inner.write_vectored(bufs)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        // The length is read before the fsync: everything up to it is covered.
+        let length = self.inner.file().metadata()?.len();
+        self.inner.sync_data()?;
+        self.synced
+            .lock()
+            .unwrap()
+            .push((self.path.clone(), length));
+        Ok(())
+    }
+
+    fn file(&self) -> &std::fs::File {
+        self.inner.file()
+    }
+}
+
+impl RecordingIo {
+    fn wrap(&self, path: &Path, inner: Arc<dyn IoFile>) -> Arc<dyn IoFile> {
+        Arc::new(RecordingFile {
+            inner,
+            path: path.to_owned(),
+            synced: self.synced.clone(),
+        })
+    }
+}
+
+impl Io for RecordingIo {
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        Ok(self.wrap(path, self.real.create(path)?))
+    }
+
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        Ok(self.wrap(path, self.real.open(path)?))
+    }
+
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.real.sync_dir(path)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.real.now_ms()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
+    let dir = data_dir();
+    let synced = SyncLog::default();
+    let storage = Storage::with_io(Arc::new(RecordingIo {
+        real: RealIo,
+        synced: synced.clone(),
+    }))
+    .unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        durability: DurabilityPolicy::EveryBatch,
+        ..Config::default()
+    };
+    let server = Server::start_with(config, storage).await.unwrap();
+    let mut client = Client::connect(&server.address.to_string()).await;
+    client.create_topic("durable", 1, &[]).await;
+    let segment = dir.path().join("durable-0").join(format!("{:020}.log", 0));
+
+    let mut end = 0u64;
+    for round in 0..20 {
+        let batch = batch_of(&format!("d{round}"), 3);
+        end += batch.len() as u64;
+        let response = client.produce("durable", 0, Acks::All, batch).await;
+        assert_eq!(
+            response.error_code,
+            ErrorCode::None,
+            "{:?}",
+            response.error_message
+        );
+        let covered = synced
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| *path == segment)
+            .map(|(_, length)| *length)
+            .max();
+        assert!(
+            covered.is_some_and(|covered| covered >= end),
+            "round {round}: acked with {end} bytes written, fsync covered {covered:?}"
+        );
+    }
+    server.shutdown().await;
+}

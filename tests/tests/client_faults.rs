@@ -1,0 +1,343 @@
+//! The client across broker restarts (kill -9 on a fixed port): producer retries keep
+//! per-partition order, and producers and consumers reconnect and resume where they
+//! were.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use strata_client::{
+    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, NewTopic,
+    Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
+use strata_tests::{BrokerProcess, data_dir};
+
+/// Every test here finishes well within this.
+const TEST_TIME_MAX: Duration = Duration::from_secs(120);
+
+async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_TIME_MAX, future)
+        .await
+        .expect("test time limit")
+}
+
+/// A free port below Linux's ephemeral range (32768+), so that no outgoing connection
+/// or `bind(0)` elsewhere can take it while the broker is down between a kill and a
+/// restart.
+fn fixed_port() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let start = (nanos ^ std::process::id()) % 12_000;
+    (0..12_000)
+        .map(|step| 20_000 + ((start + step) % 12_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port in 20000..32000")
+}
+
+/// A broker on a port that stays the same across restarts, so the client's bootstrap
+/// address stays valid.
+fn broker_on_fixed_port(dir: &std::path::Path) -> BrokerProcess {
+    let port = fixed_port();
+    let listen = format!("listen=127.0.0.1:{port}");
+    let broker = BrokerProcess::start(dir, &[&listen]);
+    assert_eq!(
+        broker.address,
+        format!("127.0.0.1:{port}"),
+        "--set listen is honoured"
+    );
+    broker
+}
+
+/// Fast reconnects and retries, so a restart costs milliseconds, not seconds.
+fn client_config(address: &str) -> ClientConfig {
+    ClientConfig {
+        request_timeout_ms: 3_000,
+        connect_timeout_ms: 2_000,
+        reconnect_backoff_ms: 20,
+        reconnect_backoff_ms_max: 200,
+        ..ClientConfig::new(address)
+    }
+}
+
+fn producer(address: &str) -> Producer {
+    Producer::new(ProducerConfig {
+        client: client_config(address),
+        linger_ms: 1,
+        batch_bytes_max: 1_024,
+        retries_max: 1_000,
+        retry_backoff_ms: 20,
+        retry_backoff_ms_max: 200,
+        ..ProducerConfig::default()
+    })
+    .unwrap()
+}
+
+fn consumer(address: &str) -> Consumer {
+    Consumer::new(ConsumerConfig {
+        client: client_config(address),
+        auto_offset_reset: AutoOffsetReset::Earliest,
+        fetch_wait_ms_max: 100,
+        retry_backoff_ms: 20,
+        ..ConsumerConfig::default()
+    })
+    .unwrap()
+}
+
+async fn read(consumer: &mut Consumer, count: usize) -> Vec<ConsumerRecord> {
+    let mut records = Vec::new();
+    while records.len() < count {
+        records.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    records
+}
+
+fn sequence(record: &ConsumerRecord) -> u64 {
+    std::str::from_utf8(record.value.as_deref().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
+    const RECORDS: u64 = 4_000;
+    const PARTITIONS: u64 = 2;
+    let dir = data_dir();
+    let mut broker = broker_on_fixed_port(dir.path());
+    let address = broker.address.clone();
+    Admin::new(client_config(&address))
+        .unwrap()
+        .create_topic(NewTopic::new("ordered", 2))
+        .await
+        .unwrap();
+    let producer = producer(&address);
+    let (halfway, halfway_reached) = tokio::sync::oneshot::channel();
+    let sending = tokio::spawn({
+        let producer = producer.clone();
+        async move {
+            let mut halfway = Some(halfway);
+            let mut deliveries = Vec::new();
+            for sequence in 0..RECORDS {
+                let record = ProducerRecord::new("ordered", sequence.to_string())
+                    .partition((sequence % PARTITIONS) as u32);
+                deliveries.push((sequence, producer.send(record).await.unwrap()));
+                if sequence % 50 == 49 {
+                    // Pace the stream so that it spans the restart.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if sequence == RECORDS / 2 {
+                    let _ = halfway.take().unwrap().send(());
+                }
+            }
+            let mut acknowledged = Vec::new();
+            for (sequence, delivery) in deliveries {
+                let metadata = delivery
+                    .await
+                    .unwrap_or_else(|error| panic!("record {sequence} failed: {error}"));
+                acknowledged.push((sequence, metadata.partition, metadata.offset.unwrap()));
+            }
+            acknowledged
+        }
+    });
+    halfway_reached.await.unwrap();
+    // Down long enough that the producer surely tries (and fails) meanwhile.
+    tokio::task::block_in_place(|| broker.kill_9());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::task::block_in_place(|| broker.restart());
+    let acknowledged = bounded(sending).await.unwrap();
+    assert!(
+        producer.retry_count() > 0,
+        "the kill interrupted produce requests"
+    );
+    producer.close().await;
+
+    let mut consumer = consumer(&address);
+    let tps: Vec<TopicPartition> = (0..PARTITIONS as u32)
+        .map(|p| TopicPartition::new("ordered", p))
+        .collect();
+    consumer.assign(&tps);
+    let mut logs: HashMap<u32, Vec<u64>> = HashMap::new();
+    // Retries after a lost acknowledgement may duplicate records, so read to the end.
+    consumer.seek_to_end(&tps).await.unwrap();
+    let mut ends = HashMap::new();
+    for tp in &tps {
+        ends.insert(tp.partition, consumer.position(tp).await.unwrap());
+    }
+    consumer.seek_to_beginning(&tps).await.unwrap();
+    let total: u64 = ends.values().sum();
+    for record in bounded(read(&mut consumer, total as usize)).await {
+        let log = logs.entry(record.partition).or_default();
+        assert_eq!(record.offset, log.len() as u64, "dense offsets");
+        log.push(sequence(&record));
+    }
+    for (partition, log) in &logs {
+        // A record never appears before the first copy of one sent before it.
+        let mut seen = HashSet::new();
+        let mut highest = None;
+        for value in log {
+            if seen.insert(*value) {
+                assert!(
+                    highest < Some(*value),
+                    "partition {partition}: {value} after {highest:?}"
+                );
+                highest = Some(*value);
+            }
+        }
+        assert_eq!(
+            seen.len() as u64,
+            RECORDS / PARTITIONS,
+            "every record of partition {partition} is in the log"
+        );
+    }
+    let mut last_offset: HashMap<u32, u64> = HashMap::new();
+    for (sequence, partition, offset) in acknowledged {
+        assert_eq!(
+            logs[&partition][offset as usize], sequence,
+            "acknowledged offset holds the record"
+        );
+        if let Some(last) = last_offset.insert(partition, offset) {
+            assert!(offset > last, "acknowledged offsets follow send order");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_consumer_resume_after_a_broker_restart() {
+    let dir = data_dir();
+    let mut broker = broker_on_fixed_port(dir.path());
+    let address = broker.address.clone();
+    bounded(async {
+        Admin::new(client_config(&address))
+            .unwrap()
+            .create_topic(NewTopic::new("resume", 1))
+            .await
+            .unwrap();
+        let producer = producer(&address);
+        let mut consumer = consumer(&address);
+        consumer.assign(&[TopicPartition::new("resume", 0)]);
+        for round in 0..2u64 {
+            let mut deliveries = Vec::new();
+            for index in 0..100 {
+                deliveries.push(
+                    producer
+                        .send(ProducerRecord::new(
+                            "resume",
+                            (round * 100 + index).to_string(),
+                        ))
+                        .await
+                        .unwrap(),
+                );
+            }
+            for delivery in deliveries {
+                delivery.await.unwrap();
+            }
+            let records = read(&mut consumer, 100).await;
+            let offsets: Vec<u64> = records.iter().map(|record| record.offset).collect();
+            assert_eq!(
+                offsets,
+                (round * 100..round * 100 + 100).collect::<Vec<_>>(),
+                "resumes exactly where it was"
+            );
+            assert!(
+                records
+                    .iter()
+                    .all(|record| sequence(record) == record.offset)
+            );
+            if round == 0 {
+                tokio::task::block_in_place(|| broker.restart());
+            }
+        }
+        assert!(
+            consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .unwrap()
+                .is_empty(),
+            "no duplicates"
+        );
+        producer.close().await;
+    })
+    .await;
+}
+
+fn signal(broker: &BrokerProcess, signal: libc::c_int) {
+    let pid = broker.pid() as libc::pid_t;
+    // SAFETY: sending a signal to our own child's pid has no memory-safety effects.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({signal})");
+    if signal == libc::SIGSTOP {
+        // kill() returns before every thread has stopped; waitpid reports the stop.
+        let mut status = 0;
+        // SAFETY: waitpid writes only the status integer we own; WUNTRACED reports the
+        // stop without reaping the child, which BrokerProcess still owns.
+        let waited = tokio::task::block_in_place(|| unsafe {
+            libc::waitpid(pid, &mut status, libc::WUNTRACED)
+        });
+        assert_eq!(waited, pid, "waitpid");
+        assert!(libc::WIFSTOPPED(status), "the broker stopped");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_broker_times_requests_out_and_the_client_recovers() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let address = broker.address.clone();
+    let config = ClientConfig {
+        request_timeout_ms: 500,
+        connect_timeout_ms: 500,
+        ..client_config(&address)
+    };
+    bounded(async {
+        let admin = Admin::new(config.clone()).unwrap();
+        admin.create_topic(NewTopic::new("stall", 1)).await.unwrap();
+        let producer = Producer::new(ProducerConfig {
+            client: config.clone(),
+            linger_ms: 0,
+            produce_timeout_ms: 500,
+            retries_max: 1_000,
+            retry_backoff_ms: 20,
+            retry_backoff_ms_max: 200,
+            ..ProducerConfig::default()
+        })
+        .unwrap();
+        let first = producer
+            .send(ProducerRecord::new("stall", "before"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(first.offset, Some(0));
+
+        signal(&broker, libc::SIGSTOP);
+        let started = tokio::time::Instant::now();
+        let timed_out = admin.list_topics().await.unwrap_err();
+        assert!(
+            matches!(timed_out, strata_client::Error::RequestTimedOut { .. }),
+            "{timed_out}"
+        );
+        assert!(timed_out.is_retriable());
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        let delivery = producer
+            .send(ProducerRecord::new("stall", "during"))
+            .await
+            .unwrap();
+        // Let the produce time out at least once before the broker wakes up.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        signal(&broker, libc::SIGCONT);
+
+        let during = delivery
+            .await
+            .expect("delivered once the broker answers again");
+        assert!(during.offset.unwrap() >= 1);
+        assert!(
+            producer.retry_count() > 0,
+            "the stall made the produce time out"
+        );
+        assert_eq!(admin.list_topics().await.unwrap(), ["stall"]);
+        producer.close().await;
+    })
+    .await;
+}

@@ -1,0 +1,229 @@
+//! Produce and fetch round trip over many topics and partitions: records come back
+//! byte-identical, in order, with dense offsets; long-poll fetch wakes on data and
+//! honours max_wait; pipelined requests are answered in order.
+
+use std::time::{Duration, Instant};
+
+use strata_protocol::batch::BatchBuilder;
+use strata_protocol::messages::*;
+use strata_protocol::{ApiKey, ErrorCode, Request, Response};
+use strata_tests::*;
+
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+#[tokio::test]
+async fn records_round_trip_in_order_with_dense_offsets() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    let topics = ["orders", "payments.v1", "audit_log-7"];
+    for (index, topic) in topics.iter().enumerate() {
+        client.create_topic(topic, index as u32 + 1, &[]).await;
+    }
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        for (index, topic) in topics.iter().enumerate() {
+            for partition in 0..=index as u32 {
+                let prefix = format!("{topic}/{partition}/{round}");
+                let batch = batch_of(&prefix, round + 1);
+                let response = client.produce(topic, partition, Acks::Leader, batch).await;
+                assert_eq!(
+                    response.error_code,
+                    ErrorCode::None,
+                    "{:?}",
+                    response.error_message
+                );
+                let base: u64 = (0..round as u64).map(|r| r + 1).sum();
+                assert_eq!(response.base_offset, base, "dense offsets for {prefix}");
+                expected.push((topic.to_string(), partition, prefix, round + 1));
+            }
+        }
+    }
+    for (index, topic) in topics.iter().enumerate() {
+        for partition in 0..=index as u32 {
+            let records = client.read_all(topic, partition, 0).await;
+            let offsets: Vec<u64> = records.iter().map(|record| record.offset).collect();
+            assert_eq!(
+                offsets,
+                (0..offsets.len() as u64).collect::<Vec<_>>(),
+                "dense offsets in {topic}/{partition}"
+            );
+            let wanted: Vec<String> = expected
+                .iter()
+                .filter(|(t, p, _, _)| t == topic && *p == partition)
+                .flat_map(|(_, _, prefix, count)| (0..*count).map(move |i| format!("{prefix}-{i}")))
+                .collect();
+            assert_eq!(values(&records), wanted);
+            assert!(records.iter().all(
+                |record| record.headers == vec![("origin".to_owned(), Some(b"test".to_vec()))]
+            ));
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_keys_values_and_nulls_come_back_byte_identical() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client.create_topic("bytes", 1, &[]).await;
+    let big: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let cases: Vec<KeyValue> = vec![
+        (None, Some(vec![0, 255, 10, 13])),
+        (Some(vec![]), None),
+        (Some(vec![1; 3]), Some(vec![])),
+        (None, Some(big)),
+    ];
+    let mut builder = BatchBuilder::new();
+    for (index, (key, value)) in cases.iter().enumerate() {
+        builder.push(index as i64, key.as_deref(), value.as_deref(), &[]);
+    }
+    assert_eq!(
+        client
+            .produce("bytes", 0, Acks::Leader, builder.finish())
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+    let records = client.read_all("bytes", 0, 0).await;
+    let got: Vec<KeyValue> = records
+        .into_iter()
+        .map(|record| (record.key, record.value))
+        .collect();
+    assert_eq!(got, cases);
+}
+
+#[tokio::test]
+async fn long_poll_returns_when_data_arrives_and_after_max_wait_when_none_does() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut setup = Client::connect(&broker.address).await;
+    setup.create_topic("events", 1, &[]).await;
+
+    // Nothing arrives: the fetch waits for max_wait and returns empty.
+    let started = Instant::now();
+    let empty = setup.fetch("events", 0, 0, 300, 1).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "returned after {:?}",
+        started.elapsed()
+    );
+    assert!(empty.records.is_empty());
+
+    // Data arrives while a fetch with a long max_wait is parked: it returns with it.
+    let address = broker.address.clone();
+    let waiting = tokio::spawn(async move {
+        let mut consumer = Client::connect(&address).await;
+        let started = Instant::now();
+        let response = consumer.fetch("events", 0, 0, 15_000, 1).await;
+        (started.elapsed(), response)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        setup
+            .produce("events", 0, Acks::Leader, batch_of("wake", 2))
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+    let (elapsed, response) = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "long poll was not woken: {elapsed:?}"
+    );
+    assert_eq!(
+        values(&decode_records(&response.records)),
+        ["wake-0", "wake-1"]
+    );
+    assert_eq!(response.high_watermark, 2);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client.create_topic("pipeline", 1, &[]).await;
+    // A parked fetch first, then produces behind it: the produce responses must wait for
+    // the fetch's response, which the produces themselves complete.
+    let fetch = Request::Fetch(FetchRequest {
+        max_wait_ms: 10_000,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: "pipeline".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+            }],
+        }],
+    });
+    let mut sent = vec![(client.send(fetch).await, ApiKey::Fetch)];
+    for index in 0..20 {
+        let produce = Request::Produce(ProduceRequest {
+            acks: Acks::Leader,
+            timeout_ms: 5_000,
+            topics: vec![ProduceTopic {
+                name: "pipeline".into(),
+                partitions: vec![ProducePartition {
+                    partition: 0,
+                    records: batch_of(&format!("p{index}"), 1),
+                }],
+            }],
+        });
+        sent.push((client.send(produce).await, ApiKey::Produce));
+    }
+    for (correlation_id, api) in sent {
+        let (received, result) = client.receive(api).await;
+        assert_eq!(received, correlation_id);
+        assert!(matches!(
+            result,
+            Ok(Response::Fetch(_) | Response::Produce(_))
+        ));
+    }
+    let records = client.read_all("pipeline", 0, 0).await;
+    assert_eq!(
+        values(&records),
+        (0..20).map(|i| format!("p{i}-0")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn list_offsets_finds_earliest_latest_and_by_time() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client.create_topic("clock", 1, &[]).await;
+    for second in 0..5i64 {
+        let mut builder = BatchBuilder::new();
+        builder.push(second * 1000, None, Some(b"tick"), &[]);
+        builder.push(second * 1000 + 500, None, Some(b"tock"), &[]);
+        client
+            .produce("clock", 0, Acks::Leader, builder.finish())
+            .await;
+    }
+    let query = |timestamp| ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: "clock".into(),
+            partitions: vec![ListOffsetsPartition {
+                partition: 0,
+                timestamp,
+            }],
+        }],
+    };
+    let mut answer = async |timestamp| {
+        let Response::ListOffsets(mut response) = client.call(query(timestamp)).await else {
+            panic!()
+        };
+        response.topics.remove(0).partitions.remove(0)
+    };
+    assert_eq!(answer(EARLIEST_TIMESTAMP).await.offset, 0);
+    assert_eq!(answer(LATEST_TIMESTAMP).await.offset, 10);
+    let found = answer(2_400).await;
+    assert_eq!((found.offset, found.timestamp), (5, 2_500));
+    assert_eq!(answer(99_999).await.offset, NONE);
+    assert_eq!(answer(-7).await.error_code, ErrorCode::InvalidTimestamp);
+}
