@@ -373,7 +373,7 @@ mod tests {
         let file = dir.path().join("broker.toml");
         std::fs::write(
             &file,
-            "segment_bytes = 100000\nretention_ms = 5\nnode_id = 3\n",
+            "segment_bytes = 2000000\nretention_ms = 5\nnode_id = 3\n",
         )
         .unwrap();
         let environment = env(&[
@@ -383,7 +383,7 @@ mod tests {
         ]);
         let flags = vec![("node_id".to_owned(), "5".to_owned())];
         let config = Config::load(Some(&file), environment, &flags).unwrap();
-        assert_eq!(config.segment_bytes, 100_000);
+        assert_eq!(config.segment_bytes, 2_000_000);
         assert_eq!(config.retention_ms, 6);
         assert_eq!(config.node_id, 5);
         assert_eq!(
