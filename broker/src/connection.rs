@@ -1,17 +1,20 @@
-//! One client connection: reads frames, runs requests concurrently, writes responses in
-//! request order.
+//! One client connection: reads frames, runs requests, writes responses in request order.
 //!
 //! ```text
-//!  socket ─▶ reader loop ──(correlation id, task handle)──▶ bounded queue ─▶ writer ─▶ socket
-//!                 │                                                     ▲
-//!                 └── spawn(handle request) ── completes in any order ──┘ awaited in order
+//!  socket ─▶ reader: decode, run the in-order part ──▶ bounded queue ─▶ writer ─▶ socket
+//!                        │ (appends, admin, metadata)          ▲ replies awaited in order
+//!                        └─ spawn the waiting part ────────────┘ (long-poll, acks=all)
 //! ```
 //!
-//! The queue's capacity is `connection_in_flight_requests_max`: when it is full the
-//! reader stops reading, and TCP pushes back on the client. Each request runs in its own
-//! task, so a panic in a handler fails that request (`Unknown`) and nothing else. A
-//! framing error (oversized length prefix, unreadable header) is answered where a
-//! correlation id can be read, and then closes this connection only.
+//! Every request's state-changing part runs on the reader, one request at a time in
+//! arrival order, so pipelined produces to a partition are appended in the order they
+//! were sent (also with `acks = none`, which has no response to order by). Only waiting
+//! runs in a task of its own, so a parked fetch does not hold up later requests, only
+//! their responses. The queue's capacity is `connection_in_flight_requests_max`: when it is
+//! full the reader stops reading, and TCP pushes back on the client. A panic in a waiting
+//! task fails that request (`Unknown`) and nothing else. A framing error (oversized length
+//! prefix, unreadable header) is answered where a correlation id can be read, and then
+//! closes this connection only.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -227,3 +227,39 @@ async fn list_offsets_finds_earliest_latest_and_by_time() {
     assert_eq!(answer(99_999).await.offset, NONE);
     assert_eq!(answer(-7).await.error_code, ErrorCode::InvalidTimestamp);
 }
+
+#[tokio::test]
+async fn metrics_endpoint_reports_traffic() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client.create_topic("metered", 1, &[]).await;
+    let batch = batch_of("m", 10);
+    let bytes = batch.len();
+    client.produce("metered", 0, Acks::Leader, batch).await;
+    client.read_all("metered", 0, 0).await;
+
+    let mut http = tokio::net::TcpStream::connect(&broker.metrics_address)
+        .await
+        .unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, http.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for expected in [
+        format!("strata_bytes_in_total{{topic=\"metered\"}} {bytes}"),
+        "strata_records_in_total{topic=\"metered\"} 10".to_owned(),
+        "strata_records_out_total{topic=\"metered\"} 10".to_owned(),
+        "strata_log_end_offset{topic=\"metered\",partition=\"0\"} 10".to_owned(),
+        "strata_connections_active 1".to_owned(),
+        "strata_request_duration_seconds_bucket{api=\"Produce\"".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+}
