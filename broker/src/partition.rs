@@ -247,6 +247,16 @@ impl Partition {
         self.log.log_start_offset()
     }
 
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> u64 {
+        self.log.log_end_offset()
+    }
+
+    /// Bytes of the partition's segments on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.high_watermark.subscribe()

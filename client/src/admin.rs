@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use strata_protocol::messages::{
     ConfigEntry, CreatableTopic, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    PartitionCountChange, TopicResult,
+    DescribeTopicsRequest, DescribedTopic, PartitionCountChange, TopicResult,
 };
 use strata_protocol::{ErrorCode, Request, Response};
 
@@ -72,6 +72,85 @@ impl NewTopic {
 /// # Ok(()) }
 /// ```
 pub type TopicDescription = TopicInfo;
+
+/// One partition as [`Admin::describe_topics`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDetails {
+    /// The partition index.
+    pub partition: u32,
+    /// The leader's node id, or `None` during an election.
+    pub leader: Option<u32>,
+    /// The leader's epoch.
+    pub leader_epoch: u32,
+    /// Node ids of every replica.
+    pub replicas: Vec<u32>,
+    /// Node ids of the in-sync replicas.
+    pub in_sync_replicas: Vec<u32>,
+    /// The first offset in the log.
+    pub log_start_offset: u64,
+    /// Offsets below this are visible to consumers.
+    pub high_watermark: u64,
+    /// The offset the next record will get.
+    pub log_end_offset: u64,
+    /// Bytes on the leader's disk.
+    pub size_bytes: u64,
+}
+
+/// A topic in detail: its effective configs and its partitions' offsets and sizes.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(admin: strata_client::Admin) -> strata_client::Result<()> {
+/// for (name, details) in admin.describe_topics(Some(&["orders"])).await? {
+///     let details = details?;
+///     let bytes: u64 = details.partitions.iter().map(|p| p.size_bytes).sum();
+///     println!("{name}: {bytes} bytes, configs {:?}", details.configs);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDetails {
+    /// The topic name.
+    pub name: String,
+    /// Every effective config, as `(key, value)`, sorted by key.
+    pub configs: Vec<(String, String)>,
+    /// Partitions, by index.
+    pub partitions: Vec<PartitionDetails>,
+}
+
+impl TopicDetails {
+    fn from_wire(topic: DescribedTopic) -> Result<Self> {
+        if !topic.error_code.is_ok() {
+            return Err(Error::broker(topic.error_code, topic.error_message));
+        }
+        let mut configs: Vec<(String, String)> = topic
+            .configs
+            .into_iter()
+            .map(|entry| (entry.key, entry.value))
+            .collect();
+        configs.sort();
+        let partitions = topic
+            .partitions
+            .into_iter()
+            .map(|partition| PartitionDetails {
+                partition: partition.partition,
+                leader: u32::try_from(partition.leader_id).ok(),
+                leader_epoch: partition.leader_epoch,
+                replicas: partition.replicas,
+                in_sync_replicas: partition.in_sync_replicas,
+                log_start_offset: partition.log_start_offset,
+                high_watermark: partition.high_watermark,
+                log_end_offset: partition.log_end_offset,
+                size_bytes: partition.size_bytes,
+            })
+            .collect();
+        Ok(Self {
+            name: topic.name,
+            configs,
+            partitions,
+        })
+    }
+}
 
 /// Administers topics and reads cluster metadata. Cheap to clone and thread-safe; clones
 /// share connections.
@@ -226,6 +305,32 @@ impl Admin {
                     Some(format!("topic {topic} does not exist")),
                 )
             })
+    }
+
+    /// Describes topics in detail (configs, offsets, sizes): the named ones, or every
+    /// topic with `None`. Each topic succeeds or fails on its own.
+    ///
+    /// # Errors
+    /// The outer error if the request as a whole failed; per topic,
+    /// `UnknownTopicOrPartition` if it does not exist.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn describe_topics(
+        &self,
+        names: Option<&[&str]>,
+    ) -> Result<Vec<(String, Result<TopicDetails>)>> {
+        let request = Request::DescribeTopics(DescribeTopicsRequest {
+            names: names.map(|names| names.iter().map(|name| (*name).to_owned()).collect()),
+        });
+        match self.cluster.call_any(&request).await? {
+            Response::DescribeTopics(response) => Ok(response
+                .topics
+                .into_iter()
+                .map(|topic| (topic.name.clone(), TopicDetails::from_wire(topic)))
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// The names of every topic, sorted.

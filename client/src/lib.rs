@@ -104,7 +104,7 @@ mod record;
 pub use strata_protocol as protocol;
 pub use strata_protocol::messages::Acks;
 
-pub use admin::{Admin, NewTopic, TopicDescription};
+pub use admin::{Admin, NewTopic, PartitionDetails, TopicDescription, TopicDetails};
 pub use cluster::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::{AutoOffsetReset, ClientConfig, ConsumerConfig, OnBufferFull, ProducerConfig};
 pub use consumer::Consumer;

@@ -138,6 +138,8 @@ apis! {
     Fetch = 6, versions 0..=0, FetchRequest, FetchResponse;
     /// Finds offsets by time, or the log's start and end.
     ListOffsets = 7, versions 0..=0, ListOffsetsRequest, ListOffsetsResponse;
+    /// Describes topics with configs, offsets and sizes.
+    DescribeTopics = 8, versions 0..=0, DescribeTopicsRequest, DescribeTopicsResponse;
 }
 
 fn check_version(api_key: u16, api_version: u16) -> Result<ApiKey, DecodeError> {

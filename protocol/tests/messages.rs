@@ -159,7 +159,39 @@ fn requests() -> impl Strategy<Value = Request> {
                 .collect(),
         }
         .into()),
+        proptest::option::of(vec(name())).prop_map(|names| DescribeTopicsRequest { names }.into()),
     ]
+}
+
+fn described_partition() -> impl Strategy<Value = DescribedPartition> {
+    (
+        any::<u32>(),
+        any::<i32>(),
+        any::<u32>(),
+        vec(any::<u32>()),
+        vec(any::<u32>()),
+        any::<[u64; 4]>(),
+    )
+        .prop_map(
+            |(
+                partition,
+                leader_id,
+                leader_epoch,
+                replicas,
+                in_sync_replicas,
+                [start, high, end, size],
+            )| DescribedPartition {
+                partition,
+                leader_id,
+                leader_epoch,
+                replicas,
+                in_sync_replicas,
+                log_start_offset: start,
+                high_watermark: high,
+                log_end_offset: end,
+                size_bytes: size,
+            },
+        )
 }
 
 fn responses() -> impl Strategy<Value = Response> {
@@ -324,6 +356,26 @@ fn responses() -> impl Strategy<Value = Response> {
                 .collect(),
         }
         .into()),
+        vec((
+            error_code(),
+            proptest::option::of(name()),
+            name(),
+            vec((name(), name())),
+            vec(described_partition())
+        )
+            .prop_map(|(error_code, error_message, name, configs, partitions)| {
+                DescribedTopic {
+                    error_code,
+                    error_message,
+                    name,
+                    configs: configs
+                        .into_iter()
+                        .map(|(key, value)| ConfigEntry { key, value })
+                        .collect(),
+                    partitions,
+                }
+            }))
+        .prop_map(|topics| DescribeTopicsResponse { topics }.into()),
     ]
 }
 

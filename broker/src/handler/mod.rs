@@ -3,6 +3,7 @@
 
 mod admin;
 mod api_versions;
+mod describe_topics;
 mod fetch;
 mod list_offsets;
 mod metadata;
@@ -86,6 +87,7 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Started {
             }))
         }
         Request::ListOffsets(request) => list_offsets::handle(broker, request).into(),
+        Request::DescribeTopics(request) => describe_topics::handle(broker, request).into(),
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),

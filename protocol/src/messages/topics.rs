@@ -107,3 +107,59 @@ wire_struct! {
         pub topics: Vec<TopicResult>,
     }
 }
+
+wire_struct! {
+    /// Describes topics in detail: configs, and each partition's offsets and size.
+    pub struct DescribeTopicsRequest {
+        /// Topic names, or `None` for every topic.
+        pub names: Option<Vec<String>>,
+    }
+}
+
+wire_struct! {
+    /// One partition in detail.
+    pub struct DescribedPartition {
+        /// The partition index.
+        pub partition: u32,
+        /// Node id of the leader, or -1.
+        pub leader_id: i32,
+        /// The leader's epoch.
+        pub leader_epoch: u32,
+        /// Node ids of every replica.
+        pub replicas: Vec<u32>,
+        /// Node ids of the in-sync replicas.
+        pub in_sync_replicas: Vec<u32>,
+        /// The first offset in the log.
+        pub log_start_offset: u64,
+        /// Offsets below this are visible to consumers.
+        pub high_watermark: u64,
+        /// The offset the next record will get.
+        pub log_end_offset: u64,
+        /// Bytes of the partition's segments on the leader's disk.
+        pub size_bytes: u64,
+    }
+}
+
+wire_struct! {
+    /// One topic in detail.
+    pub struct DescribedTopic {
+        /// `None`, or why the topic cannot be described (`UnknownTopicOrPartition`).
+        pub error_code: ErrorCode,
+        /// Details beyond the code's own message.
+        pub error_message: Option<String>,
+        /// The topic name.
+        pub name: String,
+        /// Every effective config value (broker defaults with the topic's overrides).
+        pub configs: Vec<ConfigEntry>,
+        /// Its partitions, by index.
+        pub partitions: Vec<DescribedPartition>,
+    }
+}
+
+wire_struct! {
+    /// The described topics.
+    pub struct DescribeTopicsResponse {
+        /// One entry per requested topic (or every topic), by name.
+        pub topics: Vec<DescribedTopic>,
+    }
+}

@@ -1,0 +1,60 @@
+//! DescribeTopics: each topic's effective config and each partition's placement, offsets
+//! and size on disk.
+
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::{
+    DescribeTopicsRequest, DescribeTopicsResponse, DescribedPartition, DescribedTopic,
+};
+
+use crate::broker::Broker;
+use crate::topics::Topic;
+
+fn describe(broker: &Broker, topic: &Topic) -> DescribedTopic {
+    let node_id = broker.config.node_id;
+    DescribedTopic {
+        error_code: ErrorCode::None,
+        error_message: None,
+        name: topic.name.clone(),
+        configs: topic.config.entries(),
+        partitions: topic
+            .partitions
+            .iter()
+            .map(|partition| DescribedPartition {
+                partition: partition.index(),
+                leader_id: node_id as i32,
+                leader_epoch: partition.leader_epoch(),
+                replicas: vec![node_id],
+                in_sync_replicas: vec![node_id],
+                log_start_offset: partition.log_start_offset(),
+                high_watermark: partition.high_watermark(),
+                log_end_offset: partition.log_end_offset(),
+                size_bytes: partition.size_bytes(),
+            })
+            .collect(),
+    }
+}
+
+pub fn handle(broker: &Broker, request: DescribeTopicsRequest) -> DescribeTopicsResponse {
+    let topics = match request.names {
+        None => broker
+            .topics
+            .all()
+            .iter()
+            .map(|topic| describe(broker, topic))
+            .collect(),
+        Some(names) => names
+            .into_iter()
+            .map(|name| match broker.topics.get(&name) {
+                Some(topic) => describe(broker, &topic),
+                None => DescribedTopic {
+                    error_code: ErrorCode::UnknownTopicOrPartition,
+                    error_message: Some(format!("topic '{name}' does not exist")),
+                    name,
+                    configs: Vec::new(),
+                    partitions: Vec::new(),
+                },
+            })
+            .collect(),
+    };
+    DescribeTopicsResponse { topics }
+}
