@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::messages::ConfigEntry;
+use strata_storage::SEGMENT_BYTES_MAX_LIMIT;
 
 /// How a partition's writes reach stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,10 +336,9 @@ impl TopicConfig {
                 "retention_ms and retention_bytes must be -1 (unlimited) or non-negative".into(),
             );
         }
-        if self.segment_bytes < SEGMENT_BYTES_MIN || self.segment_bytes > u64::from(u32::MAX) {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX_LIMIT).contains(&self.segment_bytes) {
             return Err(format!(
-                "segment_bytes must be between {SEGMENT_BYTES_MIN} and {}",
-                u32::MAX
+                "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX_LIMIT}"
             ));
         }
         if self.segment_ms == 0 || self.flush_interval_ms == 0 {

@@ -11,7 +11,7 @@
 //! Thread-safe; shared as `Arc<Partition>`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -135,6 +135,22 @@ pub struct AppendResult {
     pub record_count: u64,
 }
 
+/// The topic settings the partition checks on each request.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    max_message_bytes: u32,
+    durability: DurabilityPolicy,
+}
+
+impl Settings {
+    fn of(config: &TopicConfig) -> Self {
+        Self {
+            max_message_bytes: config.max_message_bytes,
+            durability: config.durability,
+        }
+    }
+}
+
 /// One partition of a topic, led by this broker.
 #[derive(Debug)]
 pub struct Partition {
@@ -143,8 +159,8 @@ pub struct Partition {
     dir: PathBuf,
     log: Log,
     leader_epoch: u32,
-    max_message_bytes: u32,
-    durability: DurabilityPolicy,
+    /// The topic settings the broker applies itself; swapped whole by `set_config`.
+    settings: RwLock<Settings>,
     high_watermark: watch::Sender<u64>,
     durable_offset: watch::Sender<u64>,
 }
@@ -203,8 +219,7 @@ impl Partition {
             dir,
             log,
             leader_epoch: 0,
-            max_message_bytes: config.max_message_bytes,
-            durability: config.durability,
+            settings: RwLock::new(Settings::of(config)),
             high_watermark,
             durable_offset,
         })
@@ -225,6 +240,26 @@ impl Partition {
             }
             _ => Ok(()),
         }
+    }
+
+    fn settings(&self) -> Settings {
+        *self
+            .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies a changed topic config to the open partition.
+    ///
+    /// # Errors
+    /// A storage error if the log refuses the config.
+    pub fn set_config(&self, config: &TopicConfig) -> Result<(), PartitionError> {
+        self.log.set_config(log_config(config))?;
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Settings::of(config);
+        Ok(())
     }
 
     /// The partition index.
@@ -298,7 +333,7 @@ impl Partition {
         &self,
         records: &'a [u8],
     ) -> Result<Vec<(&'a [u8], BatchHeader)>, PartitionError> {
-        let max = self.max_message_bytes;
+        let max = self.settings().max_message_bytes;
         let mut batches = Vec::new();
         let mut rest = records;
         while !rest.is_empty() {
@@ -349,7 +384,7 @@ impl Partition {
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn wait_durable(&self, offset: u64, deadline: Instant) -> Result<(), PartitionError> {
-        if self.durability == DurabilityPolicy::Never {
+        if self.settings().durability == DurabilityPolicy::Never {
             return Ok(());
         }
         let mut durable = self.durable_offset.subscribe();

@@ -248,9 +248,7 @@ impl TopicRegistry {
                 ),
             ));
         }
-        let config = TopicConfig::from_defaults(&self.config)
-            .with_overrides(overrides)
-            .map_err(|message| AdminError::new(ErrorCode::InvalidConfig, message))?;
+        let config = self.checked_config(&TopicConfig::from_defaults(&self.config), overrides)?;
         if validate_only {
             return Ok(());
         }
@@ -364,6 +362,71 @@ impl TopicRegistry {
             "added partitions"
         );
         Ok(())
+    }
+
+    /// Sets some of a topic's configs on the live topic and persists them. Keys not
+    /// listed keep their values.
+    ///
+    /// # Errors
+    /// `UnknownTopicOrPartition`, `InvalidConfig`, or a storage error.
+    pub fn alter_config(
+        &self,
+        name: &str,
+        entries: &[strata_protocol::messages::ConfigEntry],
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
+        let config = self.checked_config(&topic.config, entries)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.write_record(
+            name,
+            &TopicRecord {
+                partition_count: topic.partitions.len() as u32,
+                config: config.clone(),
+            },
+        )?;
+        for partition in &topic.partitions {
+            partition.set_config(&config)?;
+        }
+        let altered = Arc::new(Topic {
+            name: name.to_owned(),
+            config,
+            partitions: topic.partitions.clone(),
+        });
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_owned(), altered);
+        tracing::info!(
+            topic = name,
+            changed = entries.len(),
+            "altered topic config"
+        );
+        Ok(())
+    }
+
+    /// `base` with `entries` applied, checked against the broker's limits.
+    fn checked_config(
+        &self,
+        base: &TopicConfig,
+        entries: &[strata_protocol::messages::ConfigEntry],
+    ) -> Result<TopicConfig, AdminError> {
+        let config = base
+            .with_overrides(entries)
+            .map_err(|message| AdminError::new(ErrorCode::InvalidConfig, message))?;
+        if (config.max_message_bytes as usize).saturating_add(1024) > self.config.frame_bytes_max {
+            return Err(AdminError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "max_message_bytes {} must be at least 1 KiB below the broker's frame_bytes_max {}",
+                    config.max_message_bytes, self.config.frame_bytes_max
+                ),
+            ));
+        }
+        Ok(config)
     }
 
     /// Applies retention to every partition.

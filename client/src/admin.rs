@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use strata_protocol::messages::{
-    ConfigEntry, CreatableTopic, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeTopicsRequest, DescribedTopic, PartitionCountChange, TopicResult,
+    AlterTopicConfigsRequest, ConfigEntry, CreatableTopic, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeTopicsRequest, DescribedTopic,
+    PartitionCountChange, TopicConfigChange, TopicResult,
 };
 use strata_protocol::{ErrorCode, Request, Response};
 
@@ -305,6 +306,42 @@ impl Admin {
                     Some(format!("topic {topic} does not exist")),
                 )
             })
+    }
+
+    /// Sets some of a live topic's configs (`retention_ms`, `durability`, ...); keys not
+    /// listed keep their values. The change applies at once and is persisted.
+    ///
+    /// # Errors
+    /// `UnknownTopicOrPartition`, `InvalidConfig` naming the bad key or value, connection
+    /// errors.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: the change may be applied even if the future is dropped.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn example(admin: strata_client::Admin) -> strata_client::Result<()> {
+    /// admin.alter_topic_configs("orders", &[("retention_ms", "3600000")]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn alter_topic_configs(&self, topic: &str, configs: &[(&str, &str)]) -> Result<()> {
+        let request = Request::AlterTopicConfigs(AlterTopicConfigsRequest {
+            topics: vec![TopicConfigChange {
+                name: topic.to_owned(),
+                configs: configs
+                    .iter()
+                    .map(|(key, value)| ConfigEntry {
+                        key: (*key).to_owned(),
+                        value: (*value).to_owned(),
+                    })
+                    .collect(),
+            }],
+            validate_only: false,
+        });
+        match self.cluster.call_any(&request).await? {
+            Response::AlterTopicConfigs(response) => single(self.results(response.topics)),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Describes topics in detail (configs, offsets, sizes): the named ones, or every

@@ -140,6 +140,8 @@ apis! {
     ListOffsets = 7, versions 0..=0, ListOffsetsRequest, ListOffsetsResponse;
     /// Describes topics with configs, offsets and sizes.
     DescribeTopics = 8, versions 0..=0, DescribeTopicsRequest, DescribeTopicsResponse;
+    /// Changes configs of existing topics.
+    AlterTopicConfigs = 9, versions 0..=0, AlterTopicConfigsRequest, AlterTopicConfigsResponse;
 }
 
 fn check_version(api_key: u16, api_version: u16) -> Result<ApiKey, DecodeError> {

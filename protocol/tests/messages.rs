@@ -160,6 +160,22 @@ fn requests() -> impl Strategy<Value = Request> {
         }
         .into()),
         proptest::option::of(vec(name())).prop_map(|names| DescribeTopicsRequest { names }.into()),
+        (vec((name(), vec((name(), name())))), any::<bool>()).prop_map(
+            |(topics, validate_only)| AlterTopicConfigsRequest {
+                topics: topics
+                    .into_iter()
+                    .map(|(name, configs)| TopicConfigChange {
+                        name,
+                        configs: configs
+                            .into_iter()
+                            .map(|(key, value)| ConfigEntry { key, value })
+                            .collect(),
+                    })
+                    .collect(),
+                validate_only,
+            }
+            .into()
+        ),
     ]
 }
 
@@ -376,6 +392,7 @@ fn responses() -> impl Strategy<Value = Response> {
                 }
             }))
         .prop_map(|topics| DescribeTopicsResponse { topics }.into()),
+        vec(topic_result()).prop_map(|topics| AlterTopicConfigsResponse { topics }.into()),
     ]
 }
 

@@ -128,6 +128,18 @@ impl Flusher {
         id
     }
 
+    /// Changes how often log `id` is flushed on its own (`None`: only on request).
+    pub(crate) fn set_interval(&self, id: u64, interval: Option<Duration>) {
+        let mut state = self.handle.shared.lock();
+        if let Some(registration) = state.logs.get_mut(&id) {
+            registration.interval = interval;
+            registration.next_due = Instant::now() + interval.unwrap_or_default();
+        }
+        drop(state);
+        // The earliest deadline may have moved.
+        self.handle.shared.wake.notify_all();
+    }
+
     /// Forgets a log.
     pub(crate) fn deregister(&self, id: u64) {
         self.handle.shared.lock().logs.remove(&id);

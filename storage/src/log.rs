@@ -78,7 +78,8 @@ struct Maintenance {
 
 struct LogInner {
     dir: PathBuf,
-    config: LogConfig,
+    /// Read (copied) at the start of each operation; replaced whole by `set_config`.
+    config: RwLock<LogConfig>,
     io: Arc<dyn Io>,
     flusher: Flusher,
     registration: OnceLock<u64>,
@@ -204,10 +205,7 @@ impl Log {
             checkpoint::write_recovery_point(io.as_ref(), &dir, active.base_offset())?;
         }
         let inner = Arc::new(LogInner::new(dir, config, io, flusher, segments));
-        let interval = match config.durability {
-            Durability::IntervalMs(ms) => Some(Duration::from_millis(ms)),
-            Durability::EveryBatch | Durability::Never => None,
-        };
+        let interval = flush_interval(config.durability);
         let weak: Weak<dyn Flushable> = Arc::downgrade(&inner) as Weak<dyn Flushable>;
         let id = inner.flusher.register(weak, interval);
         inner.registration.set(id).expect("set once");
@@ -229,9 +227,30 @@ impl Log {
         &self.inner.dir
     }
 
-    /// The config the log was opened with.
-    pub fn config(&self) -> &LogConfig {
-        &self.inner.config
+    /// The config in force.
+    pub fn config(&self) -> LogConfig {
+        self.inner.config()
+    }
+
+    /// Replaces the config of an open log. New limits apply from the next append, roll or
+    /// retention pass; a durability change re-schedules the flusher. Data already written
+    /// is not rewritten.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidConfig`] and the old config stays.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        *self
+            .inner
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config;
+        if let Some(id) = self.inner.registration.get() {
+            self.inner
+                .flusher
+                .set_interval(*id, flush_interval(config.durability));
+        }
+        Ok(())
     }
 
     /// Appends a batch as the leader: the batch gets `base_offset = log_end_offset` and
@@ -642,7 +661,19 @@ impl Flushable for LogInner {
     }
 }
 
+/// How often the flusher flushes a log on its own.
+fn flush_interval(durability: Durability) -> Option<Duration> {
+    match durability {
+        Durability::IntervalMs(ms) => Some(Duration::from_millis(ms)),
+        Durability::EveryBatch | Durability::Never => None,
+    }
+}
+
 impl LogInner {
+    fn config(&self) -> LogConfig {
+        *self.config.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The state of a freshly recovered log whose active segment is fsync'd.
     fn new(
         dir: PathBuf,
@@ -656,7 +687,7 @@ impl LogInner {
         let active_since_ms = (!active.is_empty()).then(|| io.now_ms());
         Self {
             dir,
-            config,
+            config: RwLock::new(config),
             io,
             flusher,
             registration: OnceLock::new(),
@@ -751,10 +782,10 @@ impl LogInner {
         header: &BatchHeader,
     ) -> Result<AppendInfo> {
         let length = header.total_len();
-        if length as u64 > self.config.segment_bytes_max {
+        if length as u64 > self.config().segment_bytes_max {
             return Err(StorageError::BatchTooLarge {
                 batch_bytes: length,
-                segment_bytes_max: self.config.segment_bytes_max,
+                segment_bytes_max: self.config().segment_bytes_max,
             });
         }
         let active = self.active_for(state, header)?;
@@ -772,7 +803,7 @@ impl LogInner {
         }
         self.log_end_offset
             .store(header.next_offset(), Ordering::Release);
-        if self.config.durability == Durability::EveryBatch {
+        if self.config().durability == Durability::EveryBatch {
             self.request_flush();
         }
         Ok(AppendInfo {
@@ -791,10 +822,10 @@ impl LogInner {
             return Ok(active);
         }
         let full =
-            active.committed_bytes() + header.total_len() as u64 > self.config.segment_bytes_max;
+            active.committed_bytes() + header.total_len() as u64 > self.config().segment_bytes_max;
         let old = state.active_since_ms.is_some_and(|since| {
             let age = self.io.now_ms().saturating_sub(since);
-            u64::try_from(age).is_ok_and(|age| age >= self.config.segment_ms_max)
+            u64::try_from(age).is_ok_and(|age| age >= self.config().segment_ms_max)
         });
         let offsets_overflow = header.last_offset() - active.base_offset() > u64::from(u32::MAX);
         if full || old || offsets_overflow {
@@ -814,7 +845,7 @@ impl LogInner {
             base_offset,
             "active segment ends at the log end"
         );
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         let new = match Segment::create(self.io.as_ref(), &self.dir, base_offset, interval) {
             Ok(segment) => Arc::new(segment),
             Err(error) => {
@@ -846,13 +877,13 @@ impl LogInner {
             .sum();
         let mut count = 0;
         for segment in segments.iter().take(sealed) {
-            let expired = self.config.retention_ms.is_some_and(|retention_ms| {
+            let expired = self.config().retention_ms.is_some_and(|retention_ms| {
                 let retention_ms = i64::try_from(retention_ms).unwrap_or(i64::MAX);
                 segment.max_timestamp() < now_ms.saturating_sub(retention_ms)
             });
             let size = segment.committed_bytes();
             let oversized = self
-                .config
+                .config()
                 .retention_bytes
                 .is_some_and(|retention_bytes| total - size >= retention_bytes);
             if !expired && !oversized {
@@ -880,8 +911,11 @@ impl LogInner {
             checkpoint::write_recovery_point(self.io.as_ref(), &self.dir, target.base_offset())?;
             maintenance.recovery_point = target.base_offset();
         }
-        let truncated =
-            target.truncate(self.io.as_ref(), position, self.config.index_interval_bytes)?;
+        let truncated = target.truncate(
+            self.io.as_ref(),
+            position,
+            self.config().index_interval_bytes,
+        )?;
         let removed = segments.get(at + 1..).unwrap_or_default();
         let mut kept = segments.get(..at).unwrap_or_default().to_vec();
         kept.push(Arc::clone(&truncated));
@@ -919,7 +953,7 @@ impl LogInner {
             segment.remove_files()?;
         }
         self.sync_dir()?;
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         let fresh = Segment::create(self.io.as_ref(), &self.dir, start_offset, interval)?;
         for segment in &below {
             segment.remove_files()?;

@@ -426,3 +426,53 @@ fn truncate_fully_below_existing_segments_leaves_one_segment() {
         "one segment, its indexes, checkpoints and lock: {files} files"
     );
 }
+
+#[test]
+fn set_config_applies_new_limits_and_durability_to_an_open_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_flusher, log) = open(
+        dir.path(),
+        LogConfig {
+            durability: Durability::Never,
+            ..LogConfig::default()
+        },
+    );
+    log.append(&common::batch(2, 100, 1, 0), 0).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    assert!(
+        !log.wait_durable(2, std::time::Duration::from_millis(50))
+            .unwrap(),
+        "never: nothing fsyncs on its own"
+    );
+
+    let smaller = LogConfig {
+        segment_bytes_max: 4096,
+        durability: Durability::EveryBatch,
+        ..log.config()
+    };
+    log.set_config(smaller).unwrap();
+    assert_eq!(log.config(), smaller);
+    for index in 1..20 {
+        log.append(&common::batch(2, 500, 1, index), 0).unwrap();
+    }
+    assert!(
+        log.segment_count() > 3,
+        "rolls at the new segment size: {} segments",
+        log.segment_count()
+    );
+    assert!(
+        log.wait_durable(40, std::time::Duration::from_secs(10))
+            .unwrap(),
+        "every_batch now fsyncs"
+    );
+
+    let invalid = LogConfig {
+        segment_ms_max: 0,
+        ..smaller
+    };
+    assert!(matches!(
+        log.set_config(invalid),
+        Err(StorageError::InvalidConfig { .. })
+    ));
+    assert_eq!(log.config(), smaller, "a rejected config changes nothing");
+}

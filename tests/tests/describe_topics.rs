@@ -87,3 +87,67 @@ async fn describe_reports_configs_offsets_and_sizes() {
         ["described"]
     );
 }
+
+#[tokio::test]
+async fn altered_configs_apply_at_once_and_survive_a_restart() {
+    let dir = data_dir();
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    let admin = Admin::new(ClientConfig::new(&broker.address)).unwrap();
+    admin.create_topic(NewTopic::new("tuned", 1)).await.unwrap();
+    let mut client = Client::connect(&broker.address).await;
+    let big = batch_of(&"v".repeat(3000), 1);
+    assert_eq!(
+        client
+            .produce("tuned", 0, Acks::Leader, big.clone())
+            .await
+            .error_code,
+        ErrorCode::None
+    );
+
+    admin
+        .alter_topic_configs(
+            "tuned",
+            &[("max_message_bytes", "2000"), ("retention_ms", "60000")],
+        )
+        .await
+        .unwrap();
+    let rejected = client.produce("tuned", 0, Acks::Leader, big).await;
+    assert_eq!(
+        rejected.error_code,
+        ErrorCode::MessageTooLarge,
+        "the new limit applies at once"
+    );
+
+    let error = admin
+        .alter_topic_configs("tuned", &[("retention_ms", "soon")])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::InvalidConfig));
+    let error = admin
+        .alter_topic_configs("absent", &[("retention_ms", "1")])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::UnknownTopicOrPartition));
+
+    drop(client);
+    broker.kill_9();
+    broker.restart();
+    let admin = Admin::new(ClientConfig::new(&broker.address)).unwrap();
+    let details = admin
+        .describe_topics(Some(&["tuned"]))
+        .await
+        .unwrap()
+        .remove(0)
+        .1
+        .unwrap();
+    let config = |key: &str| {
+        details
+            .configs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(config("max_message_bytes").as_deref(), Some("2000"));
+    assert_eq!(config("retention_ms").as_deref(), Some("60000"));
+    assert_eq!(details.partitions[0].log_end_offset, 1, "data kept");
+}

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, TopicResult,
+    AlterTopicConfigsRequest, AlterTopicConfigsResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, TopicResult,
 };
 
 use super::Reply;
@@ -95,6 +96,26 @@ pub async fn create_partitions(broker: Arc<Broker>, request: CreatePartitionsReq
                     let outcome = broker.topics.add_partitions(
                         &change.name,
                         change.partition_count,
+                        request.validate_only,
+                    );
+                    result(change.name, outcome)
+                })
+                .collect(),
+        }
+    })
+    .await
+}
+
+pub async fn alter_topic_configs(broker: Arc<Broker>, request: AlterTopicConfigsRequest) -> Reply {
+    run_blocking(broker, request.topics.len(), move |broker| {
+        AlterTopicConfigsResponse {
+            topics: request
+                .topics
+                .into_iter()
+                .map(|change| {
+                    let outcome = broker.topics.alter_config(
+                        &change.name,
+                        &change.configs,
                         request.validate_only,
                     );
                     result(change.name, outcome)

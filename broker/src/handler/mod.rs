@@ -88,6 +88,9 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Started {
         }
         Request::ListOffsets(request) => list_offsets::handle(broker, request).into(),
         Request::DescribeTopics(request) => describe_topics::handle(broker, request).into(),
+        Request::AlterTopicConfigs(request) => admin::alter_topic_configs(broker.clone(), request)
+            .await
+            .into(),
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),

@@ -163,3 +163,31 @@ wire_struct! {
         pub topics: Vec<DescribedTopic>,
     }
 }
+
+wire_struct! {
+    /// New values for some of one topic's configs.
+    pub struct TopicConfigChange {
+        /// The topic name.
+        pub name: String,
+        /// The keys to set and their new values; keys not listed keep their values.
+        pub configs: Vec<ConfigEntry>,
+    }
+}
+
+wire_struct! {
+    /// Changes topic configs on live topics.
+    pub struct AlterTopicConfigsRequest {
+        /// The changes.
+        pub topics: Vec<TopicConfigChange>,
+        /// Validate only; change nothing.
+        pub validate_only: bool,
+    }
+}
+
+wire_struct! {
+    /// Per-topic outcomes of AlterTopicConfigs.
+    pub struct AlterTopicConfigsResponse {
+        /// One result per requested topic.
+        pub topics: Vec<TopicResult>,
+    }
+}
