@@ -1,0 +1,267 @@
+//! A bench run's figures: the live progress bar while it runs and the final report.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::output::{print, print_json};
+
+/// Largest latency the histograms hold, in microseconds (one hour); longer ones are
+/// recorded as this.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+/// How often the progress bar is redrawn.
+const PROGRESS_TICK_MS: u64 = 100;
+
+/// A latency histogram in microseconds, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+/// What a run measured, before it is rendered.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `produce`, `consume` or `e2e`.
+    pub mode: &'static str,
+    /// Records delivered (produce) or received (consume, e2e).
+    pub records: u64,
+    /// Key and value bytes of those records.
+    pub bytes: u64,
+    /// From the first send (or poll) to the last acknowledgement (or receipt).
+    pub elapsed: Duration,
+    /// Latencies in µs and what they measure; `None` when the mode has none.
+    pub latency: Option<(Histogram<u64>, &'static str)>,
+    /// Records that failed for good, and the first failure.
+    pub failed: u64,
+    /// The first failure.
+    pub first_error: Option<CliError>,
+}
+
+/// The final report; `--json` prints it as one object.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    mode: &'static str,
+    topic: String,
+    records: u64,
+    bytes: u64,
+    elapsed_seconds: f64,
+    records_per_second: f64,
+    /// Megabytes (10^6 bytes) of keys and values per second.
+    megabytes_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_measured: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us_p50: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us_p90: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us_p99: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us_p99_9: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us_max: Option<u64>,
+    records_failed: u64,
+}
+
+impl Outcome {
+    /// Prints the report; fails if any record failed, after printing it.
+    ///
+    /// # Errors
+    /// [`CliError::Undelivered`]; stdout errors.
+    pub fn finish(self, topic: &str, json: bool) -> Result<(), CliError> {
+        let report = self.report(topic);
+        if json {
+            print_json(&report)?;
+        } else {
+            print(&report.render())?;
+        }
+        match self.first_error {
+            None => Ok(()),
+            Some(first) => Err(CliError::Undelivered {
+                failed: self.failed,
+                total: self.records + self.failed,
+                first: Box::new(first),
+            }),
+        }
+    }
+
+    fn report(&self, topic: &str) -> Report {
+        let seconds = self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+        let quantile = |q: f64| {
+            self.latency
+                .as_ref()
+                .filter(|(histogram, _)| !histogram.is_empty())
+                // The bucket's lowest value: e2e latencies are whole milliseconds, and
+                // this prints them as such (the error is below 0.1% either way).
+                .map(|(histogram, _)| histogram.lowest_equivalent(histogram.value_at_quantile(q)))
+        };
+        Report {
+            mode: self.mode,
+            topic: topic.to_owned(),
+            records: self.records,
+            bytes: self.bytes,
+            elapsed_seconds: self.elapsed.as_secs_f64(),
+            records_per_second: self.records as f64 / seconds,
+            megabytes_per_second: self.bytes as f64 / 1e6 / seconds,
+            latency_measured: self.latency.as_ref().map(|(_, measured)| *measured),
+            latency_us_p50: quantile(0.50),
+            latency_us_p90: quantile(0.90),
+            latency_us_p99: quantile(0.99),
+            latency_us_p99_9: quantile(0.999),
+            latency_us_max: quantile(1.0),
+            records_failed: self.failed,
+        }
+    }
+}
+
+impl Report {
+    /// The report for people.
+    fn render(&self) -> String {
+        let mut text = format!(
+            "bench {} on '{}': {} records, {} bytes in {:.3} s\n\
+             throughput: {:.1} records/s, {:.3} MB/s\n",
+            self.mode,
+            self.topic,
+            self.records,
+            self.bytes,
+            self.elapsed_seconds,
+            self.records_per_second,
+            self.megabytes_per_second,
+        );
+        if let (Some(measured), Some(p50), Some(p90), Some(p99), Some(p99_9), Some(max)) = (
+            self.latency_measured,
+            self.latency_us_p50,
+            self.latency_us_p90,
+            self.latency_us_p99,
+            self.latency_us_p99_9,
+            self.latency_us_max,
+        ) {
+            let ms = |us: u64| us as f64 / 1_000.0;
+            text.push_str(&format!(
+                "latency ({measured}): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, \
+                 p99.9 {:.3} ms, max {:.3} ms\n",
+                ms(p50),
+                ms(p90),
+                ms(p99),
+                ms(p99_9),
+                ms(max),
+            ));
+        }
+        if self.records_failed > 0 {
+            text.push_str(&format!("failed: {} records\n", self.records_failed));
+        }
+        text
+    }
+}
+
+/// A progress bar on stderr, redrawn from a shared counter, shown only when stderr is
+/// a terminal. Owns its redraw task; dropping it stops the task and clears the bar.
+#[derive(Debug)]
+pub struct Progress {
+    bar: ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// A bar counting `counter` up to `total` records (a spinner without a total).
+    pub fn start(label: &'static str, total: Option<u64>, counter: Arc<AtomicU64>) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bar: ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let bar = match total {
+            Some(total) => ProgressBar::new(total).with_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg}",
+                )
+                .expect("valid template"),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template(
+                    "{prefix} {spinner} [{elapsed_precise}] {human_pos} {msg}",
+                )
+                .expect("valid template"),
+            ),
+        }
+        .with_prefix(label);
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(PROGRESS_TICK_MS));
+            let start = tokio::time::Instant::now();
+            loop {
+                interval.tick().await;
+                let records = counter.load(Ordering::Relaxed);
+                let seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+                shown.set_position(records);
+                shown.set_message(format!("({:.0} records/s)", records as f64 / seconds));
+            }
+        });
+        Self {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_figures_follow_from_the_outcome() {
+        let mut histogram = latency_histogram();
+        for us in 1..=1_000 {
+            histogram.record(us).expect("in range");
+        }
+        let outcome = Outcome {
+            mode: "produce",
+            records: 1_000,
+            bytes: 2_000_000,
+            elapsed: Duration::from_secs(2),
+            latency: Some((histogram, "send to ack")),
+            failed: 0,
+            first_error: None,
+        };
+        let report = outcome.report("t");
+        assert_eq!(report.records_per_second, 500.0);
+        assert_eq!(report.megabytes_per_second, 1.0);
+        assert_eq!(report.latency_us_p50, Some(500));
+        assert_eq!(report.latency_us_max, Some(1_000));
+        assert!(report.render().contains("p99.9"));
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(json["latency_us_p90"], 900);
+    }
+
+    #[test]
+    fn a_mode_without_latency_omits_it() {
+        let outcome = Outcome {
+            mode: "consume",
+            records: 10,
+            bytes: 10,
+            elapsed: Duration::from_secs(1),
+            latency: None,
+            failed: 0,
+            first_error: None,
+        };
+        let report = outcome.report("t");
+        assert!(!report.render().contains("latency"));
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert!(json.get("latency_us_p50").is_none());
+    }
+}

@@ -1,0 +1,558 @@
+//! The tasks of a bench run: producers that pace and time their sends, consumers that
+//! count (and for e2e, time) what they receive.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use strata_client::{
+    AutoOffsetReset, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig,
+    ProducerRecord, TopicPartition,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::report::{Outcome, Progress, latency_histogram};
+use super::{Budget, CommonArgs, ConsumerArgs, ProducerArgs};
+use crate::error::CliError;
+
+/// Deliveries one producer awaits at once; beyond it the producer waits.
+const DELIVERIES_PENDING_MAX: usize = 65_536;
+/// A run whose consumers receive nothing for this long ends with an error.
+const IDLE_LIMIT: Duration = Duration::from_secs(10);
+/// How long one consumer poll waits; only the pace of the stop checks.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// Runs `bench produce`.
+///
+/// # Errors
+/// A producer that cannot be built; records that cannot be queued are counted as failed.
+pub async fn produce(
+    config: &ProducerConfig,
+    topic: &str,
+    args: &ProducerArgs,
+    budget: Budget,
+) -> Result<Outcome, CliError> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let total = match budget {
+        Budget::Messages(messages) => Some(messages),
+        Budget::Duration(_) => None,
+    };
+    let progress = Progress::start("produce", total, Arc::clone(&acked));
+    let sent = run_producers(config, topic, args, budget, acked).await?;
+    drop(progress);
+    Ok(Outcome {
+        mode: "produce",
+        records: sent.delivered,
+        bytes: sent.delivered * u64::from(args.message_bytes),
+        elapsed: sent.elapsed,
+        latency: Some((sent.histogram, "send to ack")),
+        failed: sent.failed,
+        first_error: sent
+            .first_error
+            .map(|error| CliError::from_client(error, topic)),
+    })
+}
+
+/// Runs `bench consume`: reads from the log start until it has `--messages` records, or
+/// all the topic held when the run began, or `--duration` passed.
+///
+/// # Errors
+/// An empty topic, or one holding fewer than `--messages` records; consumer errors;
+/// no record for [`IDLE_LIMIT`].
+pub async fn consume(
+    bootstrap: &str,
+    common: &CommonArgs,
+    args: &ConsumerArgs,
+    partitions: u32,
+) -> Result<Outcome, CliError> {
+    let topic = common.topic.as_str();
+    let consumers = consumers(bootstrap, topic, args.consumers, partitions).await?;
+    let available = available_records(&consumers, topic).await?;
+    let target = match (common.messages, common.duration) {
+        (Some(messages), _) if messages > available => {
+            return Err(CliError::Bench(format!(
+                "topic '{topic}' holds {available} records, fewer than --messages {messages}; \
+                 write more first: strata bench produce --topic {topic} --messages {messages}"
+            )));
+        }
+        (Some(messages), _) => messages,
+        (None, _) if available == 0 => {
+            return Err(CliError::Bench(format!(
+                "topic '{topic}' is empty; write records first: strata bench produce --topic {topic}"
+            )));
+        }
+        (None, _) => available,
+    };
+    let deadline = common.duration.map(|duration| Instant::now() + duration);
+    let shared = Shared::new(Some(target));
+    let progress = Progress::start("consume", Some(target), Arc::clone(&shared.received));
+    let start = Instant::now();
+    let received = run_consumers(consumers, &shared, deadline, false).await?;
+    drop(progress);
+    if deadline.is_none() && received.records < target {
+        return Err(idle_error(topic, received.records, target));
+    }
+    Ok(Outcome {
+        mode: "consume",
+        records: received.records,
+        bytes: received.bytes,
+        elapsed: received.last_at.saturating_duration_since(start),
+        latency: None,
+        failed: 0,
+        first_error: None,
+    })
+}
+
+/// Runs `bench e2e`: consumers take their positions at the log end, then producers
+/// write; the run ends when every delivered record was received.
+///
+/// # Errors
+/// As for [`produce`] and [`consume`]; records delivered but never received.
+pub async fn e2e(
+    config: &ProducerConfig,
+    common: &CommonArgs,
+    producer: &ProducerArgs,
+    consumer: &ConsumerArgs,
+    partitions: u32,
+) -> Result<Outcome, CliError> {
+    let topic = common.topic.as_str();
+    let bootstrap = config.client.bootstrap.join(",");
+    let mut consumers = consumers(&bootstrap, topic, consumer.consumers, partitions).await?;
+    // Positions are taken before any record is sent, so every record is received.
+    for consumer in &mut consumers {
+        let assigned = consumer.assignment();
+        consumer
+            .seek_to_end(&assigned)
+            .await
+            .map_err(|error| CliError::from_client(error, topic))?;
+    }
+    // The target is unknown until the producers finish.
+    let shared = Shared::new(None);
+    let total = match common.budget() {
+        Budget::Messages(messages) => Some(messages),
+        Budget::Duration(_) => None,
+    };
+    let progress = Progress::start("e2e", total, Arc::clone(&shared.received));
+    let start = Instant::now();
+    let receiving = {
+        let shared = shared.clone();
+        tokio::spawn(async move { run_consumers(consumers, &shared, None, true).await })
+    };
+    let sent = run_producers(
+        config,
+        topic,
+        producer,
+        common.budget(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    let delivered = sent.as_ref().map_or(0, |sent| sent.delivered);
+    shared.target.store(delivered, Ordering::Release);
+    let received = receiving.await.expect("consumer tasks do not panic");
+    drop(progress);
+    let (sent, received) = (sent?, received?);
+    if received.records < delivered {
+        return Err(idle_error(topic, received.records, delivered));
+    }
+    Ok(Outcome {
+        mode: "e2e",
+        records: received.records,
+        bytes: received.bytes,
+        elapsed: received.last_at.saturating_duration_since(start),
+        latency: Some((
+            received.histogram,
+            "record timestamp to receipt, 1 ms resolution",
+        )),
+        failed: sent.failed,
+        first_error: sent
+            .first_error
+            .map(|error| CliError::from_client(error, topic)),
+    })
+}
+
+fn idle_error(topic: &str, received: u64, expected: u64) -> CliError {
+    CliError::Bench(format!(
+        "received {received} of {expected} records from topic '{topic}', then none for {} s",
+        IDLE_LIMIT.as_secs()
+    ))
+}
+
+/// What the producers of a run achieved.
+#[derive(Debug)]
+struct Sent {
+    delivered: u64,
+    failed: u64,
+    first_error: Option<strata_client::Error>,
+    histogram: Histogram<u64>,
+    /// From the first send to the last acknowledgement.
+    elapsed: Duration,
+}
+
+async fn run_producers(
+    config: &ProducerConfig,
+    topic: &str,
+    args: &ProducerArgs,
+    budget: Budget,
+    acked: Arc<AtomicU64>,
+) -> Result<Sent, CliError> {
+    let payload = Bytes::from(payload(args.message_bytes as usize));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..args.producers {
+        let producer = Producer::new(config.clone())?;
+        let worker = ProducerWorker {
+            topic: topic.to_owned(),
+            payload: payload.clone(),
+            budget: worker_budget(budget, index, args.producers, start),
+            rate: args
+                .rate
+                .map(|rate| rate as f64 / f64::from(args.producers)),
+            start,
+        };
+        tasks.spawn(worker.run(producer, Arc::clone(&acked)));
+    }
+    let mut sent = Sent {
+        delivered: 0,
+        failed: 0,
+        first_error: None,
+        histogram: latency_histogram(),
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let worker = joined.expect("producer tasks do not panic");
+        sent.delivered += worker.delivered;
+        sent.failed += worker.failed;
+        if sent.first_error.is_none() {
+            sent.first_error = worker.first_error;
+        }
+        sent.histogram
+            .add(&worker.histogram)
+            .expect("histograms share bounds");
+    }
+    sent.elapsed = start.elapsed();
+    Ok(sent)
+}
+
+/// Where one producer stops.
+#[derive(Debug, Clone, Copy)]
+enum WorkerBudget {
+    Messages(u64),
+    Until(Instant),
+}
+
+/// Splits the run's budget: `messages` as evenly as possible over the producers.
+fn worker_budget(budget: Budget, index: u32, workers: u32, start: Instant) -> WorkerBudget {
+    match budget {
+        Budget::Messages(messages) => {
+            let (share, rest) = (messages / u64::from(workers), messages % u64::from(workers));
+            WorkerBudget::Messages(share + u64::from(u64::from(index) < rest))
+        }
+        Budget::Duration(duration) => WorkerBudget::Until(start + duration),
+    }
+}
+
+/// A value of `bytes` bytes: printable, varied, and never compressed by the client.
+fn payload(bytes: usize) -> Vec<u8> {
+    (0..bytes).map(|index| b'a' + (index % 26) as u8).collect()
+}
+
+struct ProducerWorker {
+    topic: String,
+    payload: Bytes,
+    budget: WorkerBudget,
+    /// Records per second for this producer; `None` is unpaced.
+    rate: Option<f64>,
+    start: Instant,
+}
+
+/// What one producer achieved.
+struct WorkerSent {
+    delivered: u64,
+    failed: u64,
+    first_error: Option<strata_client::Error>,
+    histogram: Histogram<u64>,
+}
+
+impl ProducerWorker {
+    async fn run(self, producer: Producer, acked: Arc<AtomicU64>) -> WorkerSent {
+        let (deliveries, pending) = mpsc::channel(DELIVERIES_PENDING_MAX);
+        let recorder = tokio::spawn(record_deliveries(pending, acked));
+        let mut sent: u64 = 0;
+        let mut send_error = None;
+        while self.has_budget(sent) {
+            if let Some(rate) = self.rate {
+                let due = self.start + Duration::from_secs_f64(sent as f64 / rate);
+                tokio::time::sleep_until(due).await;
+            }
+            let sent_at = Instant::now();
+            let record = ProducerRecord::new(self.topic.clone(), self.payload.clone());
+            match producer.send(record).await {
+                Ok(delivery) => {
+                    if deliveries.send((sent_at, delivery)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    send_error = Some(error);
+                    break;
+                }
+            }
+            sent += 1;
+        }
+        drop(deliveries);
+        producer.close().await;
+        let mut outcome = recorder.await.expect("the recorder does not panic");
+        if let Some(error) = send_error {
+            outcome.failed += 1;
+            outcome.first_error.get_or_insert(error);
+        }
+        outcome
+    }
+
+    fn has_budget(&self, sent: u64) -> bool {
+        match self.budget {
+            WorkerBudget::Messages(messages) => sent < messages,
+            WorkerBudget::Until(end) => Instant::now() < end,
+        }
+    }
+}
+
+/// Awaits deliveries concurrently, timing each from its send to its acknowledgement.
+async fn record_deliveries(
+    mut deliveries: mpsc::Receiver<(Instant, DeliveryFuture)>,
+    acked: Arc<AtomicU64>,
+) -> WorkerSent {
+    let mut outcome = WorkerSent {
+        delivered: 0,
+        failed: 0,
+        first_error: None,
+        histogram: latency_histogram(),
+    };
+    let mut pending = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            next = deliveries.recv(), if open && pending.len() < DELIVERIES_PENDING_MAX => match next {
+                Some((sent_at, delivery)) => pending.push(async move { (sent_at, delivery.await) }),
+                None => open = false,
+            },
+            Some((sent_at, result)) = pending.next(), if !pending.is_empty() => match result {
+                Ok(_) => {
+                    let latency_us = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    outcome.histogram.saturating_record(latency_us.max(1));
+                    outcome.delivered += 1;
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    outcome.failed += 1;
+                    outcome.first_error.get_or_insert(error);
+                }
+            },
+            else => return outcome,
+        }
+    }
+}
+
+/// State the consumers of a run share.
+#[derive(Debug, Clone)]
+struct Shared {
+    /// Records received by all consumers.
+    received: Arc<AtomicU64>,
+    /// Records to receive in total; `u64::MAX` until known.
+    target: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn new(target: Option<u64>) -> Self {
+        Self {
+            received: Arc::new(AtomicU64::new(0)),
+            target: Arc::new(AtomicU64::new(target.unwrap_or(u64::MAX))),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.received.load(Ordering::Acquire) >= self.target.load(Ordering::Acquire)
+    }
+}
+
+/// `count` consumers with the topic's partitions dealt round-robin; without a seek they
+/// start at the log start.
+async fn consumers(
+    bootstrap: &str,
+    topic: &str,
+    count: u32,
+    partitions: u32,
+) -> Result<Vec<Consumer>, CliError> {
+    if count > partitions {
+        return Err(CliError::Bench(format!(
+            "--consumers {count} exceeds the {partitions} partitions of topic '{topic}'"
+        )));
+    }
+    let mut consumers = Vec::new();
+    for index in 0..count {
+        let assigned: Vec<TopicPartition> = (index..partitions)
+            .step_by(count as usize)
+            .map(|partition| TopicPartition::new(topic, partition))
+            .collect();
+        let mut consumer = Consumer::new(ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            ..ConsumerConfig::new(bootstrap)
+        })?;
+        consumer.assign(&assigned);
+        consumers.push(consumer);
+    }
+    Ok(consumers)
+}
+
+/// Records between the log start and the high watermark of every partition.
+async fn available_records(consumers: &[Consumer], topic: &str) -> Result<u64, CliError> {
+    let mut available = 0;
+    for consumer in consumers {
+        let assigned = consumer.assignment();
+        let starts = consumer.beginning_offsets(&assigned).await;
+        let ends = consumer.end_offsets(&assigned).await;
+        let (starts, ends) = starts
+            .and_then(|starts| Ok((starts, ends?)))
+            .map_err(|error| CliError::from_client(error, topic))?;
+        for ((_, start), (_, end)) in starts.iter().zip(&ends) {
+            available += end.saturating_sub(*start);
+        }
+    }
+    Ok(available)
+}
+
+/// What the consumers of a run received.
+#[derive(Debug)]
+struct Received {
+    records: u64,
+    bytes: u64,
+    histogram: Histogram<u64>,
+    /// When the last record arrived.
+    last_at: Instant,
+}
+
+/// Polls every consumer until the target is reached, the deadline passes, or nothing
+/// arrives for [`IDLE_LIMIT`]. With `latency`, records' ages at receipt are recorded.
+async fn run_consumers(
+    consumers: Vec<Consumer>,
+    shared: &Shared,
+    deadline: Option<Instant>,
+    latency: bool,
+) -> Result<Received, CliError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for consumer in consumers {
+        tasks.spawn(consume_until_done(
+            consumer,
+            shared.clone(),
+            deadline,
+            latency,
+        ));
+    }
+    let mut received = Received {
+        records: 0,
+        bytes: 0,
+        histogram: latency_histogram(),
+        last_at: Instant::now(),
+    };
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("consumer tasks do not panic") {
+            Ok(part) => {
+                received.records += part.records;
+                received.bytes += part.bytes;
+                received
+                    .histogram
+                    .add(&part.histogram)
+                    .expect("same bounds");
+                received.last_at = received.last_at.max(part.last_at);
+            }
+            Err(error) => first_error = first_error.or(Some(error)),
+        }
+    }
+    match first_error {
+        Some(error) => Err(CliError::Client(error)),
+        None => Ok(received),
+    }
+}
+
+async fn consume_until_done(
+    mut consumer: Consumer,
+    shared: Shared,
+    deadline: Option<Instant>,
+    latency: bool,
+) -> strata_client::Result<Received> {
+    let mut received = Received {
+        records: 0,
+        bytes: 0,
+        histogram: latency_histogram(),
+        last_at: Instant::now(),
+    };
+    // Idleness is judged on the shared count: a consumer whose partitions got no
+    // records keeps waiting while the others make progress.
+    let mut seen = (shared.received.load(Ordering::Acquire), Instant::now());
+    while !shared.done() && deadline.is_none_or(|deadline| Instant::now() < deadline) {
+        let records = consumer.poll(POLL_WAIT).await?;
+        let now_ms = now_ms();
+        for record in &records {
+            received.bytes += record.key.as_ref().map_or(0, Bytes::len) as u64
+                + record.value.as_ref().map_or(0, Bytes::len) as u64;
+            if latency {
+                let latency_ms = u64::try_from(now_ms - record.timestamp).unwrap_or(0);
+                received
+                    .histogram
+                    .saturating_record(latency_ms.saturating_mul(1_000).max(1));
+            }
+        }
+        if !records.is_empty() {
+            received.records += records.len() as u64;
+            received.last_at = Instant::now();
+            shared
+                .received
+                .fetch_add(records.len() as u64, Ordering::AcqRel);
+        }
+        let total = shared.received.load(Ordering::Acquire);
+        if total != seen.0 {
+            seen = (total, Instant::now());
+        } else if seen.1.elapsed() >= IDLE_LIMIT {
+            break;
+        }
+    }
+    Ok(received)
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_budgets_split_evenly() {
+        let start = Instant::now();
+        let shares: Vec<u64> = (0..3)
+            .map(
+                |index| match worker_budget(Budget::Messages(10), index, 3, start) {
+                    WorkerBudget::Messages(messages) => messages,
+                    WorkerBudget::Until(_) => unreachable!("a message budget"),
+                },
+            )
+            .collect();
+        assert_eq!(shares, [4, 3, 3]);
+    }
+
+    #[test]
+    fn payloads_have_the_requested_size() {
+        assert_eq!(payload(3), b"abc");
+        assert_eq!(payload(1000).len(), 1000);
+    }
+}

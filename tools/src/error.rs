@@ -1,0 +1,188 @@
+//! The CLI's error type. Each variant's message is written for the person at the
+//! terminal: what failed, about which topic, and what to do when that is not obvious.
+
+use strata_client::Error as ClientError;
+use strata_client::protocol::ErrorCode;
+
+/// Everything a command can fail with; `main` prints it and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The topic named on the command line does not exist.
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    /// `topic create` of a name that is taken.
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    /// A partition index the topic lacks.
+    #[error("topic '{topic}' has {partition_count} partitions; there is no partition {partition}")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many the topic has.
+        partition_count: u32,
+    },
+    /// The broker rejected a request about a topic: its own explanation when it gave
+    /// one (it names the topic), else the code's, with the code's name for searching.
+    #[error("{detail} ({})", .code.name())]
+    Rejected {
+        /// The broker's code.
+        code: ErrorCode,
+        /// What the broker said.
+        detail: String,
+    },
+    /// Any other client error; its own message names the broker or limit involved.
+    #[error(transparent)]
+    Client(ClientError),
+    /// A stdin line longer than the largest record.
+    #[error("line {line} of stdin is longer than {bytes_max} bytes")]
+    LineTooLong {
+        /// The line number, from 1.
+        line: u64,
+        /// The limit.
+        bytes_max: usize,
+    },
+    /// Reading stdin failed.
+    #[error("cannot read stdin: {0}")]
+    Stdin(std::io::Error),
+    /// Writing stdout failed for a reason other than the reader closing it.
+    #[error("cannot write stdout: {0}")]
+    Stdout(std::io::Error),
+    /// The reader of stdout closed it; the command stops quietly.
+    #[error("stdout was closed")]
+    StdoutClosed,
+    /// Records failed to be delivered.
+    #[error("{failed} of {total} records were not delivered; first error: {first}")]
+    Undelivered {
+        /// Records that failed.
+        failed: u64,
+        /// Records attempted.
+        total: u64,
+        /// The first failure, worded as a `CliError`.
+        first: Box<CliError>,
+    },
+    /// A bench run that cannot start (its topic does not fit the arguments) or did not
+    /// finish (records went missing); the message says which and what to do.
+    #[error("{0}")]
+    Bench(String),
+    /// `consume --offset` outside the partition's log.
+    #[error(
+        "offset {offset} is out of range for partition {partition} of topic '{topic}'; \
+         `strata topic describe {topic}` shows its log start offset and high watermark"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+    },
+}
+
+impl CliError {
+    /// Words a client error about `topic`, turning broker codes into plain sentences.
+    pub fn from_client(error: ClientError, topic: &str) -> Self {
+        match error {
+            ClientError::Broker {
+                code: ErrorCode::UnknownTopicOrPartition,
+                ..
+            } => CliError::UnknownTopic(topic.to_owned()),
+            ClientError::Broker {
+                code: ErrorCode::TopicAlreadyExists,
+                ..
+            } => CliError::TopicExists(topic.to_owned()),
+            ClientError::UnknownPartition {
+                topic,
+                partition,
+                partition_count,
+            } => CliError::UnknownPartition {
+                topic,
+                partition,
+                partition_count,
+            },
+            ClientError::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+            } => CliError::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+            },
+            ClientError::Broker { code, message } if message.is_empty() => CliError::Rejected {
+                code,
+                detail: format!("topic '{topic}': {}", code.message()),
+            },
+            ClientError::Broker { code, message } => CliError::Rejected {
+                code,
+                detail: message,
+            },
+            error => CliError::Client(error),
+        }
+    }
+
+    /// Maps a write to stdout: a closed pipe ends the command quietly.
+    pub fn from_stdout(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::StdoutClosed
+        } else {
+            CliError::Stdout(error)
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(error: ClientError) -> Self {
+        CliError::Client(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_topic_is_named() {
+        let error = ClientError::Broker {
+            code: ErrorCode::UnknownTopicOrPartition,
+            message: "topic orders does not exist".into(),
+        };
+        assert_eq!(
+            CliError::from_client(error, "orders").to_string(),
+            "topic 'orders' does not exist"
+        );
+    }
+
+    #[test]
+    fn other_broker_errors_keep_the_broker_explanation_and_code() {
+        let error = ClientError::Broker {
+            code: ErrorCode::InvalidPartitions,
+            message: "topic 'orders' has 5 partitions; the new count 2 must be larger".into(),
+        };
+        assert_eq!(
+            CliError::from_client(error, "orders").to_string(),
+            "topic 'orders' has 5 partitions; the new count 2 must be larger (InvalidPartitions)"
+        );
+        let error = ClientError::Broker {
+            code: ErrorCode::InvalidPartitions,
+            message: String::new(),
+        };
+        let text = CliError::from_client(error, "orders").to_string();
+        assert!(text.starts_with("topic 'orders': the partition count must be"));
+        assert!(text.ends_with("(InvalidPartitions)"));
+    }
+
+    #[test]
+    fn connection_errors_pass_through() {
+        let error = ClientError::Connect {
+            address: "127.0.0.1:9400".into(),
+            source: std::sync::Arc::new(std::io::ErrorKind::ConnectionRefused.into()),
+        };
+        assert_eq!(
+            CliError::from_client(error, "orders").to_string(),
+            "cannot reach broker at 127.0.0.1:9400: connection refused"
+        );
+    }
+}
