@@ -219,11 +219,14 @@ start_nats() {
     log "starting nats-server (JetStream, file store in $WORK/nats) on 127.0.0.1:$NATS_PORT"
     # nats-server 2.9 has no `sync_interval` option: its file store fsyncs on its own
     # 2-minute timer, never per publish. There is no configuration comparable to (f).
+    # The store limit is a cap, not an allocation: room for (a)-(c) plus scenario (e),
+    # whose size follows its rate and E2E_SECONDS, not BYTES (about 200 MB/s at most here).
+    local store_bytes_max=$((BYTES * 8 + E2E_SECONDS * 400 * 1024 * 1024))
     cat >"$WORK/nats.conf" <<EOF
 listen: 127.0.0.1:$NATS_PORT
 jetstream {
   store_dir: "$WORK/nats"
-  max_file_store: $((BYTES * 8))
+  max_file_store: $store_bytes_max
 }
 EOF
     nats-server --config "$WORK/nats.conf" >"$WORK/nats-server.log" 2>&1 &
