@@ -6,8 +6,8 @@
 //! - `consume`: `--consumers` consumers split the partitions and read from the log
 //!   start; no latency (the records were written before the run).
 //! - `e2e`: consumers take their positions at the log end, then producers write;
-//!   latency is from each record's timestamp (set by the producer at `send`, 1 ms
-//!   resolution) to its receipt by a consumer.
+//!   latency is from each record's send, stamped in microseconds in a record header,
+//!   to its receipt by a consumer.
 
 mod report;
 mod workers;

@@ -96,8 +96,8 @@ impl Outcome {
             self.latency
                 .as_ref()
                 .filter(|(histogram, _)| !histogram.is_empty())
-                // The bucket's lowest value: e2e latencies are whole milliseconds, and
-                // this prints them as such (the error is below 0.1% either way).
+                // The bucket's lowest value, so a recorded value prints as itself (the
+                // histogram's error is below 0.1% either way).
                 .map(|(histogram, _)| histogram.lowest_equivalent(histogram.value_at_quantile(q)))
         };
         Report {

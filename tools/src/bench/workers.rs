@@ -43,7 +43,7 @@ pub async fn produce(
         Budget::Duration(_) => None,
     };
     let progress = Progress::start("produce", total, Arc::clone(&acked));
-    let sent = run_producers(config, topic, args, budget, acked).await?;
+    let sent = run_producers(config, topic, args, budget, acked, false).await?;
     drop(progress);
     Ok(Outcome {
         mode: "produce",
@@ -149,6 +149,7 @@ pub async fn e2e(
         producer,
         common.budget(),
         Arc::new(AtomicU64::new(0)),
+        true,
     )
     .await;
     let delivered = sent.as_ref().map_or(0, |sent| sent.delivered);
@@ -166,7 +167,7 @@ pub async fn e2e(
         elapsed: received.last_at.saturating_duration_since(start),
         latency: Some((
             received.histogram,
-            "record timestamp to receipt, 1 ms resolution",
+            "send to receipt",
         )),
         failed: sent.failed,
         first_error: sent
@@ -199,6 +200,7 @@ async fn run_producers(
     args: &ProducerArgs,
     budget: Budget,
     acked: Arc<AtomicU64>,
+    stamp_sent: bool,
 ) -> Result<Sent, CliError> {
     let payload = Bytes::from(payload(args.message_bytes as usize));
     let start = Instant::now();
@@ -213,6 +215,7 @@ async fn run_producers(
                 .rate
                 .map(|rate| rate as f64 / f64::from(args.producers)),
             start,
+            stamp_sent,
         };
         tasks.spawn(worker.run(producer, Arc::clone(&acked)));
     }
@@ -268,6 +271,8 @@ struct ProducerWorker {
     /// Records per second for this producer; `None` is unpaced.
     rate: Option<f64>,
     start: Instant,
+    /// Put the send time in µs in a [`SENT_US_HEADER`] header, for e2e latency.
+    stamp_sent: bool,
 }
 
 /// What one producer achieved.
@@ -290,7 +295,10 @@ impl ProducerWorker {
                 tokio::time::sleep_until(due).await;
             }
             let sent_at = Instant::now();
-            let record = ProducerRecord::new(self.topic.clone(), self.payload.clone());
+            let mut record = ProducerRecord::new(self.topic.clone(), self.payload.clone());
+            if self.stamp_sent {
+                record = record.header(SENT_US_HEADER, now_us().to_be_bytes().to_vec());
+            }
             match producer.send(record).await {
                 Ok(delivery) => {
                     if deliveries.send((sent_at, delivery)).await.is_err() {
@@ -497,15 +505,25 @@ async fn consume_until_done(
     let mut seen = (shared.received.load(Ordering::Acquire), Instant::now());
     while !shared.done() && deadline.is_none_or(|deadline| Instant::now() < deadline) {
         let records = consumer.poll(POLL_WAIT).await?;
-        let now_ms = now_ms();
+        let now_us = now_us();
         for record in &records {
             received.bytes += record.key.as_ref().map_or(0, Bytes::len) as u64
                 + record.value.as_ref().map_or(0, Bytes::len) as u64;
             if latency {
-                let latency_ms = u64::try_from(now_ms - record.timestamp).unwrap_or(0);
-                received
-                    .histogram
-                    .saturating_record(latency_ms.saturating_mul(1_000).max(1));
+                let sent_us = record
+                    .headers
+                    .iter()
+                    .find(|header| header.key == SENT_US_HEADER)
+                    .and_then(|header| {
+                        Some(u64::from_be_bytes(
+                            header.value.as_deref()?.try_into().ok()?,
+                        ))
+                    });
+                if let Some(sent_us) = sent_us {
+                    received
+                        .histogram
+                        .saturating_record(now_us.saturating_sub(sent_us).max(1));
+                }
             }
         }
         if !records.is_empty() {
@@ -525,11 +543,15 @@ async fn consume_until_done(
     Ok(received)
 }
 
-fn now_ms() -> i64 {
+/// The header `bench e2e` stamps each record's send time into (µs since the Unix epoch,
+/// 8 bytes big-endian); record timestamps are whole milliseconds, too coarse for latency.
+const SENT_US_HEADER: &str = "strata-bench-sent-us";
+
+fn now_us() -> u64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970");
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+    u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
