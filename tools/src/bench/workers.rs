@@ -165,10 +165,7 @@ pub async fn e2e(
         records: received.records,
         bytes: received.bytes,
         elapsed: received.last_at.saturating_duration_since(start),
-        latency: Some((
-            received.histogram,
-            "send to receipt",
-        )),
+        latency: Some((received.histogram, "send to receipt")),
         failed: sent.failed,
         first_error: sent
             .first_error
