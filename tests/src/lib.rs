@@ -538,3 +538,31 @@ pub fn assert_fails(run: &CliRun, code: i32, message: &str) {
     );
     assert!(run.stdout.is_empty(), "{run:?}");
 }
+
+/// The longest a whole client test may run.
+pub const TEST_TIME_MAX: Duration = Duration::from_secs(120);
+
+/// Runs `future`, failing the test if it takes longer than [`TEST_TIME_MAX`].
+///
+/// # Panics
+/// At the time limit.
+pub async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_TIME_MAX, future)
+        .await
+        .expect("test time limit")
+}
+
+/// Polls `consumer` until at least `count` records arrived.
+///
+/// # Panics
+/// If a poll fails.
+pub async fn read_records(
+    consumer: &mut strata_client::Consumer,
+    count: usize,
+) -> Vec<strata_client::ConsumerRecord> {
+    let mut records = Vec::new();
+    while records.len() < count {
+        records.extend(consumer.poll(Duration::from_secs(1)).await.expect("poll"));
+    }
+    records
+}

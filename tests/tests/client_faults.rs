@@ -3,23 +3,13 @@
 //! were.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::time::Duration;
 
 use strata_client::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, NewTopic,
     Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use strata_tests::{BrokerProcess, data_dir};
-
-/// Every test here finishes well within this.
-const TEST_TIME_MAX: Duration = Duration::from_secs(120);
-
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_TIME_MAX, future)
-        .await
-        .expect("test time limit")
-}
+use strata_tests::{BrokerProcess, bounded, data_dir, read_records};
 
 /// A free port below Linux's ephemeral range (32768+), so that no outgoing connection
 /// or `bind(0)` elsewhere can take it while the broker is down between a kill and a
@@ -83,14 +73,6 @@ fn consumer(address: &str) -> Consumer {
         ..ConsumerConfig::default()
     })
     .unwrap()
-}
-
-async fn read(consumer: &mut Consumer, count: usize) -> Vec<ConsumerRecord> {
-    let mut records = Vec::new();
-    while records.len() < count {
-        records.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
-    }
-    records
 }
 
 fn sequence(record: &ConsumerRecord) -> u64 {
@@ -167,7 +149,7 @@ async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
     }
     consumer.seek_to_beginning(&tps).await.unwrap();
     let total: u64 = ends.values().sum();
-    for record in bounded(read(&mut consumer, total as usize)).await {
+    for record in bounded(read_records(&mut consumer, total as usize)).await {
         let log = logs.entry(record.partition).or_default();
         assert_eq!(record.offset, log.len() as u64, "dense offsets");
         log.push(sequence(&record));
@@ -233,7 +215,7 @@ async fn producer_and_consumer_resume_after_a_broker_restart() {
             for delivery in deliveries {
                 delivery.await.unwrap();
             }
-            let records = read(&mut consumer, 100).await;
+            let records = read_records(&mut consumer, 100).await;
             let offsets: Vec<u64> = records.iter().map(|record| record.offset).collect();
             assert_eq!(
                 offsets,

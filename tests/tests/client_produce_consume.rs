@@ -4,7 +4,6 @@
 //! seek semantics; auto offset reset; many producers and consumers at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,16 +12,7 @@ use strata_client::{
     Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Error,
     NewTopic, OnBufferFull, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use strata_tests::{BrokerProcess, data_dir};
-
-/// Every test here finishes well within this.
-const TEST_TIME_MAX: Duration = Duration::from_secs(90);
-
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_TIME_MAX, future)
-        .await
-        .expect("test time limit")
-}
+use strata_tests::{BrokerProcess, bounded, data_dir, read_records};
 
 async fn create(address: &str, topic: &str, partitions: u32) {
     Admin::new(ClientConfig::new(address))
@@ -39,15 +29,6 @@ fn consumer(address: &str, reset: AutoOffsetReset) -> Consumer {
         ..ConsumerConfig::new(address)
     })
     .unwrap()
-}
-
-/// Polls until at least `count` records arrived (or fails after the test limit).
-async fn read(consumer: &mut Consumer, count: usize) -> Vec<ConsumerRecord> {
-    let mut records = Vec::new();
-    while records.len() < count {
-        records.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
-    }
-    records
 }
 
 fn value(record: &ConsumerRecord) -> String {
@@ -113,7 +94,7 @@ async fn keyed_records_round_trip_on_their_murmur2_partition_in_order() {
                 .map(|partition| TopicPartition::new("events", partition))
                 .collect::<Vec<_>>(),
         );
-        let records = read(&mut consumer, 301).await;
+        let records = read_records(&mut consumer, 301).await;
         assert_eq!(records.len(), 301, "more records than produced");
         for record in &records {
             if record.partition == 0 && record.offset == null_offset {
@@ -186,7 +167,11 @@ async fn flush_and_close_deliver_everything_for_every_acks_level() {
         }
         let mut consumer = consumer(&broker.address, AutoOffsetReset::Earliest);
         consumer.assign(&[TopicPartition::new("acks", 0)]);
-        let mut values: Vec<String> = read(&mut consumer, 300).await.iter().map(value).collect();
+        let mut values: Vec<String> = read_records(&mut consumer, 300)
+            .await
+            .iter()
+            .map(value)
+            .collect();
         let expected: Vec<String> = ["None", "Leader", "All"]
             .iter()
             .flat_map(|acks| (0..100).map(move |index| format!("{acks}-{index}")))
@@ -324,7 +309,7 @@ async fn seek_moves_the_position_and_discards_prefetched_records() {
 
         consumer.seek(&tp, 5).unwrap();
         assert_eq!(consumer.position(&tp).await.unwrap(), 5);
-        let offsets: Vec<u64> = read(&mut consumer, 3)
+        let offsets: Vec<u64> = read_records(&mut consumer, 3)
             .await
             .iter()
             .map(|r| r.offset)
@@ -334,7 +319,7 @@ async fn seek_moves_the_position_and_discards_prefetched_records() {
 
         // Records 8 and 9 are buffered (and a prefetch may be in flight): a seek drops them.
         consumer.seek(&tp, 2).unwrap();
-        let offsets: Vec<u64> = read(&mut consumer, 3)
+        let offsets: Vec<u64> = read_records(&mut consumer, 3)
             .await
             .iter()
             .map(|r| r.offset)
@@ -346,7 +331,7 @@ async fn seek_moves_the_position_and_discards_prefetched_records() {
             .await
             .unwrap();
         assert_eq!(consumer.position(&tp).await.unwrap(), 0);
-        assert_eq!(read(&mut consumer, 1).await[0].offset, 0);
+        assert_eq!(read_records(&mut consumer, 1).await[0].offset, 0);
 
         let tps = std::slice::from_ref(&tp);
         assert_eq!(
@@ -363,7 +348,7 @@ async fn seek_moves_the_position_and_discards_prefetched_records() {
             5,
             "first record at or after the time"
         );
-        assert_eq!(read(&mut consumer, 1).await[0].offset, 5);
+        assert_eq!(read_records(&mut consumer, 1).await[0].offset, 5);
         consumer
             .seek_to_timestamp_ms(tps, 1_800_000_000_000)
             .await
@@ -390,7 +375,7 @@ async fn seek_moves_the_position_and_discards_prefetched_records() {
             .await
             .unwrap();
         assert_eq!(delivered.offset, Some(10));
-        let record = &read(&mut consumer, 1).await[0];
+        let record = &read_records(&mut consumer, 1).await[0];
         assert_eq!((record.offset, value(record).as_str()), (10, "v10"));
         assert_eq!(consumer.position(&tp).await.unwrap(), 11);
         producer.close().await;
@@ -418,9 +403,9 @@ async fn auto_offset_reset_follows_earliest_latest_and_error() {
         // Earliest: no position starts at 0, and so does a position past the end.
         let mut earliest = consumer(&broker.address, AutoOffsetReset::Earliest);
         earliest.assign(tps);
-        assert_eq!(read(&mut earliest, 1).await[0].offset, 0);
+        assert_eq!(read_records(&mut earliest, 1).await[0].offset, 0);
         earliest.seek(&tp, 1_000).unwrap();
-        assert_eq!(read(&mut earliest, 1).await[0].offset, 0);
+        assert_eq!(read_records(&mut earliest, 1).await[0].offset, 0);
 
         // Latest: starts at the high watermark and sees only new records.
         let mut latest = consumer(&broker.address, AutoOffsetReset::Latest);
@@ -439,7 +424,7 @@ async fn auto_offset_reset_follows_earliest_latest_and_error() {
             .unwrap()
             .await
             .unwrap();
-        assert_eq!(read(&mut latest, 1).await[0].offset, 10);
+        assert_eq!(read_records(&mut latest, 1).await[0].offset, 10);
         latest.seek(&tp, 1_000).unwrap();
         assert!(
             latest
@@ -482,7 +467,7 @@ async fn auto_offset_reset_follows_earliest_latest_and_error() {
                 .is_empty()
         );
         strict.seek(&tp, 3).unwrap();
-        assert_eq!(read(&mut strict, 1).await[0].offset, 3);
+        assert_eq!(read_records(&mut strict, 1).await[0].offset, 3);
         producer.close().await;
     })
     .await;
@@ -609,7 +594,7 @@ async fn partitions_added_after_metadata_was_cached_are_found() {
             .unwrap()
             .await
             .unwrap();
-        assert_eq!(read(&mut consumer, 1).await[0].offset, 0);
+        assert_eq!(read_records(&mut consumer, 1).await[0].offset, 0);
 
         admin.add_partitions("grow", 3).await.unwrap();
         let delivered = producer
@@ -639,7 +624,7 @@ async fn partitions_added_after_metadata_was_cached_are_found() {
             TopicPartition::new("grow", 0),
             TopicPartition::new("grow", 2),
         ]);
-        let record = &read(&mut consumer, 1).await[0];
+        let record = &read_records(&mut consumer, 1).await[0];
         assert_eq!((record.partition, value(record).as_str()), (2, "p2"));
         producer.close().await;
     })
