@@ -103,17 +103,13 @@ pub fn encode_error_response<S: Sink + ?Sized>(
     message: &str,
 ) -> usize {
     assert!(!error_code.is_ok(), "an error response needs an error");
-    let mut end = message.len().min(crate::wire::STRING_BYTES_MAX);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
     write_frame(out, |out| {
         ResponseHeader {
             correlation_id,
             error_code,
         }
         .encode(out);
-        message[..end].to_owned().encode(out);
+        crate::wire::encode_str(message, out);
     })
 }
 

@@ -266,13 +266,19 @@ impl Wire for bool {
     }
 }
 
-fn encode_str<S: Sink + ?Sized>(value: &str, out: &mut S) {
-    let length = u16::try_from(value.len())
-        .ok()
-        .filter(|length| *length != NULL_STRING_LENGTH)
-        .expect("string longer than the protocol allows; callers validate lengths");
-    length.encode(out);
-    out.put_slice(value.as_bytes());
+/// Encodes a string, cut to its longest prefix of at most [`STRING_BYTES_MAX`] bytes that
+/// ends on a character boundary. Anything decoded fits as it is; only text a peer made
+/// longer (a message quoting a huge name) is cut, so no input can make encoding panic.
+pub fn encode_str<S: Sink + ?Sized>(value: &str, out: &mut S) {
+    let mut end = value.len().min(STRING_BYTES_MAX);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let kept = &value.as_bytes()[..end];
+    u16::try_from(kept.len())
+        .expect("cut to STRING_BYTES_MAX")
+        .encode(out);
+    out.put_slice(kept);
 }
 
 fn decode_str_body(reader: &mut Reader<'_>, length: u16) -> Result<String, DecodeError> {
@@ -287,8 +293,7 @@ fn decode_str_body(reader: &mut Reader<'_>, length: u16) -> Result<String, Decod
 pub const STRING_BYTES_MAX: usize = (u16::MAX - 1) as usize;
 
 impl Wire for String {
-    /// # Panics
-    /// If the string is longer than [`STRING_BYTES_MAX`]; callers validate names first.
+    /// Cuts a string longer than [`STRING_BYTES_MAX`]; see [`encode_str`].
     fn encode<S: Sink + ?Sized>(&self, out: &mut S) {
         encode_str(self, out);
     }
@@ -517,6 +522,16 @@ mod tests {
             None
         );
         assert_eq!(varint::get(&[0x80]), None);
+    }
+
+    #[test]
+    fn overlong_strings_are_cut_at_a_char_boundary() {
+        let long = format!("a{}", "\u{e9}".repeat(40_000));
+        let mut out = BytesMut::new();
+        long.encode(&mut out);
+        let decoded = String::decode(&mut Reader::new(&out.freeze())).unwrap();
+        assert!(decoded.len() <= STRING_BYTES_MAX && decoded.len() > STRING_BYTES_MAX - 4);
+        assert!(long.starts_with(&decoded));
     }
 
     #[test]

@@ -235,3 +235,28 @@ async fn fetch_out_of_range_and_admin_errors_are_named() {
     }
     still_serving(&broker, &mut client).await;
 }
+
+#[tokio::test]
+async fn huge_unknown_topic_names_get_an_answer_not_a_dead_connection() {
+    let (_dir, broker, mut client) = seeded().await;
+    let name = "x".repeat(65_530);
+    let strata_protocol::Response::DescribeTopics(described) = client
+        .call(DescribeTopicsRequest {
+            names: Some(vec![name.clone()]),
+        })
+        .await
+    else {
+        panic!("wrong response type")
+    };
+    let topic = &described.topics[0];
+    assert_eq!(
+        (topic.name.as_str(), topic.error_code),
+        (name.as_str(), ErrorCode::UnknownTopicOrPartition)
+    );
+    let message = topic.error_message.as_deref().unwrap();
+    assert!(
+        message.starts_with("topic 'xxx")
+            && message.len() <= strata_protocol::wire::STRING_BYTES_MAX
+    );
+    still_serving(&broker, &mut client).await;
+}
