@@ -142,6 +142,20 @@ apis! {
     DescribeTopics = 8, versions 0..=0, DescribeTopicsRequest, DescribeTopicsResponse;
     /// Changes configs of existing topics.
     AlterTopicConfigs = 9, versions 0..=0, AlterTopicConfigsRequest, AlterTopicConfigsResponse;
+    /// Finds the broker that coordinates a consumer group.
+    FindCoordinator = 10, versions 0..=0, FindCoordinatorRequest, FindCoordinatorResponse;
+    /// Joins, stays in or leaves a consumer group and receives the member's assignment.
+    ConsumerGroupHeartbeat = 11, versions 0..=0, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;
+    /// Commits a group's consumed offsets.
+    OffsetCommit = 12, versions 0..=0, OffsetCommitRequest, OffsetCommitResponse;
+    /// Reads a group's committed offsets.
+    OffsetFetch = 13, versions 0..=0, OffsetFetchRequest, OffsetFetchResponse;
+    /// Lists consumer groups.
+    ListGroups = 14, versions 0..=0, ListGroupsRequest, ListGroupsResponse;
+    /// Describes consumer groups: members, assignment, offsets and lag.
+    DescribeGroups = 15, versions 0..=0, DescribeGroupsRequest, DescribeGroupsResponse;
+    /// Deletes empty consumer groups and their offsets.
+    DeleteGroups = 16, versions 0..=0, DeleteGroupsRequest, DeleteGroupsResponse;
 }
 
 fn check_version(api_key: u16, api_version: u16) -> Result<ApiKey, DecodeError> {

@@ -100,6 +100,24 @@ error_codes! {
     LimitExceeded = 24, retriable: false, "the request exceeds a broker limit; see docs/operations.md for the limits";
     /// A timestamp in the request is out of range.
     InvalidTimestamp = 25, retriable: false, "a timestamp is out of range";
+    /// The consumer group does not exist.
+    GroupIdNotFound = 26, retriable: false, "the consumer group does not exist";
+    /// The group id is empty or longer than 255 bytes.
+    InvalidGroupId = 27, retriable: false, "group ids are 1 to 255 bytes";
+    /// The member id is not in the group (its session expired or it left).
+    UnknownMemberId = 28, retriable: false, "the member is not in the group (its session expired or it left); rejoin with epoch 0";
+    /// The member epoch is not the member's current epoch.
+    FencedMemberEpoch = 29, retriable: false, "the member epoch is stale; the member lost its partitions and must rejoin with epoch 0";
+    /// The member does not own the partition it committed.
+    PartitionNotAssigned = 30, retriable: false, "the member does not own this partition, so it cannot commit it";
+    /// The operation needs a group with no members.
+    NonEmptyGroup = 31, retriable: false, "the group has live members; stop its consumers first";
+    /// This broker does not coordinate the group.
+    NotCoordinator = 32, retriable: true, "this broker does not coordinate the group; find the coordinator and retry";
+    /// The assignor name is not `uniform` or `range`.
+    UnsupportedAssignor = 33, retriable: false, "the assignor must be 'uniform' or 'range'";
+    /// The group has `group_members_max` members.
+    GroupMaxSizeReached = 34, retriable: false, "the group has reached group_members_max members";
 }
 
 impl ErrorCode {

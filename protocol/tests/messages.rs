@@ -43,6 +43,14 @@ fn acks() -> impl Strategy<Value = Acks> {
 }
 
 fn requests() -> impl Strategy<Value = Request> {
+    prop_oneof![topic_requests().boxed(), group_requests().boxed()]
+}
+
+fn responses() -> impl Strategy<Value = Response> {
+    prop_oneof![topic_responses().boxed(), group_responses().boxed()]
+}
+
+fn topic_requests() -> impl Strategy<Value = Request> {
     prop_oneof![
         (name(), name()).prop_map(|(client_software_name, client_software_version)| {
             ApiVersionsRequest {
@@ -210,7 +218,7 @@ fn described_partition() -> impl Strategy<Value = DescribedPartition> {
         )
 }
 
-fn responses() -> impl Strategy<Value = Response> {
+fn topic_responses() -> impl Strategy<Value = Response> {
     prop_oneof![
         (vec((any::<u16>(), any::<u16>(), any::<u16>())), name()).prop_map(
             |(apis, broker_software_version)| {
@@ -393,6 +401,271 @@ fn responses() -> impl Strategy<Value = Response> {
             }))
         .prop_map(|topics| DescribeTopicsResponse { topics }.into()),
         vec(topic_result()).prop_map(|topics| AlterTopicConfigsResponse { topics }.into()),
+    ]
+}
+
+fn topic_partitions() -> impl Strategy<Value = TopicPartitions> {
+    (name(), vec(any::<u32>()))
+        .prop_map(|(topic, partitions)| TopicPartitions { topic, partitions })
+}
+
+fn group_requests() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        name().prop_map(|group_id| FindCoordinatorRequest { group_id }.into()),
+        (
+            (name(), name(), any::<i32>(), proptest::option::of(name())),
+            proptest::option::of(vec(name())),
+            proptest::option::of(name()),
+            proptest::option::of(vec(topic_partitions())),
+        )
+            .prop_map(
+                |(
+                    (group_id, member_id, member_epoch, instance_id),
+                    subscribed_topics,
+                    assignor,
+                    owned_partitions,
+                )| {
+                    ConsumerGroupHeartbeatRequest {
+                        group_id,
+                        member_id,
+                        member_epoch,
+                        instance_id,
+                        subscribed_topics,
+                        assignor,
+                        owned_partitions,
+                    }
+                    .into()
+                }
+            ),
+        (
+            name(),
+            name(),
+            any::<i32>(),
+            vec((
+                name(),
+                vec((any::<u32>(), any::<u64>(), proptest::option::of(name())))
+            ))
+        )
+            .prop_map(|(group_id, member_id, member_epoch, topics)| {
+                OffsetCommitRequest {
+                    group_id,
+                    member_id,
+                    member_epoch,
+                    topics: topics
+                        .into_iter()
+                        .map(|(name, partitions)| OffsetCommitTopic {
+                            name,
+                            partitions: partitions
+                                .into_iter()
+                                .map(|(partition, offset, metadata)| OffsetCommitPartition {
+                                    partition,
+                                    offset,
+                                    metadata,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }
+                .into()
+            }),
+        (name(), proptest::option::of(vec(topic_partitions())))
+            .prop_map(|(group_id, topics)| OffsetFetchRequest { group_id, topics }.into()),
+        vec(name()).prop_map(|states_filter| ListGroupsRequest { states_filter }.into()),
+        vec(name()).prop_map(|group_ids| DescribeGroupsRequest { group_ids }.into()),
+        vec(name()).prop_map(|group_ids| DeleteGroupsRequest { group_ids }.into()),
+    ]
+}
+
+fn group_member() -> impl Strategy<Value = GroupMember> {
+    (
+        (name(), proptest::option::of(name()), name(), name()),
+        any::<i32>(),
+        vec(name()),
+        [
+            vec(topic_partitions()),
+            vec(topic_partitions()),
+            vec(topic_partitions()),
+        ],
+    )
+        .prop_map(
+            |(
+                (member_id, instance_id, client_id, client_host),
+                member_epoch,
+                subscribed_topics,
+                [assignment, pending_revocation, target_assignment],
+            )| GroupMember {
+                member_id,
+                instance_id,
+                client_id,
+                client_host,
+                member_epoch,
+                subscribed_topics,
+                assignment,
+                pending_revocation,
+                target_assignment,
+            },
+        )
+}
+
+fn group_offset_topic() -> impl Strategy<Value = GroupOffsetTopic> {
+    (
+        name(),
+        vec((
+            any::<u32>(),
+            any::<[i64; 3]>(),
+            proptest::option::of(name()),
+        )),
+    )
+        .prop_map(|(name, partitions)| GroupOffsetTopic {
+            name,
+            partitions: partitions
+                .into_iter()
+                .map(
+                    |(partition, [committed_offset, high_watermark, lag], owner)| {
+                        GroupOffsetPartition {
+                            partition,
+                            committed_offset,
+                            high_watermark,
+                            lag,
+                            owner,
+                        }
+                    },
+                )
+                .collect(),
+        })
+}
+
+fn described_group() -> impl Strategy<Value = DescribedGroup> {
+    (
+        (name(), error_code(), name()),
+        any::<[i32; 2]>(),
+        name(),
+        vec(group_member()),
+        vec(group_offset_topic()),
+    )
+        .prop_map(
+            |(
+                (group_id, error_code, state),
+                [group_epoch, assignment_epoch],
+                assignor,
+                members,
+                offsets,
+            )| DescribedGroup {
+                group_id,
+                error_code,
+                state,
+                group_epoch,
+                assignment_epoch,
+                assignor,
+                members,
+                offsets,
+            },
+        )
+}
+
+fn group_responses() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (any::<u32>(), name(), any::<u16>()).prop_map(|(node_id, host, port)| {
+            FindCoordinatorResponse {
+                node_id,
+                host,
+                port,
+            }
+            .into()
+        }),
+        (
+            name(),
+            any::<i32>(),
+            any::<u32>(),
+            proptest::option::of(vec(topic_partitions()))
+        )
+            .prop_map(
+                |(member_id, member_epoch, heartbeat_interval_ms, assignment)| {
+                    ConsumerGroupHeartbeatResponse {
+                        member_id,
+                        member_epoch,
+                        heartbeat_interval_ms,
+                        assignment,
+                    }
+                    .into()
+                }
+            ),
+        vec((name(), vec((any::<u32>(), error_code())))).prop_map(|topics| {
+            OffsetCommitResponse {
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| OffsetCommitTopicResponse {
+                        name,
+                        partitions: partitions
+                            .into_iter()
+                            .map(|(partition, error_code)| PartitionResult {
+                                partition,
+                                error_code,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+            .into()
+        }),
+        vec((
+            name(),
+            vec((
+                any::<u32>(),
+                any::<i64>(),
+                proptest::option::of(name()),
+                error_code()
+            ))
+        ))
+        .prop_map(|topics| {
+            OffsetFetchResponse {
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| OffsetFetchTopic {
+                        name,
+                        partitions: partitions
+                            .into_iter()
+                            .map(
+                                |(partition, offset, metadata, error_code)| OffsetFetchPartition {
+                                    partition,
+                                    offset,
+                                    metadata,
+                                    error_code,
+                                },
+                            )
+                            .collect(),
+                    })
+                    .collect(),
+            }
+            .into()
+        }),
+        vec((name(), name(), any::<u32>())).prop_map(|groups| {
+            ListGroupsResponse {
+                groups: groups
+                    .into_iter()
+                    .map(|(group_id, state, member_count)| ListedGroup {
+                        group_id,
+                        state,
+                        member_count,
+                    })
+                    .collect(),
+            }
+            .into()
+        }),
+        vec(described_group()).prop_map(|groups| DescribeGroupsResponse { groups }.into()),
+        vec((name(), error_code(), proptest::option::of(name()))).prop_map(|groups| {
+            DeleteGroupsResponse {
+                groups: groups
+                    .into_iter()
+                    .map(|(group_id, error_code, error_message)| GroupResult {
+                        group_id,
+                        error_code,
+                        error_message,
+                    })
+                    .collect(),
+            }
+            .into()
+        }),
     ]
 }
 

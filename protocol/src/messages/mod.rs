@@ -2,6 +2,7 @@
 
 pub mod api_versions;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -9,6 +10,7 @@ pub mod topics;
 
 pub use api_versions::*;
 pub use fetch::*;
+pub use groups::*;
 pub use list_offsets::*;
 pub use metadata::*;
 pub use produce::*;
