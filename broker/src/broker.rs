@@ -1,4 +1,4 @@
-//! The broker's shared state: configuration, identity and topics. One per process,
+//! The broker's shared state: configuration, identity, topics and groups. One per process,
 //! shared by every connection through an `Arc`. Thread-safe.
 
 use std::io::Write;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::group::service::Groups;
 use crate::partition::Storage;
 use crate::topics::TopicRegistry;
 
@@ -17,6 +18,8 @@ pub struct Broker {
     pub config: Arc<Config>,
     /// The topics.
     pub topics: TopicRegistry,
+    /// The consumer group coordinator.
+    pub groups: Arc<Groups>,
     /// A stable id generated when the data directory was first used.
     pub cluster_id: String,
     /// Fires when a graceful shutdown starts; long waits (fetch) end early on it.
@@ -37,10 +40,12 @@ impl Broker {
             )
         })?;
         let cluster_id = load_or_create_cluster_id(&config)?;
+        let groups = Arc::new(Groups::open(&config, &storage)?);
         let topics = TopicRegistry::open(config.clone(), storage)?;
         Ok(Self {
             config,
             topics,
+            groups,
             cluster_id,
             shutdown: CancellationToken::new(),
         })
@@ -49,6 +54,7 @@ impl Broker {
     /// Flushes and closes every log. The flusher thread stops when the last log is dropped.
     pub fn close(&self) {
         self.topics.close();
+        self.groups.close();
     }
 }
 

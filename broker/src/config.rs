@@ -83,6 +83,20 @@ pub struct Config {
     pub flush_interval_ms: u64,
     /// Topic default: largest record batch accepted, in bytes.
     pub max_message_bytes: u32,
+
+    /// A group member that sends no heartbeat for this long is removed and its partitions
+    /// move to other members.
+    pub group_session_timeout_ms: u64,
+    /// How often members heartbeat. A revoked partition reaches its new owner within
+    /// about one interval after the old owner confirms.
+    pub group_heartbeat_interval_ms: u64,
+    /// How long a member may take to confirm a revocation before it is removed.
+    pub group_rebalance_timeout_ms: u64,
+    /// Members of one group.
+    pub group_members_max: usize,
+    /// Partitions of the internal offsets log (`__consumer_offsets`). Fixed when the data
+    /// directory is first used: changing it would move groups between partitions.
+    pub group_offsets_partitions: u32,
 }
 
 impl Default for Config {
@@ -113,6 +127,11 @@ impl Default for Config {
             durability: DurabilityPolicy::Never,
             flush_interval_ms: 1_000,
             max_message_bytes: 1 << 20,
+            group_session_timeout_ms: 45_000,
+            group_heartbeat_interval_ms: 1_000,
+            group_rebalance_timeout_ms: 60_000,
+            group_members_max: 1_000,
+            group_offsets_partitions: 8,
         }
     }
 }
@@ -209,9 +228,28 @@ impl Config {
                 "retention_check_interval_ms",
                 self.retention_check_interval_ms,
             ),
+            ("group_session_timeout_ms", self.group_session_timeout_ms),
+            (
+                "group_heartbeat_interval_ms",
+                self.group_heartbeat_interval_ms,
+            ),
+            (
+                "group_rebalance_timeout_ms",
+                self.group_rebalance_timeout_ms,
+            ),
+            ("group_members_max", self.group_members_max as u64),
+            (
+                "group_offsets_partitions",
+                self.group_offsets_partitions.into(),
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+        }
+        if self.group_heartbeat_interval_ms >= self.group_session_timeout_ms {
+            return Err(ConfigError::Invalid(
+                "group_heartbeat_interval_ms must be below group_session_timeout_ms, or members would time out between heartbeats".into(),
+            ));
         }
         if (self.max_message_bytes as usize).saturating_add(1024) > self.frame_bytes_max {
             return Err(ConfigError::Invalid(

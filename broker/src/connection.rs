@@ -81,7 +81,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                 break;
             }
             Ok(None) => break,
-            Ok(Some(Ok(payload))) => dispatch(&broker, payload).await,
+            Ok(Some(Ok(payload))) => dispatch(&broker, payload, &peer).await,
             Ok(Some(Err(error))) => match framing_failure(&error, frames.read_buffer()) {
                 Some(failed) => failed,
                 None => {
@@ -126,17 +126,22 @@ fn framing_failure(error: &FrameError, buffered: &BytesMut) -> Option<Pending> {
 
 /// Runs a request's in-order part here, on the reader, and leaves only its waiting to a
 /// task of its own.
-async fn dispatch(broker: &Arc<Broker>, payload: Bytes) -> Pending {
+async fn dispatch(broker: &Arc<Broker>, payload: Bytes, peer: &str) -> Pending {
     let received = Instant::now();
     match frame::decode_request(&payload) {
         Ok((header, request)) => {
             let RequestHeader {
                 correlation_id,
                 api_key,
+                client_id,
                 ..
             } = header;
             let api = ApiKey::from_u16(api_key);
-            match handler::start(broker, request).await {
+            let client = handler::Client {
+                id: &client_id,
+                address: peer,
+            };
+            match handler::start(broker, request, &client).await {
                 Started::Ready(reply) => {
                     api.inspect(|api| metrics::record_request(*api, received.elapsed()));
                     Pending::Ready {

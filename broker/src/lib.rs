@@ -7,6 +7,7 @@
 //! - [`server`]: listeners, connection limit, background jobs, graceful shutdown.
 //! - [`connection`]: one connection's pipelined read-dispatch-write loop.
 //! - `handler`: one file per API, from decoded request to response.
+//! - [`group`]: consumer group coordination and committed offsets.
 //! - [`topics`]: the topic registry and its persisted metadata.
 //! - [`partition`]: a partition's log, high watermark and waiters, over `strata-storage`.
 //! - [`config`]: every setting and limit, and how flags, environment and file combine.
@@ -15,6 +16,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod group;
 mod handler;
 pub mod metrics;
 pub mod partition;

@@ -12,8 +12,9 @@
 //! | `strata_connections_rejected_total` | counter | |
 //! | `strata_log_end_offset` | gauge | topic, partition |
 //! | `strata_fsync_duration_seconds` | histogram | |
+//! | `strata_group_lag` | gauge, computed at scrape time | group, topic, partition |
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -97,8 +98,16 @@ pub fn record_fsync(elapsed: Duration) {
     metrics::histogram!("strata_fsync_duration_seconds").record(elapsed.as_secs_f64());
 }
 
+/// Renders metrics computed at scrape time, appended after the recorded ones.
+pub type Extra = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves `GET /metrics` until `shutdown` fires. Any other path gets 404.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    extra: Extra,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -110,9 +119,9 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Ca
                 }
             },
         };
-        let handle = handle.clone();
+        let (handle, extra) = (handle.clone(), extra.clone());
         tokio::spawn(async move {
-            if let Err(error) = tokio::time::timeout(HTTP_TIMEOUT, answer(stream, &handle))
+            if let Err(error) = tokio::time::timeout(HTTP_TIMEOUT, answer(stream, &handle, &extra))
                 .await
                 .unwrap_or(Ok(()))
             {
@@ -122,7 +131,11 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: Ca
     }
 }
 
-async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    handle: &PrometheusHandle,
+    extra: &Extra,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -134,7 +147,7 @@ async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Re
     }
     let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?")
     {
-        ("200 OK", handle.render())
+        ("200 OK", handle.render() + &extra())
     } else {
         (
             "404 Not Found",

@@ -1,5 +1,5 @@
 //! The listener: accepts connections within `connections_max`, runs background jobs
-//! (retention), and shuts down gracefully.
+//! (retention, group session expiry), and shuts down gracefully.
 //!
 //! Shutdown order: stop accepting; tell every connection to stop reading; wait (up to
 //! `shutdown_timeout_ms`) for in-flight requests to be answered; then flush and close
@@ -70,11 +70,14 @@ impl Server {
             .map_err(|error| format!("broker startup failed: {error}"))??;
         let broker = Arc::new(broker);
         let shutdown = broker.shutdown.clone();
+        let lag_source = broker.clone();
         tokio::spawn(metrics::serve(
             metrics_listener,
             metrics::install(),
+            Arc::new(move || lag_source.groups.lag_metrics(&lag_source.topics)),
             shutdown.clone(),
         ));
+        tokio::spawn(broker.groups.clone().expire_sessions(shutdown.clone()));
         tokio::spawn(retention(broker.clone(), shutdown.clone()));
         let done = tokio::spawn(accept(listener, broker, shutdown.clone()));
         tracing::info!(%address, %metrics_address, "strata-broker serving");

@@ -74,7 +74,8 @@ fn io_error(context: &str, path: &Path, error: &std::io::Error) -> AdminError {
     AdminError::new(code, format!("{context} {}: {error}", path.display()))
 }
 
-/// Checks a topic name: 1 to 249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+/// Checks a topic name: 1 to 249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`, and not
+/// starting with [`INTERNAL_PREFIX`].
 ///
 /// # Errors
 /// `InvalidTopic` with the reason.
@@ -95,8 +96,20 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
             ),
         ));
     }
+    if name.starts_with(INTERNAL_PREFIX) {
+        return Err(AdminError::new(
+            ErrorCode::InvalidTopic,
+            format!(
+                "invalid topic name '{name}': names starting with '{INTERNAL_PREFIX}' are reserved for the broker's internal logs"
+            ),
+        ));
+    }
     Ok(())
 }
+
+/// Topic names starting with this are reserved for internal logs such as
+/// `__consumer_offsets`.
+pub const INTERNAL_PREFIX: &str = "__";
 
 /// All topics of this broker. Thread-safe.
 #[derive(Debug)]

@@ -71,7 +71,7 @@ error_codes! {
     /// A topic with that name already exists.
     TopicAlreadyExists = 10, retriable: false, "a topic with this name already exists";
     /// The topic name is empty, too long or has characters outside [A-Za-z0-9._-].
-    InvalidTopic = 11, retriable: false, "topic names are 1 to 249 characters from [A-Za-z0-9._-] and not '.' or '..'";
+    InvalidTopic = 11, retriable: false, "topic names are 1 to 249 characters from [A-Za-z0-9._-], not '.' or '..', and not starting with '__'";
     /// The partition count is zero, over the limit, or would shrink the topic.
     InvalidPartitions = 12, retriable: false, "the partition count must be at least 1, within partitions_max, and can only grow";
     /// The replication factor is zero or larger than the number of brokers.

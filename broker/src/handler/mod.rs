@@ -5,6 +5,7 @@ mod admin;
 mod api_versions;
 mod describe_topics;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -58,6 +59,15 @@ impl<T: Into<Reply>> From<T> for Started {
     }
 }
 
+/// Who sent a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The client id from the request header.
+    pub id: &'a str,
+    /// The peer address of the connection.
+    pub address: &'a str,
+}
+
 /// Runs the part of a request that reads or changes state. The connection calls this for
 /// its requests one at a time, in arrival order, so a client that pipelines a produce
 /// behind another (or behind a topic creation) sees them applied in the order it sent
@@ -66,7 +76,7 @@ impl<T: Into<Reply>> From<T> for Started {
 /// # Cancel safety
 /// Not cancel safe: a produce may be half appended when dropped. The connection never
 /// drops it.
-pub async fn start(broker: &Arc<Broker>, request: Request) -> Started {
+pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -> Started {
     match request {
         Request::ApiVersions(request) => api_versions::handle(&request).into(),
         Request::Metadata(request) => metadata::handle(broker, request).into(),
@@ -91,6 +101,15 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Started {
         Request::AlterTopicConfigs(request) => admin::alter_topic_configs(broker.clone(), request)
             .await
             .into(),
+        Request::FindCoordinator(request) => groups::find_coordinator(broker, &request),
+        Request::ConsumerGroupHeartbeat(request) => {
+            groups::heartbeat(broker, request, client).into()
+        }
+        Request::OffsetCommit(request) => groups::commit(broker, &request).into(),
+        Request::OffsetFetch(request) => groups::fetch_offsets(broker, &request).into(),
+        Request::ListGroups(request) => broker.groups.list(&request).into(),
+        Request::DescribeGroups(request) => broker.groups.describe(&request, &broker.topics).into(),
+        Request::DeleteGroups(request) => broker.groups.delete(&request).into(),
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),

@@ -1,0 +1,196 @@
+//! The internal offsets log: `group_offsets_partitions` partitions of the
+//! `__consumer_offsets` log, holding every committed offset and the persisted state of
+//! every group and member as [`Record`]s.
+//!
+//! A group lives in partition `fnv1a(group_id) % partitions`, so all of its records are
+//! in one log, in order, and a cluster can later put its coordinator on that partition's
+//! leader. The log is read whole once at startup, before the broker accepts connections;
+//! the last record for a key wins and a record without a value deletes its key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_protocol::batch::{BatchBuilder, Batches};
+
+use crate::config::{Config, TopicConfig};
+use crate::group::records::Record;
+use crate::partition::{Partition, PartitionError, Storage, now_ms, partition_dir};
+
+/// The internal log's name. Topic names starting with `__` are reserved, so no topic can
+/// collide with its directories.
+pub const OFFSETS_LOG: &str = "__consumer_offsets";
+
+/// Records per batch appended to the offsets log, so one batch stays well under
+/// `max_message_bytes`.
+const BATCH_BYTES_MAX: usize = 256 << 10;
+/// Bytes read per step while loading.
+const LOAD_READ_BYTES: usize = 4 << 20;
+
+/// The offsets log's partitions.
+#[derive(Debug)]
+pub struct OffsetsLog {
+    partitions: Vec<Arc<Partition>>,
+}
+
+/// Settings of the offsets log: the broker's defaults, but never deleted by retention
+/// (it is not compacted yet, so retention would lose live offsets).
+fn log_config(config: &Config) -> TopicConfig {
+    TopicConfig {
+        retention_ms: -1,
+        retention_bytes: -1,
+        segment_bytes: config.segment_bytes.min(64 << 20),
+        max_message_bytes: config.max_message_bytes.max(BATCH_BYTES_MAX as u32 * 2),
+        ..TopicConfig::from_defaults(config)
+    }
+}
+
+impl OffsetsLog {
+    /// Opens (recovering if needed) or creates the partitions.
+    ///
+    /// # Errors
+    /// A message if a partition cannot be opened, or if the directory holds a different
+    /// number of partitions than `group_offsets_partitions`.
+    pub fn open(config: &Config, storage: &Storage) -> Result<Self, String> {
+        let count = config.group_offsets_partitions;
+        let existing = existing_partitions(&config.data_dir);
+        if existing != 0 && existing != count {
+            return Err(format!(
+                "{} holds {existing} partitions of {OFFSETS_LOG} but group_offsets_partitions is {count}; it cannot change after the first start (groups would lose their offsets)",
+                config.data_dir.display()
+            ));
+        }
+        let topic_config = log_config(config);
+        let partitions = (0..count)
+            .map(|index| {
+                Partition::open(&config.data_dir, OFFSETS_LOG, index, &topic_config, storage)
+                    .map(Arc::new)
+                    .map_err(|error| format!("cannot open {OFFSETS_LOG}-{index}: {error}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { partitions })
+    }
+
+    /// The partition a group's records live in.
+    pub fn partition_of(&self, group_id: &str) -> usize {
+        (fnv1a(group_id.as_bytes()) % self.partitions.len() as u64) as usize
+    }
+
+    /// Appends records, each to its group's partition, in order. Returns once they are in
+    /// the log (the page cache), which survives the broker being killed.
+    ///
+    /// # Errors
+    /// A storage error (a full disk, a failed log); records before the failing batch may
+    /// have been appended.
+    pub fn append(&self, records: &[Record]) -> Result<(), PartitionError> {
+        let mut pending: Vec<(usize, BatchBuilder)> = Vec::new();
+        for record in records {
+            let partition = self.partition_of(record.group());
+            let key = record.key();
+            let value = record.value();
+            let fits = pending.last().is_some_and(|(last, builder)| {
+                *last == partition
+                    && builder.len() + key.len() + value.as_ref().map_or(0, Vec::len)
+                        < BATCH_BYTES_MAX
+            });
+            if !fits {
+                pending.push((partition, BatchBuilder::new()));
+            }
+            let (_, builder) = pending.last_mut().expect("pushed above");
+            builder.push(now_ms(), Some(&key), value.as_deref(), &[]);
+        }
+        for (partition, builder) in pending {
+            self.partitions[partition].append(&builder.finish())?;
+        }
+        Ok(())
+    }
+
+    /// Every record, partition by partition, in log order.
+    ///
+    /// # Errors
+    /// A message naming the partition and offset of an unreadable record.
+    pub fn load(&self) -> Result<Vec<Record>, String> {
+        let mut records = Vec::new();
+        for partition in &self.partitions {
+            let mut offset = partition.log_start_offset();
+            while offset < partition.high_watermark() {
+                let bytes: Bytes = partition.read(offset, LOAD_READ_BYTES).map_err(|error| {
+                    format!(
+                        "cannot read {OFFSETS_LOG}-{} at {offset}: {error}",
+                        partition.index()
+                    )
+                })?;
+                if bytes.is_empty() {
+                    break;
+                }
+                for view in Batches::new(&bytes) {
+                    let view = view.map_err(|error| {
+                        format!(
+                            "{OFFSETS_LOG}-{} near offset {offset}: {error}",
+                            partition.index()
+                        )
+                    })?;
+                    for record in view.records() {
+                        let record = record.map_err(|error| {
+                            format!(
+                                "{OFFSETS_LOG}-{} near offset {offset}: {error}",
+                                partition.index()
+                            )
+                        })?;
+                        offset = record.offset + 1;
+                        let key = record.key.ok_or_else(|| {
+                            format!(
+                                "{OFFSETS_LOG}-{} offset {}: a record without a key",
+                                partition.index(),
+                                record.offset
+                            )
+                        })?;
+                        records.push(Record::decode(key, record.value).map_err(|error| {
+                            format!(
+                                "{OFFSETS_LOG}-{} offset {}: {error}",
+                                partition.index(),
+                                record.offset
+                            )
+                        })?);
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Flushes and closes the partitions.
+    pub fn close(&self) {
+        for partition in &self.partitions {
+            partition.close();
+        }
+    }
+}
+
+/// How many `__consumer_offsets-N` directories exist.
+fn existing_partitions(data_dir: &Path) -> u32 {
+    let mut count = 0;
+    while partition_dir(data_dir, OFFSETS_LOG, count).is_dir() {
+        count += 1;
+    }
+    count
+}
+
+/// 64-bit FNV-1a: stable across versions and platforms, unlike `std`'s hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}
