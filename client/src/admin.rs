@@ -1,4 +1,6 @@
-//! Cluster administration: topics, partitions, metadata.
+//! Cluster administration: topics, partitions, metadata, consumer groups.
+
+mod groups;
 
 use std::sync::Arc;
 
@@ -12,6 +14,10 @@ use strata_protocol::{ErrorCode, Request, Response};
 use crate::cluster::{BrokerInfo, Cluster, ClusterMetadata, TopicInfo, unexpected};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+
+pub use groups::{
+    GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, OffsetSpec,
+};
 
 /// Timeout the broker gets for topic changes.
 const ADMIN_TIMEOUT_MS: u32 = 30_000;
@@ -172,6 +178,9 @@ impl TopicDetails {
 #[derive(Debug, Clone)]
 pub struct Admin {
     cluster: Arc<Cluster>,
+    /// Backoff of retried coordinator requests (`reconnect_backoff_ms` and its max).
+    backoff_ms: u64,
+    backoff_ms_max: u64,
 }
 
 impl Admin {
@@ -184,6 +193,8 @@ impl Admin {
     /// Outside a tokio runtime.
     pub fn new(config: ClientConfig) -> Result<Self> {
         Ok(Self {
+            backoff_ms: config.reconnect_backoff_ms,
+            backoff_ms_max: config.reconnect_backoff_ms_max,
             cluster: Cluster::new(config)?,
         })
     }

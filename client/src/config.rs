@@ -7,6 +7,9 @@ use strata_protocol::messages::Acks;
 
 use crate::error::{Error, Result};
 
+/// Longest group id (and instance id) the broker accepts, in bytes.
+pub(crate) const GROUP_ID_BYTES_MAX: usize = 255;
+
 /// Settings shared by [`Producer`](crate::Producer), [`Consumer`](crate::Consumer) and
 /// [`Admin`](crate::Admin): where the cluster is and how to talk to it.
 ///
@@ -280,8 +283,27 @@ pub struct ConsumerConfig {
     pub prefetch_bytes_max: usize,
     /// Records one `poll` returns.
     pub poll_records_max: usize,
-    /// Wait before re-fetching a partition after a retriable error.
+    /// Wait before re-fetching a partition after a retriable error; also the first
+    /// wait before retrying a failed heartbeat or commit (doubling up to
+    /// `reconnect_backoff_ms_max`).
     pub retry_backoff_ms: u64,
+    /// A stable id of this consumer process for static group membership, the same
+    /// across restarts: a restarted member with the same id takes its predecessor's
+    /// partitions back without a rebalance, and [`Consumer::close`](crate::Consumer::close)
+    /// leaves the group only temporarily (the broker keeps the partitions until the
+    /// session times out). `None` (the default) makes a dynamic member.
+    pub group_instance_id: Option<String>,
+    /// Commit the positions of owned partitions every `auto_commit_interval_ms` from
+    /// inside `poll`, before a revocation is confirmed, and on `close`. Default `true`.
+    /// With `false` the application commits with
+    /// [`Consumer::commit_sync`](crate::Consumer::commit_sync) and friends, and nothing
+    /// is committed for it on revocation.
+    pub enable_auto_commit: bool,
+    /// How often auto-commit runs, in milliseconds. Default 5 000.
+    pub auto_commit_interval_ms: u64,
+    /// The group's assignor, `uniform` or `range`; `None` (the default) keeps the
+    /// group's (`uniform` unless a member chose otherwise).
+    pub group_assignor: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -296,6 +318,10 @@ impl Default for ConsumerConfig {
             prefetch_bytes_max: 64 << 20,
             poll_records_max: 500,
             retry_backoff_ms: 100,
+            group_instance_id: None,
+            enable_auto_commit: true,
+            auto_commit_interval_ms: 5_000,
+            group_assignor: None,
         }
     }
 }
@@ -320,6 +346,20 @@ impl ConsumerConfig {
             return Err(Error::InvalidConfig(
                 "poll_records_max must be at least 1".into(),
             ));
+        }
+        if self.auto_commit_interval_ms == 0 {
+            return Err(Error::InvalidConfig(
+                "auto_commit_interval_ms must be positive".into(),
+            ));
+        }
+        if self
+            .group_instance_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > GROUP_ID_BYTES_MAX)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "group_instance_id must be 1 to {GROUP_ID_BYTES_MAX} bytes"
+            )));
         }
         Ok(())
     }

@@ -1,4 +1,7 @@
-//! The consumer, with manual partition assignment.
+//! The consumer: manual partition assignment, or a subscription to a consumer group
+//! (in `subscription`).
+
+mod subscription;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -20,11 +23,15 @@ use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::error::{Error, Result};
 use crate::record::{ConsumerRecord, Header, TopicPartition};
 
+pub use subscription::CommitHandle;
+use subscription::{GroupState, Listener};
+
 /// How long [`Consumer::recv`] waits per round before looking again.
 const RECV_ROUND: Duration = Duration::from_secs(3_600);
 
-/// Reads records from partitions the application assigns. Owned by one task (methods
-/// take `&mut self`); `Send`, so it can move between tasks.
+/// Reads records from partitions the application assigns ([`assign`](Self::assign)) or
+/// a consumer group gives it ([`subscribe`](Self::subscribe)). Owned by one task
+/// (methods take `&mut self`); `Send`, so it can move between tasks.
 ///
 /// Fetches run in background tasks, one per leader broker, and the next fetch of a
 /// partition starts as soon as the previous one is buffered, so the network works while
@@ -66,6 +73,10 @@ pub struct Consumer {
     topic_names: HashMap<String, Arc<str>>,
     /// Source of fresh partition epochs; never reused, even across unassign/assign.
     epochs: u64,
+    /// The group membership while subscribed; then `partitions` holds exactly the
+    /// partitions the consumer owns in the group.
+    group: Option<GroupState>,
+    listener: Listener,
 }
 
 #[derive(Debug)]
@@ -77,11 +88,18 @@ struct PartitionState {
     /// Fresh on every assign, seek and reset, so results of fetches issued before it
     /// are dropped.
     epoch: u64,
-    fetching: bool,
+    /// The epoch of the fetch in flight, if any. Only the answer of that fetch frees
+    /// the slot, so a fetch issued before a seek (or before the partition was revoked
+    /// and assigned again) can never run alongside a newer one.
+    fetch_in_flight: Option<u64>,
     retry_at: Option<Instant>,
     /// Set when `auto_offset_reset` is `Error` and the position is invalid: the
     /// partition is paused until the application seeks.
     paused: bool,
+    /// A partition the group just assigned: its position comes from the group's
+    /// committed offset, which is still to be looked up (`auto_offset_reset` applies
+    /// only if there is none).
+    committed_pending: bool,
 }
 
 impl PartitionState {
@@ -90,9 +108,10 @@ impl PartitionState {
             position: None,
             fetch_offset: 0,
             epoch,
-            fetching: false,
+            fetch_in_flight: None,
             retry_at: None,
             paused: false,
+            committed_pending: false,
         }
     }
 }
@@ -105,10 +124,14 @@ struct FetchedPartition {
     result: Result<Vec<ConsumerRecord>>,
 }
 
+/// A partition and the epoch of the fetch that covered it.
+type EpochPartition = (TopicPartition, u64);
+
 #[derive(Debug)]
 struct FetchOutcome {
-    /// Per partition, or the error of the whole request with the partitions it covered.
-    result: Result<Vec<FetchedPartition>, (Error, Vec<TopicPartition>)>,
+    /// Per partition, or the error of the whole request with the partitions (and their
+    /// epochs) it covered.
+    result: Result<Vec<FetchedPartition>, (Error, Vec<EpochPartition>)>,
 }
 
 impl Consumer {
@@ -131,12 +154,23 @@ impl Consumer {
             errors: VecDeque::new(),
             topic_names: HashMap::new(),
             epochs: 0,
+            group: None,
+            listener: Listener::default(),
         })
     }
 
     /// Replaces the assignment. Partitions kept keep their positions; new ones start per
-    /// `auto_offset_reset` unless sought.
+    /// `auto_offset_reset` unless sought. Manual assignment and a group subscription
+    /// exclude each other: `assign(&[])` before [`subscribe`](Self::subscribe), and
+    /// [`unsubscribe`](Self::unsubscribe) before `assign`.
+    ///
+    /// # Panics
+    /// While subscribed to a group, whose coordinator decides the assignment.
     pub fn assign(&mut self, partitions: &[TopicPartition]) {
+        assert!(
+            self.group.is_none(),
+            "assign on a consumer subscribed to a group; unsubscribe first"
+        );
         self.partitions.retain(|tp, _| partitions.contains(tp));
         for tp in partitions {
             if !self.partitions.contains_key(tp) {
@@ -154,7 +188,8 @@ impl Consumer {
         self.recount_buffer();
     }
 
-    /// The assigned partitions, sorted.
+    /// The assigned partitions, sorted. While subscribed: the partitions the consumer
+    /// owns in the group now, which changes inside `poll` as the group rebalances.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.partitions.keys().cloned().collect()
     }
@@ -176,6 +211,7 @@ impl Consumer {
         state.epoch = self.epochs;
         state.paused = false;
         state.retry_at = None;
+        state.committed_pending = false;
         self.buffer
             .retain(|record| !(record.partition == tp.partition && *record.topic == *tp.topic));
         self.recount_buffer();
@@ -303,6 +339,16 @@ impl Consumer {
     /// # Cancel safety
     /// Cancel-safe.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<u64> {
+        let pending = self
+            .partitions
+            .get(tp)
+            .is_some_and(|state| state.committed_pending);
+        if pending {
+            self.lookup_committed().await;
+            if let Some(error) = self.errors.pop_front() {
+                return Err(error);
+            }
+        }
         let state = self.partitions.get(tp).ok_or_else(|| not_assigned(tp))?;
         if let Some(position) = state.position {
             return Ok(position);
@@ -321,15 +367,27 @@ impl Consumer {
     /// vector means nothing arrived in time. At most `poll_records_max` records; within a
     /// partition, in offset order.
     ///
+    /// While subscribed, `poll` also applies what the group decided, before it returns
+    /// anything: partitions taken away stop being fetched and their buffered records are
+    /// dropped, their positions are committed (with auto-commit) and
+    /// [`RebalanceListener::on_revoked`](crate::RebalanceListener::on_revoked) runs, then
+    /// the coordinator is told at once; new partitions start from the group's committed
+    /// offsets after [`on_assigned`](crate::RebalanceListener::on_assigned). With
+    /// auto-commit, every `auto_commit_interval_ms` it commits (in the background) the
+    /// positions after the records returned by earlier polls.
+    ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] / [`Error::NoPosition`] with `auto_offset_reset =
     /// Error` (the partition stays paused until a seek; others keep going); a
-    /// non-retriable fetch error. Retriable errors (leader moves, broker restarts) are
-    /// retried internally and not returned.
+    /// non-retriable fetch error; a non-retriable group error (the heartbeat was
+    /// rejected, e.g. `GroupMaxSizeReached`; membership keeps retrying). Retriable
+    /// errors (leader moves, broker restarts, a moving coordinator) are retried
+    /// internally and not returned.
     ///
     /// # Cancel safety
     /// Cancel-safe: no record is lost if the future is dropped; fetches in flight keep
-    /// running and their records are returned by the next call.
+    /// running and their records are returned by the next call. A revocation
+    /// interrupted by the drop is finished by the next call.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let max = self.config.poll_records_max;
         self.poll_records(timeout, max).await
@@ -372,7 +430,10 @@ impl Consumer {
 
     async fn poll_records(&mut self, timeout: Duration, max: usize) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
+        let group = self.group.as_ref().map(GroupState::shared);
         loop {
+            self.reconcile_group().await;
+            self.maybe_auto_commit();
             if let Some(error) = self.errors.pop_front() {
                 return Err(error);
             }
@@ -394,6 +455,7 @@ impl Consumer {
                     let outcome = joined.expect("fetch tasks do not panic");
                     self.absorb(outcome);
                 }
+                () = subscription::changed(group.as_deref()) => {}
                 () = tokio::time::sleep_until(wake_at) => {
                     if Instant::now() >= deadline {
                         return Ok(Vec::new());
@@ -438,6 +500,7 @@ impl Consumer {
     /// Resolves missing positions, then starts a fetch per leader for every partition
     /// that is ready: assigned, positioned, not paused, not fetching, not backing off.
     async fn start_fetches(&mut self) {
+        self.lookup_committed().await;
         self.reset_positions().await;
         if self.buffered_bytes >= self.config.prefetch_bytes_max {
             return;
@@ -448,7 +511,7 @@ impl Consumer {
             .iter()
             .filter(|(_, state)| {
                 state.position.is_some()
-                    && !state.fetching
+                    && state.fetch_in_flight.is_none()
                     && !state.paused
                     && state.retry_at.is_none_or(|at| at <= now)
             })
@@ -473,8 +536,11 @@ impl Consumer {
             }
         }
         for (leader, partitions) in by_leader {
-            for (tp, _, _) in &partitions {
-                self.partitions.get_mut(tp).expect("assigned").fetching = true;
+            for (tp, _, epoch) in &partitions {
+                self.partitions
+                    .get_mut(tp)
+                    .expect("assigned")
+                    .fetch_in_flight = Some(*epoch);
             }
             let names = partitions
                 .iter()
@@ -503,7 +569,9 @@ impl Consumer {
         let unpositioned: Vec<TopicPartition> = self
             .partitions
             .iter()
-            .filter(|(_, state)| state.position.is_none() && !state.paused)
+            .filter(|(_, state)| {
+                state.position.is_none() && !state.paused && !state.committed_pending
+            })
             .map(|(tp, _)| tp.clone())
             .collect();
         if unpositioned.is_empty() {
@@ -560,9 +628,12 @@ impl Consumer {
         let fetched = match outcome.result {
             Ok(fetched) => fetched,
             Err((error, partitions)) => {
-                for tp in &partitions {
-                    if let Some(state) = self.partitions.get_mut(tp) {
-                        state.fetching = false;
+                for (tp, epoch) in &partitions {
+                    let Some(state) = self.partitions.get_mut(tp) else {
+                        continue; // unassigned meanwhile
+                    };
+                    if state.fetch_in_flight == Some(*epoch) {
+                        state.fetch_in_flight = None;
                     }
                     self.on_partition_error(tp, error.clone());
                 }
@@ -573,7 +644,9 @@ impl Consumer {
             let Some(state) = self.partitions.get_mut(&partition.tp) else {
                 continue; // unassigned meanwhile
             };
-            state.fetching = false;
+            if state.fetch_in_flight == Some(partition.epoch) {
+                state.fetch_in_flight = None;
+            }
             if state.epoch != partition.epoch {
                 continue; // sought meanwhile
             }
@@ -676,7 +749,10 @@ async fn fetch(
     let response = match response {
         Ok(response) => response,
         Err(error) => {
-            let tps = partitions.into_iter().map(|(tp, _, _)| tp).collect();
+            let tps = partitions
+                .into_iter()
+                .map(|(tp, _, epoch)| (tp, epoch))
+                .collect();
             return FetchOutcome {
                 result: Err((error, tps)),
             };
@@ -765,7 +841,7 @@ fn decode_records(
 
 /// Looks offsets up by time (or [`EARLIEST_TIMESTAMP`] / [`LATEST_TIMESTAMP`]), one
 /// request per leader.
-async fn list_offsets(
+pub(crate) async fn list_offsets(
     cluster: &Cluster,
     partitions: &[TopicPartition],
     timestamp: i64,

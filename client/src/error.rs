@@ -158,6 +158,38 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A group operation on a consumer that is not subscribed to a group.
+    #[error("this consumer is not subscribed to a group; call subscribe first")]
+    NotSubscribed,
+    /// `subscribe` on a consumer with manually assigned partitions, or to a second group.
+    #[error("cannot subscribe: {reason}")]
+    SubscribeConflict {
+        /// What is in the way.
+        reason: String,
+    },
+    /// The consumer group does not exist (`GroupIdNotFound`).
+    #[error("consumer group '{group_id}' does not exist")]
+    UnknownGroup {
+        /// The group id.
+        group_id: String,
+    },
+    /// The operation needs a group without members (`NonEmptyGroup`): offset resets and
+    /// deletes are refused while consumers are in the group.
+    #[error("group '{group_id}' has live members; stop its consumers first")]
+    NonEmptyGroup {
+        /// The group id.
+        group_id: String,
+    },
+    /// The member lost its partitions (`FencedMemberEpoch` or `UnknownMemberId`): its
+    /// session expired or a newer member replaced it. The consumer rejoins by itself;
+    /// the commit that reported this was not applied.
+    #[error("group '{group_id}': the member was fenced and lost its partitions ({}); it rejoins", .code.name())]
+    MemberFenced {
+        /// The group id.
+        group_id: String,
+        /// `FencedMemberEpoch` or `UnknownMemberId`.
+        code: ErrorCode,
+    },
 }
 
 impl Error {
@@ -179,7 +211,9 @@ impl Error {
     /// The broker's error code, if the broker reported this error.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Broker { code, .. } => Some(*code),
+            Error::Broker { code, .. } | Error::MemberFenced { code, .. } => Some(*code),
+            Error::UnknownGroup { .. } => Some(ErrorCode::GroupIdNotFound),
+            Error::NonEmptyGroup { .. } => Some(ErrorCode::NonEmptyGroup),
             _ => None,
         }
     }
@@ -199,6 +233,43 @@ impl Error {
                 | Error::Connect { .. }
                 | Error::ConnectTimeout { .. }
                 | Error::Disconnected { .. }
+        )
+    }
+
+    /// A broker error about a group, with the group-specific codes turned into their
+    /// own variants.
+    pub(crate) fn group(group_id: &str, code: ErrorCode, message: Option<String>) -> Self {
+        let group_id = group_id.to_owned();
+        match code {
+            ErrorCode::GroupIdNotFound => Error::UnknownGroup { group_id },
+            ErrorCode::NonEmptyGroup => Error::NonEmptyGroup { group_id },
+            ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId => {
+                Error::MemberFenced { group_id, code }
+            }
+            code => Error::broker(code, message),
+        }
+    }
+
+    /// Whether the member lost its partitions and must rejoin.
+    pub(crate) fn is_fenced(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId)
+        )
+    }
+
+    /// Whether the group's coordinator may have moved or be unreachable: look it up
+    /// again before the next request.
+    pub(crate) fn needs_coordinator_lookup(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(ErrorCode::NotCoordinator | ErrorCode::BrokerShuttingDown)
+        ) || matches!(
+            self,
+            Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::Disconnected { .. }
+                | Error::RequestTimedOut { .. }
         )
     }
 

@@ -1,5 +1,5 @@
-//! Async Rust client for Strata: [`Producer`], [`Consumer`] (manual assignment) and
-//! [`Admin`], on tokio.
+//! Async Rust client for Strata: [`Producer`], [`Consumer`] (manual assignment or
+//! consumer groups) and [`Admin`], on tokio.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -19,16 +19,25 @@
 //! let records = consumer.poll(Duration::from_secs(5)).await?;
 //! assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
 //! producer.close().await;
+//!
+//! // In a group: the coordinator spreads the partitions over the group's consumers.
+//! let mut member = Consumer::new(ConsumerConfig::new("127.0.0.1:9400"))?;
+//! member.subscribe(["orders"], "billing")?;
+//! for record in member.poll(Duration::from_secs(5)).await? {
+//!     println!("{}/{}@{}", record.topic, record.partition, record.offset);
+//! }
+//! member.close().await?; // commits what poll returned, then leaves the group
 //! # Ok(()) }
 //! ```
 //!
 //! # Goals and non-goals
 //! - Goals: correct ordering and delivery under retries and broker restarts; bounded
 //!   memory everywhere; zero-copy record access on the consumer; plain async Rust with
-//!   no callbacks or background threads of its own (only tokio tasks).
-//! - Not yet: consumer groups and committed offsets (their own issue), the idempotent
-//!   producer (so a retry after a lost acknowledgement can duplicate a batch, never
-//!   reorder one), compression, TLS/SASL.
+//!   no background threads of its own (only tokio tasks), and no callbacks but the
+//!   rebalance listener's, which run on the application's task.
+//! - Not yet: the idempotent producer (so a retry after a lost acknowledgement can
+//!   duplicate a batch, never reorder one), transactions (so group delivery is
+//!   at-least-once), compression, TLS/SASL.
 //!
 //! # Design decisions
 //! - **Connections.** One connection per broker address, shared by every request of a
@@ -76,6 +85,45 @@
 //!   `Bytes::slice_ref`s of the response buffer, after the batch CRC is verified.
 //!   Every assign, seek and offset reset gives the partition a fresh epoch, so the
 //!   result of a fetch issued before it is discarded. Seeks by time use ListOffsets.
+//! - **Consumer groups.** Coordination is the broker's (KIP-848 style): no join/sync
+//!   barrier, no client-side assignor. [`Consumer::subscribe`] starts a background
+//!   task that finds the coordinator, joins, heartbeats on the interval the
+//!   coordinator asks for (so the session lives however rarely the application
+//!   polls), retries with backoff when the coordinator moves or is unreachable, and
+//!   rejoins from scratch after a fencing. The task and the consumer share one small
+//!   state (a std mutex plus two `Notify`s): the task writes the member id, epoch and
+//!   assignment; the consumer writes the partitions it owns.
+//! - **Reconciliation on the application's task.** Everything that touches fetch
+//!   state happens inside `poll` / `recv`, before records are returned, so rebalance
+//!   callbacks ([`RebalanceListener`]) run between polls and never concurrently with
+//!   the application. A revoked partition stops at once (its buffered records are
+//!   dropped, never returned); with auto-commit its position is committed; then
+//!   `on_revoked` runs and the consumer publishes what it owns, which wakes the task
+//!   to heartbeat at once: that heartbeat confirms the revocation, and only then does
+//!   the coordinator hand the partition on, so a partition never has two owners. A
+//!   granted partition gets `on_assigned` and starts at the group's committed offset
+//!   (`auto_offset_reset` where there is none). A fencing (`FencedMemberEpoch`,
+//!   `UnknownMemberId`) drops every partition without committing and calls `on_lost`.
+//!   A waiting `poll` is woken when the assignment changes. The steps survive a
+//!   dropped `poll` future: the next call finishes a half-done revocation.
+//! - **Commits.** Positions (the offset after the last record `poll` returned) are
+//!   what gets committed, fenced by the member epoch. With `enable_auto_commit` (the
+//!   default), a background commit runs every `auto_commit_interval_ms` from inside
+//!   `poll`, revoked partitions are committed before the revocation is confirmed, and
+//!   [`Consumer::close`] commits before leaving, so a moved partition is re-delivered
+//!   only from the last `poll`. Without it, [`Consumer::commit_sync`],
+//!   [`Consumer::commit_async`] (a [`CommitHandle`] to await or drop) and
+//!   [`Consumer::commit_offsets`] are the only commits; nothing is committed on
+//!   revocation. [`Consumer::assign`] and [`Consumer::subscribe`] exclude each other.
+//! - **Leaving.** [`Consumer::close`] / [`Consumer::unsubscribe`] commit (auto-commit),
+//!   call `on_revoked`, and send the leave heartbeat: epoch -1, or -2 for a static
+//!   member (`group_instance_id`), whose partitions the coordinator then keeps until
+//!   its session times out so that a restart with the same id takes them back.
+//!   Dropping a subscribed consumer stops its task without leaving.
+//! - **Group admin.** [`Admin`] lists, describes (members, per-partition committed
+//!   offset, high watermark, lag and owner) and deletes groups, and resets a group's
+//!   offsets with an administrator's commit, which the broker refuses with
+//!   [`Error::NonEmptyGroup`] while the group has members.
 //! - **Growing topics.** A partition index beyond the cached partition count triggers
 //!   one metadata refresh before it is reported as [`Error::UnknownPartition`].
 //! - **Errors.** One [`Error`] enum; [`Error::is_retriable`] says whether trying again
@@ -87,7 +135,10 @@
 //! - `cluster`: metadata cache and connection pool.
 //! - `accumulator`: per-partition batching, pure and unit-tested.
 //! - [`partitioner`]: murmur2 and key → partition.
-//! - `producer`, `consumer`, `admin`: the three clients.
+//! - `producer`, `consumer`, `admin`: the three clients; `consumer::subscription`
+//!   and `admin::groups` hold their consumer group parts.
+//! - `group`: group membership (the heartbeat task) and the pure reconciliation;
+//!   `coordinator`: finding a group's coordinator, OffsetFetch and OffsetCommit.
 //! - `record`, `error`: public data types.
 
 mod accumulator;
@@ -96,7 +147,9 @@ mod cluster;
 mod config;
 mod connection;
 mod consumer;
+mod coordinator;
 mod error;
+mod group;
 pub mod partitioner;
 mod producer;
 mod record;
@@ -104,11 +157,15 @@ mod record;
 pub use strata_protocol as protocol;
 pub use strata_protocol::messages::Acks;
 
-pub use admin::{Admin, NewTopic, PartitionDetails, TopicDescription, TopicDetails};
+pub use admin::{
+    Admin, GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, NewTopic,
+    OffsetSpec, PartitionDetails, TopicDescription, TopicDetails,
+};
 pub use cluster::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::{AutoOffsetReset, ClientConfig, ConsumerConfig, OnBufferFull, ProducerConfig};
-pub use consumer::Consumer;
+pub use consumer::{CommitHandle, Consumer};
 pub use error::{Error, Result};
+pub use group::{GroupMetadata, RebalanceListener};
 pub use producer::{DeliveryFuture, Producer};
 pub use record::{ConsumerRecord, Header, ProducerRecord, RecordMetadata, TopicPartition};
 
