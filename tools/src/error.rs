@@ -123,6 +123,22 @@ impl CliError {
         }
     }
 
+    /// Words a client error about consumer group `group`. The client's own messages for
+    /// a missing group or one with live members already name the group.
+    pub fn from_group(error: ClientError, group: &str) -> Self {
+        match error {
+            ClientError::Broker { code, message } if message.is_empty() => CliError::Rejected {
+                code,
+                detail: format!("group '{group}': {}", code.message()),
+            },
+            ClientError::Broker { code, message } => CliError::Rejected {
+                code,
+                detail: format!("group '{group}': {message}"),
+            },
+            error => CliError::Client(error),
+        }
+    }
+
     /// Maps a write to stdout: a closed pipe ends the command quietly.
     pub fn from_stdout(error: std::io::Error) -> Self {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
@@ -172,6 +188,25 @@ mod tests {
         let text = CliError::from_client(error, "orders").to_string();
         assert!(text.starts_with("topic 'orders': the partition count must be"));
         assert!(text.ends_with("(InvalidPartitions)"));
+    }
+
+    #[test]
+    fn group_errors_name_the_group() {
+        let busy = ClientError::NonEmptyGroup {
+            group_id: "billing".into(),
+        };
+        assert_eq!(
+            CliError::from_group(busy, "billing").to_string(),
+            "group 'billing' has live members; stop its consumers first"
+        );
+        let error = ClientError::Broker {
+            code: ErrorCode::InvalidGroupId,
+            message: String::new(),
+        };
+        assert_eq!(
+            CliError::from_group(error, "").to_string(),
+            "group '': group ids are 1 to 255 bytes (InvalidGroupId)"
+        );
     }
 
     #[test]

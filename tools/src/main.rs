@@ -5,19 +5,18 @@
 //! - Goals: every command talks to the cluster only through `strata-client`; messages
 //!   say what went wrong and what to do; exit codes are 0 (success), 1 (runtime error)
 //!   and 2 (usage error, from clap).
-//! - Not yet: `group` commands (need consumer groups), `cluster` commands (need
-//!   clustering), topic configs and size on disk in `topic describe` and
-//!   `topic alter --config` (need DescribeTopics / AlterTopicConfigs APIs).
+//! - Not yet: `cluster` commands (need clustering).
 //!
 //! # Layout
 //! - `main`: arguments, runtime, exit codes.
 //! - `error`: the CLI's error type and how client errors are worded.
 //! - `output`: table and JSON rendering.
-//! - `topic`, `produce`, `consume`, `bench`: one module per command.
+//! - `topic`, `group`, `produce`, `consume`, `bench`: one module per command.
 
 mod bench;
 mod consume;
 mod error;
+mod group;
 mod output;
 mod produce;
 mod topic;
@@ -28,7 +27,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::CliError;
 
-/// Manage and exercise a Strata cluster: topics, console produce and consume, bench.
+/// Manage and exercise a Strata cluster: topics, consumer groups, console produce and
+/// consume, bench.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 struct Args {
@@ -40,7 +40,7 @@ struct Args {
         default_value = "127.0.0.1:9400"
     )]
     bootstrap: String,
-    /// How `topic` and `bench` commands print their results. `produce` and `consume`
+    /// How `topic`, `group` and `bench` commands print their results. `produce` and `consume`
     /// always read and write raw lines.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -62,6 +62,9 @@ enum Command {
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Produce one record per line of stdin.
     Produce(produce::ProduceArgs),
     /// Print records of a topic, one per line.
@@ -101,6 +104,7 @@ async fn run(args: Args) -> Result<(), CliError> {
     let bootstrap = args.bootstrap.as_str();
     match args.command {
         Command::Topic(command) => topic::run(bootstrap, args.output, command).await,
+        Command::Group(command) => group::run(bootstrap, args.output, command).await,
         Command::Produce(produce) => produce::run(bootstrap, produce).await,
         Command::Consume(consume) => consume::run(bootstrap, consume).await,
         Command::Bench(command) => bench::run(bootstrap, args.output, command).await,
