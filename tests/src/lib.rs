@@ -247,10 +247,19 @@ impl Client {
     pub async fn call(&mut self, request: impl Into<Request>) -> Response {
         let request = request.into();
         let api = request.api_key();
+        self.try_call(request)
+            .await
+            .unwrap_or_else(|(code, message)| panic!("{api:?} failed: {code}: {message}"))
+    }
+
+    /// Sends a request and waits for its response body or whole-request error.
+    pub async fn try_call(&mut self, request: impl Into<Request>) -> ResponseResult {
+        let request = request.into();
+        let api = request.api_key();
         let correlation_id = self.send(request).await;
         let (received, result) = self.receive(api).await;
         assert_eq!(received, correlation_id, "responses out of order");
-        result.unwrap_or_else(|(code, message)| panic!("{api:?} failed: {code}: {message}"))
+        result
     }
 
     /// Creates a topic and asserts success.
@@ -565,4 +574,26 @@ pub async fn read_records(
         records.extend(consumer.poll(Duration::from_secs(1)).await.expect("poll"));
     }
     records
+}
+
+/// `GET /metrics` from a broker's metrics address; returns the body.
+///
+/// # Panics
+/// If the request fails or the status is not 200.
+pub async fn scrape_metrics(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut http = tokio::time::timeout(WAIT, TcpStream::connect(address))
+        .await
+        .expect("metrics connect timeout")
+        .expect("metrics connect");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: strata\r\n\r\n")
+        .await
+        .expect("metrics request");
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, http.read_to_string(&mut text))
+        .await
+        .expect("metrics response timeout")
+        .expect("metrics response");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
 }

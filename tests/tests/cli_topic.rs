@@ -262,7 +262,19 @@ fn usage_errors_exit_2() {
         &["bench", "produce", "--messages", "10", "--duration", "1s"],
         &["bench", "produce", "--duration", "1h"],
         &["--output", "yaml", "topic", "list"],
-        &["group", "list"],
+        &["group", "describe"],
+        &["group", "reset-offsets", "g", "--topic", "orders"],
+        &[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "orders",
+            "--to-earliest",
+            "--to-latest",
+        ],
+        &["consume", "orders", "--group", "g", "--offset", "3"],
+        &["consume", "orders", "--instance-id", "i"],
         &["cluster", "status"],
     ] {
         let run = strata(Some("127.0.0.1:9"), args, b"");

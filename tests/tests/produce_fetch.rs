@@ -230,7 +230,6 @@ async fn list_offsets_finds_earliest_latest_and_by_time() {
 
 #[tokio::test]
 async fn metrics_endpoint_reports_traffic() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = data_dir();
     let broker = BrokerProcess::start(dir.path(), &[]);
     let mut client = Client::connect(&broker.address).await;
@@ -240,18 +239,7 @@ async fn metrics_endpoint_reports_traffic() {
     client.produce("metered", 0, Acks::Leader, batch).await;
     client.read_all("metered", 0, 0).await;
 
-    let mut http = tokio::net::TcpStream::connect(&broker.metrics_address)
-        .await
-        .unwrap();
-    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(WAIT, http.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let text = scrape_metrics(&broker.metrics_address).await;
     for expected in [
         format!("strata_bytes_in_total{{topic=\"metered\"}} {bytes}"),
         "strata_records_in_total{topic=\"metered\"} 10".to_owned(),
