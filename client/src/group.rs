@@ -125,7 +125,11 @@ pub(crate) fn reconcile<'a>(
 /// What the heartbeat task and the consumer share, behind [`Shared::state`].
 #[derive(Debug)]
 struct State {
+    /// The id the coordinator confirmed; empty until joined and after a fencing.
     member_id: String,
+    /// The id this consumer chose and sends when joining, so that a join retried after a
+    /// lost reply continues as the same member instead of adding a second one.
+    join_id: String,
     member_epoch: i32,
     /// The subscribed topics, sorted.
     topics: Vec<String>,
@@ -219,6 +223,7 @@ impl Membership {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 member_id: String::new(),
+                join_id: new_member_id(&config.client.client_id),
                 member_epoch: JOIN_EPOCH,
                 topics,
                 send_subscription: true,
@@ -365,7 +370,11 @@ impl Shared {
         state.send_subscription = false;
         let request = Request::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest {
             group_id: group_id.to_owned(),
-            member_id: state.member_id.clone(),
+            member_id: if state.member_id.is_empty() {
+                state.join_id.clone()
+            } else {
+                state.member_id.clone()
+            },
             member_epoch: state.member_epoch,
             instance_id: settings.instance_id.clone(),
             subscribed_topics: carry.then(|| state.topics.clone()),
@@ -472,6 +481,29 @@ async fn heartbeat_loop(
     }
 }
 
+/// A member id unlikely to collide with any other: the client id and 128 random bits.
+fn new_member_id(client_id: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    // Each `RandomState` is keyed from the OS's randomness (per thread, then stepped).
+    let mut halves = [0u64; 2];
+    for half in &mut halves {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(nanos);
+        hasher.write_u32(std::process::id());
+        *half = hasher.finish();
+    }
+    let prefix: String = client_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .take(64)
+        .collect();
+    format!("{prefix}-{:016x}{:016x}", halves[0], halves[1])
+}
+
 /// Leaves the group: epoch -1, or -2 for a static member, which keeps its partitions
 /// until its session times out so that its restarted successor gets them back.
 async fn send_leave(
@@ -520,6 +552,7 @@ mod tests {
         Shared {
             state: Mutex::new(State {
                 member_id: String::new(),
+                join_id: "chosen".into(),
                 member_epoch: JOIN_EPOCH,
                 topics: vec!["a".into()],
                 send_subscription: true,
@@ -574,6 +607,16 @@ mod tests {
     }
 
     #[test]
+    fn chosen_member_ids_differ_and_keep_the_client_id() {
+        let (a, b) = (new_member_id("app 1"), new_member_id("app 1"));
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("app1-") && a.len() == "app1-".len() + 32,
+            "{a}"
+        );
+    }
+
+    #[test]
     fn an_empty_assignment_revokes_everything() {
         let owned = tps(&[("a", 0), ("b", 3)]);
         let result = reconcile(&owned, &BTreeSet::new());
@@ -589,7 +632,7 @@ mod tests {
         assert!(carried);
         assert_eq!(
             (join.member_id.as_str(), join.member_epoch),
-            ("", JOIN_EPOCH)
+            ("chosen", JOIN_EPOCH)
         );
         assert_eq!(join.subscribed_topics, Some(vec!["a".to_owned()]));
         assert_eq!(join.assignor.as_deref(), Some("range"));
@@ -649,7 +692,7 @@ mod tests {
         assert!(carried);
         assert_eq!(
             (join.member_id.as_str(), join.member_epoch),
-            ("", JOIN_EPOCH)
+            ("chosen", JOIN_EPOCH)
         );
         assert_eq!(join.owned_partitions, Some(Vec::new()));
         let state = shared.state.lock().unwrap();

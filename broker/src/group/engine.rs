@@ -36,6 +36,8 @@ use super::records::{GroupValue, MemberValue, OffsetValue, Record};
 
 /// Longest group id, in bytes.
 pub const GROUP_ID_BYTES_MAX: usize = 255;
+/// Longest member id a joining client may choose, in bytes.
+pub const MEMBER_ID_BYTES_MAX: usize = 255;
 /// Longest metadata string committed with an offset, in bytes (Kafka's default
 /// `offset.metadata.max.bytes`).
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
@@ -79,7 +81,8 @@ impl GroupError {
 pub struct Heartbeat {
     /// The group id.
     pub group_id: String,
-    /// The member id; ignored when joining.
+    /// The member id. When joining: empty for the broker to mint one, or one the client
+    /// chose, so that a join retried after a lost reply continues as the same member.
     pub member_id: String,
     /// [`JOIN_EPOCH`], [`LEAVE_EPOCH`], [`STATIC_LEAVE_EPOCH`] or the member's epoch.
     pub member_epoch: i32,
@@ -534,12 +537,37 @@ impl Coordinator {
         now: Instant,
         records: &mut Vec<Record>,
     ) -> Result<HeartbeatReply, GroupError> {
-        let Some(subscribed) = request.subscribed_topics else {
+        if request.member_id.len() > MEMBER_ID_BYTES_MAX {
+            return Err(error(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "member id is {} bytes; it must be at most {MEMBER_ID_BYTES_MAX}",
+                    request.member_id.len()
+                ),
+            ));
+        }
+        let Some(subscribed) = request.subscribed_topics.clone() else {
             return Err(error(
                 ErrorCode::InvalidRequest,
                 "a joining member must send its subscribed topics",
             ));
         };
+        let retried = self
+            .groups
+            .get(&request.group_id)
+            .and_then(|group| group.members.get(&request.member_id))
+            .filter(|member| !member.value.left_static)
+            .map(|member| member.value.member_epoch);
+        if let Some(member_epoch) = retried {
+            // The same join again: its reply was lost. Carry on as that member, which owns
+            // nothing yet, rather than adding a second one.
+            let retry = Heartbeat {
+                member_epoch,
+                owned: Some(request.owned.unwrap_or_default()),
+                ..request
+            };
+            return self.stay(retry, assignor, topics, now, records);
+        }
         let subscribed: BTreeSet<String> = subscribed.into_iter().collect();
         let existing = self.groups.get(&request.group_id);
         let predecessor = existing
@@ -556,14 +584,21 @@ impl Coordinator {
                 ),
             ));
         }
-        let member_id = request.new_member_id;
+        let member_id = if request.member_id.is_empty() {
+            request.new_member_id
+        } else {
+            request.member_id
+        };
         let heartbeat_interval_ms = self.heartbeat_interval_ms();
         let session_deadline = now + self.config.session_timeout;
         let revocation_deadline = now + self.config.rebalance_timeout;
         assert!(
             !member_id.is_empty()
-                && existing.is_none_or(|group| !group.members.contains_key(&member_id)),
-            "the broker mints a new, unique member id for every join"
+                && existing.is_none_or(|group| {
+                    !group.members.contains_key(&member_id)
+                        || predecessor.as_deref() == Some(member_id.as_str())
+                }),
+            "a join's member id is new to the group (retried joins were handled above)"
         );
 
         let mut dirty = Dirty::default();
@@ -1323,6 +1358,31 @@ mod tests {
         assert_stable(&group);
         assert_eq!(loads(&group), [3, 3]);
         assert_eq!(group.group_epoch, 2, "one epoch per join");
+    }
+
+    #[test]
+    fn a_retried_join_with_a_client_chosen_id_continues_as_the_same_member() {
+        let mut h = Harness::new(&[("t", 4)]);
+        let join = |h: &mut Harness| {
+            let mut request = h.request("client-chosen-1", JOIN_EPOCH);
+            request.subscribed_topics = Some(vec!["t".to_owned()]);
+            h.send(request).expect("joins")
+        };
+        let first = join(&mut h);
+        assert_eq!(first.member_id, "client-chosen-1");
+        assert_eq!(first.assignment.len(), 4);
+        // The reply was lost; the client sends the same join again.
+        let again = join(&mut h);
+        assert_eq!(again.member_id, "client-chosen-1");
+        assert_eq!(again.member_epoch, first.member_epoch);
+        assert_eq!(again.assignment, first.assignment);
+        let group = h.describe();
+        assert_eq!(group.members.len(), 1, "no second member");
+        assert_eq!(group.group_epoch, 1, "no rebalance");
+
+        let mut long = h.request(&"m".repeat(MEMBER_ID_BYTES_MAX + 1), JOIN_EPOCH);
+        long.subscribed_topics = Some(vec!["t".to_owned()]);
+        assert_eq!(h.send(long).unwrap_err().code, ErrorCode::InvalidRequest);
     }
 
     #[test]

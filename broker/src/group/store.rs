@@ -7,6 +7,7 @@
 //! leader. The log is read whole once at startup, before the broker accepts connections;
 //! the last record for a key wins and a record without a value deletes its key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,9 +22,9 @@ use crate::partition::{Partition, PartitionError, Storage, now_ms, partition_dir
 /// collide with its directories.
 pub const OFFSETS_LOG: &str = "__consumer_offsets";
 
-/// Records per batch appended to the offsets log, so one batch stays well under
-/// `max_message_bytes`.
-const BATCH_BYTES_MAX: usize = 256 << 10;
+/// Largest batch of records one operation may append. One operation's records for one
+/// partition go in one batch, so a crash keeps all of them or none.
+const BATCH_BYTES_MAX: u32 = 32 << 20;
 /// Bytes read per step while loading.
 const LOAD_READ_BYTES: usize = 4 << 20;
 
@@ -34,13 +35,14 @@ pub struct OffsetsLog {
 }
 
 /// Settings of the offsets log: the broker's defaults, but never deleted by retention
-/// (it is not compacted yet, so retention would lose live offsets).
+/// (it is not compacted yet, so retention would lose live offsets), with 64 MiB segments
+/// and batches up to [`BATCH_BYTES_MAX`].
 fn log_config(config: &Config) -> TopicConfig {
     TopicConfig {
         retention_ms: -1,
         retention_bytes: -1,
-        segment_bytes: config.segment_bytes.min(64 << 20),
-        max_message_bytes: config.max_message_bytes.max(BATCH_BYTES_MAX as u32 * 2),
+        segment_bytes: 64 << 20,
+        max_message_bytes: BATCH_BYTES_MAX,
         ..TopicConfig::from_defaults(config)
     }
 }
@@ -76,30 +78,26 @@ impl OffsetsLog {
         (fnv1a(group_id.as_bytes()) % self.partitions.len() as u64) as usize
     }
 
-    /// Appends records, each to its group's partition, in order. Returns once they are in
-    /// the log (the page cache), which survives the broker being killed.
+    /// Appends records, each to its group's partition, in order: one batch per partition,
+    /// so a crash keeps all of one call's records for a partition or none of them.
+    /// Returns once they are in the log (the page cache), which survives the broker being
+    /// killed.
     ///
     /// # Errors
-    /// A storage error (a full disk, a failed log); records before the failing batch may
-    /// have been appended.
+    /// A storage error (a full disk, a failed log), or `MessageTooLarge` when one call's
+    /// records pass 32 MiB. Batches for other partitions may have been appended.
     pub fn append(&self, records: &[Record]) -> Result<(), PartitionError> {
-        let mut pending: Vec<(usize, BatchBuilder)> = Vec::new();
+        let mut batches: BTreeMap<usize, BatchBuilder> = BTreeMap::new();
+        let timestamp = now_ms();
         for record in records {
-            let partition = self.partition_of(record.group());
             let key = record.key();
             let value = record.value();
-            let fits = pending.last().is_some_and(|(last, builder)| {
-                *last == partition
-                    && builder.len() + key.len() + value.as_ref().map_or(0, Vec::len)
-                        < BATCH_BYTES_MAX
-            });
-            if !fits {
-                pending.push((partition, BatchBuilder::new()));
-            }
-            let (_, builder) = pending.last_mut().expect("pushed above");
-            builder.push(now_ms(), Some(&key), value.as_deref(), &[]);
+            batches
+                .entry(self.partition_of(record.group()))
+                .or_default()
+                .push(timestamp, Some(&key), value.as_deref(), &[]);
         }
-        for (partition, builder) in pending {
+        for (partition, builder) in batches {
             self.partitions[partition].append(&builder.finish())?;
         }
         Ok(())

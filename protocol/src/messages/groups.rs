@@ -57,7 +57,10 @@ wire_struct! {
     pub struct ConsumerGroupHeartbeatRequest {
         /// The group id.
         pub group_id: String,
-        /// Empty when joining; then the id the coordinator gave.
+        /// When joining: empty for the coordinator to choose one, or a unique id the
+        /// client chose (up to 255 bytes), so that a join retried after a lost reply
+        /// continues as the same member instead of adding another. Then the id the
+        /// coordinator returned.
         pub member_id: String,
         /// [`JOIN_EPOCH`], [`LEAVE_EPOCH`], [`STATIC_LEAVE_EPOCH`], or the member's
         /// current epoch.
