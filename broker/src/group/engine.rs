@@ -38,6 +38,14 @@ use super::records::{GroupValue, MemberValue, OffsetValue, Record};
 pub const GROUP_ID_BYTES_MAX: usize = 255;
 /// Longest member id a joining client may choose, in bytes.
 pub const MEMBER_ID_BYTES_MAX: usize = 255;
+/// Topics one member may subscribe to.
+pub const SUBSCRIBED_TOPICS_MAX: usize = 1_000;
+/// Longest subscribed topic name, in bytes (the longest valid topic name).
+pub const SUBSCRIBED_TOPIC_BYTES_MAX: usize = 249;
+/// A group whose epoch reached this refuses joins and subscription changes (leaves and
+/// expiry still work), so the epoch can never overflow; delete the group once it is
+/// empty to start over. At one join per millisecond this is about 24 days of churn.
+pub const EPOCH_GROWTH_MAX: i32 = i32::MAX - 1_000_000;
 /// Longest metadata string committed with an offset, in bytes (Kafka's default
 /// `offset.metadata.max.bytes`).
 pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
@@ -271,17 +279,50 @@ fn validate_group_id(group_id: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
+/// Checks a subscription's size and topic names.
+fn validate_subscription(topics: &[String]) -> Result<(), GroupError> {
+    if topics.len() > SUBSCRIBED_TOPICS_MAX {
+        return Err(error(
+            ErrorCode::LimitExceeded,
+            format!(
+                "a member may subscribe to at most {SUBSCRIBED_TOPICS_MAX} topics, not {}",
+                topics.len()
+            ),
+        ));
+    }
+    if let Some(topic) = topics
+        .iter()
+        .find(|topic| topic.is_empty() || topic.len() > SUBSCRIBED_TOPIC_BYTES_MAX)
+    {
+        return Err(error(
+            ErrorCode::InvalidTopic,
+            format!(
+                "subscribed topic names are 1 to {SUBSCRIBED_TOPIC_BYTES_MAX} bytes, not {}",
+                topic.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn epoch_exhausted(group_id: &str) -> GroupError {
+    error(
+        ErrorCode::LimitExceeded,
+        format!(
+            "group {group_id:?} has had {EPOCH_GROWTH_MAX} membership changes; delete it once it is empty to start over"
+        ),
+    )
+}
+
 impl Group {
     fn bump_epoch(&mut self, dirty: &mut Dirty) {
         if dirty.epoch_bumped {
             return;
         }
         dirty.epoch_bumped = true;
-        self.value.epoch = self
-            .value
-            .epoch
-            .checked_add(1)
-            .expect("group epoch below i32::MAX");
+        // Joins and resubscriptions stop at EPOCH_GROWTH_MAX, leaving room for every
+        // removal; saturating only matters past that.
+        self.value.epoch = self.value.epoch.saturating_add(1);
         dirty.group = true;
     }
 
@@ -552,6 +593,7 @@ impl Coordinator {
                 "a joining member must send its subscribed topics",
             ));
         };
+        validate_subscription(&subscribed)?;
         let retried = self
             .groups
             .get(&request.group_id)
@@ -592,14 +634,21 @@ impl Coordinator {
         let heartbeat_interval_ms = self.heartbeat_interval_ms();
         let session_deadline = now + self.config.session_timeout;
         let revocation_deadline = now + self.config.rebalance_timeout;
-        assert!(
-            !member_id.is_empty()
-                && existing.is_none_or(|group| {
-                    !group.members.contains_key(&member_id)
-                        || predecessor.as_deref() == Some(member_id.as_str())
-                }),
-            "a join's member id is new to the group (retried joins were handled above)"
-        );
+        if member_id.is_empty()
+            || existing.is_some_and(|group| {
+                group.members.contains_key(&member_id)
+                    && predecessor.as_deref() != Some(member_id.as_str())
+            })
+        {
+            // Only a member that left statically can still hold the id here (a live one
+            // was a retried join, handled above); its id is not reusable by others.
+            return Err(unknown_member(&request.group_id, &member_id));
+        }
+        if predecessor.is_none()
+            && existing.is_some_and(|group| group.value.epoch >= EPOCH_GROWTH_MAX)
+        {
+            return Err(epoch_exhausted(&request.group_id));
+        }
 
         let mut dirty = Dirty::default();
         let group = self
@@ -710,6 +759,9 @@ impl Coordinator {
         now: Instant,
         records: &mut Vec<Record>,
     ) -> Result<HeartbeatReply, GroupError> {
+        if let Some(subscribed) = &request.subscribed_topics {
+            validate_subscription(subscribed)?;
+        }
         let heartbeat_interval_ms = self.heartbeat_interval_ms();
         let group_id = &request.group_id;
         let member_id = &request.member_id;
@@ -740,6 +792,13 @@ impl Coordinator {
             group.remove_member(member_id, &mut dirty);
             group.flush(group_id, dirty, records);
             return Err(error(ErrorCode::FencedMemberEpoch, message));
+        }
+        if let Some(subscribed) = &request.subscribed_topics
+            && group.value.epoch >= EPOCH_GROWTH_MAX
+            && subscribed.iter().collect::<BTreeSet<_>>()
+                != member.value.subscribed_topics.iter().collect()
+        {
+            return Err(epoch_exhausted(group_id));
         }
         member.session_deadline = now + self.config.session_timeout;
         let value = &mut member.value;
@@ -1383,6 +1442,77 @@ mod tests {
         let mut long = h.request(&"m".repeat(MEMBER_ID_BYTES_MAX + 1), JOIN_EPOCH);
         long.subscribed_topics = Some(vec!["t".to_owned()]);
         assert_eq!(h.send(long).unwrap_err().code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn a_join_reusing_a_statically_left_members_id_is_refused_not_a_panic() {
+        let mut h = Harness::new(&[("t", 2)]);
+        let mut join = h.request("static-1", JOIN_EPOCH);
+        join.instance_id = Some("i1".to_owned());
+        join.subscribed_topics = Some(vec!["t".to_owned()]);
+        let first = h.send(join).expect("joins");
+        h.leave(&first.member_id, STATIC_LEAVE_EPOCH);
+        let mut impostor = h.request("static-1", JOIN_EPOCH);
+        impostor.subscribed_topics = Some(vec!["t".to_owned()]);
+        assert_eq!(
+            h.send(impostor).unwrap_err().code,
+            ErrorCode::UnknownMemberId
+        );
+        assert_eq!(
+            h.describe().members.len(),
+            1,
+            "the static member keeps its place"
+        );
+    }
+
+    #[test]
+    fn subscriptions_are_bounded() {
+        let mut h = Harness::new(&[("t", 2)]);
+        let too_many: Vec<&str> = vec!["t"; SUBSCRIBED_TOPICS_MAX + 1];
+        assert_eq!(
+            h.join_with(None, &too_many).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        let long = "x".repeat(SUBSCRIBED_TOPIC_BYTES_MAX + 1);
+        assert_eq!(
+            h.join_with(None, &[long.as_str()]).unwrap_err().code,
+            ErrorCode::InvalidTopic
+        );
+        let member = h.join(&["t"]);
+        let mut resubscribe = h.request(&member.member_id, member.member_epoch);
+        resubscribe.subscribed_topics = Some(vec![String::new()]);
+        assert_eq!(
+            h.send(resubscribe).unwrap_err().code,
+            ErrorCode::InvalidTopic
+        );
+    }
+
+    #[test]
+    fn a_group_near_epoch_overflow_refuses_growth_but_still_lets_members_go() {
+        let mut h = Harness::new(&[("t", 2)]);
+        let member = h.join(&["t"]);
+        let record = Record::Group {
+            group: GROUP.to_owned(),
+            value: Some(GroupValue {
+                epoch: EPOCH_GROWTH_MAX,
+                assignment_epoch: EPOCH_GROWTH_MAX,
+                ..GroupValue::default()
+            }),
+        };
+        h.records.push(record.clone());
+        h.coordinator.replay(record, h.now);
+        assert_eq!(
+            h.join_with(None, &["t"]).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        let mut resubscribe = h.request(&member.member_id, member.member_epoch);
+        resubscribe.subscribed_topics = Some(vec!["t".to_owned(), "u".to_owned()]);
+        assert_eq!(
+            h.send(resubscribe).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        h.leave(&member.member_id, LEAVE_EPOCH);
+        assert!(h.describe().members.is_empty());
     }
 
     #[test]

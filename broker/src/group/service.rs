@@ -39,6 +39,7 @@ pub type Failure = (ErrorCode, String);
 #[derive(Debug)]
 pub struct Groups {
     engine: Mutex<Coordinator>,
+    group_config: GroupConfig,
     log: OffsetsLog,
     /// Wakes the expiry task when a deadline may have moved earlier.
     deadlines_changed: Notify,
@@ -52,25 +53,20 @@ impl Groups {
     /// A message if the log cannot be opened or holds an unreadable record.
     pub fn open(config: &Config, storage: &Storage) -> Result<Self, String> {
         let log = OffsetsLog::open(config, storage)?;
-        let mut engine = Coordinator::new(GroupConfig {
+        let group_config = GroupConfig {
             session_timeout: Duration::from_millis(config.group_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_heartbeat_interval_ms),
             rebalance_timeout: Duration::from_millis(config.group_rebalance_timeout_ms),
             members_max: config.group_members_max,
-        });
-        let records = log.load()?;
-        let loaded = records.len();
-        let now = Instant::now();
-        for record in records {
-            engine.replay(record, now);
-        }
+        };
+        let engine = load(&log, &group_config)?;
         tracing::info!(
-            records = loaded,
             groups = engine.list_groups().len(),
             "loaded consumer groups"
         );
         Ok(Self {
             engine: Mutex::new(engine),
+            group_config,
             log,
             deadlines_changed: Notify::new(),
             member_ids: AtomicU64::new(0),
@@ -85,10 +81,26 @@ impl Groups {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends what the engine decided. On failure the client gets a storage error; the
-    /// engine's in-memory state keeps the change, which a restart may roll back to the
-    /// last appended state (members then rejoin or are fenced, never double-assigned).
-    fn persist(&self, records: &[Record]) -> Result<(), Failure> {
+    /// Appends what the engine decided. The log is the truth: if the append fails (a full
+    /// disk, a record over 32 MiB), the change must not live on in memory either, or a
+    /// later change that does reach the log (say, granting a partition whose release was
+    /// never written) would contradict the log after a restart. So the engine is rebuilt
+    /// from the log, undoing the change, and the client gets the storage error. Rebuilding
+    /// reads the whole offsets log, which is acceptable on this failure path.
+    fn persist(&self, engine: &mut Coordinator, records: &[Record]) -> Result<(), Failure> {
+        self.append(records).inspect_err(|_| {
+            tracing::error!("reloading group state from the offsets log");
+            match load(&self.log, &self.group_config) {
+                Ok(reloaded) => *engine = reloaded,
+                Err(message) => tracing::error!(
+                    %message,
+                    "cannot reload group state; keeping the unpersisted change in memory"
+                ),
+            }
+        })
+    }
+
+    fn append(&self, records: &[Record]) -> Result<(), Failure> {
         if records.is_empty() {
             return Ok(());
         }
@@ -142,7 +154,7 @@ impl Groups {
         let reply = {
             let mut engine = self.engine();
             let reply = engine.heartbeat(heartbeat, &partition_count, Instant::now(), &mut records);
-            self.persist(&records)?;
+            self.persist(&mut engine, &records)?;
             reply.map_err(failure)?
         };
         self.deadlines_changed.notify_one();
@@ -195,7 +207,8 @@ impl Groups {
                     &mut records,
                 )
                 .map_err(failure)?;
-            self.persist(&records)?;
+            // Nothing changed yet: a failed append needs no undoing.
+            self.append(&records)?;
             let now = Instant::now();
             for record in records {
                 engine.replay(record, now);
@@ -383,7 +396,7 @@ impl Groups {
                 let outcome = engine
                     .delete_group(group_id, &mut records)
                     .map_err(failure)
-                    .and_then(|()| self.persist(&records));
+                    .and_then(|()| self.persist(&mut engine, &records));
                 let (error_code, error_message) = match outcome {
                     Ok(()) => (ErrorCode::None, None),
                     Err((code, message)) => (code, Some(message)),
@@ -406,7 +419,7 @@ impl Groups {
                 let mut engine = self.engine();
                 let mut records = Vec::new();
                 engine.expire(Instant::now(), &mut records);
-                if let Err((_, message)) = self.persist(&records) {
+                if let Err((_, message)) = self.persist(&mut engine, &records) {
                     tracing::error!(%message, "expired members could not be persisted");
                 }
                 engine.next_deadline()
@@ -453,6 +466,16 @@ impl Groups {
     pub fn close(&self) {
         self.log.close();
     }
+}
+
+/// Rebuilds every group by replaying the offsets log.
+fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, String> {
+    let mut engine = Coordinator::new(config.clone());
+    let now = Instant::now();
+    for record in log.load()? {
+        engine.replay(record, now);
+    }
+    Ok(engine)
 }
 
 fn failure(error: GroupError) -> Failure {

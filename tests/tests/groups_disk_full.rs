@@ -1,0 +1,219 @@
+//! A group change that cannot be written to the offsets log (the disk is full) is undone
+//! in memory too, so no later change that does reach the log can contradict it: in
+//! particular a revocation whose confirmation was never written does not let the
+//! partition go to another member, before or after a restart.
+
+use std::collections::BTreeSet;
+use std::io::IoSlice;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use strata_broker::config::Config;
+use strata_broker::partition::Storage;
+use strata_broker::server::Server;
+use strata_protocol::messages::*;
+use strata_protocol::{ErrorCode, Response};
+use strata_storage::{Io, IoFile, RealIo};
+use strata_tests::{Client, bounded, data_dir};
+
+/// Fails every write to the offsets log with ENOSPC while `full` is set.
+#[derive(Debug)]
+struct FillableIo {
+    full: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct FillableFile {
+    inner: Arc<dyn IoFile>,
+    offsets_log: bool,
+    full: Arc<AtomicBool>,
+}
+
+impl IoFile for FillableFile {
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        if self.offsets_log && self.full.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.write_vectored(bufs)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+
+    fn file(&self) -> &std::fs::File {
+        self.inner.file()
+    }
+}
+
+impl FillableIo {
+    fn wrap(&self, path: &Path, inner: Arc<dyn IoFile>) -> Arc<dyn IoFile> {
+        Arc::new(FillableFile {
+            inner,
+            offsets_log: path.to_string_lossy().contains("__consumer_offsets"),
+            full: self.full.clone(),
+        })
+    }
+}
+
+impl Io for FillableIo {
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        Ok(self.wrap(path, RealIo.create(path)?))
+    }
+
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        Ok(self.wrap(path, RealIo.open(path)?))
+    }
+
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        RealIo.sync_dir(path)
+    }
+
+    fn now_ms(&self) -> i64 {
+        RealIo.now_ms()
+    }
+}
+
+fn heartbeat(
+    member_id: &str,
+    member_epoch: i32,
+    owned: &BTreeSet<u32>,
+) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest {
+        group_id: "g".into(),
+        member_id: member_id.into(),
+        member_epoch,
+        instance_id: None,
+        subscribed_topics: (member_epoch == JOIN_EPOCH).then(|| vec!["t".to_owned()]),
+        assignor: None,
+        owned_partitions: Some(vec![TopicPartitions {
+            topic: "t".into(),
+            partitions: owned.iter().copied().collect(),
+        }]),
+    }
+}
+
+/// Sends a heartbeat; returns (member id, epoch, assignment) or the error code.
+async fn send(
+    client: &mut Client,
+    request: ConsumerGroupHeartbeatRequest,
+) -> Result<(String, i32, BTreeSet<u32>), ErrorCode> {
+    match client.try_call(request).await {
+        Ok(Response::ConsumerGroupHeartbeat(reply)) => Ok((
+            reply.member_id,
+            reply.member_epoch,
+            reply
+                .assignment
+                .unwrap()
+                .iter()
+                .flat_map(|topic| topic.partitions.clone())
+                .collect(),
+        )),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err((code, _)) => Err(code),
+    }
+}
+
+async fn owners(client: &mut Client) -> Vec<BTreeSet<u32>> {
+    let Response::DescribeGroups(reply) = client
+        .call(DescribeGroupsRequest {
+            group_ids: vec!["g".into()],
+        })
+        .await
+    else {
+        panic!()
+    };
+    reply.groups[0]
+        .members
+        .iter()
+        .map(|member| {
+            member
+                .assignment
+                .iter()
+                .flat_map(|topic| topic.partitions.clone())
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_disjoint(owned: &[BTreeSet<u32>]) {
+    let total: usize = owned.iter().map(BTreeSet::len).sum();
+    let union: BTreeSet<u32> = owned.iter().flatten().copied().collect();
+    assert_eq!(total, union.len(), "a partition has two owners: {owned:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritten_revocation_confirmation_does_not_hand_the_partition_over() {
+    bounded(async {
+        let dir = data_dir();
+        let full = Arc::new(AtomicBool::new(false));
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let start = || {
+            let storage = Storage::with_io(Arc::new(FillableIo { full: full.clone() })).unwrap();
+            Server::start_with(config.clone(), storage)
+        };
+        let server = start().await.unwrap();
+        let mut a = Client::connect(&server.address.to_string()).await;
+        let mut b = Client::connect(&server.address.to_string()).await;
+        a.create_topic("t", 2, &[]).await;
+
+        let (a_id, a_epoch, a_owned) = send(&mut a, heartbeat("", JOIN_EPOCH, &BTreeSet::new()))
+            .await
+            .unwrap();
+        assert_eq!(a_owned.len(), 2);
+        let (b_id, b_epoch, b_owned) = send(&mut b, heartbeat("", JOIN_EPOCH, &BTreeSet::new()))
+            .await
+            .unwrap();
+        assert!(b_owned.is_empty());
+        // A is told to give one partition up.
+        let (_, a_epoch, kept) = send(&mut a, heartbeat(&a_id, a_epoch, &a_owned))
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1);
+
+        // A's confirmation cannot be written.
+        full.store(true, Ordering::SeqCst);
+        let error = send(&mut a, heartbeat(&a_id, a_epoch, &kept))
+            .await
+            .unwrap_err();
+        assert_eq!(error, ErrorCode::StorageFull);
+        full.store(false, Ordering::SeqCst);
+
+        // So B must not get the partition: the log still says A holds it.
+        let (_, b_epoch, b_owned) = send(&mut b, heartbeat(&b_id, b_epoch, &BTreeSet::new()))
+            .await
+            .unwrap();
+        assert!(b_owned.is_empty(), "granted on an unwritten confirmation");
+        assert_disjoint(&owners(&mut a).await);
+
+        // Once A confirms again, and it is written, B gets it, and a restart agrees.
+        send(&mut a, heartbeat(&a_id, a_epoch, &kept))
+            .await
+            .unwrap();
+        let (_, _, b_owned) = send(&mut b, heartbeat(&b_id, b_epoch, &BTreeSet::new()))
+            .await
+            .unwrap();
+        assert_eq!(b_owned.len(), 1);
+        assert!(b_owned.is_disjoint(&kept));
+        let before = owners(&mut a).await;
+        assert_disjoint(&before);
+        drop((a, b));
+        server.shutdown().await;
+
+        let server = start().await.unwrap();
+        let mut admin = Client::connect(&server.address.to_string()).await;
+        assert_eq!(owners(&mut admin).await, before);
+        server.shutdown().await;
+    })
+    .await;
+}
