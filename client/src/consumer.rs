@@ -386,8 +386,11 @@ impl Consumer {
     ///
     /// # Cancel safety
     /// Cancel-safe: no record is lost if the future is dropped; fetches in flight keep
-    /// running and their records are returned by the next call. A revocation
-    /// interrupted by the drop is finished by the next call.
+    /// running and their records are returned by the next call. Every await (offset
+    /// lookups, commits, metadata) happens before records are taken from the buffer,
+    /// and taking them (which moves the positions that are committed) is the last step
+    /// before returning. A revocation interrupted by the drop is finished by the next
+    /// call.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let max = self.config.poll_records_max;
         self.poll_records(timeout, max).await
@@ -437,13 +440,15 @@ impl Consumer {
             if let Some(error) = self.errors.pop_front() {
                 return Err(error);
             }
+            // Prefetch: the next fetches run while the caller works on what this call
+            // returns. They start before any record is taken, because taking moves the
+            // positions: no await may come between taking records and returning them,
+            // or a dropped `poll` would lose them (and a commit would skip them).
+            let returning_bytes = self.buffer.iter().take(max).map(record_bytes).sum();
+            self.start_fetches(returning_bytes).await;
             if !self.buffer.is_empty() {
-                let records = self.take_buffered(max);
-                // Prefetch: the next fetches run while the caller works.
-                self.start_fetches().await;
-                return Ok(records);
+                return Ok(self.take_buffered(max));
             }
-            self.start_fetches().await;
             if !self.errors.is_empty() {
                 continue;
             }
@@ -499,10 +504,16 @@ impl Consumer {
 
     /// Resolves missing positions, then starts a fetch per leader for every partition
     /// that is ready: assigned, positioned, not paused, not fetching, not backing off.
-    async fn start_fetches(&mut self) {
+    /// `returning_bytes` of the buffer are about to be returned and do not count
+    /// against `prefetch_bytes_max`.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: positions change only after a lookup's await, and a fetch's slot is
+    /// taken only when its task is spawned.
+    async fn start_fetches(&mut self, returning_bytes: usize) {
         self.lookup_committed().await;
         self.reset_positions().await;
-        if self.buffered_bytes >= self.config.prefetch_bytes_max {
+        if self.buffered_bytes.saturating_sub(returning_bytes) >= self.config.prefetch_bytes_max {
             return;
         }
         let now = Instant::now();
@@ -944,6 +955,66 @@ mod tests {
         );
         assert_eq!(decoded[1].headers, vec![Header::new("h", "v")]);
         assert_eq!(decoded[1].timestamp, 1_003);
+    }
+
+    fn record(partition: u32, offset: u64) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::from("t"),
+            partition,
+            offset,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_dropped_at_its_first_pending_loses_no_record() {
+        // A broker that accepts connections and never answers: every lookup hangs.
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = hung.local_addr().unwrap().to_string();
+        let _accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = hung.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut consumer = Consumer::new(ConsumerConfig::new(&address)).unwrap();
+        let (fetched, unpositioned) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        consumer.assign(&[fetched.clone(), unpositioned]);
+        consumer.seek(&fetched, 5).unwrap();
+        // As if a fetch had answered: three records buffered, the position still 5.
+        consumer.partitions.get_mut(&fetched).unwrap().fetch_offset = 8;
+        consumer
+            .buffer
+            .extend([record(0, 5), record(0, 6), record(0, 7)]);
+        consumer.recount_buffer();
+
+        // The poll has records to return, but first looks up the other partition's
+        // offset, which hangs: the future is dropped at that first `Pending`.
+        let dropped =
+            tokio::time::timeout(Duration::ZERO, consumer.poll(Duration::from_secs(5))).await;
+        assert!(dropped.is_err(), "the lookup cannot have finished");
+        let offsets: Vec<u64> = consumer.buffer.iter().map(|record| record.offset).collect();
+        assert_eq!(
+            offsets,
+            [5, 6, 7],
+            "no record was taken by the dropped poll"
+        );
+        assert_eq!(consumer.partitions[&fetched].position, Some(5));
+
+        // Without the hanging partition, the records come back at once, in order.
+        consumer.assign(std::slice::from_ref(&fetched));
+        consumer
+            .partitions
+            .get_mut(&fetched)
+            .unwrap()
+            .fetch_in_flight = Some(0);
+        let records = consumer.poll(Duration::from_secs(5)).await.unwrap();
+        let offsets: Vec<u64> = records.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, [5, 6, 7]);
+        assert_eq!(consumer.partitions[&fetched].position, Some(8));
     }
 
     #[test]

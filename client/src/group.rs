@@ -6,7 +6,10 @@
 //! the assignment, a fencing). Everything that touches fetch state, the rebalance
 //! callbacks and commit-on-revoke runs inside `poll` on the application's task, which
 //! then publishes the partitions it owns; the task reports them in its next heartbeat,
-//! and that report is what confirms a revocation to the coordinator.
+//! and that report is what confirms a revocation to the coordinator. The report also
+//! holds every partition of the last assignment received (and of the one the consumer
+//! is reconciling against), so a revocation is confirmed only once the partition is
+//! neither owned nor about to be taken on.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -35,8 +38,9 @@ const HEARTBEAT_INTERVAL_MS_MAX: u64 = 60_000;
 /// [`Consumer`](crate::Consumer). Set with
 /// [`Consumer::set_rebalance_listener`](crate::Consumer::set_rebalance_listener).
 ///
-/// The methods run on the application's task, inside `poll` / `recv` (or `close`),
-/// never concurrently with each other. They cannot call the consumer; use them to
+/// The methods run on the application's task, inside `poll` / `recv` (or `close`; and
+/// `on_lost` also inside a commit that finds the member fenced), never concurrently
+/// with each other. They cannot call the consumer; use them to
 /// flush or reset per-partition state of the application.
 ///
 /// # Example
@@ -139,15 +143,33 @@ struct State {
     /// Every partition the coordinator lets the member own, as of the last heartbeat
     /// that carried an assignment; empty before joining and after a fencing.
     target: BTreeSet<TopicPartition>,
-    /// What the consumer owns (published after it reconciled): the next heartbeat's
-    /// `owned_partitions`.
+    /// What the consumer owns (published after it reconciled).
     owned: BTreeSet<TopicPartition>,
+    /// The target of the consumer's last snapshot: it may be taking these partitions on
+    /// right now, before it publishes what it owns.
+    claimed: BTreeSet<TopicPartition>,
     /// The member was fenced and the consumer has not dropped its partitions yet.
     lost: bool,
     /// A non-retriable heartbeat error for the next `poll` to return.
     error: Option<Error>,
     /// The consumer is leaving: the task sends the leave heartbeat and ends.
     leaving: bool,
+}
+
+impl State {
+    /// The heartbeat's `owned_partitions`: what the consumer owns, and also whatever it
+    /// may start owning from the last assignment it received (`target`) or is acting on
+    /// (`claimed`). The coordinator takes a report disjoint from a pending revocation as
+    /// its confirmation, so a partition is reported until it is neither owned nor
+    /// targeted. Reporting `owned` alone would let a heartbeat whose reply was lost
+    /// leave a stale `target` behind: the coordinator would hand the partition on while
+    /// the consumer still starts fetching it from that target.
+    fn reported(&self) -> BTreeSet<TopicPartition> {
+        let mut reported = self.owned.clone();
+        reported.extend(self.target.iter().cloned());
+        reported.extend(self.claimed.iter().cloned());
+        reported
+    }
 }
 
 /// State shared by a consumer and its heartbeat task. Thread-safe: a std mutex held
@@ -178,7 +200,6 @@ struct Settings {
     assignor: Option<String>,
     backoff_ms: u64,
     backoff_ms_max: u64,
-    leave_timeout: Duration,
 }
 
 /// A consumer's membership in one group: the coordinator and the heartbeat task.
@@ -229,6 +250,7 @@ impl Membership {
                 send_subscription: true,
                 target: BTreeSet::new(),
                 owned: BTreeSet::new(),
+                claimed: BTreeSet::new(),
                 lost: false,
                 error: None,
                 leaving: false,
@@ -241,7 +263,6 @@ impl Membership {
             assignor: config.group_assignor.clone(),
             backoff_ms: config.retry_backoff_ms,
             backoff_ms_max,
-            leave_timeout: config.client.request_timeout(),
         };
         let task = tokio::spawn(heartbeat_loop(
             cluster,
@@ -273,6 +294,20 @@ impl Membership {
         (state.member_id.clone(), state.member_epoch)
     }
 
+    /// The member id and epoch, unless the member was fenced since the consumer last
+    /// dropped its partitions: then what the consumer holds belongs to an older
+    /// membership and must not be committed under this one.
+    pub(crate) fn member_unless_lost(&self) -> Option<(String, i32)> {
+        let state = self.shared.state.lock().expect("group lock");
+        (!state.lost).then(|| (state.member_id.clone(), state.member_epoch))
+    }
+
+    /// Whether the member was fenced since the last snapshot, clearing the flag: the
+    /// caller drops every partition.
+    pub(crate) fn take_lost(&self) -> bool {
+        std::mem::take(&mut self.shared.state.lock().expect("group lock").lost)
+    }
+
     pub(crate) fn metadata(&self) -> GroupMetadata {
         let (member_id, member_epoch) = self.member();
         GroupMetadata {
@@ -295,40 +330,28 @@ impl Membership {
 
     /// Takes what the consumer must reconcile against (clearing `lost` and `error`).
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut state = self.shared.state.lock().expect("group lock");
-        Snapshot {
-            target: state.target.clone(),
-            lost: std::mem::take(&mut state.lost),
-            error: state.error.take(),
-        }
+        self.shared.snapshot()
     }
 
     /// Records what the consumer owns now and heartbeats at once, which confirms any
     /// revocation. Ignored if the member was fenced since the last snapshot: the
     /// consumer has to drop everything first.
     pub(crate) fn publish_owned(&self, owned: BTreeSet<TopicPartition>) {
-        let mut state = self.shared.state.lock().expect("group lock");
-        if !state.lost && state.owned != owned {
-            state.owned = owned;
-            self.shared.wake_task.notify_one();
-        }
+        self.shared.publish_owned(owned);
     }
 
     /// Sends the leave heartbeat (a static leave with an instance id) and stops the
-    /// task, waiting at most the request timeout.
+    /// task, waiting at most until `deadline`.
     ///
     /// # Cancel safety
     /// Not cancel-safe: if dropped, the leave may not be sent; the coordinator then
     /// expires the member when its session times out.
-    pub(crate) async fn leave(mut self) {
+    pub(crate) async fn leave(mut self, deadline: Instant) {
         self.shared.state.lock().expect("group lock").leaving = true;
         self.shared.wake_task.notify_one();
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(self.settings.leave_timeout, task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 tracing::warn!(group = self.coordinator.group_id(), "leave timed out");
                 abort.abort();
             }
@@ -348,6 +371,13 @@ impl Membership {
         self.shared.fence();
     }
 
+    /// Stands in for the join's answer after a fencing: a new member id and epoch.
+    pub(crate) fn rejoin_for_test(&self, member_id: &str, member_epoch: i32) {
+        let mut state = self.shared.state.lock().expect("group lock");
+        state.member_id = member_id.to_owned();
+        state.member_epoch = member_epoch;
+    }
+
     /// What the next heartbeat reports as owned.
     pub(crate) fn owned_for_test(&self) -> BTreeSet<TopicPartition> {
         self.shared.state.lock().expect("group lock").owned.clone()
@@ -361,6 +391,26 @@ impl Shared {
     /// Cancel-safe: a wake-up that arrives while nobody waits is kept for the next call.
     pub(crate) async fn changed(&self) {
         self.wake_consumer.notified().await;
+    }
+
+    /// Takes what the consumer must reconcile against (clearing `lost` and `error`),
+    /// and remembers the target as claimed until the consumer's next snapshot.
+    fn snapshot(&self) -> Snapshot {
+        let mut state = self.state.lock().expect("group lock");
+        state.claimed = state.target.clone();
+        Snapshot {
+            target: state.target.clone(),
+            lost: std::mem::take(&mut state.lost),
+            error: state.error.take(),
+        }
+    }
+
+    fn publish_owned(&self, owned: BTreeSet<TopicPartition>) {
+        let mut state = self.state.lock().expect("group lock");
+        if !state.lost && state.owned != owned {
+            state.owned = owned;
+            self.wake_task.notify_one();
+        }
     }
 
     /// The next heartbeat, and whether it carries the subscription.
@@ -381,7 +431,7 @@ impl Shared {
             assignor: settings.assignor.clone().filter(|_| carry),
             // Sent every time, although the coordinator accepts null for "unchanged":
             // a heartbeat whose answer was lost must not leave it guessing.
-            owned_partitions: Some(to_wire(&state.owned)),
+            owned_partitions: Some(to_wire(&state.reported())),
         });
         (request, carry)
     }
@@ -411,6 +461,7 @@ impl Shared {
         state.member_epoch = JOIN_EPOCH;
         state.target.clear();
         state.owned.clear();
+        state.claimed.clear();
         state.lost = true;
         state.send_subscription = true;
         self.wake_consumer.notify_one();
@@ -558,6 +609,7 @@ mod tests {
                 send_subscription: true,
                 target: BTreeSet::new(),
                 owned: BTreeSet::new(),
+                claimed: BTreeSet::new(),
                 lost: false,
                 error: None,
                 leaving: false,
@@ -573,7 +625,6 @@ mod tests {
             assignor: Some("range".into()),
             backoff_ms: 100,
             backoff_ms_max: 2_000,
-            leave_timeout: Duration::from_secs(1),
         }
     }
 
@@ -675,6 +726,59 @@ mod tests {
         assert_eq!(shared.state.lock().unwrap().target, tps(&[("a", 2)]));
     }
 
+    fn assignment(member_epoch: i32, partitions: Vec<u32>) -> ConsumerGroupHeartbeatResponse {
+        ConsumerGroupHeartbeatResponse {
+            member_id: "m1".into(),
+            member_epoch,
+            heartbeat_interval_ms: 100,
+            assignment: Some(vec![TopicPartitions {
+                topic: "a".into(),
+                partitions,
+            }]),
+        }
+    }
+
+    fn reported(shared: &Shared) -> BTreeSet<TopicPartition> {
+        let (request, _) = shared.heartbeat_request("g", &settings());
+        from_wire(&heartbeat(request).owned_partitions.expect("always sent"))
+    }
+
+    #[test]
+    fn a_stale_target_after_a_lost_reply_is_still_reported_as_owned() {
+        let shared = shared();
+        // The coordinator grants a/0; the consumer has not reconciled yet.
+        shared.apply(assignment(1, vec![0]));
+        assert_eq!(reported(&shared), tps(&[("a", 0)]));
+        // The coordinator then revokes a/0, but that reply is lost: the target stays.
+        // The consumer may still start a/0 from it, so the heartbeat must not confirm
+        // the revocation by leaving a/0 out.
+        assert_eq!(reported(&shared), tps(&[("a", 0)]));
+        // The retried heartbeat's reply arrives: a/0 is neither owned nor targeted.
+        shared.apply(assignment(2, Vec::new()));
+        assert_eq!(reported(&shared), BTreeSet::new());
+    }
+
+    #[test]
+    fn a_revocation_is_confirmed_only_after_the_consumer_reconciled() {
+        let shared = shared();
+        shared.apply(assignment(1, vec![0, 1]));
+        // The consumer takes the target and starts a/0 and a/1 ...
+        assert_eq!(shared.snapshot().target, tps(&[("a", 0), ("a", 1)]));
+        // ... while the task learns a/1 is revoked, before the consumer published.
+        shared.apply(assignment(2, vec![0]));
+        assert_eq!(
+            reported(&shared),
+            tps(&[("a", 0), ("a", 1)]),
+            "the consumer may own a/1 by now"
+        );
+        shared.publish_owned(tps(&[("a", 0), ("a", 1)]));
+        assert_eq!(reported(&shared), tps(&[("a", 0), ("a", 1)]));
+        // It reconciles against the new target and gives a/1 up.
+        assert_eq!(shared.snapshot().target, tps(&[("a", 0)]));
+        shared.publish_owned(tps(&[("a", 0)]));
+        assert_eq!(reported(&shared), tps(&[("a", 0)]));
+    }
+
     #[test]
     fn fencing_rejoins_from_scratch_and_marks_partitions_lost() {
         let shared = shared();
@@ -685,6 +789,7 @@ mod tests {
             state.send_subscription = false;
             state.target = tps(&[("a", 0)]);
             state.owned = tps(&[("a", 0)]);
+            state.claimed = tps(&[("a", 0)]);
         }
         shared.fence();
         let (request, carried) = shared.heartbeat_request("g", &settings());

@@ -100,14 +100,24 @@
 //!   dropped, never returned); with auto-commit its position is committed; then
 //!   `on_revoked` runs and the consumer publishes what it owns, which wakes the task
 //!   to heartbeat at once: that heartbeat confirms the revocation, and only then does
-//!   the coordinator hand the partition on, so a partition never has two owners. A
+//!   the coordinator hand the partition on, so a partition never has two owners. The
+//!   heartbeat reports as owned every partition the consumer owns or may still start
+//!   from the last assignment it received (or is reconciling against), so a heartbeat
+//!   whose reply was lost cannot confirm a revocation the consumer has not applied. A
 //!   granted partition gets `on_assigned` and starts at the group's committed offset
 //!   (`auto_offset_reset` where there is none). A fencing (`FencedMemberEpoch`,
 //!   `UnknownMemberId`) drops every partition without committing and calls `on_lost`.
 //!   A waiting `poll` is woken when the assignment changes. The steps survive a
-//!   dropped `poll` future: the next call finishes a half-done revocation.
+//!   dropped `poll` future: the next call finishes a half-done revocation, and every
+//!   await of `poll` (lookups, commits) comes before records are taken from the buffer,
+//!   so a dropped `poll` never loses records or moves positions past them.
 //! - **Commits.** Positions (the offset after the last record `poll` returned) are
-//!   what gets committed, fenced by the member epoch. With `enable_auto_commit` (the
+//!   what gets committed, fenced by the member epoch, and only for partitions owned
+//!   under the member id and epoch the commit carries: a commit after a fencing the
+//!   consumer has not applied yet drops the lost partitions first (`on_lost`). One
+//!   consumer's commits apply in order: each commit first waits for the background
+//!   commit (auto-commit, `commit_async`) started before it, at most
+//!   `request_timeout_ms`, then abandons it. With `enable_auto_commit` (the
 //!   default), a background commit runs every `auto_commit_interval_ms` from inside
 //!   `poll`, revoked partitions are committed before the revocation is confirmed, and
 //!   [`Consumer::close`] commits before leaving, so a moved partition is re-delivered
@@ -118,7 +128,9 @@
 //! - **Leaving.** [`Consumer::close`] / [`Consumer::unsubscribe`] commit (auto-commit),
 //!   call `on_revoked`, and send the leave heartbeat: epoch -1, or -2 for a static
 //!   member (`group_instance_id`), whose partitions the coordinator then keeps until
-//!   its session times out so that a restart with the same id takes them back.
+//!   its session times out so that a restart with the same id takes them back. The
+//!   whole of it is bounded by `request_timeout_ms`: against a hung coordinator the
+//!   commit fails with [`Error::RequestTimedOut`] and the leave is abandoned (logged).
 //!   Dropping a subscribed consumer stops its task without leaving.
 //! - **Group admin.** [`Admin`] lists, describes (members, per-partition committed
 //!   offset, high watermark, lag and owner) and deletes groups, and resets a group's

@@ -1,6 +1,7 @@
 //! `strata consume --group` and `strata group list|describe|reset-offsets|delete` against
-//! a real broker: progress is committed and resumed, resets are refused while the group
-//! has live members, and deleting a group forgets its offsets.
+//! a real broker: progress is committed and resumed, a reset without `--execute` is a
+//! dry run that changes nothing, resets are refused while the group has live members,
+//! and deleting a group forgets its offsets.
 
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ async fn group_progress_is_committed_and_admin_commands_respect_live_members() {
         assert_eq!(described["offsets"][0]["committed"], 10);
         assert_eq!(described["offsets"][0]["lag"], 0);
 
-        // A live member blocks resets and deletes.
+        // A live member blocks resets and deletes; a dry run still shows the plan.
         let mut member = Consumer::new(ConsumerConfig {
             auto_offset_reset: AutoOffsetReset::Earliest,
             ..ConsumerConfig::new(&at)
@@ -114,6 +115,26 @@ async fn group_progress_is_committed_and_admin_commands_respect_live_members() {
                 "--topic",
                 "jobs",
                 "--to-earliest",
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(run.code, Some(0), "{run:?}");
+        assert!(
+            run.stdout.starts_with("dry run: add --execute to apply"),
+            "{run:?}"
+        );
+        assert!(run.stderr.contains("has live members"), "{run:?}");
+        let run = cli(
+            &[
+                "group",
+                "reset-offsets",
+                "workers",
+                "--topic",
+                "jobs",
+                "--to-earliest",
+                "--execute",
             ],
             Vec::new(),
         )
@@ -142,8 +163,17 @@ async fn group_progress_is_committed_and_admin_commands_respect_live_members() {
             ] {
                 let mut args = vec!["group", "reset-offsets", "workers", "--topic", "jobs"];
                 args.extend_from_slice(target);
-                let run = strata(Some(&at2), &args, b"");
-                assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+                // A dry run shows the plan and changes nothing.
+                let before = committed_total(&at2, "workers");
+                let plan = json(&at2, &args);
+                assert_eq!(plan["executed"], false, "{plan}");
+                assert_eq!(plan["offsets"][0]["current_offset"], before, "{plan}");
+                assert_eq!(plan["offsets"][0]["new_offset"], total, "{plan}");
+                assert_eq!(committed_total(&at2, "workers"), before, "{target:?}");
+                args.push("--execute");
+                let applied = json(&at2, &args);
+                assert_eq!(applied["executed"], true, "{applied}");
+                assert_eq!(applied["offsets"][0]["new_offset"], total, "{applied}");
                 assert_eq!(committed_total(&at2, "workers"), total, "{target:?}");
             }
             // The group resumes from the reset offset.
@@ -157,6 +187,7 @@ async fn group_progress_is_committed_and_admin_commands_respect_live_members() {
                     "jobs",
                     "--to-offset",
                     "8",
+                    "--execute",
                 ],
                 b"",
             );

@@ -121,10 +121,15 @@ async fn run_in_group(bootstrap: &str, args: &ConsumeArgs, group: &str) -> Resul
     consumer
         .subscribe([args.topic.as_str()], group)
         .map_err(|error| CliError::from_group(error, group))?;
-    let (result, unprinted) = print_records(&mut consumer, args, true).await;
-    // Records returned but not printed are not committed: rewind to them first.
+    let (mut result, unprinted) = print_records(&mut consumer, args, true).await;
+    // Records returned but not printed are not committed: rewind to them first. Every
+    // path from here goes through `close`, which commits and leaves the group; a
+    // partition that cannot be rewound is no longer owned, so `close` does not commit
+    // it either.
     for (tp, offset) in &unprinted {
-        consumer.seek(tp, *offset)?;
+        if let Err(error) = consumer.seek(tp, *offset) {
+            result = result.and(Err(CliError::from_group(error, group)));
+        }
     }
     let closed = consumer
         .close()

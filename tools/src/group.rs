@@ -1,11 +1,13 @@
 //! `strata group`: list, describe, reset the offsets of, and delete consumer groups
 //! through `Admin` (compare `kafka-consumer-groups.sh`).
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use serde::Serialize;
 use strata_client::{
-    Admin, ClientConfig, GroupDescription, GroupMemberDescription, GroupPartitionOffset,
-    OffsetSpec, TopicPartition,
+    Admin, ClientConfig, Error as ClientError, GroupDescription, GroupMemberDescription,
+    GroupPartitionOffset, OffsetSpec, TopicPartition,
 };
 
 use crate::Output;
@@ -23,8 +25,14 @@ pub enum GroupCommand {
         /// The group id.
         group: String,
     },
-    /// Set the group's committed offsets for every partition of a topic. The group
-    /// must have no live members: stop its consumers first.
+    /// Plan, or with --execute set, the group's committed offsets for every partition
+    /// of a topic, like `kafka-consumer-groups.sh --reset-offsets`.
+    ///
+    /// Without --execute this is a dry run: it prints each partition's current
+    /// committed offset and the offset it would get, changes nothing and exits 0; if
+    /// the group has live members it also warns on stderr, since --execute would be
+    /// refused. With --execute the group must have no live members (stop its consumers
+    /// first) and the new offsets are committed.
     #[command(group = clap::ArgGroup::new("to").required(true).args(["to_earliest", "to_latest", "to_offset", "to_timestamp"]))]
     ResetOffsets {
         /// The group id.
@@ -45,6 +53,9 @@ pub enum GroupCommand {
         /// epoch), or its high watermark if none is that recent.
         #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
         to_timestamp: Option<i64>,
+        /// Apply the reset; without it only the plan is printed (a dry run).
+        #[arg(long)]
+        execute: bool,
     },
     /// Delete a group without members, and its committed offsets.
     Delete {
@@ -87,6 +98,7 @@ pub async fn run(bootstrap: &str, output: Output, command: GroupCommand) -> Resu
             to_latest,
             to_offset,
             to_timestamp,
+            execute,
         } => {
             let to = match (to_earliest, to_latest, to_offset, to_timestamp) {
                 (true, _, _, _) => ResetTo::Earliest,
@@ -95,7 +107,7 @@ pub async fn run(bootstrap: &str, output: Output, command: GroupCommand) -> Resu
                 (_, _, _, Some(timestamp)) => ResetTo::Timestamp(timestamp),
                 (false, false, None, None) => unreachable!("clap requires one --to-* flag"),
             };
-            reset_offsets(&admin, output, &group, &topic, to).await
+            reset_offsets(&admin, output, &group, &topic, to, execute).await
         }
         GroupCommand::Delete { group } => {
             admin
@@ -144,15 +156,95 @@ async fn list(admin: &Admin, output: Output) -> Result<(), CliError> {
     }
 }
 
-/// Resolves the target offset of every partition of `topic`, then commits them as the
-/// group's offsets.
+/// Resolves the target offset of every partition of `topic` and prints the plan next to
+/// the group's committed offsets; with `execute`, commits them as the group's offsets.
 async fn reset_offsets(
     admin: &Admin,
     output: Output,
     group: &str,
     topic: &str,
     to: ResetTo,
+    execute: bool,
 ) -> Result<(), CliError> {
+    let group_error = |error| CliError::from_group(error, group);
+    let offsets = planned_offsets(admin, topic, to).await?;
+    let current: BTreeMap<TopicPartition, u64> = admin
+        .group_offsets(group)
+        .await
+        .map_err(group_error)?
+        .into_iter()
+        .collect();
+    if execute {
+        admin
+            .reset_group_offsets(group, &offsets)
+            .await
+            .map_err(group_error)?;
+    } else {
+        let members = match admin.describe_group(group).await {
+            Ok(description) => description.members.len(),
+            Err(ClientError::UnknownGroup { .. }) => 0,
+            Err(error) => return Err(group_error(error)),
+        };
+        if members > 0 {
+            eprintln!(
+                "warning: group '{group}' has live members; --execute will be refused until \
+                 its consumers stop"
+            );
+        }
+    }
+    let planned: Vec<PlannedJson<'_>> = offsets
+        .iter()
+        .map(|(tp, offset)| PlannedJson {
+            topic: &tp.topic,
+            partition: tp.partition,
+            current_offset: current.get(tp).copied(),
+            new_offset: *offset,
+        })
+        .collect();
+    match output {
+        Output::Json => print_json(&serde_json::json!({
+            "group": group,
+            "executed": execute,
+            "offsets": planned,
+        })),
+        Output::Table => print(&reset_table(group, &planned, execute)),
+    }
+}
+
+/// One partition of a `reset-offsets` plan.
+#[derive(Serialize)]
+struct PlannedJson<'a> {
+    topic: &'a str,
+    partition: u32,
+    /// The group's committed offset now; `None` if it has none.
+    current_offset: Option<u64>,
+    new_offset: u64,
+}
+
+fn reset_table(group: &str, planned: &[PlannedJson<'_>], executed: bool) -> String {
+    let mut table = Table::new(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
+    for partition in planned {
+        table.row(vec![
+            partition.topic.to_owned(),
+            partition.partition.to_string(),
+            or_dash(partition.current_offset),
+            partition.new_offset.to_string(),
+        ]);
+    }
+    let heading = if executed {
+        format!("reset group '{group}'")
+    } else {
+        format!("dry run: add --execute to apply (group '{group}' is unchanged)")
+    };
+    format!("{heading}\n{}", table.render())
+}
+
+/// The offset every partition of `topic` moves to.
+async fn planned_offsets(
+    admin: &Admin,
+    topic: &str,
+    to: ResetTo,
+) -> Result<Vec<(TopicPartition, u64)>, CliError> {
     let topic_error = |error| CliError::from_client(error, topic);
     let description = admin.describe_topic(topic).await.map_err(topic_error)?;
     let partitions: Vec<TopicPartition> = description
@@ -161,7 +253,7 @@ async fn reset_offsets(
         .map(|partition| TopicPartition::new(topic, partition.partition))
         .collect();
     let lookup = |spec| admin.list_offsets(&partitions, spec);
-    let offsets: Vec<(TopicPartition, u64)> = match to {
+    Ok(match to {
         ResetTo::Earliest => resolved(lookup(OffsetSpec::Earliest).await.map_err(topic_error)?),
         ResetTo::Latest => resolved(lookup(OffsetSpec::Latest).await.map_err(topic_error)?),
         ResetTo::Offset(offset) => {
@@ -180,38 +272,7 @@ async fn reset_offsets(
                 .map(|((tp, offset), (_, end))| (tp, offset.unwrap_or(end)))
                 .collect()
         }
-    };
-    admin
-        .reset_group_offsets(group, &offsets)
-        .await
-        .map_err(|error| CliError::from_group(error, group))?;
-    #[derive(Serialize)]
-    struct Reset<'a> {
-        topic: &'a str,
-        partition: u32,
-        offset: u64,
-    }
-    match output {
-        Output::Json => print_json(&serde_json::json!({
-            "group": group,
-            "offsets": offsets.iter().map(|(tp, offset)| Reset {
-                topic: &tp.topic,
-                partition: tp.partition,
-                offset: *offset,
-            }).collect::<Vec<_>>(),
-        })),
-        Output::Table => {
-            let mut table = Table::new(&["TOPIC", "PARTITION", "NEW-OFFSET"]);
-            for (tp, offset) in &offsets {
-                table.row(vec![
-                    tp.topic.clone(),
-                    tp.partition.to_string(),
-                    offset.to_string(),
-                ]);
-            }
-            print(&format!("reset group '{group}'\n{}", table.render()))
-        }
-    }
+    })
 }
 
 /// Offsets from a lookup that always finds one (log start, high watermark).
@@ -452,6 +513,41 @@ mod tests {
             "--topic is required"
         );
         assert!(parse(&["reset-offsets", "g", "--topic", "t", "--to-timestamp", "-5"]).is_err());
+    }
+
+    #[test]
+    fn reset_offsets_is_a_dry_run_without_execute() {
+        let dry = parse(&["reset-offsets", "g", "--topic", "t", "--to-earliest"]).unwrap();
+        assert!(matches!(
+            dry,
+            GroupCommand::ResetOffsets { execute: false, .. }
+        ));
+        let applied = parse(&[
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to-earliest",
+            "--execute",
+        ])
+        .unwrap();
+        assert!(matches!(
+            applied,
+            GroupCommand::ResetOffsets { execute: true, .. }
+        ));
+        let planned = [PlannedJson {
+            topic: "t",
+            partition: 0,
+            current_offset: None,
+            new_offset: 3,
+        }];
+        let text = reset_table("g", &planned, false);
+        assert!(
+            text.starts_with("dry run: add --execute to apply"),
+            "{text}"
+        );
+        assert!(text.contains("CURRENT-OFFSET  NEW-OFFSET"), "{text}");
+        assert!(reset_table("g", &planned, true).starts_with("reset group 'g'\n"));
     }
 
     #[test]

@@ -11,10 +11,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared as SharedFuture};
+use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::{Consumer, PartitionState};
+use super::{Consumer, PartitionState, not_assigned};
+use crate::cluster::Cluster;
 use crate::coordinator::Coordinator;
 use crate::error::{Error, Result};
 use crate::group::{GroupMetadata, Membership, RebalanceListener, Shared, reconcile};
@@ -31,23 +35,97 @@ pub(super) struct GroupState {
     revoking: BTreeMap<TopicPartition, Option<u64>>,
     /// The owned partitions changed since they were last published to the task.
     publish: bool,
+    /// How often the consumer dropped everything after a fencing; a reconciliation
+    /// whose target predates a fencing stops there.
+    losses: u64,
     next_auto_commit_at: Instant,
-    /// The auto-commit in flight; at most one at a time.
-    auto_commit: Option<JoinHandle<()>>,
+    /// The last background commit (auto-commit or `commit_async`) started. Every later
+    /// commit waits for it first, so one consumer's commits apply in order.
+    last_commit: Option<InFlightCommit>,
 }
+
+/// Who a commit is sent as: the coordinator, the member id and the member epoch.
+type CommitTarget = (Arc<Coordinator>, String, i32);
 
 impl GroupState {
     pub(super) fn shared(&self) -> Arc<Shared> {
         self.membership.shared()
     }
 
-    fn commit_target(&self) -> (Arc<Coordinator>, String, i32) {
+    fn commit_target(&self) -> CommitTarget {
         let (member_id, member_epoch) = self.membership.member();
         (
             Arc::clone(self.membership.coordinator()),
             member_id,
             member_epoch,
         )
+    }
+
+    /// Starts committing `offsets` in the background, after the previous background
+    /// commit (waiting for it at most `bound`), and makes this one the commit later
+    /// ones wait for.
+    fn spawn_commit(
+        &mut self,
+        cluster: Arc<Cluster>,
+        (coordinator, member_id, member_epoch): CommitTarget,
+        offsets: BTreeMap<TopicPartition, u64>,
+        bound: Duration,
+        what: &'static str,
+    ) -> JoinHandle<Result<()>> {
+        let previous = self.last_commit.take();
+        // Dropped when the task ends, however it ends (an abort included).
+        let (done_sender, done) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _done_sender = done_sender;
+            if let Some(previous) = previous {
+                previous.settle(Instant::now() + bound).await;
+            }
+            let result = coordinator
+                .commit(&cluster, &member_id, member_epoch, &offsets)
+                .await;
+            if let Err(error) = &result {
+                tracing::warn!(group = coordinator.group_id(), %error, "{what} failed");
+            }
+            result
+        });
+        self.last_commit = Some(InFlightCommit {
+            done: done.map(|_| ()).boxed().shared(),
+            abort: task.abort_handle(),
+        });
+        task
+    }
+}
+
+/// A background commit that later commits of the same consumer wait for.
+struct InFlightCommit {
+    /// Resolves when the commit's task ended.
+    done: SharedFuture<BoxFuture<'static, ()>>,
+    abort: AbortHandle,
+}
+
+impl std::fmt::Debug for InFlightCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlightCommit")
+            .field("finished", &self.abort.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InFlightCommit {
+    /// Waits for the commit to end, until `deadline`. Past it the commit is abandoned
+    /// (no further retries), so it cannot land after the commit that follows; a request
+    /// already written goes ahead of the next one on the same connection.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    async fn settle(&self, deadline: Instant) {
+        if tokio::time::timeout_at(deadline, self.done.clone())
+            .await
+            .is_err()
+        {
+            tracing::warn!("an earlier commit is still unanswered; abandoning it");
+            self.abort.abort();
+        }
     }
 }
 
@@ -184,8 +262,9 @@ impl Consumer {
             membership,
             revoking: BTreeMap::new(),
             publish: false,
+            losses: 0,
             next_auto_commit_at: Instant::now() + self.auto_commit_interval(),
-            auto_commit: None,
+            last_commit: None,
         });
         Ok(())
     }
@@ -203,7 +282,10 @@ impl Consumer {
     }
 
     /// Commits the positions of every owned partition (the offsets after the records
-    /// `poll` returned) and waits for the answer.
+    /// `poll` returned) and waits for the answer. Waits first for the background
+    /// commit started before it (see [`commit_async`](Self::commit_async)). If the
+    /// member was fenced since the last `poll`, its partitions are dropped first
+    /// (`on_lost`): nothing of an earlier membership is committed under a later one.
     ///
     /// # Errors
     /// [`Error::NotSubscribed`]; [`Error::MemberFenced`] if the member lost its
@@ -213,72 +295,95 @@ impl Consumer {
     /// # Cancel safety
     /// Not cancel-safe: the commit may be applied even if the future is dropped.
     pub async fn commit_sync(&mut self) -> Result<()> {
-        let group = self.group.as_ref().ok_or(Error::NotSubscribed)?;
-        let (coordinator, member_id, member_epoch) = group.commit_target();
+        let target = self.prepare_commit().await?;
         let offsets = self.positions();
-        coordinator
-            .commit(&self.cluster, &member_id, member_epoch, &offsets)
+        target
+            .0
+            .commit(&self.cluster, &target.1, target.2, &offsets)
             .await
     }
 
     /// Commits explicit offsets: each the offset of the next record to read (the last
-    /// processed offset plus one), for partitions this member owns.
+    /// processed offset plus one), for partitions this member owns. Ordered after
+    /// earlier commits and checked against fencing as
+    /// [`commit_sync`](Self::commit_sync).
     ///
     /// # Errors
-    /// As for [`commit_sync`](Self::commit_sync).
+    /// [`Error::NotAssigned`] (nothing is committed) for a partition the consumer does
+    /// not own, e.g. one lost to a fencing; otherwise as for
+    /// [`commit_sync`](Self::commit_sync).
     ///
     /// # Cancel safety
     /// Not cancel-safe.
     pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
-        let group = self.group.as_ref().ok_or(Error::NotSubscribed)?;
-        let (coordinator, member_id, member_epoch) = group.commit_target();
+        let target = self.prepare_commit().await?;
+        if let Some((tp, _)) = offsets
+            .iter()
+            .find(|(tp, _)| !self.partitions.contains_key(tp))
+        {
+            return Err(not_assigned(tp));
+        }
         let offsets: BTreeMap<TopicPartition, u64> = offsets.iter().cloned().collect();
-        coordinator
-            .commit(&self.cluster, &member_id, member_epoch, &offsets)
+        target
+            .0
+            .commit(&self.cluster, &target.1, target.2, &offsets)
             .await
     }
 
     /// Starts committing the positions of every owned partition in the background and
     /// returns at once, so it never holds up `poll`. Await the handle for the outcome
-    /// or drop it; failures are logged either way. Commits of one consumer reach the
-    /// coordinator in the order they were started.
+    /// or drop it; failures are logged either way.
+    ///
+    /// Commits of one consumer are sent in the order they were started: each background
+    /// commit, and each `commit_sync`, `commit_offsets`, commit on revocation and final
+    /// commit of [`close`](Self::close), first waits for the background commit started
+    /// before it. A wait lasts at most `request_timeout_ms`; a commit still unanswered
+    /// then is abandoned (not retried again), so an older commit never overwrites a
+    /// newer one. If the member was fenced since the last `poll`, its partitions are
+    /// dropped first (`on_lost`) and nothing is committed for them.
     pub fn commit_async(&mut self) -> CommitHandle {
-        let task = match &self.group {
-            None => tokio::spawn(async { Err(Error::NotSubscribed) }),
-            Some(group) => {
-                let (coordinator, member_id, member_epoch) = group.commit_target();
-                let offsets = self.positions();
-                let cluster = Arc::clone(&self.cluster);
-                tokio::spawn(async move {
-                    let result = coordinator
-                        .commit(&cluster, &member_id, member_epoch, &offsets)
-                        .await;
-                    if let Err(error) = &result {
-                        tracing::warn!(group = coordinator.group_id(), %error, "async commit failed");
-                    }
-                    result
-                })
-            }
+        let Some(target) = self.commit_member() else {
+            return CommitHandle {
+                task: tokio::spawn(async { Err(Error::NotSubscribed) }),
+            };
         };
+        let offsets = self.positions();
+        let bound = self.config.client.request_timeout();
+        let cluster = Arc::clone(&self.cluster);
+        let group = self.group.as_mut().expect("subscribed");
+        let task = group.spawn_commit(cluster, target, offsets, bound, "async commit");
         CommitHandle { task }
     }
 
     /// Leaves the group: with auto-commit, commits the positions of the owned
-    /// partitions, calls `on_revoked` for them, sends the leave heartbeat (a static
-    /// member's leave keeps its partitions until its session times out) and stops the
-    /// heartbeat task. The consumer is then unassigned and may `assign` or `subscribe`
-    /// again. Does nothing if not subscribed.
+    /// partitions (after the background commit in flight, if any), calls `on_revoked`
+    /// for them, sends the leave heartbeat (a static member's leave keeps its
+    /// partitions until its session times out) and stops the heartbeat task. The
+    /// consumer is then unassigned and may `assign` or `subscribe` again. Does nothing
+    /// if not subscribed.
+    ///
+    /// All of it takes at most `request_timeout_ms`, however the coordinator behaves:
+    /// past that the commit is given up (and reported as
+    /// [`Error::RequestTimedOut`]) and the leave is not waited for (logged at `warn`);
+    /// the coordinator then expires the member when its session times out.
     ///
     /// # Errors
-    /// The final commit's error (the group is left anyway).
+    /// The final commit's error, or [`Error::RequestTimedOut`] (the group is left
+    /// anyway).
     ///
     /// # Cancel safety
     /// Not cancel-safe: if dropped, the membership ends without a leave and the
     /// coordinator expires it when its session times out.
     pub async fn unsubscribe(&mut self) -> Result<()> {
-        let Some(mut group) = self.group.take() else {
+        if self.group.is_none() {
             return Ok(());
-        };
+        }
+        let timeout = self.config.client.request_timeout();
+        let deadline = Instant::now() + timeout;
+        self.settle_commits(deadline).await;
+        // Drops the partitions (`on_lost`) if a fencing took them.
+        let target = self.commit_member().expect("subscribed");
+        let mut group = self.group.take().expect("subscribed");
         let mut offsets = BTreeMap::new();
         let mut owned = Vec::new();
         let revoking = std::mem::take(&mut group.revoking);
@@ -301,22 +406,26 @@ impl Consumer {
         self.buffer.clear();
         self.buffered_bytes = 0;
         let mut result = Ok(());
-        if group.membership.snapshot().lost {
-            self.listener.lost(&owned);
-        } else {
-            if self.config.enable_auto_commit {
-                let (coordinator, member_id, member_epoch) = group.commit_target();
-                result = coordinator
-                    .commit(&self.cluster, &member_id, member_epoch, &offsets)
-                    .await;
-            }
-            self.listener.revoked(&owned);
+        if self.config.enable_auto_commit {
+            let (coordinator, member_id, member_epoch) = target;
+            let commit = coordinator.commit(&self.cluster, &member_id, member_epoch, &offsets);
+            result = tokio::time::timeout_at(deadline, commit)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::RequestTimedOut {
+                        address: format!("the coordinator of group '{}'", coordinator.group_id()),
+                        api: "OffsetCommit",
+                        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    })
+                });
         }
-        group.membership.leave().await;
+        self.listener.revoked(&owned);
+        group.membership.leave(deadline).await;
         result
     }
 
-    /// [`unsubscribe`](Self::unsubscribe)s and drops the consumer.
+    /// [`unsubscribe`](Self::unsubscribe)s and drops the consumer, within
+    /// `request_timeout_ms` in all.
     ///
     /// # Errors
     /// As for [`unsubscribe`](Self::unsubscribe).
@@ -325,6 +434,62 @@ impl Consumer {
     /// Not cancel-safe.
     pub async fn close(mut self) -> Result<()> {
         self.unsubscribe().await
+    }
+
+    /// Waits (until `deadline`) for the background commit in flight, then returns who to
+    /// commit as, after dropping partitions a fencing took.
+    ///
+    /// # Errors
+    /// [`Error::NotSubscribed`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    async fn prepare_commit(&mut self) -> Result<CommitTarget> {
+        if self.group.is_none() {
+            return Err(Error::NotSubscribed);
+        }
+        let deadline = Instant::now() + self.config.client.request_timeout();
+        self.settle_commits(deadline).await;
+        self.commit_member().ok_or(Error::NotSubscribed)
+    }
+
+    /// Waits for the last background commit to end, until `deadline` (then abandons it).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the commit stays the one to wait for until it ended.
+    async fn settle_commits(&mut self, deadline: Instant) {
+        let Some(last) = self
+            .group
+            .as_ref()
+            .and_then(|group| group.last_commit.as_ref())
+        else {
+            return;
+        };
+        last.settle(deadline).await;
+        if let Some(group) = &mut self.group {
+            group.last_commit = None;
+        }
+    }
+
+    /// Who to commit as. If the member was fenced since the consumer last dropped its
+    /// partitions, they are dropped now (`on_lost`): their positions belong to the old
+    /// membership and must not be committed under the new member id and epoch. The
+    /// id and epoch are read together with the fencing flag, so what `positions` holds
+    /// afterwards is owned under them (or under an older epoch, which the coordinator
+    /// fences). `None` when not subscribed.
+    fn commit_member(&mut self) -> Option<CommitTarget> {
+        let group = self.group.as_ref()?;
+        if let Some((member_id, member_epoch)) = group.membership.member_unless_lost() {
+            return Some((
+                Arc::clone(group.membership.coordinator()),
+                member_id,
+                member_epoch,
+            ));
+        }
+        group.membership.take_lost();
+        self.lose_all();
+        // Nothing is owned now, so whatever epoch this reads commits nothing stale.
+        self.group.as_ref().map(GroupState::commit_target)
     }
 
     /// Positions of the owned partitions that have one.
@@ -357,9 +522,15 @@ impl Consumer {
         if snapshot.lost {
             self.lose_all();
         }
+        let losses = self.group.as_ref().expect("subscribed").losses;
         let revoked = reconcile(self.partitions.keys(), &snapshot.target).revoked;
         self.start_revoking(&revoked);
         self.finish_revoking().await;
+        if self.group.as_ref().expect("subscribed").losses != losses {
+            // Fenced during the commit: the snapshot's target is stale. The fencing's
+            // wake-up makes `poll` reconcile again against the new membership.
+            return;
+        }
         let added = reconcile(self.partitions.keys(), &snapshot.target).added;
         self.add_partitions(&added);
         let group = self.group.as_mut().expect("subscribed");
@@ -378,6 +549,7 @@ impl Consumer {
             std::mem::take(&mut group.revoking).into_keys().collect();
         lost.extend(std::mem::take(&mut self.partitions).into_keys());
         group.publish = true;
+        group.losses += 1;
         self.buffer.clear();
         self.buffered_bytes = 0;
         tracing::info!(partitions = lost.len(), "partitions lost");
@@ -418,12 +590,16 @@ impl Consumer {
             return;
         }
         if self.config.enable_auto_commit {
+            self.settle_commits(Instant::now() + self.config.client.request_timeout())
+                .await;
+            // A fencing meanwhile turns the revocation into a loss: nothing to commit.
+            let (coordinator, member_id, member_epoch) = self.commit_member().expect("subscribed");
+            let group = self.group.as_ref().expect("subscribed");
             let offsets: BTreeMap<TopicPartition, u64> = group
                 .revoking
                 .iter()
                 .filter_map(|(tp, position)| position.map(|position| (tp.clone(), position)))
                 .collect();
-            let (coordinator, member_id, member_epoch) = group.commit_target();
             if let Err(error) = coordinator
                 .commit(&self.cluster, &member_id, member_epoch, &offsets)
                 .await
@@ -512,37 +688,32 @@ impl Consumer {
     }
 
     /// Every `auto_commit_interval_ms`, starts a background commit of the positions,
-    /// unless the previous one is still running.
+    /// unless the previous background commit is still running.
     pub(super) fn maybe_auto_commit(&mut self) {
         let now = Instant::now();
         let due = self.config.enable_auto_commit
             && self.group.as_ref().is_some_and(|group| {
                 now >= group.next_auto_commit_at
                     && group
-                        .auto_commit
+                        .last_commit
                         .as_ref()
-                        .is_none_or(JoinHandle::is_finished)
+                        .is_none_or(|last| last.abort.is_finished())
             });
         if !due {
             return;
         }
-        let positions = self.positions();
         let interval = self.auto_commit_interval();
+        let target = self.commit_member().expect("subscribed");
+        let positions = self.positions();
+        let bound = self.config.client.request_timeout();
+        let cluster = Arc::clone(&self.cluster);
         let group = self.group.as_mut().expect("subscribed");
         group.next_auto_commit_at = now + interval;
         if positions.is_empty() {
             return;
         }
-        let (coordinator, member_id, member_epoch) = group.commit_target();
-        let cluster = Arc::clone(&self.cluster);
-        group.auto_commit = Some(tokio::spawn(async move {
-            if let Err(error) = coordinator
-                .commit(&cluster, &member_id, member_epoch, &positions)
-                .await
-            {
-                tracing::warn!(group = coordinator.group_id(), %error, "auto-commit failed");
-            }
-        }));
+        // The handle is not needed: `last_commit` keeps what later commits wait for.
+        drop(group.spawn_commit(cluster, target, positions, bound, "auto-commit"));
     }
 }
 
@@ -688,6 +859,55 @@ mod tests {
             consumer.assign(&[TopicPartition::new("t", 0)]);
         }));
         assert!(panic.is_err(), "assign while subscribed is a bug");
+    }
+
+    #[tokio::test]
+    async fn a_commit_after_an_unapplied_fencing_drops_the_lost_partitions_first() {
+        let (mut consumer, recorder) = subscribed();
+        membership(&consumer).assign_for_test(tps(&[0]));
+        consumer.reconcile_group().await;
+        recorder.take();
+        consumer.seek(&TopicPartition::new("t", 0), 42).unwrap();
+        // Fenced and rejoined (a new epoch) before the consumer polled again.
+        membership(&consumer).fence_for_test();
+        membership(&consumer).rejoin_for_test("m2", 9);
+        // Nothing is left to commit under m2's epoch: t/0's position belongs to the old
+        // membership (were it committed, `commit_async` would need a broker).
+        consumer.commit_async().await.unwrap();
+        assert_eq!(recorder.take(), ["!t/0"]);
+        assert!(consumer.assignment().is_empty());
+        let error = consumer
+            .commit_offsets(&[(TopicPartition::new("t", 0), 42)])
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::NotAssigned { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn close_against_a_hung_coordinator_returns_within_the_request_timeout() {
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = hung.local_addr().unwrap().to_string();
+        let _accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = hung.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut config = ConsumerConfig::new(&address);
+        config.client.request_timeout_ms = 300;
+        let mut consumer = Consumer::new(config).unwrap();
+        consumer.subscribe(["t"], "g").unwrap();
+        membership(&consumer).assign_for_test(tps(&[0]));
+        consumer.reconcile_group().await;
+        consumer.seek(&TopicPartition::new("t", 0), 7).unwrap();
+        let started = Instant::now();
+        let error = consumer.close().await.unwrap_err();
+        assert!(matches!(error, Error::RequestTimedOut { .. }), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "close took {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
