@@ -957,7 +957,8 @@ mod tests {
         assert_eq!(decoded[1].timestamp, 1_003);
     }
 
-    fn record(partition: u32, offset: u64) -> ConsumerRecord {
+    /// A one-byte record of topic `t`; shared with `subscription`'s tests.
+    pub(super) fn record(partition: u32, offset: u64) -> ConsumerRecord {
         ConsumerRecord {
             topic: Arc::from("t"),
             partition,

@@ -721,11 +721,9 @@ impl Consumer {
 mod tests {
     use std::sync::Mutex;
 
-    use bytes::Bytes;
-
     use super::*;
     use crate::config::ConsumerConfig;
-    use crate::record::ConsumerRecord;
+    use crate::consumer::tests::record;
 
     /// Records callbacks as `+t/0`, `-t/0`, `!t/0`.
     #[derive(Clone, Default)]
@@ -757,18 +755,6 @@ mod tests {
             .iter()
             .map(|partition| TopicPartition::new("t", *partition))
             .collect()
-    }
-
-    fn record(partition: u32, offset: u64) -> ConsumerRecord {
-        ConsumerRecord {
-            topic: Arc::from("t"),
-            partition,
-            offset,
-            timestamp: 0,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: Vec::new(),
-        }
     }
 
     /// A subscribed consumer whose heartbeat task cannot reach any broker, so the
