@@ -107,7 +107,8 @@ pub struct Heartbeat {
     pub client_id: String,
     /// The address the member connects from.
     pub client_host: String,
-    /// A fresh, unique member id minted by the broker; used only when joining.
+    /// A fresh, unique member id minted by the broker; used only by a join whose
+    /// `member_id` is empty (empty otherwise).
     pub new_member_id: String,
 }
 

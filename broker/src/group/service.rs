@@ -17,10 +17,10 @@ use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup,
-    GroupMember, GroupOffsetPartition, GroupOffsetTopic, GroupResult, ListGroupsRequest,
-    ListGroupsResponse, ListedGroup, NO_OFFSET, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetCommitTopicResponse, OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse,
-    OffsetFetchTopic, PartitionResult, TopicPartitions,
+    GroupMember, GroupOffsetPartition, GroupOffsetTopic, GroupResult, JOIN_EPOCH,
+    ListGroupsRequest, ListGroupsResponse, ListedGroup, NO_OFFSET, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetCommitTopicResponse, OffsetFetchPartition, OffsetFetchRequest,
+    OffsetFetchResponse, OffsetFetchTopic, PartitionResult, TopicPartitions,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -136,8 +136,15 @@ impl Groups {
         client_host: &str,
         topics: &TopicRegistry,
     ) -> Result<ConsumerGroupHeartbeatResponse, Failure> {
+        // Only a join without a client-chosen id needs one minted.
+        let joining_anonymously =
+            request.member_epoch == JOIN_EPOCH && request.member_id.is_empty();
         let heartbeat = Heartbeat {
-            new_member_id: self.new_member_id(client_id),
+            new_member_id: if joining_anonymously {
+                self.new_member_id(client_id)
+            } else {
+                String::new()
+            },
             group_id: request.group_id,
             member_id: request.member_id,
             member_epoch: request.member_epoch,
