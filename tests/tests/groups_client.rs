@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strata_client::{
-    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer,
-    ProducerConfig, ProducerRecord, RebalanceListener, TopicPartition,
+    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, GroupDescription, NewTopic,
+    Producer, ProducerConfig, ProducerRecord, RebalanceListener, TopicPartition,
 };
 use strata_tests::*;
 
@@ -24,16 +24,39 @@ enum Event {
     Record(usize, TopicPartition, u64, Instant),
 }
 
-#[derive(Clone, Default)]
-struct Journal(Arc<Mutex<Vec<Event>>>);
+/// Every member's events, with a change counter to wait on.
+#[derive(Clone)]
+struct Journal {
+    events: Arc<Mutex<Vec<Event>>>,
+    changes: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Self {
+            events: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
 
 impl Journal {
     fn push(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
+        self.events.lock().unwrap().push(event);
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    /// Waits until `condition` holds, re-checking after every new event.
+    async fn wait_until(&self, what: &str, condition: impl Fn(&Journal) -> bool) {
+        let mut changes = self.changes.subscribe();
+        tokio::time::timeout(WAIT, changes.wait_for(|_| condition(self)))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting until {what}"))
+            .expect("the journal outlives the wait");
     }
 
     fn events(&self) -> Vec<Event> {
-        self.0.lock().unwrap().clone()
+        self.events.lock().unwrap().clone()
     }
 
     fn records(&self) -> Vec<(usize, TopicPartition, u64)> {
@@ -142,11 +165,23 @@ async fn produce(bootstrap: &str, topic: &str, partitions: u32, per_partition: u
     producer.close().await;
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+/// Polls the broker (it has no push for group state) until `group` is stable with
+/// `members` members.
+async fn stable_group(admin: &Admin, group: &str, members: usize) -> GroupDescription {
     let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    loop {
+        let described = admin.describe_group(group).await;
+        if let Ok(described) = &described
+            && described.state == "stable"
+            && described.members.len() == members
+        {
+            return described.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group} never stable with {members} members: {described:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -243,19 +278,12 @@ async fn members_split_partitions_evenly_and_process_every_record_once() {
         let members: Vec<Running> = (0..3)
             .map(|member| spawn_member(&broker.address, "split", "even", member, &journal, None))
             .collect();
-        wait_until("every record is processed", || {
-            journal.records().len() >= 600
-        })
-        .await;
-        let group = loop {
-            if let Ok(group) = admin.describe_group("split").await
-                && group.state == "stable"
-                && group.members.len() == 3
-            {
-                break group;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        journal
+            .wait_until("every record is processed", |journal| {
+                journal.records().len() >= 600
+            })
+            .await;
+        let group = stable_group(&admin, "split", 3).await;
         for member in &group.members {
             assert_eq!(member.assignment.len(), 2, "uneven split: {group:?}");
         }
@@ -282,45 +310,27 @@ async fn joins_and_leaves_move_only_what_they_must_and_owners_never_overlap() {
         let admin = Admin::new(ClientConfig::new(&broker.address)).unwrap();
         admin.create_topic(NewTopic::new("moves", 6)).await.unwrap();
         let journal = Journal::default();
-        let stable = |count: usize| {
-            let admin = &admin;
-            async move {
-                let deadline = Instant::now() + WAIT;
-                loop {
-                    let group = admin.describe_group("movers").await;
-                    if let Ok(group) = &group
-                        && group.state == "stable"
-                        && group.members.len() == count
-                    {
-                        return group.clone();
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "never stable with {count}: {group:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
 
         let first = spawn_member(&broker.address, "movers", "moves", 0, &journal, None);
         let second = spawn_member(&broker.address, "movers", "moves", 1, &journal, None);
-        stable(2).await;
+        stable_group(&admin, "movers", 2).await;
         produce(&broker.address, "moves", 6, 50).await;
-        wait_until("the first wave is processed", || {
-            journal.records().len() >= 300
-        })
-        .await;
+        journal
+            .wait_until("the first wave is processed", |journal| {
+                journal.records().len() >= 300
+            })
+            .await;
         let (before_0, before_1) = (journal.revocations(0), journal.revocations(1));
 
         // A third member takes exactly one partition from each of the two.
         let third = spawn_member(&broker.address, "movers", "moves", 2, &journal, None);
-        stable(3).await;
+        stable_group(&admin, "movers", 3).await;
         produce(&broker.address, "moves", 6, 50).await;
-        wait_until("the second wave is processed", || {
-            journal.records().len() >= 600
-        })
-        .await;
+        journal
+            .wait_until("the second wave is processed", |journal| {
+                journal.records().len() >= 600
+            })
+            .await;
         let moved = (journal.revocations(0) - before_0) + (journal.revocations(1) - before_1);
         assert_eq!(
             moved,
@@ -332,12 +342,13 @@ async fn joins_and_leaves_move_only_what_they_must_and_owners_never_overlap() {
         // The second leaves: only its partitions move; nobody else gives anything up.
         let (before_0, before_2) = (journal.revocations(0), journal.revocations(2));
         second.stop().await;
-        stable(2).await;
+        stable_group(&admin, "movers", 2).await;
         produce(&broker.address, "moves", 6, 50).await;
-        wait_until("the third wave is processed", || {
-            journal.records().len() >= 900
-        })
-        .await;
+        journal
+            .wait_until("the third wave is processed", |journal| {
+                journal.records().len() >= 900
+            })
+            .await;
         assert_eq!(journal.revocations(0), before_0);
         assert_eq!(journal.revocations(2), before_2);
 
@@ -394,17 +405,16 @@ async fn a_killed_consumer_process_hands_over_after_its_session_and_resumes_from
                 .expect("spawn strata consume"),
         );
         let stdout = child.0.stdout.take().unwrap();
-        let printed = Arc::new(Mutex::new(0usize));
-        let counter = printed.clone();
+        let (printed, mut lines) = tokio::sync::watch::channel(0usize);
         std::thread::spawn(move || {
             for _ in BufReader::new(stdout).lines() {
-                *counter.lock().unwrap() += 1;
+                printed.send_modify(|count| *count += 1);
             }
         });
-        wait_until("the CLI consumer prints everything", || {
-            *printed.lock().unwrap() == 200
-        })
-        .await;
+        tokio::time::timeout(WAIT, lines.wait_for(|count| *count == 200))
+            .await
+            .expect("the CLI consumer prints everything")
+            .expect("the CLI's stdout is read until it prints everything");
         // Wait for a commit to cover some of it, then kill -9 (std's kill sends SIGKILL).
         let deadline = Instant::now() + WAIT;
         while admin
@@ -437,15 +447,16 @@ async fn a_killed_consumer_process_hands_over_after_its_session_and_resumes_from
 
         let journal = Journal::default();
         let survivor = spawn_member(&broker.address, "workers", "handover", 0, &journal, None);
-        wait_until("the survivor processes the rest", || {
-            let records = journal.records();
-            (0..2).all(|p| {
-                records
-                    .iter()
-                    .any(|(_, tp, offset)| tp.partition == p && *offset == 119)
+        journal
+            .wait_until("the survivor processes the rest", |journal| {
+                let records = journal.records();
+                (0..2).all(|p| {
+                    records
+                        .iter()
+                        .any(|(_, tp, offset)| tp.partition == p && *offset == 119)
+                })
             })
-        })
-        .await;
+            .await;
         let assigned_at = journal
             .events()
             .iter()
@@ -497,19 +508,8 @@ async fn a_static_member_restart_gets_its_partitions_back_without_moving_others(
             Some("fixed-1"),
         );
         let other = spawn_member(&broker.address, "statics", "static", 1, &journal, None);
-        let stable = || async {
-            loop {
-                if let Ok(group) = admin.describe_group("statics").await
-                    && group.state == "stable"
-                    && group.members.len() == 2
-                {
-                    return group;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        let before = stable().await;
-        let owned_by = |group: &strata_client::GroupDescription, instance: Option<&str>| {
+        let before = stable_group(&admin, "statics", 2).await;
+        let owned_by = |group: &GroupDescription, instance: Option<&str>| {
             group
                 .members
                 .iter()
@@ -529,7 +529,7 @@ async fn a_static_member_restart_gets_its_partitions_back_without_moving_others(
             &journal,
             Some("fixed-1"),
         );
-        let after = stable().await;
+        let after = stable_group(&admin, "statics", 2).await;
         assert_eq!(owned_by(&after, Some("fixed-1")), fixed_before);
         assert_eq!(
             after.group_epoch, before.group_epoch,
