@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use strata_protocol::codec::{FrameCodec, FrameError};
+use strata_protocol::codec::{self, FrameCodec, FrameError};
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::wire::VectoredBuf;
 use strata_protocol::{ApiKey, ErrorCode};
@@ -224,39 +224,10 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
             }
             Reply::Nothing => continue,
         };
-        if let Err(error) = write_chunks(&mut socket, out.into_chunks()).await {
+        if let Err(error) = codec::write_chunks(&mut socket, out.into_chunks()).await {
             tracing::debug!(%error, "client went away while writing");
             return;
         }
     }
     let _ = socket.shutdown().await;
-}
-
-/// Writes every chunk with vectored writes, resuming after partial writes.
-async fn write_chunks(socket: &mut OwnedWriteHalf, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
-    const IOVECS_MAX: usize = 64;
-    chunks.retain(|chunk| !chunk.is_empty());
-    let mut first = 0;
-    while first < chunks.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = chunks[first..]
-            .iter()
-            .take(IOVECS_MAX)
-            .map(|chunk| std::io::IoSlice::new(chunk))
-            .collect();
-        let mut written = socket.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let chunk = &mut chunks[first];
-            if written >= chunk.len() {
-                written -= chunk.len();
-                first += 1;
-            } else {
-                bytes::Buf::advance(chunk, written);
-                written = 0;
-            }
-        }
-    }
-    Ok(())
 }

@@ -14,7 +14,7 @@
 //! `completed >= n` means "the first n records are done": that is how `flush` waits.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use strata_protocol::batch::{BatchBuilder, Header as WireHeader};
@@ -93,10 +93,51 @@ pub(crate) struct Accumulator {
     batch_bytes_max: usize,
     request_partition_bytes_max: usize,
     linger: Duration,
-    partitions: BTreeMap<TopicPartition, PartitionQueue>,
+    /// Queues by topic, then partition: a record is filed under its topic's `&str`
+    /// without building a key.
+    partitions: BTreeMap<String, BTreeMap<u32, PartitionQueue>>,
     /// Per topic: the sticky partition for keyless records and the count it was chosen
     /// from.
     sticky: HashMap<String, (u32, u32)>,
+    clock: WallClock,
+}
+
+/// Record timestamps from one clock read per record: the wall clock is read at most every
+/// [`WallClock::RESYNC`] and advanced by the monotonic clock in between, so a step of the
+/// wall clock shows within that time.
+#[derive(Debug)]
+struct WallClock {
+    anchor: Instant,
+    anchor_ms: i64,
+}
+
+impl WallClock {
+    const RESYNC: Duration = Duration::from_secs(1);
+
+    fn new(now: Instant) -> Self {
+        Self {
+            anchor: now,
+            anchor_ms: unix_ms(),
+        }
+    }
+
+    fn now_ms(&mut self, now: Instant) -> i64 {
+        let elapsed = now.saturating_duration_since(self.anchor);
+        if elapsed >= Self::RESYNC {
+            *self = Self::new(now);
+            return self.anchor_ms;
+        }
+        // Below RESYNC, so the milliseconds fit.
+        self.anchor_ms + elapsed.as_millis() as i64
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 impl Accumulator {
@@ -111,16 +152,23 @@ impl Accumulator {
             linger,
             partitions: BTreeMap::new(),
             sticky: HashMap::new(),
+            clock: WallClock::new(Instant::now()),
         }
+    }
+
+    /// The wall-clock time in milliseconds since the Unix epoch, for a record stamped at
+    /// `now`.
+    pub(crate) fn timestamp_ms(&mut self, now: Instant) -> i64 {
+        self.clock.now_ms(now)
     }
 
     /// The sticky partition for a keyless record of `topic`.
     pub(crate) fn sticky_partition(&mut self, topic: &str, partition_count: u32) -> u32 {
         assert!(partition_count > 0);
-        let entry = self
-            .sticky
-            .entry(topic.to_owned())
-            .or_insert((0, partition_count));
+        if !self.sticky.contains_key(topic) {
+            self.sticky.insert(topic.to_owned(), (0, partition_count));
+        }
+        let entry = self.sticky.get_mut(topic).expect("inserted above");
         if entry.1 != partition_count || entry.0 >= partition_count {
             *entry = (entry.0 % partition_count, partition_count);
         }
@@ -128,18 +176,36 @@ impl Accumulator {
     }
 
     /// Moves the sticky partition on when its batch is sealed.
-    fn on_sealed(&mut self, tp: &TopicPartition) {
-        if let Some((partition, count)) = self.sticky.get_mut(&tp.topic)
-            && *partition == tp.partition
+    fn on_sealed(&mut self, topic: &str, sealed: u32) {
+        if let Some((partition, count)) = self.sticky.get_mut(topic)
+            && *partition == sealed
         {
             *partition = (*partition + 1) % *count;
         }
     }
 
-    /// Appends a record whose memory (`reserved_bytes`) is already reserved.
+    fn queue(&self, tp: &TopicPartition) -> Option<&PartitionQueue> {
+        self.partitions.get(&tp.topic)?.get(&tp.partition)
+    }
+
+    fn queue_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue> {
+        self.partitions.get_mut(&tp.topic)?.get_mut(&tp.partition)
+    }
+
+    fn queues_mut(&mut self) -> impl Iterator<Item = (TopicPartition, &mut PartitionQueue)> {
+        self.partitions.iter_mut().flat_map(|(topic, queues)| {
+            queues
+                .iter_mut()
+                .map(|(partition, queue)| (TopicPartition::new(topic.clone(), *partition), queue))
+        })
+    }
+
+    /// Appends a record of `record.topic` whose memory (`reserved_bytes`) is already
+    /// reserved. Allocates nothing but the batch's own growth once the partition has a
+    /// queue.
     pub(crate) fn append(
         &mut self,
-        tp: &TopicPartition,
+        partition: u32,
         record: &ProducerRecord,
         timestamp: i64,
         delivery: Delivery,
@@ -156,7 +222,16 @@ impl Accumulator {
             .collect();
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         let batch_bytes_max = self.batch_bytes_max;
-        let queue = self.partitions.entry(tp.clone()).or_default();
+        if !self.partitions.contains_key(&record.topic) {
+            self.partitions
+                .insert(record.topic.clone(), BTreeMap::new());
+        }
+        let queue = self
+            .partitions
+            .get_mut(&record.topic)
+            .expect("inserted above")
+            .entry(partition)
+            .or_default();
         let mut appended = Appended {
             opened: false,
             sealed: false,
@@ -188,7 +263,7 @@ impl Accumulator {
             appended.sealed = true;
         }
         if appended.sealed {
-            self.on_sealed(tp);
+            self.on_sealed(&record.topic, partition);
         }
         appended
     }
@@ -196,14 +271,14 @@ impl Accumulator {
     /// Seals every open batch (flush and close: linger no longer applies to them).
     pub(crate) fn seal_all(&mut self) {
         let mut sealed = Vec::new();
-        for (tp, queue) in &mut self.partitions {
+        for (tp, queue) in self.queues_mut() {
             if let Some(open) = queue.open.take() {
                 queue.sealed.push_back(open.seal());
-                sealed.push(tp.clone());
+                sealed.push(tp);
             }
         }
         for tp in &sealed {
-            self.on_sealed(tp);
+            self.on_sealed(&tp.topic, tp.partition);
         }
     }
 
@@ -214,7 +289,8 @@ impl Accumulator {
     pub(crate) fn drain(&mut self, now: Instant) -> Vec<(TopicPartition, Vec<ProducerBatch>)> {
         let mut ready = Vec::new();
         let mut lingered = Vec::new();
-        for (tp, queue) in &mut self.partitions {
+        let (linger, request_partition_bytes_max) = (self.linger, self.request_partition_bytes_max);
+        for (tp, queue) in self.queues_mut() {
             if queue.in_flight || queue.retry_at.is_some_and(|at| at > now) {
                 continue;
             }
@@ -222,7 +298,7 @@ impl Accumulator {
             if queue
                 .open
                 .as_ref()
-                .is_some_and(|open| now >= open.created + self.linger)
+                .is_some_and(|open| now >= open.created + linger)
             {
                 let open = queue.open.take().expect("checked above");
                 queue.sealed.push_back(open.seal());
@@ -231,9 +307,7 @@ impl Accumulator {
             let mut batches = Vec::new();
             let mut bytes = 0;
             while let Some(batch) = queue.sealed.front() {
-                if !batches.is_empty()
-                    && bytes + batch.bytes.len() > self.request_partition_bytes_max
-                {
+                if !batches.is_empty() && bytes + batch.bytes.len() > request_partition_bytes_max {
                     break;
                 }
                 bytes += batch.bytes.len();
@@ -241,11 +315,11 @@ impl Accumulator {
             }
             if !batches.is_empty() {
                 queue.in_flight = true;
-                ready.push((tp.clone(), batches));
+                ready.push((tp, batches));
             }
         }
         for tp in &lingered {
-            self.on_sealed(tp);
+            self.on_sealed(&tp.topic, tp.partition);
         }
         ready
     }
@@ -255,6 +329,7 @@ impl Accumulator {
     pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
         self.partitions
             .values()
+            .flat_map(BTreeMap::values)
             .filter(|queue| !queue.in_flight)
             .filter_map(|queue| {
                 let linger = queue.open.as_ref().map(|open| open.created + self.linger);
@@ -272,10 +347,7 @@ impl Accumulator {
 
     /// A request for `tp` finished: `records` more records are resolved.
     pub(crate) fn complete(&mut self, tp: &TopicPartition, records: u64) {
-        let queue = self
-            .partitions
-            .get_mut(tp)
-            .expect("completed partition exists");
+        let queue = self.queue_mut(tp).expect("completed partition exists");
         assert!(queue.in_flight, "completing {tp} with nothing in flight");
         queue.in_flight = false;
         queue.completed += records;
@@ -293,10 +365,7 @@ impl Accumulator {
         batches: Vec<ProducerBatch>,
         retry_at: Instant,
     ) {
-        let queue = self
-            .partitions
-            .get_mut(tp)
-            .expect("requeued partition exists");
+        let queue = self.queue_mut(tp).expect("requeued partition exists");
         assert!(queue.in_flight, "requeueing {tp} with nothing in flight");
         queue.in_flight = false;
         queue.retry_at = Some(retry_at);
@@ -309,20 +378,28 @@ impl Accumulator {
     pub(crate) fn appended(&self) -> Vec<(TopicPartition, u64)> {
         self.partitions
             .iter()
-            .map(|(tp, queue)| (tp.clone(), queue.appended))
+            .flat_map(|(topic, queues)| {
+                queues.iter().map(|(partition, queue)| {
+                    (
+                        TopicPartition::new(topic.clone(), *partition),
+                        queue.appended,
+                    )
+                })
+            })
             .collect()
     }
 
     /// Whether the first `target` records of `tp` are resolved.
     pub(crate) fn is_completed(&self, tp: &TopicPartition, target: u64) -> bool {
-        self.partitions
-            .get(tp)
-            .is_none_or(|queue| queue.completed >= target)
+        self.queue(tp).is_none_or(|queue| queue.completed >= target)
     }
 
     /// Whether nothing is buffered or in flight.
     pub(crate) fn is_idle(&self) -> bool {
-        self.partitions.values().all(PartitionQueue::is_idle)
+        self.partitions
+            .values()
+            .flat_map(BTreeMap::values)
+            .all(PartitionQueue::is_idle)
     }
 }
 
@@ -356,6 +433,25 @@ mod tests {
     }
 
     #[test]
+    fn wall_clock_advances_with_the_monotonic_clock_and_resyncs_every_second() {
+        let start = Instant::now();
+        let mut clock = WallClock::new(start);
+        let anchor_ms = clock.anchor_ms;
+        assert!((unix_ms() - anchor_ms).abs() < 1_000);
+        assert_eq!(clock.now_ms(start), anchor_ms);
+        assert_eq!(
+            clock.now_ms(start + Duration::from_millis(999)),
+            anchor_ms + 999
+        );
+        // Past RESYNC the wall clock is read again: a fresh anchor, not the extrapolation.
+        let later = start + Duration::from_millis(1_500);
+        let before = unix_ms();
+        let resynced = clock.now_ms(later);
+        assert!(resynced >= before && resynced <= unix_ms(), "{resynced}");
+        assert_eq!(clock.anchor, later);
+    }
+
+    #[test]
     fn batches_seal_at_batch_bytes_max_and_keep_record_order() {
         let now = Instant::now();
         let mut accumulator = Accumulator::new(200, 1 << 20, Duration::from_secs(60));
@@ -364,7 +460,7 @@ mod tests {
         for index in 0..20 {
             let (delivery, _) = delivery();
             let appended = accumulator.append(
-                &tp,
+                tp.partition,
                 &record(&format!("value-{index:02}")),
                 0,
                 delivery,
@@ -400,7 +496,7 @@ mod tests {
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, linger);
         let tp = TopicPartition::new("t", 0);
         let (delivery, _) = delivery();
-        let appended = accumulator.append(&tp, &record("a"), 0, delivery, 10, start);
+        let appended = accumulator.append(tp.partition, &record("a"), 0, delivery, 10, start);
         assert_eq!(
             appended,
             Appended {
@@ -424,10 +520,10 @@ mod tests {
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::ZERO);
         let tp = TopicPartition::new("t", 0);
         let (first, _) = delivery();
-        accumulator.append(&tp, &record("first"), 0, first, 10, now);
+        accumulator.append(tp.partition, &record("first"), 0, first, 10, now);
         let in_flight = accumulator.drain(now).pop().unwrap().1;
         let (second, _) = delivery();
-        accumulator.append(&tp, &record("second"), 0, second, 10, now);
+        accumulator.append(tp.partition, &record("second"), 0, second, 10, now);
         assert!(
             accumulator.drain(now).is_empty(),
             "a second request would overtake"
@@ -454,7 +550,7 @@ mod tests {
             partitions.push(partition);
             let (delivery, _) = delivery();
             accumulator.append(
-                &TopicPartition::new("t", partition),
+                partition,
                 &record("0123456789012345678901234567890123456789"),
                 0,
                 delivery,

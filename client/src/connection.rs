@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Any number of callers share the connection; up to `in_flight_requests_max` requests
-//! are on the wire at once. The writer batches whatever frames are queued into one
-//! flush. When the socket fails, every pending request fails with
+//! are on the wire at once. Frames are encoded as chunks that share record batches
+//! instead of copying them, and the writer sends whatever frames are queued in one round
+//! of vectored writes. When the socket fails, every pending request fails with
 //! [`Error::Disconnected`] and the connection reports [`Connection::is_closed`], so the
 //! [`Cluster`](crate::cluster::Cluster) replaces it.
 
@@ -20,11 +21,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use strata_protocol::api::negotiate;
-use strata_protocol::codec::{FrameCodec, RequestFrame};
+use strata_protocol::codec::{self, FrameCodec, RequestFrame};
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use strata_protocol::{ApiKey, Request, Response};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -34,8 +35,8 @@ use tokio_util::codec::{Encoder, Framed, FramedRead};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
-/// Bytes the writer buffers before a write syscall.
-const WRITE_BUFFER_BYTES: usize = 64 << 10;
+/// Chunks the writer gathers from queued frames before it writes them.
+const GATHER_CHUNKS_MAX: usize = 256;
 
 struct Slot {
     api: ApiKey,
@@ -81,7 +82,8 @@ impl Shared {
 }
 
 struct Outbound {
-    frame: Bytes,
+    /// The encoded frame: small owned chunks around shared record batches.
+    frame: Vec<Bytes>,
     written: Option<oneshot::Sender<()>>,
 }
 
@@ -186,7 +188,9 @@ impl Connection {
             .is_some()
     }
 
-    fn encode(&self, request: &Request) -> Result<(u32, u16, Bytes)> {
+    /// Encodes a request as chunks for a vectored write: record batches are shared, not
+    /// copied.
+    fn encode(&self, request: &Request) -> Result<(u32, u16, Vec<Bytes>)> {
         let api = request.api_key();
         let api_version =
             *self
@@ -203,21 +207,14 @@ impl Connection {
             correlation_id,
             client_id: self.client_id.clone(),
         };
-        let mut buffer = BytesMut::new();
-        let mut codec = self.codec;
-        codec
-            .encode(
-                RequestFrame {
-                    header: &header,
-                    request,
-                },
-                &mut buffer,
-            )
+        let frame = self
+            .codec
+            .encode_request_chunks(&header, request)
             .map_err(|error| Error::Protocol {
                 address: self.shared.address.clone(),
                 reason: format!("cannot send {}: {error}", api.name()),
             })?;
-        Ok((correlation_id, api_version, buffer.freeze()))
+        Ok((correlation_id, api_version, frame))
     }
 
     /// Sends a request and waits for its response, up to `request_timeout_ms` plus
@@ -376,28 +373,25 @@ async fn handshake(
 }
 
 async fn write_loop(
-    write_half: OwnedWriteHalf,
+    mut write_half: OwnedWriteHalf,
     mut receiver: mpsc::Receiver<Outbound>,
     shared: Arc<Shared>,
 ) {
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
+    let mut chunks = Vec::new();
     let mut written = Vec::new();
     while let Some(first) = receiver.recv().await {
+        // Everything already queued (at most the channel's capacity) goes in one round of
+        // vectored writes.
         let mut next = Some(first);
-        let mut result = Ok(());
-        // Write everything already queued, then flush once.
         while let Some(outbound) = next.take() {
-            result = writer.write_all(&outbound.frame).await;
+            chunks.extend(outbound.frame);
             written.extend(outbound.written);
-            if result.is_err() {
-                break;
+            if chunks.len() < GATHER_CHUNKS_MAX {
+                next = receiver.try_recv().ok();
             }
-            next = receiver.try_recv().ok();
         }
-        if result.is_ok() {
-            result = writer.flush().await;
-        }
-        if let Err(error) = result {
+        if let Err(error) = codec::write_chunks(&mut write_half, std::mem::take(&mut chunks)).await
+        {
             shared.close(&format!("write failed: {error}"));
             return;
         }
@@ -405,7 +399,7 @@ async fn write_loop(
             let _ = done.send(());
         }
     }
-    let _ = writer.shutdown().await;
+    let _ = write_half.shutdown().await;
 }
 
 async fn read_loop(read_half: OwnedReadHalf, codec: FrameCodec, shared: Arc<Shared>) {

@@ -6,10 +6,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use strata_protocol::messages::{
-    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceTopic,
+    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceTopic, RecordBatches,
 };
 use strata_protocol::{Request, Response};
 use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
@@ -211,17 +211,19 @@ impl Producer {
         }
         let partition_count = self.partition_count(&record).await?;
         self.reserve(bytes).await?;
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let delivery = Delivery { reply, timestamp };
+        let now = Instant::now();
         let appended = {
             let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let timestamp = record
+                .timestamp
+                .unwrap_or_else(|| accumulator.timestamp_ms(now));
+            let delivery = Delivery { reply, timestamp };
             let partition = match (record.partition, &record.key) {
                 (Some(partition), _) => partition,
                 (None, Some(key)) => partition_for_key(key, partition_count),
                 (None, None) => accumulator.sticky_partition(&record.topic, partition_count),
             };
-            let tp = TopicPartition::new(record.topic.clone(), partition);
-            accumulator.append(&tp, &record, timestamp, delivery, bytes, Instant::now())
+            accumulator.append(partition, &record, timestamp, delivery, bytes, now)
         };
         if appended.opened || appended.sealed {
             shared.wake_sender.notify_one();
@@ -339,14 +341,6 @@ impl Producer {
     pub fn buffer_bytes_free(&self) -> usize {
         self.handle.shared.memory.available_permits()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
 }
 
 /// The background sender: drains ready batches, groups them by leader, and sends one
@@ -500,16 +494,8 @@ async fn produce(shared: Arc<Shared>, leader: u32, parts: Ready) {
 fn produce_topics(parts: &Ready) -> Vec<ProduceTopic> {
     let mut topics: Vec<ProduceTopic> = Vec::new();
     for (tp, batches) in parts {
-        let records = if batches.len() == 1 {
-            batches[0].bytes.clone()
-        } else {
-            let mut joined =
-                bytes::BytesMut::with_capacity(batches.iter().map(|batch| batch.bytes.len()).sum());
-            for batch in batches {
-                joined.extend_from_slice(&batch.bytes);
-            }
-            joined.freeze()
-        };
+        // The batches go out as they are, one chunk each: never joined into a copy.
+        let records = RecordBatches::new(batches.iter().map(|batch| batch.bytes.clone()).collect());
         let partition = ProducePartition {
             partition: tp.partition,
             records,
@@ -649,13 +635,15 @@ mod tests {
     }
 
     #[test]
-    fn produce_topics_group_partitions_by_topic_and_join_batches() {
+    fn produce_topics_group_partitions_by_topic_and_keep_batches_as_chunks() {
         let mut two_batches = part(1, 10);
         two_batches.1.push(part(1, 5).1.remove(0));
         let parts = vec![part(0, 10), two_batches];
         let topics = produce_topics(&parts);
         assert_eq!(topics.len(), 1);
         assert_eq!(topics[0].partitions.len(), 2);
-        assert_eq!(topics[0].partitions[1].records.len(), 15);
+        let records = &topics[0].partitions[1].records;
+        assert_eq!(records.len(), 15);
+        assert_eq!(records.chunks().len(), 2);
     }
 }

@@ -3,20 +3,29 @@
 //! The decoder checks the length prefix against `frame_bytes_max` before it reserves any
 //! buffer space, so a peer cannot make it allocate more than the limit by announcing a
 //! huge frame. An `Err` from either side means the connection must be closed.
+//!
+//! [`FrameCodec::encode_request_chunks`] encodes into a [`VectoredBuf`] instead of one
+//! buffer: record batches stay shared [`Bytes`] rather than being copied, and
+//! [`write_chunks`] sends the chunks with vectored writes (the broker does the same for
+//! responses).
+
+use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::api::{Request, Response};
 use crate::error::ErrorCode;
 use crate::frame::{self, LENGTH_PREFIX_BYTES, RequestHeader};
+use crate::wire::VectoredBuf;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The socket failed.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[from] io::Error),
     /// A frame's length is above the limit.
     #[error("frame of {length} bytes exceeds frame_bytes_max {max}")]
     TooLarge {
@@ -67,7 +76,60 @@ impl FrameCodec {
         }
         Ok(())
     }
+
+    /// Encodes a request frame as chunks for [`write_chunks`], sharing record batches
+    /// instead of copying them.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] if the payload exceeds the limit.
+    pub fn encode_request_chunks(
+        &self,
+        header: &RequestHeader,
+        request: &Request,
+    ) -> Result<Vec<Bytes>, FrameError> {
+        let mut out = VectoredBuf::new();
+        self.check(frame::encode_request(&mut out, header, request))?;
+        Ok(out.into_chunks())
+    }
 }
+
+/// Writes `chunks` in order with vectored writes (at most [`IOVECS_MAX`] per call),
+/// resuming after partial writes.
+///
+/// # Errors
+/// The writer's error, or [`io::ErrorKind::WriteZero`] if it accepts nothing.
+pub async fn write_chunks<W: AsyncWrite + Unpin + ?Sized>(
+    writer: &mut W,
+    mut chunks: Vec<Bytes>,
+) -> io::Result<()> {
+    chunks.retain(|chunk| !chunk.is_empty());
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<io::IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(IOVECS_MAX)
+            .map(|chunk| io::IoSlice::new(chunk))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                chunk.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The most chunks one [`write_chunks`] system call takes (Linux allows 1024).
+pub const IOVECS_MAX: usize = 64;
 
 impl Decoder for FrameCodec {
     type Item = Bytes;

@@ -1,4 +1,5 @@
-//! The Strata wire protocol: a pure codec with no I/O, no async runtime and no files.
+//! The Strata wire protocol: a pure codec with no I/O, no async runtime and no files
+//! (except the optional `codec` module, which bridges frames to tokio streams).
 //!
 //! ```text
 //!  ┌──────────┬────────────────────────────────────────────────────────────┐
@@ -30,7 +31,8 @@
 //! - [`messages`]: one module per API's request and response bodies.
 //! - [`batch`]: the record batch format, its builder and its lazy record iterator.
 //! - [`error`]: wire [`ErrorCode`]s, [`DecodeError`] and [`BatchError`].
-//! - `codec` (feature `codec`): the tokio-util frame codec.
+//! - `codec` (feature `codec`): the tokio-util frame codec and a vectored frame writer,
+//!   the one place this crate touches async I/O.
 
 pub mod api;
 pub mod batch;

@@ -306,7 +306,10 @@ impl Client {
             timeout_ms: 10_000,
             topics: vec![ProduceTopic {
                 name: topic.into(),
-                partitions: vec![ProducePartition { partition, records }],
+                partitions: vec![ProducePartition {
+                    partition,
+                    records: records.into(),
+                }],
             }],
         };
         let Response::Produce(mut response) = self.call(request).await else {

@@ -170,7 +170,7 @@ async fn pipelined_requests_are_answered_in_order() {
                 name: "pipeline".into(),
                 partitions: vec![ProducePartition {
                     partition: 0,
-                    records: batch_of(&format!("p{index}"), 1),
+                    records: batch_of(&format!("p{index}"), 1).into(),
                 }],
             }],
         });

@@ -43,7 +43,7 @@ fn append(
             topic: topic.to_owned(),
             partition: request.partition,
         })?;
-    let appended = partition.append(&request.records)?;
+    let appended = partition.append(&request.records.to_bytes())?;
     metrics::record_produce(topic, request.records.len(), appended.record_count);
     Ok((partition, appended))
 }

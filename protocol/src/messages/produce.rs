@@ -40,13 +40,89 @@ impl Wire for Acks {
     }
 }
 
+/// One or more record batches laid end to end (see [`crate::batch`]), held as one or
+/// more chunks. On the wire it is a single length-prefixed blob, whatever the chunking:
+/// a sender passes batches it holds separately without joining them (they are written
+/// with vectored I/O), and a decoder yields one chunk that shares the frame. Equality
+/// compares the bytes, not the chunking.
+#[derive(Debug, Clone, Default)]
+pub struct RecordBatches {
+    chunks: Vec<Bytes>,
+}
+
+impl RecordBatches {
+    /// The batches in `chunks`, in order.
+    pub fn new(chunks: Vec<Bytes>) -> Self {
+        Self { chunks }
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Bytes::is_empty)
+    }
+
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// The bytes as one buffer: shared, not copied, when there is one chunk (always so
+    /// after decoding); joined otherwise.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => many.concat().into(),
+        }
+    }
+}
+
+impl From<Bytes> for RecordBatches {
+    fn from(bytes: Bytes) -> Self {
+        Self::new(vec![bytes])
+    }
+}
+
+impl PartialEq for RecordBatches {
+    fn eq(&self, other: &Self) -> bool {
+        let bytes = |batches: &Self| {
+            let chunks = batches.chunks.clone();
+            chunks.into_iter().flat_map(|chunk| chunk.into_iter())
+        };
+        self.len() == other.len() && bytes(self).eq(bytes(other))
+    }
+}
+
+impl Eq for RecordBatches {}
+
+impl Wire for RecordBatches {
+    /// # Panics
+    /// If the batches reach 4 GiB; frames are far smaller.
+    fn encode<S: Sink + ?Sized>(&self, out: &mut S) {
+        let length = u32::try_from(self.len()).expect("batches shorter than a frame");
+        length.encode(out);
+        for chunk in &self.chunks {
+            out.put_shared(chunk);
+        }
+    }
+
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Bytes::decode(reader).map(Self::from)
+    }
+}
+
 wire_struct! {
     /// Batches for one partition.
     pub struct ProducePartition {
         /// The partition index.
         pub partition: u32,
         /// One or more record batches laid end to end; see [`crate::batch`].
-        pub records: Bytes,
+        pub records: RecordBatches,
     }
 }
 
