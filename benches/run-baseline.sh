@@ -139,10 +139,12 @@ ceiling_loopback() {
 #   dsync     : dd if=/dev/zero of=F bs=1M count=N oflag=dsync     (an fsync every 1 MiB)
 # `sync` runs before each pass so earlier dirty pages do not slow it, then a wait of
 # FRESH_MEMORY_WAIT seconds: on a VM that reports free pages to its hypervisor (free page
-# reporting; this machine does it after about 2 s), memory freed moments ago is still
-# backed and several times faster to fill than memory that must be faulted in from the
-# host again. A broker's log always writes new page-cache pages, so the ceiling must too:
-# without the wait the second pass reuses the first pass's freed pages.
+# reporting; this one reports after about 2 s), memory freed moments ago is still backed
+# and several times faster to fill than memory the host must supply again. A broker's log
+# always fills new page-cache pages, so without the wait the second pass would reuse the
+# first pass's freed pages and measure a regime the broker does not get. The wait does
+# not control the regime (the host decides; docs/benchmarks.md shows both), so compare
+# Strata with the ceiling of the same run only.
 ceiling_disk() {
     local name flags pass seconds best mbps
     for name in pagecache fdatasync dsync; do
