@@ -192,6 +192,14 @@ impl Accumulator {
         self.partitions.get_mut(&tp.topic)?.get_mut(&tp.partition)
     }
 
+    fn queues(&self) -> impl Iterator<Item = (TopicPartition, &PartitionQueue)> {
+        self.partitions.iter().flat_map(|(topic, queues)| {
+            queues
+                .iter()
+                .map(|(partition, queue)| (TopicPartition::new(topic.clone(), *partition), queue))
+        })
+    }
+
     fn queues_mut(&mut self) -> impl Iterator<Item = (TopicPartition, &mut PartitionQueue)> {
         self.partitions.iter_mut().flat_map(|(topic, queues)| {
             queues
@@ -376,16 +384,8 @@ impl Accumulator {
 
     /// Records appended so far, per partition: the targets a flush waits for.
     pub(crate) fn appended(&self) -> Vec<(TopicPartition, u64)> {
-        self.partitions
-            .iter()
-            .flat_map(|(topic, queues)| {
-                queues.iter().map(|(partition, queue)| {
-                    (
-                        TopicPartition::new(topic.clone(), *partition),
-                        queue.appended,
-                    )
-                })
-            })
+        self.queues()
+            .map(|(tp, queue)| (tp, queue.appended))
             .collect()
     }
 

@@ -90,11 +90,12 @@ impl From<Bytes> for RecordBatches {
 
 impl PartialEq for RecordBatches {
     fn eq(&self, other: &Self) -> bool {
-        let bytes = |batches: &Self| {
-            let chunks = batches.chunks.clone();
-            chunks.into_iter().flat_map(|chunk| chunk.into_iter())
-        };
-        self.len() == other.len() && bytes(self).eq(bytes(other))
+        self.len() == other.len()
+            && self
+                .chunks
+                .iter()
+                .flatten()
+                .eq(other.chunks.iter().flatten())
     }
 }
 
