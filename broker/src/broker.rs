@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::group::service::Groups;
 use crate::partition::Storage;
+use crate::producer_ids::ProducerIds;
 use crate::topics::TopicRegistry;
 
 /// Everything a request handler can reach.
@@ -22,6 +23,8 @@ pub struct Broker {
     pub groups: Arc<Groups>,
     /// A stable id generated when the data directory was first used.
     pub cluster_id: String,
+    /// Ids for idempotent producers.
+    pub producer_ids: ProducerIds,
     /// Fires when a graceful shutdown starts; long waits (fetch) end early on it.
     pub shutdown: CancellationToken,
 }
@@ -42,11 +45,13 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config)?;
         let groups = Arc::new(Groups::open(&config, &storage)?);
         let topics = TopicRegistry::open(config.clone(), storage)?;
+        let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
         Ok(Self {
             config,
             topics,
             groups,
             cluster_id,
+            producer_ids,
             shutdown: CancellationToken::new(),
         })
     }

@@ -20,5 +20,6 @@ pub mod group;
 mod handler;
 pub mod metrics;
 pub mod partition;
+pub mod producer_ids;
 pub mod server;
 pub mod topics;

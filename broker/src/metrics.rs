@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `strata_bytes_in_total` | counter | topic |
 //! | `strata_records_in_total` | counter | topic |
+//! | `strata_produce_duplicate_batches_total` | counter | topic |
 //! | `strata_bytes_out_total` | counter | topic |
 //! | `strata_records_out_total` | counter | topic |
 //! | `strata_request_duration_seconds` | histogram | api |
@@ -53,6 +54,12 @@ pub fn install() -> PrometheusHandle {
 pub fn record_produce(topic: &str, bytes: usize, records: u64) {
     metrics::counter!("strata_bytes_in_total", "topic" => topic.to_owned()).increment(bytes as u64);
     metrics::counter!("strata_records_in_total", "topic" => topic.to_owned()).increment(records);
+}
+
+/// Counts a retried idempotent batch that was already in the log.
+pub fn record_duplicate_batch(topic: &str) {
+    metrics::counter!("strata_produce_duplicate_batches_total", "topic" => topic.to_owned())
+        .increment(1);
 }
 
 /// Counts fetched bytes and records.

@@ -118,6 +118,8 @@ impl PartitionError {
             PartitionError::Storage(error) => match error {
                 StorageError::NoSpace { .. } => ErrorCode::StorageFull,
                 StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+                StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+                StorageError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
                 _ => ErrorCode::StorageError,
             },
         }
@@ -131,7 +133,7 @@ pub struct AppendResult {
     pub base_offset: u64,
     /// Offset after the last appended record.
     pub next_offset: u64,
-    /// Records appended.
+    /// Records appended (retried batches that were already in the log not counted).
     pub record_count: u64,
 }
 
@@ -309,7 +311,13 @@ impl Partition {
         for (bytes, header) in &batches {
             let appended = self.log.append(bytes, self.leader_epoch)?;
             let next_offset = appended.last_offset + 1;
-            let record_count = u64::from(header.record_count);
+            let record_count = if appended.duplicate {
+                metrics::record_duplicate_batch(&self.topic);
+                0
+            } else {
+                self.high_watermark.send_replace(next_offset);
+                u64::from(header.record_count)
+            };
             result = Some(match result {
                 None => AppendResult {
                     base_offset: appended.base_offset,
@@ -322,10 +330,9 @@ impl Partition {
                     ..so_far
                 },
             });
-            self.high_watermark.send_replace(next_offset);
         }
         let result = result.expect("validate returns at least one batch");
-        metrics::set_log_end_offset(&self.topic, self.index, result.next_offset);
+        metrics::set_log_end_offset(&self.topic, self.index, self.log.log_end_offset());
         Ok(result)
     }
 
@@ -334,7 +341,7 @@ impl Partition {
         records: &'a [u8],
     ) -> Result<Vec<(&'a [u8], BatchHeader)>, PartitionError> {
         let max = self.settings().max_message_bytes;
-        let mut batches = Vec::new();
+        let mut batches: Vec<(&[u8], BatchHeader)> = Vec::new();
         let mut rest = records;
         while !rest.is_empty() {
             let index = batches.len();
@@ -360,10 +367,12 @@ impl Partition {
                     reason: "log-append-time batches are not supported; send create-time timestamps",
                 });
             }
-            if header.producer_id != batch::NO_PRODUCER_ID {
+            let idempotent = |header: &BatchHeader| header.producer_id != batch::NO_PRODUCER_ID;
+            if index > 0 && (idempotent(&header) || idempotent(&batches[0].1)) {
+                // One batch, so a retry answers with that batch's own offsets.
                 return Err(PartitionError::UnsupportedBatch {
                     index,
-                    reason: "idempotent producer batches are not supported yet",
+                    reason: "an idempotent producer sends one batch per partition per request",
                 });
             }
             batches.push((bytes, header));

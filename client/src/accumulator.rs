@@ -1,23 +1,37 @@
 //! The producer's record accumulator: per-partition batching, with no I/O.
 //!
 //! Each partition has at most one *open* batch collecting records, a queue of *sealed*
-//! batches waiting to be sent, and an `in_flight` flag. A batch is sealed when the next
-//! record would push it past `batch_bytes_max`, when it has waited `linger`, or on
-//! flush. [`Accumulator::drain`] hands out the sealed batches of partitions that have no
-//! request in flight, which is what keeps per-partition order under retries: a failed
-//! request's batches go back to the *front* of the queue ([`Accumulator::requeue`]) and
-//! nothing later can overtake them, because nothing else of that partition is sent
-//! until they are resolved.
+//! batches waiting to be sent (in seal order), and a count of requests in flight. A batch
+//! is sealed when the next record would push it past `batch_bytes_max`, when it has
+//! waited `linger`, or on flush. [`Accumulator::drain`] hands out sealed batches of
+//! partitions below their in-flight limit; a failed request's batches go back into the
+//! queue in seal order ([`Accumulator::requeue`]), so a retry is never overtaken by a
+//! batch sealed after it.
 //!
-//! Records are counted per partition as appended and as completed (acknowledged or
-//! failed for good). Completion within a partition is in append order, so
-//! `completed >= n` means "the first n records are done": that is how `flush` waits.
+//! - Without idempotence a partition has one request in flight, carrying sealed batches
+//!   up to `request_partition_bytes_max`: nothing of the partition is sent until it is
+//!   resolved, which keeps order under retries.
+//! - With idempotence a partition has up to `in_flight_max` requests in flight, one batch
+//!   each, every batch numbered with the producer's id, epoch and the partition's next
+//!   sequence. The leader writes a partition's batches in sequence order only, and answers
+//!   a retry of a batch it already wrote with the original offsets, so several requests in
+//!   flight neither reorder nor duplicate records. Batches sealed before the producer has
+//!   an id are numbered when it gets one. When a numbered batch fails for good its
+//!   partition's sequence has a gap the leader will not accept; nothing is sent until
+//!   every request in flight is back and a new epoch renumbers what is left from 0.
+//!
+//! Each batch knows the index of its first record among the records appended to its
+//! partition. A partition keeps the indices of batches not yet resolved (acknowledged or
+//! failed for good), so "the first n records are done" is "no unresolved batch starts
+//! below n", whatever order requests complete in: that is how `flush` waits.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use strata_protocol::batch::{BatchBuilder, Header as WireHeader};
+use bytes::{Bytes, BytesMut};
+use strata_protocol::batch::{
+    self, BatchBuilder, Header as WireHeader, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -31,6 +45,13 @@ pub(crate) struct Delivery {
     pub(crate) timestamp: i64,
 }
 
+/// An idempotent producer's id and epoch, given by the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerIdentity {
+    pub(crate) id: i64,
+    pub(crate) epoch: i16,
+}
+
 /// A sealed batch: encoded bytes plus who to tell about each record.
 #[derive(Debug)]
 pub(crate) struct ProducerBatch {
@@ -40,6 +61,26 @@ pub(crate) struct ProducerBatch {
     pub(crate) reserved_bytes: usize,
     /// Failed attempts so far.
     pub(crate) attempts: u32,
+    /// Index of its first record among the records appended to its partition.
+    pub(crate) first_record: u64,
+    /// Whether it carries a sequence number (idempotence).
+    pub(crate) numbered: bool,
+}
+
+impl ProducerBatch {
+    /// Rewrites the producer fields (and CRC) of the encoded batch, to `identity` and
+    /// `sequence` or to none: one copy of the batch, for batches sealed before the
+    /// producer had its current id and epoch.
+    fn renumber(&mut self, number: Option<(ProducerIdentity, i32)>) {
+        let mut bytes = BytesMut::from(&self.bytes[..]);
+        let (id, epoch, sequence) = number.map_or(
+            (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
+            |(identity, sequence)| (identity.id, identity.epoch, sequence),
+        );
+        batch::stamp_producer(&mut bytes, id, epoch, sequence);
+        self.bytes = bytes.freeze();
+        self.numbered = number.is_some();
+    }
 }
 
 #[derive(Debug)]
@@ -48,33 +89,60 @@ struct OpenBatch {
     created: Instant,
     deliveries: Vec<Delivery>,
     reserved_bytes: usize,
-}
-
-impl OpenBatch {
-    fn seal(self) -> ProducerBatch {
-        ProducerBatch {
-            bytes: self.builder.finish(),
-            deliveries: self.deliveries,
-            reserved_bytes: self.reserved_bytes,
-            attempts: 0,
-        }
-    }
+    first_record: u64,
 }
 
 #[derive(Debug, Default)]
 struct PartitionQueue {
     open: Option<OpenBatch>,
+    /// In seal order (ascending `first_record`).
     sealed: VecDeque<ProducerBatch>,
-    in_flight: bool,
+    /// Requests in flight.
+    in_flight: usize,
     retry_at: Option<Instant>,
     appended: u64,
-    completed: u64,
+    /// `first_record` of every batch not yet resolved, the open one included.
+    unresolved: BTreeSet<u64>,
+    /// The sequence number of the next batch sealed under the current identity.
+    next_sequence: i32,
 }
 
 impl PartitionQueue {
     fn is_idle(&self) -> bool {
-        self.open.is_none() && self.sealed.is_empty() && !self.in_flight
+        self.open.is_none() && self.sealed.is_empty() && self.in_flight == 0
     }
+
+    /// Seals the open batch, if any, numbering it under `identity`.
+    fn seal_open(&mut self, identity: Option<ProducerIdentity>) -> bool {
+        let Some(mut open) = self.open.take() else {
+            return false;
+        };
+        if let Some(identity) = identity {
+            open.builder
+                .producer(identity.id, identity.epoch, self.next_sequence);
+            self.next_sequence =
+                batch::sequence_after(self.next_sequence, open.builder.record_count());
+        }
+        self.sealed.push_back(ProducerBatch {
+            bytes: open.builder.finish(),
+            deliveries: open.deliveries,
+            reserved_bytes: open.reserved_bytes,
+            attempts: 0,
+            first_record: open.first_record,
+            numbered: identity.is_some(),
+        });
+        true
+    }
+}
+
+/// The idempotent producer's state.
+#[derive(Debug)]
+struct Idempotence {
+    in_flight_max: usize,
+    identity: Option<ProducerIdentity>,
+    /// A numbered batch failed for good, leaving a gap in its partition's sequence:
+    /// nothing is sent until a new epoch renumbers the batches left.
+    renumber_pending: bool,
 }
 
 /// What [`Accumulator::append`] did, so the caller knows whether to wake the sender.
@@ -100,6 +168,8 @@ pub(crate) struct Accumulator {
     /// from.
     sticky: HashMap<String, (u32, u32)>,
     clock: WallClock,
+    /// `None` without idempotence.
+    idempotence: Option<Idempotence>,
 }
 
 /// Record timestamps from one clock read per record: the wall clock is read at most every
@@ -141,10 +211,13 @@ fn unix_ms() -> i64 {
 }
 
 impl Accumulator {
+    /// An accumulator; `idempotent_in_flight_max` is the in-flight batch limit per
+    /// partition of an idempotent producer, `None` without idempotence.
     pub(crate) fn new(
         batch_bytes_max: usize,
         request_partition_bytes_max: usize,
         linger: Duration,
+        idempotent_in_flight_max: Option<usize>,
     ) -> Self {
         Self {
             batch_bytes_max,
@@ -153,6 +226,11 @@ impl Accumulator {
             partitions: BTreeMap::new(),
             sticky: HashMap::new(),
             clock: WallClock::new(Instant::now()),
+            idempotence: idempotent_in_flight_max.map(|in_flight_max| Idempotence {
+                in_flight_max,
+                identity: None,
+                renumber_pending: false,
+            }),
         }
     }
 
@@ -182,6 +260,15 @@ impl Accumulator {
         {
             *partition = (*partition + 1) % *count;
         }
+    }
+
+    /// The identity batches are numbered under when sealed: none before the producer
+    /// has one, or while a renumbering is pending (it renumbers them anyway).
+    fn numbering(&self) -> Option<ProducerIdentity> {
+        self.idempotence
+            .as_ref()
+            .filter(|idempotence| !idempotence.renumber_pending)
+            .and_then(|idempotence| idempotence.identity)
     }
 
     fn queue(&self, tp: &TopicPartition) -> Option<&PartitionQueue> {
@@ -230,6 +317,7 @@ impl Accumulator {
             .collect();
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         let batch_bytes_max = self.batch_bytes_max;
+        let numbering = self.numbering();
         if !self.partitions.contains_key(&record.topic) {
             self.partitions
                 .insert(record.topic.clone(), BTreeMap::new());
@@ -247,28 +335,27 @@ impl Accumulator {
         if let Some(open) = &queue.open {
             let record_len = open.builder.record_len(timestamp, key, value, &headers);
             if open.builder.len() + record_len > batch_bytes_max {
-                let full = queue.open.take().expect("checked above");
-                queue.sealed.push_back(full.seal());
-                appended.sealed = true;
+                appended.sealed = queue.seal_open(numbering);
             }
         }
-        let open = queue.open.get_or_insert_with(|| {
+        if queue.open.is_none() {
             appended.opened = true;
-            OpenBatch {
+            queue.unresolved.insert(queue.appended);
+            queue.open = Some(OpenBatch {
                 builder: BatchBuilder::with_capacity(batch_bytes_max.min(64 << 10)),
                 created: now,
                 deliveries: Vec::new(),
                 reserved_bytes: 0,
-            }
-        });
+                first_record: queue.appended,
+            });
+        }
+        let open = queue.open.as_mut().expect("opened above");
         open.builder.push(timestamp, key, value, &headers);
         open.deliveries.push(delivery);
         open.reserved_bytes += reserved_bytes;
         queue.appended += 1;
         if open.builder.len() >= batch_bytes_max {
-            let full = queue.open.take().expect("just filled");
-            queue.sealed.push_back(full.seal());
-            appended.sealed = true;
+            appended.sealed = queue.seal_open(numbering);
         }
         if appended.sealed {
             self.on_sealed(&record.topic, partition);
@@ -278,10 +365,10 @@ impl Accumulator {
 
     /// Seals every open batch (flush and close: linger no longer applies to them).
     pub(crate) fn seal_all(&mut self) {
+        let numbering = self.numbering();
         let mut sealed = Vec::new();
         for (tp, queue) in self.queues_mut() {
-            if let Some(open) = queue.open.take() {
-                queue.sealed.push_back(open.seal());
+            if queue.seal_open(numbering) {
                 sealed.push(tp);
             }
         }
@@ -290,16 +377,32 @@ impl Accumulator {
         }
     }
 
-    /// Takes the batches ready to send: for each partition with no request in flight and
-    /// no retry backoff pending, its sealed batches up to `request_partition_bytes_max`
-    /// (at least one), after sealing an open batch whose linger expired. Marks those
-    /// partitions in flight.
+    /// Per partition, how many requests may be in flight and how many batches one takes:
+    /// `None` while an idempotent producer waits for an id or a renumbering.
+    fn send_limits(&self) -> Option<(usize, Option<usize>)> {
+        match &self.idempotence {
+            None => Some((1, None)),
+            Some(idempotence) if idempotence.identity.is_none() || idempotence.renumber_pending => {
+                None
+            }
+            Some(idempotence) => Some((idempotence.in_flight_max, Some(1))),
+        }
+    }
+
+    /// Takes the batches ready to send: for each partition below its in-flight limit and
+    /// with no retry backoff pending, after sealing an open batch whose linger expired,
+    /// its first sealed batch (idempotent) or its sealed batches up to
+    /// `request_partition_bytes_max` (at least one). Counts a request in flight for each.
     pub(crate) fn drain(&mut self, now: Instant) -> Vec<(TopicPartition, Vec<ProducerBatch>)> {
+        let Some((in_flight_max, batches_max)) = self.send_limits() else {
+            return Vec::new();
+        };
+        let numbering = self.numbering();
         let mut ready = Vec::new();
         let mut lingered = Vec::new();
         let (linger, request_partition_bytes_max) = (self.linger, self.request_partition_bytes_max);
         for (tp, queue) in self.queues_mut() {
-            if queue.in_flight || queue.retry_at.is_some_and(|at| at > now) {
+            if queue.in_flight >= in_flight_max || queue.retry_at.is_some_and(|at| at > now) {
                 continue;
             }
             queue.retry_at = None;
@@ -308,21 +411,23 @@ impl Accumulator {
                 .as_ref()
                 .is_some_and(|open| now >= open.created + linger)
             {
-                let open = queue.open.take().expect("checked above");
-                queue.sealed.push_back(open.seal());
+                queue.seal_open(numbering);
                 lingered.push(tp.clone());
             }
             let mut batches = Vec::new();
             let mut bytes = 0;
             while let Some(batch) = queue.sealed.front() {
-                if !batches.is_empty() && bytes + batch.bytes.len() > request_partition_bytes_max {
+                let full = batches_max.is_some_and(|max| batches.len() >= max)
+                    || !batches.is_empty()
+                        && bytes + batch.bytes.len() > request_partition_bytes_max;
+                if full {
                     break;
                 }
                 bytes += batch.bytes.len();
                 batches.push(queue.sealed.pop_front().expect("front exists"));
             }
             if !batches.is_empty() {
-                queue.in_flight = true;
+                queue.in_flight += 1;
                 ready.push((tp, batches));
             }
         }
@@ -332,13 +437,29 @@ impl Accumulator {
         ready
     }
 
+    /// Takes every buffered batch, sealing open ones, as if drained: for failing them
+    /// when the producer cannot get an id.
+    pub(crate) fn drain_all(&mut self) -> Vec<(TopicPartition, Vec<ProducerBatch>)> {
+        self.seal_all();
+        let mut taken = Vec::new();
+        for (tp, queue) in self.queues_mut() {
+            if !queue.sealed.is_empty() {
+                queue.in_flight += 1;
+                taken.push((tp, queue.sealed.drain(..).collect()));
+            }
+        }
+        taken
+    }
+
     /// When [`drain`](Self::drain) will next have something to do, if ever without new
-    /// records: the earliest linger expiry or retry time of a partition not in flight.
+    /// records: the earliest linger expiry or retry time of a partition below its
+    /// in-flight limit.
     pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let (in_flight_max, _) = self.send_limits()?;
         self.partitions
             .values()
             .flat_map(BTreeMap::values)
-            .filter(|queue| !queue.in_flight)
+            .filter(|queue| queue.in_flight < in_flight_max)
             .filter_map(|queue| {
                 let linger = queue.open.as_ref().map(|open| open.created + self.linger);
                 let sealed = (!queue.sealed.is_empty()).then_some(now);
@@ -353,20 +474,107 @@ impl Accumulator {
             .min()
     }
 
-    /// A request for `tp` finished: `records` more records are resolved.
-    pub(crate) fn complete(&mut self, tp: &TopicPartition, records: u64) {
-        let queue = self.queue_mut(tp).expect("completed partition exists");
-        assert!(queue.in_flight, "completing {tp} with nothing in flight");
-        queue.in_flight = false;
-        queue.completed += records;
-        assert!(
-            queue.completed <= queue.appended,
-            "completed more than appended"
-        );
+    /// What an idempotent producer must ask InitProducerId for before it can send its
+    /// buffered records: a new id (`None`), or the next epoch of its current identity once
+    /// a renumbering is pending and nothing is in flight. `Some` only when such a call is
+    /// due.
+    pub(crate) fn identity_due(&self) -> Option<Option<ProducerIdentity>> {
+        let idempotence = self.idempotence.as_ref()?;
+        let buffered = self
+            .partitions
+            .values()
+            .flat_map(BTreeMap::values)
+            .any(|queue| queue.open.is_some() || !queue.sealed.is_empty());
+        if !buffered {
+            return None;
+        }
+        match idempotence.identity {
+            None => Some(None),
+            Some(identity) if idempotence.renumber_pending && self.in_flight() == 0 => {
+                Some(Some(identity))
+            }
+            Some(_) => None,
+        }
     }
 
-    /// A request for `tp` failed retriably: its batches go back to the front, in order,
-    /// and the partition waits until `retry_at`.
+    fn in_flight(&self) -> usize {
+        self.partitions
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|queue| queue.in_flight)
+            .sum()
+    }
+
+    /// Installs the identity InitProducerId gave (`None`: the cluster does not support
+    /// idempotence, so the producer goes on without it) and renumbers every sealed batch
+    /// under it, each partition's sequence from 0. Nothing may be in flight.
+    pub(crate) fn set_identity(&mut self, identity: Option<ProducerIdentity>) {
+        assert_eq!(self.in_flight(), 0, "renumbering with batches in flight");
+        match identity {
+            Some(identity) => {
+                let idempotence = self.idempotence.as_mut().expect("idempotent producer");
+                idempotence.identity = Some(identity);
+                idempotence.renumber_pending = false;
+            }
+            None => self.idempotence = None,
+        }
+        for (_, queue) in self.queues_mut() {
+            queue.next_sequence = 0;
+            for batch in &mut queue.sealed {
+                match identity {
+                    Some(identity) => {
+                        batch.renumber(Some((identity, queue.next_sequence)));
+                        let records = u32::try_from(batch.deliveries.len()).expect("u32 records");
+                        queue.next_sequence = batch::sequence_after(queue.next_sequence, records);
+                    }
+                    None if batch.numbered => batch.renumber(None),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// A numbered batch failed for good: its partition's sequence now has a gap.
+    pub(crate) fn renumber_later(&mut self) {
+        if let Some(idempotence) = &mut self.idempotence {
+            idempotence.renumber_pending = true;
+        }
+    }
+
+    /// Whether the leader's OutOfOrderSequence for a batch of `tp` starting at
+    /// `first_record` is explained by the producer's own state, so the batch can be
+    /// retried: an earlier batch of the partition is still unresolved (the leader has
+    /// not seen it yet), or a renumbering is pending.
+    pub(crate) fn out_of_order_is_expected(&self, tp: &TopicPartition, first_record: u64) -> bool {
+        let renumbering = self
+            .idempotence
+            .as_ref()
+            .is_some_and(|idempotence| idempotence.renumber_pending);
+        let earlier_unresolved = self
+            .queue(tp)
+            .and_then(|queue| queue.unresolved.first())
+            .is_some_and(|first| *first < first_record);
+        renumbering || earlier_unresolved
+    }
+
+    /// A request for `tp` finished: `batches` (their first record indices) are resolved.
+    pub(crate) fn complete(&mut self, tp: &TopicPartition, batches: &[u64]) {
+        let queue = self.queue_mut(tp).expect("completed partition exists");
+        assert!(
+            queue.in_flight > 0,
+            "completing {tp} with nothing in flight"
+        );
+        queue.in_flight -= 1;
+        for first_record in batches {
+            assert!(
+                queue.unresolved.remove(first_record),
+                "{tp}: batch at {first_record} resolved twice"
+            );
+        }
+    }
+
+    /// A request for `tp` failed retriably: its batches go back into the queue in seal
+    /// order, and the partition waits until `retry_at`.
     pub(crate) fn requeue(
         &mut self,
         tp: &TopicPartition,
@@ -374,11 +582,17 @@ impl Accumulator {
         retry_at: Instant,
     ) {
         let queue = self.queue_mut(tp).expect("requeued partition exists");
-        assert!(queue.in_flight, "requeueing {tp} with nothing in flight");
-        queue.in_flight = false;
-        queue.retry_at = Some(retry_at);
-        for batch in batches.into_iter().rev() {
-            queue.sealed.push_front(batch);
+        assert!(
+            queue.in_flight > 0,
+            "requeueing {tp} with nothing in flight"
+        );
+        queue.in_flight -= 1;
+        queue.retry_at = Some(queue.retry_at.map_or(retry_at, |at| at.max(retry_at)));
+        for batch in batches {
+            let at = queue
+                .sealed
+                .partition_point(|sealed| sealed.first_record < batch.first_record);
+            queue.sealed.insert(at, batch);
         }
     }
 
@@ -391,7 +605,9 @@ impl Accumulator {
 
     /// Whether the first `target` records of `tp` are resolved.
     pub(crate) fn is_completed(&self, tp: &TopicPartition, target: u64) -> bool {
-        self.queue(tp).is_none_or(|queue| queue.completed >= target)
+        self.queue(tp)
+            .and_then(|queue| queue.unresolved.first())
+            .is_none_or(|first| *first >= target)
     }
 
     /// Whether nothing is buffered or in flight.
@@ -454,7 +670,7 @@ mod tests {
     #[test]
     fn batches_seal_at_batch_bytes_max_and_keep_record_order() {
         let now = Instant::now();
-        let mut accumulator = Accumulator::new(200, 1 << 20, Duration::from_secs(60));
+        let mut accumulator = Accumulator::new(200, 1 << 20, Duration::from_secs(60), None);
         let tp = TopicPartition::new("t", 0);
         let mut sealed_count = 0;
         for index in 0..20 {
@@ -480,8 +696,9 @@ mod tests {
         assert_eq!(batches.len(), sealed_count);
         assert!(batches.iter().all(|batch| batch.bytes.len() <= 200));
         let mut all: Vec<String> = batches.iter().flat_map(values).collect();
+        let first_records: Vec<u64> = batches.iter().map(|batch| batch.first_record).collect();
         // The rest is still open; flush seals it.
-        accumulator.complete(&tp, all.len() as u64);
+        accumulator.complete(&tp, &first_records);
         accumulator.seal_all();
         let rest = accumulator.drain(now);
         all.extend(rest[0].1.iter().flat_map(values));
@@ -493,7 +710,7 @@ mod tests {
     fn open_batch_waits_for_linger_then_drains() {
         let start = Instant::now();
         let linger = Duration::from_millis(10);
-        let mut accumulator = Accumulator::new(1 << 20, 1 << 20, linger);
+        let mut accumulator = Accumulator::new(1 << 20, 1 << 20, linger, None);
         let tp = TopicPartition::new("t", 0);
         let (delivery, _) = delivery();
         let appended = accumulator.append(tp.partition, &record("a"), 0, delivery, 10, start);
@@ -510,14 +727,14 @@ mod tests {
         assert_eq!(ready.len(), 1);
         assert_eq!(accumulator.next_deadline(start + linger), None);
         assert!(!accumulator.is_idle());
-        accumulator.complete(&tp, 1);
+        accumulator.complete(&tp, &[0]);
         assert!(accumulator.is_idle());
     }
 
     #[test]
     fn one_request_in_flight_per_partition_and_retries_go_first() {
         let now = Instant::now();
-        let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::ZERO);
+        let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::ZERO, None);
         let tp = TopicPartition::new("t", 0);
         let (first, _) = delivery();
         accumulator.append(tp.partition, &record("first"), 0, first, 10, now);
@@ -536,14 +753,183 @@ mod tests {
         let order: Vec<String> = ready.iter().flat_map(values).collect();
         assert_eq!(order, ["first", "second"]);
         assert!(!accumulator.is_completed(&tp, 2));
-        accumulator.complete(&tp, 2);
+        accumulator.complete(&tp, &[0, 1]);
         assert!(accumulator.is_completed(&tp, 2));
+    }
+
+    /// (producer id, epoch, base sequence, first value) of each batch.
+    fn numbers(batches: &[ProducerBatch]) -> Vec<(i64, i16, i32, String)> {
+        batches
+            .iter()
+            .map(|batch| {
+                let header = batch::verify_crc(&batch.bytes).unwrap();
+                let first = values(batch).remove(0);
+                (
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                    first,
+                )
+            })
+            .collect()
+    }
+
+    /// An idempotent accumulator with three 2-record batches of partition 0 sealed.
+    fn idempotent_with_three_batches(now: Instant) -> Accumulator {
+        // Room for two of these records per batch.
+        let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), Some(2));
+        for index in 0..6 {
+            let (delivery, _) = delivery();
+            accumulator.append(
+                0,
+                &record(&format!("value-{index}-{}", "x".repeat(20))),
+                0,
+                delivery,
+                10,
+                now,
+            );
+        }
+        accumulator.seal_all();
+        accumulator
+    }
+
+    fn drain_one(accumulator: &mut Accumulator, now: Instant) -> ProducerBatch {
+        let mut ready = accumulator.drain(now);
+        assert_eq!(ready.len(), 1);
+        let (_, mut batches) = ready.pop().unwrap();
+        assert_eq!(batches.len(), 1, "an idempotent request carries one batch");
+        batches.pop().unwrap()
+    }
+
+    #[test]
+    fn idempotent_batches_wait_for_an_id_then_are_numbered_and_pipelined() {
+        let now = Instant::now();
+        let mut accumulator = idempotent_with_three_batches(now);
+        let tp = TopicPartition::new("t", 0);
+        assert!(
+            accumulator.drain(now).is_empty(),
+            "nothing goes before the id"
+        );
+        assert_eq!(accumulator.next_deadline(now), None);
+        assert_eq!(accumulator.identity_due(), Some(None));
+        let identity = ProducerIdentity { id: 7, epoch: 0 };
+        accumulator.set_identity(Some(identity));
+        assert_eq!(accumulator.identity_due(), None);
+        // Two in flight at most, one batch each, in sequence order.
+        let first = drain_one(&mut accumulator, now);
+        let second = drain_one(&mut accumulator, now);
+        assert!(accumulator.drain(now).is_empty(), "in-flight limit");
+        // Sealed after the id: numbered at seal, continuing the sequence.
+        let (delivery, _) = delivery();
+        accumulator.append(0, &record("late"), 0, delivery, 10, now);
+        accumulator.seal_all();
+        accumulator.complete(&tp, &[second.first_record]);
+        let third = drain_one(&mut accumulator, now);
+        accumulator.complete(&tp, &[first.first_record]);
+        let fourth = drain_one(&mut accumulator, now);
+        assert_eq!(
+            numbers(&[first, second, third, fourth]),
+            [
+                (7, 0, 0, format!("value-0-{}", "x".repeat(20))),
+                (7, 0, 2, format!("value-2-{}", "x".repeat(20))),
+                (7, 0, 4, format!("value-4-{}", "x".repeat(20))),
+                (7, 0, 6, "late".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_order_completion_keeps_flush_waiting_and_retries_keep_seal_order() {
+        let now = Instant::now();
+        let mut accumulator = idempotent_with_three_batches(now);
+        let tp = TopicPartition::new("t", 0);
+        accumulator.set_identity(Some(ProducerIdentity { id: 1, epoch: 0 }));
+        let first = drain_one(&mut accumulator, now);
+        let second = drain_one(&mut accumulator, now);
+        // The second is acknowledged first (the first timed out but was written).
+        accumulator.complete(&tp, &[second.first_record]);
+        assert!(
+            !accumulator.is_completed(&tp, 4),
+            "the first batch is unresolved"
+        );
+        assert!(accumulator.out_of_order_is_expected(&tp, 4));
+        let retry_at = now + Duration::from_millis(10);
+        accumulator.requeue(&tp, vec![first], retry_at);
+        assert!(accumulator.drain(now).is_empty(), "backoff");
+        // The retry goes before the third batch, with its original number.
+        let retried = drain_one(&mut accumulator, retry_at);
+        let third = drain_one(&mut accumulator, retry_at);
+        assert_eq!(
+            numbers(&[retried, third])
+                .iter()
+                .map(|number| number.2)
+                .collect::<Vec<_>>(),
+            [0, 4]
+        );
+        accumulator.complete(&tp, &[0]);
+        assert!(accumulator.is_completed(&tp, 4));
+        assert!(!accumulator.is_completed(&tp, 6));
+        assert!(!accumulator.out_of_order_is_expected(&tp, 4));
+        accumulator.complete(&tp, &[4]);
+        assert!(accumulator.is_completed(&tp, 6));
+        assert!(accumulator.is_idle());
+    }
+
+    #[test]
+    fn a_failed_numbered_batch_stops_sending_until_a_new_epoch_renumbers_from_zero() {
+        let now = Instant::now();
+        let mut accumulator = idempotent_with_three_batches(now);
+        let tp = TopicPartition::new("t", 0);
+        let identity = ProducerIdentity { id: 3, epoch: 4 };
+        accumulator.set_identity(Some(identity));
+        let first = drain_one(&mut accumulator, now);
+        let second = drain_one(&mut accumulator, now);
+        // The first fails for good: the leader will refuse sequence 2 onwards.
+        accumulator.complete(&tp, &[first.first_record]);
+        accumulator.renumber_later();
+        assert!(accumulator.drain(now).is_empty());
+        assert!(accumulator.out_of_order_is_expected(&tp, second.first_record));
+        assert_eq!(
+            accumulator.identity_due(),
+            None,
+            "a batch is still in flight"
+        );
+        accumulator.requeue(&tp, vec![second], now);
+        assert_eq!(accumulator.identity_due(), Some(Some(identity)));
+        accumulator.set_identity(Some(ProducerIdentity { id: 3, epoch: 5 }));
+        let renumbered = [
+            drain_one(&mut accumulator, now),
+            drain_one(&mut accumulator, now),
+        ];
+        assert_eq!(
+            numbers(&renumbered)
+                .iter()
+                .map(|number| (number.1, number.2))
+                .collect::<Vec<_>>(),
+            [(5, 0), (5, 2)]
+        );
+    }
+
+    #[test]
+    fn without_an_id_from_the_cluster_the_producer_goes_on_unnumbered() {
+        let now = Instant::now();
+        let mut accumulator = idempotent_with_three_batches(now);
+        accumulator.set_identity(None);
+        let ready = accumulator.drain(now);
+        let batches = &ready[0].1;
+        assert_eq!(batches.len(), 3, "one request with every sealed batch");
+        assert!(
+            numbers(batches)
+                .iter()
+                .all(|number| number.0 == -1 && number.2 == -1)
+        );
+        assert_eq!(accumulator.identity_due(), None);
     }
 
     #[test]
     fn sticky_partition_moves_on_when_its_batch_seals() {
         let now = Instant::now();
-        let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60));
+        let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), None);
         let mut partitions = Vec::new();
         for _ in 0..12 {
             let partition = accumulator.sticky_partition("t", 3);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use strata_protocol::batch::IDEMPOTENT_BATCHES_IN_FLIGHT_MAX;
 use strata_protocol::messages::Acks;
 
 use crate::error::{Error, Result};
@@ -166,6 +167,15 @@ pub struct ProducerConfig {
     pub request_bytes_max: usize,
     /// How long the broker may wait for `acks = all`.
     pub produce_timeout_ms: u32,
+    /// Whether the producer is idempotent (with `acks` other than `None`): it gets a
+    /// producer id from the cluster and numbers its batches per partition, so a retry of a
+    /// batch the leader already wrote is answered with the original offsets instead of
+    /// being written twice, and several batches of one partition can be in flight without
+    /// reordering. Without it a partition has one request in flight.
+    pub idempotence: bool,
+    /// Batches of one partition in flight at once with idempotence, 1 to 5 (the leader
+    /// remembers a producer's last 5 batches per partition to recognise retries).
+    pub partition_in_flight_batches_max: usize,
 }
 
 impl Default for ProducerConfig {
@@ -187,11 +197,19 @@ impl Default for ProducerConfig {
             request_partition_bytes_max: 4 << 20,
             request_bytes_max: 8 << 20,
             produce_timeout_ms: 30_000,
+            idempotence: true,
+            partition_in_flight_batches_max: IDEMPOTENT_BATCHES_IN_FLIGHT_MAX,
         }
     }
 }
 
 impl ProducerConfig {
+    /// Whether the producer runs idempotent: asked for, and with acknowledgements to
+    /// learn the outcome of each batch from.
+    pub(crate) fn is_idempotent(&self) -> bool {
+        self.idempotence && self.acks != Acks::None
+    }
+
     /// Defaults with a comma-separated bootstrap list.
     pub fn new(bootstrap: &str) -> Self {
         Self {
@@ -219,6 +237,11 @@ impl ProducerConfig {
             return Err(Error::InvalidConfig(
                 "need batch_bytes_max <= request_partition_bytes_max <= request_bytes_max < frame_bytes_max".into(),
             ));
+        }
+        if !(1..=IDEMPOTENT_BATCHES_IN_FLIGHT_MAX).contains(&self.partition_in_flight_batches_max) {
+            return Err(Error::InvalidConfig(format!(
+                "partition_in_flight_batches_max must be 1 to {IDEMPOTENT_BATCHES_IN_FLIGHT_MAX}"
+            )));
         }
         if u32::try_from(self.buffer_bytes_max).is_err() {
             return Err(Error::InvalidConfig(

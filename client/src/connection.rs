@@ -223,6 +223,21 @@ impl Connection {
     /// # Cancel safety
     /// Cancel-safe: a dropped call frees its slot; the request may still reach the broker.
     pub(crate) async fn call(&self, request: &Request, extra_wait: Duration) -> Result<Response> {
+        self.call_then(request, extra_wait, || ()).await
+    }
+
+    /// [`call`](Self::call), running `queued` as soon as the request is queued for the
+    /// socket, before the response: requests queued one after the other are written in
+    /// that order. `queued` is dropped without running if the request never gets queued.
+    ///
+    /// # Cancel safety
+    /// As for [`call`](Self::call).
+    pub(crate) async fn call_then(
+        &self,
+        request: &Request,
+        extra_wait: Duration,
+        queued: impl FnOnce(),
+    ) -> Result<Response> {
         let api = request.api_key();
         let timeout = self.request_timeout + extra_wait;
         let timed_out = || Error::RequestTimedOut {
@@ -230,7 +245,7 @@ impl Connection {
             api: api.name(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        let result = tokio::time::timeout(timeout, self.call_inner(request)).await;
+        let result = tokio::time::timeout(timeout, self.call_inner(request, queued)).await;
         result.unwrap_or_else(|_| {
             // A broker that does not answer in time is presumed stuck (or the network
             // cut): close, so the next request reconnects instead of queueing behind it.
@@ -239,7 +254,7 @@ impl Connection {
         })
     }
 
-    async fn call_inner(&self, request: &Request) -> Result<Response> {
+    async fn call_inner(&self, request: &Request, queued: impl FnOnce()) -> Result<Response> {
         let permit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
@@ -270,6 +285,7 @@ impl Connection {
         if self.outbound.send(outbound).await.is_err() {
             return Err(self.shared.disconnected("writer stopped"));
         }
+        queued();
         match response.await {
             Ok(result) => result,
             Err(_) => Err(self.shared.disconnected("connection closed")),

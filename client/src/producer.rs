@@ -1,4 +1,4 @@
-//! The producer: batching, backpressure, ordered retries.
+//! The producer: batching, backpressure, ordered retries, idempotence.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,15 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use strata_protocol::batch::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
 use strata_protocol::messages::{
-    Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceTopic, RecordBatches,
+    Acks, InitProducerIdRequest, ProducePartition, ProducePartitionResponse, ProduceRequest,
+    ProduceResponse, ProduceTopic, RecordBatches,
 };
-use strata_protocol::{Request, Response};
-use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
+use strata_protocol::{ErrorCode, Request, Response};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::accumulator::{Accumulator, Delivery, ProducerBatch};
+use crate::accumulator::{Accumulator, Delivery, ProducerBatch, ProducerIdentity};
 use crate::cluster::{Cluster, backoff_ms, unexpected};
 use crate::config::{OnBufferFull, ProducerConfig};
 use crate::error::{Error, Result};
@@ -27,9 +29,13 @@ use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
 /// task and one set of connections, and are `Send + Sync`.
 ///
 /// Records are appended to per-partition batches; a background task sends a batch when
-/// it is full (`batch_bytes_max`) or has waited `linger_ms`, with at most one produce
-/// request in flight per partition so that retries never reorder records. Buffered
-/// bytes are bounded by `buffer_bytes_max`.
+/// it is full (`batch_bytes_max`) or has waited `linger_ms`. By default the producer is
+/// idempotent: it gets a producer id from the cluster, numbers its batches, and keeps up
+/// to `partition_in_flight_batches_max` batches of a partition in flight; the leader
+/// writes them in order and recognises retries, so records are neither reordered nor
+/// duplicated by retries. Without idempotence a partition has one request in flight,
+/// which keeps order but not the no-duplicates guarantee. Buffered bytes are bounded by
+/// `buffer_bytes_max`.
 ///
 /// Dropping the last clone without [`close`](Self::close) still delivers what was sent,
 /// in the background, as long as the runtime runs.
@@ -83,6 +89,46 @@ struct Shared {
     shutdown: AtomicBool,
     /// Produce requests retried for a partition, since the start.
     retries: AtomicU64,
+    /// Per broker: the order its produce requests were dispatched in.
+    turns: Mutex<HashMap<u32, Turns>>,
+}
+
+/// Puts one broker's produce requests on its connection in dispatch order: each request
+/// takes a ticket when dispatched and queues itself on the connection when `serving`
+/// reaches it. Idempotent batches of a partition must reach the leader in sequence order.
+#[derive(Debug, Default)]
+struct Turns {
+    next: u64,
+    serving: Arc<watch::Sender<u64>>,
+}
+
+/// One request's place in its broker's [`Turns`]; dropping it lets the next request go.
+/// Produce tasks are never cancelled, so a turn is always waited for before it drops.
+#[derive(Debug)]
+struct Turn {
+    ticket: u64,
+    serving: Arc<watch::Sender<u64>>,
+}
+
+impl Turn {
+    async fn wait(&self) {
+        let mut serving = self.serving.subscribe();
+        // The sender lives in `self`, so the channel cannot close.
+        let _ = serving.wait_for(|serving| *serving == self.ticket).await;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let ticket = self.ticket;
+        self.serving.send_if_modified(|serving| {
+            let mine = *serving == ticket;
+            if mine {
+                *serving += 1;
+            }
+            mine
+        });
+    }
 }
 
 impl Shared {
@@ -141,6 +187,9 @@ impl Producer {
             config.batch_bytes_max,
             config.request_partition_bytes_max,
             Duration::from_millis(config.linger_ms),
+            config
+                .is_idempotent()
+                .then_some(config.partition_in_flight_batches_max),
         );
         let shared = Arc::new(Shared {
             memory: Semaphore::new(config.buffer_bytes_max),
@@ -152,6 +201,7 @@ impl Producer {
             closed: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             retries: AtomicU64::new(0),
+            turns: Mutex::new(HashMap::new()),
         });
         let sender = tokio::spawn(run_sender(Arc::clone(&shared)));
         Ok(Self {
@@ -350,6 +400,14 @@ async fn run_sender(shared: Arc<Shared>) {
         let notified = shared.wake_sender.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let identity_due = shared
+            .accumulator
+            .lock()
+            .expect("accumulator lock")
+            .identity_due();
+        if let Some(current) = identity_due {
+            obtain_identity(&shared, current).await;
+        }
         let now = Instant::now();
         let (ready, deadline, idle) = {
             let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
@@ -373,6 +431,71 @@ async fn run_sender(shared: Arc<Shared>) {
             }
             None => notified.await,
         }
+    }
+}
+
+/// Asks the cluster for a producer id (`current` is `None`) or the next epoch of
+/// `current`, and renumbers the buffered batches under it. Retriable failures are retried
+/// after a backoff; a failure that is not, or `retries_max` of them, fails every buffered
+/// batch with that error (a later record tries again). A cluster without InitProducerId
+/// gets a producer without idempotence.
+async fn obtain_identity(shared: &Arc<Shared>, current: Option<ProducerIdentity>) {
+    let config = &shared.config;
+    let request = Request::InitProducerId(InitProducerIdRequest {
+        producer_id: current.map_or(NO_PRODUCER_ID, |identity| identity.id),
+        producer_epoch: current.map_or(NO_PRODUCER_EPOCH, |identity| identity.epoch),
+    });
+    let mut attempts = 0;
+    loop {
+        let outcome = match shared.cluster.call_any(&request).await {
+            Ok(Response::InitProducerId(response)) if response.error_code.is_ok() => {
+                Ok(ProducerIdentity {
+                    id: response.producer_id,
+                    epoch: response.producer_epoch,
+                })
+            }
+            Ok(Response::InitProducerId(response)) => {
+                Err(Error::broker(response.error_code, response.error_message))
+            }
+            Ok(other) => Err(unexpected(&other)),
+            Err(error) => Err(error),
+        };
+        let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+        let error = match outcome {
+            Ok(identity) => {
+                tracing::debug!(
+                    id = identity.id,
+                    epoch = identity.epoch,
+                    "producer identity"
+                );
+                accumulator.set_identity(Some(identity));
+                return;
+            }
+            Err(Error::UnsupportedApi { address, .. }) => {
+                tracing::warn!(%address, "the broker has no InitProducerId; producing without idempotence");
+                accumulator.set_identity(None);
+                return;
+            }
+            Err(error) => error,
+        };
+        attempts += 1;
+        if !error.is_retriable() || attempts > config.retries_max {
+            tracing::warn!(%error, "no producer id; failing the buffered records");
+            let taken = accumulator.drain_all();
+            drop(accumulator);
+            for (tp, batches) in taken {
+                fail(shared, &tp, batches, &error);
+            }
+            return;
+        }
+        drop(accumulator);
+        tracing::debug!(attempts, %error, "retrying InitProducerId");
+        let backoff = backoff_ms(
+            config.retry_backoff_ms,
+            config.retry_backoff_ms_max,
+            attempts,
+        );
+        tokio::time::sleep(Duration::from_millis(backoff)).await;
     }
 }
 
@@ -400,9 +523,16 @@ fn dispatch(shared: &Arc<Shared>, ready: Ready) {
             }
         }
     }
+    let mut turns = shared.turns.lock().expect("turns lock");
     for (leader, parts) in by_leader {
+        let turns = turns.entry(leader).or_default();
         for request in split_requests(parts, shared.config.request_bytes_max) {
-            tokio::spawn(produce(Arc::clone(shared), leader, request));
+            let turn = Turn {
+                ticket: turns.next,
+                serving: Arc::clone(&turns.serving),
+            };
+            turns.next += 1;
+            tokio::spawn(produce(Arc::clone(shared), leader, request, turn));
         }
     }
 }
@@ -429,27 +559,36 @@ fn split_requests(parts: Ready, request_bytes_max: usize) -> Vec<Ready> {
     requests
 }
 
+/// Sends one produce request when its turn comes; `None` with `acks = none`.
+async fn send_produce(
+    shared: &Shared,
+    leader: u32,
+    request: &Request,
+    turn: Turn,
+) -> Result<Option<ProduceResponse>> {
+    let config = &shared.config;
+    turn.wait().await;
+    let connection = shared.cluster.broker_connection(leader).await?;
+    if config.acks == Acks::None {
+        connection.send_only(request).await?;
+        return Ok(None);
+    }
+    let wait = Duration::from_millis(u64::from(config.produce_timeout_ms));
+    match connection.call_then(request, wait, || drop(turn)).await? {
+        Response::Produce(response) => Ok(Some(response)),
+        other => Err(unexpected(&other)),
+    }
+}
+
 /// One produce request to one broker, and the handling of its outcome per partition.
-async fn produce(shared: Arc<Shared>, leader: u32, parts: Ready) {
+async fn produce(shared: Arc<Shared>, leader: u32, parts: Ready, turn: Turn) {
     let config = &shared.config;
     let request = Request::Produce(ProduceRequest {
         acks: config.acks,
         timeout_ms: config.produce_timeout_ms,
         topics: produce_topics(&parts),
     });
-    let outcome = async {
-        let connection = shared.cluster.broker_connection(leader).await?;
-        if config.acks == Acks::None {
-            connection.send_only(&request).await?;
-            return Ok(None);
-        }
-        let wait = Duration::from_millis(u64::from(config.produce_timeout_ms));
-        match connection.call(&request, wait).await? {
-            Response::Produce(response) => Ok(Some(response)),
-            other => Err(unexpected(&other)),
-        }
-    }
-    .await;
+    let outcome = send_produce(&shared, leader, &request, turn).await;
     match outcome {
         Err(error) => {
             for (tp, batches) in parts {
@@ -519,10 +658,11 @@ fn succeed(
     base_offset: Option<u64>,
 ) {
     let mut index = 0u64;
-    let mut records = 0u64;
+    let mut resolved = Vec::with_capacity(batches.len());
     let mut reserved = 0;
     for batch in batches {
         reserved += batch.reserved_bytes;
+        resolved.push(batch.first_record);
         for delivery in batch.deliveries {
             let metadata = RecordMetadata {
                 partition: tp.partition,
@@ -533,14 +673,18 @@ fn succeed(
                 let _ = reply.send(Ok(metadata));
             }
             index += 1;
-            records += 1;
         }
     }
-    resolve(shared, tp, records, reserved);
+    resolve(shared, tp, &resolved, reserved, false);
 }
 
-/// Retries the batches (back at the front of their queue, after a backoff) if the error
-/// is retriable and attempts remain; otherwise fails every record with it.
+/// Retries the batches (back into their queue in seal order, after a backoff) if the
+/// error is retriable and attempts remain; otherwise fails every record with it.
+///
+/// OutOfOrderSequence is retriable when the producer expected it: an earlier batch of the
+/// partition is unresolved (it failed or is still on its way, so the leader has not
+/// written it yet), or a renumbering is pending. Otherwise the leader's sequence and the
+/// producer's disagree, and the batch fails.
 fn fail_or_retry(
     shared: &Shared,
     tp: &TopicPartition,
@@ -555,7 +699,18 @@ fn fail_or_retry(
         let seen_at = cluster.refreshed_at();
         tokio::spawn(async move { cluster.refresh_after_error(&topic, seen_at).await });
     }
-    if error.is_retriable() && attempts <= config.retries_max {
+    let retriable = match error.code() {
+        Some(ErrorCode::OutOfOrderSequence) => {
+            let first_record = batches.first().map_or(0, |batch| batch.first_record);
+            shared
+                .accumulator
+                .lock()
+                .expect("accumulator lock")
+                .out_of_order_is_expected(tp, first_record)
+        }
+        _ => error.is_retriable(),
+    };
+    if retriable && attempts <= config.retries_max {
         tracing::debug!(%tp, attempts, %error, "retrying produce");
         shared.retries.fetch_add(1, Ordering::Relaxed);
         for batch in &mut batches {
@@ -574,12 +729,19 @@ fn fail_or_retry(
             .requeue(tp, batches, retry_at);
         return;
     }
-    let mut records = 0;
+    fail(shared, tp, batches, error);
+}
+
+/// Fails every record of the batches with `error`, for good.
+fn fail(shared: &Shared, tp: &TopicPartition, batches: Vec<ProducerBatch>, error: &Error) {
+    let mut resolved = Vec::with_capacity(batches.len());
     let mut reserved = 0;
+    let mut numbered = false;
     for batch in batches {
         reserved += batch.reserved_bytes;
+        resolved.push(batch.first_record);
+        numbered |= batch.numbered;
         for delivery in batch.deliveries {
-            records += 1;
             match delivery.reply {
                 Some(reply) => {
                     let _ = reply.send(Err(error.clone()));
@@ -588,15 +750,25 @@ fn fail_or_retry(
             }
         }
     }
-    resolve(shared, tp, records, reserved);
+    resolve(shared, tp, &resolved, reserved, numbered);
 }
 
-fn resolve(shared: &Shared, tp: &TopicPartition, records: u64, reserved_bytes: usize) {
-    shared
-        .accumulator
-        .lock()
-        .expect("accumulator lock")
-        .complete(tp, records);
+/// Marks batches of `tp` resolved and frees their memory. `gap`: a numbered batch failed,
+/// so the partition's sequence must be renumbered before anything more is sent.
+fn resolve(
+    shared: &Shared,
+    tp: &TopicPartition,
+    batches: &[u64],
+    reserved_bytes: usize,
+    gap: bool,
+) {
+    {
+        let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+        accumulator.complete(tp, batches);
+        if gap {
+            accumulator.renumber_later();
+        }
+    }
     shared.memory.add_permits(reserved_bytes);
     shared.completed.notify_waiters();
 }
@@ -613,6 +785,8 @@ mod tests {
             deliveries: Vec::new(),
             reserved_bytes: bytes,
             attempts: 0,
+            first_record: 0,
+            numbered: false,
         };
         (TopicPartition::new("t", partition), vec![batch])
     }

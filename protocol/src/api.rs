@@ -156,6 +156,8 @@ apis! {
     DescribeGroups = 15, versions 0..=0, DescribeGroupsRequest, DescribeGroupsResponse;
     /// Deletes empty consumer groups and their offsets.
     DeleteGroups = 16, versions 0..=0, DeleteGroupsRequest, DeleteGroupsResponse;
+    /// Gives an idempotent producer its id and epoch.
+    InitProducerId = 17, versions 0..=0, InitProducerIdRequest, InitProducerIdResponse;
 }
 
 fn check_version(api_key: u16, api_version: u16) -> Result<ApiKey, DecodeError> {

@@ -74,6 +74,17 @@ pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 /// No sequence number.
 pub const NO_SEQUENCE: i32 = -1;
+/// How many of an idempotent producer's latest batches the leader remembers per
+/// partition, to recognise a retry and answer with the original offsets. A producer never
+/// has more than this many batches of one partition in flight.
+pub const IDEMPOTENT_BATCHES_IN_FLIGHT_MAX: usize = 5;
+
+/// The sequence number `count` records after `sequence`. Sequences run from 0 to
+/// `i32::MAX` and then wrap to 0.
+pub fn sequence_after(sequence: i32, count: u32) -> i32 {
+    let next = (i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1);
+    i32::try_from(next).expect("below i32::MAX + 1")
+}
 
 /// The compression codec in a batch's attributes. Only `None` is implemented; the other
 /// ids are reserved so that they keep their meaning when support is added.
@@ -268,6 +279,13 @@ pub fn validate(batch: &[u8], batch_bytes_max: usize) -> Result<BatchHeader, Bat
             reason: "last_offset_delta is not record_count - 1",
         });
     }
+    if header.producer_id != NO_PRODUCER_ID
+        && (header.producer_id < 0 || header.producer_epoch < 0 || header.base_sequence < 0)
+    {
+        return Err(BatchError::Inconsistent {
+            reason: "an idempotent batch needs a producer id, epoch and base sequence >= 0",
+        });
+    }
     let max_timestamp = BatchView {
         header,
         bytes: batch,
@@ -316,6 +334,20 @@ pub fn stamped_prefix(
 pub fn stamp(batch: &mut [u8], base_offset: u64, leader_epoch: u32) {
     let prefix = stamped_prefix(batch, base_offset, leader_epoch);
     batch[..STAMPED_PREFIX_BYTES].copy_from_slice(&prefix);
+}
+
+/// Rewrites the producer id, epoch and base sequence of a finished batch and its CRC:
+/// how a producer numbers a batch it sealed before it had an id, or renumbers one under a
+/// new epoch.
+///
+/// # Panics
+/// If `batch` is shorter than [`HEADER_BYTES`].
+pub fn stamp_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[PRODUCER_ID_AT..PRODUCER_EPOCH_AT].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_AT..BASE_SEQUENCE_AT].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_AT..RECORD_COUNT_AT].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32fast::hash(&batch[CRC_START..]);
+    batch[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// One batch inside a buffer, with its parsed header.
@@ -818,6 +850,25 @@ impl BatchBuilder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn stamp_producer_renumbers_and_keeps_the_batch_valid() {
+        let mut builder = BatchBuilder::new();
+        builder.push(5, None, Some(b"v"), &[]);
+        builder.push(6, None, Some(b"w"), &[]);
+        let mut bytes = builder.finish().to_vec();
+        stamp_producer(&mut bytes, 7, 2, 40);
+        let header = validate(&bytes, 1 << 20).unwrap();
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (7, 2, 40)
+        );
+        assert_eq!(header.record_count, 2);
+    }
 
     #[derive(Debug, Clone)]
     struct TestRecord {

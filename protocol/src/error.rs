@@ -118,6 +118,10 @@ error_codes! {
     UnsupportedAssignor = 33, retriable: false, "the assignor must be 'uniform' or 'range'";
     /// The group has `group_members_max` members.
     GroupMaxSizeReached = 34, retriable: false, "the group has reached group_members_max members";
+    /// An idempotent producer's batch does not continue its sequence.
+    OutOfOrderSequence = 35, retriable: false, "the batch's sequence number does not follow the producer's last batch on this partition; an earlier batch is missing";
+    /// An idempotent producer's epoch is older than the producer's current one.
+    ProducerFenced = 36, retriable: false, "a newer epoch of this producer id has written to the partition; this producer instance is fenced";
 }
 
 impl ErrorCode {

@@ -482,6 +482,13 @@ fn group_requests() -> impl Strategy<Value = Request> {
         vec(name()).prop_map(|states_filter| ListGroupsRequest { states_filter }.into()),
         vec(name()).prop_map(|group_ids| DescribeGroupsRequest { group_ids }.into()),
         vec(name()).prop_map(|group_ids| DeleteGroupsRequest { group_ids }.into()),
+        (any::<i64>(), any::<i16>()).prop_map(|(producer_id, producer_epoch)| {
+            InitProducerIdRequest {
+                producer_id,
+                producer_epoch,
+            }
+            .into()
+        }),
     ]
 }
 
@@ -675,6 +682,21 @@ fn group_responses() -> impl Strategy<Value = Response> {
             }
             .into()
         }),
+        (
+            error_code(),
+            proptest::option::of(name()),
+            any::<i64>(),
+            any::<i16>(),
+        )
+            .prop_map(|(error_code, error_message, producer_id, producer_epoch)| {
+                InitProducerIdResponse {
+                    error_code,
+                    error_message,
+                    producer_id,
+                    producer_epoch,
+                }
+                .into()
+            }),
     ]
 }
 

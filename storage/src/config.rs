@@ -30,6 +30,10 @@ pub const SEGMENT_MS_MAX_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
 /// Default for [`LogConfig::retention_ms`]: 7 days.
 pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
+/// Default for [`LogConfig::producers_max`].
+pub const PRODUCERS_MAX_DEFAULT: usize = 10_000;
+/// Default for [`LogConfig::producer_expiration_ms`]: 7 days.
+pub const PRODUCER_EXPIRATION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 /// Default for [`Durability::IntervalMs`] when the default policy is used.
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 1000;
 
@@ -54,6 +58,12 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// When data is fsync'd.
     pub durability: Durability,
+    /// Idempotent producers remembered per partition; past it the one with the oldest
+    /// last batch is forgotten (its retries are then no longer recognised).
+    pub producers_max: usize,
+    /// A producer with no batch newer than this (by record timestamp) is forgotten when
+    /// a segment rolls.
+    pub producer_expiration_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -65,6 +75,8 @@ impl Default for LogConfig {
             retention_ms: Some(RETENTION_MS_DEFAULT),
             retention_bytes: None,
             durability: Durability::IntervalMs(FLUSH_INTERVAL_MS_DEFAULT),
+            producers_max: PRODUCERS_MAX_DEFAULT,
+            producer_expiration_ms: PRODUCER_EXPIRATION_MS_DEFAULT,
         }
     }
 }
@@ -87,6 +99,9 @@ impl LogConfig {
         }
         if self.durability == Durability::IntervalMs(0) {
             return invalid("Durability::IntervalMs(0); use EveryBatch");
+        }
+        if self.producers_max == 0 || u32::try_from(self.producers_max).is_err() {
+            return invalid("producers_max is zero or above u32::MAX");
         }
         Ok(())
     }

@@ -101,6 +101,30 @@ pub enum StorageError {
         /// The partition directory.
         dir: PathBuf,
     },
+    /// An idempotent producer's batch does not continue its sequence: a gap (something
+    /// before it is missing) or a new epoch not starting at 0. Nothing was written.
+    #[error(
+        "out-of-order sequence from producer {producer_id}: expected {expected}, received {received}"
+    )]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The sequence the next batch must start at.
+        expected: i32,
+        /// The batch's base sequence.
+        received: i32,
+    },
+    /// An idempotent producer's batch carries an epoch older than the producer's current
+    /// one: a newer instance of the producer has taken over. Nothing was written.
+    #[error("producer {producer_id} is fenced: epoch {epoch} is older than {current_epoch}")]
+    ProducerFenced {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The producer's current epoch.
+        current_epoch: i16,
+    },
     /// A [`LogConfig`](crate::LogConfig) value is out of range.
     #[error("invalid log config: {reason}")]
     InvalidConfig {

@@ -13,6 +13,7 @@
 //! - `segment`: one segment file, its mapping (and the SIGBUS rule) and its indexes.
 //! - `index`: the in-memory sparse offset and time indexes and their file format.
 //! - `scan`: the batch walk shared by recovery, index rebuilds and truncation.
+//! - `producer`: idempotent producer state and its snapshot files.
 //! - `recovery`: opening a directory after a clean shutdown or a crash.
 //! - `checkpoint`: the recovery point and clean shutdown files.
 //! - [`flusher`](crate::Flusher): the shared fsync thread and group commit.
@@ -26,14 +27,15 @@ mod flusher;
 mod index;
 pub mod io;
 mod log;
+mod producer;
 mod recovery;
 mod scan;
 mod segment;
 
 pub use config::{
     Durability, FLUSH_INTERVAL_MS_DEFAULT, INDEX_INTERVAL_BYTES_DEFAULT, LogConfig,
-    RETENTION_MS_DEFAULT, SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MAX_LIMIT,
-    SEGMENT_MS_MAX_DEFAULT,
+    PRODUCER_EXPIRATION_MS_DEFAULT, PRODUCERS_MAX_DEFAULT, RETENTION_MS_DEFAULT,
+    SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MAX_LIMIT, SEGMENT_MS_MAX_DEFAULT,
 };
 pub use error::{Result, StorageError};
 pub use flusher::Flusher;

@@ -15,8 +15,10 @@ use crate::checkpoint::{self, CleanShutdown};
 use crate::config::{Durability, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::flusher::{Flushable, Flusher};
-use crate::io::{Io, sync_parent};
+use crate::io::{Io, remove_if_exists, sync_parent, write_file_atomically};
+use crate::producer::{self, ProducerStates, Verdict};
 use crate::recovery;
+use crate::scan::{Check, scan};
 use crate::segment::{Locate, Segment};
 
 /// What an append stored.
@@ -26,10 +28,13 @@ pub struct AppendInfo {
     pub base_offset: u64,
     /// Offset of the batch's last record.
     pub last_offset: u64,
-    /// The log end offset after the append (`last_offset + 1`).
+    /// The log end offset after the call (`last_offset + 1` unless `duplicate`).
     pub log_end_offset: u64,
     /// The batch's largest record timestamp.
     pub max_timestamp: i64,
+    /// The batch was an idempotent producer's retry of a batch already in the log: nothing
+    /// was written, and the offsets are the original batch's.
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log.
@@ -66,6 +71,11 @@ struct AppendState {
     unsynced: Vec<Arc<Segment>>,
     /// When the active segment received its first batch (or the log was opened).
     active_since_ms: Option<i64>,
+    /// Idempotent producers' latest batches, up to the log end.
+    producers: ProducerStates,
+    /// Producer-state snapshots taken at rolls, `(offset, file bytes)`, for the flusher to
+    /// write once the sealed segments below them are fsync'd.
+    snapshots: Vec<(u64, Vec<u8>)>,
 }
 
 /// State of maintenance operations (flush, truncate, retention, close), which exclude each
@@ -205,6 +215,8 @@ impl Log {
             checkpoint::write_recovery_point(io.as_ref(), &dir, active.base_offset())?;
         }
         let inner = Arc::new(LogInner::new(dir, config, io, flusher, segments));
+        let producers = inner.rebuild_producers(inner.log_end_offset())?;
+        lock(&inner.append).producers = producers;
         let interval = flush_interval(config.durability);
         let weak: Weak<dyn Flushable> = Arc::downgrade(&inner) as Weak<dyn Flushable>;
         let id = inner.flusher.register(weak, interval);
@@ -267,6 +279,17 @@ impl Log {
         self.inner.check_writable()?;
         let base_offset = self.inner.log_end_offset();
         let header = check_shape(batch, base_offset)?;
+        if let Verdict::Duplicate(base_offset, last_offset, max_timestamp) =
+            state.producers.check(&header)?
+        {
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                log_end_offset: self.inner.log_end_offset(),
+                max_timestamp,
+                duplicate: true,
+            });
+        }
         let header = BatchHeader {
             base_offset,
             leader_epoch,
@@ -377,6 +400,11 @@ impl Log {
         self.inner.segments().len()
     }
 
+    /// How many idempotent producers the log remembers.
+    pub fn producer_count(&self) -> usize {
+        lock(&self.inner.append).producers.len()
+    }
+
     /// Why the log is poisoned, if it is.
     pub fn poisoned(&self) -> Option<&str> {
         self.inner.poisoned.get().map(String::as_str)
@@ -431,14 +459,17 @@ impl Log {
                 });
             }
         };
-        let result = self.inner.cut(
-            &mut maintenance,
-            &mut state,
-            &segments,
-            at,
-            position,
-            offset,
-        );
+        let result = self
+            .inner
+            .cut(
+                &mut maintenance,
+                &mut state,
+                &segments,
+                at,
+                position,
+                offset,
+            )
+            .and_then(|()| self.inner.reset_producers(&mut state, offset));
         if let Err(error) = &result {
             self.inner
                 .poison(format!("truncate_to({offset}) failed: {error}"));
@@ -459,7 +490,12 @@ impl Log {
         self.inner.check_writable()?;
         let result = self
             .inner
-            .restart_at(&mut maintenance, &mut state, start_offset);
+            .restart_at(&mut maintenance, &mut state, start_offset)
+            .and_then(|()| {
+                // Nothing of the old log remains, so no snapshot of it applies.
+                self.inner.remove_snapshots(|_| true)?;
+                self.inner.reset_producers(&mut state, start_offset)
+            });
         if let Err(error) = &result {
             self.inner
                 .poison(format!("truncate_fully({start_offset}) failed: {error}"));
@@ -500,6 +536,8 @@ impl Log {
         for segment in removed {
             segment.remove_files()?;
         }
+        self.inner
+            .remove_snapshots(|offset| offset < outcome.log_start_offset)?;
         self.inner.sync_dir()?;
         Ok(outcome)
     }
@@ -600,6 +638,13 @@ impl Log {
         active.persist_index(inner.io.as_ref())?;
         active.sync()?;
         checkpoint::write_recovery_point(inner.io.as_ref(), &inner.dir, active.base_offset())?;
+        let log_end_offset = inner.log_end_offset();
+        let snapshot = producer::snapshot_path(&inner.dir, log_end_offset);
+        write_file_atomically(
+            inner.io.as_ref(),
+            &snapshot,
+            &state.producers.encode(log_end_offset),
+        )?;
         let marker = CleanShutdown {
             log_end_offset: inner.log_end_offset(),
             active_base_offset: active.base_offset(),
@@ -694,6 +739,8 @@ impl LogInner {
             append: Mutex::new(AppendState {
                 unsynced: Vec::new(),
                 active_since_ms,
+                producers: ProducerStates::default(),
+                snapshots: Vec::new(),
             }),
             maintenance: Mutex::new(Maintenance {
                 closed: false,
@@ -801,6 +848,7 @@ impl LogInner {
         if state.active_since_ms.is_none() {
             state.active_since_ms = Some(self.io.now_ms());
         }
+        state.producers.apply(header, self.config().producers_max);
         self.log_end_offset
             .store(header.next_offset(), Ordering::Release);
         if self.config().durability == Durability::EveryBatch {
@@ -811,6 +859,7 @@ impl LogInner {
             last_offset: header.last_offset(),
             log_end_offset: header.next_offset(),
             max_timestamp: header.max_timestamp,
+            duplicate: false,
         })
     }
 
@@ -863,6 +912,13 @@ impl LogInner {
         self.replace_segments(segments);
         state.unsynced.push(old);
         state.active_since_ms = None;
+        let config = self.config();
+        state
+            .producers
+            .expire(self.io.now_ms(), config.producer_expiration_ms);
+        state
+            .snapshots
+            .push((base_offset, state.producers.encode(base_offset)));
         // Sealed segments are fsync'd whatever the policy, so the recovery point advances.
         self.request_flush();
         Ok(new)
@@ -972,6 +1028,87 @@ impl LogInner {
         Ok(())
     }
 
+    /// The producer state at `end` (a batch boundary): the newest readable snapshot at or
+    /// below `end` and not below the log start, plus the batches after it; the whole log
+    /// if there is none. Snapshots above `end` describe batches that are gone and are
+    /// deleted.
+    fn rebuild_producers(&self, end: u64) -> Result<ProducerStates> {
+        let segments = self.segments();
+        let start = segments.first().map_or(0, |segment| segment.base_offset());
+        self.remove_snapshots(|offset| offset > end)?;
+        let mut loaded = None;
+        for offset in producer::list_snapshots(&self.dir)?.into_iter().rev() {
+            if offset < start {
+                break;
+            }
+            let path = producer::snapshot_path(&self.dir, offset);
+            let bytes = fs::read(&path).map_err(StorageError::at(&path))?;
+            if let Some((states, at)) = ProducerStates::decode(&bytes)
+                && at == offset
+            {
+                loaded = Some((states, offset));
+                break;
+            }
+        }
+        let (mut states, from) = loaded.unwrap_or_else(|| (ProducerStates::default(), start));
+        let producers_max = self.config().producers_max;
+        let first = segments
+            .partition_point(|segment| segment.base_offset() <= from)
+            .saturating_sub(1);
+        for segment in segments.get(first..).unwrap_or_default() {
+            if segment.base_offset() >= end {
+                break;
+            }
+            let (position, offset) = if from > segment.base_offset() {
+                match segment.locate(from)? {
+                    Locate::Boundary(position) => (position, from),
+                    Locate::Inside(batch_base_offset) => {
+                        let path = producer::snapshot_path(&self.dir, from);
+                        let reason = format!("inside the batch at {batch_base_offset}");
+                        return Err(StorageError::corrupt(&path, reason));
+                    }
+                }
+            } else {
+                (0, segment.base_offset())
+            };
+            let Some(map) = segment.mapping()? else {
+                continue;
+            };
+            let position = usize::try_from(position).expect("mapped positions fit usize");
+            scan(&map, position, offset, Check::HeadersOnly, |_, header| {
+                if header.base_offset < end {
+                    states.apply(header, producers_max);
+                }
+            });
+        }
+        Ok(states)
+    }
+
+    /// After the log was cut at `offset`: forget snapshots above it and rebuild the state.
+    fn reset_producers(&self, state: &mut AppendState, offset: u64) -> Result<()> {
+        state.snapshots.retain(|&(at, _)| at <= offset);
+        state.producers = self.rebuild_producers(offset)?;
+        Ok(())
+    }
+
+    /// Deletes the snapshot files whose offset matches `doomed`.
+    fn remove_snapshots(&self, doomed: impl Fn(u64) -> bool) -> Result<()> {
+        for offset in producer::list_snapshots(&self.dir)? {
+            if doomed(offset) {
+                remove_if_exists(&producer::snapshot_path(&self.dir, offset))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_snapshots(&self, snapshots: &[(u64, Vec<u8>)]) -> Result<()> {
+        for (offset, bytes) in snapshots {
+            let path = producer::snapshot_path(&self.dir, *offset);
+            write_file_atomically(self.io.as_ref(), &path, bytes)?;
+        }
+        Ok(())
+    }
+
     /// One flush: snapshot the log end, fsync sealed segments (with their index files) and
     /// the active one, advance the recovery point, publish the durable offset.
     fn flush(&self) -> Result<u64> {
@@ -980,15 +1117,23 @@ impl LogInner {
             return Ok(*lock(&self.durable));
         }
         self.check_poisoned()?;
-        let (target, sealed, active) = {
-            let state = lock(&self.append);
-            (self.log_end_offset(), state.unsynced.clone(), self.active())
+        let (target, sealed, active, snapshots) = {
+            let mut state = lock(&self.append);
+            let snapshots = std::mem::take(&mut state.snapshots);
+            (
+                self.log_end_offset(),
+                state.unsynced.clone(),
+                self.active(),
+                snapshots,
+            )
         };
-        if target <= *lock(&self.durable) && sealed.is_empty() {
+        if target <= *lock(&self.durable) && sealed.is_empty() && snapshots.is_empty() {
             return Ok(target);
         }
         let started = Instant::now();
-        let synced = self.sync_files(&sealed, &active);
+        let synced = self
+            .sync_files(&sealed, &active)
+            .and_then(|()| self.write_snapshots(&snapshots));
         let synced = synced.and_then(|()| self.advance_recovery_point(&mut maintenance, &sealed));
         if let Err(error) = synced {
             self.poison(format!("flush failed: {error}"));

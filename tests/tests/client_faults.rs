@@ -1,6 +1,7 @@
-//! The client across broker restarts (kill -9 on a fixed port): producer retries keep
-//! per-partition order, and producers and consumers reconnect and resume where they
-//! were.
+//! The client across broker restarts (kill -9 on a fixed port) and stalls: an idempotent
+//! producer's retries neither reorder nor duplicate records, a producer without
+//! idempotence keeps per-partition order, and producers and consumers reconnect and
+//! resume where they were.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -52,6 +53,10 @@ fn client_config(address: &str) -> ClientConfig {
 }
 
 fn producer(address: &str) -> Producer {
+    producer_with(address, true)
+}
+
+fn producer_with(address: &str, idempotence: bool) -> Producer {
     Producer::new(ProducerConfig {
         client: client_config(address),
         linger_ms: 1,
@@ -59,6 +64,7 @@ fn producer(address: &str) -> Producer {
         retries_max: 1_000,
         retry_backoff_ms: 20,
         retry_backoff_ms_max: 200,
+        idempotence,
         ..ProducerConfig::default()
     })
     .unwrap()
@@ -82,10 +88,50 @@ fn sequence(record: &ConsumerRecord) -> u64 {
         .unwrap()
 }
 
+const RECORDS: u64 = 4_000;
+const PARTITIONS: u64 = 2;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
-    const RECORDS: u64 = 4_000;
-    const PARTITIONS: u64 = 2;
+async fn an_idempotent_producer_writes_every_record_once_in_order_across_a_broker_kill() {
+    for (partition, log) in produce_across_a_kill(true).await {
+        let expected: Vec<u64> = (0..RECORDS)
+            .filter(|sequence| sequence % PARTITIONS == u64::from(partition))
+            .collect();
+        assert_eq!(
+            log, expected,
+            "partition {partition}: each record once, in order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idempotence_acknowledged_records_keep_partition_order_across_a_broker_kill() {
+    for (partition, log) in produce_across_a_kill(false).await {
+        // Retries after a lost acknowledgement may duplicate records, but a record never
+        // appears before the first copy of one sent before it.
+        let mut seen = HashSet::new();
+        let mut highest = None;
+        for value in log {
+            if seen.insert(value) {
+                assert!(
+                    highest < Some(value),
+                    "partition {partition}: {value} after {highest:?}"
+                );
+                highest = Some(value);
+            }
+        }
+        assert_eq!(
+            seen.len() as u64,
+            RECORDS / PARTITIONS,
+            "every record of partition {partition} is in the log"
+        );
+    }
+}
+
+/// Sends `RECORDS` records round-robin over `PARTITIONS` partitions while the broker is
+/// killed and restarted, checks that every acknowledged offset holds its record, in send
+/// order, and returns each partition's log (the record sequence numbers).
+async fn produce_across_a_kill(idempotence: bool) -> HashMap<u32, Vec<u64>> {
     let dir = data_dir();
     let mut broker = broker_on_fixed_port(dir.path());
     let address = broker.address.clone();
@@ -94,7 +140,7 @@ async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
         .create_topic(NewTopic::new("ordered", 2))
         .await
         .unwrap();
-    let producer = producer(&address);
+    let producer = producer_with(&address, idempotence);
     let (halfway, halfway_reached) = tokio::sync::oneshot::channel();
     let sending = tokio::spawn({
         let producer = producer.clone();
@@ -141,7 +187,7 @@ async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
         .collect();
     consumer.assign(&tps);
     let mut logs: HashMap<u32, Vec<u64>> = HashMap::new();
-    // Retries after a lost acknowledgement may duplicate records, so read to the end.
+    // Read to the end: without idempotence a retry may have duplicated records.
     consumer.seek_to_end(&tps).await.unwrap();
     let mut ends = HashMap::new();
     for tp in &tps {
@@ -154,25 +200,6 @@ async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
         assert_eq!(record.offset, log.len() as u64, "dense offsets");
         log.push(sequence(&record));
     }
-    for (partition, log) in &logs {
-        // A record never appears before the first copy of one sent before it.
-        let mut seen = HashSet::new();
-        let mut highest = None;
-        for value in log {
-            if seen.insert(*value) {
-                assert!(
-                    highest < Some(*value),
-                    "partition {partition}: {value} after {highest:?}"
-                );
-                highest = Some(*value);
-            }
-        }
-        assert_eq!(
-            seen.len() as u64,
-            RECORDS / PARTITIONS,
-            "every record of partition {partition} is in the log"
-        );
-    }
     let mut last_offset: HashMap<u32, u64> = HashMap::new();
     for (sequence, partition, offset) in acknowledged {
         assert_eq!(
@@ -183,6 +210,7 @@ async fn acknowledged_records_keep_partition_order_across_a_broker_kill() {
             assert!(offset > last, "acknowledged offsets follow send order");
         }
     }
+    logs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,6 +348,25 @@ async fn a_stalled_broker_times_requests_out_and_the_client_recovers() {
         );
         assert_eq!(admin.list_topics().await.unwrap(), ["stall"]);
         producer.close().await;
+        // The broker may have written the request that timed out once it woke up; the
+        // retry was then recognised, not written again.
+        let mut consumer = consumer(&address);
+        consumer.assign(&[TopicPartition::new("stall", 0)]);
+        let records = read_records(&mut consumer, 2).await;
+        let values: Vec<&[u8]> = records
+            .iter()
+            .map(|record| record.value.as_deref().unwrap())
+            .collect();
+        assert_eq!(values, [&b"before"[..], b"during"]);
+        assert_eq!(during.offset, Some(1));
+        assert!(
+            consumer
+                .poll(Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_empty(),
+            "written once"
+        );
     })
     .await;
 }

@@ -14,9 +14,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use strata_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use strata_protocol::{ErrorCode, Request, Response};
 
 use crate::broker::Broker;
+use crate::producer_ids::ProducerIdError;
 
 /// What goes back to the client for one request.
 #[derive(Debug)]
@@ -110,10 +112,44 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         Request::ListGroups(request) => broker.groups.list(&request).into(),
         Request::DescribeGroups(request) => broker.groups.describe(&request, &broker.topics).into(),
         Request::DeleteGroups(request) => broker.groups.delete(&request).into(),
+        Request::InitProducerId(request) => init_producer_id(broker.clone(), request).await,
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),
         )
         .into(),
     }
+}
+
+/// InitProducerId: a new producer id, or the next epoch of one. Runs on a blocking thread
+/// because one call in [`BLOCK`](crate::producer_ids::BLOCK) fsyncs a reservation.
+async fn init_producer_id(broker: Arc<Broker>, request: InitProducerIdRequest) -> Started {
+    let outcome = tokio::task::spawn_blocking(move || {
+        broker
+            .producer_ids
+            .init(request.producer_id, request.producer_epoch)
+    })
+    .await;
+    let (error_code, error_message, (producer_id, producer_epoch)) = match outcome {
+        Ok(Ok(given)) => (ErrorCode::None, None, given),
+        Ok(Err(error)) => {
+            let code = match error {
+                ProducerIdError::Unknown { .. } => ErrorCode::InvalidRequest,
+                ProducerIdError::Exhausted | ProducerIdError::Io { .. } => ErrorCode::StorageError,
+            };
+            (code, Some(error.to_string()), (-1, -1))
+        }
+        Err(error) => (
+            ErrorCode::Unknown,
+            Some(format!("producer id task failed: {error}")),
+            (-1, -1),
+        ),
+    };
+    InitProducerIdResponse {
+        error_code,
+        error_message,
+        producer_id,
+        producer_epoch,
+    }
+    .into()
 }

@@ -3,6 +3,7 @@
 pub mod api_versions;
 pub mod fetch;
 pub mod groups;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -11,6 +12,7 @@ pub mod topics;
 pub use api_versions::*;
 pub use fetch::*;
 pub use groups::*;
+pub use init_producer_id::*;
 pub use list_offsets::*;
 pub use metadata::*;
 pub use produce::*;
