@@ -81,6 +81,7 @@ fn bench_produce_consume_and_e2e_print_json_reports() {
             "16384",
             "--linger-ms",
             "2",
+            "--no-idempotence",
         ],
         "produce",
         Some(3000.0),

@@ -98,6 +98,10 @@ pub struct ProducerArgs {
     /// When the broker acknowledges a write.
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     acks: AcksArg,
+    /// Produce without idempotence: one request in flight per partition, and a retry may
+    /// write a batch twice.
+    #[arg(long)]
+    no_idempotence: bool,
     /// Records per second over all producers [default: as fast as possible].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
@@ -172,6 +176,7 @@ fn producer_config(bootstrap: &str, args: &ProducerArgs) -> ProducerConfig {
         batch_bytes_max: args
             .batch_bytes
             .map_or(defaults.batch_bytes_max, |bytes| bytes as usize),
+        idempotence: !args.no_idempotence,
         ..defaults
     }
 }
