@@ -645,6 +645,16 @@ impl Log {
             &snapshot,
             &state.producers.encode(log_end_offset),
         )?;
+        // An earlier close's snapshot is not at a segment base, so retention would never
+        // reach it: keep one per segment plus this one.
+        let bases: Vec<u64> = inner
+            .segments()
+            .iter()
+            .map(|segment| segment.base_offset())
+            .collect();
+        inner.remove_snapshots(|offset| {
+            offset < log_end_offset && bases.binary_search(&offset).is_err()
+        })?;
         let marker = CleanShutdown {
             log_end_offset: inner.log_end_offset(),
             active_base_offset: active.base_offset(),

@@ -102,7 +102,7 @@ impl ProducerStates {
                 _ => Err(out_of_order(0)),
             };
         }
-        let last_sequence = sequence_after(header.base_sequence, header.record_count - 1);
+        let last_sequence = sequence_after(header.base_sequence, header.last_offset_delta);
         if let Some(batch) = producer.batches.iter().find(|batch| {
             batch.first_sequence == header.base_sequence && batch.last_sequence == last_sequence
         }) {
@@ -158,7 +158,7 @@ impl ProducerStates {
         }
         producer.batches.push_back(BatchMeta {
             first_sequence: header.base_sequence,
-            last_sequence: sequence_after(header.base_sequence, header.record_count - 1),
+            last_sequence: sequence_after(header.base_sequence, header.last_offset_delta),
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp,

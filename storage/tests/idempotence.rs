@@ -101,6 +101,10 @@ fn state_survives_a_clean_close_without_replay() {
     let retry = log.append(&idempotent(7, 0, 6, 3), 1).unwrap();
     assert!(retry.duplicate && retry.base_offset == 6);
     assert!(!log.append(&idempotent(7, 0, 9, 1), 1).unwrap().duplicate);
+    // The next close replaces the earlier close's snapshot (at no segment base) instead
+    // of adding to it.
+    log.close().unwrap();
+    assert_eq!(snapshots(dir.path()), [format!("{:020}.snapshot", 10)]);
 }
 
 #[test]
