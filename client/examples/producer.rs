@@ -4,6 +4,8 @@
 //! cargo run -p strata-client --example producer -- 127.0.0.1:9400 orders 10
 //! ```
 
+use std::sync::Arc;
+
 use strata_client::protocol::ErrorCode;
 use strata_client::{
     Admin, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord,
@@ -44,8 +46,10 @@ async fn run() -> Result<(), Error> {
 
     let producer = Producer::new(ProducerConfig::new(&bootstrap))?;
     let mut deliveries = Vec::new();
+    // One shared name: each record's topic is a reference count, not a copy.
+    let topic: Arc<str> = topic.into();
     for index in 0..count {
-        let record = ProducerRecord::new(&topic, format!("message {index}"))
+        let record = ProducerRecord::new(Arc::clone(&topic), format!("message {index}"))
             .key(format!("key-{}", index % 5))
             .header("producer", "example");
         deliveries.push((index, producer.send(record).await?));

@@ -25,25 +25,17 @@
 //! failed for good), so "the first n records are done" is "no unresolved batch starts
 //! below n", whatever order requests complete in: that is how `flush` waits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use strata_protocol::batch::{
     self, BatchBuilder, Header as WireHeader, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::error::Result;
-use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
-
-/// Where one record's outcome goes. `reply` is `None` for fire-and-forget sends.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    pub(crate) reply: Option<oneshot::Sender<Result<RecordMetadata>>>,
-    pub(crate) timestamp: i64,
-}
+use crate::delivery::{BatchResolver, DeliveryFuture};
+use crate::record::{ProducerRecord, TopicPartition};
 
 /// An idempotent producer's id and epoch, given by the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +44,14 @@ pub(crate) struct ProducerIdentity {
     pub(crate) epoch: i16,
 }
 
-/// A sealed batch: encoded bytes plus who to tell about each record.
+/// A sealed batch: encoded bytes plus who to tell about its records.
 #[derive(Debug)]
 pub(crate) struct ProducerBatch {
     pub(crate) bytes: Bytes,
-    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) resolver: BatchResolver,
+    pub(crate) records: u32,
+    /// Records sent without a future (fire and forget): a failure is logged for them.
+    pub(crate) forgotten: u32,
     /// Buffer memory to release once the batch is resolved.
     pub(crate) reserved_bytes: usize,
     /// Failed attempts so far.
@@ -65,6 +60,10 @@ pub(crate) struct ProducerBatch {
     pub(crate) first_record: u64,
     /// Whether it carries a sequence number (idempotence).
     pub(crate) numbered: bool,
+    /// Whether an earlier batch of its partition was unresolved when it was last drained:
+    /// the leader may then see it before that batch (the earlier one's request failed
+    /// before reaching the wire and is retried), and answer OutOfOrderSequence.
+    pub(crate) drained_behind: bool,
 }
 
 impl ProducerBatch {
@@ -87,7 +86,8 @@ impl ProducerBatch {
 struct OpenBatch {
     builder: BatchBuilder,
     created: Instant,
-    deliveries: Vec<Delivery>,
+    resolver: BatchResolver,
+    forgotten: u32,
     reserved_bytes: usize,
     first_record: u64,
 }
@@ -124,12 +124,15 @@ impl PartitionQueue {
                 batch::sequence_after(self.next_sequence, open.builder.record_count());
         }
         self.sealed.push_back(ProducerBatch {
+            records: open.builder.record_count(),
             bytes: open.builder.finish(),
-            deliveries: open.deliveries,
+            resolver: open.resolver,
+            forgotten: open.forgotten,
             reserved_bytes: open.reserved_bytes,
             attempts: 0,
             first_record: open.first_record,
             numbered: identity.is_some(),
+            drained_behind: false,
         });
         true
     }
@@ -165,8 +168,8 @@ pub(crate) struct Accumulator {
     /// without building a key.
     partitions: BTreeMap<String, BTreeMap<u32, PartitionQueue>>,
     /// Per topic: the sticky partition for keyless records and the count it was chosen
-    /// from.
-    sticky: HashMap<String, (u32, u32)>,
+    /// from. Looked up for every keyless record: foldhash, not SipHash.
+    sticky: foldhash::HashMap<String, (u32, u32)>,
     clock: WallClock,
     /// `None` without idempotence.
     idempotence: Option<Idempotence>,
@@ -224,7 +227,7 @@ impl Accumulator {
             request_partition_bytes_max,
             linger,
             partitions: BTreeMap::new(),
-            sticky: HashMap::new(),
+            sticky: foldhash::HashMap::default(),
             clock: WallClock::new(Instant::now()),
             idempotence: idempotent_in_flight_max.map(|in_flight_max| Idempotence {
                 in_flight_max,
@@ -296,17 +299,18 @@ impl Accumulator {
     }
 
     /// Appends a record of `record.topic` whose memory (`reserved_bytes`) is already
-    /// reserved. Allocates nothing but the batch's own growth once the partition has a
+    /// reserved, and returns the future of its outcome if `future` (not for fire and
+    /// forget). Allocates nothing but the batch's own growth once the partition has a
     /// queue.
     pub(crate) fn append(
         &mut self,
         partition: u32,
         record: &ProducerRecord,
         timestamp: i64,
-        delivery: Delivery,
+        future: bool,
         reserved_bytes: usize,
         now: Instant,
-    ) -> Appended {
+    ) -> (Appended, Option<DeliveryFuture>) {
         let headers: Vec<WireHeader<'_>> = record
             .headers
             .iter()
@@ -318,13 +322,13 @@ impl Accumulator {
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         let batch_bytes_max = self.batch_bytes_max;
         let numbering = self.numbering();
-        if !self.partitions.contains_key(&record.topic) {
+        if !self.partitions.contains_key(&*record.topic) {
             self.partitions
-                .insert(record.topic.clone(), BTreeMap::new());
+                .insert(record.topic.to_string(), BTreeMap::new());
         }
         let queue = self
             .partitions
-            .get_mut(&record.topic)
+            .get_mut(&*record.topic)
             .expect("inserted above")
             .entry(partition)
             .or_default();
@@ -344,14 +348,21 @@ impl Accumulator {
             queue.open = Some(OpenBatch {
                 builder: BatchBuilder::with_capacity(batch_bytes_max.min(64 << 10)),
                 created: now,
-                deliveries: Vec::new(),
+                resolver: BatchResolver::default(),
+                forgotten: 0,
                 reserved_bytes: 0,
                 first_record: queue.appended,
             });
         }
         let open = queue.open.as_mut().expect("opened above");
+        let delivery = if future {
+            let index = open.builder.record_count();
+            Some(open.resolver.future(index, partition, timestamp))
+        } else {
+            open.forgotten += 1;
+            None
+        };
         open.builder.push(timestamp, key, value, &headers);
-        open.deliveries.push(delivery);
         open.reserved_bytes += reserved_bytes;
         queue.appended += 1;
         if open.builder.len() >= batch_bytes_max {
@@ -360,7 +371,7 @@ impl Accumulator {
         if appended.sealed {
             self.on_sealed(&record.topic, partition);
         }
-        appended
+        (appended, delivery)
     }
 
     /// Seals every open batch (flush and close: linger no longer applies to them).
@@ -424,7 +435,12 @@ impl Accumulator {
                     break;
                 }
                 bytes += batch.bytes.len();
-                batches.push(queue.sealed.pop_front().expect("front exists"));
+                let mut batch = queue.sealed.pop_front().expect("front exists");
+                batch.drained_behind = queue
+                    .unresolved
+                    .first()
+                    .is_some_and(|first| *first < batch.first_record);
+                batches.push(batch);
             }
             if !batches.is_empty() {
                 queue.in_flight += 1;
@@ -524,8 +540,8 @@ impl Accumulator {
                 match identity {
                     Some(identity) => {
                         batch.renumber(Some((identity, queue.next_sequence)));
-                        let records = u32::try_from(batch.deliveries.len()).expect("u32 records");
-                        queue.next_sequence = batch::sequence_after(queue.next_sequence, records);
+                        queue.next_sequence =
+                            batch::sequence_after(queue.next_sequence, batch.records);
                     }
                     None if batch.numbered => batch.renumber(None),
                     None => {}
@@ -541,11 +557,17 @@ impl Accumulator {
         }
     }
 
-    /// Whether the leader's OutOfOrderSequence for a batch of `tp` starting at
-    /// `first_record` is explained by the producer's own state, so the batch can be
-    /// retried: an earlier batch of the partition is still unresolved (the leader has
-    /// not seen it yet), or a renumbering is pending.
-    pub(crate) fn out_of_order_is_expected(&self, tp: &TopicPartition, first_record: u64) -> bool {
+    /// Whether the leader's OutOfOrderSequence for `batch` of `tp` is explained by the
+    /// producer's own state, so the batch can be retried: an earlier batch of the
+    /// partition is still unresolved (the leader has not seen it yet), or was when
+    /// `batch` was sent (the leader saw `batch` first; the earlier one was written and
+    /// acknowledged since, perhaps before this answer is handled), or a renumbering is
+    /// pending.
+    pub(crate) fn out_of_order_is_expected(
+        &self,
+        tp: &TopicPartition,
+        batch: &ProducerBatch,
+    ) -> bool {
         let renumbering = self
             .idempotence
             .as_ref()
@@ -553,8 +575,8 @@ impl Accumulator {
         let earlier_unresolved = self
             .queue(tp)
             .and_then(|queue| queue.unresolved.first())
-            .is_some_and(|first| *first < first_record);
-        renumbering || earlier_unresolved
+            .is_some_and(|first| *first < batch.first_record);
+        renumbering || earlier_unresolved || batch.drained_behind
     }
 
     /// A request for `tp` finished: `batches` (their first record indices) are resolved.
@@ -625,17 +647,6 @@ mod tests {
 
     use super::*;
 
-    fn delivery() -> (Delivery, oneshot::Receiver<Result<RecordMetadata>>) {
-        let (reply, receiver) = oneshot::channel();
-        (
-            Delivery {
-                reply: Some(reply),
-                timestamp: 0,
-            },
-            receiver,
-        )
-    }
-
     fn record(value: &str) -> ProducerRecord {
         ProducerRecord::new("t", value.to_owned())
     }
@@ -674,12 +685,11 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let mut sealed_count = 0;
         for index in 0..20 {
-            let (delivery, _) = delivery();
-            let appended = accumulator.append(
+            let (appended, _) = accumulator.append(
                 tp.partition,
                 &record(&format!("value-{index:02}")),
                 0,
-                delivery,
+                true,
                 10,
                 now,
             );
@@ -712,8 +722,7 @@ mod tests {
         let linger = Duration::from_millis(10);
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, linger, None);
         let tp = TopicPartition::new("t", 0);
-        let (delivery, _) = delivery();
-        let appended = accumulator.append(tp.partition, &record("a"), 0, delivery, 10, start);
+        let (appended, _) = accumulator.append(tp.partition, &record("a"), 0, true, 10, start);
         assert_eq!(
             appended,
             Appended {
@@ -736,11 +745,9 @@ mod tests {
         let now = Instant::now();
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::ZERO, None);
         let tp = TopicPartition::new("t", 0);
-        let (first, _) = delivery();
-        accumulator.append(tp.partition, &record("first"), 0, first, 10, now);
+        accumulator.append(tp.partition, &record("first"), 0, true, 10, now);
         let in_flight = accumulator.drain(now).pop().unwrap().1;
-        let (second, _) = delivery();
-        accumulator.append(tp.partition, &record("second"), 0, second, 10, now);
+        accumulator.append(tp.partition, &record("second"), 0, true, 10, now);
         assert!(
             accumulator.drain(now).is_empty(),
             "a second request would overtake"
@@ -779,12 +786,11 @@ mod tests {
         // Room for two of these records per batch.
         let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), Some(2));
         for index in 0..6 {
-            let (delivery, _) = delivery();
             accumulator.append(
                 0,
                 &record(&format!("value-{index}-{}", "x".repeat(20))),
                 0,
-                delivery,
+                true,
                 10,
                 now,
             );
@@ -820,8 +826,7 @@ mod tests {
         let second = drain_one(&mut accumulator, now);
         assert!(accumulator.drain(now).is_empty(), "in-flight limit");
         // Sealed after the id: numbered at seal, continuing the sequence.
-        let (delivery, _) = delivery();
-        accumulator.append(0, &record("late"), 0, delivery, 10, now);
+        accumulator.append(0, &record("late"), 0, true, 10, now);
         accumulator.seal_all();
         accumulator.complete(&tp, &[second.first_record]);
         let third = drain_one(&mut accumulator, now);
@@ -852,24 +857,33 @@ mod tests {
             !accumulator.is_completed(&tp, 4),
             "the first batch is unresolved"
         );
-        assert!(accumulator.out_of_order_is_expected(&tp, 4));
+        assert!(accumulator.out_of_order_is_expected(&tp, &second));
         let retry_at = now + Duration::from_millis(10);
         accumulator.requeue(&tp, vec![first], retry_at);
         assert!(accumulator.drain(now).is_empty(), "backoff");
         // The retry goes before the third batch, with its original number.
-        let retried = drain_one(&mut accumulator, retry_at);
-        let third = drain_one(&mut accumulator, retry_at);
+        let sent = [
+            drain_one(&mut accumulator, retry_at),
+            drain_one(&mut accumulator, retry_at),
+        ];
         assert_eq!(
-            numbers(&[retried, third])
+            numbers(&sent)
                 .iter()
                 .map(|number| number.2)
                 .collect::<Vec<_>>(),
             [0, 4]
         );
+        let [_, third] = sent;
         accumulator.complete(&tp, &[0]);
         assert!(accumulator.is_completed(&tp, 4));
         assert!(!accumulator.is_completed(&tp, 6));
-        assert!(!accumulator.out_of_order_is_expected(&tp, 4));
+        // The third went out behind the retry, so the leader may have seen it first and
+        // refused it; the retry's acknowledgement may be handled before that refusal.
+        assert!(accumulator.out_of_order_is_expected(&tp, &third));
+        accumulator.requeue(&tp, vec![third], retry_at);
+        let third = drain_one(&mut accumulator, retry_at);
+        // Sent again with nothing earlier unresolved: a refusal now is a real gap.
+        assert!(!accumulator.out_of_order_is_expected(&tp, &third));
         accumulator.complete(&tp, &[4]);
         assert!(accumulator.is_completed(&tp, 6));
         assert!(accumulator.is_idle());
@@ -888,7 +902,7 @@ mod tests {
         accumulator.complete(&tp, &[first.first_record]);
         accumulator.renumber_later();
         assert!(accumulator.drain(now).is_empty());
-        assert!(accumulator.out_of_order_is_expected(&tp, second.first_record));
+        assert!(accumulator.out_of_order_is_expected(&tp, &second));
         assert_eq!(
             accumulator.identity_due(),
             None,
@@ -934,12 +948,11 @@ mod tests {
         for _ in 0..12 {
             let partition = accumulator.sticky_partition("t", 3);
             partitions.push(partition);
-            let (delivery, _) = delivery();
             accumulator.append(
                 partition,
                 &record("0123456789012345678901234567890123456789"),
                 0,
-                delivery,
+                true,
                 10,
                 now,
             );

@@ -130,7 +130,8 @@ pub struct ClusterMetadata {
 #[derive(Default)]
 struct Cache {
     brokers: HashMap<u32, String>,
-    topics: HashMap<String, Arc<TopicInfo>>,
+    /// Looked up for every record produced: foldhash, not SipHash.
+    topics: foldhash::HashMap<String, Arc<TopicInfo>>,
     refreshed_at: Option<Instant>,
 }
 
@@ -285,6 +286,17 @@ impl Cluster {
                 Some(format!("topic {topic} does not exist")),
             )
         })
+    }
+
+    /// The cached partition count of `topic`: what every produced record needs, read
+    /// without taking a reference to the topic.
+    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<u32> {
+        self.cache
+            .read()
+            .expect("cache lock")
+            .topics
+            .get(topic)
+            .map(|info| u32::try_from(info.partitions.len()).unwrap_or(u32::MAX))
     }
 
     pub(crate) fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {

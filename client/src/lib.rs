@@ -57,7 +57,10 @@
 //!   `metadata_refresh_ms` by a background task, and on `NotLeader`,
 //!   `UnknownTopicOrPartition`, `LeaderNotAvailable` and connection errors, with
 //!   concurrent refreshes collapsed into one.
-//! - **Producer ordering.** At most one produce request is in flight per partition, and
+//! - **Producer ordering.** With idempotence (the default) a partition has up to
+//!   `partition_in_flight_batches_max` requests in flight, one numbered batch each, and
+//!   the leader writes them in sequence order only (see [`Producer`]). Without it, at
+//!   most one produce request is in flight per partition, and
 //!   a retried request's batches go back to the front of the partition's queue, so no
 //!   later batch can overtake a failed one: acknowledged records of a partition always
 //!   appear in the log in `send` order. While one request is in flight, new records
@@ -160,6 +163,7 @@ mod config;
 mod connection;
 mod consumer;
 mod coordinator;
+mod delivery;
 mod error;
 mod group;
 pub mod partitioner;
@@ -176,9 +180,10 @@ pub use admin::{
 pub use cluster::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::{AutoOffsetReset, ClientConfig, ConsumerConfig, OnBufferFull, ProducerConfig};
 pub use consumer::{CommitHandle, Consumer};
+pub use delivery::DeliveryFuture;
 pub use error::{Error, Result};
 pub use group::{GroupMetadata, RebalanceListener};
-pub use producer::{DeliveryFuture, Producer};
+pub use producer::Producer;
 pub use record::{ConsumerRecord, Header, ProducerRecord, RecordMetadata, TopicPartition};
 
 #[cfg(test)]

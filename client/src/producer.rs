@@ -1,11 +1,8 @@
 //! The producer: batching, backpressure, ordered retries, idempotence.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use strata_protocol::batch::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
@@ -14,16 +11,17 @@ use strata_protocol::messages::{
     ProduceResponse, ProduceTopic, RecordBatches,
 };
 use strata_protocol::{ErrorCode, Request, Response};
-use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::accumulator::{Accumulator, Delivery, ProducerBatch, ProducerIdentity};
+use crate::accumulator::{Accumulator, ProducerBatch, ProducerIdentity};
 use crate::cluster::{Cluster, backoff_ms, unexpected};
 use crate::config::{OnBufferFull, ProducerConfig};
+use crate::delivery::DeliveryFuture;
 use crate::error::{Error, Result};
 use crate::partitioner::partition_for_key;
-use crate::record::{ProducerRecord, RecordMetadata, TopicPartition};
+use crate::record::{ProducerRecord, TopicPartition};
 
 /// Publishes records. Cheap to clone: clones share one buffer, one background sender
 /// task and one set of connections, and are `Send + Sync`.
@@ -143,35 +141,6 @@ impl Shared {
     }
 }
 
-/// The outcome of one [`Producer::send`]: resolves to where the record landed once the
-/// broker acknowledged it (or at once after writing with `Acks::None`), or to the error
-/// that made it fail for good. Dropping it does not cancel the send.
-///
-/// # Example
-/// ```no_run
-/// # async fn example(producer: strata_client::Producer) -> strata_client::Result<()> {
-/// use strata_client::ProducerRecord;
-///
-/// let delivery = producer.send(ProducerRecord::new("orders", "hello")).await?;
-/// let metadata = delivery.await?;
-/// assert!(metadata.offset.is_some());
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|result| result.unwrap_or(Err(Error::ProducerClosed)))
-    }
-}
-
 impl Producer {
     /// A producer. Connects lazily, on the first send.
     ///
@@ -224,9 +193,8 @@ impl Producer {
     /// # Cancel safety
     /// Cancel-safe: if the call is dropped before it returns, the record was not queued.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        let (reply, receiver) = oneshot::channel();
-        self.enqueue(record, Some(reply)).await?;
-        Ok(DeliveryFuture { receiver })
+        let delivery = self.enqueue(record, true).await?;
+        Ok(delivery.expect("a future was asked for"))
     }
 
     /// Queues a record without a handle on its outcome (fire and forget). A record that
@@ -238,14 +206,15 @@ impl Producer {
     /// # Cancel safety
     /// As for [`send`](Self::send).
     pub async fn send_forget(&self, record: ProducerRecord) -> Result<()> {
-        self.enqueue(record, None).await
+        self.enqueue(record, false).await.map(drop)
     }
 
+    /// Queues a record; returns its future if `future`.
     async fn enqueue(
         &self,
         record: ProducerRecord,
-        reply: Option<oneshot::Sender<Result<RecordMetadata>>>,
-    ) -> Result<()> {
+        future: bool,
+    ) -> Result<Option<DeliveryFuture>> {
         let shared = &self.handle.shared;
         let config = &shared.config;
         if shared.closed.load(Ordering::Acquire) {
@@ -262,23 +231,22 @@ impl Producer {
         let partition_count = self.partition_count(&record).await?;
         self.reserve(bytes).await?;
         let now = Instant::now();
-        let appended = {
+        let (appended, delivery) = {
             let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
             let timestamp = record
                 .timestamp
                 .unwrap_or_else(|| accumulator.timestamp_ms(now));
-            let delivery = Delivery { reply, timestamp };
             let partition = match (record.partition, &record.key) {
                 (Some(partition), _) => partition,
                 (None, Some(key)) => partition_for_key(key, partition_count),
                 (None, None) => accumulator.sticky_partition(&record.topic, partition_count),
             };
-            accumulator.append(partition, &record, timestamp, delivery, bytes, now)
+            accumulator.append(partition, &record, timestamp, future, bytes, now)
         };
         if appended.opened || appended.sealed {
             shared.wake_sender.notify_one();
         }
-        Ok(())
+        Ok(delivery)
     }
 
     /// The topic's partition count. An explicit partition beyond the cached count makes
@@ -288,19 +256,20 @@ impl Producer {
         let count = |topic: &crate::cluster::TopicInfo| {
             u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX)
         };
-        let mut partition_count = count(&*cluster.topic(&record.topic).await?);
+        let mut partition_count = match cluster.cached_partition_count(&record.topic) {
+            Some(partition_count) => partition_count,
+            None => count(&*cluster.topic(&record.topic).await?),
+        };
         let Some(partition) = record.partition else {
             return Ok(partition_count);
         };
         if partition >= partition_count {
-            cluster
-                .refresh(Some(std::slice::from_ref(&record.topic)))
-                .await?;
+            cluster.refresh(Some(&[record.topic.to_string()])).await?;
             partition_count = count(&*cluster.topic(&record.topic).await?);
         }
         if partition >= partition_count {
             return Err(Error::UnknownPartition {
-                topic: record.topic.clone(),
+                topic: record.topic.to_string(),
                 partition,
                 partition_count,
             });
@@ -321,13 +290,17 @@ impl Producer {
                 Ok(permit) => permit,
                 Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => return Err(full()),
             },
-            OnBufferFull::Wait => {
-                let wait = Duration::from_millis(shared.config.buffer_wait_ms_max);
-                tokio::time::timeout(wait, shared.memory.acquire_many(permits))
-                    .await
-                    .map_err(|_| full())?
-                    .expect("the memory semaphore is never closed")
-            }
+            // The timer only when the buffer is full: arming one costs more than the send.
+            OnBufferFull::Wait => match shared.memory.try_acquire_many(permits) {
+                Ok(permit) => permit,
+                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                    let wait = Duration::from_millis(shared.config.buffer_wait_ms_max);
+                    tokio::time::timeout(wait, shared.memory.acquire_many(permits))
+                        .await
+                        .map_err(|_| full())?
+                        .expect("the memory semaphore is never closed")
+                }
+            },
         };
         // Returned by hand with add_permits when the batch completes.
         permit.forget();
@@ -663,17 +636,8 @@ fn succeed(
     for batch in batches {
         reserved += batch.reserved_bytes;
         resolved.push(batch.first_record);
-        for delivery in batch.deliveries {
-            let metadata = RecordMetadata {
-                partition: tp.partition,
-                offset: base_offset.map(|base| base + index),
-                timestamp: delivery.timestamp,
-            };
-            if let Some(reply) = delivery.reply {
-                let _ = reply.send(Ok(metadata));
-            }
-            index += 1;
-        }
+        batch.resolver.succeed(base_offset.map(|base| base + index));
+        index += u64::from(batch.records);
     }
     resolve(shared, tp, &resolved, reserved, false);
 }
@@ -701,12 +665,10 @@ fn fail_or_retry(
     }
     let retriable = match error.code() {
         Some(ErrorCode::OutOfOrderSequence) => {
-            let first_record = batches.first().map_or(0, |batch| batch.first_record);
-            shared
-                .accumulator
-                .lock()
-                .expect("accumulator lock")
-                .out_of_order_is_expected(tp, first_record)
+            let accumulator = shared.accumulator.lock().expect("accumulator lock");
+            batches
+                .first()
+                .is_some_and(|batch| accumulator.out_of_order_is_expected(tp, batch))
         }
         _ => error.is_retriable(),
     };
@@ -741,13 +703,9 @@ fn fail(shared: &Shared, tp: &TopicPartition, batches: Vec<ProducerBatch>, error
         reserved += batch.reserved_bytes;
         resolved.push(batch.first_record);
         numbered |= batch.numbered;
-        for delivery in batch.deliveries {
-            match delivery.reply {
-                Some(reply) => {
-                    let _ = reply.send(Err(error.clone()));
-                }
-                None => tracing::warn!(%tp, %error, "record not delivered"),
-            }
+        batch.resolver.fail(error);
+        if batch.forgotten > 0 {
+            tracing::warn!(%tp, %error, records = batch.forgotten, "records not delivered");
         }
     }
     resolve(shared, tp, &resolved, reserved, numbered);
@@ -778,15 +736,19 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::delivery::BatchResolver;
 
     fn part(partition: u32, bytes: usize) -> (TopicPartition, Vec<ProducerBatch>) {
         let batch = ProducerBatch {
             bytes: Bytes::from(vec![0; bytes]),
-            deliveries: Vec::new(),
+            resolver: BatchResolver::default(),
+            records: 1,
+            forgotten: 0,
             reserved_bytes: bytes,
             attempts: 0,
             first_record: 0,
             numbered: false,
+            drained_behind: false,
         };
         (TopicPartition::new("t", partition), vec![batch])
     }

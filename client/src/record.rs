@@ -64,7 +64,8 @@ impl Header {
     }
 }
 
-/// A record to produce. Owns its key, value and headers (`Bytes`, so cloning is cheap).
+/// A record to produce. Owns its topic (`Arc<str>`), key, value and headers (`Bytes`), so
+/// cloning is cheap, and records of one topic can share one topic name.
 ///
 /// # Example
 /// ```
@@ -77,8 +78,8 @@ impl Header {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    /// The topic.
-    pub topic: String,
+    /// The topic. A clone of one `Arc<str>` per record costs no allocation.
+    pub topic: Arc<str>,
     /// An explicit partition; `None` lets the partitioner choose.
     pub partition: Option<u32>,
     /// The key; records with the same key go to the same partition.
@@ -93,7 +94,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A keyless record with a value.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             partition: None,
