@@ -49,6 +49,7 @@ pub(crate) struct ProducerIdentity {
 pub(crate) struct ProducerBatch {
     pub(crate) bytes: Bytes,
     pub(crate) resolver: BatchResolver,
+    /// Records in the batch.
     pub(crate) records: u32,
     /// Records sent without a future (fire and forget): a failure is logged for them.
     pub(crate) forgotten: u32,
