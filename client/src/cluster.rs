@@ -75,6 +75,13 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
+impl TopicInfo {
+    /// How many partitions the topic has.
+    pub fn partition_count(&self) -> u32 {
+        u32::try_from(self.partitions.len()).unwrap_or(u32::MAX)
+    }
+}
+
 /// A broker in the cluster.
 ///
 /// # Example
@@ -296,7 +303,7 @@ impl Cluster {
             .expect("cache lock")
             .topics
             .get(topic)
-            .map(|info| u32::try_from(info.partitions.len()).unwrap_or(u32::MAX))
+            .map(|info| info.partition_count())
     }
 
     pub(crate) fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
@@ -321,7 +328,7 @@ impl Cluster {
             return Err(Error::UnknownPartition {
                 topic: topic.to_owned(),
                 partition,
-                partition_count: u32::try_from(info.partitions.len()).unwrap_or(u32::MAX),
+                partition_count: info.partition_count(),
             });
         };
         partition_info

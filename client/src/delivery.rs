@@ -114,24 +114,24 @@ impl DeliveryFuture {
 impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(result) = self.batch.result.get() {
-            return Poll::Ready(self.metadata(result));
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(result) = this.batch.result.get() {
+            return Poll::Ready(this.metadata(result));
         }
-        let batch = Arc::clone(&self.batch);
-        let mut waiters = batch.waiters.lock().expect("waiters lock");
+        let mut waiters = this.batch.waiters.lock().expect("waiters lock");
         // Checked again under the lock: `resolve` sets the result before taking it.
-        if let Some(result) = batch.result.get() {
-            return Poll::Ready(self.metadata(result));
+        if let Some(result) = this.batch.result.get() {
+            return Poll::Ready(this.metadata(result));
         }
-        match self.waiter {
+        match this.waiter {
             Some(slot) => {
                 if !waiters[slot].will_wake(cx.waker()) {
                     waiters[slot].clone_from(cx.waker());
                 }
             }
             None => {
-                self.waiter = Some(waiters.len());
+                this.waiter = Some(waiters.len());
                 waiters.push(cx.waker().clone());
             }
         }

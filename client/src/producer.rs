@@ -253,19 +253,16 @@ impl Producer {
     /// one metadata refresh first: the topic may have grown since it was cached.
     async fn partition_count(&self, record: &ProducerRecord) -> Result<u32> {
         let cluster = &self.handle.shared.cluster;
-        let count = |topic: &crate::cluster::TopicInfo| {
-            u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX)
-        };
         let mut partition_count = match cluster.cached_partition_count(&record.topic) {
             Some(partition_count) => partition_count,
-            None => count(&*cluster.topic(&record.topic).await?),
+            None => cluster.topic(&record.topic).await?.partition_count(),
         };
         let Some(partition) = record.partition else {
             return Ok(partition_count);
         };
         if partition >= partition_count {
             cluster.refresh(Some(&[record.topic.to_string()])).await?;
-            partition_count = count(&*cluster.topic(&record.topic).await?);
+            partition_count = cluster.topic(&record.topic).await?.partition_count();
         }
         if partition >= partition_count {
             return Err(Error::UnknownPartition {
