@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream};
 use strata_protocol::batch::{self, Batches};
 use strata_protocol::messages::{
     EARLIEST_TIMESTAMP, FetchPartition, FetchRequest, FetchTopic, LATEST_TIMESTAMP,
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
 use strata_protocol::{ErrorCode, Request, Response};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, unexpected};
@@ -33,9 +33,10 @@ const RECV_ROUND: Duration = Duration::from_secs(3_600);
 /// a consumer group gives it ([`subscribe`](Self::subscribe)). Owned by one task
 /// (methods take `&mut self`); `Send`, so it can move between tasks.
 ///
-/// Fetches run in background tasks, one per leader broker, and the next fetch of a
-/// partition starts as soon as the previous one is buffered, so the network works while
-/// the application processes records (prefetch, bounded by `prefetch_bytes_max`).
+/// Fetches run in background tasks, one per leader broker. The next fetch of a
+/// partition starts as soon as the previous answer's batch headers are read, so the
+/// network works while that answer is decoded (in a task of its own) and while the
+/// application processes records (prefetch, bounded by `prefetch_bytes_max`).
 /// A fetch long-polls the broker for up to `fetch_wait_ms_max`. Each batch's CRC is
 /// checked, and records below the requested offset (a fetch returns whole batches) are
 /// skipped.
@@ -68,6 +69,9 @@ pub struct Consumer {
     buffer: VecDeque<ConsumerRecord>,
     buffered_bytes: usize,
     fetches: JoinSet<FetchOutcome>,
+    /// Fetched partitions whose records are still being decoded, in fetch order. Their
+    /// next fetch is already allowed, so decoding overlaps the next round trip.
+    decoding: VecDeque<Decoding>,
     /// Errors to report from the next `poll`.
     errors: VecDeque<Error>,
     topic_names: HashMap<String, Arc<str>>,
@@ -121,7 +125,77 @@ struct FetchedPartition {
     tp: TopicPartition,
     epoch: u64,
     fetch_offset: u64,
-    result: Result<Vec<ConsumerRecord>>,
+    result: Result<Fetched>,
+}
+
+/// A partition's answer, read up to its batch headers: where the next fetch starts, and
+/// the decode of its records (CRC checks included).
+#[derive(Debug)]
+struct Fetched {
+    next_offset: u64,
+    bytes: usize,
+    records: Decode,
+}
+
+/// Answers up to this size are decoded in the fetch task: a task of their own would
+/// cost more in wake-ups (tens of microseconds) than it saves.
+const DECODE_INLINE_BYTES_MAX: usize = 64 << 10;
+
+/// The decode of one answer: done in the fetch task (small answers) or running in a task
+/// of its own.
+#[derive(Debug)]
+enum Decode {
+    Done(Option<Result<Vec<ConsumerRecord>>>),
+    Running(JoinHandle<Result<Vec<ConsumerRecord>>>),
+}
+
+impl Decode {
+    fn start(topic: Arc<str>, partition: u32, fetch_offset: u64, records: Bytes) -> Self {
+        if records.len() <= DECODE_INLINE_BYTES_MAX {
+            return Self::Done(Some(decode_records(
+                &topic,
+                partition,
+                fetch_offset,
+                &records,
+            )));
+        }
+        Self::Running(tokio::spawn(async move {
+            decode_records(&topic, partition, fetch_offset, &records)
+        }))
+    }
+
+    /// The records, once; `None` while the decode runs.
+    fn try_take(&mut self) -> Option<Result<Vec<ConsumerRecord>>> {
+        match self {
+            Self::Done(done) => Some(done.take().expect("taken once")),
+            Self::Running(task) => task.now_or_never().map(finished),
+        }
+    }
+
+    /// The records, once the decode is done; cancel-safe.
+    async fn take(&mut self) -> Result<Vec<ConsumerRecord>> {
+        match self {
+            Self::Done(done) => done.take().expect("taken once"),
+            Self::Running(task) => finished(task.await),
+        }
+    }
+}
+
+fn finished(
+    joined: std::result::Result<Result<Vec<ConsumerRecord>>, JoinError>,
+) -> Result<Vec<ConsumerRecord>> {
+    joined.expect("decode tasks do not panic")
+}
+
+/// Records of one fetched partition on their way to the buffer.
+#[derive(Debug)]
+struct Decoding {
+    tp: TopicPartition,
+    epoch: u64,
+    fetch_offset: u64,
+    /// Counted against `prefetch_bytes_max` until decoded.
+    bytes: usize,
+    records: Decode,
 }
 
 /// A partition and the epoch of the fetch that covered it.
@@ -151,6 +225,7 @@ impl Consumer {
             buffer: VecDeque::new(),
             buffered_bytes: 0,
             fetches: JoinSet::new(),
+            decoding: VecDeque::new(),
             errors: VecDeque::new(),
             topic_names: HashMap::new(),
             epochs: 0,
@@ -446,6 +521,7 @@ impl Consumer {
             // or a dropped `poll` would lose them (and a commit would skip them).
             let returning_bytes = self.buffer.iter().take(max).map(record_bytes).sum();
             self.start_fetches(returning_bytes).await;
+            self.take_decoded();
             if !self.buffer.is_empty() {
                 return Ok(self.take_buffered(max));
             }
@@ -459,6 +535,10 @@ impl Consumer {
                 Some(joined) = self.fetches.join_next(), if !self.fetches.is_empty() => {
                     let outcome = joined.expect("fetch tasks do not panic");
                     self.absorb(outcome);
+                }
+                decoded = next_decoded(&mut self.decoding), if !self.decoding.is_empty() => {
+                    let decoding = self.decoding.pop_front().expect("awaited the first");
+                    self.buffer_decoded(&decoding, decoded);
                 }
                 () = subscription::changed(group.as_deref()) => {}
                 () = tokio::time::sleep_until(wake_at) => {
@@ -491,8 +571,54 @@ impl Consumer {
         records
     }
 
+    /// Recounts the buffer after records were dropped from it, and drops the decodes of
+    /// partitions no longer fetched at the same epoch (unassigned, sought, revoked).
     fn recount_buffer(&mut self) {
         self.buffered_bytes = self.buffer.iter().map(record_bytes).sum();
+        let partitions = &self.partitions;
+        self.decoding.retain(|decoding| {
+            partitions
+                .get(&decoding.tp)
+                .is_some_and(|state| state.epoch == decoding.epoch)
+        });
+    }
+
+    /// Moves the records of finished decodes into the buffer, in fetch order: it stops
+    /// at the first decode still running.
+    fn take_decoded(&mut self) {
+        while let Some(decoding) = self.decoding.front_mut() {
+            let Some(decoded) = decoding.records.try_take() else {
+                return;
+            };
+            let decoding = self.decoding.pop_front().expect("looked at the first");
+            self.buffer_decoded(&decoding, decoded);
+        }
+    }
+
+    /// Buffers a partition's decoded records, unless the partition was sought or
+    /// unassigned meanwhile. A corrupt answer sends the partition back to fetch from
+    /// where that answer started, under a new epoch, so that fetches and decodes
+    /// already past it are dropped.
+    fn buffer_decoded(&mut self, decoding: &Decoding, decoded: Result<Vec<ConsumerRecord>>) {
+        let Some(state) = self.partitions.get_mut(&decoding.tp) else {
+            return;
+        };
+        if state.epoch != decoding.epoch {
+            return;
+        }
+        match decoded {
+            Ok(records) => {
+                self.buffered_bytes += records.iter().map(record_bytes).sum::<usize>();
+                self.buffer.extend(records);
+            }
+            Err(error) => {
+                self.epochs += 1;
+                state.epoch = self.epochs;
+                state.fetch_offset = decoding.fetch_offset;
+                self.recount_buffer();
+                self.on_partition_error(&decoding.tp, error);
+            }
+        }
     }
 
     fn earliest_retry(&self) -> Option<Instant> {
@@ -505,7 +631,7 @@ impl Consumer {
     /// Resolves missing positions, then starts a fetch per leader for every partition
     /// that is ready: assigned, positioned, not paused, not fetching, not backing off.
     /// `returning_bytes` of the buffer are about to be returned and do not count
-    /// against `prefetch_bytes_max`.
+    /// against `prefetch_bytes_max`; answers still being decoded do.
     ///
     /// # Cancel safety
     /// Cancel-safe: positions change only after a lookup's await, and a fetch's slot is
@@ -513,7 +639,10 @@ impl Consumer {
     async fn start_fetches(&mut self, returning_bytes: usize) {
         self.lookup_committed().await;
         self.reset_positions().await;
-        if self.buffered_bytes.saturating_sub(returning_bytes) >= self.config.prefetch_bytes_max {
+        let decoding_bytes: usize = self.decoding.iter().map(|decoding| decoding.bytes).sum();
+        if (self.buffered_bytes + decoding_bytes).saturating_sub(returning_bytes)
+            >= self.config.prefetch_bytes_max
+        {
             return;
         }
         let now = Instant::now();
@@ -662,12 +791,15 @@ impl Consumer {
                 continue; // sought meanwhile
             }
             match partition.result {
-                Ok(records) => {
-                    if let Some(last) = records.last() {
-                        state.fetch_offset = last.offset + 1;
-                    }
-                    self.buffered_bytes += records.iter().map(record_bytes).sum::<usize>();
-                    self.buffer.extend(records);
+                Ok(fetched) => {
+                    state.fetch_offset = fetched.next_offset;
+                    self.decoding.push_back(Decoding {
+                        tp: partition.tp,
+                        epoch: partition.epoch,
+                        fetch_offset: partition.fetch_offset,
+                        bytes: fetched.bytes,
+                        records: fetched.records,
+                    });
                 }
                 Err(error) if error.code() == Some(ErrorCode::OffsetOutOfRange) => {
                     self.out_of_range(&partition.tp, partition.fetch_offset);
@@ -786,12 +918,21 @@ async fn fetch(
                 Some(answer) if !answer.error_code.is_ok() => {
                     Err(Error::broker(answer.error_code, None))
                 }
-                Some(answer) => decode_records(
-                    &names[&tp.topic],
-                    tp.partition,
-                    fetch_offset,
-                    &answer.records,
-                ),
+                Some(answer) => {
+                    let topic = Arc::clone(&names[&tp.topic]);
+                    next_fetch_offset(&topic, tp.partition, fetch_offset, &answer.records).map(
+                        |next_offset| Fetched {
+                            next_offset,
+                            bytes: answer.records.len(),
+                            records: Decode::start(
+                                topic,
+                                tp.partition,
+                                fetch_offset,
+                                answer.records,
+                            ),
+                        },
+                    )
+                }
             };
             FetchedPartition {
                 tp,
@@ -806,6 +947,33 @@ async fn fetch(
     }
 }
 
+/// The first decode in `decoding`; it must not be empty.
+async fn next_decoded(decoding: &mut VecDeque<Decoding>) -> Result<Vec<ConsumerRecord>> {
+    let first = decoding.front_mut().expect("awaited only when not empty");
+    first.records.take().await
+}
+
+fn corrupt_answer(topic: &str, partition: u32, reason: impl std::fmt::Display) -> Error {
+    Error::Protocol {
+        address: String::new(),
+        reason: format!("{topic}/{partition}: {reason}"),
+    }
+}
+
+/// Where the fetch after this answer starts: past its last batch, read from the batch
+/// headers alone (their CRCs are checked by the decode that follows).
+fn next_fetch_offset(
+    topic: &str,
+    partition: u32,
+    fetch_offset: u64,
+    records: &[u8],
+) -> Result<u64> {
+    Batches::new(records).try_fold(fetch_offset, |next, view| {
+        let view = view.map_err(|error| corrupt_answer(topic, partition, error))?;
+        Ok(next.max(view.header.next_offset()))
+    })
+}
+
 /// Decodes whole batches into records at or after `fetch_offset`, checking each CRC.
 /// Keys, values and header values are slices of `records`.
 fn decode_records(
@@ -814,10 +982,7 @@ fn decode_records(
     fetch_offset: u64,
     records: &Bytes,
 ) -> Result<Vec<ConsumerRecord>> {
-    let corrupt = |reason: String| Error::Protocol {
-        address: String::new(),
-        reason: format!("{topic}/{partition}: {reason}"),
-    };
+    let corrupt = |reason: String| corrupt_answer(topic, partition, reason);
     let mut out = Vec::new();
     for view in Batches::new(records) {
         let view = view.map_err(|error| corrupt(error.to_string()))?;
@@ -1016,6 +1181,110 @@ mod tests {
         let offsets: Vec<u64> = records.iter().map(|record| record.offset).collect();
         assert_eq!(offsets, [5, 6, 7]);
         assert_eq!(consumer.partitions[&fetched].position, Some(8));
+    }
+
+    /// One batch of `count` one-byte records at `base`, as a broker would answer it.
+    fn batch_at(base: u64, count: u8) -> Vec<u8> {
+        let mut builder = BatchBuilder::new();
+        for index in 0..count {
+            builder.push(0, None, Some(&[index]), &[]);
+        }
+        let mut batch = builder.finish().to_vec();
+        stamp(&mut batch, base, 0);
+        batch
+    }
+
+    #[test]
+    fn the_next_fetch_starts_past_the_last_batch_header() {
+        let mut answer = batch_at(10, 4);
+        answer.extend(batch_at(14, 2));
+        assert_eq!(next_fetch_offset("t", 0, 12, &answer).unwrap(), 16);
+        assert_eq!(
+            next_fetch_offset("t", 0, 12, &[]).unwrap(),
+            12,
+            "empty answer"
+        );
+        assert_eq!(
+            next_fetch_offset("t", 0, 20, &batch_at(10, 4)).unwrap(),
+            20,
+            "an answer wholly below the fetch offset does not move it back"
+        );
+        let truncated = &answer[..answer.len() - 1];
+        let error = next_fetch_offset("t", 0, 12, truncated).unwrap_err();
+        assert!(error.to_string().contains("t/0"), "{error}");
+    }
+
+    /// What a fetch task returns for one partition's answer.
+    fn answered(
+        tp: &TopicPartition,
+        epoch: u64,
+        fetch_offset: u64,
+        answer: Vec<u8>,
+    ) -> FetchOutcome {
+        let answer = Bytes::from(answer);
+        let next_offset =
+            next_fetch_offset(&tp.topic, tp.partition, fetch_offset, &answer).unwrap();
+        FetchOutcome {
+            result: Ok(vec![FetchedPartition {
+                tp: tp.clone(),
+                epoch,
+                fetch_offset,
+                result: Ok(Fetched {
+                    next_offset,
+                    bytes: answer.len(),
+                    records: Decode::start(
+                        Arc::from(&*tp.topic),
+                        tp.partition,
+                        fetch_offset,
+                        answer,
+                    ),
+                }),
+            }]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_answer_refetches_from_its_start_and_drops_what_was_fetched_past_it() {
+        let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:1")).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        consumer.assign(std::slice::from_ref(&tp));
+        consumer.seek(&tp, 0).unwrap();
+        let epoch = consumer.partitions[&tp].epoch;
+        let mut corrupt = batch_at(4, 4);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        // Three answers in a row, each absorbed before the one before it is decoded: the
+        // next fetch offset comes from the headers, so it moves past the corrupt batch.
+        for (fetch_offset, answer) in [(0, batch_at(0, 4)), (4, corrupt), (8, batch_at(8, 4))] {
+            consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch);
+            consumer.absorb(answered(&tp, epoch, fetch_offset, answer));
+        }
+        assert_eq!(consumer.partitions[&tp].fetch_offset, 12);
+        assert_eq!(consumer.decoding.len(), 3);
+
+        consumer.take_decoded();
+        let offsets: Vec<u64> = consumer.buffer.iter().map(|record| record.offset).collect();
+        assert_eq!(
+            offsets,
+            [0, 1, 2, 3],
+            "only records before the corrupt batch"
+        );
+        let state = &consumer.partitions[&tp];
+        assert_eq!(
+            state.fetch_offset, 4,
+            "fetched again from the corrupt answer"
+        );
+        assert_ne!(state.epoch, epoch, "fetches issued past it are dropped");
+        assert!(state.retry_at.is_some(), "backs off before fetching again");
+        assert!(
+            consumer.decoding.is_empty(),
+            "the answer after it is dropped"
+        );
+        let error = consumer
+            .errors
+            .pop_front()
+            .expect("the corruption is reported");
+        assert!(error.to_string().contains("CRC"), "{error}");
     }
 
     #[test]

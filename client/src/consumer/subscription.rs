@@ -405,6 +405,7 @@ impl Consumer {
         self.partitions.clear();
         self.buffer.clear();
         self.buffered_bytes = 0;
+        self.decoding.clear();
         let mut result = Ok(());
         if self.config.enable_auto_commit {
             let (coordinator, member_id, member_epoch) = target;
@@ -552,6 +553,7 @@ impl Consumer {
         group.losses += 1;
         self.buffer.clear();
         self.buffered_bytes = 0;
+        self.decoding.clear();
         tracing::info!(partitions = lost.len(), "partitions lost");
         self.listener.lost(&lost.into_iter().collect::<Vec<_>>());
     }
