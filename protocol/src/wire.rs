@@ -446,20 +446,22 @@ pub mod varint {
     /// The longest encoding of a 64-bit varint.
     pub const VARLONG_BYTES_MAX: usize = 10;
 
-    /// Bytes needed to encode `value`.
+    /// Bytes needed to encode `value`: one per 7 significant bits of its zigzag form.
+    #[inline]
     pub fn encoded_len(value: i64) -> usize {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        let mut length = 1;
-        while zigzag >= 0x80 {
-            zigzag >>= 7;
-            length += 1;
-        }
-        length
+        let zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        let bits = u64::BITS - (zigzag | 1).leading_zeros();
+        bits.div_ceil(7) as usize
     }
 
     /// Appends the zigzag LEB128 encoding of `value`.
+    #[inline]
     pub fn put<S: Sink + ?Sized>(out: &mut S, value: i64) {
         let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        if zigzag < 0x80 {
+            out.put_slice(&[zigzag as u8]);
+            return;
+        }
         let mut scratch = [0u8; VARLONG_BYTES_MAX];
         let mut length = 0;
         while zigzag >= 0x80 {
@@ -473,7 +475,24 @@ pub mod varint {
 
     /// Decodes a varint at the start of `input`: the value and the bytes it took, or
     /// `None` if the input ends first or the encoding runs past 10 bytes.
+    #[inline]
     pub fn get(input: &[u8]) -> Option<(i64, usize)> {
+        // Most of a record's varints (deltas, lengths, counts) take one or two bytes.
+        match *input {
+            [first, ..] if first < 0x80 => Some((unzigzag(u64::from(first)), 1)),
+            [first, second, ..] if second < 0x80 => {
+                let zigzag = u64::from(first & 0x7F) | (u64::from(second) << 7);
+                Some((unzigzag(zigzag), 2))
+            }
+            _ => get_long(input),
+        }
+    }
+
+    fn unzigzag(zigzag: u64) -> i64 {
+        ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)
+    }
+
+    fn get_long(input: &[u8]) -> Option<(i64, usize)> {
         let mut zigzag: u64 = 0;
         for (index, byte) in input.iter().take(VARLONG_BYTES_MAX).enumerate() {
             let bits = u64::from(byte & 0x7F);
@@ -484,8 +503,7 @@ pub mod varint {
             }
             zigzag |= bits << shift;
             if byte & 0x80 == 0 {
-                let value = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-                return Some((value, index + 1));
+                return Some((unzigzag(zigzag), index + 1));
             }
         }
         None

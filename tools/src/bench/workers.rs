@@ -1,8 +1,11 @@
 //! The tasks of a bench run: producers that pace and time their sends, consumers that
 //! count (and for e2e, time) what they receive.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -298,12 +301,18 @@ impl ProducerWorker {
         let recorder = tokio::spawn(record_deliveries(pending, acked));
         let mut sent: u64 = 0;
         let mut send_error = None;
+        let mut sent_at = Instant::now();
         while self.has_budget(sent) {
             if let Some(rate) = self.rate {
                 let due = self.start + Duration::from_secs_f64(sent as f64 / rate);
                 tokio::time::sleep_until(due).await;
             }
-            let sent_at = Instant::now();
+            // A chunk's records are timed from its first send (each record when paced):
+            // the later ones went out after it, so their latency is over-stated by the
+            // microseconds a chunk takes to send, never under-stated.
+            if chunk.is_empty() {
+                sent_at = Instant::now();
+            }
             let mut record = ProducerRecord::new(Arc::clone(&self.topic), self.payload.clone());
             if self.stamp_sent {
                 record = record.header(SENT_US_HEADER, now_us().to_be_bytes().to_vec());
@@ -352,7 +361,10 @@ impl ProducerWorker {
 /// A partition's records are acknowledged in send order and the records of a batch all
 /// at once, so awaiting in order costs a wake-up per batch rather than per record. A
 /// record acknowledged before an earlier one of another partition is timed when the
-/// earlier one is: its latency is over-stated, never under-stated.
+/// earlier one is: its latency is over-stated, never under-stated. So is that of a record
+/// found acknowledged already: it is timed at the next clock reading, which comes
+/// before the next wait or at the end of its chunk, so the clock is read about once per
+/// batch and chunk rather than once per record.
 async fn record_deliveries(
     mut deliveries: mpsc::Receiver<Deliveries>,
     acked: Arc<AtomicU64>,
@@ -363,25 +375,51 @@ async fn record_deliveries(
         first_error: None,
         histogram: latency_histogram(),
     };
+    // Send times of records acknowledged but not yet timed.
+    let mut untimed = Vec::with_capacity(DELIVERIES_CHUNK);
     while let Some(chunk) = deliveries.recv().await {
         let delivered_before = outcome.delivered;
         for (sent_at, delivery) in chunk {
-            match delivery.await {
-                Ok(_) => {
-                    let latency_us =
-                        u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    outcome.histogram.saturating_record(latency_us.max(1));
-                    outcome.delivered += 1;
+            let mut delivery = pin!(delivery);
+            let result = match poll_fn(|cx| Poll::Ready(delivery.as_mut().poll(cx))).await {
+                Poll::Ready(result) => {
+                    if result.is_ok() {
+                        untimed.push(sent_at);
+                    }
+                    result
                 }
+                Poll::Pending => {
+                    outcome.time(untimed.drain(..), Instant::now());
+                    let result = delivery.await;
+                    if result.is_ok() {
+                        outcome.time([sent_at], Instant::now());
+                    }
+                    result
+                }
+            };
+            match result {
+                Ok(_) => outcome.delivered += 1,
                 Err(error) => {
                     outcome.failed += 1;
                     outcome.first_error.get_or_insert(error);
                 }
             }
         }
+        outcome.time(untimed.drain(..), Instant::now());
         acked.fetch_add(outcome.delivered - delivered_before, Ordering::Relaxed);
     }
     outcome
+}
+
+impl WorkerSent {
+    /// Records the latency of each of `sent` (send times) as acknowledged by `now`.
+    fn time(&mut self, sent: impl IntoIterator<Item = Instant>, now: Instant) {
+        for sent_at in sent {
+            let latency_us =
+                u64::try_from(now.duration_since(sent_at).as_micros()).unwrap_or(u64::MAX);
+            self.histogram.saturating_record(latency_us.max(1));
+        }
+    }
 }
 
 /// State the consumers of a run share.
