@@ -337,11 +337,12 @@ impl Accumulator {
             opened: false,
             sealed: false,
         };
-        if let Some(open) = &queue.open {
-            let record_len = open.builder.record_len(timestamp, key, value, &headers);
-            if open.builder.len() + record_len > batch_bytes_max {
-                appended.sealed = queue.seal_open(numbering);
-            }
+        let pushed = queue.open.as_mut().is_some_and(|open| {
+            open.builder
+                .push_within(batch_bytes_max, timestamp, key, value, &headers)
+        });
+        if !pushed && queue.open.is_some() {
+            appended.sealed = queue.seal_open(numbering);
         }
         if queue.open.is_none() {
             appended.opened = true;
@@ -356,14 +357,17 @@ impl Accumulator {
             });
         }
         let open = queue.open.as_mut().expect("opened above");
+        if !pushed {
+            // A record bigger than a whole batch still gets a batch of its own.
+            open.builder.push(timestamp, key, value, &headers);
+        }
         let delivery = if future {
-            let index = open.builder.record_count();
+            let index = open.builder.record_count() - 1;
             Some(open.resolver.future(index, partition, timestamp))
         } else {
             open.forgotten += 1;
             None
         };
-        open.builder.push(timestamp, key, value, &headers);
         open.reserved_bytes += reserved_bytes;
         queue.appended += 1;
         if open.builder.len() >= batch_bytes_max {

@@ -783,6 +783,41 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
+        let body_len = self.body_len(timestamp, key, value, headers);
+        self.push_body(body_len, timestamp, key, value, headers);
+    }
+
+    /// Appends one record if the batch stays within `len_max` bytes ([`len`](Self::len)
+    /// afterwards); returns whether it did. Sizes the record once, where
+    /// [`record_len`](Self::record_len) and then `push` would size it twice.
+    ///
+    /// # Panics
+    /// As [`push`](Self::push).
+    pub fn push_within(
+        &mut self,
+        len_max: usize,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) -> bool {
+        let body_len = self.body_len(timestamp, key, value, headers);
+        let record_len = varint::encoded_len(body_len as i64) + body_len;
+        if self.buf.len() + record_len > len_max {
+            return false;
+        }
+        self.push_body(body_len, timestamp, key, value, headers);
+        true
+    }
+
+    fn push_body(
+        &mut self,
+        body_len: usize,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header<'_>],
+    ) {
         fn put_nullable(out: &mut BytesMut, bytes: Option<&[u8]>) {
             match bytes {
                 None => varint::put(out, -1),
@@ -793,7 +828,6 @@ impl BatchBuilder {
             }
         }
         assert!(self.record_count < u32::MAX, "batch record count overflow");
-        let body_len = self.body_len(timestamp, key, value, headers);
         let delta = self.timestamp_delta(timestamp);
         let out = &mut self.buf;
         out.reserve(varint::VARLONG_BYTES_MAX + body_len);
@@ -920,12 +954,23 @@ mod tests {
                 record.value.as_deref(),
                 &headers,
             );
-            builder.push(
+            let (timestamp, key, value) = (
                 record.timestamp,
                 record.key.as_deref(),
                 record.value.as_deref(),
-                &headers,
             );
+            if builder.record_count().is_multiple_of(2) {
+                builder.push(timestamp, key, value, &headers);
+            } else {
+                let just_short = before + expected - 1;
+                assert!(!builder.push_within(just_short, timestamp, key, value, &headers));
+                assert_eq!(
+                    builder.len(),
+                    before,
+                    "a record that does not fit adds nothing"
+                );
+                assert!(builder.push_within(before + expected, timestamp, key, value, &headers));
+            }
             assert_eq!(builder.len() - before, expected);
         }
         builder.finish()
