@@ -302,7 +302,8 @@ pub struct ConsumerConfig {
     pub fetch_bytes_max: u32,
     /// Bytes per partition in one fetch response.
     pub partition_fetch_bytes_max: u32,
-    /// Fetched bytes buffered ahead of the application; no new fetch starts above this.
+    /// Fetched bytes buffered ahead of the application, answers still being decoded
+    /// included; no new fetch starts above this.
     pub prefetch_bytes_max: usize,
     /// Records one `poll` returns.
     pub poll_records_max: usize,
