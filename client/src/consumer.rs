@@ -87,7 +87,7 @@ pub struct Consumer {
 struct PartitionState {
     /// Next offset to return to the application; `None` until reset or seek.
     position: Option<u64>,
-    /// Next offset to fetch: the position plus what is buffered.
+    /// Next offset to fetch: the position plus what is buffered or being decoded.
     fetch_offset: u64,
     /// Fresh on every assign, seek and reset, so results of fetches issued before it
     /// are dropped.
@@ -177,6 +177,15 @@ impl Decode {
         match self {
             Self::Done(done) => done.take().expect("taken once"),
             Self::Running(task) => finished(task.await),
+        }
+    }
+}
+
+impl Drop for Decode {
+    /// A decode nobody will read (the partition was sought, reset or taken away) stops.
+    fn drop(&mut self) {
+        if let Self::Running(task) = self {
+            task.abort();
         }
     }
 }
@@ -575,6 +584,11 @@ impl Consumer {
     /// partitions no longer fetched at the same epoch (unassigned, sought, revoked).
     fn recount_buffer(&mut self) {
         self.buffered_bytes = self.buffer.iter().map(record_bytes).sum();
+        self.drop_stale_decodes();
+    }
+
+    /// Drops (and stops) the decodes of partitions no longer fetched at their epoch.
+    fn drop_stale_decodes(&mut self) {
         let partitions = &self.partitions;
         self.decoding.retain(|decoding| {
             partitions
@@ -742,6 +756,7 @@ impl Consumer {
                 Err(error) => self.on_partition_error(&tp, error),
             }
         }
+        self.drop_stale_decodes();
     }
 
     /// A retriable error backs the partition off (and refreshes metadata if that can
@@ -802,7 +817,19 @@ impl Consumer {
                     });
                 }
                 Err(error) if error.code() == Some(ErrorCode::OffsetOutOfRange) => {
-                    self.out_of_range(&partition.tp, partition.fetch_offset);
+                    let behind_a_decode = self.decoding.iter().any(|decoding| {
+                        decoding.tp == partition.tp && decoding.epoch == partition.epoch
+                    });
+                    if behind_a_decode {
+                        // This fetch started where an answer still being decoded says it
+                        // ends. If that answer turns out corrupt, the offset was made up;
+                        // so ask again after a back-off rather than reset the position.
+                        state.retry_at = Some(
+                            Instant::now() + Duration::from_millis(self.config.retry_backoff_ms),
+                        );
+                    } else {
+                        self.out_of_range(&partition.tp, partition.fetch_offset);
+                    }
                 }
                 Err(error) => self.on_partition_error(&partition.tp, error),
             }
@@ -920,18 +947,19 @@ async fn fetch(
                 }
                 Some(answer) => {
                     let topic = Arc::clone(&names[&tp.topic]);
-                    next_fetch_offset(&topic, tp.partition, fetch_offset, &answer.records).map(
-                        |next_offset| Fetched {
-                            next_offset,
-                            bytes: answer.records.len(),
-                            records: Decode::start(
-                                topic,
-                                tp.partition,
-                                fetch_offset,
-                                answer.records,
-                            ),
-                        },
+                    let high_watermark = answer.high_watermark;
+                    next_fetch_offset(
+                        &topic,
+                        tp.partition,
+                        fetch_offset,
+                        high_watermark,
+                        &answer.records,
                     )
+                    .map(|next_offset| Fetched {
+                        next_offset,
+                        bytes: answer.records.len(),
+                        records: Decode::start(topic, tp.partition, fetch_offset, answer.records),
+                    })
                 }
             };
             FetchedPartition {
@@ -961,17 +989,27 @@ fn corrupt_answer(topic: &str, partition: u32, reason: impl std::fmt::Display) -
 }
 
 /// Where the fetch after this answer starts: past its last batch, read from the batch
-/// headers alone (their CRCs are checked by the decode that follows).
+/// headers alone (their CRCs are checked by the decode that follows). An answer that
+/// claims to end past the broker's high watermark is corrupt.
 fn next_fetch_offset(
     topic: &str,
     partition: u32,
     fetch_offset: u64,
+    high_watermark: u64,
     records: &[u8],
 ) -> Result<u64> {
-    Batches::new(records).try_fold(fetch_offset, |next, view| {
+    let next = Batches::new(records).try_fold(fetch_offset, |next, view| {
         let view = view.map_err(|error| corrupt_answer(topic, partition, error))?;
         Ok(next.max(view.header.next_offset()))
-    })
+    })?;
+    if next > high_watermark.max(fetch_offset) {
+        return Err(corrupt_answer(
+            topic,
+            partition,
+            format!("batches end at offset {next}, past the high watermark {high_watermark}"),
+        ));
+    }
+    Ok(next)
 }
 
 /// Decodes whole batches into records at or after `fetch_offset`, checking each CRC.
@@ -987,6 +1025,13 @@ fn decode_records(
     for view in Batches::new(records) {
         let view = view.map_err(|error| corrupt(error.to_string()))?;
         batch::verify_crc(view.bytes).map_err(|error| corrupt(error.to_string()))?;
+        // The next fetch started past `last_offset_delta`; the records must end there.
+        if u64::from(view.header.last_offset_delta) + 1 != u64::from(view.header.record_count) {
+            return Err(corrupt(format!(
+                "batch at offset {} has {} records but a last offset delta of {}",
+                view.header.base_offset, view.header.record_count, view.header.last_offset_delta
+            )));
+        }
         if view.header.last_offset() < fetch_offset {
             continue;
         }
@@ -1198,20 +1243,22 @@ mod tests {
     fn the_next_fetch_starts_past_the_last_batch_header() {
         let mut answer = batch_at(10, 4);
         answer.extend(batch_at(14, 2));
-        assert_eq!(next_fetch_offset("t", 0, 12, &answer).unwrap(), 16);
+        assert_eq!(next_fetch_offset("t", 0, 12, 16, &answer).unwrap(), 16);
         assert_eq!(
-            next_fetch_offset("t", 0, 12, &[]).unwrap(),
+            next_fetch_offset("t", 0, 12, 16, &[]).unwrap(),
             12,
             "empty answer"
         );
         assert_eq!(
-            next_fetch_offset("t", 0, 20, &batch_at(10, 4)).unwrap(),
+            next_fetch_offset("t", 0, 20, 20, &batch_at(10, 4)).unwrap(),
             20,
             "an answer wholly below the fetch offset does not move it back"
         );
         let truncated = &answer[..answer.len() - 1];
-        let error = next_fetch_offset("t", 0, 12, truncated).unwrap_err();
+        let error = next_fetch_offset("t", 0, 12, 16, truncated).unwrap_err();
         assert!(error.to_string().contains("t/0"), "{error}");
+        let error = next_fetch_offset("t", 0, 12, 15, &answer).unwrap_err();
+        assert!(error.to_string().contains("high watermark 15"), "{error}");
     }
 
     /// What a fetch task returns for one partition's answer.
@@ -1223,7 +1270,7 @@ mod tests {
     ) -> FetchOutcome {
         let answer = Bytes::from(answer);
         let next_offset =
-            next_fetch_offset(&tp.topic, tp.partition, fetch_offset, &answer).unwrap();
+            next_fetch_offset(&tp.topic, tp.partition, fetch_offset, u64::MAX, &answer).unwrap();
         FetchOutcome {
             result: Ok(vec![FetchedPartition {
                 tp: tp.clone(),
@@ -1285,6 +1332,67 @@ mod tests {
             .pop_front()
             .expect("the corruption is reported");
         assert!(error.to_string().contains("CRC"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn out_of_range_behind_a_decode_backs_off_instead_of_resetting() {
+        let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:1")).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        consumer.assign(std::slice::from_ref(&tp));
+        consumer.seek(&tp, 0).unwrap();
+        let epoch = consumer.partitions[&tp].epoch;
+        // The answer's headers claim offsets up to 1003; its CRC will say otherwise.
+        let mut corrupt = batch_at(0, 4);
+        corrupt[23..27].copy_from_slice(&1_003u32.to_be_bytes());
+        consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch);
+        consumer.absorb(answered(&tp, epoch, 0, corrupt));
+        assert_eq!(consumer.partitions[&tp].fetch_offset, 1_004);
+
+        // The fetch from that made-up offset is refused before the decode is looked at.
+        consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch);
+        consumer.absorb(FetchOutcome {
+            result: Ok(vec![FetchedPartition {
+                tp: tp.clone(),
+                epoch,
+                fetch_offset: 1_004,
+                result: Err(Error::broker(ErrorCode::OffsetOutOfRange, None)),
+            }]),
+        });
+        let state = &consumer.partitions[&tp];
+        assert_eq!(state.position, Some(0), "the position is not reset");
+        assert!(state.retry_at.is_some() && state.fetch_in_flight.is_none());
+        assert!(consumer.errors.is_empty(), "no out-of-range error reported");
+
+        consumer.take_decoded();
+        let state = &consumer.partitions[&tp];
+        assert_eq!(
+            state.fetch_offset, 0,
+            "fetched again from the corrupt answer"
+        );
+        assert_ne!(state.epoch, epoch);
+        let error = consumer
+            .errors
+            .pop_front()
+            .expect("the corruption is reported");
+        assert!(error.to_string().contains("CRC"), "{error}");
+    }
+
+    #[test]
+    fn records_must_end_where_the_header_says() {
+        let mut batch = batch_at(0, 4);
+        batch[23..27].copy_from_slice(&5u32.to_be_bytes());
+        // Re-sealed with a valid CRC: only the delta disagrees with the record count.
+        batch::stamp_producer(
+            &mut batch,
+            batch::NO_PRODUCER_ID,
+            batch::NO_PRODUCER_EPOCH,
+            batch::NO_SEQUENCE,
+        );
+        let error = decode_records(&Arc::from("t"), 0, 0, &Bytes::from(batch)).unwrap_err();
+        assert!(
+            error.to_string().contains("last offset delta of 5"),
+            "{error}"
+        );
     }
 
     #[test]
