@@ -45,8 +45,6 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
             match broker.topics.partition(&topic.name, wanted.partition) {
                 None => response.error_code = ErrorCode::UnknownTopicOrPartition,
                 Some(partition) => {
-                    response.high_watermark = partition.high_watermark();
-                    response.log_start_offset = partition.log_start_offset();
                     let budget = (wanted.partition_max_bytes as usize)
                         .min(max_bytes.saturating_sub(pass.bytes));
                     // Once something is in the response, a partition gets data only within the
@@ -57,6 +55,10 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
                             Err(error) => response.error_code = error.code(),
                         }
                     }
+                    // Read after the records, so the records never end past it (an append
+                    // may move it between the two reads).
+                    response.high_watermark = partition.high_watermark();
+                    response.log_start_offset = partition.log_start_offset();
                 }
             }
             pass.errors |= !response.error_code.is_ok();
