@@ -1,6 +1,7 @@
 //! Produce and fetch round trip over many topics and partitions: records come back
 //! byte-identical, in order, with dense offsets; long-poll fetch wakes on data and
-//! honours max_wait; pipelined requests are answered in order.
+//! honours max_wait; pipelined requests are answered in order; an answer never holds
+//! records past the high watermark it reports, even while appends race the fetch.
 
 use std::time::{Duration, Instant};
 
@@ -250,4 +251,46 @@ async fn metrics_endpoint_reports_traffic() {
     ] {
         assert!(text.contains(&expected), "missing {expected} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn a_fetch_racing_appends_never_ends_past_the_high_watermark_it_reports() {
+    bounded(async {
+        let dir = data_dir();
+        let broker = BrokerProcess::start(dir.path(), &[]);
+        Client::connect(&broker.address)
+            .await
+            .create_topic("race", 1, &[])
+            .await;
+        const BATCHES: u64 = 5_000;
+        let address = broker.address.clone();
+        let producer = tokio::spawn(async move {
+            let mut client = Client::connect(&address).await;
+            for round in 0..BATCHES {
+                let batch = batch_of(&format!("r{round}"), 1);
+                let response = client.produce("race", 0, Acks::Leader, batch).await;
+                assert_eq!(response.error_code, ErrorCode::None);
+            }
+        });
+        // Fetch right behind the appends, so appends land while fetches are served.
+        let mut fetcher = Client::connect(&broker.address).await;
+        let (mut offset, mut answers) = (0, 0);
+        while offset < BATCHES {
+            let answer = fetcher.fetch("race", 0, offset, 0, 0).await;
+            assert_eq!(answer.error_code, ErrorCode::None);
+            if let Some(last) = decode_records(&answer.records).last() {
+                assert!(
+                    last.offset < answer.high_watermark,
+                    "records up to offset {} in an answer reporting high watermark {}",
+                    last.offset,
+                    answer.high_watermark
+                );
+                offset = last.offset + 1;
+                answers += 1;
+            }
+        }
+        producer.await.unwrap();
+        assert!(answers > 1, "the fetches ran alongside the appends");
+    })
+    .await;
 }
