@@ -629,7 +629,7 @@ impl Consumer {
                 self.epochs += 1;
                 state.epoch = self.epochs;
                 state.fetch_offset = decoding.fetch_offset;
-                self.recount_buffer();
+                self.drop_stale_decodes();
                 self.on_partition_error(&decoding.tp, error);
             }
         }
@@ -1290,13 +1290,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_corrupt_answer_refetches_from_its_start_and_drops_what_was_fetched_past_it() {
+    /// A consumer assigned `t/0` and sought to offset 0 (no broker behind it), with the
+    /// partition's epoch.
+    fn consumer_at_zero() -> (Consumer, TopicPartition, u64) {
         let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:1")).unwrap();
         let tp = TopicPartition::new("t", 0);
         consumer.assign(std::slice::from_ref(&tp));
         consumer.seek(&tp, 0).unwrap();
         let epoch = consumer.partitions[&tp].epoch;
+        (consumer, tp, epoch)
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_answer_refetches_from_its_start_and_drops_what_was_fetched_past_it() {
+        let (mut consumer, tp, epoch) = consumer_at_zero();
         let mut corrupt = batch_at(4, 4);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;
@@ -1336,11 +1343,7 @@ mod tests {
 
     #[tokio::test]
     async fn out_of_range_behind_a_decode_backs_off_instead_of_resetting() {
-        let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:1")).unwrap();
-        let tp = TopicPartition::new("t", 0);
-        consumer.assign(std::slice::from_ref(&tp));
-        consumer.seek(&tp, 0).unwrap();
-        let epoch = consumer.partitions[&tp].epoch;
+        let (mut consumer, tp, epoch) = consumer_at_zero();
         // The answer's headers claim offsets up to 1003; its CRC will say otherwise.
         let mut corrupt = batch_at(0, 4);
         corrupt[23..27].copy_from_slice(&1_003u32.to_be_bytes());
