@@ -321,6 +321,30 @@ row() {
          }'
 }
 
+# Where the machine's CPU time went in each Strata run, from `strata bench` itself
+# (/proc/stat over the run): the hypervisor's steal freezes broker and load tool alike.
+# The e2e send delay is how far the paced producer fell behind its schedule; latency is
+# timed from the actual send, so a large delay means the rate was not held.
+cpu_table() {
+    printf '\n%s\n' '| scenario | machine busy | steal | iowait | strata bench used | send delay p99 / max |'
+    printf '%s\n' '|---|---|---|---|---|---|'
+    local scenario s
+    for scenario in a b c d e f; do
+        s="$WORK/strata-$scenario.json"
+        [[ -s "$s" ]] || continue
+        awk -v scenario="$scenario" \
+            -v busy="$(field "$s" .cpu_busy_percent)" -v steal="$(field "$s" .cpu_steal_percent)" \
+            -v iowait="$(field "$s" .cpu_iowait_percent)" -v cores="$(field "$s" .bench_cpu_cores)" \
+            -v d99="$(field "$s" .send_delay_us_p99)" -v dmax="$(field "$s" .send_delay_us_max)" \
+            'function pct(v) { return v == "" ? "n/a" : sprintf("%.0f %%", v) }
+             BEGIN {
+                 used = cores == "" ? "n/a" : sprintf("%.2f cores", cores)
+                 delay = d99 == "" ? "n/a" : sprintf("%.2f / %.2f ms", d99 / 1e3, dmax / 1e3)
+                 printf "| %s | %s | %s | %s | %s | %s |\n", scenario, pct(busy), pct(steal), pct(iowait), used, delay
+             }'
+    done
+}
+
 print_table() {
     local write_ceiling=$DISK_pagecache_MBPS write_name="dd write, no fsync"
     if awk -v l="$LOOPBACK_MBPS" -v w="$write_ceiling" 'BEGIN { exit !(l < w) }'; then
@@ -356,6 +380,7 @@ print_table() {
     row e "e2e at ${E2E_RATE:-?} rec/s (half of (a)), 1 KiB, acks=leader, linger ${E2E_LINGER_MS} ms, ${E2E_SECONDS} s" \
         lat 0 ""
     row f "as (a) but acks=all, durability=every_batch" mbps "$sync_ceiling" "dd O_DSYNC per 1 MiB"
+    cpu_table
     local a f
     a=$(field "$WORK/strata-a.json" .megabytes_per_second)
     f=$(field "$WORK/strata-f.json" .megabytes_per_second)

@@ -2,10 +2,11 @@
 //! its in-memory indexes and a read-only mapping shared with the `Bytes` handed to readers.
 //!
 //! # The mapping rule (SIGBUS)
-//! A mapping covers at most `committed_bytes`, which never exceeds the file's length. The
-//! file is only shrunk by [`Segment::truncate`], and only when no `Bytes` shares the
-//! current mapping; otherwise the kept prefix is copied to a new file renamed over the old
-//! name, and the old inode lives on for as long as its mappings do.
+//! A mapping is made with room to grow, so it may extend past the end of the file, but
+//! readers only ever touch its first `committed_bytes` (a [`View`]), which never exceed the
+//! file's length. The file is only shrunk by [`Segment::truncate`], and only when no live
+//! view reaches past the cut; otherwise the kept prefix is copied to a new file renamed
+//! over the old name, and the old inode lives on for as long as its mappings do.
 
 use std::fs::File;
 use std::io::IoSlice;
@@ -38,7 +39,12 @@ pub fn time_index_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
 }
 
+/// A new mapping of a segment is at least this long, and a power of two: a segment that
+/// grows to 1 GiB is mapped 5 times (64, 128, 256, 512 MiB, 1 GiB), not once per append.
+const MAP_BYTES_MIN: u64 = 64 << 20;
+
 /// Maps the first `length` bytes of `file`; `None` for an empty range (mmap rejects it).
+/// The range may extend past the end of the file (see the module docs).
 ///
 /// # Errors
 /// The `mmap` error, with `path`.
@@ -47,16 +53,34 @@ pub fn map_file(file: &File, length: u64, path: &Path) -> Result<Option<Mmap>> {
         return Ok(None);
     }
     let length = usize::try_from(length).map_err(|_| StorageError::corrupt(path, "too large"))?;
-    // SAFETY: the mapping is read-only and covers at most the file's current length. This
-    // crate never shrinks a file below a live mapping (see the module docs) and other
-    // processes are kept out by the directory lock, so no access through it can fault.
+    // SAFETY: the mapping is read-only. Only bytes within the file's length are touched
+    // through it: the callers here read a file whose length they know, and segments hand
+    // out `View`s of committed bytes only. This crate never shrinks a file below a live
+    // view (see the module docs) and other processes are kept out by the directory lock,
+    // so no access through it can fault.
     let map = unsafe { MmapOptions::new().len(length).map(file) };
     map.map(Some).map_err(StorageError::at(path))
 }
 
-/// Owner of a mapping inside a `Bytes`: the mapping lives until the last `Bytes` drops.
+/// The committed bytes of a segment, through a shared mapping that may extend past them
+/// and past the end of the file. Dereferences to those bytes only.
+#[derive(Debug, Clone)]
+pub struct View {
+    map: Arc<Mmap>,
+    len: usize,
+}
+
+impl std::ops::Deref for View {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.map[..self.len]
+    }
+}
+
+/// Owner of a view inside a `Bytes`: the mapping lives until the last `Bytes` drops.
 #[derive(Debug)]
-struct SharedMap(Arc<Mmap>);
+struct SharedMap(View);
 
 impl AsRef<[u8]> for SharedMap {
     fn as_ref(&self) -> &[u8] {
@@ -65,29 +89,47 @@ impl AsRef<[u8]> for SharedMap {
 }
 
 /// The current mapping, and every mapping ever handed out that may still be alive (a
-/// `Bytes` in a socket queue can hold an old, shorter mapping long after a remap).
+/// `Bytes` in a socket queue can hold an old mapping long after a remap), each with how
+/// many of its bytes views exposed.
 #[derive(Debug, Default)]
 struct MapSlot {
     current: Option<Arc<Mmap>>,
-    handed_out: Vec<Weak<Mmap>>,
+    handed_out: Vec<(Weak<Mmap>, u64)>,
 }
 
 impl MapSlot {
-    fn install(&mut self, map: Option<Arc<Mmap>>) {
-        self.handed_out.retain(|old| old.strong_count() > 0);
-        if let Some(map) = &map {
-            self.handed_out.push(Arc::downgrade(map));
+    /// A view of the first `committed` bytes, through the current mapping if it is long
+    /// enough, else through a new one with room to grow.
+    fn view(&mut self, file: &File, committed: u64, path: &Path) -> Result<Option<View>> {
+        if committed == 0 {
+            return Ok(None);
         }
-        self.current = map;
+        let len =
+            usize::try_from(committed).map_err(|_| StorageError::corrupt(path, "too large"))?;
+        let map = match &self.current {
+            Some(map) if map.len() >= len => Arc::clone(map),
+            _ => {
+                let length = committed.max(MAP_BYTES_MIN).next_power_of_two();
+                let map = Arc::new(map_file(file, length, path)?.expect("length is not 0"));
+                self.handed_out.retain(|(old, _)| old.strong_count() > 0);
+                self.handed_out.push((Arc::downgrade(&map), 0));
+                self.current = Some(Arc::clone(&map));
+                map
+            }
+        };
+        // The current mapping is the last one handed out.
+        if let Some((_, exposed)) = self.handed_out.last_mut() {
+            *exposed = (*exposed).max(committed);
+        }
+        Ok(Some(View { map, len }))
     }
 
-    /// Whether some live mapping covers bytes at or after `position`. Call after dropping
+    /// Whether some live view may reach bytes at or after `position`. Call after dropping
     /// `current`, so only outside holders count.
     fn live_beyond(&self, position: u64) -> bool {
         self.handed_out
             .iter()
-            .filter_map(Weak::upgrade)
-            .any(|map| map.len() as u64 > position)
+            .any(|(map, exposed)| *exposed > position && map.strong_count() > 0)
     }
 }
 
@@ -213,23 +255,18 @@ impl Segment {
         u32::try_from(delta).expect("relative offset fits u32; the log rolls before")
     }
 
-    /// A mapping of all committed bytes, remapped when the segment grew; `None` if empty.
+    /// A view of all committed bytes; `None` if empty. The mapping behind it is made with
+    /// room to grow and kept, so a reader that follows the appends does not remap (an
+    /// `mmap`, and an `munmap` with its TLB shootdown) after each of them.
     ///
     /// # Errors
     /// The `mmap` error.
-    pub fn mapping(&self) -> Result<Option<Arc<Mmap>>> {
+    pub fn mapping(&self) -> Result<Option<View>> {
         let mut slot = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        // Read under the slot lock: `truncate` lowers it under the same lock, so a mapping
-        // made here never covers bytes a truncation is about to cut.
+        // Read under the slot lock: `truncate` lowers it under the same lock, so a view
+        // made here never reaches bytes a truncation is about to cut.
         let committed = self.committed_bytes();
-        if let Some(map) = slot.current.as_ref()
-            && map.len() as u64 == committed
-        {
-            return Ok(Some(Arc::clone(map)));
-        }
-        let map = map_file(self.file.file(), committed, &self.log_path)?.map(Arc::new);
-        slot.install(map.clone());
-        Ok(map)
+        slot.view(self.file.file(), committed, &self.log_path)
     }
 
     /// Appends one batch (`prefix` then `rest`) at the end of the file, then publishes it

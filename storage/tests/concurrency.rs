@@ -185,3 +185,54 @@ fn an_old_shorter_mapping_still_held_survives_truncation() {
     assert_eq!(held[..], copy[..]);
     assert_eq!(log.log_end_offset(), 1);
 }
+
+#[test]
+fn a_reader_following_appends_keeps_one_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
+    log.append(&common::batch(1, 100, 1, 0), 1).unwrap();
+    let first = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    for index in 1..50 {
+        log.append(&common::batch(1, 100, 1, index), 1).unwrap();
+        let all = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+        // `first` keeps its mapping alive, so a remap would sit at another address.
+        assert_eq!(all.as_ptr(), first.as_ptr(), "append {index} remapped");
+        assert_eq!(batch_count(&all), index as usize + 1);
+        let tail = log.read(index, 1 << 20, u64::MAX).unwrap().bytes;
+        assert!(verify_crc(&tail).is_ok(), "the new batch reads whole");
+    }
+}
+
+#[test]
+fn truncation_shrinks_in_place_unless_a_view_past_the_cut_is_alive() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
+    for index in 0..6 {
+        log.append(&common::batch(1, 5000, 1, index), 1).unwrap();
+    }
+    let segment = dir.path().join(format!("{:020}.log", 0));
+    let inode = std::fs::metadata(&segment).unwrap().ino();
+    // The mapping has room to grow past the file's end, but no view of it is alive: the
+    // file shrinks in place.
+    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
+    log.truncate_to(3).unwrap();
+    assert_eq!(std::fs::metadata(&segment).unwrap().ino(), inode);
+    assert_eq!(log.log_end_offset(), 3);
+    // A live view past the cut forces the copy, and stays readable.
+    let held = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    log.truncate_to(1).unwrap();
+    assert_ne!(std::fs::metadata(&segment).unwrap().ino(), inode);
+    assert_eq!(batch_count(&held), 3);
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+fn batch_count(bytes: &[u8]) -> usize {
+    Batches::new(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .len()
+}

@@ -9,6 +9,7 @@
 //!   latency is from each record's send, stamped in microseconds in a record header,
 //!   to its receipt by a consumer.
 
+mod cpu;
 mod report;
 mod workers;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use strata_client::{Admin, ClientConfig, NewTopic, ProducerConfig};
 
+use self::cpu::CpuCounters;
 use crate::Output;
 use crate::error::CliError;
 use crate::produce::AcksArg;
@@ -139,6 +141,7 @@ impl CommonArgs {
 /// # Errors
 /// Topic setup failures, invalid producer settings, undelivered or missing records.
 pub async fn run(bootstrap: &str, output: Output, command: BenchCommand) -> Result<(), CliError> {
+    let cpu_start = CpuCounters::read();
     let (common, outcome) = match command {
         BenchCommand::Produce { common, producer } => {
             ensure_topic(bootstrap, &common, Create::IfMissing).await?;
@@ -163,8 +166,9 @@ pub async fn run(bootstrap: &str, output: Output, command: BenchCommand) -> Resu
             (common, outcome)
         }
     };
+    let cpu = cpu_start.and_then(|start| CpuCounters::read()?.since(&start));
     let json = common.json || output == Output::Json;
-    outcome.finish(&common.topic, json)
+    outcome.finish(&common.topic, cpu, json)
 }
 
 /// The producer settings of a run.

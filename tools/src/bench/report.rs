@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::cpu::CpuUse;
 use crate::error::CliError;
 use crate::output::{print, print_json};
 
@@ -36,6 +37,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Latencies in µs and what they measure; `None` when the mode has none.
     pub latency: Option<(Histogram<u64>, &'static str)>,
+    /// Paced runs: how late each send went out against the schedule, in µs.
+    pub send_delay: Option<Histogram<u64>>,
     /// Records that failed for good, and the first failure.
     pub failed: u64,
     /// The first failure.
@@ -65,7 +68,25 @@ pub struct Report {
     latency_us_p99_9: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_us_max: Option<u64>,
+    /// Paced runs: how late sends went out against the schedule. Latency is timed from
+    /// the actual send, so a run that fell behind shows here, not there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_delay_us_p50: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_delay_us_p99: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_delay_us_max: Option<u64>,
     records_failed: u64,
+    /// Where the machine's CPU time went during the run (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_busy_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_steal_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_iowait_percent: Option<f64>,
+    /// Cores' worth of CPU time `strata bench` itself used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bench_cpu_cores: Option<f64>,
 }
 
 impl Outcome {
@@ -73,8 +94,8 @@ impl Outcome {
     ///
     /// # Errors
     /// [`CliError::Undelivered`]; stdout errors.
-    pub fn finish(self, topic: &str, json: bool) -> Result<(), CliError> {
-        let report = self.report(topic);
+    pub fn finish(self, topic: &str, cpu: Option<CpuUse>, json: bool) -> Result<(), CliError> {
+        let report = self.report(topic, cpu);
         if json {
             print_json(&report)?;
         } else {
@@ -90,16 +111,11 @@ impl Outcome {
         }
     }
 
-    fn report(&self, topic: &str) -> Report {
+    fn report(&self, topic: &str, cpu: Option<CpuUse>) -> Report {
         let seconds = self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-        let quantile = |q: f64| {
-            self.latency
-                .as_ref()
-                .filter(|(histogram, _)| !histogram.is_empty())
-                // The bucket's lowest value, so a recorded value prints as itself (the
-                // histogram's error is below 0.1% either way).
-                .map(|(histogram, _)| histogram.lowest_equivalent(histogram.value_at_quantile(q)))
-        };
+        let latency_histogram = self.latency.as_ref().map(|(histogram, _)| histogram);
+        let latency = |q: f64| quantile(latency_histogram, q);
+        let delay = |q: f64| quantile(self.send_delay.as_ref(), q);
         Report {
             mode: self.mode,
             topic: topic.to_owned(),
@@ -109,14 +125,30 @@ impl Outcome {
             records_per_second: self.records as f64 / seconds,
             megabytes_per_second: self.bytes as f64 / 1e6 / seconds,
             latency_measured: self.latency.as_ref().map(|(_, measured)| *measured),
-            latency_us_p50: quantile(0.50),
-            latency_us_p90: quantile(0.90),
-            latency_us_p99: quantile(0.99),
-            latency_us_p99_9: quantile(0.999),
-            latency_us_max: quantile(1.0),
+            latency_us_p50: latency(0.50),
+            latency_us_p90: latency(0.90),
+            latency_us_p99: latency(0.99),
+            latency_us_p99_9: latency(0.999),
+            latency_us_max: latency(1.0),
+            send_delay_us_p50: delay(0.50),
+            send_delay_us_p99: delay(0.99),
+            send_delay_us_max: delay(1.0),
             records_failed: self.failed,
+            cpu_busy_percent: cpu.map(|cpu| cpu.busy_percent),
+            cpu_steal_percent: cpu.map(|cpu| cpu.steal_percent),
+            cpu_iowait_percent: cpu.map(|cpu| cpu.iowait_percent),
+            bench_cpu_cores: cpu.map(|cpu| cpu.bench_cores),
         }
     }
+}
+
+/// The `q` quantile of `histogram`, `None` if it is missing or empty. The bucket's lowest
+/// value, so a recorded value prints as itself (the histogram's error is below 0.1% either
+/// way).
+fn quantile(histogram: Option<&Histogram<u64>>, q: f64) -> Option<u64> {
+    histogram
+        .filter(|histogram| !histogram.is_empty())
+        .map(|histogram| histogram.lowest_equivalent(histogram.value_at_quantile(q)))
 }
 
 impl Report {
@@ -150,6 +182,31 @@ impl Report {
                 ms(p99),
                 ms(p99_9),
                 ms(max),
+            ));
+        }
+        if let (Some(p50), Some(p99), Some(max)) = (
+            self.send_delay_us_p50,
+            self.send_delay_us_p99,
+            self.send_delay_us_max,
+        ) {
+            let ms = |us: u64| us as f64 / 1_000.0;
+            text.push_str(&format!(
+                "send delay (paced sends behind their schedule): p50 {:.3} ms, p99 {:.3} ms, \
+                 max {:.3} ms\n",
+                ms(p50),
+                ms(p99),
+                ms(max),
+            ));
+        }
+        if let (Some(busy), Some(steal), Some(iowait), Some(cores)) = (
+            self.cpu_busy_percent,
+            self.cpu_steal_percent,
+            self.cpu_iowait_percent,
+            self.bench_cpu_cores,
+        ) {
+            text.push_str(&format!(
+                "cpu (all cores): {busy:.1}% busy, {steal:.1}% steal, {iowait:.1}% iowait; \
+                 this tool used {cores:.2} cores\n"
             ));
         }
         if self.records_failed > 0 {
@@ -229,16 +286,25 @@ mod tests {
         for us in 1..=1_000 {
             histogram.record(us).expect("in range");
         }
+        let mut delay = latency_histogram();
+        delay.record(7).expect("in range");
         let outcome = Outcome {
             mode: "produce",
             records: 1_000,
             bytes: 2_000_000,
             elapsed: Duration::from_secs(2),
             latency: Some((histogram, "send to ack")),
+            send_delay: Some(delay),
             failed: 0,
             first_error: None,
         };
-        let report = outcome.report("t");
+        let cpu = CpuUse {
+            busy_percent: 75.0,
+            steal_percent: 15.0,
+            iowait_percent: 0.0,
+            bench_cores: 1.5,
+        };
+        let report = outcome.report("t", Some(cpu));
         assert_eq!(report.records_per_second, 500.0);
         assert_eq!(report.megabytes_per_second, 1.0);
         assert_eq!(report.latency_us_p50, Some(500));
@@ -246,6 +312,10 @@ mod tests {
         assert!(report.render().contains("p99.9"));
         let json = serde_json::to_value(&report).expect("serializes");
         assert_eq!(json["latency_us_p90"], 900);
+        assert_eq!(json["cpu_steal_percent"], 15.0);
+        assert_eq!(json["send_delay_us_max"], 7);
+        assert!(report.render().contains("send delay"));
+        assert!(report.render().contains("15.0% steal"));
     }
 
     #[test]
@@ -256,12 +326,16 @@ mod tests {
             bytes: 10,
             elapsed: Duration::from_secs(1),
             latency: None,
+            send_delay: None,
             failed: 0,
             first_error: None,
         };
-        let report = outcome.report("t");
+        let report = outcome.report("t", None);
         assert!(!report.render().contains("latency"));
+        assert!(!report.render().contains("cpu"));
         let json = serde_json::to_value(&report).expect("serializes");
         assert!(json.get("latency_us_p50").is_none());
+        assert!(json.get("cpu_busy_percent").is_none());
+        assert!(json.get("send_delay_us_p99").is_none());
     }
 }

@@ -59,6 +59,7 @@ pub async fn produce(
         bytes: sent.delivered * u64::from(args.message_bytes),
         elapsed: sent.elapsed,
         latency: Some((sent.histogram, "send to ack")),
+        send_delay: sent.send_delay,
         failed: sent.failed,
         first_error: sent
             .first_error
@@ -111,6 +112,7 @@ pub async fn consume(
         bytes: received.bytes,
         elapsed: received.last_at.saturating_duration_since(start),
         latency: None,
+        send_delay: None,
         failed: 0,
         first_error: None,
     })
@@ -174,6 +176,7 @@ pub async fn e2e(
         bytes: received.bytes,
         elapsed: received.last_at.saturating_duration_since(start),
         latency: Some((received.histogram, "send to receipt")),
+        send_delay: sent.send_delay,
         failed: sent.failed,
         first_error: sent
             .first_error
@@ -195,6 +198,8 @@ struct Sent {
     failed: u64,
     first_error: Option<strata_client::Error>,
     histogram: Histogram<u64>,
+    /// Paced runs: how late each send was against the schedule.
+    send_delay: Option<Histogram<u64>>,
     /// From the first send to the last acknowledgement.
     elapsed: Duration,
 }
@@ -219,7 +224,6 @@ async fn run_producers(
             rate: args
                 .rate
                 .map(|rate| rate as f64 / f64::from(args.producers)),
-            start,
             stamp_sent,
         };
         tasks.spawn(worker.run(producer, Arc::clone(&acked)));
@@ -229,6 +233,7 @@ async fn run_producers(
         failed: 0,
         first_error: None,
         histogram: latency_histogram(),
+        send_delay: args.rate.map(|_| latency_histogram()),
         elapsed: Duration::ZERO,
     };
     while let Some(joined) = tasks.join_next().await {
@@ -241,6 +246,9 @@ async fn run_producers(
         sent.histogram
             .add(&worker.histogram)
             .expect("histograms share bounds");
+        if let (Some(total), Some(delay)) = (&mut sent.send_delay, &worker.send_delay) {
+            total.add(delay).expect("histograms share bounds");
+        }
     }
     sent.elapsed = start.elapsed();
     Ok(sent)
@@ -275,7 +283,6 @@ struct ProducerWorker {
     budget: WorkerBudget,
     /// Records per second for this producer; `None` is unpaced.
     rate: Option<f64>,
-    start: Instant,
     /// Put the send time in µs in a [`SENT_US_HEADER`] header, for e2e latency.
     stamp_sent: bool,
 }
@@ -286,6 +293,7 @@ struct WorkerSent {
     failed: u64,
     first_error: Option<strata_client::Error>,
     histogram: Histogram<u64>,
+    send_delay: Option<Histogram<u64>>,
 }
 
 impl ProducerWorker {
@@ -302,9 +310,21 @@ impl ProducerWorker {
         let mut sent: u64 = 0;
         let mut send_error = None;
         let mut sent_at = Instant::now();
+        // How late each paced send goes out against the schedule (the OpenMessaging
+        // Benchmark's publish delay). Latency is timed from the actual send, so a
+        // producer that falls behind leaves its backlog out of it; this shows it. The
+        // schedule starts once the first record is queued, after the producer's start
+        // (metadata, producer id).
+        let mut send_delay = self.rate.map(|_| latency_histogram());
+        let mut schedule_start = None;
         while self.has_budget(sent) {
-            if let Some(rate) = self.rate {
-                let due = self.start + Duration::from_secs_f64(sent as f64 / rate);
+            let due = self
+                .rate
+                .zip(schedule_start)
+                .map(|(rate, start): (f64, Instant)| {
+                    start + Duration::from_secs_f64(sent as f64 / rate)
+                });
+            if let Some(due) = due {
                 tokio::time::sleep_until(due).await;
             }
             // A chunk's records are timed from its first send (each record when paced):
@@ -312,6 +332,9 @@ impl ProducerWorker {
             // microseconds a chunk takes to send, never under-stated.
             if chunk.is_empty() {
                 sent_at = Instant::now();
+            }
+            if let (Some(due), Some(delay)) = (due, &mut send_delay) {
+                delay.saturating_record(micros(sent_at.saturating_duration_since(due)).max(1));
             }
             let mut record = ProducerRecord::new(Arc::clone(&self.topic), self.payload.clone());
             if self.stamp_sent {
@@ -333,6 +356,7 @@ impl ProducerWorker {
                 }
             }
             sent += 1;
+            schedule_start.get_or_insert_with(Instant::now);
         }
         if !chunk.is_empty() {
             // The recorder ends only after this channel closes, so the send succeeds.
@@ -341,6 +365,7 @@ impl ProducerWorker {
         drop(deliveries);
         producer.close().await;
         let mut outcome = recorder.await.expect("the recorder does not panic");
+        outcome.send_delay = send_delay;
         if let Some(error) = send_error {
             outcome.failed += 1;
             outcome.first_error.get_or_insert(error);
@@ -374,6 +399,7 @@ async fn record_deliveries(
         failed: 0,
         first_error: None,
         histogram: latency_histogram(),
+        send_delay: None,
     };
     // Send times of records acknowledged but not yet timed.
     let mut untimed = Vec::with_capacity(DELIVERIES_CHUNK);
@@ -415,11 +441,14 @@ impl WorkerSent {
     /// Records the latency of each of `sent` (send times) as acknowledged by `now`.
     fn time(&mut self, sent: impl IntoIterator<Item = Instant>, now: Instant) {
         for sent_at in sent {
-            let latency_us =
-                u64::try_from(now.duration_since(sent_at).as_micros()).unwrap_or(u64::MAX);
+            let latency_us = micros(now.duration_since(sent_at));
             self.histogram.saturating_record(latency_us.max(1));
         }
     }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// State the consumers of a run share.
