@@ -148,13 +148,21 @@ fn bench_produce_consume_and_e2e_print_json_reports() {
         "--rate bounds the count: {paced:?}"
     );
     // Paced runs say how far behind their schedule the sends went; unpaced ones do not.
-    let delays = ["send_delay_us_p50", "send_delay_us_p99", "send_delay_us_max"];
+    let delays = [
+        "send_delay_us_p50",
+        "send_delay_us_p99",
+        "send_delay_us_max",
+    ];
     let delays: Vec<f64> = delays.iter().map(|key| number(&paced, key)).collect();
     assert!(delays[0] >= 1.0 && delays.windows(2).all(|pair| pair[0] <= pair[1]));
     assert_eq!(produced.get("send_delay_us_p99"), None);
     // Where the machine's CPU time went (Linux): shares of all cores' time.
     for report in [&produced, &consumed, &e2e, &paced] {
-        let shares = ["cpu_busy_percent", "cpu_steal_percent", "cpu_iowait_percent"];
+        let shares = [
+            "cpu_busy_percent",
+            "cpu_steal_percent",
+            "cpu_iowait_percent",
+        ];
         let total: f64 = shares.iter().map(|key| number(report, key)).sum();
         assert!((0.0..=100.001).contains(&total), "{report:?}");
         assert!(number(report, "bench_cpu_cores") >= 0.0, "{report:?}");

@@ -8,6 +8,12 @@
 //! - `e2e`: consumers take their positions at the log end, then producers write;
 //!   latency is from each record's send, stamped in microseconds in a record header,
 //!   to its receipt by a consumer.
+//!
+//! Paced runs (`--rate`) also report the send delay: how late each send went out against
+//! the schedule (the OpenMessaging Benchmark's publish delay). Latency is timed from the
+//! actual send, so a run that could not hold its rate shows there. Every report also says
+//! where the machine's CPU time went during the run (busy, steal, iowait, from
+//! `/proc/stat`) and how many cores' worth the load tool itself used.
 
 mod cpu;
 mod report;
