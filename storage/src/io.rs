@@ -46,7 +46,7 @@ pub trait IoFile: Debug + Send + Sync {
     /// The underlying I/O error.
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 
-    /// `ftruncate`. The log only shrinks ranges that no live mapping covers.
+    /// `ftruncate`. The log only shrinks ranges that no live view of a mapping reaches.
     ///
     /// # Errors
     /// The underlying I/O error.

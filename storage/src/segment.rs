@@ -2,11 +2,12 @@
 //! its in-memory indexes and a read-only mapping shared with the `Bytes` handed to readers.
 //!
 //! # The mapping rule (SIGBUS)
-//! A mapping is made with room to grow, so it may extend past the end of the file, but
-//! readers only ever touch its first `committed_bytes` (a [`View`]), which never exceed the
-//! file's length. The file is only shrunk by [`Segment::truncate`], and only when no live
-//! view reaches past the cut; otherwise the kept prefix is copied to a new file renamed
-//! over the old name, and the old inode lives on for as long as its mappings do.
+//! The mapping of a growing segment is made with room to grow, so it may extend past the
+//! end of the file, but readers only ever touch the bytes committed when they took their
+//! [`View`], which never exceed the file's length. The file is only shrunk by
+//! [`Segment::truncate`], and only when no live view reaches past the cut; otherwise the
+//! kept prefix is copied to a new file renamed over the old name, and the old inode lives
+//! on for as long as its mappings do.
 
 use std::fs::File;
 use std::io::IoSlice;
@@ -39,9 +40,12 @@ pub fn time_index_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
 }
 
-/// A new mapping of a segment is at least this long, and a power of two: a segment that
-/// grows to 1 GiB is mapped 5 times (64, 128, 256, 512 MiB, 1 GiB), not once per append.
+/// A segment that outgrew its mapping is mapped again at least this long, and at a power
+/// of two: one that grows to 1 GiB is mapped 6 times (its first length, then 64, 128, 256,
+/// 512 MiB and 1 GiB), not once per append.
 const MAP_BYTES_MIN: u64 = 64 << 20;
+/// [`MapSlot`] forgets dropped views once it tracks at least this many.
+const VIEWS_PRUNE_MIN: usize = 16;
 
 /// Maps the first `length` bytes of `file`; `None` for an empty range (mmap rejects it).
 /// The range may extend past the end of the file (see the module docs).
@@ -62,10 +66,14 @@ pub fn map_file(file: &File, length: u64, path: &Path) -> Result<Option<Mmap>> {
     map.map(Some).map_err(StorageError::at(path))
 }
 
-/// The committed bytes of a segment, through a shared mapping that may extend past them
-/// and past the end of the file. Dereferences to those bytes only.
+/// The bytes of a segment committed when the view was taken, through a shared mapping
+/// that may extend past them and past the end of the file. Dereferences to those bytes
+/// only. Clones share one entry in the segment's list of live views.
 #[derive(Debug, Clone)]
-pub struct View {
+pub struct View(Arc<ViewOf>);
+
+#[derive(Debug)]
+struct ViewOf {
     map: Arc<Mmap>,
     len: usize,
 }
@@ -74,7 +82,7 @@ impl std::ops::Deref for View {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.map[..self.len]
+        &self.0.map[..self.0.len]
     }
 }
 
@@ -88,18 +96,20 @@ impl AsRef<[u8]> for SharedMap {
     }
 }
 
-/// The current mapping, and every mapping ever handed out that may still be alive (a
-/// `Bytes` in a socket queue can hold an old mapping long after a remap), each with how
-/// many of its bytes views exposed.
+/// The current mapping, and every view handed out that may still be alive (a `Bytes` in
+/// a socket queue can hold one, and its mapping, long after a remap).
 #[derive(Debug, Default)]
 struct MapSlot {
     current: Option<Arc<Mmap>>,
-    handed_out: Vec<(Weak<Mmap>, u64)>,
+    views: Vec<Weak<ViewOf>>,
+    /// `views` drops its dead entries when it reaches this length.
+    prune_at: usize,
 }
 
 impl MapSlot {
     /// A view of the first `committed` bytes, through the current mapping if it is long
-    /// enough, else through a new one with room to grow.
+    /// enough. A first mapping is exact; a segment that outgrew its mapping is growing, so
+    /// the next one has room to grow.
     fn view(&mut self, file: &File, committed: u64, path: &Path) -> Result<Option<View>> {
         if committed == 0 {
             return Ok(None);
@@ -108,28 +118,31 @@ impl MapSlot {
             usize::try_from(committed).map_err(|_| StorageError::corrupt(path, "too large"))?;
         let map = match &self.current {
             Some(map) if map.len() >= len => Arc::clone(map),
-            _ => {
-                let length = committed.max(MAP_BYTES_MIN).next_power_of_two();
+            current => {
+                let length = match current {
+                    Some(_) => committed.max(MAP_BYTES_MIN).next_power_of_two(),
+                    None => committed,
+                };
                 let map = Arc::new(map_file(file, length, path)?.expect("length is not 0"));
-                self.handed_out.retain(|(old, _)| old.strong_count() > 0);
-                self.handed_out.push((Arc::downgrade(&map), 0));
                 self.current = Some(Arc::clone(&map));
                 map
             }
         };
-        // The current mapping is the last one handed out.
-        if let Some((_, exposed)) = self.handed_out.last_mut() {
-            *exposed = (*exposed).max(committed);
+        let view = View(Arc::new(ViewOf { map, len }));
+        if self.views.len() >= self.prune_at {
+            self.views.retain(|view| view.strong_count() > 0);
+            self.prune_at = (2 * self.views.len()).max(VIEWS_PRUNE_MIN);
         }
-        Ok(Some(View { map, len }))
+        self.views.push(Arc::downgrade(&view.0));
+        Ok(Some(view))
     }
 
-    /// Whether some live view may reach bytes at or after `position`. Call after dropping
-    /// `current`, so only outside holders count.
+    /// Whether some live view reaches bytes at or after `position`.
     fn live_beyond(&self, position: u64) -> bool {
-        self.handed_out
+        self.views
             .iter()
-            .any(|(map, exposed)| *exposed > position && map.strong_count() > 0)
+            .filter_map(Weak::upgrade)
+            .any(|view| view.len as u64 > position)
     }
 }
 
@@ -255,9 +268,9 @@ impl Segment {
         u32::try_from(delta).expect("relative offset fits u32; the log rolls before")
     }
 
-    /// A view of all committed bytes; `None` if empty. The mapping behind it is made with
-    /// room to grow and kept, so a reader that follows the appends does not remap (an
-    /// `mmap`, and an `munmap` with its TLB shootdown) after each of them.
+    /// A view of all committed bytes; `None` if empty. The mapping behind it is kept, and a
+    /// growing segment's has room to grow, so a reader that follows the appends does not
+    /// remap (an `mmap`, and an `munmap` with its TLB shootdown) after each of them.
     ///
     /// # Errors
     /// The `mmap` error.
@@ -289,7 +302,7 @@ impl Segment {
         );
         let mut bufs = [IoSlice::new(prefix), IoSlice::new(rest)];
         if let Err(error) = write_all_vectored(self.file.as_ref(), &mut bufs) {
-            // No mapping covers bytes past `position`, so shrinking back is safe.
+            // No view reaches bytes past `position`, so shrinking back is safe.
             let rolled_back = self.file.set_len(position).is_ok();
             let error = StorageError::io(&self.log_path, error);
             return Err(AppendFailure { error, rolled_back });
@@ -503,9 +516,9 @@ impl Segment {
     }
 
     /// Cuts the segment to its first `position` bytes (a batch boundary). Shrinks the file
-    /// in place when no reader shares the mapping, else writes the prefix to a new file and
-    /// renames it over (returning a new `Segment`; the old one keeps the old inode). The
-    /// stale index files are removed; the result is fsync'd.
+    /// in place when no live view reaches past the cut, else writes the prefix to a new
+    /// file and renames it over (returning a new `Segment`; the old one keeps the old
+    /// inode). The stale index files are removed; the result is fsync'd.
     ///
     /// # Errors
     /// Any I/O error; the caller poisons the log.
@@ -538,7 +551,7 @@ impl Segment {
             );
             return Ok(Arc::new(segment));
         }
-        // Holding the slot lock: no reader can map the range being cut.
+        // Holding the slot lock: no reader can take a view of the range being cut.
         self.file
             .set_len(position)
             .map_err(StorageError::at(&self.log_path))?;

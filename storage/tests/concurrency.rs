@@ -191,9 +191,13 @@ fn a_reader_following_appends_keeps_one_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
     let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
+    // The first mapping is exact; once the segment outgrows it, it is growing, and the
+    // next mapping leaves room.
     log.append(&common::batch(1, 100, 1, 0), 1).unwrap();
+    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
+    log.append(&common::batch(1, 100, 1, 1), 1).unwrap();
     let first = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
-    for index in 1..50 {
+    for index in 2..50 {
         log.append(&common::batch(1, 100, 1, index), 1).unwrap();
         let all = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
         // `first` keeps its mapping alive, so a remap would sit at another address.
@@ -211,22 +215,30 @@ fn truncation_shrinks_in_place_unless_a_view_past_the_cut_is_alive() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
     let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
-    for index in 0..6 {
+    log.append(&common::batch(1, 5000, 1, 0), 1).unwrap();
+    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
+    log.append(&common::batch(1, 5000, 1, 1), 1).unwrap();
+    // A view of 2 batches through a mapping with room for all that follow.
+    let below = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    let copy = below.to_vec();
+    for index in 2..6 {
         log.append(&common::batch(1, 5000, 1, index), 1).unwrap();
     }
+    // A view of all 6, dropped: it no longer counts.
+    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
     let segment = dir.path().join(format!("{:020}.log", 0));
     let inode = std::fs::metadata(&segment).unwrap().ino();
-    // The mapping has room to grow past the file's end, but no view of it is alive: the
-    // file shrinks in place.
-    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
+    // The live view ends below the cut, so the file shrinks in place under its mapping.
     log.truncate_to(3).unwrap();
     assert_eq!(std::fs::metadata(&segment).unwrap().ino(), inode);
     assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(below[..], copy[..]);
     // A live view past the cut forces the copy, and stays readable.
-    let held = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
+    let past = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
     log.truncate_to(1).unwrap();
     assert_ne!(std::fs::metadata(&segment).unwrap().ino(), inode);
-    assert_eq!(batch_count(&held), 3);
+    assert_eq!(batch_count(&past), 3);
+    assert_eq!(below[..], copy[..]);
     assert_eq!(log.log_end_offset(), 1);
 }
 
