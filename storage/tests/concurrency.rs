@@ -190,12 +190,7 @@ fn an_old_shorter_mapping_still_held_survives_truncation() {
 fn a_reader_following_appends_keeps_one_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
-    let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
-    // The first mapping is exact; once the segment outgrows it, it is growing, and the
-    // next mapping leaves room.
-    log.append(&common::batch(1, 100, 1, 0), 1).unwrap();
-    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
-    log.append(&common::batch(1, 100, 1, 1), 1).unwrap();
+    let log = growing_log(dir.path(), &flusher, 100);
     let first = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
     for index in 2..50 {
         log.append(&common::batch(1, 100, 1, index), 1).unwrap();
@@ -214,10 +209,7 @@ fn truncation_shrinks_in_place_unless_a_view_past_the_cut_is_alive() {
 
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
-    let log = common::open(dir.path(), LogConfig::default(), &flusher).unwrap();
-    log.append(&common::batch(1, 5000, 1, 0), 1).unwrap();
-    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
-    log.append(&common::batch(1, 5000, 1, 1), 1).unwrap();
+    let log = growing_log(dir.path(), &flusher, 5000);
     // A view of 2 batches through a mapping with room for all that follow.
     let below = log.read(0, 1 << 20, u64::MAX).unwrap().bytes;
     let copy = below.to_vec();
@@ -240,6 +232,17 @@ fn truncation_shrinks_in_place_unless_a_view_past_the_cut_is_alive() {
     assert_eq!(batch_count(&past), 3);
     assert_eq!(below[..], copy[..]);
     assert_eq!(log.log_end_offset(), 1);
+}
+
+/// A log of 2 batches of one `value_bytes` record each, read in between. Its segment's
+/// first mapping is exact; having outgrown it, the segment is growing, and the next read
+/// maps it with room to grow.
+fn growing_log(dir: &std::path::Path, flusher: &Flusher, value_bytes: usize) -> Log {
+    let log = common::open(dir, LogConfig::default(), flusher).unwrap();
+    log.append(&common::batch(1, value_bytes, 1, 0), 1).unwrap();
+    drop(log.read(0, 1 << 20, u64::MAX).unwrap());
+    log.append(&common::batch(1, value_bytes, 1, 1), 1).unwrap();
+    log
 }
 
 fn batch_count(bytes: &[u8]) -> usize {
