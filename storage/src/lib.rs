@@ -31,6 +31,7 @@ mod producer;
 mod recovery;
 mod scan;
 mod segment;
+mod unmap;
 
 pub use config::{
     Durability, FLUSH_INTERVAL_MS_DEFAULT, INDEX_INTERVAL_BYTES_DEFAULT, LogConfig,

@@ -24,6 +24,7 @@ use crate::index::SegmentIndex;
 use crate::io::write_file_atomically;
 use crate::io::{Io, IoFile, remove_if_exists, sync_parent, with_suffix, write_all_vectored};
 use crate::scan::{Check, scan};
+use crate::unmap::Mapping;
 
 /// `<dir>/<20-digit base offset>.log`
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
@@ -74,7 +75,7 @@ pub struct View(Arc<ViewOf>);
 
 #[derive(Debug)]
 struct ViewOf {
-    map: Arc<Mmap>,
+    map: Arc<Mapping>,
     len: usize,
 }
 
@@ -100,7 +101,7 @@ impl AsRef<[u8]> for SharedMap {
 /// a socket queue can hold one, and its mapping, long after a remap).
 #[derive(Debug, Default)]
 struct MapSlot {
-    current: Option<Arc<Mmap>>,
+    current: Option<Arc<Mapping>>,
     views: Vec<Weak<ViewOf>>,
     /// `views` drops its dead entries when it reaches this length.
     prune_at: usize,
@@ -123,7 +124,8 @@ impl MapSlot {
                     Some(_) => committed.max(MAP_BYTES_MIN).next_power_of_two(),
                     None => committed,
                 };
-                let map = Arc::new(map_file(file, length, path)?.expect("length is not 0"));
+                let map = map_file(file, length, path)?.expect("length is not 0");
+                let map = Arc::new(Mapping::new(map));
                 self.current = Some(Arc::clone(&map));
                 map
             }
