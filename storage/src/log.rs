@@ -76,6 +76,11 @@ struct AppendState {
     /// Producer-state snapshots taken at rolls, `(offset, file bytes)`, for the flusher to
     /// write once the sealed segments below them are fsync'd.
     snapshots: Vec<(u64, Vec<u8>)>,
+    /// A roll created a segment file whose directory entry is not yet fsync'd. The
+    /// flusher fsyncs the directory before it counts anything durable: a directory fsync
+    /// inline in the roll held the append lock for up to 300 ms while writeback ran
+    /// (docs/benchmarks.md, "Sixth round").
+    dir_unsynced: bool,
 }
 
 /// State of maintenance operations (flush, truncate, retention, close), which exclude each
@@ -629,6 +634,9 @@ impl Log {
         maintenance.closed = true;
         self.release();
         inner.check_poisoned()?;
+        if state.dir_unsynced {
+            inner.sync_dir()?;
+        }
         for segment in &state.unsynced {
             segment.persist_index(inner.io.as_ref())?;
             segment.sync()?;
@@ -751,6 +759,7 @@ impl LogInner {
                 active_since_ms,
                 producers: ProducerStates::default(),
                 snapshots: Vec::new(),
+                dir_unsynced: false,
             }),
             maintenance: Mutex::new(Maintenance {
                 closed: false,
@@ -905,17 +914,19 @@ impl LogInner {
             "active segment ends at the log end"
         );
         let interval = self.config().index_interval_bytes;
-        let new = match Segment::create(self.io.as_ref(), &self.dir, base_offset, interval) {
+        let created = Segment::create_unsynced(self.io.as_ref(), &self.dir, base_offset, interval);
+        let new = match created {
             Ok(segment) => Arc::new(segment),
             Err(error) => {
-                // ENOSPC creating a file changed nothing; any other failure (a failed
-                // directory fsync) leaves the directory's state unknown.
+                // ENOSPC creating a file changed nothing; any other failure leaves the
+                // directory's state unknown.
                 if !matches!(error, StorageError::NoSpace { .. }) {
                     self.poison(format!("roll to {base_offset} failed: {error}"));
                 }
                 return Err(error);
             }
         };
+        state.dir_unsynced = true;
         old.seal_index();
         let mut segments = self.segments().as_ref().clone();
         segments.push(Arc::clone(&new));
@@ -1127,7 +1138,7 @@ impl LogInner {
             return Ok(*lock(&self.durable));
         }
         self.check_poisoned()?;
-        let (target, sealed, active, snapshots) = {
+        let (target, sealed, active, snapshots, dir_unsynced) = {
             let mut state = lock(&self.append);
             let snapshots = std::mem::take(&mut state.snapshots);
             (
@@ -1135,14 +1146,23 @@ impl LogInner {
                 state.unsynced.clone(),
                 self.active(),
                 snapshots,
+                std::mem::take(&mut state.dir_unsynced),
             )
         };
-        if target <= *lock(&self.durable) && sealed.is_empty() && snapshots.is_empty() {
+        if target <= *lock(&self.durable)
+            && sealed.is_empty()
+            && snapshots.is_empty()
+            && !dir_unsynced
+        {
             return Ok(target);
         }
         let started = Instant::now();
-        let synced = self
-            .sync_files(&sealed, &active)
+        let dir_synced = match dir_unsynced {
+            true => self.sync_dir(),
+            false => Ok(()),
+        };
+        let synced = dir_synced
+            .and_then(|()| self.sync_files(&sealed, &active))
             .and_then(|()| self.write_snapshots(&snapshots));
         let synced = synced.and_then(|()| self.advance_recovery_point(&mut maintenance, &sealed));
         if let Err(error) = synced {

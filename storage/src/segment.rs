@@ -220,13 +220,28 @@ impl Segment {
     /// # Errors
     /// The I/O error, e.g. if the file already exists.
     pub fn create(io: &dyn Io, dir: &Path, base_offset: u64, interval_bytes: u32) -> Result<Self> {
-        let path = log_path(dir, base_offset);
-        let file = io.create(&path).map_err(StorageError::at(&path))?;
-        if let Err(error) = sync_parent(io, &path) {
+        let segment = Self::create_unsynced(io, dir, base_offset, interval_bytes)?;
+        if let Err(error) = sync_parent(io, &segment.log_path) {
             // Leave no file behind that a retry (or recovery) would trip over.
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&segment.log_path);
             return Err(error);
         }
+        Ok(segment)
+    }
+
+    /// Creates an empty segment file; the caller fsyncs the directory before it counts
+    /// anything in the segment durable.
+    ///
+    /// # Errors
+    /// The I/O error, e.g. if the file already exists.
+    pub fn create_unsynced(
+        io: &dyn Io,
+        dir: &Path,
+        base_offset: u64,
+        interval_bytes: u32,
+    ) -> Result<Self> {
+        let path = log_path(dir, base_offset);
+        let file = io.create(&path).map_err(StorageError::at(&path))?;
         let index = SegmentIndex::new(interval_bytes);
         Ok(Self::from_parts(
             dir,

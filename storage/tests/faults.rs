@@ -129,32 +129,61 @@ fn failed_fsync_poisons_and_never_advances_the_durable_offset() {
 }
 
 #[test]
-fn failed_fsync_on_roll_poisons() {
+fn a_roll_leaves_the_directory_fsync_to_the_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let log = Arc::new(open(dir.path(), &io, &flusher, Durability::Never));
+    log.append(&common::batch(1, 10, 10, 1), 1).unwrap();
+    log.sync().unwrap();
+    let dir_syncs = io.faults.dir_syncs.load(Ordering::SeqCst);
+    io.faults.hold_syncs();
+    // The roll, under the append lock, does not wait for the directory fsync: the
+    // flusher it wakes does, and waits at the gate.
+    let (done, rolled) = std::sync::mpsc::channel();
+    let roller = Arc::clone(&log);
+    std::thread::spawn(move || {
+        roller.roll().unwrap();
+        roller.append(&common::batch(1, 10, 10, 2), 1).unwrap();
+        done.send(()).unwrap();
+    });
+    rolled
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the roll and the append finish while fsyncs are held");
+    io.faults.wait_held(1);
+    assert_eq!(io.faults.dir_syncs.load(Ordering::SeqCst), dir_syncs);
+    assert_eq!(log.durable_offset(), 1, "nothing in the new segment yet");
+    io.faults.release_syncs();
+    assert_eq!(log.sync().unwrap(), 2);
+    assert_eq!(log.durable_offset(), 2);
+    assert!(io.faults.dir_syncs.load(Ordering::SeqCst) > dir_syncs);
+}
+
+#[test]
+fn a_failed_directory_fsync_after_a_roll_poisons() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
     let io = FaultyIo::default();
     let log = open(dir.path(), &io, &flusher, Durability::Never);
     log.append(&common::batch(1, 10, 10, 1), 1).unwrap();
+    log.sync().unwrap();
     io.faults.fail_sync.store(true, Ordering::SeqCst);
-    // Creating the new segment fsyncs the directory, which fails.
-    let rolled = log.roll();
-    assert!(matches!(rolled, Err(StorageError::Io { .. })), "{rolled:?}");
+    log.roll().unwrap();
+    // The flush fsyncs the directory first, which fails: here, or first on the flusher
+    // thread the roll woke, which poisons the log.
+    let flushed = log.sync();
+    assert!(
+        matches!(
+            flushed,
+            Err(StorageError::Io { .. } | StorageError::Poisoned { .. })
+        ),
+        "{flushed:?}"
+    );
     assert!(log.poisoned().is_some());
+    assert_eq!(log.durable_offset(), 1, "nothing past the fsync'd batch");
     let refused = log.append(&common::batch(1, 10, 10, 2), 1);
     assert!(
         matches!(refused, Err(StorageError::Poisoned { .. })),
         "{refused:?}"
     );
-    let segments = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|entry| {
-            entry
-                .as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|e| e == "log")
-        })
-        .count();
-    assert_eq!(segments, 1, "the half-created segment was removed");
 }

@@ -24,6 +24,8 @@ pub struct Faults {
     pub fail_sync: AtomicBool,
     /// fsyncs of files (not directories) that succeeded.
     pub syncs: AtomicU64,
+    /// fsyncs of directories that succeeded.
+    pub dir_syncs: AtomicU64,
     /// The clock.
     pub now_ms: AtomicI64,
     gate: Mutex<Gate>,
@@ -43,6 +45,7 @@ impl Default for Faults {
             write_bytes_max: AtomicUsize::new(0),
             fail_sync: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
+            dir_syncs: AtomicU64::new(0),
             now_ms: AtomicI64::new(1_000_000),
             gate: Mutex::new(Gate::default()),
             gate_changed: Condvar::new(),
@@ -159,10 +162,13 @@ impl Io for FaultyIo {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.pass_gate();
         if self.faults.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        RealIo.sync_dir(path)
+        RealIo.sync_dir(path)?;
+        self.faults.dir_syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     fn now_ms(&self) -> i64 {
