@@ -216,6 +216,9 @@ impl Log {
         // Recovered bytes may only be in the page cache: make them durable before anyone
         // is told so. After a clean shutdown this finds nothing dirty.
         active.sync()?;
+        // Writing the checkpoint fsyncs the directory, which also makes the active
+        // segment's entry durable if a crash came between its roll and the next flush. If
+        // the checkpoint already names it, a flush fsync'd the directory after the roll.
         if recovered.recovery_point != active.base_offset() {
             checkpoint::write_recovery_point(io.as_ref(), &dir, active.base_offset())?;
         }
@@ -543,7 +546,13 @@ impl Log {
         }
         self.inner
             .remove_snapshots(|offset| offset < outcome.log_start_offset)?;
-        self.inner.sync_dir()?;
+        if let Err(error) = self.inner.sync_dir() {
+            // The same fsync may cover a rolled segment's entry (`dir_unsynced`), and
+            // after a failed fsync a retry can succeed without making it durable.
+            self.inner
+                .poison(format!("directory fsync after retention failed: {error}"));
+            return Err(error);
+        }
         Ok(outcome)
     }
 
@@ -1157,9 +1166,10 @@ impl LogInner {
             return Ok(target);
         }
         let started = Instant::now();
-        let dir_synced = match dir_unsynced {
-            true => self.sync_dir(),
-            false => Ok(()),
+        let dir_synced = if dir_unsynced {
+            self.sync_dir()
+        } else {
+            Ok(())
         };
         let synced = dir_synced
             .and_then(|()| self.sync_files(&sealed, &active))

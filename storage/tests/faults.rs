@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::FaultyIo;
-use strata_storage::{Durability, Flusher, Log, StorageError};
+use strata_storage::{Durability, Flusher, Log, LogConfig, StorageError};
 
 fn open(dir: &std::path::Path, io: &FaultyIo, flusher: &Flusher, durability: Durability) -> Log {
     let config = common::small_config(durability);
@@ -186,4 +186,29 @@ fn a_failed_directory_fsync_after_a_roll_poisons() {
         matches!(refused, Err(StorageError::Poisoned { .. })),
         "{refused:?}"
     );
+}
+
+#[test]
+fn a_failed_directory_fsync_in_retention_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let config = LogConfig {
+        retention_bytes: Some(1),
+        ..common::small_config(Durability::Never)
+    };
+    let log = Log::open(dir.path(), config, flusher.clone(), Arc::new(io.clone())).unwrap();
+    log.append(&common::batch(1, 10, 10, 1), 1).unwrap();
+    log.roll().unwrap();
+    log.append(&common::batch(1, 10, 10, 2), 1).unwrap();
+    log.sync().unwrap();
+    io.faults.fail_sync.store(true, Ordering::SeqCst);
+    // Its directory fsync could also be the one covering a roll's new entry: a failure
+    // must not leave a later, retried fsync to claim it durable.
+    let retained = log.apply_retention(io.faults.now_ms.load(Ordering::SeqCst));
+    assert!(
+        matches!(retained, Err(StorageError::Io { .. })),
+        "{retained:?}"
+    );
+    assert!(log.poisoned().is_some());
 }
