@@ -343,6 +343,13 @@ cpu_table() {
                  printf "| %s | %s | %s | %s | %s | %s |\n", scenario, pct(busy), pct(steal), pct(iowait), used, delay
              }'
     done
+    local nats_d99 nats_dmax
+    nats_d99=$(field "$WORK/nats-e.json" .send_delay_us_p99)
+    nats_dmax=$(field "$WORK/nats-e.json" .send_delay_us_max)
+    if [[ -n "$nats_d99" ]]; then
+        awk -v d99="$nats_d99" -v dmax="$nats_dmax" \
+            'BEGIN { printf "\nNATS (e) send delay p99 / max: %.2f / %.2f ms\n", d99 / 1e3, dmax / 1e3 }'
+    fi
 }
 
 print_table() {

@@ -111,6 +111,12 @@ struct Report {
     latency_us_p99_9: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_us_max: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_delay_us_p50: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_delay_us_p99: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_delay_us_max: Option<u64>,
     records_failed: u64,
 }
 
@@ -121,6 +127,8 @@ struct Outcome {
     bytes: u64,
     elapsed: Duration,
     latency: Option<(Histogram<u64>, &'static str)>,
+    /// Paced runs: how late each publish went out against the schedule, in µs.
+    send_delay: Option<Histogram<u64>>,
 }
 
 fn main() -> Result<(), BoxError> {
@@ -168,21 +176,28 @@ fn latency_histogram() -> Histogram<u64> {
 
 async fn produce(cli: &Cli, args: &ProduceArgs) -> Result<Outcome, BoxError> {
     let start = Instant::now();
-    let histogram = run_producers(cli, args, start).await?;
+    let published = run_producers(cli, args).await?;
     Ok(Outcome {
         records: args.messages,
         bytes: args.messages * u64::from(args.message_bytes),
         elapsed: start.elapsed(),
-        latency: Some((histogram, "publish to ack")),
+        latency: Some((published.acks, "publish to ack")),
+        send_delay: published.send_delay,
     })
 }
 
+/// What the producers measured.
+#[derive(Debug)]
+struct Published {
+    /// Publish to ack, in µs.
+    acks: Histogram<u64>,
+    /// Paced runs: how late each publish went out against the schedule, in µs, as
+    /// `strata bench` reports it (the schedule starts once the first message is out).
+    send_delay: Option<Histogram<u64>>,
+}
+
 /// Runs the producers; every message is acknowledged or the run fails.
-async fn run_producers(
-    cli: &Cli,
-    args: &ProduceArgs,
-    start: Instant,
-) -> Result<Histogram<u64>, BoxError> {
+async fn run_producers(cli: &Cli, args: &ProduceArgs) -> Result<Published, BoxError> {
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..args.producers {
         let context = jetstream::new(async_nats::connect(&cli.url).await?);
@@ -193,15 +208,21 @@ async fn run_producers(
             args: args.clone(),
             index,
             messages: share,
-            start,
         };
         tasks.spawn(worker.run(context));
     }
-    let mut histogram = latency_histogram();
+    let mut published = Published {
+        acks: latency_histogram(),
+        send_delay: args.rate.map(|_| latency_histogram()),
+    };
     while let Some(joined) = tasks.join_next().await {
-        histogram.add(joined??)?;
+        let worker = joined??;
+        published.acks.add(worker.acks)?;
+        if let (Some(total), Some(delay)) = (&mut published.send_delay, worker.send_delay) {
+            total.add(delay)?;
+        }
     }
-    Ok(histogram)
+    Ok(published)
 }
 
 /// One producer: its share of the messages and where it publishes them.
@@ -211,11 +232,10 @@ struct Producer {
     args: ProduceArgs,
     index: u32,
     messages: u64,
-    start: Instant,
 }
 
 impl Producer {
-    async fn run(self, context: jetstream::Context) -> Result<Histogram<u64>, BoxError> {
+    async fn run(self, context: jetstream::Context) -> Result<Published, BoxError> {
         let subjects: Vec<String> = (0..self.args.partitions)
             .map(|partition| format!("{}.{partition}", self.stream))
             .collect();
@@ -226,10 +246,16 @@ impl Producer {
             .map(|rate| rate as f64 / f64::from(self.args.producers));
         let pending_max = self.args.acks_pending_max as usize;
         let mut histogram = latency_histogram();
+        let mut send_delay = rate.map(|_| latency_histogram());
+        let mut schedule_start = None;
         let mut pending = FuturesUnordered::new();
         for sent in 0..self.messages {
-            if let Some(rate) = rate {
-                let due = self.start + Duration::from_secs_f64(sent as f64 / rate);
+            let due = rate
+                .zip(schedule_start)
+                .map(|(rate, start): (f64, Instant)| {
+                    start + Duration::from_secs_f64(sent as f64 / rate)
+                });
+            if let Some(due) = due {
                 tokio::time::sleep_until(due).await;
             }
             while pending.len() >= pending_max {
@@ -241,13 +267,20 @@ impl Producer {
                 .expect("index below the subject count")
                 .clone();
             let sent_at = Instant::now();
+            if let (Some(due), Some(delay)) = (due, &mut send_delay) {
+                delay.saturating_record(micros(sent_at.saturating_duration_since(due)).max(1));
+            }
             let ack = context.publish(subject, stamped(&template)).await?;
             pending.push(async move { (sent_at, ack.await) });
+            schedule_start.get_or_insert_with(Instant::now);
         }
         while !pending.is_empty() {
             record_ack(&mut pending, &mut histogram).await?;
         }
-        Ok(histogram)
+        Ok(Published {
+            acks: histogram,
+            send_delay,
+        })
     }
 }
 
@@ -272,7 +305,11 @@ where
 }
 
 fn elapsed_us(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+    micros(since.elapsed())
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// A value of `bytes` bytes, printable and varied, as `strata bench` sends.
@@ -323,6 +360,7 @@ async fn consume(cli: &Cli, messages: u64) -> Result<Outcome, BoxError> {
         bytes: received.bytes,
         elapsed: received.last_at.saturating_duration_since(start),
         latency: None,
+        send_delay: None,
     })
 }
 
@@ -330,13 +368,14 @@ async fn e2e(cli: &Cli, args: &ProduceArgs) -> Result<Outcome, BoxError> {
     let consumer = pull_consumer(cli, consumer::DeliverPolicy::New).await?;
     let start = Instant::now();
     let receiving = tokio::spawn(receive(consumer, args.messages, true));
-    run_producers(cli, args, start).await?;
+    let published = run_producers(cli, args).await?;
     let received = receiving.await??;
     Ok(Outcome {
         records: received.records,
         bytes: received.bytes,
         elapsed: received.last_at.saturating_duration_since(start),
         latency: Some((received.histogram, "publish to receipt, µs resolution")),
+        send_delay: published.send_delay,
     })
 }
 
@@ -395,13 +434,13 @@ async fn receive(
 
 fn report(mode: &'static str, topic: &str, outcome: &Outcome) -> Report {
     let seconds = outcome.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-    let quantile = |q: f64| {
-        outcome
-            .latency
-            .as_ref()
-            .filter(|(histogram, _)| !histogram.is_empty())
-            .map(|(histogram, _)| histogram.value_at_quantile(q))
+    let quantile = |histogram: Option<&Histogram<u64>>, q: f64| {
+        histogram
+            .filter(|histogram| !histogram.is_empty())
+            .map(|histogram| histogram.value_at_quantile(q))
     };
+    let latency = |q: f64| quantile(outcome.latency.as_ref().map(|(histogram, _)| histogram), q);
+    let delay = |q: f64| quantile(outcome.send_delay.as_ref(), q);
     Report {
         mode,
         topic: topic.to_owned(),
@@ -411,11 +450,14 @@ fn report(mode: &'static str, topic: &str, outcome: &Outcome) -> Report {
         records_per_second: outcome.records as f64 / seconds,
         megabytes_per_second: outcome.bytes as f64 / 1e6 / seconds,
         latency_measured: outcome.latency.as_ref().map(|(_, measured)| *measured),
-        latency_us_p50: quantile(0.50),
-        latency_us_p90: quantile(0.90),
-        latency_us_p99: quantile(0.99),
-        latency_us_p99_9: quantile(0.999),
-        latency_us_max: quantile(1.0),
+        latency_us_p50: latency(0.50),
+        latency_us_p90: latency(0.90),
+        latency_us_p99: latency(0.99),
+        latency_us_p99_9: latency(0.999),
+        latency_us_max: latency(1.0),
+        send_delay_us_p50: delay(0.50),
+        send_delay_us_p99: delay(0.99),
+        send_delay_us_max: delay(1.0),
         records_failed: 0,
     }
 }
@@ -441,10 +483,20 @@ mod tests {
             bytes: 20_000_000,
             elapsed: Duration::from_secs(2),
             latency: None,
+            send_delay: None,
         };
         let json = serde_json::to_value(report("consume", "S", &outcome)).unwrap();
         assert_eq!(json["records_per_second"], 5.0);
         assert_eq!(json["megabytes_per_second"], 10.0);
         assert!(json.get("latency_us_p50").is_none());
+        assert!(json.get("send_delay_us_p99").is_none());
+        let mut delay = latency_histogram();
+        delay.record(7).unwrap();
+        let paced = Outcome {
+            send_delay: Some(delay),
+            ..outcome
+        };
+        let json = serde_json::to_value(report("produce", "S", &paced)).unwrap();
+        assert_eq!(json["send_delay_us_max"], 7);
     }
 }
