@@ -154,6 +154,7 @@ fn quantile(histogram: Option<&Histogram<u64>>, q: f64) -> Option<u64> {
 impl Report {
     /// The report for people.
     fn render(&self) -> String {
+        let ms = |us: u64| us as f64 / 1_000.0;
         let mut text = format!(
             "bench {} on '{}': {} records, {} bytes in {:.3} s\n\
              throughput: {:.1} records/s, {:.3} MB/s\n",
@@ -173,7 +174,6 @@ impl Report {
             self.latency_us_p99_9,
             self.latency_us_max,
         ) {
-            let ms = |us: u64| us as f64 / 1_000.0;
             text.push_str(&format!(
                 "latency ({measured}): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, \
                  p99.9 {:.3} ms, max {:.3} ms\n",
@@ -189,7 +189,6 @@ impl Report {
             self.send_delay_us_p99,
             self.send_delay_us_max,
         ) {
-            let ms = |us: u64| us as f64 / 1_000.0;
             text.push_str(&format!(
                 "send delay (paced sends behind their schedule): p50 {:.3} ms, p99 {:.3} ms, \
                  max {:.3} ms\n",
