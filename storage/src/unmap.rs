@@ -8,12 +8,14 @@
 
 use std::ops::Deref;
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender};
 
 use memmap2::Mmap;
 
 /// Mappings at least this long are unmapped on the background thread.
 const BACKGROUND_BYTES_MIN: usize = 16 << 20;
+/// Mappings waiting for the background thread; beyond, one is unmapped where it drops.
+const QUEUED_MAX: usize = 64;
 
 /// A read-only mapping, unmapped on a background thread when large.
 #[derive(Debug)]
@@ -43,20 +45,20 @@ impl Drop for Mapping {
         if map.len() >= BACKGROUND_BYTES_MIN
             && let Some(unmapper) = unmapper()
         {
-            // Should the thread be gone, the error carries the mapping back and it is
-            // unmapped here instead.
-            let _ = unmapper.send(map);
+            // With the queue full or the thread gone, the error carries the mapping back
+            // and it is unmapped here instead.
+            let _ = unmapper.try_send(map);
         }
     }
 }
 
 /// The background thread's queue, started on first use; `None` if it cannot be spawned
 /// (mappings are then unmapped where they drop).
-fn unmapper() -> Option<&'static Sender<Mmap>> {
-    static UNMAPPER: OnceLock<Option<Sender<Mmap>>> = OnceLock::new();
+fn unmapper() -> Option<&'static SyncSender<Mmap>> {
+    static UNMAPPER: OnceLock<Option<SyncSender<Mmap>>> = OnceLock::new();
     UNMAPPER
         .get_or_init(|| {
-            let (sender, receiver) = mpsc::channel::<Mmap>();
+            let (sender, receiver) = mpsc::sync_channel::<Mmap>(QUEUED_MAX);
             std::thread::Builder::new()
                 .name("strata-unmap".to_owned())
                 .spawn(move || receiver.into_iter().for_each(drop))
