@@ -113,6 +113,12 @@ pub trait Sink {
     /// Appends bytes by copying them.
     fn put_slice(&mut self, bytes: &[u8]);
 
+    /// Appends one byte: a store, where [`put_slice`](Self::put_slice) of one byte is a
+    /// `memcpy` call.
+    fn put_byte(&mut self, byte: u8) {
+        self.put_slice(&[byte]);
+    }
+
     /// Appends a payload that may be kept by reference instead of copied.
     fn put_shared(&mut self, bytes: &Bytes) {
         self.put_slice(bytes);
@@ -132,6 +138,10 @@ pub trait Sink {
 impl Sink for BytesMut {
     fn put_slice(&mut self, bytes: &[u8]) {
         BufMut::put_slice(self, bytes);
+    }
+
+    fn put_byte(&mut self, byte: u8) {
+        BufMut::put_u8(self, byte);
     }
 
     fn patch_u32(&mut self, position: usize, value: u32) {
@@ -194,6 +204,11 @@ impl Sink for VectoredBuf {
     fn put_slice(&mut self, bytes: &[u8]) {
         self.head.extend_from_slice(bytes);
         self.written += bytes.len();
+    }
+
+    fn put_byte(&mut self, byte: u8) {
+        self.head.put_u8(byte);
+        self.written += 1;
     }
 
     fn put_shared(&mut self, bytes: &Bytes) {
@@ -458,19 +473,11 @@ pub mod varint {
     #[inline]
     pub fn put<S: Sink + ?Sized>(out: &mut S, value: i64) {
         let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        if zigzag < 0x80 {
-            out.put_slice(&[zigzag as u8]);
-            return;
-        }
-        let mut scratch = [0u8; VARLONG_BYTES_MAX];
-        let mut length = 0;
         while zigzag >= 0x80 {
-            scratch[length] = (zigzag as u8) | 0x80;
+            out.put_byte((zigzag as u8) | 0x80);
             zigzag >>= 7;
-            length += 1;
         }
-        scratch[length] = zigzag as u8;
-        out.put_slice(&scratch[..=length]);
+        out.put_byte(zigzag as u8);
     }
 
     /// Decodes a varint at the start of `input`: the value and the bytes it took, or
