@@ -158,6 +158,43 @@ pub(crate) struct Appended {
     pub(crate) sealed: bool,
 }
 
+/// Where [`Accumulator::append`] files a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// This partition (explicit, or chosen by the key).
+    Partition(u32),
+    /// The topic's sticky partition among `partition_count`, for a keyless record.
+    Sticky { partition_count: u32 },
+}
+
+/// One topic's partition queues and its sticky partition.
+#[derive(Debug, Default)]
+struct TopicQueues {
+    queues: BTreeMap<u32, PartitionQueue>,
+    /// The sticky partition for keyless records and the count it was chosen from.
+    sticky: Option<(u32, u32)>,
+}
+
+impl TopicQueues {
+    fn sticky_partition(&mut self, partition_count: u32) -> u32 {
+        assert!(partition_count > 0);
+        let (partition, count) = self.sticky.get_or_insert((0, partition_count));
+        if *count != partition_count || *partition >= partition_count {
+            (*partition, *count) = (*partition % partition_count, partition_count);
+        }
+        *partition
+    }
+
+    /// Moves the sticky partition on when its batch is sealed.
+    fn on_sealed(&mut self, sealed: u32) {
+        if let Some((partition, count)) = &mut self.sticky
+            && *partition == sealed
+        {
+            *partition = (*partition + 1) % *count;
+        }
+    }
+}
+
 /// Batches by partition. Not thread-safe on its own: the producer keeps it behind a
 /// mutex that is never held across an await.
 #[derive(Debug)]
@@ -166,11 +203,8 @@ pub(crate) struct Accumulator {
     request_partition_bytes_max: usize,
     linger: Duration,
     /// Queues by topic, then partition: a record is filed under its topic's `&str`
-    /// without building a key.
-    partitions: BTreeMap<String, BTreeMap<u32, PartitionQueue>>,
-    /// Per topic: the sticky partition for keyless records and the count it was chosen
-    /// from. Looked up for every keyless record: foldhash, not SipHash.
-    sticky: foldhash::HashMap<String, (u32, u32)>,
+    /// without building a key, with one lookup of its topic.
+    topics: BTreeMap<String, TopicQueues>,
     clock: WallClock,
     /// `None` without idempotence.
     idempotence: Option<Idempotence>,
@@ -178,31 +212,45 @@ pub(crate) struct Accumulator {
 
 /// Record timestamps from one clock read per record: the wall clock is read at most every
 /// [`WallClock::RESYNC`] and advanced by the monotonic clock in between, so a step of the
-/// wall clock shows within that time.
+/// wall clock shows within that time. Records stamped within one millisecond cost a
+/// comparison: the arithmetic is done once per millisecond.
 #[derive(Debug)]
 struct WallClock {
     anchor: Instant,
     anchor_ms: i64,
+    /// The last timestamp given, and when the millisecond after it starts.
+    last_ms: i64,
+    next_tick: Instant,
 }
 
 impl WallClock {
     const RESYNC: Duration = Duration::from_secs(1);
+    const TICK: Duration = Duration::from_millis(1);
 
     fn new(now: Instant) -> Self {
+        let anchor_ms = unix_ms();
         Self {
             anchor: now,
-            anchor_ms: unix_ms(),
+            anchor_ms,
+            last_ms: anchor_ms,
+            next_tick: now + Self::TICK,
         }
     }
 
     fn now_ms(&mut self, now: Instant) -> i64 {
+        if now < self.next_tick {
+            return self.last_ms;
+        }
         let elapsed = now.saturating_duration_since(self.anchor);
         if elapsed >= Self::RESYNC {
             *self = Self::new(now);
             return self.anchor_ms;
         }
         // Below RESYNC, so the milliseconds fit.
-        self.anchor_ms + elapsed.as_millis() as i64
+        let elapsed_ms = elapsed.as_millis() as u32;
+        self.last_ms = self.anchor_ms + i64::from(elapsed_ms);
+        self.next_tick = self.anchor + Self::TICK * (elapsed_ms + 1);
+        self.last_ms
     }
 }
 
@@ -227,8 +275,7 @@ impl Accumulator {
             batch_bytes_max,
             request_partition_bytes_max,
             linger,
-            partitions: BTreeMap::new(),
-            sticky: foldhash::HashMap::default(),
+            topics: BTreeMap::new(),
             clock: WallClock::new(Instant::now()),
             idempotence: idempotent_in_flight_max.map(|in_flight_max| Idempotence {
                 in_flight_max,
@@ -244,25 +291,10 @@ impl Accumulator {
         self.clock.now_ms(now)
     }
 
-    /// The sticky partition for a keyless record of `topic`.
-    pub(crate) fn sticky_partition(&mut self, topic: &str, partition_count: u32) -> u32 {
-        assert!(partition_count > 0);
-        if !self.sticky.contains_key(topic) {
-            self.sticky.insert(topic.to_owned(), (0, partition_count));
-        }
-        let entry = self.sticky.get_mut(topic).expect("inserted above");
-        if entry.1 != partition_count || entry.0 >= partition_count {
-            *entry = (entry.0 % partition_count, partition_count);
-        }
-        entry.0
-    }
-
-    /// Moves the sticky partition on when its batch is sealed.
+    /// Moves the sticky partition of `topic` on when its batch is sealed.
     fn on_sealed(&mut self, topic: &str, sealed: u32) {
-        if let Some((partition, count)) = self.sticky.get_mut(topic)
-            && *partition == sealed
-        {
-            *partition = (*partition + 1) % *count;
+        if let Some(topic) = self.topics.get_mut(topic) {
+            topic.on_sealed(sealed);
         }
     }
 
@@ -276,36 +308,46 @@ impl Accumulator {
     }
 
     fn queue(&self, tp: &TopicPartition) -> Option<&PartitionQueue> {
-        self.partitions.get(&tp.topic)?.get(&tp.partition)
+        self.topics.get(&tp.topic)?.queues.get(&tp.partition)
     }
 
     fn queue_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue> {
-        self.partitions.get_mut(&tp.topic)?.get_mut(&tp.partition)
+        self.topics
+            .get_mut(&tp.topic)?
+            .queues
+            .get_mut(&tp.partition)
     }
 
     fn queues(&self) -> impl Iterator<Item = (TopicPartition, &PartitionQueue)> {
-        self.partitions.iter().flat_map(|(topic, queues)| {
+        self.topics.iter().flat_map(|(topic, queues)| {
             queues
+                .queues
                 .iter()
                 .map(|(partition, queue)| (TopicPartition::new(topic.clone(), *partition), queue))
         })
     }
 
     fn queues_mut(&mut self) -> impl Iterator<Item = (TopicPartition, &mut PartitionQueue)> {
-        self.partitions.iter_mut().flat_map(|(topic, queues)| {
+        self.topics.iter_mut().flat_map(|(topic, queues)| {
             queues
+                .queues
                 .iter_mut()
                 .map(|(partition, queue)| (TopicPartition::new(topic.clone(), *partition), queue))
         })
     }
 
+    /// Every partition's queue.
+    fn all_queues(&self) -> impl Iterator<Item = &PartitionQueue> {
+        self.topics.values().flat_map(|topic| topic.queues.values())
+    }
+
     /// Appends a record of `record.topic` whose memory (`reserved_bytes`) is already
-    /// reserved, and returns the future of its outcome if `future` (not for fire and
-    /// forget). Allocates nothing but the batch's own growth once the partition has a
-    /// queue.
+    /// reserved, to the partition `target` names, and returns the future of its outcome
+    /// if `future` (not for fire and forget). Allocates nothing but the batch's own growth
+    /// once the partition has a queue.
     pub(crate) fn append(
         &mut self,
-        partition: u32,
+        target: Target,
         record: &ProducerRecord,
         timestamp: i64,
         future: bool,
@@ -323,16 +365,15 @@ impl Accumulator {
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
         let batch_bytes_max = self.batch_bytes_max;
         let numbering = self.numbering();
-        if !self.partitions.contains_key(&*record.topic) {
-            self.partitions
-                .insert(record.topic.to_string(), BTreeMap::new());
-        }
-        let queue = self
-            .partitions
-            .get_mut(&*record.topic)
-            .expect("inserted above")
-            .entry(partition)
-            .or_default();
+        let topic = match self.topics.get_mut(&*record.topic) {
+            Some(topic) => topic,
+            None => self.topics.entry(record.topic.to_string()).or_default(),
+        };
+        let partition = match target {
+            Target::Partition(partition) => partition,
+            Target::Sticky { partition_count } => topic.sticky_partition(partition_count),
+        };
+        let queue = topic.queues.entry(partition).or_default();
         let mut appended = Appended {
             opened: false,
             sealed: false,
@@ -374,7 +415,7 @@ impl Accumulator {
             appended.sealed = queue.seal_open(numbering);
         }
         if appended.sealed {
-            self.on_sealed(&record.topic, partition);
+            topic.on_sealed(partition);
         }
         (appended, delivery)
     }
@@ -477,9 +518,7 @@ impl Accumulator {
     /// in-flight limit.
     pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let (in_flight_max, _) = self.send_limits()?;
-        self.partitions
-            .values()
-            .flat_map(BTreeMap::values)
+        self.all_queues()
             .filter(|queue| queue.in_flight < in_flight_max)
             .filter_map(|queue| {
                 let linger = queue.open.as_ref().map(|open| open.created + self.linger);
@@ -502,9 +541,7 @@ impl Accumulator {
     pub(crate) fn identity_due(&self) -> Option<Option<ProducerIdentity>> {
         let idempotence = self.idempotence.as_ref()?;
         let buffered = self
-            .partitions
-            .values()
-            .flat_map(BTreeMap::values)
+            .all_queues()
             .any(|queue| queue.open.is_some() || !queue.sealed.is_empty());
         if !buffered {
             return None;
@@ -519,11 +556,7 @@ impl Accumulator {
     }
 
     fn in_flight(&self) -> usize {
-        self.partitions
-            .values()
-            .flat_map(BTreeMap::values)
-            .map(|queue| queue.in_flight)
-            .sum()
+        self.all_queues().map(|queue| queue.in_flight).sum()
     }
 
     /// Installs the identity InitProducerId gave (`None`: the cluster does not support
@@ -639,10 +672,7 @@ impl Accumulator {
 
     /// Whether nothing is buffered or in flight.
     pub(crate) fn is_idle(&self) -> bool {
-        self.partitions
-            .values()
-            .flat_map(BTreeMap::values)
-            .all(PartitionQueue::is_idle)
+        self.all_queues().all(PartitionQueue::is_idle)
     }
 }
 
@@ -671,6 +701,16 @@ mod tests {
         let anchor_ms = clock.anchor_ms;
         assert!((unix_ms() - anchor_ms).abs() < 1_000);
         assert_eq!(clock.now_ms(start), anchor_ms);
+        // Within one millisecond, the same timestamp.
+        assert_eq!(clock.now_ms(start + Duration::from_micros(999)), anchor_ms);
+        assert_eq!(
+            clock.now_ms(start + Duration::from_micros(2_500)),
+            anchor_ms + 2
+        );
+        assert_eq!(
+            clock.now_ms(start + Duration::from_micros(2_999)),
+            anchor_ms + 2
+        );
         assert_eq!(
             clock.now_ms(start + Duration::from_millis(999)),
             anchor_ms + 999
@@ -691,7 +731,7 @@ mod tests {
         let mut sealed_count = 0;
         for index in 0..20 {
             let (appended, _) = accumulator.append(
-                tp.partition,
+                Target::Partition(tp.partition),
                 &record(&format!("value-{index:02}")),
                 0,
                 true,
@@ -727,7 +767,14 @@ mod tests {
         let linger = Duration::from_millis(10);
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, linger, None);
         let tp = TopicPartition::new("t", 0);
-        let (appended, _) = accumulator.append(tp.partition, &record("a"), 0, true, 10, start);
+        let (appended, _) = accumulator.append(
+            Target::Partition(tp.partition),
+            &record("a"),
+            0,
+            true,
+            10,
+            start,
+        );
         assert_eq!(
             appended,
             Appended {
@@ -750,9 +797,23 @@ mod tests {
         let now = Instant::now();
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::ZERO, None);
         let tp = TopicPartition::new("t", 0);
-        accumulator.append(tp.partition, &record("first"), 0, true, 10, now);
+        accumulator.append(
+            Target::Partition(tp.partition),
+            &record("first"),
+            0,
+            true,
+            10,
+            now,
+        );
         let in_flight = accumulator.drain(now).pop().unwrap().1;
-        accumulator.append(tp.partition, &record("second"), 0, true, 10, now);
+        accumulator.append(
+            Target::Partition(tp.partition),
+            &record("second"),
+            0,
+            true,
+            10,
+            now,
+        );
         assert!(
             accumulator.drain(now).is_empty(),
             "a second request would overtake"
@@ -792,7 +853,7 @@ mod tests {
         let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), Some(2));
         for index in 0..6 {
             accumulator.append(
-                0,
+                Target::Partition(0),
                 &record(&format!("value-{index}-{}", "x".repeat(20))),
                 0,
                 true,
@@ -831,7 +892,7 @@ mod tests {
         let second = drain_one(&mut accumulator, now);
         assert!(accumulator.drain(now).is_empty(), "in-flight limit");
         // Sealed after the id: numbered at seal, continuing the sequence.
-        accumulator.append(0, &record("late"), 0, true, 10, now);
+        accumulator.append(Target::Partition(0), &record("late"), 0, true, 10, now);
         accumulator.seal_all();
         accumulator.complete(&tp, &[second.first_record]);
         let third = drain_one(&mut accumulator, now);
@@ -951,16 +1012,15 @@ mod tests {
         let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), None);
         let mut partitions = Vec::new();
         for _ in 0..12 {
-            let partition = accumulator.sticky_partition("t", 3);
-            partitions.push(partition);
-            accumulator.append(
-                partition,
+            let (_, delivery) = accumulator.append(
+                Target::Sticky { partition_count: 3 },
                 &record("0123456789012345678901234567890123456789"),
                 0,
                 true,
                 10,
                 now,
             );
+            partitions.push(delivery.unwrap().partition());
         }
         // Several records in a row share a partition, and all partitions get used.
         assert!(partitions.windows(2).any(|pair| pair[0] == pair[1]));

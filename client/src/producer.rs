@@ -15,7 +15,7 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::accumulator::{Accumulator, ProducerBatch, ProducerIdentity};
+use crate::accumulator::{Accumulator, ProducerBatch, ProducerIdentity, Target};
 use crate::cluster::{Cluster, backoff_ms, unexpected};
 use crate::config::{OnBufferFull, ProducerConfig};
 use crate::delivery::DeliveryFuture;
@@ -228,25 +228,47 @@ impl Producer {
                 max: config.record_bytes_max,
             });
         }
-        let partition_count = self.partition_count(&record).await?;
-        self.reserve(bytes).await?;
+        // Nearly every record finds its topic cached and its buffer memory free: those
+        // paths build no future.
+        let partition_count = match self.cached_partition_count(&record) {
+            Some(partition_count) => partition_count,
+            None => self.partition_count(&record).await?,
+        };
+        match shared.memory.try_acquire_many(permits(bytes)) {
+            // Returned by hand with add_permits when the batch completes.
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                self.reserve(bytes).await?;
+            }
+        }
         let now = Instant::now();
         let (appended, delivery) = {
             let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
             let timestamp = record
                 .timestamp
                 .unwrap_or_else(|| accumulator.timestamp_ms(now));
-            let partition = match (record.partition, &record.key) {
-                (Some(partition), _) => partition,
-                (None, Some(key)) => partition_for_key(key, partition_count),
-                (None, None) => accumulator.sticky_partition(&record.topic, partition_count),
+            let target = match (record.partition, &record.key) {
+                (Some(partition), _) => Target::Partition(partition),
+                (None, Some(key)) => Target::Partition(partition_for_key(key, partition_count)),
+                (None, None) => Target::Sticky { partition_count },
             };
-            accumulator.append(partition, &record, timestamp, future, bytes, now)
+            accumulator.append(target, &record, timestamp, future, bytes, now)
         };
         if appended.opened || appended.sealed {
             shared.wake_sender.notify_one();
         }
         Ok(delivery)
+    }
+
+    /// The topic's cached partition count, if the topic is cached and has the record's
+    /// explicit partition, if any.
+    fn cached_partition_count(&self, record: &ProducerRecord) -> Option<u32> {
+        let cluster = &self.handle.shared.cluster;
+        let partition_count = cluster.cached_partition_count(&record.topic)?;
+        record
+            .partition
+            .is_none_or(|partition| partition < partition_count)
+            .then_some(partition_count)
     }
 
     /// The topic's partition count. An explicit partition beyond the cached count makes
@@ -277,8 +299,7 @@ impl Producer {
     /// Takes `bytes` of buffer memory; released when the record's batch is resolved.
     async fn reserve(&self, bytes: usize) -> Result<()> {
         let shared = &self.handle.shared;
-        let permits =
-            u32::try_from(bytes).expect("record_bytes_max below buffer_bytes_max < 4 GiB");
+        let permits = permits(bytes);
         let full = || Error::BufferFull {
             buffer_bytes_max: shared.config.buffer_bytes_max,
         };
@@ -361,6 +382,11 @@ impl Producer {
     pub fn buffer_bytes_free(&self) -> usize {
         self.handle.shared.memory.available_permits()
     }
+}
+
+/// The buffer-memory permits for `bytes`.
+fn permits(bytes: usize) -> u32 {
+    u32::try_from(bytes).expect("record_bytes_max below buffer_bytes_max < 4 GiB")
 }
 
 /// The background sender: drains ready batches, groups them by leader, and sends one
