@@ -6,6 +6,7 @@ mod subscription;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use std::vec;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream};
@@ -65,8 +66,10 @@ pub struct Consumer {
     cluster: Arc<Cluster>,
     config: ConsumerConfig,
     partitions: BTreeMap<TopicPartition, PartitionState>,
-    /// Fetched records not yet returned, in fetch order (per partition, offset order).
-    buffer: VecDeque<ConsumerRecord>,
+    /// Fetched records not yet returned, in fetch order (per partition, offset order):
+    /// one partition's decoded answer per entry, never empty. Records move from the
+    /// decoder to the caller once, and a poll that takes a whole entry takes its vector.
+    buffer: VecDeque<vec::IntoIter<ConsumerRecord>>,
     buffered_bytes: usize,
     fetches: JoinSet<FetchOutcome>,
     /// Fetched partitions whose records are still being decoded, in fetch order. Their
@@ -263,13 +266,8 @@ impl Consumer {
                     .insert(tp.clone(), PartitionState::new(self.epochs));
             }
         }
-        let assigned = &self.partitions;
-        self.buffer.retain(|record| {
-            assigned
-                .keys()
-                .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
-        });
-        self.recount_buffer();
+        let assigned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        self.drop_buffered(&assigned, false);
     }
 
     /// The assigned partitions, sorted. While subscribed: the partitions the consumer
@@ -296,9 +294,7 @@ impl Consumer {
         state.paused = false;
         state.retry_at = None;
         state.committed_pending = false;
-        self.buffer
-            .retain(|record| !(record.partition == tp.partition && *record.topic == *tp.topic));
-        self.recount_buffer();
+        self.drop_buffered(std::slice::from_ref(tp), true);
         Ok(())
     }
 
@@ -528,7 +524,7 @@ impl Consumer {
             // returns. They start before any record is taken, because taking moves the
             // positions: no await may come between taking records and returning them,
             // or a dropped `poll` would lose them (and a commit would skip them).
-            let returning_bytes = self.buffer.iter().take(max).map(record_bytes).sum();
+            let returning_bytes = self.buffered().take(max).map(record_bytes).sum();
             self.start_fetches(returning_bytes).await;
             self.take_decoded();
             if !self.buffer.is_empty() {
@@ -560,8 +556,21 @@ impl Consumer {
     }
 
     fn take_buffered(&mut self, max: usize) -> Vec<ConsumerRecord> {
-        let count = max.min(self.buffer.len());
-        let records: Vec<ConsumerRecord> = self.buffer.drain(..count).collect();
+        let mut records = Vec::new();
+        while let Some(first) = self.buffer.front_mut() {
+            let wanted = max - records.len();
+            if first.len() > wanted {
+                records.extend(first.take(wanted));
+                break;
+            }
+            let first = self.buffer.pop_front().expect("looked at the first");
+            if records.is_empty() {
+                // Reuses the decoded vector: no record moves.
+                records = first.collect();
+            } else {
+                records.extend(first);
+            }
+        }
         let taken: usize = records.iter().map(record_bytes).sum();
         self.buffered_bytes = self.buffered_bytes.saturating_sub(taken);
         // Positions move past the last record returned per partition; a batch of records
@@ -580,10 +589,30 @@ impl Consumer {
         records
     }
 
+    /// The buffered records, in the order `poll` returns them.
+    fn buffered(&self) -> impl Iterator<Item = &ConsumerRecord> {
+        self.buffer.iter().flat_map(|records| records.as_slice())
+    }
+
+    /// Drops the buffered records of the partitions in `partitions` (`listed`), or of
+    /// those not in it (`!listed`).
+    fn drop_buffered(&mut self, partitions: &[TopicPartition], listed: bool) {
+        self.buffer.retain(|records| {
+            // One partition's records per entry.
+            records.as_slice().first().is_some_and(|record| {
+                let found = partitions
+                    .iter()
+                    .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic);
+                found != listed
+            })
+        });
+        self.recount_buffer();
+    }
+
     /// Recounts the buffer after records were dropped from it, and drops the decodes of
     /// partitions no longer fetched at the same epoch (unassigned, sought, revoked).
     fn recount_buffer(&mut self) {
-        self.buffered_bytes = self.buffer.iter().map(record_bytes).sum();
+        self.buffered_bytes = self.buffered().map(record_bytes).sum();
         self.drop_stale_decodes();
     }
 
@@ -623,7 +652,9 @@ impl Consumer {
         match decoded {
             Ok(records) => {
                 self.buffered_bytes += records.iter().map(record_bytes).sum::<usize>();
-                self.buffer.extend(records);
+                if !records.is_empty() {
+                    self.buffer.push_back(records.into_iter());
+                }
             }
             Err(error) => {
                 self.epochs += 1;
@@ -1035,6 +1066,8 @@ fn decode_records(
         if view.header.last_offset() < fetch_offset {
             continue;
         }
+        // The count is checked against the bytes: a record takes at least 7 of them.
+        out.reserve((view.header.record_count as usize).min(view.bytes.len() / 7));
         for record in view.records() {
             let record = record.map_err(|error| corrupt(error.to_string()))?;
             if record.offset < fetch_offset {
@@ -1181,6 +1214,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn polls_take_buffered_records_across_answers_in_order() {
+        let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:1")).unwrap();
+        let (first, second) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        consumer.assign(&[first.clone(), second.clone()]);
+        consumer
+            .buffer
+            .push_back(vec![record(0, 5), record(0, 6), record(0, 7)].into_iter());
+        consumer.buffer.push_back(vec![record(1, 3)].into_iter());
+        consumer.recount_buffer();
+        assert_eq!(consumer.buffered_bytes, 4);
+        let offsets = |records: Vec<ConsumerRecord>| -> Vec<(u32, u64)> {
+            records
+                .iter()
+                .map(|record| (record.partition, record.offset))
+                .collect()
+        };
+
+        assert_eq!(offsets(consumer.take_buffered(2)), [(0, 5), (0, 6)]);
+        assert_eq!(consumer.partitions[&first].position, Some(7));
+        assert_eq!(consumer.buffered_bytes, 2);
+        assert_eq!(offsets(consumer.take_buffered(5)), [(0, 7), (1, 3)]);
+        assert_eq!(consumer.partitions[&first].position, Some(8));
+        assert_eq!(consumer.partitions[&second].position, Some(4));
+        assert!(consumer.buffer.is_empty());
+        assert_eq!(consumer.buffered_bytes, 0);
+    }
+
+    #[tokio::test]
     async fn a_poll_dropped_at_its_first_pending_loses_no_record() {
         // A broker that accepts connections and never answers: every lookup hangs.
         let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1199,7 +1260,7 @@ mod tests {
         consumer.partitions.get_mut(&fetched).unwrap().fetch_offset = 8;
         consumer
             .buffer
-            .extend([record(0, 5), record(0, 6), record(0, 7)]);
+            .push_back(vec![record(0, 5), record(0, 6), record(0, 7)].into_iter());
         consumer.recount_buffer();
 
         // The poll has records to return, but first looks up the other partition's
@@ -1207,7 +1268,7 @@ mod tests {
         let dropped =
             tokio::time::timeout(Duration::ZERO, consumer.poll(Duration::from_secs(5))).await;
         assert!(dropped.is_err(), "the lookup cannot have finished");
-        let offsets: Vec<u64> = consumer.buffer.iter().map(|record| record.offset).collect();
+        let offsets: Vec<u64> = consumer.buffered().map(|record| record.offset).collect();
         assert_eq!(
             offsets,
             [5, 6, 7],
@@ -1317,7 +1378,7 @@ mod tests {
         assert_eq!(consumer.decoding.len(), 3);
 
         consumer.take_decoded();
-        let offsets: Vec<u64> = consumer.buffer.iter().map(|record| record.offset).collect();
+        let offsets: Vec<u64> = consumer.buffered().map(|record| record.offset).collect();
         assert_eq!(
             offsets,
             [0, 1, 2, 3],

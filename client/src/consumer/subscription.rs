@@ -572,12 +572,7 @@ impl Consumer {
                 .expect("revoked partitions are owned");
             group.revoking.insert(tp.clone(), state.position);
         }
-        self.buffer.retain(|record| {
-            !revoked
-                .iter()
-                .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
-        });
-        self.recount_buffer();
+        self.drop_buffered(revoked, true);
     }
 
     /// Commits the revoked partitions' positions (with auto-commit) and calls
@@ -792,15 +787,16 @@ mod tests {
                 .all(|state| state.committed_pending)
         );
 
-        consumer
-            .buffer
-            .extend([record(0, 5), record(1, 7), record(0, 6)]);
+        consumer.buffer.extend([
+            vec![record(0, 5)].into_iter(),
+            vec![record(1, 7)].into_iter(),
+            vec![record(0, 6)].into_iter(),
+        ]);
         membership(&consumer).assign_for_test(tps(&[1, 2]));
         consumer.reconcile_group().await;
         assert_eq!(recorder.take(), ["-t/0", "+t/2"]);
         let offsets: Vec<(u32, u64)> = consumer
-            .buffer
-            .iter()
+            .buffered()
             .map(|record| (record.partition, record.offset))
             .collect();
         assert_eq!(offsets, [(1, 7)], "t/0's buffered records are dropped");
