@@ -480,12 +480,8 @@ impl<'a> Iterator for Headers<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let mut cursor = Cursor {
-            buf: self.buf,
-            position: 0,
-            index: 0,
-        };
-        let header = cursor.header().ok()?;
+        let mut cursor = Cursor::new(self.buf, 0, 0);
+        let header = cursor.header()?;
         self.buf = &self.buf[cursor.position..];
         self.remaining -= 1;
         Some(header)
@@ -514,11 +510,7 @@ impl<'a> Iterator for Records<'a> {
         if self.index >= self.header.record_count {
             return None;
         }
-        let mut cursor = Cursor {
-            buf: self.buf,
-            position: self.position,
-            index: self.index,
-        };
+        let mut cursor = Cursor::new(self.buf, self.position, self.index);
         let result = cursor.record(&self.header);
         match result {
             Ok(_) => {
@@ -531,73 +523,107 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// Bounds-checked varint reading inside a batch.
+/// Bounds-checked varint reading inside a batch. Every record a broker accepts and a
+/// consumer returns goes through here, so the field readers return `Option` (two
+/// registers) and leave the reason of a failure in `failure`: a `Result` with the error
+/// inline is returned through memory, field by field.
 struct Cursor<'a> {
     buf: &'a [u8],
     position: usize,
     index: u32,
+    /// Why reading failed, and where.
+    failure: (&'static str, usize),
 }
 
 impl<'a> Cursor<'a> {
-    fn fail(&self, reason: &'static str) -> BatchError {
+    fn new(buf: &'a [u8], position: usize, index: u32) -> Self {
+        Self {
+            buf,
+            position,
+            index,
+            failure: ("", 0),
+        }
+    }
+
+    /// Records why reading failed; returns `None` for `?`.
+    #[cold]
+    fn fail<T>(&mut self, reason: &'static str) -> Option<T> {
+        self.failure = (reason, self.position);
+        None
+    }
+
+    /// The error of the failure recorded last.
+    fn error(&self) -> BatchError {
         BatchError::InvalidRecord {
             index: self.index,
-            offset: self.position,
-            reason,
+            offset: self.failure.1,
+            reason: self.failure.0,
         }
     }
 
-    fn varint(&mut self) -> Result<i64, BatchError> {
+    #[inline]
+    fn varint(&mut self) -> Option<i64> {
         let rest = self.buf.get(self.position..).unwrap_or_default();
-        let (value, used) =
-            varint::get(rest).ok_or_else(|| self.fail("truncated or overlong varint"))?;
+        let Some((value, used)) = varint::get(rest) else {
+            return self.fail("truncated or overlong varint");
+        };
         self.position += used;
-        Ok(value)
+        Some(value)
     }
 
-    fn length(&mut self, nullable: bool) -> Result<Option<usize>, BatchError> {
+    /// A length, or `Some(None)` for -1 if `nullable`.
+    #[inline]
+    fn length(&mut self, nullable: bool) -> Option<Option<usize>> {
         match self.varint()? {
-            -1 if nullable => Ok(None),
-            length if length >= 0 => Ok(Some(length as usize)),
-            _ => Err(self.fail("negative length")),
+            -1 if nullable => Some(None),
+            length if length >= 0 => Some(Some(length as usize)),
+            _ => self.fail("negative length"),
         }
     }
 
-    fn take(&mut self, count: usize) -> Result<&'a [u8], BatchError> {
-        let end = self
-            .position
-            .checked_add(count)
-            .ok_or_else(|| self.fail("length overflows"))?;
-        let bytes = self
-            .buf
-            .get(self.position..end)
-            .ok_or_else(|| self.fail("field runs past the record"))?;
+    #[inline]
+    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+        let Some(end) = self.position.checked_add(count) else {
+            return self.fail("length overflows");
+        };
+        let Some(bytes) = self.buf.get(self.position..end) else {
+            return self.fail("field runs past the record");
+        };
         self.position = end;
-        Ok(bytes)
+        Some(bytes)
     }
 
-    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+    #[inline]
+    fn nullable_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         match self.length(true)? {
-            None => Ok(None),
+            None => Some(None),
             Some(length) => self.take(length).map(Some),
         }
     }
 
-    fn header(&mut self) -> Result<Header<'a>, BatchError> {
+    fn header(&mut self) -> Option<Header<'a>> {
         let key_length = self.length(false)?.unwrap_or_default();
         let key = self.take(key_length)?;
-        let key = std::str::from_utf8(key).map_err(|_| self.fail("header key is not UTF-8"))?;
+        let Ok(key) = std::str::from_utf8(key) else {
+            return self.fail("header key is not UTF-8");
+        };
         let value = self.nullable_bytes()?;
-        Ok(Header { key, value })
+        Some(Header { key, value })
     }
 
     fn record(&mut self, batch: &BatchHeader) -> Result<Record<'a>, BatchError> {
+        self.record_within(batch).ok_or_else(|| self.error())
+    }
+
+    fn record_within(&mut self, batch: &BatchHeader) -> Option<Record<'a>> {
         let length = self.length(false)?.unwrap_or_default();
         let end = self
             .position
             .checked_add(length)
             .filter(|end| *end <= self.buf.len());
-        let end = end.ok_or_else(|| self.fail("record length runs past the batch"))?;
+        let Some(end) = end else {
+            return self.fail("record length runs past the batch");
+        };
         // Parse within the record's own bounds so a field cannot read into the next one.
         let outer = self.buf;
         self.buf = &outer[..end];
@@ -605,22 +631,22 @@ impl<'a> Cursor<'a> {
         self.buf = outer;
         let record = record?;
         if self.position != end {
-            return Err(self.fail("record length disagrees with its fields"));
+            return self.fail("record length disagrees with its fields");
         }
-        Ok(record)
+        Some(record)
     }
 
-    fn record_body(&mut self, batch: &BatchHeader) -> Result<Record<'a>, BatchError> {
+    #[inline]
+    fn record_body(&mut self, batch: &BatchHeader) -> Option<Record<'a>> {
         if self.take(1)? != [0] {
-            return Err(self.fail("record attributes are not zero"));
+            return self.fail("record attributes are not zero");
         }
         let timestamp_delta = self.varint()?;
-        let timestamp = batch
-            .first_timestamp
-            .checked_add(timestamp_delta)
-            .ok_or_else(|| self.fail("timestamp overflows"))?;
+        let Some(timestamp) = batch.first_timestamp.checked_add(timestamp_delta) else {
+            return self.fail("timestamp overflows");
+        };
         if self.varint()? != i64::from(self.index) {
-            return Err(self.fail("offset delta is not the record's index"));
+            return self.fail("offset delta is not the record's index");
         }
         let key = self.nullable_bytes()?;
         let value = self.nullable_bytes()?;
@@ -633,7 +659,7 @@ impl<'a> Cursor<'a> {
             buf: &self.buf[headers_start..self.position],
             remaining: header_count,
         };
-        Ok(Record {
+        Some(Record {
             offset: batch.base_offset.wrapping_add(u64::from(self.index)),
             timestamp,
             key,
@@ -1156,6 +1182,39 @@ mod tests {
                 expected: MAGIC
             })
         );
+    }
+
+    #[test]
+    fn record_errors_name_the_record_the_reason_and_the_offset() {
+        // The first record: length, attributes, timestamp delta, offset delta, key
+        // length 1, "k", value length 1, "v", header count.
+        let first = HEADER_BYTES;
+        let cases = [
+            (first + 1, 1, first + 2, "record attributes are not zero"),
+            (
+                first + 3,
+                2,
+                first + 4,
+                "offset delta is not the record's index",
+            ),
+            (first + 4, 3, first + 5, "negative length"),
+            (first, 0x7E, first + 1, "record length runs past the batch"),
+        ];
+        for (at, byte, offset, reason) in cases {
+            let mut bytes = sample();
+            bytes[at] = byte;
+            let crc = crc32fast::hash(&bytes[CRC_START..]);
+            bytes[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
+            assert_eq!(
+                validate(&bytes, usize::MAX),
+                Err(BatchError::InvalidRecord {
+                    index: 0,
+                    offset,
+                    reason
+                }),
+                "{reason}"
+            );
+        }
     }
 
     #[test]
