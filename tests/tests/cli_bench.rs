@@ -271,4 +271,16 @@ fn bench_text_report_and_errors() {
             .contains("--consumers 4 exceeds the 3 partitions of topic 't'"),
         "{crowded:?}"
     );
+    let unstampable = strata(
+        at,
+        &["bench", "e2e", "--topic", "t", "--message-bytes", "7"],
+        b"",
+    );
+    assert_eq!(unstampable.code, Some(1), "{unstampable:?}");
+    assert!(
+        unstampable
+            .stderr
+            .contains("--message-bytes must be at least 8"),
+        "{unstampable:?}"
+    );
 }

@@ -6,8 +6,8 @@
 //! - `consume`: `--consumers` consumers split the partitions and read from the log
 //!   start; no latency (the records were written before the run).
 //! - `e2e`: consumers take their positions at the log end, then producers write;
-//!   latency is from each record's send, stamped in microseconds in a record header,
-//!   to its receipt by a consumer.
+//!   latency is from each record's send, stamped in microseconds into the first 8 bytes
+//!   of its value (as `nats-bench` does), to its receipt by a consumer.
 //!
 //! Paced runs (`--rate`) also report the send delay: how late each send went out against
 //! the schedule (the OpenMessaging Benchmark's publish delay). Latency is timed from the
@@ -56,7 +56,8 @@ pub enum BenchCommand {
         #[command(flatten)]
         consumer: ConsumerArgs,
     },
-    /// Produce and consume at once; latency from record timestamp to receipt.
+    /// Produce and consume at once; latency from each record's send (stamped into the
+    /// first 8 bytes of its value) to its receipt.
     E2e {
         #[command(flatten)]
         common: CommonArgs,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use strata_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig,
@@ -130,6 +130,12 @@ pub async fn e2e(
     consumer: &ConsumerArgs,
     partitions: u32,
 ) -> Result<Outcome, CliError> {
+    if (producer.message_bytes as usize) < STAMP_BYTES {
+        return Err(CliError::Bench(format!(
+            "bench e2e stamps each record's send time into its first {STAMP_BYTES} bytes: \
+             --message-bytes must be at least {STAMP_BYTES}"
+        )));
+    }
     let topic = common.topic.as_str();
     let bootstrap = config.client.bootstrap.join(",");
     let mut consumers = consumers(&bootstrap, topic, consumer.consumers, partitions).await?;
@@ -283,7 +289,7 @@ struct ProducerWorker {
     budget: WorkerBudget,
     /// Records per second for this producer; `None` is unpaced.
     rate: Option<f64>,
-    /// Put the send time in µs in a [`SENT_US_HEADER`] header, for e2e latency.
+    /// Put the send time in the first bytes of each value ([`stamped`]), for e2e latency.
     stamp_sent: bool,
 }
 
@@ -336,10 +342,12 @@ impl ProducerWorker {
             if let (Some(due), Some(delay)) = (due, &mut send_delay) {
                 delay.saturating_record(micros(sent_at.saturating_duration_since(due)).max(1));
             }
-            let mut record = ProducerRecord::new(Arc::clone(&self.topic), self.payload.clone());
-            if self.stamp_sent {
-                record = record.header(SENT_US_HEADER, now_us().to_be_bytes().to_vec());
-            }
+            let value = if self.stamp_sent {
+                stamped(&self.payload)
+            } else {
+                self.payload.clone()
+            };
+            let record = ProducerRecord::new(Arc::clone(&self.topic), value);
             match producer.send(record).await {
                 Ok(delivery) => {
                     chunk.push((sent_at, delivery));
@@ -594,21 +602,10 @@ async fn consume_until_done(
         for record in &records {
             received.bytes += record.key.as_ref().map_or(0, Bytes::len) as u64
                 + record.value.as_ref().map_or(0, Bytes::len) as u64;
-            if latency {
-                let sent_us = record
-                    .headers
-                    .iter()
-                    .find(|header| header.key == SENT_US_HEADER)
-                    .and_then(|header| {
-                        Some(u64::from_be_bytes(
-                            header.value.as_deref()?.try_into().ok()?,
-                        ))
-                    });
-                if let Some(sent_us) = sent_us {
-                    received
-                        .histogram
-                        .saturating_record(now_us.saturating_sub(sent_us).max(1));
-                }
+            if latency && let Some(sent_us) = record.value.as_deref().and_then(sent_us) {
+                received
+                    .histogram
+                    .saturating_record(now_us.saturating_sub(sent_us).max(1));
             }
         }
         if !records.is_empty() {
@@ -628,9 +625,27 @@ async fn consume_until_done(
     Ok(received)
 }
 
-/// The header `bench e2e` stamps each record's send time into (µs since the Unix epoch,
-/// 8 bytes big-endian); record timestamps are whole milliseconds, too coarse for latency.
-const SENT_US_HEADER: &str = "strata-bench-sent-us";
+/// Bytes of the send-time stamp at the start of each `bench e2e` value.
+const STAMP_BYTES: usize = 8;
+
+/// `payload` with its first [`STAMP_BYTES`] replaced by the wall clock in µs since the Unix
+/// epoch (little-endian), as `nats-bench` stamps its messages: record timestamps are
+/// whole milliseconds, too coarse for latency. The copy per record is what a producer
+/// pays to build a value anyway, and the consumer reads the stamp from the value it
+/// already holds.
+fn stamped(payload: &[u8]) -> Bytes {
+    let mut value = BytesMut::from(payload);
+    if let Some(head) = value.get_mut(..STAMP_BYTES) {
+        head.copy_from_slice(&now_us().to_le_bytes());
+    }
+    value.freeze()
+}
+
+/// The send time [`stamped`] into a value, if it is long enough to hold one.
+fn sent_us(value: &[u8]) -> Option<u64> {
+    let stamp = value.get(..STAMP_BYTES)?;
+    Some(u64::from_le_bytes(stamp.try_into().ok()?))
+}
 
 fn now_us() -> u64 {
     let since_epoch = SystemTime::now()
@@ -655,6 +670,17 @@ mod tests {
             )
             .collect();
         assert_eq!(shares, [4, 3, 3]);
+    }
+
+    #[test]
+    fn stamps_overwrite_only_the_first_eight_bytes() {
+        let before = now_us();
+        let value = stamped(&payload(30));
+        assert_eq!(value.len(), 30);
+        assert_eq!(&value[STAMP_BYTES..], &payload(30)[STAMP_BYTES..]);
+        let stamp = sent_us(&value).unwrap();
+        assert!(before <= stamp && stamp <= now_us());
+        assert_eq!(sent_us(b"short"), None);
     }
 
     #[test]
