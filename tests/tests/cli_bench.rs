@@ -273,7 +273,7 @@ fn bench_text_report_and_errors() {
     );
     let unstampable = strata(
         at,
-        &["bench", "e2e", "--topic", "t", "--message-bytes", "7"],
+        &["bench", "e2e", "--topic", "short", "--message-bytes", "7"],
         b"",
     );
     assert_eq!(unstampable.code, Some(1), "{unstampable:?}");
@@ -283,4 +283,6 @@ fn bench_text_report_and_errors() {
             .contains("--message-bytes must be at least 8"),
         "{unstampable:?}"
     );
+    let listed = strata(at, &["topic", "list"], b"");
+    assert!(!listed.stdout.contains("short"), "{listed:?}");
 }

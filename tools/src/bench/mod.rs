@@ -167,6 +167,7 @@ pub async fn run(bootstrap: &str, output: Output, command: BenchCommand) -> Resu
             producer,
             consumer,
         } => {
+            workers::check_stampable(&producer)?;
             let partitions = ensure_topic(bootstrap, &common, Create::IfMissing).await?;
             let config = producer_config(bootstrap, &producer);
             let outcome = workers::e2e(&config, &common, &producer, &consumer, partitions).await?;

@@ -118,6 +118,20 @@ pub async fn consume(
     })
 }
 
+/// Refuses `bench e2e` records too short to carry the send-time stamp.
+///
+/// # Errors
+/// [`CliError::Bench`] below [`STAMP_BYTES`].
+pub fn check_stampable(producer: &ProducerArgs) -> Result<(), CliError> {
+    if (producer.message_bytes as usize) < STAMP_BYTES {
+        return Err(CliError::Bench(format!(
+            "bench e2e stamps each record's send time into its first {STAMP_BYTES} bytes: \
+             --message-bytes must be at least {STAMP_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `bench e2e`: consumers take their positions at the log end, then producers
 /// write; the run ends when every delivered record was received.
 ///
@@ -130,12 +144,6 @@ pub async fn e2e(
     consumer: &ConsumerArgs,
     partitions: u32,
 ) -> Result<Outcome, CliError> {
-    if (producer.message_bytes as usize) < STAMP_BYTES {
-        return Err(CliError::Bench(format!(
-            "bench e2e stamps each record's send time into its first {STAMP_BYTES} bytes: \
-             --message-bytes must be at least {STAMP_BYTES}"
-        )));
-    }
     let topic = common.topic.as_str();
     let bootstrap = config.client.bootstrap.join(",");
     let mut consumers = consumers(&bootstrap, topic, consumer.consumers, partitions).await?;
