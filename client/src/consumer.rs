@@ -266,8 +266,13 @@ impl Consumer {
                     .insert(tp.clone(), PartitionState::new(self.epochs));
             }
         }
-        let assigned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
-        self.drop_buffered(&assigned, false);
+        let assigned = &self.partitions;
+        retain_buffered(&mut self.buffer, |record| {
+            assigned
+                .keys()
+                .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
+        });
+        self.recount_buffer();
     }
 
     /// The assigned partitions, sorted. While subscribed: the partitions the consumer
@@ -294,7 +299,10 @@ impl Consumer {
         state.paused = false;
         state.retry_at = None;
         state.committed_pending = false;
-        self.drop_buffered(std::slice::from_ref(tp), true);
+        retain_buffered(&mut self.buffer, |record| {
+            !(record.partition == tp.partition && *record.topic == *tp.topic)
+        });
+        self.recount_buffer();
         Ok(())
     }
 
@@ -594,21 +602,6 @@ impl Consumer {
         self.buffer.iter().flat_map(|records| records.as_slice())
     }
 
-    /// Drops the buffered records of the partitions in `partitions` (`listed`), or of
-    /// those not in it (`!listed`).
-    fn drop_buffered(&mut self, partitions: &[TopicPartition], listed: bool) {
-        self.buffer.retain(|records| {
-            // One partition's records per entry.
-            records.as_slice().first().is_some_and(|record| {
-                let found = partitions
-                    .iter()
-                    .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic);
-                found != listed
-            })
-        });
-        self.recount_buffer();
-    }
-
     /// Recounts the buffer after records were dropped from it, and drops the decodes of
     /// partitions no longer fetched at the same epoch (unassigned, sought, revoked).
     fn recount_buffer(&mut self) {
@@ -880,6 +873,15 @@ impl Consumer {
             });
         }
     }
+}
+
+/// Keeps the buffered records of the partitions `keep` says yes to. An entry holds one
+/// partition's records, so `keep` is asked about its first.
+fn retain_buffered(
+    buffer: &mut VecDeque<vec::IntoIter<ConsumerRecord>>,
+    keep: impl Fn(&ConsumerRecord) -> bool,
+) {
+    buffer.retain(|records| records.as_slice().first().is_some_and(&keep));
 }
 
 fn record_bytes(record: &ConsumerRecord) -> usize {

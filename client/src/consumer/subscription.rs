@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::{Consumer, PartitionState, not_assigned};
+use super::{Consumer, PartitionState, not_assigned, retain_buffered};
 use crate::cluster::Cluster;
 use crate::coordinator::Coordinator;
 use crate::error::{Error, Result};
@@ -572,7 +572,12 @@ impl Consumer {
                 .expect("revoked partitions are owned");
             group.revoking.insert(tp.clone(), state.position);
         }
-        self.drop_buffered(revoked, true);
+        retain_buffered(&mut self.buffer, |record| {
+            !revoked
+                .iter()
+                .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
+        });
+        self.recount_buffer();
     }
 
     /// Commits the revoked partitions' positions (with auto-commit) and calls
