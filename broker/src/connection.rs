@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use strata_protocol::codec::{self, FrameCodec, FrameError};
+use strata_protocol::codec::{FrameCodec, FrameError};
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::wire::VectoredBuf;
 use strata_protocol::{ApiKey, ErrorCode};
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::handler::{self, Reply, Started};
 use crate::metrics;
+use crate::send;
 
 /// A reply on its way to the writer.
 enum Pending {
@@ -216,17 +217,29 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
             } => (correlation_id, Reply::Error(code, message)),
         };
         let mut out = VectoredBuf::new();
-        match &reply {
-            Reply::Response(response) => frame::encode_response(&mut out, correlation_id, response),
+        let files = match &reply {
+            Reply::Response(response) => {
+                frame::encode_response(&mut out, correlation_id, response);
+                &[][..]
+            }
+            Reply::Records(response, files) => {
+                frame::encode_response(&mut out, correlation_id, response);
+                files.as_slice()
+            }
             Reply::Error(code, message) => {
                 metrics::record_error(*code);
-                frame::encode_error_response(&mut out, correlation_id, *code, message)
+                frame::encode_error_response(&mut out, correlation_id, *code, message);
+                &[][..]
             }
             Reply::Nothing => continue,
         };
-        if let Err(error) = codec::write_chunks(&mut socket, out.into_chunks()).await {
-            tracing::debug!(%error, "client went away while writing");
-            return;
+        match send::write_chunks(&mut socket, out.into_chunks(), files).await {
+            Ok(0) => {}
+            Ok(by_sendfile) => metrics::record_sendfile(by_sendfile),
+            Err(error) => {
+                tracing::debug!(%error, "client went away while writing");
+                return;
+            }
         }
     }
     let _ = socket.shutdown().await;

@@ -7,6 +7,7 @@
 //! - [`server`]: listeners, connection limit, background jobs, graceful shutdown.
 //! - [`connection`]: one connection's pipelined read-dispatch-write loop.
 //! - `handler`: one file per API, from decoded request to response.
+//! - `send`: writes responses, large record chunks by `sendfile` from segment files.
 //! - [`group`]: consumer group coordination and committed offsets.
 //! - [`topics`]: the topic registry and its persisted metadata.
 //! - [`partition`]: a partition's log, high watermark and waiters, over `strata-storage`.
@@ -21,5 +22,6 @@ mod handler;
 pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
+mod send;
 pub mod server;
 pub mod topics;

@@ -7,6 +7,7 @@
 //! | `strata_produce_duplicate_batches_total` | counter | topic |
 //! | `strata_bytes_out_total` | counter | topic |
 //! | `strata_records_out_total` | counter | topic |
+//! | `strata_sendfile_bytes_total` | counter | |
 //! | `strata_request_duration_seconds` | histogram | api |
 //! | `strata_errors_total` | counter | code |
 //! | `strata_connections_active` | gauge | |
@@ -67,6 +68,11 @@ pub fn record_fetch(topic: &str, bytes: usize, records: u64) {
     metrics::counter!("strata_bytes_out_total", "topic" => topic.to_owned())
         .increment(bytes as u64);
     metrics::counter!("strata_records_out_total", "topic" => topic.to_owned()).increment(records);
+}
+
+/// Counts record bytes sent from segment files with `sendfile` rather than copied.
+pub fn record_sendfile(bytes: usize) {
+    metrics::counter!("strata_sendfile_bytes_total").increment(bytes as u64);
 }
 
 /// Records how long a request took from receipt to reply.

@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use strata_protocol::ErrorCode;
 use strata_protocol::batch::{self, BatchHeader, TimestampType};
-use strata_storage::{Durability, Flusher, Io, Log, LogConfig, RealIo, StorageError};
+use strata_storage::{Durability, FileRange, Flusher, Io, Log, LogConfig, RealIo, StorageError};
 use tokio::sync::watch;
 
 use crate::config::{DurabilityPolicy, TopicConfig};
@@ -135,6 +135,15 @@ pub struct AppendResult {
     pub next_offset: u64,
     /// Records appended (retried batches that were already in the log not counted).
     pub record_count: u64,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// The batches, sharing the log's mmap; empty if none.
+    pub bytes: Bytes,
+    /// The same bytes as a range of their segment file, for `sendfile`; `None` if empty.
+    pub file: Option<FileRange>,
 }
 
 /// The topic settings the partition checks on each request.
@@ -416,7 +425,7 @@ impl Partition {
     ///
     /// # Errors
     /// `OffsetOutOfRange` outside `[log_start_offset, high_watermark]`.
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Bytes, PartitionError> {
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Read, PartitionError> {
         let high_watermark = self.high_watermark();
         if offset > high_watermark {
             return Err(StorageError::OffsetOutOfRange {
@@ -427,9 +436,13 @@ impl Partition {
             .into());
         }
         if offset == high_watermark {
-            return Ok(Bytes::new());
+            return Ok(Read::default());
         }
-        Ok(self.log.read(offset, max_bytes, high_watermark)?.bytes)
+        let read = self.log.read(offset, max_bytes, high_watermark)?;
+        Ok(Read {
+            bytes: read.bytes,
+            file: read.file,
+        })
     }
 
     /// The first record at or after `timestamp`: its offset and timestamp.

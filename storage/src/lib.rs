@@ -42,3 +42,4 @@ pub use error::{Result, StorageError};
 pub use flusher::Flusher;
 pub use io::{Io, IoFile, RealFile, RealIo};
 pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
+pub use segment::FileRange;

@@ -19,7 +19,7 @@ use crate::io::{Io, remove_if_exists, sync_parent, write_file_atomically};
 use crate::producer::{self, ProducerStates, Verdict};
 use crate::recovery;
 use crate::scan::{Check, scan};
-use crate::segment::{Locate, Segment};
+use crate::segment::{FileRange, Locate, Segment};
 
 /// What an append stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub struct ReadResult {
     /// nothing below `max_offset` is available. The first batch may start below the
     /// requested offset: it is the batch that contains it.
     pub bytes: Bytes,
+    /// The same bytes as a range of their segment file (a read never spans segments), for
+    /// `sendfile`; `None` when `bytes` is empty.
+    pub file: Option<FileRange>,
     /// The offset after the last returned batch; the requested offset if none.
     pub next_offset: u64,
     /// The log start offset when the read ran.
@@ -355,6 +358,7 @@ impl Log {
         }
         let mut result = ReadResult {
             bytes: Bytes::new(),
+            file: None,
             next_offset: from_offset,
             log_start_offset,
             log_end_offset,
@@ -369,6 +373,7 @@ impl Log {
         for segment in segments.get(first..).unwrap_or_default() {
             if let Some(chunk) = segment.read(from_offset, max_bytes, limit)? {
                 result.bytes = chunk.bytes;
+                result.file = Some(chunk.file);
                 result.next_offset = chunk.next_offset;
                 break;
             }

@@ -76,6 +76,8 @@ pub struct View(Arc<ViewOf>);
 #[derive(Debug)]
 struct ViewOf {
     map: Arc<Mapping>,
+    /// The file the mapping maps, kept open for [`FileRange::file`].
+    file: Arc<dyn IoFile>,
     len: usize,
 }
 
@@ -97,6 +99,36 @@ impl AsRef<[u8]> for SharedMap {
     }
 }
 
+/// Where a read's bytes lie in their segment file, so a broker can send them with
+/// `sendfile` instead of copying them out of the mapping. While it lives, bytes
+/// `position..position + len` of [`FileRange::file`] are [`FileRange::bytes`]: appends
+/// never rewrite written bytes, and the view it holds keeps any truncation from shrinking
+/// this inode below them (see the module docs).
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    view: View,
+    position: usize,
+    len: usize,
+}
+
+impl FileRange {
+    /// The segment file, open for reading.
+    pub fn file(&self) -> &File {
+        self.view.0.file.file()
+    }
+
+    /// Where the range starts in the file.
+    pub fn position(&self) -> u64 {
+        self.position as u64
+    }
+
+    /// The range's bytes through the mapping: the very memory the read's `Bytes` points
+    /// at, so `std::ptr::eq` tells whether a `Bytes` is this range.
+    pub fn bytes(&self) -> &[u8] {
+        &self.view[self.position..self.position + self.len]
+    }
+}
+
 /// The current mapping, and every view handed out that may still be alive (a `Bytes` in
 /// a socket queue can hold one, and its mapping, long after a remap).
 #[derive(Debug, Default)]
@@ -111,7 +143,12 @@ impl MapSlot {
     /// A view of the first `committed` bytes, through the current mapping if it is long
     /// enough. A first mapping is exact; a segment that outgrew its mapping is growing, so
     /// the next one has room to grow.
-    fn view(&mut self, file: &File, committed: u64, path: &Path) -> Result<Option<View>> {
+    fn view(
+        &mut self,
+        file: &Arc<dyn IoFile>,
+        committed: u64,
+        path: &Path,
+    ) -> Result<Option<View>> {
         if committed == 0 {
             return Ok(None);
         }
@@ -124,13 +161,17 @@ impl MapSlot {
                     Some(_) => committed.max(MAP_BYTES_MIN).next_power_of_two(),
                     None => committed,
                 };
-                let map = map_file(file, length, path)?.expect("length is not 0");
+                let map = map_file(file.file(), length, path)?.expect("length is not 0");
                 let map = Arc::new(Mapping::new(map));
                 self.current = Some(Arc::clone(&map));
                 map
             }
         };
-        let view = View(Arc::new(ViewOf { map, len }));
+        let view = View(Arc::new(ViewOf {
+            map,
+            file: Arc::clone(file),
+            len,
+        }));
         if self.views.len() >= self.prune_at {
             self.views.retain(|view| view.strong_count() > 0);
             self.prune_at = (2 * self.views.len()).max(VIEWS_PRUNE_MIN);
@@ -153,6 +194,8 @@ impl MapSlot {
 pub struct Chunk {
     /// The batches, sharing the mapping.
     pub bytes: Bytes,
+    /// The same bytes, as a range of the segment file.
+    pub file: FileRange,
     /// Offset after the last batch returned (the `from` offset if none).
     pub next_offset: u64,
 }
@@ -296,7 +339,7 @@ impl Segment {
         // Read under the slot lock: `truncate` lowers it under the same lock, so a view
         // made here never reaches bytes a truncation is about to cut.
         let committed = self.committed_bytes();
-        slot.view(self.file.file(), committed, &self.log_path)
+        slot.view(&self.file, committed, &self.log_path)
     }
 
     /// Appends one batch (`prefix` then `rest`) at the end of the file, then publishes it
@@ -398,8 +441,17 @@ impl Segment {
             }
             header = self.header_at(data, position)?;
         }
+        let file = FileRange {
+            view: map.clone(),
+            position: start,
+            len: position - start,
+        };
         let bytes = Bytes::from_owner(SharedMap(map)).slice(start..position);
-        Ok(Some(Chunk { bytes, next_offset }))
+        Ok(Some(Chunk {
+            bytes,
+            file,
+            next_offset,
+        }))
     }
 
     /// The first record at or after `timestamp` in this segment, as `(offset, timestamp)`.

@@ -234,6 +234,42 @@ fn truncation_shrinks_in_place_unless_a_view_past_the_cut_is_alive() {
     assert_eq!(log.log_end_offset(), 1);
 }
 
+#[test]
+fn a_read_names_its_bytes_in_the_segment_file_and_truncation_keeps_them() {
+    use std::os::unix::fs::FileExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let log = growing_log(dir.path(), &flusher, 5000);
+    log.append(&common::batch(1, 5000, 1, 2), 1).unwrap();
+    // From offset 1: the range starts at the second batch, not at the file's start.
+    let read = log.read(1, 1 << 20, u64::MAX).unwrap();
+    let range = read
+        .file
+        .clone()
+        .expect("a non-empty read has a file range");
+    assert!(std::ptr::eq(range.bytes(), read.bytes.as_ref()));
+    assert!(range.position() > 0);
+    let in_file = |range: &strata_storage::FileRange| {
+        let mut buf = vec![0; range.bytes().len()];
+        range
+            .file()
+            .read_exact_at(&mut buf, range.position())
+            .unwrap();
+        buf
+    };
+    assert_eq!(in_file(&range), read.bytes[..]);
+    // The range reaches past the cut: the kept prefix goes to a new file, and the range's
+    // file still holds its bytes.
+    drop(read);
+    log.truncate_to(1).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(in_file(&range), range.bytes());
+    assert_eq!(batch_count(range.bytes()), 2);
+    // Nothing to read: no range.
+    assert!(log.read(1, 1 << 20, u64::MAX).unwrap().file.is_none());
+}
+
 /// A log of 2 batches of one `value_bytes` record each, read in between. Its segment's
 /// first mapping is exact; having outgrown it, the segment is growing, and the next read
 /// maps it with room to grow.

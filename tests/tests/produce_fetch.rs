@@ -254,6 +254,100 @@ async fn metrics_endpoint_reports_traffic() {
 }
 
 #[tokio::test]
+async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client.create_topic("zero-copy", 2, &[]).await;
+    // Partition 0: two batches of 40 values of about 1 KiB; partition 1: a small batch.
+    let long = "v".repeat(1000);
+    let mut wanted = Vec::new();
+    for round in 0..2 {
+        let prefix = format!("{long}{round}");
+        wanted.extend((0..40).map(|index| format!("{prefix}-{index}")));
+        let batch = batch_of(&prefix, 40);
+        let response = client.produce("zero-copy", 0, Acks::Leader, batch).await;
+        assert_eq!(response.error_code, ErrorCode::None);
+    }
+    let response = client
+        .produce("zero-copy", 1, Acks::Leader, batch_of("small", 3))
+        .await;
+    assert_eq!(response.error_code, ErrorCode::None);
+    // One fetch of both: header bytes, partition 0's records, more header bytes and
+    // partition 1's records, in one frame.
+    let wanted_partitions = [0, 1].map(|partition| FetchPartition {
+        partition,
+        fetch_offset: 0,
+        partition_max_bytes: 16 << 20,
+    });
+    for _ in 0..2 {
+        let request = FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 32 << 20,
+            topics: vec![FetchTopic {
+                name: "zero-copy".into(),
+                partitions: wanted_partitions.to_vec(),
+            }],
+        };
+        let Response::Fetch(response) = client.call(request).await else {
+            panic!("wrong response type")
+        };
+        let answers = &response.topics[0].partitions;
+        assert_eq!(values(&decode_records(&answers[0].records)), wanted);
+        assert_eq!(
+            values(&decode_records(&answers[1].records)),
+            ["small-0", "small-1", "small-2"]
+        );
+        assert!(answers[0].records.len() > 64 << 10);
+        assert!(answers[1].records.len() < 1 << 10);
+    }
+    // Three fetches sent partition 0's records by sendfile; partition 1's were copied.
+    let large = client.fetch("zero-copy", 0, 0, 0, 0).await.records.len();
+    let text = scrape_metrics(&broker.metrics_address).await;
+    let expected = format!("strata_sendfile_bytes_total {}", 3 * large);
+    assert!(text.contains(&expected), "missing {expected} in\n{text}");
+
+    // An answer far larger than the socket buffers: `sendfile` fills them, waits until
+    // the client reads, and resumes where it stopped.
+    client.create_topic("zero-copy-big", 1, &[]).await;
+    let mut wanted = Vec::new();
+    for round in 0..12 {
+        let prefix = format!("{long}{round}");
+        wanted.extend((0..1000).map(|index| format!("{prefix}-{index}")));
+        let batch = batch_of(&prefix, 1000);
+        let response = client
+            .produce("zero-copy-big", 0, Acks::Leader, batch)
+            .await;
+        assert_eq!(response.error_code, ErrorCode::None);
+    }
+    // Ask, and read nothing for a while: the broker's `sendfile` fills the socket buffers
+    // and must wait for the client to read.
+    let request = FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 32 << 20,
+        topics: vec![FetchTopic {
+            name: "zero-copy-big".into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 16 << 20,
+            }],
+        }],
+    };
+    client.send(request.into()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, answer) = client.receive(ApiKey::Fetch).await;
+    let Ok(Response::Fetch(mut answer)) = answer else {
+        panic!("not a fetch response: {answer:?}")
+    };
+    let answer = answer.topics.remove(0).partitions.remove(0);
+    assert!(answer.records.len() > 10 << 20);
+    assert_eq!(values(&decode_records(&answer.records)), wanted);
+}
+
+#[tokio::test]
 async fn a_fetch_racing_appends_never_ends_past_the_high_watermark_it_reports() {
     bounded(async {
         let dir = data_dir();

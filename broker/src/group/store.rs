@@ -112,12 +112,15 @@ impl OffsetsLog {
         for partition in &self.partitions {
             let mut offset = partition.log_start_offset();
             while offset < partition.high_watermark() {
-                let bytes: Bytes = partition.read(offset, LOAD_READ_BYTES).map_err(|error| {
-                    format!(
-                        "cannot read {OFFSETS_LOG}-{} at {offset}: {error}",
-                        partition.index()
-                    )
-                })?;
+                let bytes: Bytes = partition
+                    .read(offset, LOAD_READ_BYTES)
+                    .map_err(|error| {
+                        format!(
+                            "cannot read {OFFSETS_LOG}-{} at {offset}: {error}",
+                            partition.index()
+                        )
+                    })?
+                    .bytes;
                 if bytes.is_empty() {
                     break;
                 }

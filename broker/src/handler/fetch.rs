@@ -3,25 +3,37 @@
 //! The handler subscribes to every requested partition's high watermark before reading,
 //! so an append between the read and the wait still wakes it. It answers as soon as
 //! `min_bytes` are available, a partition reports an error, or `max_wait_ms` passes.
-//! Records are `Bytes` slices of the log's mmap; they reach the socket without a copy.
+//! Records are `Bytes` slices of the log's mmap, and the reply carries their segment file
+//! ranges too, so large ones reach the socket by `sendfile` (see `crate::send`).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::select_all;
-use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
     FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
 };
+use strata_protocol::{ErrorCode, Response};
+use strata_storage::FileRange;
 use tokio::sync::watch;
 
+use super::Reply;
 use crate::broker::Broker;
 use crate::metrics;
 
 struct Pass {
     response: FetchResponse,
+    /// Where the response's record bytes lie in segment files.
+    files: Vec<FileRange>,
     bytes: usize,
     errors: bool,
+}
+
+impl Pass {
+    fn into_reply(self) -> Reply {
+        record_fetch_metrics(&self.response);
+        Reply::Records(Response::Fetch(self.response), self.files)
+    }
 }
 
 fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
@@ -29,6 +41,7 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
         response: FetchResponse {
             topics: Vec::with_capacity(request.topics.len()),
         },
+        files: Vec::new(),
         bytes: 0,
         errors: false,
     };
@@ -51,7 +64,10 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
                     // budget; the first batch of a response may exceed it so nobody stalls.
                     if budget > 0 || pass.bytes == 0 {
                         match partition.read(wanted.fetch_offset, budget) {
-                            Ok(records) => response.records = records,
+                            Ok(read) => {
+                                response.records = read.bytes;
+                                pass.files.extend(read.file);
+                            }
                             Err(error) => response.error_code = error.code(),
                         }
                     }
@@ -87,7 +103,7 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
         .collect()
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
+pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
     let max_wait =
         Duration::from_millis(u64::from(request.max_wait_ms).min(broker.config.fetch_wait_ms_max));
     let deadline = tokio::time::Instant::from_std(Instant::now() + max_wait);
@@ -101,8 +117,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
             || watches.is_empty()
             || tokio::time::Instant::now() >= deadline;
         if done {
-            record_fetch_metrics(&pass.response);
-            return pass.response;
+            return pass.into_reply();
         }
         let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
         let woken = tokio::select! {
@@ -111,9 +126,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
             () = broker.shutdown.cancelled() => false,
         };
         if !woken {
-            let pass = read_all(broker, &request, max_bytes);
-            record_fetch_metrics(&pass.response);
-            return pass.response;
+            return read_all(broker, &request, max_bytes).into_reply();
         }
     }
 }

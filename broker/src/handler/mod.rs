@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use strata_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use strata_protocol::{ErrorCode, Request, Response};
+use strata_storage::FileRange;
 
 use crate::broker::Broker;
 use crate::producer_ids::ProducerIdError;
@@ -25,6 +26,9 @@ use crate::producer_ids::ProducerIdError;
 pub enum Reply {
     /// A response body.
     Response(Response),
+    /// A response body whose record bytes lie in these segment file ranges too, so the
+    /// writer may send them with `sendfile` (see `crate::send`).
+    Records(Response, Vec<FileRange>),
     /// The whole request failed.
     Error(ErrorCode, String),
     /// Nothing is sent (a produce with `acks = none`).
@@ -94,9 +98,9 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         Request::Produce(request) => produce::handle(broker, &request),
         Request::Fetch(request) => {
             let broker = broker.clone();
-            Started::Waiting(Box::pin(async move {
-                fetch::handle(&broker, request).await.into()
-            }))
+            Started::Waiting(Box::pin(
+                async move { fetch::handle(&broker, request).await },
+            ))
         }
         Request::ListOffsets(request) => list_offsets::handle(broker, request).into(),
         Request::DescribeTopics(request) => describe_topics::handle(broker, request).into(),
