@@ -533,6 +533,7 @@ impl Consumer {
             // positions: no await may come between taking records and returning them,
             // or a dropped `poll` would lose them (and a commit would skip them).
             let returning_bytes = self.buffered().take(max).map(record_bytes).sum();
+            self.absorb_finished();
             self.start_fetches(returning_bytes).await;
             self.take_decoded();
             if !self.buffer.is_empty() {
@@ -800,6 +801,14 @@ impl Consumer {
             self.errors.push_back(error);
         } else {
             tracing::debug!(%tp, %error, "fetch will be retried");
+        }
+    }
+
+    /// Absorbs the fetches that already finished, so each partition's next fetch starts
+    /// now rather than once the buffer has drained.
+    fn absorb_finished(&mut self) {
+        while let Some(joined) = self.fetches.try_join_next() {
+            self.absorb(joined.expect("fetch tasks do not panic"));
         }
     }
 
@@ -1362,6 +1371,38 @@ mod tests {
         consumer.seek(&tp, 0).unwrap();
         let epoch = consumer.partitions[&tp].epoch;
         (consumer, tp, epoch)
+    }
+
+    #[tokio::test]
+    async fn a_poll_with_records_buffered_absorbs_a_finished_fetch() {
+        let (mut consumer, tp, epoch) = consumer_at_zero();
+        // Records of an earlier answer are buffered, and the fetch after them has finished.
+        consumer
+            .buffer
+            .push_back(vec![record(0, 0), record(0, 1)].into_iter());
+        consumer.recount_buffer();
+        let state = consumer.partitions.get_mut(&tp).unwrap();
+        state.fetch_offset = 2;
+        state.fetch_in_flight = Some(epoch);
+        let outcome = answered(&tp, epoch, 2, batch_at(2, 4));
+        let (finished, finishing) = tokio::sync::oneshot::channel();
+        consumer.fetches.spawn(async move {
+            let _ = finished.send(());
+            outcome
+        });
+        // One thread: the task returns in the same poll that wakes this one.
+        finishing.await.unwrap();
+        let records = tokio::time::timeout(Duration::from_secs(5), consumer.poll(Duration::ZERO))
+            .await
+            .expect("buffered records come back at once")
+            .unwrap();
+        // The poll took the finished fetch in (and its decode), so the next fetch can start
+        // from past it.
+        let offsets: Vec<u64> = records.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, [0, 1, 2, 3, 4, 5]);
+        let state = &consumer.partitions[&tp];
+        assert_eq!(state.fetch_offset, 6);
+        assert_eq!(state.fetch_in_flight, None);
     }
 
     #[tokio::test]
