@@ -627,7 +627,7 @@ impl Log {
     /// # Errors
     /// [`StorageError::Poisoned`], or the fsync error (which poisons the log).
     pub fn sync(&self) -> Result<u64> {
-        self.inner.flush()
+        self.inner.flush(true)
     }
 
     /// Clean shutdown: fsyncs all data, writes every index file, the recovery point and
@@ -733,8 +733,13 @@ impl Drop for Log {
 
 impl Flushable for LogInner {
     fn flush_for_flusher(&self) {
+        // Under `Never` the flusher only runs after a roll, for the sealed segments. Like
+        // Kafka's flush on roll, it leaves the active one alone: fsyncing it too wrote
+        // back a segment still being appended to, whose writeback contends with the
+        // appends for the inode (ext4's `i_data_sem`), and stalled them for up to 45 ms.
+        let active = self.config().durability != Durability::Never;
         // Errors poison the log inside `flush`; appenders and waiters see them.
-        let _ = self.flush();
+        let _ = self.flush(active);
     }
 }
 
@@ -1144,9 +1149,10 @@ impl LogInner {
         Ok(())
     }
 
-    /// One flush: snapshot the log end, fsync sealed segments (with their index files) and
-    /// the active one, advance the recovery point, publish the durable offset.
-    fn flush(&self) -> Result<u64> {
+    /// One flush: snapshot the log end, fsync sealed segments (with their index files) and,
+    /// if `active`, the active one; advance the recovery point, publish the durable offset
+    /// (the log end, or without `active` the end of the sealed segments).
+    fn flush(&self, active: bool) -> Result<u64> {
         let mut maintenance = lock(&self.maintenance);
         if maintenance.closed {
             return Ok(*lock(&self.durable));
@@ -1155,10 +1161,16 @@ impl LogInner {
         let (target, sealed, active, snapshots, dir_unsynced) = {
             let mut state = lock(&self.append);
             let snapshots = std::mem::take(&mut state.snapshots);
+            let current = self.active();
+            let (target, active) = if active {
+                (self.log_end_offset(), Some(current))
+            } else {
+                (current.base_offset(), None)
+            };
             (
-                self.log_end_offset(),
+                target,
                 state.unsynced.clone(),
-                self.active(),
+                active,
                 snapshots,
                 std::mem::take(&mut state.dir_unsynced),
             )
@@ -1177,7 +1189,7 @@ impl LogInner {
             Ok(())
         };
         let synced = dir_synced
-            .and_then(|()| self.sync_files(&sealed, &active))
+            .and_then(|()| self.sync_files(&sealed, active.as_deref()))
             .and_then(|()| self.write_snapshots(&snapshots));
         let synced = synced.and_then(|()| self.advance_recovery_point(&mut maintenance, &sealed));
         if let Err(error) = synced {
@@ -1191,12 +1203,12 @@ impl LogInner {
         Ok(target)
     }
 
-    fn sync_files(&self, sealed: &[Arc<Segment>], active: &Segment) -> Result<()> {
+    fn sync_files(&self, sealed: &[Arc<Segment>], active: Option<&Segment>) -> Result<()> {
         for segment in sealed {
             segment.persist_index(self.io.as_ref())?;
             segment.sync()?;
         }
-        active.sync()
+        active.map_or(Ok(()), Segment::sync)
     }
 
     fn advance_recovery_point(

@@ -6,6 +6,7 @@ mod common;
 use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::FaultyIo;
 use strata_protocol::batch::{Batches, stamp};
@@ -124,6 +125,28 @@ fn replicated_append_keeps_offsets_and_checks_crc_and_continuity() {
         "{corrupt:?}"
     );
     assert_eq!(log.log_end_offset(), 2);
+}
+
+#[test]
+fn under_never_a_roll_makes_the_sealed_segments_durable_and_not_the_active_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_flusher, log) = open(dir.path(), common::small_config(Durability::Never));
+    // Two batches of about 1.3 KiB fill most of a 4 KiB segment; the third rolls first,
+    // then lands in the new active segment before the flush the roll asked for can look
+    // (it takes the append lock the rolling append holds).
+    for index in 0..3 {
+        log.append(&common::batch(1, 1300, 1, index), 1).unwrap();
+    }
+    assert_eq!(log.segment_count(), 2);
+    assert!(log.wait_durable(2, Duration::from_secs(10)).unwrap());
+    assert_eq!(
+        log.durable_offset(),
+        2,
+        "the flush fsyncs the sealed segment, not the one being appended to"
+    );
+    // An explicit sync covers the active segment too.
+    assert_eq!(log.sync().unwrap(), 3);
+    assert_eq!(log.durable_offset(), 3);
 }
 
 #[test]
@@ -440,8 +463,7 @@ fn set_config_applies_new_limits_and_durability_to_an_open_log() {
     log.append(&common::batch(2, 100, 1, 0), 0).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert!(
-        !log.wait_durable(2, std::time::Duration::from_millis(50))
-            .unwrap(),
+        !log.wait_durable(2, Duration::from_millis(50)).unwrap(),
         "never: nothing fsyncs on its own"
     );
 
@@ -461,8 +483,7 @@ fn set_config_applies_new_limits_and_durability_to_an_open_log() {
         log.segment_count()
     );
     assert!(
-        log.wait_durable(40, std::time::Duration::from_secs(10))
-            .unwrap(),
+        log.wait_durable(40, Duration::from_secs(10)).unwrap(),
         "every_batch now fsyncs"
     );
 
