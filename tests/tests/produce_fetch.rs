@@ -260,15 +260,7 @@ async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
     let mut client = Client::connect(&broker.address).await;
     client.create_topic("zero-copy", 2, &[]).await;
     // Partition 0: two batches of 40 values of about 1 KiB; partition 1: a small batch.
-    let long = "v".repeat(1000);
-    let mut wanted = Vec::new();
-    for round in 0..2 {
-        let prefix = format!("{long}{round}");
-        wanted.extend((0..40).map(|index| format!("{prefix}-{index}")));
-        let batch = batch_of(&prefix, 40);
-        let response = client.produce("zero-copy", 0, Acks::Leader, batch).await;
-        assert_eq!(response.error_code, ErrorCode::None);
-    }
+    let wanted = produce_long_values(&mut client, "zero-copy", 2, 40).await;
     let response = client
         .produce("zero-copy", 1, Acks::Leader, batch_of("small", 3))
         .await;
@@ -311,16 +303,7 @@ async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
     // An answer far larger than the socket buffers: `sendfile` fills them, waits until
     // the client reads, and resumes where it stopped.
     client.create_topic("zero-copy-big", 1, &[]).await;
-    let mut wanted = Vec::new();
-    for round in 0..12 {
-        let prefix = format!("{long}{round}");
-        wanted.extend((0..1000).map(|index| format!("{prefix}-{index}")));
-        let batch = batch_of(&prefix, 1000);
-        let response = client
-            .produce("zero-copy-big", 0, Acks::Leader, batch)
-            .await;
-        assert_eq!(response.error_code, ErrorCode::None);
-    }
+    let wanted = produce_long_values(&mut client, "zero-copy-big", 12, 1000).await;
     // Ask, and read nothing for a while: the broker's `sendfile` fills the socket buffers
     // and must wait for the client to read.
     let request = FetchRequest {
@@ -345,6 +328,27 @@ async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
     let answer = answer.topics.remove(0).partitions.remove(0);
     assert!(answer.records.len() > 10 << 20);
     assert_eq!(values(&decode_records(&answer.records)), wanted);
+}
+
+/// Produces `batches` batches of `count` values of about 1 KiB each to partition 0 of
+/// `topic`; returns the values in log order.
+async fn produce_long_values(
+    client: &mut Client,
+    topic: &str,
+    batches: usize,
+    count: usize,
+) -> Vec<String> {
+    let long = "v".repeat(1000);
+    let mut values = Vec::new();
+    for round in 0..batches {
+        let prefix = format!("{long}{round}");
+        values.extend((0..count).map(|index| format!("{prefix}-{index}")));
+        let response = client
+            .produce(topic, 0, Acks::Leader, batch_of(&prefix, count))
+            .await;
+        assert_eq!(response.error_code, ErrorCode::None);
+    }
+    values
 }
 
 #[tokio::test]
