@@ -234,12 +234,8 @@ impl Producer {
             Some(partition_count) => partition_count,
             None => self.partition_count(&record).await?,
         };
-        match shared.memory.try_acquire_many(permits(bytes)) {
-            // Returned by hand with add_permits when the batch completes.
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                self.reserve(bytes).await?;
-            }
+        if !self.try_reserve(bytes) {
+            self.reserve_when_full(bytes).await?;
         }
         let now = Instant::now();
         let (appended, delivery) = {
@@ -296,32 +292,37 @@ impl Producer {
         Ok(partition_count)
     }
 
-    /// Takes `bytes` of buffer memory; released when the record's batch is resolved.
-    async fn reserve(&self, bytes: usize) -> Result<()> {
+    /// Takes `bytes` of buffer memory if they are free now; released when the record's
+    /// batch is resolved.
+    fn try_reserve(&self, bytes: usize) -> bool {
+        match self.handle.shared.memory.try_acquire_many(permits(bytes)) {
+            // Returned by hand with add_permits when the batch completes.
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => false,
+        }
+    }
+
+    /// [`try_reserve`](Self::try_reserve) found the buffer full: fails, or waits up to
+    /// `buffer_wait_ms_max` for the memory, per `on_buffer_full`. The timer is armed only
+    /// here: arming one costs more than the send.
+    async fn reserve_when_full(&self, bytes: usize) -> Result<()> {
         let shared = &self.handle.shared;
-        let permits = permits(bytes);
         let full = || Error::BufferFull {
             buffer_bytes_max: shared.config.buffer_bytes_max,
         };
-        let permit = match shared.config.on_buffer_full {
-            OnBufferFull::Error => match shared.memory.try_acquire_many(permits) {
-                Ok(permit) => permit,
-                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => return Err(full()),
-            },
-            // The timer only when the buffer is full: arming one costs more than the send.
-            OnBufferFull::Wait => match shared.memory.try_acquire_many(permits) {
-                Ok(permit) => permit,
-                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                    let wait = Duration::from_millis(shared.config.buffer_wait_ms_max);
-                    tokio::time::timeout(wait, shared.memory.acquire_many(permits))
-                        .await
-                        .map_err(|_| full())?
-                        .expect("the memory semaphore is never closed")
-                }
-            },
-        };
-        // Returned by hand with add_permits when the batch completes.
-        permit.forget();
+        if shared.config.on_buffer_full == OnBufferFull::Error {
+            return Err(full());
+        }
+        let wait = Duration::from_millis(shared.config.buffer_wait_ms_max);
+        tokio::time::timeout(wait, shared.memory.acquire_many(permits(bytes)))
+            .await
+            .map_err(|_| full())?
+            .expect("the memory semaphore is never closed")
+            // Returned by hand with add_permits when the batch completes.
+            .forget();
         Ok(())
     }
 
