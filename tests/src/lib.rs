@@ -184,6 +184,27 @@ impl Client {
             .await
             .expect("connect timeout")
             .expect("connect");
+        Self::over(stream)
+    }
+
+    /// Connects to `address` (an IPv4 `host:port`) with a socket receive buffer of
+    /// `bytes`, fixed rather than grown by the kernel: a large answer then cannot fit in
+    /// the socket queues, and the broker must wait for this client to read.
+    ///
+    /// # Panics
+    /// If the connection fails within [`WAIT`].
+    pub async fn connect_with_receive_buffer(address: &str, bytes: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let address = address.parse().expect("an IPv4 host:port");
+        let stream = tokio::time::timeout(WAIT, socket.connect(address))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
+        Self::over(stream)
+    }
+
+    fn over(stream: TcpStream) -> Self {
         Self {
             framed: Framed::new(stream, FrameCodec::new(64 << 20)),
             next_correlation_id: 1,

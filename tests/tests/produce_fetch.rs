@@ -304,28 +304,10 @@ async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
     // the client reads, and resumes where it stopped.
     client.create_topic("zero-copy-big", 1, &[]).await;
     let wanted = produce_long_values(&mut client, "zero-copy-big", 12, 1000).await;
-    // Ask, and read nothing for a while: the broker's `sendfile` fills the socket buffers
-    // and must wait for the client to read.
-    let request = FetchRequest {
-        max_wait_ms: 0,
-        min_bytes: 0,
-        max_bytes: 32 << 20,
-        topics: vec![FetchTopic {
-            name: "zero-copy-big".into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                fetch_offset: 0,
-                partition_max_bytes: 16 << 20,
-            }],
-        }],
-    };
-    client.send(request.into()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, answer) = client.receive(ApiKey::Fetch).await;
-    let Ok(Response::Fetch(mut answer)) = answer else {
-        panic!("not a fetch response: {answer:?}")
-    };
-    let answer = answer.topics.remove(0).partitions.remove(0);
+    // A client with a small, fixed receive buffer: the answer cannot fit in the socket
+    // queues, so `sendfile` must stop partway and go on as the client reads.
+    let mut slow = Client::connect_with_receive_buffer(&broker.address, 64 << 10).await;
+    let answer = slow.fetch("zero-copy-big", 0, 0, 0, 0).await;
     assert!(answer.records.len() > 10 << 20);
     assert_eq!(values(&decode_records(&answer.records)), wanted);
 }
