@@ -46,13 +46,9 @@ pub async fn write_chunks(
     let mut run = Vec::with_capacity(chunks.len());
     let mut by_sendfile = 0;
     for chunk in chunks {
-        let range = (chunk.len() >= SENDFILE_BYTES_MIN)
-            .then(|| {
-                files
-                    .iter()
-                    .find(|range| std::ptr::eq(range.bytes(), chunk.as_ref()))
-            })
-            .flatten();
+        let range = files.iter().find(|range| {
+            chunk.len() >= SENDFILE_BYTES_MIN && std::ptr::eq(range.bytes(), chunk.as_ref())
+        });
         match range {
             Some(range) => {
                 codec::write_chunks(socket, std::mem::take(&mut run)).await?;

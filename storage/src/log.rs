@@ -737,9 +737,9 @@ impl Flushable for LogInner {
         // Kafka's flush on roll, it leaves the active one alone: fsyncing it too wrote
         // back a segment still being appended to, whose writeback contends with the
         // appends for the inode (ext4's `i_data_sem`), and stalled them for up to 45 ms.
-        let active = self.config().durability != Durability::Never;
+        let with_active = self.config().durability != Durability::Never;
         // Errors poison the log inside `flush`; appenders and waiters see them.
-        let _ = self.flush(active);
+        let _ = self.flush(with_active);
     }
 }
 
@@ -1150,9 +1150,9 @@ impl LogInner {
     }
 
     /// One flush: snapshot the log end, fsync sealed segments (with their index files) and,
-    /// if `active`, the active one; advance the recovery point, publish the durable offset
-    /// (the log end, or without `active` the end of the sealed segments).
-    fn flush(&self, active: bool) -> Result<u64> {
+    /// if `with_active`, the active one; advance the recovery point, publish the durable
+    /// offset (the log end, or without the active segment the end of the sealed ones).
+    fn flush(&self, with_active: bool) -> Result<u64> {
         let mut maintenance = lock(&self.maintenance);
         if maintenance.closed {
             return Ok(*lock(&self.durable));
@@ -1162,7 +1162,7 @@ impl LogInner {
             let mut state = lock(&self.append);
             let snapshots = std::mem::take(&mut state.snapshots);
             let current = self.active();
-            let (target, active) = if active {
+            let (target, active) = if with_active {
                 (self.log_end_offset(), Some(current))
             } else {
                 (current.base_offset(), None)
