@@ -747,6 +747,11 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// Bytes the batch can reach before its buffer grows.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// How many bytes [`push`](Self::push) would add for this record.
     pub fn record_len(
         &self,
@@ -755,8 +760,8 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) -> usize {
-        let body = self.body_len(timestamp, key, value, headers);
-        varint::encoded_len(body as i64) + body
+        self.encode_fields(timestamp, key, value, headers)
+            .record_len
     }
 
     fn timestamp_delta(&self, timestamp: i64) -> i64 {
@@ -769,32 +774,39 @@ impl BatchBuilder {
         }
     }
 
-    fn body_len(
+    /// Encodes the record's varints up to its value length, and sizes the record.
+    #[inline]
+    fn encode_fields(
         &self,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[Header<'_>],
-    ) -> usize {
-        fn nullable_len(bytes: Option<&[u8]>) -> usize {
-            bytes.map_or(1, |bytes| {
-                varint::encoded_len(bytes.len() as i64) + bytes.len()
-            })
+    ) -> RecordFields {
+        fn payload_len(bytes: Option<&[u8]>) -> usize {
+            bytes.map_or(0, <[u8]>::len)
         }
-        let headers_len: usize = headers
-            .iter()
-            .map(|header| {
-                varint::encoded_len(header.key.len() as i64)
-                    + header.key.len()
-                    + nullable_len(header.value)
-            })
-            .sum();
-        1 + varint::encoded_len(self.timestamp_delta(timestamp))
-            + varint::encoded_len(i64::from(self.record_count))
-            + nullable_len(key)
-            + nullable_len(value)
-            + varint::encoded_len(headers.len() as i64)
-            + headers_len
+        let mut fields = Fields::starting_at(Fields::BODY_START);
+        fields.put_byte(0);
+        varint::put(&mut fields, self.timestamp_delta(timestamp));
+        varint::put(&mut fields, i64::from(self.record_count));
+        fields.put_nullable_len(key);
+        let key_at = fields.len;
+        fields.put_nullable_len(value);
+        let headers_len = if headers.is_empty() {
+            1
+        } else {
+            headers_len(headers)
+        };
+        let body_len =
+            fields.len - Fields::BODY_START + payload_len(key) + payload_len(value) + headers_len;
+        let start = fields.put_length(body_len);
+        RecordFields {
+            record_len: fields.len - start + payload_len(key) + payload_len(value) + headers_len,
+            fields,
+            start,
+            key_at,
+        }
     }
 
     /// Appends one record.
@@ -809,8 +821,8 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
-        let body_len = self.body_len(timestamp, key, value, headers);
-        self.push_body(body_len, timestamp, key, value, headers);
+        let fields = self.encode_fields(timestamp, key, value, headers);
+        self.push_encoded(&fields, timestamp, key, value, headers);
     }
 
     /// Appends one record if the batch stays within `len_max` bytes ([`len`](Self::len)
@@ -827,47 +839,47 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) -> bool {
-        let body_len = self.body_len(timestamp, key, value, headers);
-        let record_len = varint::encoded_len(body_len as i64) + body_len;
-        if self.buf.len() + record_len > len_max {
+        let fields = self.encode_fields(timestamp, key, value, headers);
+        if self.buf.len() + fields.record_len > len_max {
             return false;
         }
-        self.push_body(body_len, timestamp, key, value, headers);
+        self.push_encoded(&fields, timestamp, key, value, headers);
         true
     }
 
-    fn push_body(
+    /// Copies the record into the batch: its varints from the stack in one piece (two
+    /// with a key, which sits between them), not a capacity check per byte.
+    fn push_encoded(
         &mut self,
-        body_len: usize,
+        fields: &RecordFields,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[Header<'_>],
     ) {
-        fn put_nullable(out: &mut BytesMut, bytes: Option<&[u8]>) {
-            match bytes {
-                None => varint::put(out, -1),
-                Some(bytes) => {
-                    varint::put(out, bytes.len() as i64);
-                    Sink::put_slice(out, bytes);
-                }
+        assert!(self.record_count < u32::MAX, "batch record count overflow");
+        let out = &mut self.buf;
+        out.reserve(fields.record_len);
+        let encoded = &fields.fields.bytes;
+        match key {
+            None => out.extend_from_slice(&encoded[fields.start..fields.fields.len]),
+            Some(key) => {
+                out.extend_from_slice(&encoded[fields.start..fields.key_at]);
+                out.extend_from_slice(key);
+                out.extend_from_slice(&encoded[fields.key_at..fields.fields.len]);
             }
         }
-        assert!(self.record_count < u32::MAX, "batch record count overflow");
-        let delta = self.timestamp_delta(timestamp);
-        let out = &mut self.buf;
-        out.reserve(varint::VARLONG_BYTES_MAX + body_len);
-        varint::put(out, body_len as i64);
-        out.put_u8(0);
-        varint::put(out, delta);
-        varint::put(out, i64::from(self.record_count));
-        put_nullable(out, key);
-        put_nullable(out, value);
+        if let Some(value) = value {
+            out.extend_from_slice(value);
+        }
         varint::put(out, headers.len() as i64);
         for header in headers {
             varint::put(out, header.key.len() as i64);
-            Sink::put_slice(out, header.key.as_bytes());
-            put_nullable(out, header.value);
+            out.extend_from_slice(header.key.as_bytes());
+            varint::put(out, header.value.map_or(-1, |value| value.len() as i64));
+            if let Some(value) = header.value {
+                out.extend_from_slice(value);
+            }
         }
         if self.record_count == 0 {
             self.first_timestamp = timestamp;
@@ -903,6 +915,94 @@ impl BatchBuilder {
         let crc = crc32fast::hash(&buf[CRC_START..]);
         buf[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
         buf.freeze()
+    }
+}
+
+/// Bytes a record's headers take, their count included.
+fn headers_len(headers: &[Header<'_>]) -> usize {
+    let nullable_len = |bytes: Option<&[u8]>| {
+        bytes.map_or(1, |bytes| {
+            varint::encoded_len(bytes.len() as i64) + bytes.len()
+        })
+    };
+    varint::encoded_len(headers.len() as i64)
+        + headers
+            .iter()
+            .map(|header| {
+                varint::encoded_len(header.key.len() as i64)
+                    + header.key.len()
+                    + nullable_len(header.value)
+            })
+            .sum::<usize>()
+}
+
+/// A record's varints up to its value length, encoded on the stack, and its size.
+#[derive(Debug)]
+struct RecordFields {
+    fields: Fields,
+    /// Where the record's length starts in `fields`.
+    start: usize,
+    /// Where the value's length starts: the key's bytes go before it.
+    key_at: usize,
+    /// Bytes the whole record takes in the batch.
+    record_len: usize,
+}
+
+/// A small stack buffer for varints.
+#[derive(Debug)]
+struct Fields {
+    bytes: [u8; Fields::CAPACITY],
+    len: usize,
+}
+
+impl Fields {
+    /// Room for the record's length, which is encoded last, before the body's fields.
+    const BODY_START: usize = varint::VARLONG_BYTES_MAX;
+    /// The length, then the attributes byte and four varints.
+    const CAPACITY: usize = Self::BODY_START + 1 + 4 * varint::VARLONG_BYTES_MAX;
+
+    fn starting_at(len: usize) -> Self {
+        Self {
+            bytes: [0; Self::CAPACITY],
+            len,
+        }
+    }
+
+    /// Appends a key's or value's length, or -1 for null.
+    fn put_nullable_len(&mut self, bytes: Option<&[u8]>) {
+        varint::put(self, bytes.map_or(-1, |bytes| bytes.len() as i64));
+    }
+
+    /// Encodes the body's length just before [`BODY_START`](Self::BODY_START); returns
+    /// where it starts.
+    fn put_length(&mut self, body_len: usize) -> usize {
+        let end = self.len;
+        let start = Self::BODY_START - varint::encoded_len(body_len as i64);
+        self.len = start;
+        varint::put(self, body_len as i64);
+        debug_assert_eq!(self.len, Self::BODY_START);
+        self.len = end;
+        start
+    }
+}
+
+impl Sink for Fields {
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn put_byte(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn written(&self) -> usize {
+        self.len
+    }
+
+    fn patch_u32(&mut self, position: usize, value: u32) {
+        self.bytes[position..position + 4].copy_from_slice(&value.to_be_bytes());
     }
 }
 

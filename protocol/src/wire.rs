@@ -465,8 +465,9 @@ pub mod varint {
     #[inline]
     pub fn encoded_len(value: i64) -> usize {
         let zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        let bits = u64::BITS - (zigzag | 1).leading_zeros();
-        bits.div_ceil(7) as usize
+        let bits = (u64::BITS - (zigzag | 1).leading_zeros()) as usize;
+        // bits.div_ceil(7) for 1 to 64 bits, by a multiply and a shift.
+        (bits * 9 + 64) / 64
     }
 
     /// Appends the zigzag LEB128 encoding of `value`.
