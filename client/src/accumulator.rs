@@ -35,6 +35,7 @@ use strata_protocol::batch::{
 use tokio::time::Instant;
 
 use crate::delivery::{BatchResolver, DeliveryFuture};
+use crate::partitioner::partition_for_key;
 use crate::record::{ProducerRecord, TopicPartition};
 
 /// An idempotent producer's id and epoch, given by the cluster.
@@ -44,10 +45,19 @@ pub(crate) struct ProducerIdentity {
     pub(crate) epoch: i16,
 }
 
-/// A sealed batch: encoded bytes plus who to tell about its records.
+/// A sealed batch's encoding. It stays in its builder until the request that first
+/// carries it is built, so the CRC pass over the batch runs in that request's task, not in
+/// the `send` that sealed it, and numbering it costs no copy until then.
+#[derive(Debug)]
+enum Encoding {
+    Built(BatchBuilder),
+    Finished(Bytes),
+}
+
+/// A sealed batch: its encoding plus who to tell about its records.
 #[derive(Debug)]
 pub(crate) struct ProducerBatch {
-    pub(crate) bytes: Bytes,
+    encoding: Encoding,
     pub(crate) resolver: BatchResolver,
     /// Records in the batch.
     pub(crate) records: u32,
@@ -68,17 +78,58 @@ pub(crate) struct ProducerBatch {
 }
 
 impl ProducerBatch {
-    /// Rewrites the producer fields (and CRC) of the encoded batch, to `identity` and
-    /// `sequence` or to none: one copy of the batch, for batches sealed before the
-    /// producer had its current id and epoch.
+    /// A batch already encoded as `bytes`, with nothing to resolve.
+    #[cfg(test)]
+    pub(crate) fn encoded(bytes: Bytes, records: u32, reserved_bytes: usize) -> Self {
+        Self {
+            encoding: Encoding::Finished(bytes),
+            resolver: BatchResolver::default(),
+            records,
+            forgotten: 0,
+            reserved_bytes,
+            attempts: 0,
+            first_record: 0,
+            numbered: false,
+            drained_behind: false,
+        }
+    }
+
+    /// The batch's size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match &self.encoding {
+            Encoding::Built(builder) => builder.len(),
+            Encoding::Finished(bytes) => bytes.len(),
+        }
+    }
+
+    /// The encoded batch, finished (header and CRC written) on the first call.
+    pub(crate) fn bytes(&mut self) -> Bytes {
+        let bytes = match std::mem::replace(&mut self.encoding, Encoding::Finished(Bytes::new())) {
+            Encoding::Built(builder) => builder.finish(),
+            Encoding::Finished(bytes) => bytes,
+        };
+        self.encoding = Encoding::Finished(bytes.clone());
+        bytes
+    }
+
+    /// Sets the producer fields of the batch to `identity` and `sequence`, or to none,
+    /// for batches sealed before the producer had its current id and epoch: in the
+    /// builder, or by rewriting the fields and CRC of a finished batch (one copy).
     fn renumber(&mut self, number: Option<(ProducerIdentity, i32)>) {
-        let mut bytes = BytesMut::from(&self.bytes[..]);
         let (id, epoch, sequence) = number.map_or(
             (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
             |(identity, sequence)| (identity.id, identity.epoch, sequence),
         );
-        batch::stamp_producer(&mut bytes, id, epoch, sequence);
-        self.bytes = bytes.freeze();
+        match &mut self.encoding {
+            Encoding::Built(builder) => {
+                builder.producer(id, epoch, sequence);
+            }
+            Encoding::Finished(bytes) => {
+                let mut copy = BytesMut::from(&bytes[..]);
+                batch::stamp_producer(&mut copy, id, epoch, sequence);
+                *bytes = copy.freeze();
+            }
+        }
         self.numbered = number.is_some();
     }
 }
@@ -106,11 +157,19 @@ struct PartitionQueue {
     unresolved: BTreeSet<u64>,
     /// The sequence number of the next batch sealed under the current identity.
     next_sequence: i32,
+    /// The size of the last batch sealed.
+    last_batch_len: usize,
 }
 
 impl PartitionQueue {
     fn is_idle(&self) -> bool {
         self.open.is_none() && self.sealed.is_empty() && self.in_flight == 0
+    }
+
+    /// The buffer a new batch starts with: as large as the last one grew, so a partition
+    /// that fills its batches copies none of them to grow it, and at least 64 KiB.
+    fn batch_capacity(&self, batch_bytes_max: usize) -> usize {
+        self.last_batch_len.max(64 << 10).min(batch_bytes_max)
     }
 
     /// Seals the open batch, if any, numbering it under `identity`.
@@ -124,9 +183,10 @@ impl PartitionQueue {
             self.next_sequence =
                 batch::sequence_after(self.next_sequence, open.builder.record_count());
         }
+        self.last_batch_len = open.builder.len();
         self.sealed.push_back(ProducerBatch {
             records: open.builder.record_count(),
-            bytes: open.builder.finish(),
+            encoding: Encoding::Built(open.builder),
             resolver: open.resolver,
             forgotten: open.forgotten,
             reserved_bytes: open.reserved_bytes,
@@ -158,21 +218,29 @@ pub(crate) struct Appended {
     pub(crate) sealed: bool,
 }
 
-/// Where [`Accumulator::append`] files a record.
+/// How [`Accumulator::append`] knows the topic's partition count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// This partition (explicit, or chosen by the key).
-    Partition(u32),
-    /// The topic's sticky partition among `partition_count`, for a keyless record.
-    Sticky { partition_count: u32 },
+pub(crate) enum PartitionCount {
+    /// The count kept with the topic's queues, if it was looked up at this metadata
+    /// generation.
+    Kept { generation: u64 },
+    /// Just looked up at `generation`: used, and kept for the next records.
+    Fresh { count: u32, generation: u64 },
 }
 
-/// One topic's partition queues and its sticky partition.
+/// [`Accumulator::append`] has no partition count for the record's topic from
+/// the current metadata, or the record's explicit partition is beyond it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unrouted;
+
+/// One topic's partition queues, its sticky partition and its partition count.
 #[derive(Debug, Default)]
 struct TopicQueues {
     queues: BTreeMap<u32, PartitionQueue>,
     /// The sticky partition for keyless records and the count it was chosen from.
     sticky: Option<(u32, u32)>,
+    /// The topic's partition count and the metadata generation it was looked up at.
+    partition_count: Option<(u32, u64)>,
 }
 
 impl TopicQueues {
@@ -285,12 +353,6 @@ impl Accumulator {
         }
     }
 
-    /// The wall-clock time in milliseconds since the Unix epoch, for a record stamped at
-    /// `now`.
-    pub(crate) fn timestamp_ms(&mut self, now: Instant) -> i64 {
-        self.clock.now_ms(now)
-    }
-
     /// Moves the sticky partition of `topic` on when its batch is sealed.
     fn on_sealed(&mut self, topic: &str, sealed: u32) {
         if let Some(topic) = self.topics.get_mut(topic) {
@@ -342,18 +404,48 @@ impl Accumulator {
     }
 
     /// Appends a record of `record.topic` whose memory (`reserved_bytes`) is already
-    /// reserved, to the partition `target` names, and returns the future of its outcome
-    /// if `future` (not for fire and forget). Allocates nothing but the batch's own growth
-    /// once the partition has a queue.
+    /// reserved, and returns the future of its outcome if `future` (not for fire and
+    /// forget). The record goes to its explicit partition, its key's, or the topic's
+    /// sticky one, and carries its own timestamp or one from the clock at `now`. The topic
+    /// is looked up once, for its partition count and its queues. Allocates nothing but
+    /// the batch's own growth once the partition has a queue.
+    ///
+    /// # Errors
+    /// [`Unrouted`] if the count is not [`Fresh`](PartitionCount::Fresh) and the topic
+    /// has none kept from this metadata generation, or if the record's explicit partition
+    /// is beyond it. Nothing is appended then.
     pub(crate) fn append(
         &mut self,
-        target: Target,
         record: &ProducerRecord,
-        timestamp: i64,
+        partition_count: PartitionCount,
         future: bool,
         reserved_bytes: usize,
         now: Instant,
-    ) -> (Appended, Option<DeliveryFuture>) {
+    ) -> Result<(Appended, Option<DeliveryFuture>), Unrouted> {
+        let timestamp = record.timestamp.unwrap_or_else(|| self.clock.now_ms(now));
+        let (batch_bytes_max, numbering) = (self.batch_bytes_max, self.numbering());
+        let topic = match self.topics.get_mut(&*record.topic) {
+            Some(topic) => topic,
+            None => self.topics.entry(record.topic.to_string()).or_default(),
+        };
+        let count = match partition_count {
+            PartitionCount::Fresh { count, generation } => {
+                topic.partition_count = Some((count, generation));
+                count
+            }
+            PartitionCount::Kept { generation } => match topic.partition_count {
+                Some((count, kept_at)) if kept_at == generation => count,
+                _ => return Err(Unrouted),
+            },
+        };
+        if record.partition.is_some_and(|partition| partition >= count) {
+            return Err(Unrouted);
+        }
+        let partition = match (record.partition, &record.key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => topic.sticky_partition(count),
+        };
         let headers: Vec<WireHeader<'_>> = record
             .headers
             .iter()
@@ -363,16 +455,6 @@ impl Accumulator {
             })
             .collect();
         let (key, value) = (record.key.as_deref(), record.value.as_deref());
-        let batch_bytes_max = self.batch_bytes_max;
-        let numbering = self.numbering();
-        let topic = match self.topics.get_mut(&*record.topic) {
-            Some(topic) => topic,
-            None => self.topics.entry(record.topic.to_string()).or_default(),
-        };
-        let partition = match target {
-            Target::Partition(partition) => partition,
-            Target::Sticky { partition_count } => topic.sticky_partition(partition_count),
-        };
         let queue = topic.queues.entry(partition).or_default();
         let mut appended = Appended {
             opened: false,
@@ -389,7 +471,7 @@ impl Accumulator {
             appended.opened = true;
             queue.unresolved.insert(queue.appended);
             queue.open = Some(OpenBatch {
-                builder: BatchBuilder::with_capacity(batch_bytes_max.min(64 << 10)),
+                builder: BatchBuilder::with_capacity(queue.batch_capacity(batch_bytes_max)),
                 created: now,
                 resolver: BatchResolver::default(),
                 forgotten: 0,
@@ -417,7 +499,7 @@ impl Accumulator {
         if appended.sealed {
             topic.on_sealed(partition);
         }
-        (appended, delivery)
+        Ok((appended, delivery))
     }
 
     /// Seals every open batch (flush and close: linger no longer applies to them).
@@ -475,12 +557,11 @@ impl Accumulator {
             let mut bytes = 0;
             while let Some(batch) = queue.sealed.front() {
                 let full = batches_max.is_some_and(|max| batches.len() >= max)
-                    || !batches.is_empty()
-                        && bytes + batch.bytes.len() > request_partition_bytes_max;
+                    || !batches.is_empty() && bytes + batch.len() > request_partition_bytes_max;
                 if full {
                     break;
                 }
-                bytes += batch.bytes.len();
+                bytes += batch.len();
                 let mut batch = queue.sealed.pop_front().expect("front exists");
                 batch.drained_behind = queue
                     .unresolved
@@ -686,8 +767,26 @@ mod tests {
         ProducerRecord::new("t", value.to_owned())
     }
 
-    fn values(batch: &ProducerBatch) -> Vec<String> {
-        let view = Batches::new(&batch.bytes).next().unwrap().unwrap();
+    /// Appends `record` to `partition` of topic "t", of 8 partitions, with a future.
+    fn append_to(
+        accumulator: &mut Accumulator,
+        partition: u32,
+        record: &ProducerRecord,
+        now: Instant,
+    ) -> (Appended, Option<DeliveryFuture>) {
+        let mut record = record.clone();
+        record.partition = Some(partition);
+        record.timestamp = Some(0);
+        let count = PartitionCount::Fresh {
+            count: 8,
+            generation: 0,
+        };
+        accumulator.append(&record, count, true, 10, now).unwrap()
+    }
+
+    fn values(batch: &mut ProducerBatch) -> Vec<String> {
+        let bytes = batch.bytes();
+        let view = Batches::new(&bytes).next().unwrap().unwrap();
         batch::verify_crc(view.bytes).unwrap();
         view.records()
             .map(|record| String::from_utf8(record.unwrap().value.unwrap().to_vec()).unwrap())
@@ -730,12 +829,10 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let mut sealed_count = 0;
         for index in 0..20 {
-            let (appended, _) = accumulator.append(
-                Target::Partition(tp.partition),
+            let (appended, _) = append_to(
+                &mut accumulator,
+                tp.partition,
                 &record(&format!("value-{index:02}")),
-                0,
-                true,
-                10,
                 now,
             );
             sealed_count += usize::from(appended.sealed);
@@ -745,18 +842,18 @@ mod tests {
             "200-byte batches must seal: {sealed_count}"
         );
         // Linger has not expired: only sealed batches go, all in one request.
-        let ready = accumulator.drain(now);
+        let mut ready = accumulator.drain(now);
         assert_eq!(ready.len(), 1);
-        let batches = &ready[0].1;
+        let batches = &mut ready[0].1;
         assert_eq!(batches.len(), sealed_count);
-        assert!(batches.iter().all(|batch| batch.bytes.len() <= 200));
-        let mut all: Vec<String> = batches.iter().flat_map(values).collect();
+        assert!(batches.iter().all(|batch| batch.len() <= 200));
+        let mut all: Vec<String> = batches.iter_mut().flat_map(values).collect();
         let first_records: Vec<u64> = batches.iter().map(|batch| batch.first_record).collect();
         // The rest is still open; flush seals it.
         accumulator.complete(&tp, &first_records);
         accumulator.seal_all();
-        let rest = accumulator.drain(now);
-        all.extend(rest[0].1.iter().flat_map(values));
+        let mut rest = accumulator.drain(now);
+        all.extend(rest[0].1.iter_mut().flat_map(values));
         let expected: Vec<String> = (0..20).map(|index| format!("value-{index:02}")).collect();
         assert_eq!(all, expected);
     }
@@ -767,14 +864,7 @@ mod tests {
         let linger = Duration::from_millis(10);
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, linger, None);
         let tp = TopicPartition::new("t", 0);
-        let (appended, _) = accumulator.append(
-            Target::Partition(tp.partition),
-            &record("a"),
-            0,
-            true,
-            10,
-            start,
-        );
+        let (appended, _) = append_to(&mut accumulator, tp.partition, &record("a"), start);
         assert_eq!(
             appended,
             Appended {
@@ -797,23 +887,9 @@ mod tests {
         let now = Instant::now();
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::ZERO, None);
         let tp = TopicPartition::new("t", 0);
-        accumulator.append(
-            Target::Partition(tp.partition),
-            &record("first"),
-            0,
-            true,
-            10,
-            now,
-        );
+        append_to(&mut accumulator, tp.partition, &record("first"), now);
         let in_flight = accumulator.drain(now).pop().unwrap().1;
-        accumulator.append(
-            Target::Partition(tp.partition),
-            &record("second"),
-            0,
-            true,
-            10,
-            now,
-        );
+        append_to(&mut accumulator, tp.partition, &record("second"), now);
         assert!(
             accumulator.drain(now).is_empty(),
             "a second request would overtake"
@@ -822,8 +898,8 @@ mod tests {
         accumulator.requeue(&tp, in_flight, retry_at);
         assert!(accumulator.drain(now).is_empty(), "backoff respected");
         assert_eq!(accumulator.next_deadline(now), Some(retry_at));
-        let ready = accumulator.drain(retry_at).pop().unwrap().1;
-        let order: Vec<String> = ready.iter().flat_map(values).collect();
+        let mut ready = accumulator.drain(retry_at).pop().unwrap().1;
+        let order: Vec<String> = ready.iter_mut().flat_map(values).collect();
         assert_eq!(order, ["first", "second"]);
         assert!(!accumulator.is_completed(&tp, 2));
         accumulator.complete(&tp, &[0, 1]);
@@ -831,11 +907,11 @@ mod tests {
     }
 
     /// (producer id, epoch, base sequence, first value) of each batch.
-    fn numbers(batches: &[ProducerBatch]) -> Vec<(i64, i16, i32, String)> {
+    fn numbers(batches: &mut [ProducerBatch]) -> Vec<(i64, i16, i32, String)> {
         batches
-            .iter()
+            .iter_mut()
             .map(|batch| {
-                let header = batch::verify_crc(&batch.bytes).unwrap();
+                let header = batch::verify_crc(&batch.bytes()).unwrap();
                 let first = values(batch).remove(0);
                 (
                     header.producer_id,
@@ -852,12 +928,10 @@ mod tests {
         // Room for two of these records per batch.
         let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), Some(2));
         for index in 0..6 {
-            accumulator.append(
-                Target::Partition(0),
-                &record(&format!("value-{index}-{}", "x".repeat(20))),
+            append_to(
+                &mut accumulator,
                 0,
-                true,
-                10,
+                &record(&format!("value-{index}-{}", "x".repeat(20))),
                 now,
             );
         }
@@ -892,14 +966,14 @@ mod tests {
         let second = drain_one(&mut accumulator, now);
         assert!(accumulator.drain(now).is_empty(), "in-flight limit");
         // Sealed after the id: numbered at seal, continuing the sequence.
-        accumulator.append(Target::Partition(0), &record("late"), 0, true, 10, now);
+        append_to(&mut accumulator, 0, &record("late"), now);
         accumulator.seal_all();
         accumulator.complete(&tp, &[second.first_record]);
         let third = drain_one(&mut accumulator, now);
         accumulator.complete(&tp, &[first.first_record]);
         let fourth = drain_one(&mut accumulator, now);
         assert_eq!(
-            numbers(&[first, second, third, fourth]),
+            numbers(&mut [first, second, third, fourth]),
             [
                 (7, 0, 0, format!("value-0-{}", "x".repeat(20))),
                 (7, 0, 2, format!("value-2-{}", "x".repeat(20))),
@@ -928,12 +1002,12 @@ mod tests {
         accumulator.requeue(&tp, vec![first], retry_at);
         assert!(accumulator.drain(now).is_empty(), "backoff");
         // The retry goes before the third batch, with its original number.
-        let sent = [
+        let mut sent = [
             drain_one(&mut accumulator, retry_at),
             drain_one(&mut accumulator, retry_at),
         ];
         assert_eq!(
-            numbers(&sent)
+            numbers(&mut sent)
                 .iter()
                 .map(|number| number.2)
                 .collect::<Vec<_>>(),
@@ -963,7 +1037,10 @@ mod tests {
         let identity = ProducerIdentity { id: 3, epoch: 4 };
         accumulator.set_identity(Some(identity));
         let first = drain_one(&mut accumulator, now);
-        let second = drain_one(&mut accumulator, now);
+        let mut second = drain_one(&mut accumulator, now);
+        // Sent, so finished: its renumbering rewrites the encoded batch, where the third
+        // batch's, never sent, happens in its builder.
+        second.bytes();
         // The first fails for good: the leader will refuse sequence 2 onwards.
         accumulator.complete(&tp, &[first.first_record]);
         accumulator.renumber_later();
@@ -977,12 +1054,12 @@ mod tests {
         accumulator.requeue(&tp, vec![second], now);
         assert_eq!(accumulator.identity_due(), Some(Some(identity)));
         accumulator.set_identity(Some(ProducerIdentity { id: 3, epoch: 5 }));
-        let renumbered = [
+        let mut renumbered = [
             drain_one(&mut accumulator, now),
             drain_one(&mut accumulator, now),
         ];
         assert_eq!(
-            numbers(&renumbered)
+            numbers(&mut renumbered)
                 .iter()
                 .map(|number| (number.1, number.2))
                 .collect::<Vec<_>>(),
@@ -995,8 +1072,8 @@ mod tests {
         let now = Instant::now();
         let mut accumulator = idempotent_with_three_batches(now);
         accumulator.set_identity(None);
-        let ready = accumulator.drain(now);
-        let batches = &ready[0].1;
+        let mut ready = accumulator.drain(now);
+        let batches = &mut ready[0].1;
         assert_eq!(batches.len(), 3, "one request with every sealed batch");
         assert!(
             numbers(batches)
@@ -1012,14 +1089,18 @@ mod tests {
         let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), None);
         let mut partitions = Vec::new();
         for _ in 0..12 {
-            let (_, delivery) = accumulator.append(
-                Target::Sticky { partition_count: 3 },
-                &record("0123456789012345678901234567890123456789"),
-                0,
-                true,
-                10,
-                now,
-            );
+            let (_, delivery) = accumulator
+                .append(
+                    &record("0123456789012345678901234567890123456789"),
+                    PartitionCount::Fresh {
+                        count: 3,
+                        generation: 0,
+                    },
+                    true,
+                    10,
+                    now,
+                )
+                .unwrap();
             partitions.push(delivery.unwrap().partition());
         }
         // Several records in a row share a partition, and all partitions get used.
@@ -1027,5 +1108,74 @@ mod tests {
         for partition in 0..3 {
             assert!(partitions.contains(&partition), "{partitions:?}");
         }
+    }
+
+    #[test]
+    fn a_kept_partition_count_routes_records_until_the_metadata_changes() {
+        let now = Instant::now();
+        let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::from_secs(60), None);
+        let kept = |generation| PartitionCount::Kept { generation };
+        let keyed = record("v").key("user-7");
+        // Nothing kept for the topic yet.
+        assert_eq!(
+            accumulator.append(&keyed, kept(4), true, 10, now).err(),
+            Some(Unrouted)
+        );
+        let fresh = PartitionCount::Fresh {
+            count: 12,
+            generation: 4,
+        };
+        let (_, first) = accumulator.append(&keyed, fresh, true, 10, now).unwrap();
+        let (_, second) = accumulator.append(&keyed, kept(4), true, 10, now).unwrap();
+        let expected = partition_for_key(b"user-7", 12);
+        assert_eq!(first.unwrap().partition(), expected);
+        assert_eq!(second.unwrap().partition(), expected);
+        // The metadata changed since: the count must be looked up again.
+        assert_eq!(
+            accumulator.append(&keyed, kept(5), true, 10, now).err(),
+            Some(Unrouted)
+        );
+        // An explicit partition beyond the count is refused, fresh or kept.
+        let beyond = record("v").partition(12);
+        assert_eq!(
+            accumulator.append(&beyond, fresh, true, 10, now).err(),
+            Some(Unrouted)
+        );
+        assert_eq!(
+            accumulator.append(&beyond, kept(4), true, 10, now).err(),
+            Some(Unrouted)
+        );
+        // Refused records were not appended: two records in one batch.
+        accumulator.seal_all();
+        let ready = accumulator.drain(now);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].0, TopicPartition::new("t", expected));
+        assert_eq!(ready[0].1.iter().map(|batch| batch.records).sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn a_new_batch_starts_as_large_as_the_last_one_grew() {
+        let now = Instant::now();
+        let batch_bytes_max = 1 << 20;
+        let mut accumulator =
+            Accumulator::new(batch_bytes_max, 4 << 20, Duration::from_secs(60), None);
+        let value = "x".repeat(1000);
+        let tp = TopicPartition::new("t", 0);
+        let open_capacity = |accumulator: &Accumulator| {
+            let queue = accumulator.queue(&tp).unwrap();
+            queue.open.as_ref().unwrap().builder.capacity()
+        };
+        append_to(&mut accumulator, 0, &record(&value), now);
+        assert_eq!(open_capacity(&accumulator), 64 << 10, "the first batch");
+        // Fill a batch: it seals when the next record does not fit, which opens the next.
+        let mut sealed = false;
+        while !sealed {
+            sealed = append_to(&mut accumulator, 0, &record(&value), now)
+                .0
+                .sealed;
+        }
+        let full = accumulator.queue(&tp).unwrap().sealed[0].len();
+        assert!(full > batch_bytes_max - 1100, "{full}");
+        assert!(open_capacity(&accumulator) >= full);
     }
 }

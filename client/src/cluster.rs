@@ -9,6 +9,7 @@
 //! concurrent on-demand refreshes collapse into one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -137,8 +138,7 @@ pub struct ClusterMetadata {
 #[derive(Default)]
 struct Cache {
     brokers: HashMap<u32, String>,
-    /// Looked up for every record produced: foldhash, not SipHash.
-    topics: foldhash::HashMap<String, Arc<TopicInfo>>,
+    topics: HashMap<String, Arc<TopicInfo>>,
     refreshed_at: Option<Instant>,
 }
 
@@ -153,6 +153,9 @@ struct Link {
 pub(crate) struct Cluster {
     config: ClientConfig,
     cache: RwLock<Cache>,
+    /// Counts changes to the cache's topics, so a producer can keep a topic's partition
+    /// count and know when to look it up again.
+    generation: AtomicU64,
     links: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Link>>>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
@@ -174,6 +177,7 @@ impl Cluster {
         let cluster = Arc::new(Self {
             config,
             cache: RwLock::new(Cache::default()),
+            generation: AtomicU64::new(0),
             links: Mutex::new(HashMap::new()),
             refresh_lock: tokio::sync::Mutex::new(()),
         });
@@ -295,15 +299,11 @@ impl Cluster {
         })
     }
 
-    /// The cached partition count of `topic`: what every produced record needs, read
-    /// without taking a reference to the topic.
-    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<u32> {
-        self.cache
-            .read()
-            .expect("cache lock")
-            .topics
-            .get(topic)
-            .map(|info| info.partition_count())
+    /// The cache's generation: it changes whenever the cached topics do (a metadata
+    /// answer, an invalidation). Read before the cache, a value kept from it is current
+    /// while the generation is.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
@@ -413,12 +413,15 @@ impl Cluster {
             }
         }
         cache.refreshed_at = Some(Instant::now());
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(response)
     }
 
     /// Forgets a topic (after it was deleted or changed through Admin).
     pub(crate) fn invalidate(&self, topic: &str) {
-        self.cache.write().expect("cache lock").topics.remove(topic);
+        let mut cache = self.cache.write().expect("cache lock");
+        cache.topics.remove(topic);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 

@@ -15,12 +15,11 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::accumulator::{Accumulator, ProducerBatch, ProducerIdentity, Target};
+use crate::accumulator::{Accumulator, PartitionCount, ProducerBatch, ProducerIdentity, Unrouted};
 use crate::cluster::{Cluster, backoff_ms, unexpected};
 use crate::config::{OnBufferFull, ProducerConfig};
 use crate::delivery::DeliveryFuture;
 use crate::error::{Error, Result};
-use crate::partitioner::partition_for_key;
 use crate::record::{ProducerRecord, TopicPartition};
 
 /// Publishes records. Cheap to clone: clones share one buffer, one background sender
@@ -228,53 +227,57 @@ impl Producer {
                 max: config.record_bytes_max,
             });
         }
-        // Nearly every record finds its topic cached and its buffer memory free: those
-        // paths build no future.
-        let partition_count = match self.cached_partition_count(&record) {
-            Some(partition_count) => partition_count,
-            None => self.partition_count(&record).await?,
-        };
+        // Nearly every record finds its buffer memory free and its topic's partition count
+        // kept by the accumulator: that path awaits nothing and builds no future.
+        let generation = shared.cluster.generation();
+        if self.try_reserve(bytes) {
+            match self.append(&record, PartitionCount::Kept { generation }, future, bytes) {
+                Ok(delivery) => return Ok(delivery),
+                Err(Unrouted) => self.release(bytes),
+            }
+        }
+        let count = self.partition_count(&record).await?;
         if !self.try_reserve(bytes) {
             self.reserve_when_full(bytes).await?;
         }
-        let now = Instant::now();
-        let (appended, delivery) = {
-            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
-            let timestamp = record
-                .timestamp
-                .unwrap_or_else(|| accumulator.timestamp_ms(now));
-            let target = match (record.partition, &record.key) {
-                (Some(partition), _) => Target::Partition(partition),
-                (None, Some(key)) => Target::Partition(partition_for_key(key, partition_count)),
-                (None, None) => Target::Sticky { partition_count },
-            };
-            accumulator.append(target, &record, timestamp, future, bytes, now)
-        };
+        let fresh = PartitionCount::Fresh { count, generation };
+        self.append(&record, fresh, future, bytes)
+            .map_err(|Unrouted| {
+                self.release(bytes);
+                Error::UnknownPartition {
+                    topic: record.topic.to_string(),
+                    partition: record.partition.unwrap_or_default(),
+                    partition_count: count,
+                }
+            })
+    }
+
+    /// Appends a record whose memory is reserved, and wakes the sender if it has a new
+    /// batch to time or a sealed one to send.
+    fn append(
+        &self,
+        record: &ProducerRecord,
+        partition_count: PartitionCount,
+        future: bool,
+        bytes: usize,
+    ) -> std::result::Result<Option<DeliveryFuture>, Unrouted> {
+        let shared = &self.handle.shared;
+        let (appended, delivery) = shared
+            .accumulator
+            .lock()
+            .expect("accumulator lock")
+            .append(record, partition_count, future, bytes, Instant::now())?;
         if appended.opened || appended.sealed {
             shared.wake_sender.notify_one();
         }
         Ok(delivery)
     }
 
-    /// The topic's cached partition count, if the topic is cached and has the record's
-    /// explicit partition, if any.
-    fn cached_partition_count(&self, record: &ProducerRecord) -> Option<u32> {
-        let cluster = &self.handle.shared.cluster;
-        let partition_count = cluster.cached_partition_count(&record.topic)?;
-        record
-            .partition
-            .is_none_or(|partition| partition < partition_count)
-            .then_some(partition_count)
-    }
-
     /// The topic's partition count. An explicit partition beyond the cached count makes
     /// one metadata refresh first: the topic may have grown since it was cached.
     async fn partition_count(&self, record: &ProducerRecord) -> Result<u32> {
         let cluster = &self.handle.shared.cluster;
-        let mut partition_count = match cluster.cached_partition_count(&record.topic) {
-            Some(partition_count) => partition_count,
-            None => cluster.topic(&record.topic).await?.partition_count(),
-        };
+        let mut partition_count = cluster.topic(&record.topic).await?.partition_count();
         let Some(partition) = record.partition else {
             return Ok(partition_count);
         };
@@ -303,6 +306,11 @@ impl Producer {
             }
             Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => false,
         }
+    }
+
+    /// Gives back the memory of a record that was not queued.
+    fn release(&self, bytes: usize) {
+        self.handle.shared.memory.add_permits(bytes);
     }
 
     /// [`try_reserve`](Self::try_reserve) found the buffer full: fails, or waits up to
@@ -541,7 +549,7 @@ fn split_requests(parts: Ready, request_bytes_max: usize) -> Vec<Ready> {
     let mut requests: Vec<Ready> = Vec::new();
     let mut bytes = 0;
     for part in parts {
-        let part_bytes: usize = part.1.iter().map(|batch| batch.bytes.len()).sum();
+        let part_bytes: usize = part.1.iter().map(ProducerBatch::len).sum();
         match requests.last_mut() {
             Some(request) if bytes + part_bytes <= request_bytes_max => {
                 bytes += part_bytes;
@@ -578,12 +586,12 @@ async fn send_produce(
 }
 
 /// One produce request to one broker, and the handling of its outcome per partition.
-async fn produce(shared: Arc<Shared>, leader: u32, parts: Ready, turn: Turn) {
+async fn produce(shared: Arc<Shared>, leader: u32, mut parts: Ready, turn: Turn) {
     let config = &shared.config;
     let request = Request::Produce(ProduceRequest {
         acks: config.acks,
         timeout_ms: config.produce_timeout_ms,
-        topics: produce_topics(&parts),
+        topics: produce_topics(&mut parts),
     });
     let outcome = send_produce(&shared, leader, &request, turn).await;
     match outcome {
@@ -627,11 +635,13 @@ async fn produce(shared: Arc<Shared>, leader: u32, parts: Ready, turn: Turn) {
     shared.wake_sender.notify_one();
 }
 
-fn produce_topics(parts: &Ready) -> Vec<ProduceTopic> {
+/// The request's topics. Batches are finished here, in the request's own task, the first
+/// time they are sent.
+fn produce_topics(parts: &mut Ready) -> Vec<ProduceTopic> {
     let mut topics: Vec<ProduceTopic> = Vec::new();
     for (tp, batches) in parts {
         // The batches go out as they are, one chunk each: never joined into a copy.
-        let records = RecordBatches::new(batches.iter().map(|batch| batch.bytes.clone()).collect());
+        let records = RecordBatches::new(batches.iter_mut().map(ProducerBatch::bytes).collect());
         let partition = ProducePartition {
             partition: tp.partition,
             records,
@@ -760,20 +770,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::delivery::BatchResolver;
 
     fn part(partition: u32, bytes: usize) -> (TopicPartition, Vec<ProducerBatch>) {
-        let batch = ProducerBatch {
-            bytes: Bytes::from(vec![0; bytes]),
-            resolver: BatchResolver::default(),
-            records: 1,
-            forgotten: 0,
-            reserved_bytes: bytes,
-            attempts: 0,
-            first_record: 0,
-            numbered: false,
-            drained_behind: false,
-        };
+        let batch = ProducerBatch::encoded(Bytes::from(vec![0; bytes]), 1, bytes);
         (TopicPartition::new("t", partition), vec![batch])
     }
 
@@ -798,8 +797,8 @@ mod tests {
     fn produce_topics_group_partitions_by_topic_and_keep_batches_as_chunks() {
         let mut two_batches = part(1, 10);
         two_batches.1.push(part(1, 5).1.remove(0));
-        let parts = vec![part(0, 10), two_batches];
-        let topics = produce_topics(&parts);
+        let mut parts = vec![part(0, 10), two_batches];
+        let topics = produce_topics(&mut parts);
         assert_eq!(topics.len(), 1);
         assert_eq!(topics[0].partitions.len(), 2);
         let records = &topics[0].partitions[1].records;
