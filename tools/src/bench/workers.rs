@@ -226,7 +226,9 @@ async fn run_producers(
     acked: Arc<AtomicU64>,
     stamp_sent: bool,
 ) -> Result<Sent, CliError> {
-    let payload = Bytes::from(payload(args.message_bytes as usize));
+    // Leaked once per run: a static value is cloned into each record without a reference
+    // count, as a Java producer reuses one byte array.
+    let payload = Bytes::from_static(payload(args.message_bytes as usize).leak());
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..args.producers {
@@ -454,11 +456,17 @@ async fn record_deliveries(
 }
 
 impl WorkerSent {
-    /// Records the latency of each of `sent` (send times) as acknowledged by `now`.
+    /// Records the latency of each of `sent` (send times) as acknowledged by `now`: once
+    /// for each run of equal send times (an unpaced chunk shares one).
     fn time(&mut self, sent: impl IntoIterator<Item = Instant>, now: Instant) {
-        for sent_at in sent {
+        let mut sent = sent.into_iter().peekable();
+        while let Some(sent_at) = sent.next() {
+            let mut count = 1;
+            while sent.next_if_eq(&sent_at).is_some() {
+                count += 1;
+            }
             let latency_us = micros(now.duration_since(sent_at));
-            self.histogram.saturating_record(latency_us.max(1));
+            self.histogram.saturating_record_n(latency_us.max(1), count);
         }
     }
 }
@@ -678,6 +686,27 @@ mod tests {
             )
             .collect();
         assert_eq!(shares, [4, 3, 3]);
+    }
+
+    #[test]
+    fn every_record_is_timed_once_from_its_own_send_time() {
+        let early = Instant::now();
+        let late = early + Duration::from_millis(4);
+        let mut sent = WorkerSent {
+            delivered: 0,
+            failed: 0,
+            first_error: None,
+            histogram: latency_histogram(),
+            send_delay: None,
+        };
+        sent.time(
+            [early, early, early, late, early],
+            early + Duration::from_millis(5),
+        );
+        let histogram = &sent.histogram;
+        assert_eq!(histogram.len(), 5);
+        assert_eq!(histogram.count_between(4_990, 5_010), 4);
+        assert_eq!(histogram.count_between(990, 1_010), 1);
     }
 
     #[test]
