@@ -157,19 +157,11 @@ struct PartitionQueue {
     unresolved: BTreeSet<u64>,
     /// The sequence number of the next batch sealed under the current identity.
     next_sequence: i32,
-    /// The size of the last batch sealed.
-    last_batch_len: usize,
 }
 
 impl PartitionQueue {
     fn is_idle(&self) -> bool {
         self.open.is_none() && self.sealed.is_empty() && self.in_flight == 0
-    }
-
-    /// The buffer a new batch starts with: as large as the last one grew, so a partition
-    /// that fills its batches copies none of them to grow it, and at least 64 KiB.
-    fn batch_capacity(&self, batch_bytes_max: usize) -> usize {
-        self.last_batch_len.max(64 << 10).min(batch_bytes_max)
     }
 
     /// Seals the open batch, if any, numbering it under `identity`.
@@ -183,7 +175,6 @@ impl PartitionQueue {
             self.next_sequence =
                 batch::sequence_after(self.next_sequence, open.builder.record_count());
         }
-        self.last_batch_len = open.builder.len();
         self.sealed.push_back(ProducerBatch {
             records: open.builder.record_count(),
             encoding: Encoding::Built(open.builder),
@@ -471,7 +462,7 @@ impl Accumulator {
             appended.opened = true;
             queue.unresolved.insert(queue.appended);
             queue.open = Some(OpenBatch {
-                builder: BatchBuilder::with_capacity(queue.batch_capacity(batch_bytes_max)),
+                builder: BatchBuilder::with_capacity(batch_bytes_max.min(64 << 10)),
                 created: now,
                 resolver: BatchResolver::default(),
                 forgotten: 0,
@@ -1151,31 +1142,5 @@ mod tests {
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].0, TopicPartition::new("t", expected));
         assert_eq!(ready[0].1.iter().map(|batch| batch.records).sum::<u32>(), 2);
-    }
-
-    #[test]
-    fn a_new_batch_starts_as_large_as_the_last_one_grew() {
-        let now = Instant::now();
-        let batch_bytes_max = 1 << 20;
-        let mut accumulator =
-            Accumulator::new(batch_bytes_max, 4 << 20, Duration::from_secs(60), None);
-        let value = "x".repeat(1000);
-        let tp = TopicPartition::new("t", 0);
-        let open_capacity = |accumulator: &Accumulator| {
-            let queue = accumulator.queue(&tp).unwrap();
-            queue.open.as_ref().unwrap().builder.capacity()
-        };
-        append_to(&mut accumulator, 0, &record(&value), now);
-        assert_eq!(open_capacity(&accumulator), 64 << 10, "the first batch");
-        // Fill a batch: it seals when the next record does not fit, which opens the next.
-        let mut sealed = false;
-        while !sealed {
-            sealed = append_to(&mut accumulator, 0, &record(&value), now)
-                .0
-                .sealed;
-        }
-        let full = accumulator.queue(&tp).unwrap().sealed[0].len();
-        assert!(full > batch_bytes_max - 1100, "{full}");
-        assert!(open_capacity(&accumulator) >= full);
     }
 }

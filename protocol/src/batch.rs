@@ -747,11 +747,6 @@ impl BatchBuilder {
         self.buf.len()
     }
 
-    /// Bytes the batch can reach before its buffer grows.
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
     /// How many bytes [`push`](Self::push) would add for this record.
     pub fn record_len(
         &self,
