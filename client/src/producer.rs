@@ -262,11 +262,13 @@ impl Producer {
         bytes: usize,
     ) -> std::result::Result<Option<DeliveryFuture>, Unrouted> {
         let shared = &self.handle.shared;
+        // Read before the mutex is taken, not while it is held.
+        let now = Instant::now();
         let (appended, delivery) = shared
             .accumulator
             .lock()
             .expect("accumulator lock")
-            .append(record, partition_count, future, bytes, Instant::now())?;
+            .append(record, partition_count, future, bytes, now)?;
         if appended.opened || appended.sealed {
             shared.wake_sender.notify_one();
         }
