@@ -415,9 +415,14 @@ impl Accumulator {
     ) -> Result<(Appended, Option<DeliveryFuture>), Unrouted> {
         let timestamp = record.timestamp.unwrap_or_else(|| self.clock.now_ms(now));
         let (batch_bytes_max, numbering) = (self.batch_bytes_max, self.numbering());
-        let topic = match self.topics.get_mut(&*record.topic) {
-            Some(topic) => topic,
-            None => self.topics.entry(record.topic.to_string()).or_default(),
+        // A topic gets queues only with a fresh count: a name that turns out not to exist
+        // leaves nothing behind.
+        let topic = match (self.topics.get_mut(&*record.topic), partition_count) {
+            (Some(topic), _) => topic,
+            (None, PartitionCount::Fresh { .. }) => {
+                self.topics.entry(record.topic.to_string()).or_default()
+            }
+            (None, PartitionCount::Kept { .. }) => return Err(Unrouted),
         };
         let count = match partition_count {
             PartitionCount::Fresh { count, generation } => {
@@ -1107,11 +1112,12 @@ mod tests {
         let mut accumulator = Accumulator::new(1 << 20, 1 << 20, Duration::from_secs(60), None);
         let kept = |generation| PartitionCount::Kept { generation };
         let keyed = record("v").key("user-7");
-        // Nothing kept for the topic yet.
+        // Nothing kept for the topic yet, and nothing kept of it after the refusal.
         assert_eq!(
             accumulator.append(&keyed, kept(4), true, 10, now).err(),
             Some(Unrouted)
         );
+        assert!(accumulator.topics.is_empty());
         let fresh = PartitionCount::Fresh {
             count: 12,
             generation: 4,
