@@ -1,5 +1,6 @@
 //! Producer and Consumer against a real broker: records round-trip with keys, headers
-//! and nulls; keyed records land on their murmur2 partition in send order; flush and
+//! and nulls; keyed records land on their murmur2 partition in send order, and follow a
+//! topic that grew once the producer's metadata refreshes; flush and
 //! close deliver everything; acks none and all; backpressure when the buffer is full;
 //! seek semantics; auto offset reset; many producers and consumers at once.
 
@@ -33,6 +34,60 @@ fn consumer(address: &str, reset: AutoOffsetReset) -> Consumer {
 
 fn value(record: &ConsumerRecord) -> String {
     String::from_utf8(record.value.as_deref().unwrap_or_default().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn keyed_records_follow_a_topic_that_grew_once_the_metadata_refreshes() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    bounded(async {
+        create(&broker.address, "growing", 3).await;
+        let producer = |metadata_refresh_ms| {
+            let mut config = ProducerConfig::new(&broker.address);
+            config.linger_ms = 0;
+            config.client.metadata_refresh_ms = metadata_refresh_ms;
+            Producer::new(config).unwrap()
+        };
+        let (refreshing, steady) = (producer(100), producer(60_000));
+        // A key whose partition differs between 3 and 6 partitions.
+        let key = (0..)
+            .map(|index| format!("key-{index}"))
+            .find(|key| {
+                partition_for_key(key.as_bytes(), 3) != partition_for_key(key.as_bytes(), 6)
+            })
+            .unwrap();
+        let keyed = || ProducerRecord::new("growing", "keyed").key(key.clone());
+        let before = refreshing.send(keyed()).await.unwrap().await.unwrap();
+        assert_eq!(before.partition, partition_for_key(key.as_bytes(), 3));
+        steady.send(keyed()).await.unwrap().await.unwrap();
+        Admin::new(ClientConfig::new(&broker.address))
+            .unwrap()
+            .add_partitions("growing", 6)
+            .await
+            .unwrap();
+        // An explicit partition beyond the count a producer routes with makes it look the
+        // topic up again at once.
+        let explicit = ProducerRecord::new("growing", "explicit").partition(5);
+        let metadata = steady.send(explicit).await.unwrap().await.unwrap();
+        assert_eq!(metadata.partition, 5);
+        // A keyed record is routed with the count the producer keeps until its metadata
+        // changes: the refresh every 100 ms brings the new count.
+        let grown = partition_for_key(key.as_bytes(), 6);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let after = refreshing.send(keyed()).await.unwrap().await.unwrap();
+            if after.partition == grown {
+                break;
+            }
+            assert_eq!(after.partition, before.partition);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "keyed records still go by 3 partitions 10 s after the topic grew to 6"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
