@@ -781,7 +781,7 @@ impl BatchBuilder {
         fn payload_len(bytes: Option<&[u8]>) -> usize {
             bytes.map_or(0, <[u8]>::len)
         }
-        let mut fields = Fields::starting_at(Fields::BODY_START);
+        let mut fields = Fields::new();
         fields.put_byte(0);
         varint::put(&mut fields, self.timestamp_delta(timestamp));
         varint::put(&mut fields, i64::from(self.record_count));
@@ -797,7 +797,7 @@ impl BatchBuilder {
             fields.len - Fields::BODY_START + payload_len(key) + payload_len(value) + headers_len;
         let start = fields.put_length(body_len);
         RecordFields {
-            record_len: fields.len - start + payload_len(key) + payload_len(value) + headers_len,
+            record_len: Fields::BODY_START - start + body_len,
             fields,
             start,
             key_at,
@@ -956,10 +956,11 @@ impl Fields {
     /// The length, then the attributes byte and four varints.
     const CAPACITY: usize = Self::BODY_START + 1 + 4 * varint::VARLONG_BYTES_MAX;
 
-    fn starting_at(len: usize) -> Self {
+    /// Empty, with room for the length before the body.
+    fn new() -> Self {
         Self {
             bytes: [0; Self::CAPACITY],
-            len,
+            len: Self::BODY_START,
         }
     }
 
