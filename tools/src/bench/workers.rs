@@ -23,9 +23,10 @@ use crate::error::CliError;
 
 /// Deliveries one producer has queued for its recorder; beyond it the producer waits.
 const DELIVERIES_PENDING_MAX: usize = 65_536;
-/// An unpaced producer hands its deliveries to the recorder in chunks of this many: one
+/// A producer hands its deliveries to the recorder in chunks of up to this many: one
 /// channel operation per chunk rather than per record. A chunk fills in well under a
-/// millisecond, the most it adds to a record's measured latency.
+/// millisecond, the most it adds to a record's measured latency, and a paced producer
+/// hands over what it holds before it waits for the pace.
 const DELIVERIES_CHUNK: usize = 64;
 
 /// Deliveries in send order, each with its send time.
@@ -299,7 +300,7 @@ struct ProducerWorker {
     budget: WorkerBudget,
     /// Records per second for this producer; `None` is unpaced.
     rate: Option<f64>,
-    /// Put the send time in the first bytes of each value ([`stamped`]), for e2e latency.
+    /// Put the send time in the first bytes of each value ([`Stamper`]), for e2e latency.
     stamp_sent: bool,
 }
 
@@ -315,14 +316,9 @@ struct WorkerSent {
 impl ProducerWorker {
     async fn run(self, producer: Producer, acked: Arc<AtomicU64>) -> WorkerSent {
         let (deliveries, pending) = mpsc::channel(DELIVERIES_PENDING_MAX / DELIVERIES_CHUNK);
-        // Paced runs hand over each delivery at once, so waiting for the pace delays none.
-        let chunk_len = if self.rate.is_some() {
-            1
-        } else {
-            DELIVERIES_CHUNK
-        };
-        let mut chunk = Vec::with_capacity(chunk_len);
+        let mut chunk = Vec::with_capacity(DELIVERIES_CHUNK);
         let recorder = tokio::spawn(record_deliveries(pending, acked));
+        let mut values = self.stamp_sent.then(|| Stamper::new(&self.payload));
         let mut sent: u64 = 0;
         let mut send_error = None;
         let mut sent_at = Instant::now();
@@ -340,32 +336,38 @@ impl ProducerWorker {
                 .map(|(rate, start): (f64, Instant)| {
                     start + Duration::from_secs_f64(sent as f64 / rate)
                 });
+            // An unpaced chunk's records are timed from its first send: the later ones
+            // went out after it, so their latency is over-stated by the microseconds a
+            // chunk takes to send, never under-stated. A paced record is timed from its
+            // own send.
             if let Some(due) = due {
-                tokio::time::sleep_until(due).await;
-            }
-            // A chunk's records are timed from its first send (each record when paced):
-            // the later ones went out after it, so their latency is over-stated by the
-            // microseconds a chunk takes to send, never under-stated.
-            if chunk.is_empty() {
+                sent_at = Instant::now();
+                if sent_at < due {
+                    // The recorder gets the chunk before the wait, so no delivery is
+                    // timed late for the pace.
+                    if !chunk.is_empty() && !hand_over(&mut chunk, &deliveries).await {
+                        break;
+                    }
+                    tokio::time::sleep_until(due).await;
+                    sent_at = Instant::now();
+                }
+                if let Some(delay) = &mut send_delay {
+                    delay.saturating_record(micros(sent_at.saturating_duration_since(due)).max(1));
+                }
+            } else if chunk.is_empty() {
                 sent_at = Instant::now();
             }
-            if let (Some(due), Some(delay)) = (due, &mut send_delay) {
-                delay.saturating_record(micros(sent_at.saturating_duration_since(due)).max(1));
-            }
-            let value = if self.stamp_sent {
-                stamped(&self.payload)
-            } else {
-                self.payload.clone()
+            let value = match &mut values {
+                Some(values) => values.stamped(),
+                None => self.payload.clone(),
             };
             let record = ProducerRecord::new(Arc::clone(&self.topic), value);
             match producer.send(record).await {
                 Ok(delivery) => {
                     chunk.push((sent_at, delivery));
-                    if chunk.len() == chunk_len {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_len));
-                        if deliveries.send(full).await.is_err() {
-                            break;
-                        }
+                    if chunk.len() == DELIVERIES_CHUNK && !hand_over(&mut chunk, &deliveries).await
+                    {
+                        break;
                     }
                 }
                 Err(error) => {
@@ -397,6 +399,12 @@ impl ProducerWorker {
             WorkerBudget::Until(end) => Instant::now() < end,
         }
     }
+}
+
+/// Hands `chunk` to the recorder; `false` if the recorder is gone.
+async fn hand_over(chunk: &mut Deliveries, deliveries: &mpsc::Sender<Deliveries>) -> bool {
+    let full = std::mem::replace(chunk, Vec::with_capacity(DELIVERIES_CHUNK));
+    deliveries.send(full).await.is_ok()
 }
 
 /// Awaits deliveries in send order, timing each from its send to its acknowledgement.
@@ -644,20 +652,43 @@ async fn consume_until_done(
 /// Bytes of the send-time stamp at the start of each `bench e2e` value.
 const STAMP_BYTES: usize = 8;
 
-/// `payload` with its first [`STAMP_BYTES`] replaced by the wall clock in µs since the Unix
-/// epoch (little-endian), as `nats-bench` stamps its messages: record timestamps are
-/// whole milliseconds, too coarse for latency. The copy per record is what a producer
-/// pays to build a value anyway, and the consumer reads the stamp from the value it
-/// already holds.
-fn stamped(payload: &[u8]) -> Bytes {
-    let mut value = BytesMut::from(payload);
-    if let Some(head) = value.get_mut(..STAMP_BYTES) {
-        head.copy_from_slice(&now_us().to_le_bytes());
-    }
-    value.freeze()
+/// Values stamped with their send time, cut from slabs of [`STAMP_SLAB_VALUES`] values:
+/// one allocation per slab, freed once the producer has copied its last value into a
+/// batch.
+struct Stamper {
+    payload: Bytes,
+    slab: BytesMut,
 }
 
-/// The send time [`stamped`] into a value, if it is long enough to hold one.
+/// Values per [`Stamper`] slab.
+const STAMP_SLAB_VALUES: usize = 64;
+
+impl Stamper {
+    fn new(payload: &Bytes) -> Self {
+        Self {
+            payload: payload.clone(),
+            slab: BytesMut::new(),
+        }
+    }
+
+    /// The payload with its first [`STAMP_BYTES`] replaced by the wall clock in µs since
+    /// the Unix epoch (little-endian), as `nats-bench` stamps its messages: record
+    /// timestamps are whole milliseconds, too coarse for latency. The copy per record is
+    /// what a producer pays to build a value anyway, and the consumer reads the stamp
+    /// from the value it already holds.
+    fn stamped(&mut self) -> Bytes {
+        if self.slab.capacity() < self.payload.len() {
+            self.slab = BytesMut::with_capacity(self.payload.len() * STAMP_SLAB_VALUES);
+        }
+        self.slab.extend_from_slice(&self.payload);
+        if let Some(head) = self.slab.get_mut(..STAMP_BYTES) {
+            head.copy_from_slice(&now_us().to_le_bytes());
+        }
+        self.slab.split().freeze()
+    }
+}
+
+/// The send time [`Stamper::stamped`] into a value, if it is long enough to hold one.
 fn sent_us(value: &[u8]) -> Option<u64> {
     let stamp = value.get(..STAMP_BYTES)?;
     Some(u64::from_le_bytes(stamp.try_into().ok()?))
@@ -711,12 +742,28 @@ mod tests {
 
     #[test]
     fn stamps_overwrite_only_the_first_eight_bytes() {
+        let payload = Bytes::from(payload(30));
+        let mut stamper = Stamper::new(&payload);
         let before = now_us();
-        let value = stamped(&payload(30));
-        assert_eq!(value.len(), 30);
-        assert_eq!(&value[STAMP_BYTES..], &payload(30)[STAMP_BYTES..]);
-        let stamp = sent_us(&value).unwrap();
-        assert!(before <= stamp && stamp <= now_us());
+        let first = stamper.stamped();
+        let first_stamped = now_us();
+        std::thread::sleep(Duration::from_millis(2));
+        // More than a slab's worth: values of a new slab are stamped the same way, and
+        // stamping them leaves the first value's stamp as it was.
+        let later: Vec<Bytes> = (0..STAMP_SLAB_VALUES + 2)
+            .map(|_| stamper.stamped())
+            .collect();
+        let after = now_us();
+        let first_stamp = sent_us(&first).unwrap();
+        assert!(before <= first_stamp && first_stamp <= first_stamped);
+        for value in std::iter::once(&first).chain(&later) {
+            assert_eq!(value.len(), 30);
+            assert_eq!(&value[STAMP_BYTES..], &payload[STAMP_BYTES..]);
+        }
+        for value in &later {
+            let stamp = sent_us(value).unwrap();
+            assert!(first_stamped < stamp && stamp <= after);
+        }
         assert_eq!(sent_us(b"short"), None);
     }
 
