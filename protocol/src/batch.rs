@@ -366,7 +366,7 @@ impl<'a> BatchView<'a> {
         Records {
             header: self.header,
             buf: self.bytes,
-            position: HEADER_BYTES,
+            rest: &self.bytes[HEADER_BYTES..],
             index: 0,
         }
     }
@@ -386,10 +386,10 @@ impl<'a> BatchView<'a> {
             }
             max_timestamp = max_timestamp.max(record.timestamp);
         }
-        if records.position != self.bytes.len() {
+        if !records.rest.is_empty() {
             return Err(BatchError::InvalidRecord {
                 index: self.header.record_count,
-                offset: records.position,
+                offset: self.bytes.len() - records.rest.len(),
                 reason: "bytes after the last record",
             });
         }
@@ -480,9 +480,9 @@ impl<'a> Iterator for Headers<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let mut cursor = Cursor::new(self.buf, 0, 0);
+        let mut cursor = Cursor::new(self.buf, self.buf, 0);
         let header = cursor.header()?;
-        self.buf = &self.buf[cursor.position..];
+        self.buf = cursor.rest;
         self.remaining -= 1;
         Some(header)
     }
@@ -498,8 +498,10 @@ impl ExactSizeIterator for Headers<'_> {}
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
     header: BatchHeader,
+    /// The whole batch.
     buf: &'a [u8],
-    position: usize,
+    /// The records not yet read.
+    rest: &'a [u8],
     index: u32,
 }
 
@@ -510,11 +512,11 @@ impl<'a> Iterator for Records<'a> {
         if self.index >= self.header.record_count {
             return None;
         }
-        let mut cursor = Cursor::new(self.buf, self.position, self.index);
+        let mut cursor = Cursor::new(self.buf, self.rest, self.index);
         let result = cursor.record(&self.header);
         match result {
             Ok(_) => {
-                self.position = cursor.position;
+                self.rest = cursor.rest;
                 self.index += 1;
             }
             Err(_) => self.index = self.header.record_count,
@@ -523,32 +525,40 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// Bounds-checked varint reading inside a batch. Every record a broker accepts and a
+/// Bounds-checked reading of a batch's records. Every record a broker accepts and a
 /// consumer returns goes through here, so the field readers return `Option` (two
 /// registers) and leave the reason of a failure in `failure`: a `Result` with the error
-/// inline is returned through memory, field by field.
+/// inline is returned through memory, field by field. Fields are read off the front of
+/// `rest`, a slice of `buf`, so a read checks only the length left.
 struct Cursor<'a> {
+    /// The whole batch (or header run); error offsets count from its start.
     buf: &'a [u8],
-    position: usize,
+    /// What is left to read: the current record's unread bytes while inside one.
+    rest: &'a [u8],
     index: u32,
     /// Why reading failed, and where.
     failure: (&'static str, usize),
 }
 
 impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8], position: usize, index: u32) -> Self {
+    fn new(buf: &'a [u8], rest: &'a [u8], index: u32) -> Self {
         Self {
             buf,
-            position,
+            rest,
             index,
             failure: ("", 0),
         }
     }
 
+    /// Where the next read starts, from the start of `buf`.
+    fn position(&self) -> usize {
+        self.rest.as_ptr().addr() - self.buf.as_ptr().addr()
+    }
+
     /// Records why reading failed; returns `None` for `?`.
     #[cold]
     fn fail<T>(&mut self, reason: &'static str) -> Option<T> {
-        self.failure = (reason, self.position);
+        self.failure = (reason, self.position());
         None
     }
 
@@ -563,12 +573,10 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn varint(&mut self) -> Option<i64> {
-        let rest = self.buf.get(self.position..).unwrap_or_default();
-        let Some((value, used)) = varint::get(rest) else {
-            return self.fail("truncated or overlong varint");
-        };
-        self.position += used;
-        Some(value)
+        match varint::take(&mut self.rest) {
+            Some(value) => Some(value),
+            None => self.fail("truncated or overlong varint"),
+        }
     }
 
     /// A length, or `Some(None)` for -1 if `nullable`.
@@ -583,13 +591,10 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        let Some(end) = self.position.checked_add(count) else {
-            return self.fail("length overflows");
-        };
-        let Some(bytes) = self.buf.get(self.position..end) else {
+        let Some((bytes, rest)) = self.rest.split_at_checked(count) else {
             return self.fail("field runs past the record");
         };
-        self.position = end;
+        self.rest = rest;
         Some(bytes)
     }
 
@@ -617,22 +622,16 @@ impl<'a> Cursor<'a> {
 
     fn record_within(&mut self, batch: &BatchHeader) -> Option<Record<'a>> {
         let length = self.length(false)?.unwrap_or_default();
-        let end = self
-            .position
-            .checked_add(length)
-            .filter(|end| *end <= self.buf.len());
-        let Some(end) = end else {
+        let Some((record, after)) = self.rest.split_at_checked(length) else {
             return self.fail("record length runs past the batch");
         };
         // Parse within the record's own bounds so a field cannot read into the next one.
-        let outer = self.buf;
-        self.buf = &outer[..end];
-        let record = self.record_body(batch);
-        self.buf = outer;
-        let record = record?;
-        if self.position != end {
+        self.rest = record;
+        let record = self.record_body(batch)?;
+        if !self.rest.is_empty() {
             return self.fail("record length disagrees with its fields");
         }
+        self.rest = after;
         Some(record)
     }
 
@@ -651,12 +650,12 @@ impl<'a> Cursor<'a> {
         let key = self.nullable_bytes()?;
         let value = self.nullable_bytes()?;
         let header_count = self.length(false)?.unwrap_or_default();
-        let headers_start = self.position;
+        let headers_start = self.rest;
         for _ in 0..header_count {
             self.header()?;
         }
         let headers = Headers {
-            buf: &self.buf[headers_start..self.position],
+            buf: &headers_start[..headers_start.len() - self.rest.len()],
             remaining: header_count,
         };
         Some(Record {

@@ -485,14 +485,30 @@ pub mod varint {
     /// `None` if the input ends first or the encoding runs past 10 bytes.
     #[inline]
     pub fn get(input: &[u8]) -> Option<(i64, usize)> {
+        let mut rest = input;
+        let value = take(&mut rest)?;
+        Some((value, input.len() - rest.len()))
+    }
+
+    /// Decodes a varint at the start of `input` and moves `input` past it; `None` (and
+    /// `input` unchanged) as [`get`].
+    #[inline]
+    pub fn take(input: &mut &[u8]) -> Option<i64> {
         // Most of a record's varints (deltas, lengths, counts) take one or two bytes.
-        match *input {
-            [first, ..] if first < 0x80 => Some((unzigzag(u64::from(first)), 1)),
-            [first, second, ..] if second < 0x80 => {
-                let zigzag = u64::from(first & 0x7F) | (u64::from(second) << 7);
-                Some((unzigzag(zigzag), 2))
+        match **input {
+            [first, ref rest @ ..] if first < 0x80 => {
+                *input = rest;
+                Some(unzigzag(u64::from(first)))
             }
-            _ => get_long(input),
+            [first, second, ref rest @ ..] if second < 0x80 => {
+                *input = rest;
+                Some(unzigzag(u64::from(first & 0x7F) | (u64::from(second) << 7)))
+            }
+            _ => {
+                let (value, used) = get_long(input)?;
+                *input = &input[used..];
+                Some(value)
+            }
         }
     }
 
@@ -538,6 +554,19 @@ mod tests {
                 prop_assert!(used <= input.len());
             }
         }
+    }
+
+    #[test]
+    fn varint_take_moves_past_each_value_and_not_past_a_bad_one() {
+        let mut out = BytesMut::new();
+        for value in [0, -1, 63, 64, -8_000, 1 << 40] {
+            varint::put(&mut out, value);
+        }
+        out.extend_from_slice(&[0x80, 0x80]);
+        let mut input = &out[..];
+        let read: Vec<i64> = std::iter::from_fn(|| varint::take(&mut input)).collect();
+        assert_eq!(read, [0, -1, 63, 64, -8_000, 1 << 40]);
+        assert_eq!(input, [0x80, 0x80], "a truncated varint is left in place");
     }
 
     #[test]
