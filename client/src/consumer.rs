@@ -570,6 +570,7 @@ impl Consumer {
             let wanted = max - records.len();
             if first.len() > wanted {
                 records.extend(first.take(wanted));
+                self.move_past(records.last());
                 break;
             }
             let first = self.buffer.pop_front().expect("looked at the first");
@@ -579,23 +580,22 @@ impl Consumer {
             } else {
                 records.extend(first);
             }
+            self.move_past(records.last());
         }
         let taken: usize = records.iter().map(record_bytes).sum();
         self.buffered_bytes = self.buffered_bytes.saturating_sub(taken);
-        // Positions move past the last record returned per partition; a batch of records
-        // spans few partitions, so a linear scan beats a map here.
-        let mut seen: Vec<(&str, u32)> = Vec::new();
-        for record in records.iter().rev() {
-            if seen.contains(&(&*record.topic, record.partition)) {
-                continue;
-            }
-            seen.push((&record.topic, record.partition));
-            let tp = TopicPartition::new(&*record.topic, record.partition);
-            if let Some(state) = self.partitions.get_mut(&tp) {
-                state.position = Some(record.offset + 1);
-            }
-        }
         records
+    }
+
+    /// Moves the position of `last`'s partition past it. Each buffered vector holds one
+    /// partition's records in offset order, so its last record taken is the one to move
+    /// past.
+    fn move_past(&mut self, last: Option<&ConsumerRecord>) {
+        let Some(last) = last else { return };
+        let tp = TopicPartition::new(&*last.topic, last.partition);
+        if let Some(state) = self.partitions.get_mut(&tp) {
+            state.position = Some(last.offset + 1);
+        }
     }
 
     /// The buffered records, in the order `poll` returns them.
