@@ -2,7 +2,8 @@
 //! and nulls; keyed records land on their murmur2 partition in send order, and follow a
 //! topic that grew once the producer's metadata refreshes; flush and
 //! close deliver everything; acks none and all; backpressure when the buffer is full;
-//! seek semantics; auto offset reset; many producers and consumers at once.
+//! seek semantics, also with many answers prefetched; auto offset reset; many producers
+//! and consumers at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -682,6 +683,69 @@ async fn partitions_added_after_metadata_was_cached_are_found() {
         let record = &read_records(&mut consumer, 1).await[0];
         assert_eq!((record.partition, value(record).as_str()), (2, "p2"));
         producer.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_prefetching_consumer_returns_each_record_once_in_order_and_none_from_before_a_seek() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    bounded(async {
+        create(&broker.address, "ahead", 1).await;
+        let mut config = ProducerConfig::new(&broker.address);
+        config.linger_ms = 0;
+        let producer = Producer::new(config).unwrap();
+        // Many small batches: a record, or a few, per batch.
+        for round in 0..40 {
+            let mut deliveries = Vec::new();
+            for index in 0..5 {
+                let record = ProducerRecord::new("ahead", format!("{}", round * 5 + index));
+                deliveries.push(producer.send(record).await.unwrap());
+            }
+            for delivery in deliveries {
+                delivery.await.unwrap();
+            }
+        }
+        // One batch per answer: many answers, each fetched while the application sleeps
+        // between polls and while the one before it is decoded.
+        let mut consumer = Consumer::new(ConsumerConfig {
+            partition_fetch_bytes_max: 1,
+            fetch_wait_ms_max: 100,
+            ..ConsumerConfig::new(&broker.address)
+        })
+        .unwrap();
+        let tp = TopicPartition::new("ahead", 0);
+        consumer.assign(std::slice::from_ref(&tp));
+        consumer.seek(&tp, 0).unwrap();
+        let mut values = Vec::new();
+        while values.len() < 50 {
+            let records = consumer.poll(Duration::from_secs(1)).await.unwrap();
+            values.extend(records.iter().map(value));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let expected: Vec<String> = (0..values.len()).map(|offset| offset.to_string()).collect();
+        assert_eq!(values, expected);
+
+        // Answers past the old position are buffered, decoding or in flight; after the
+        // seek none of their records comes back.
+        consumer.seek(&tp, 20).unwrap();
+        let mut values = Vec::new();
+        while values.len() < 180 {
+            let records = consumer.poll(Duration::from_secs(1)).await.unwrap();
+            values.extend(records.iter().map(value));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let expected: Vec<String> = (20..200).map(|offset: u32| offset.to_string()).collect();
+        assert_eq!(values, expected);
+        assert!(
+            consumer
+                .poll(Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing after the last record"
+        );
     })
     .await;
 }
