@@ -17,6 +17,9 @@
 #   STRATA_BASELINE_SKIP_NATS     1 skips the NATS runs
 #   STRATA_BASELINE_NATS_ACKS_PENDING  publish acks a NATS producer awaits at once [256]
 #
+# Each scenario starts after a `sync` and 2 s of quiet (settle), so it does not share
+# the disk and the CPUs with the writeback of the scenarios before it.
+#
 # Every process it starts runs on 127.0.0.1 only, is recorded by PID and is stopped by
 # PID on exit; every client run is bounded by `timeout`. The temp dir is removed on exit;
 # the table goes to stdout, progress and each run's raw JSON to stderr.
@@ -34,6 +37,8 @@ NATS_ACKS_PENDING=${STRATA_BASELINE_NATS_ACKS_PENDING:-256}
 RUN_SECONDS_MAX=900
 # Seconds between freeing memory and a write ceiling pass; see ceiling_disk.
 FRESH_MEMORY_WAIT=5
+# Seconds of quiet after the `sync` before each scenario (see settle).
+SETTLE_SECONDS=2
 
 # Producer settings shared by the throughput scenarios (the client's defaults, spelled
 # out so the table does not depend on them).
@@ -192,9 +197,18 @@ start_strata() {
 }
 
 # strata bench ... --json > $WORK/strata-<scenario>.json, and the command in the log.
+# Writes back what the scenarios before wrote, then waits, so a scenario does not run
+# alongside the kernel's writeback of an earlier one's gigabytes (the page cache stays
+# warm for (d)). Both brokers' scenarios start this way.
+settle() {
+    sync
+    sleep "$SETTLE_SECONDS"
+}
+
 strata_bench() {
     local scenario=$1
     shift
+    settle
     local command=("$BIN/strata" --bootstrap "127.0.0.1:$STRATA_PORT" bench "$@" --json)
     log "strata ($scenario): strata bench $*"
     printf '%s\n' "strata bench $*" >"$WORK/strata-$scenario.command"
@@ -248,6 +262,7 @@ EOF
 nats_bench() {
     local scenario=$1 stream=$2
     shift 2
+    settle
     log "nats ($scenario): nats-bench --stream $stream $*"
     printf '%s\n' "nats-bench --stream $stream $*" >"$WORK/nats-$scenario.command"
     timeout "$RUN_SECONDS_MAX" "$BIN/nats-bench" --url "nats://127.0.0.1:$NATS_PORT" \
@@ -398,6 +413,7 @@ print_table() {
     printf '    iperf3 --server --bind 127.0.0.1 --one-off; iperf3 --client 127.0.0.1 --time 5 --json\n'
     printf '    dd if=/dev/zero of=F bs=1M count=%s [conv=fdatasync | oflag=dsync], best of 2, each after sync and %s s idle (fresh memory)\n' \
         "$DD_COUNT" "$FRESH_MEMORY_WAIT"
+    printf '    before each scenario below, both brokers: sync, then %s s idle\n' "$SETTLE_SECONDS"
     printf '    memcpy 256 5\n'
     local command
     for command in "$WORK"/strata-*.command "$WORK"/nats-*.command; do
