@@ -718,24 +718,14 @@ async fn a_prefetching_consumer_returns_each_record_once_in_order_and_none_from_
         let tp = TopicPartition::new("ahead", 0);
         consumer.assign(std::slice::from_ref(&tp));
         consumer.seek(&tp, 0).unwrap();
-        let mut values = Vec::new();
-        while values.len() < 50 {
-            let records = consumer.poll(Duration::from_secs(1)).await.unwrap();
-            values.extend(records.iter().map(value));
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let values = read_values_slowly(&mut consumer, 50).await;
         let expected: Vec<String> = (0..values.len()).map(|offset| offset.to_string()).collect();
         assert_eq!(values, expected);
 
         // Answers past the old position are buffered, decoding or in flight; after the
         // seek none of their records comes back.
         consumer.seek(&tp, 20).unwrap();
-        let mut values = Vec::new();
-        while values.len() < 180 {
-            let records = consumer.poll(Duration::from_secs(1)).await.unwrap();
-            values.extend(records.iter().map(value));
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let values = read_values_slowly(&mut consumer, 180).await;
         let expected: Vec<String> = (20..200).map(|offset: u32| offset.to_string()).collect();
         assert_eq!(values, expected);
         assert!(
@@ -748,4 +738,16 @@ async fn a_prefetching_consumer_returns_each_record_once_in_order_and_none_from_
         );
     })
     .await;
+}
+
+/// Polls until at least `count` values came, sleeping 2 ms after each poll so that answers
+/// are fetched and decoded while the application is away.
+async fn read_values_slowly(consumer: &mut Consumer, count: usize) -> Vec<String> {
+    let mut values = Vec::new();
+    while values.len() < count {
+        let records = consumer.poll(Duration::from_secs(1)).await.unwrap();
+        values.extend(records.iter().map(value));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    values
 }
