@@ -1206,7 +1206,7 @@ impl LogInner {
     fn sync_files(&self, sealed: &[Arc<Segment>], active: Option<&Segment>) -> Result<()> {
         for segment in sealed {
             segment.persist_index(self.io.as_ref())?;
-            segment.sync()?;
+            segment.sync_sealed()?;
         }
         active.map_or(Ok(()), Segment::sync)
     }

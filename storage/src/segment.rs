@@ -550,6 +550,19 @@ impl Segment {
             .map_err(StorageError::at(&self.log_path))
     }
 
+    /// [`sync`](Self::sync) for a sealed segment: its bytes are written back in steps
+    /// first ([`IoFile::write_back`]), so the fsync of up to 2 GiB does not queue it all
+    /// at once.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] with the path.
+    pub fn sync_sealed(&self) -> Result<()> {
+        self.file
+            .write_back(self.committed_bytes.load(Ordering::Acquire))
+            .map_err(StorageError::at(&self.log_path))?;
+        self.sync()
+    }
+
     /// Unlinks the segment's files. Mappings stay valid: unlinking does not shrink.
     ///
     /// # Errors

@@ -79,6 +79,41 @@ fn short_writes_are_completed() {
 }
 
 #[test]
+fn a_roll_writes_the_sealed_segment_back_before_its_fsync_and_a_failed_write_back_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let log = open(dir.path(), &io, &flusher, Durability::Never);
+    // About 1.3 KiB each: two fill a 4 KiB segment, the third rolls.
+    for index in 0..3 {
+        log.append(&common::batch(1, 1300, 1, index), 1).unwrap();
+    }
+    assert!(log.wait_durable(2, Duration::from_secs(10)).unwrap());
+    let sealed = std::fs::metadata(dir.path().join("00000000000000000000.log"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        *io.faults.write_backs.lock().unwrap(),
+        [sealed],
+        "the whole sealed segment, once, and not the active one"
+    );
+
+    // The next roll's write-back fails: the flush fails as if its fsync had.
+    io.faults.fail_write_back.store(true, Ordering::SeqCst);
+    for index in 3..5 {
+        log.append(&common::batch(1, 1300, 1, index), 1).unwrap();
+    }
+    assert_eq!(log.segment_count(), 3);
+    let waited = log.wait_durable(4, Duration::from_secs(10));
+    assert!(
+        matches!(waited, Err(StorageError::Poisoned { .. })),
+        "{waited:?}"
+    );
+    assert_eq!(log.durable_offset(), 2, "durable never passes what synced");
+    assert_eq!(io.faults.write_backs.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn failed_fsync_poisons_and_never_advances_the_durable_offset() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();

@@ -22,6 +22,10 @@ pub struct Faults {
     pub write_bytes_max: AtomicUsize,
     /// Every fsync fails with EIO.
     pub fail_sync: AtomicBool,
+    /// Every write-back ahead of an fsync (`IoFile::write_back`) fails with EIO.
+    pub fail_write_back: AtomicBool,
+    /// The lengths of the write-backs that succeeded, in order.
+    pub write_backs: Mutex<Vec<u64>>,
     /// fsyncs of files (not directories) that succeeded.
     pub syncs: AtomicU64,
     /// fsyncs of directories that succeeded.
@@ -44,6 +48,8 @@ impl Default for Faults {
             space_left_bytes: AtomicU64::new(u64::MAX),
             write_bytes_max: AtomicUsize::new(0),
             fail_sync: AtomicBool::new(false),
+            fail_write_back: AtomicBool::new(false),
+            write_backs: Mutex::new(Vec::new()),
             syncs: AtomicU64::new(0),
             dir_syncs: AtomicU64::new(0),
             now_ms: AtomicI64::new(1_000_000),
@@ -127,6 +133,15 @@ impl IoFile for FaultyFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
+    }
+
+    fn write_back(&self, len: u64) -> io::Result<()> {
+        if self.faults.fail_write_back.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.write_back(len)?;
+        self.faults.write_backs.lock().unwrap().push(len);
+        Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
