@@ -747,7 +747,10 @@ mod tests {
         let before = now_us();
         let first = stamper.stamped();
         let first_stamped = now_us();
-        std::thread::sleep(Duration::from_millis(2));
+        // The later values must carry a later stamp: wait for the clock to move on.
+        while now_us() <= first_stamped {
+            std::hint::spin_loop();
+        }
         // More than a slab's worth: values of a new slab are stamped the same way, and
         // stamping them leaves the first value's stamp as it was.
         let later: Vec<Bytes> = (0..STAMP_SLAB_VALUES + 2)
