@@ -1,13 +1,21 @@
 //! [`Flusher`]: one `std::thread` that fsyncs many logs, so a broker with thousands of
-//! partitions does not need a thread per partition. Never runs on an async runtime.
+//! partitions does not need a thread per partition, and one that writes sealed segments
+//! back to the device ahead of their fsync. Never runs on an async runtime.
 //!
 //! Logs ask for a flush ([`Flusher::request`]) after an append under
-//! `Durability::EveryBatch` and after a roll; logs under `Durability::IntervalMs` are
-//! also flushed when their interval elapses. A flush snapshots the log end offset, then
-//! fsyncs: every append that finished before the snapshot is covered, and appends that
-//! arrive during the fsync are covered by the next one (group commit).
+//! `Durability::EveryBatch`; logs under `Durability::IntervalMs` are also flushed when
+//! their interval elapses. A flush snapshots the log end offset, then fsyncs: every append
+//! that finished before the snapshot is covered, and appends that arrive during the fsync
+//! are covered by the next one (group commit).
+//!
+//! After a roll, a log asks for a write-back instead ([`Flusher::write_back`]): the
+//! write-back thread writes its sealed segments back one step at a time, pausing after
+//! each step for as long as the step took (less while other logs wait), then asks for the
+//! flush that fsyncs them. Up to 2 GiB of a sealed segment are written back without
+//! holding up the fsyncs of other logs, at no more than about half the device's time
+//! (benchmarks.md, "Eleventh round").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
@@ -18,6 +26,12 @@ pub(crate) trait Flushable: Send + Sync {
     /// fsyncs what is dirty and publishes the new durable offset. Errors poison the log
     /// inside; the flusher just moves on.
     fn flush_for_flusher(&self);
+
+    /// Writes the sealed segments not yet fsync'd back to the device, calling
+    /// `between_steps` with each step's duration; it pauses, and says whether to go on.
+    /// Returns whether they were all written back. Errors poison the log inside. Called
+    /// on the write-back thread.
+    fn write_back_for_flusher(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> bool;
 }
 
 struct Registration {
@@ -31,13 +45,18 @@ struct Registration {
 struct State {
     logs: HashMap<u64, Registration>,
     urgent: Vec<u64>,
+    /// Logs waiting for the write-back thread, oldest first; each at most once.
+    write_backs: VecDeque<u64>,
     next_id: u64,
     shutdown: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the flusher thread.
     wake: Condvar,
+    /// Wakes the write-back thread, from its wait for work or from a pause.
+    write_back_wake: Condvar,
 }
 
 impl Shared {
@@ -48,24 +67,23 @@ impl Shared {
 
 struct Handle {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The flusher thread and the write-back thread.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.wake.notify_all();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        // The last handle can be dropped on the flusher thread itself (a log it was
-        // flushing was dropped meanwhile); joining would deadlock, and it exits anyway.
-        if let Some(thread) = thread
-            && thread.thread().id() != thread::current().id()
-        {
-            let _ = thread.join();
+        self.shared.write_back_wake.notify_all();
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        // The last handle can be dropped on one of the threads itself (a log it was
+        // working on was dropped meanwhile); joining it would deadlock, and it exits anyway.
+        for thread in threads {
+            if thread.thread().id() != thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -88,25 +106,31 @@ impl fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher thread.
+    /// Starts the flusher thread and the write-back thread.
     ///
     /// # Errors
-    /// If the thread cannot be spawned.
+    /// If a thread cannot be spawned.
     pub fn start() -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            write_back_wake: Condvar::new(),
         });
-        let thread_shared = Arc::clone(&shared);
-        let thread = thread::Builder::new()
+        // If a spawn below fails, dropping `handle` stops and joins the thread started.
+        let handle = Arc::new(Handle {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::new()),
+        });
+        let flusher_shared = Arc::clone(&shared);
+        let flusher = thread::Builder::new()
             .name("strata-flusher".to_owned())
-            .spawn(move || run(&thread_shared))?;
-        Ok(Self {
-            handle: Arc::new(Handle {
-                shared,
-                thread: Mutex::new(Some(thread)),
-            }),
-        })
+            .spawn(move || run(&flusher_shared))?;
+        lock_threads(&handle).push(flusher);
+        let write_back = thread::Builder::new()
+            .name("strata-writeback".to_owned())
+            .spawn(move || run_write_backs(&shared))?;
+        lock_threads(&handle).push(write_back);
+        Ok(Self { handle })
     }
 
     /// Registers a log; returns its id.
@@ -147,18 +171,99 @@ impl Flusher {
 
     /// Asks for a flush of log `id` as soon as possible.
     pub(crate) fn request(&self, id: u64) {
+        request(&self.handle.shared, id);
+    }
+
+    /// Asks the write-back thread to write log `id`'s sealed segments back, then to ask
+    /// for the flush that fsyncs them.
+    pub(crate) fn write_back(&self, id: u64) {
         let mut state = self.handle.shared.lock();
-        let Some(registration) = state.logs.get_mut(&id) else {
-            return;
-        };
-        if registration.queued {
+        if !state.logs.contains_key(&id) || state.write_backs.contains(&id) {
             return;
         }
-        registration.queued = true;
-        state.urgent.push(id);
+        state.write_backs.push_back(id);
         drop(state);
-        self.handle.shared.wake.notify_all();
+        self.handle.shared.write_back_wake.notify_all();
     }
+}
+
+fn lock_threads(handle: &Handle) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+    handle
+        .threads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn request(shared: &Shared, id: u64) {
+    let mut state = shared.lock();
+    let Some(registration) = state.logs.get_mut(&id) else {
+        return;
+    };
+    if registration.queued {
+        return;
+    }
+    registration.queued = true;
+    state.urgent.push(id);
+    drop(state);
+    shared.wake.notify_all();
+}
+
+fn run_write_backs(shared: &Shared) {
+    while let Some((id, log)) = next_write_back(shared) {
+        let mut between_steps = |step: Duration| pause(shared, id, step);
+        if log.write_back_for_flusher(&mut between_steps) {
+            request(shared, id);
+        }
+    }
+}
+
+/// Blocks until some log waits for a write-back; `None` on shutdown.
+fn next_write_back(shared: &Shared) -> Option<(u64, Arc<dyn Flushable>)> {
+    let mut state = shared.lock();
+    loop {
+        if state.shutdown {
+            return None;
+        }
+        while let Some(id) = state.write_backs.pop_front() {
+            let log = state
+                .logs
+                .get(&id)
+                .and_then(|registration| registration.log.upgrade());
+            if let Some(log) = log {
+                return Some((id, log));
+            }
+        }
+        state = shared
+            .write_back_wake
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// Between two write-back steps of log `id`: pauses as long as the step took, divided by
+/// one more than the number of logs waiting for a write-back (this one again included,
+/// if it rolled meanwhile), so a backlog is written faster. A request that arrives during
+/// the pause ends it. Returns whether to go on: not on shutdown or once the log is
+/// closed.
+fn pause(shared: &Shared, id: u64, step: Duration) -> bool {
+    let state = shared.lock();
+    let go_on = |state: &State| !state.shutdown && state.logs.contains_key(&id);
+    if !go_on(&state) {
+        return false;
+    }
+    let waiting = state.write_backs.len();
+    let (state, _) = shared
+        .write_back_wake
+        .wait_timeout_while(state, pause_length(step, waiting), |state| {
+            go_on(state) && state.write_backs.len() <= waiting
+        })
+        .unwrap_or_else(PoisonError::into_inner);
+    go_on(&state)
+}
+
+/// How long [`pause`] waits after a step that took `step`, with `waiting` logs queued.
+fn pause_length(step: Duration, waiting: usize) -> Duration {
+    step / u32::try_from(waiting.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
 fn run(shared: &Shared) {
@@ -232,4 +337,93 @@ fn take_due(state: &mut State, now: Instant) -> Vec<Arc<dyn Flushable>> {
         }
     }
     due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+
+    impl Flushable for Idle {
+        fn flush_for_flusher(&self) {}
+
+        fn write_back_for_flusher(&self, _: &mut dyn FnMut(Duration) -> bool) -> bool {
+            true
+        }
+    }
+
+    /// Shared state with log 1 registered (for as long as `log` lives).
+    fn shared_with_log(log: &Arc<dyn Flushable>) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            write_back_wake: Condvar::new(),
+        });
+        shared.lock().logs.insert(
+            1,
+            Registration {
+                log: Arc::downgrade(log),
+                interval: None,
+                next_due: Instant::now(),
+                queued: false,
+            },
+        );
+        shared
+    }
+
+    #[test]
+    fn a_pause_lasts_as_long_as_the_step_while_no_other_log_waits() {
+        let log: Arc<dyn Flushable> = Arc::new(Idle);
+        let shared = shared_with_log(&log);
+        let step = Duration::from_millis(30);
+        let started = Instant::now();
+        assert!(pause(&shared, 1, step));
+        assert!(started.elapsed() >= step);
+    }
+
+    #[test]
+    fn a_backlog_shortens_the_pause() {
+        let step = Duration::from_millis(12);
+        assert_eq!(pause_length(step, 0), step);
+        assert_eq!(pause_length(step, 1), Duration::from_millis(6));
+        assert_eq!(pause_length(step, 3), Duration::from_millis(3));
+        assert_eq!(pause_length(step, usize::MAX), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_pause_ends_when_another_log_asks_and_stops_the_write_back_on_close() {
+        let log: Arc<dyn Flushable> = Arc::new(Idle);
+        let shared = shared_with_log(&log);
+        // A step this long would make a full pause fail the test.
+        let long = Duration::from_secs(20);
+        let short_pause = |shared: &Shared| {
+            let started = Instant::now();
+            let go_on = pause(shared, 1, long);
+            assert!(
+                started.elapsed() < long / 2,
+                "paused {:?}",
+                started.elapsed()
+            );
+            go_on
+        };
+        // Another log asks for a write-back during the pause: it ends, and goes on.
+        let asker = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(20));
+                shared.lock().write_backs.push_back(2);
+                shared.write_back_wake.notify_all();
+            })
+        };
+        assert!(short_pause(&shared));
+        asker.join().unwrap();
+        // A closed (deregistered) log's write-back stops, and so does every one on shutdown.
+        shared.lock().logs.remove(&1);
+        assert!(!short_pause(&shared));
+        let other: Arc<dyn Flushable> = Arc::new(Idle);
+        let shared = shared_with_log(&other);
+        shared.lock().shutdown = true;
+        assert!(!short_pause(&shared));
+    }
 }

@@ -58,53 +58,44 @@ pub trait IoFile: Debug + Send + Sync {
     /// The underlying I/O error.
     fn sync_data(&self) -> io::Result<()>;
 
-    /// Writes the first `len` bytes back to the device ahead of an `fdatasync`, in steps
-    /// ([`write_back_in_steps`]). Not a durability point on its own.
+    /// Writes bytes `offset..offset + len` back to the device and waits for them
+    /// ([`write_back_range`]), ahead of an `fdatasync`. Not a durability point on its own.
     ///
     /// # Errors
     /// The underlying I/O error.
-    fn write_back(&self, len: u64) -> io::Result<()> {
-        write_back_in_steps(self.file(), len)
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        write_back_range(self.file(), offset, len)
     }
 
     /// The real file, for `mmap` and metadata.
     fn file(&self) -> &File;
 }
 
-/// Bytes [`write_back_in_steps`] writes back at a time.
+/// Bytes a sealed segment is written back in at a time ([`Segment::write_back`]).
+///
+/// [`Segment::write_back`]: crate::segment::Segment::write_back
 pub const WRITE_BACK_STEP_BYTES: u64 = 1 << 20;
 
-/// Writes the first `len` bytes of `file` back to the device [`WRITE_BACK_STEP_BYTES`]
-/// at a time, each step started and waited for (`sync_file_range` with `WAIT_BEFORE`,
-/// `WRITE` and `WAIT_AFTER`) before the next. An `fdatasync` of a whole sealed segment
-/// (up to 2 GiB dirty) queues all of it at once: the device queue fills, and completing
-/// it keeps a kernel worker busy on a CPU for tens of milliseconds at a time, which the
-/// appending and fetching threads wait behind (benchmarks.md, "Tenth round"). In steps,
-/// at most one step of the file is in flight, and the `fdatasync` after finds little
-/// left to write. Does not flush metadata or the device cache: only `fdatasync` makes
-/// anything durable.
+/// Writes bytes `offset..offset + len` of `file` back to the device and waits until they
+/// are written (`sync_file_range` with `WAIT_BEFORE`, `WRITE` and `WAIT_AFTER`). Does not
+/// flush metadata or the device cache: only `fdatasync` makes anything durable.
 ///
 /// # Errors
-/// The error of the first step that fails.
-pub fn write_back_in_steps(file: &File, len: u64) -> io::Result<()> {
+/// The system call's error; `EFBIG` for a range past `off64_t`.
+pub fn write_back_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
         | libc::SYNC_FILE_RANGE_WRITE
         | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    let mut offset = 0;
-    while offset < len {
-        let step = WRITE_BACK_STEP_BYTES.min(len - offset);
-        let (Ok(at), Ok(count)) = (
-            libc::off64_t::try_from(offset),
-            libc::off64_t::try_from(step),
-        ) else {
-            return Err(io::Error::from_raw_os_error(libc::EFBIG));
-        };
-        // SAFETY: a system call on a descriptor `file` keeps open; no memory is passed.
-        if unsafe { libc::sync_file_range(file.as_raw_fd(), at, count, flags) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        offset += step;
+    let (Ok(at), Ok(count)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    // SAFETY: a system call on a descriptor `file` keeps open; no memory is passed.
+    if unsafe { libc::sync_file_range(file.as_raw_fd(), at, count, flags) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -246,18 +237,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_back_covers_whole_and_partial_steps_and_reports_errors() {
+    fn write_back_range_takes_any_range_and_reports_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("segment");
-        let len = 3 * WRITE_BACK_STEP_BYTES + WRITE_BACK_STEP_BYTES / 2;
-        fs::write(&path, vec![7u8; usize::try_from(len).unwrap()]).unwrap();
+        fs::write(&path, vec![7u8; 3 << 20]).unwrap();
         let file = File::open(&path).unwrap();
-        write_back_in_steps(&file, len).unwrap();
-        write_back_in_steps(&file, 0).unwrap();
-        // A pipe has no pages to write back: the first step's error comes out.
+        write_back_range(&file, 0, 1 << 20).unwrap();
+        write_back_range(&file, (1 << 20) + 5, 2 << 20).unwrap();
+        let error = write_back_range(&file, u64::MAX, 1).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EFBIG), "{error}");
+        // A pipe has no pages to write back.
         let (reader, _writer) = io::pipe().unwrap();
         let pipe = File::from(std::os::fd::OwnedFd::from(reader));
-        let error = write_back_in_steps(&pipe, 1).unwrap_err();
+        let error = write_back_range(&pipe, 0, 1).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ESPIPE), "{error}");
     }
 }

@@ -741,6 +741,26 @@ impl Flushable for LogInner {
         // Errors poison the log inside `flush`; appenders and waiters see them.
         let _ = self.flush(with_active);
     }
+
+    fn write_back_for_flusher(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> bool {
+        if self.check_poisoned().is_err() {
+            return false;
+        }
+        let sealed = lock(&self.append).unsynced.clone();
+        for segment in sealed {
+            match segment.write_back(between_steps) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(error) => {
+                    // Like a failed fsync: the kernel may report a failed writeback once,
+                    // so the fsync after could succeed without the pages on the device.
+                    self.poison(format!("write-back of a sealed segment failed: {error}"));
+                    return false;
+                }
+            }
+        }
+        true
+    }
 }
 
 /// How often the flusher flushes a log on its own.
@@ -959,8 +979,11 @@ impl LogInner {
         state
             .snapshots
             .push((base_offset, state.producers.encode(base_offset)));
-        // Sealed segments are fsync'd whatever the policy, so the recovery point advances.
-        self.request_flush();
+        // Sealed segments are fsync'd whatever the policy, so the recovery point advances:
+        // written back in the background first, then fsync'd by the flusher.
+        if let Some(&id) = self.registration.get() {
+            self.flusher.write_back(id);
+        }
         Ok(new)
     }
 
@@ -1162,14 +1185,25 @@ impl LogInner {
             let mut state = lock(&self.append);
             let snapshots = std::mem::take(&mut state.snapshots);
             let current = self.active();
+            let mut sealed = state.unsynced.clone();
             let (target, active) = if with_active {
                 (self.log_end_offset(), Some(current))
             } else {
-                (current.base_offset(), None)
+                // Under `Never`, a flush follows a sealed segment's write-back: a segment
+                // sealed since waits for its own, rather than being written back here at
+                // full speed, holding up every other log's fsync.
+                match sealed.iter().position(|segment| !segment.is_written_back()) {
+                    Some(pending) => {
+                        let target = sealed[pending].base_offset();
+                        sealed.truncate(pending);
+                        (target, None)
+                    }
+                    None => (current.base_offset(), None),
+                }
             };
             (
                 target,
-                state.unsynced.clone(),
+                sealed,
                 active,
                 snapshots,
                 std::mem::take(&mut state.dir_unsynced),

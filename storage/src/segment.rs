@@ -14,6 +14,7 @@ use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
@@ -21,8 +22,10 @@ use strata_protocol::batch::{BatchHeader, BatchView};
 
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
-use crate::io::write_file_atomically;
-use crate::io::{Io, IoFile, remove_if_exists, sync_parent, with_suffix, write_all_vectored};
+use crate::io::{
+    Io, IoFile, WRITE_BACK_STEP_BYTES, remove_if_exists, sync_parent, with_suffix,
+    write_all_vectored, write_file_atomically,
+};
 use crate::scan::{Check, scan};
 use crate::unmap::Mapping;
 
@@ -228,6 +231,8 @@ pub struct Segment {
     log_path: PathBuf,
     file: Arc<dyn IoFile>,
     committed_bytes: AtomicU64,
+    /// Bytes from the start known written back to the device ([`Segment::write_back`]).
+    written_back: AtomicU64,
     next_offset: AtomicU64,
     max_timestamp: AtomicI64,
     map: Mutex<MapSlot>,
@@ -251,6 +256,7 @@ impl Segment {
             log_path: log_path(dir, base_offset),
             file,
             committed_bytes: AtomicU64::new(committed_bytes),
+            written_back: AtomicU64::new(0),
             next_offset: AtomicU64::new(next_offset),
             max_timestamp: AtomicI64::new(index.max_timestamp()),
             map: Mutex::new(MapSlot::default()),
@@ -550,16 +556,45 @@ impl Segment {
             .map_err(StorageError::at(&self.log_path))
     }
 
-    /// [`sync`](Self::sync) for a sealed segment: its bytes are written back in steps
-    /// first ([`IoFile::write_back`]), so the fsync of up to 2 GiB does not queue it all
-    /// at once.
+    /// Writes the committed bytes not yet written back to the device, one
+    /// [`WRITE_BACK_STEP_BYTES`] step at a time, each waited for ([`IoFile::write_back`]).
+    /// After each step but the last, `between_steps` gets the step's duration, may pause,
+    /// and says whether to go on. Returns whether every committed byte is written back.
+    /// Not a durability point: only [`sync`](Self::sync) is.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] with the path.
+    pub fn write_back(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> Result<bool> {
+        let end = self.committed_bytes();
+        let mut offset = self.written_back.load(Ordering::Acquire);
+        while offset < end {
+            let step = WRITE_BACK_STEP_BYTES.min(end - offset);
+            let started = Instant::now();
+            self.file
+                .write_back(offset, step)
+                .map_err(StorageError::at(&self.log_path))?;
+            offset += step;
+            self.written_back.fetch_max(offset, Ordering::AcqRel);
+            if offset < end && !between_steps(started.elapsed()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every committed byte is written back ([`write_back`](Self::write_back)).
+    pub fn is_written_back(&self) -> bool {
+        self.written_back.load(Ordering::Acquire) >= self.committed_bytes()
+    }
+
+    /// [`sync`](Self::sync) for a sealed segment: what is not yet written back is first
+    /// written back in steps ([`write_back`](Self::write_back)), so the fsync of up to
+    /// 2 GiB does not queue it all at once.
     ///
     /// # Errors
     /// [`StorageError::Io`] with the path.
     pub fn sync_sealed(&self) -> Result<()> {
-        self.file
-            .write_back(self.committed_bytes.load(Ordering::Acquire))
-            .map_err(StorageError::at(&self.log_path))?;
+        self.write_back(&mut |_| true)?;
         self.sync()
     }
 
@@ -615,6 +650,7 @@ impl Segment {
         remove_if_exists(&time_index_path(&self.dir, self.base_offset))?;
         let mut slot = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         self.committed_bytes.store(position, Ordering::Release);
+        self.written_back.fetch_min(position, Ordering::AcqRel);
         slot.current = None;
         if slot.live_beyond(position) {
             // A reader still holds bytes past the cut: shrinking this inode would turn them

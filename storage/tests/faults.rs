@@ -79,7 +79,7 @@ fn short_writes_are_completed() {
 }
 
 #[test]
-fn a_roll_writes_the_sealed_segment_back_before_its_fsync_and_a_failed_write_back_poisons() {
+fn a_roll_writes_the_sealed_segment_back_once_before_its_fsync_and_a_failed_write_back_poisons() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
     let io = FaultyIo::default();
@@ -94,8 +94,9 @@ fn a_roll_writes_the_sealed_segment_back_before_its_fsync_and_a_failed_write_bac
         .len();
     assert_eq!(
         *io.faults.write_backs.lock().unwrap(),
-        [sealed],
-        "the whole sealed segment, once, and not the active one"
+        [(0, sealed)],
+        "the whole sealed segment, once (the fsync does not write it back again), \
+         and not the active one"
     );
 
     // The next roll's write-back fails: the flush fails as if its fsync had.
@@ -111,6 +112,41 @@ fn a_roll_writes_the_sealed_segment_back_before_its_fsync_and_a_failed_write_bac
     );
     assert_eq!(log.durable_offset(), 2, "durable never passes what synced");
     assert_eq!(io.faults.write_backs.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_write_back_in_progress_holds_up_no_fsync_of_another_log() {
+    let (rolled_dir, durable_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let rolled = open(rolled_dir.path(), &io, &flusher, Durability::Never);
+    let durable = open(durable_dir.path(), &io, &flusher, Durability::EveryBatch);
+    io.faults.hold_write_backs();
+    // About 1.3 KiB each: two fill a 4 KiB segment, the third rolls.
+    for index in 0..3 {
+        rolled.append(&common::batch(1, 1300, 1, index), 1).unwrap();
+    }
+    io.faults.wait_write_backs_held(1);
+    // The sealed segment's write-back is stuck, yet the other log's fsyncs go on.
+    let fsynced_meanwhile = (0..3).all(|index| {
+        let info = durable.append(&common::batch(1, 10, 10, index), 1).unwrap();
+        durable
+            .wait_durable(info.log_end_offset, Duration::from_secs(10))
+            .unwrap()
+    });
+    let rolled_durable_meanwhile = rolled.durable_offset();
+    // Released before asserting: a flusher stuck at the gate would hang the logs' drop.
+    io.faults.release_write_backs();
+    assert!(
+        fsynced_meanwhile,
+        "an fsync waited for another log's write-back"
+    );
+    assert_eq!(
+        rolled_durable_meanwhile, 0,
+        "not fsync'd before its write-back"
+    );
+    assert!(rolled.wait_durable(2, Duration::from_secs(10)).unwrap());
+    assert_eq!(rolled.poisoned(), None);
 }
 
 #[test]

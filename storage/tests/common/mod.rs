@@ -24,8 +24,8 @@ pub struct Faults {
     pub fail_sync: AtomicBool,
     /// Every write-back ahead of an fsync (`IoFile::write_back`) fails with EIO.
     pub fail_write_back: AtomicBool,
-    /// The lengths of the write-backs that succeeded, in order.
-    pub write_backs: Mutex<Vec<u64>>,
+    /// The ranges (offset, length) of the write-backs that succeeded, in order.
+    pub write_backs: Mutex<Vec<(u64, u64)>>,
     /// fsyncs of files (not directories) that succeeded.
     pub syncs: AtomicU64,
     /// fsyncs of directories that succeeded.
@@ -34,12 +34,38 @@ pub struct Faults {
     pub now_ms: AtomicI64,
     gate: Mutex<Gate>,
     gate_changed: Condvar,
+    write_back_gate: Mutex<Gate>,
+    write_back_gate_changed: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct Gate {
     closed: bool,
     waiting: usize,
+}
+
+impl Gate {
+    fn pass(gate: &Mutex<Self>, changed: &Condvar) {
+        let mut state = gate.lock().unwrap();
+        state.waiting += 1;
+        changed.notify_all();
+        while state.closed {
+            state = changed.wait(state).unwrap();
+        }
+        state.waiting -= 1;
+    }
+
+    fn set_closed(gate: &Mutex<Self>, changed: &Condvar, closed: bool) {
+        gate.lock().unwrap().closed = closed;
+        changed.notify_all();
+    }
+
+    fn wait_held(gate: &Mutex<Self>, changed: &Condvar, count: usize) {
+        let mut state = gate.lock().unwrap();
+        while state.waiting < count {
+            state = changed.wait(state).unwrap();
+        }
+    }
 }
 
 impl Default for Faults {
@@ -55,6 +81,8 @@ impl Default for Faults {
             now_ms: AtomicI64::new(1_000_000),
             gate: Mutex::new(Gate::default()),
             gate_changed: Condvar::new(),
+            write_back_gate: Mutex::new(Gate::default()),
+            write_back_gate_changed: Condvar::new(),
         }
     }
 }
@@ -62,31 +90,33 @@ impl Default for Faults {
 impl Faults {
     /// From now on file fsyncs block until [`release_syncs`](Self::release_syncs).
     pub fn hold_syncs(&self) {
-        self.gate.lock().unwrap().closed = true;
+        Gate::set_closed(&self.gate, &self.gate_changed, true);
     }
 
     /// Unblocks held fsyncs.
     pub fn release_syncs(&self) {
-        self.gate.lock().unwrap().closed = false;
-        self.gate_changed.notify_all();
+        Gate::set_closed(&self.gate, &self.gate_changed, false);
     }
 
     /// Blocks until at least `count` fsyncs are held at the gate.
     pub fn wait_held(&self, count: usize) {
-        let mut gate = self.gate.lock().unwrap();
-        while gate.waiting < count {
-            gate = self.gate_changed.wait(gate).unwrap();
-        }
+        Gate::wait_held(&self.gate, &self.gate_changed, count);
     }
 
-    fn pass_gate(&self) {
-        let mut gate = self.gate.lock().unwrap();
-        gate.waiting += 1;
-        self.gate_changed.notify_all();
-        while gate.closed {
-            gate = self.gate_changed.wait(gate).unwrap();
-        }
-        gate.waiting -= 1;
+    /// From now on write-backs block until
+    /// [`release_write_backs`](Self::release_write_backs).
+    pub fn hold_write_backs(&self) {
+        Gate::set_closed(&self.write_back_gate, &self.write_back_gate_changed, true);
+    }
+
+    /// Unblocks held write-backs.
+    pub fn release_write_backs(&self) {
+        Gate::set_closed(&self.write_back_gate, &self.write_back_gate_changed, false);
+    }
+
+    /// Blocks until at least `count` write-backs are held at their gate.
+    pub fn wait_write_backs_held(&self, count: usize) {
+        Gate::wait_held(&self.write_back_gate, &self.write_back_gate_changed, count);
     }
 }
 
@@ -135,17 +165,21 @@ impl IoFile for FaultyFile {
         self.inner.set_len(len)
     }
 
-    fn write_back(&self, len: u64) -> io::Result<()> {
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        Gate::pass(
+            &self.faults.write_back_gate,
+            &self.faults.write_back_gate_changed,
+        );
         if self.faults.fail_write_back.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        self.inner.write_back(len)?;
-        self.faults.write_backs.lock().unwrap().push(len);
+        self.inner.write_back(offset, len)?;
+        self.faults.write_backs.lock().unwrap().push((offset, len));
         Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.faults.pass_gate();
+        Gate::pass(&self.faults.gate, &self.faults.gate_changed);
         if self.faults.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
@@ -177,7 +211,7 @@ impl Io for FaultyIo {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.faults.pass_gate();
+        Gate::pass(&self.faults.gate, &self.faults.gate_changed);
         if self.faults.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
