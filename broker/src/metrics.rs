@@ -14,6 +14,8 @@
 //! | `strata_connections_rejected_total` | counter | |
 //! | `strata_log_end_offset` | gauge | topic, partition |
 //! | `strata_fsync_duration_seconds` | histogram | |
+//! | `strata_writeback_bytes_total` | counter | |
+//! | `strata_writeback_duration_seconds` | histogram | |
 //! | `strata_group_lag` | gauge, computed at scrape time | group, topic, partition |
 
 use std::sync::{Arc, OnceLock};
@@ -109,6 +111,12 @@ pub fn set_log_end_offset(topic: &str, partition: u32, offset: u64) {
 /// Records one fsync's duration.
 pub fn record_fsync(elapsed: Duration) {
     metrics::histogram!("strata_fsync_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// Records the write-back of one sealed segment after a roll: its bytes and duration.
+pub fn record_write_back(bytes: u64, elapsed: Duration) {
+    metrics::counter!("strata_writeback_bytes_total").increment(bytes);
+    metrics::histogram!("strata_writeback_duration_seconds").record(elapsed.as_secs_f64());
 }
 
 /// Renders metrics computed at scrape time, appended after the recorded ones.

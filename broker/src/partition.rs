@@ -223,6 +223,7 @@ impl Partition {
             durable.send_replace(offset);
             metrics::record_fsync(elapsed);
         }));
+        log.on_write_back(metrics::record_write_back);
         metrics::set_log_end_offset(topic, index, log_end_offset);
         Ok(Self {
             topic: topic.to_owned(),

@@ -67,6 +67,7 @@ pub struct RetentionOutcome {
 }
 
 type DurableCallback = Arc<dyn Fn(u64, Duration) + Send + Sync>;
+type WriteBackCallback = Arc<dyn Fn(u64, Duration) + Send + Sync>;
 
 /// State changed only by appends and rolls, under the append lock.
 struct AppendState {
@@ -112,6 +113,7 @@ struct LogInner {
     /// Set by `close` and `delete` under the append lock; writes then fail.
     closed: AtomicBool,
     callbacks: Mutex<Vec<DurableCallback>>,
+    write_back_callbacks: Mutex<Vec<WriteBackCallback>>,
 }
 
 /// A partition log: a directory of segments. `Send + Sync`: appends, rolls, truncation and
@@ -585,6 +587,13 @@ impl Log {
         lock(&self.inner.callbacks).push(Arc::new(callback));
     }
 
+    /// Registers `callback`, called on the write-back thread each time it has written a
+    /// sealed segment back after a roll, with the bytes it wrote back and the time that
+    /// took, pauses included. It must be quick; a broker records metrics from it.
+    pub fn on_write_back(&self, callback: impl Fn(u64, Duration) + Send + Sync + 'static) {
+        lock(&self.inner.write_back_callbacks).push(Arc::new(callback));
+    }
+
     /// `Ok` unless the log is poisoned or closed.
     ///
     /// # Errors
@@ -748,9 +757,16 @@ impl Flushable for LogInner {
         }
         let sealed = lock(&self.append).unsynced.clone();
         for segment in sealed {
+            let started = Instant::now();
             match segment.write_back(between_steps) {
-                Ok(true) => {}
-                Ok(false) => return false,
+                Ok(Some(0)) => {}
+                Ok(Some(bytes)) => {
+                    let callbacks = lock(&self.write_back_callbacks).clone();
+                    for callback in callbacks {
+                        callback(bytes, started.elapsed());
+                    }
+                }
+                Ok(None) => return false,
                 Err(error) => {
                     // Like a failed fsync: the kernel may report a failed writeback once,
                     // so the fsync after could succeed without the pages on the device.
@@ -812,6 +828,7 @@ impl LogInner {
             poisoned: OnceLock::new(),
             closed: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
+            write_back_callbacks: Mutex::new(Vec::new()),
         }
     }
 

@@ -559,14 +559,19 @@ impl Segment {
     /// Writes the committed bytes not yet written back to the device, one
     /// [`WRITE_BACK_STEP_BYTES`] step at a time, each waited for ([`IoFile::write_back`]).
     /// After each step but the last, `between_steps` gets the step's duration, may pause,
-    /// and says whether to go on. Returns whether every committed byte is written back.
-    /// Not a durability point: only [`sync`](Self::sync) is.
+    /// and says whether to go on. Returns the bytes this call wrote back once every
+    /// committed byte is, or `None` if `between_steps` stopped it first. Not a durability
+    /// point: only [`sync`](Self::sync) is.
     ///
     /// # Errors
     /// [`StorageError::Io`] with the path.
-    pub fn write_back(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> Result<bool> {
+    pub fn write_back(
+        &self,
+        between_steps: &mut dyn FnMut(Duration) -> bool,
+    ) -> Result<Option<u64>> {
         let end = self.committed_bytes();
-        let mut offset = self.written_back.load(Ordering::Acquire);
+        let start = self.written_back.load(Ordering::Acquire);
+        let mut offset = start;
         while offset < end {
             let step = WRITE_BACK_STEP_BYTES.min(end - offset);
             let started = Instant::now();
@@ -576,10 +581,10 @@ impl Segment {
             offset += step;
             self.written_back.fetch_max(offset, Ordering::AcqRel);
             if offset < end && !between_steps(started.elapsed()) {
-                return Ok(false);
+                return Ok(None);
             }
         }
-        Ok(true)
+        Ok(Some(end.saturating_sub(start)))
     }
 
     /// Whether every committed byte is written back ([`write_back`](Self::write_back)).

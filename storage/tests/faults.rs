@@ -84,6 +84,9 @@ fn a_roll_writes_the_sealed_segment_back_once_before_its_fsync_and_a_failed_writ
     let flusher = Flusher::start().unwrap();
     let io = FaultyIo::default();
     let log = open(dir.path(), &io, &flusher, Durability::Never);
+    let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reports = Arc::clone(&reported);
+    log.on_write_back(move |bytes, _| reports.lock().unwrap().push(bytes));
     // About 1.3 KiB each: two fill a 4 KiB segment, the third rolls.
     for index in 0..3 {
         log.append(&common::batch(1, 1300, 1, index), 1).unwrap();
@@ -97,6 +100,11 @@ fn a_roll_writes_the_sealed_segment_back_once_before_its_fsync_and_a_failed_writ
         [(0, sealed)],
         "the whole sealed segment, once (the fsync does not write it back again), \
          and not the active one"
+    );
+    assert_eq!(
+        *reported.lock().unwrap(),
+        [sealed],
+        "reported once, before the fsync"
     );
 
     // The next roll's write-back fails: the flush fails as if its fsync had.
@@ -112,6 +120,11 @@ fn a_roll_writes_the_sealed_segment_back_once_before_its_fsync_and_a_failed_writ
     );
     assert_eq!(log.durable_offset(), 2, "durable never passes what synced");
     assert_eq!(io.faults.write_backs.lock().unwrap().len(), 1);
+    assert_eq!(
+        reported.lock().unwrap().len(),
+        1,
+        "a failed write-back is not reported"
+    );
 }
 
 #[test]

@@ -254,6 +254,47 @@ async fn metrics_endpoint_reports_traffic() {
 }
 
 #[tokio::test]
+async fn a_roll_reports_the_sealed_segments_write_back_in_the_metrics() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client
+        .create_topic(
+            "rolled",
+            1,
+            &[("segment_bytes", "16384"), ("max_message_bytes", "16384")],
+        )
+        .await;
+    // Four batches of about 10 KiB: each after the first rolls the 16 KiB segment.
+    produce_long_values(&mut client, "rolled", 4, 10).await;
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("rolled-0"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    // Named by base offset: the last is the active segment, which is not written back.
+    segments.sort();
+    segments.pop();
+    assert!(!segments.is_empty(), "no roll");
+    let sealed: u64 = segments
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    let expected = format!("strata_writeback_bytes_total {sealed}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape_metrics(&broker.metrics_address).await;
+        if text.contains(&expected) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    let count = format!("strata_writeback_duration_seconds_count {}", segments.len());
+    assert!(text.contains(&count), "missing {count} in\n{text}");
+}
+
+#[tokio::test]
 async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
     let dir = data_dir();
     let broker = BrokerProcess::start(dir.path(), &[]);
