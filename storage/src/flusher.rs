@@ -8,7 +8,8 @@
 //! that finished before the snapshot is covered, and appends that arrive during the fsync
 //! are covered by the next one (group commit).
 //!
-//! After a roll, a log asks for a write-back instead ([`Flusher::write_back`]): the
+//! After a roll, a log under `Durability::Never` (its sealed segment all dirty) asks
+//! for a write-back instead ([`Flusher::write_back`]): the
 //! write-back thread writes its sealed segments back one step at a time, pausing after
 //! each step for as long as the step took (less while other logs wait), then asks for the
 //! flush that fsyncs them. Up to 2 GiB of a sealed segment are written back without
@@ -164,9 +165,9 @@ impl Flusher {
         self.handle.shared.wake.notify_all();
     }
 
-    /// Forgets a log.
+    /// Forgets a log. A write-back of it stops at its next step.
     pub(crate) fn deregister(&self, id: u64) {
-        self.handle.shared.lock().logs.remove(&id);
+        deregister(&self.handle.shared, id);
     }
 
     /// Asks for a flush of log `id` as soon as possible.
@@ -192,6 +193,12 @@ fn lock_threads(handle: &Handle) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
         .threads
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn deregister(shared: &Shared, id: u64) {
+    shared.lock().logs.remove(&id);
+    // Ends a pause in its write-back.
+    shared.write_back_wake.notify_all();
 }
 
 fn request(shared: &Shared, id: u64) {
@@ -418,9 +425,18 @@ mod tests {
         };
         assert!(short_pause(&shared));
         asker.join().unwrap();
-        // A closed (deregistered) log's write-back stops, and so does every one on shutdown.
-        shared.lock().logs.remove(&1);
+        // Closing (deregistering) the log during a pause ends it, and the write-back.
+        shared.lock().write_backs.clear();
+        let closer = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(20));
+                deregister(&shared, 1);
+            })
+        };
         assert!(!short_pause(&shared));
+        closer.join().unwrap();
+        // And every write-back stops on shutdown.
         let other: Arc<dyn Flushable> = Arc::new(Idle);
         let shared = shared_with_log(&other);
         shared.lock().shutdown = true;

@@ -71,9 +71,9 @@ pub trait IoFile: Debug + Send + Sync {
     fn file(&self) -> &File;
 }
 
-/// Bytes a sealed segment is written back in at a time ([`Segment::write_back`]).
+/// Bytes a sealed segment is written back in at a time ([`Segment::write_back_step`]).
 ///
-/// [`Segment::write_back`]: crate::segment::Segment::write_back
+/// [`Segment::write_back_step`]: crate::segment::Segment::write_back_step
 pub const WRITE_BACK_STEP_BYTES: u64 = 1 << 20;
 
 /// Writes bytes `offset..offset + len` of `file` back to the device and waits until they

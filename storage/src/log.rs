@@ -736,6 +736,13 @@ impl Drop for Log {
         // Waits for a flush in progress, so nothing of this log touches the directory once
         // the lock file is released (a reopen may follow immediately).
         lock(&self.inner.maintenance).closed = true;
+        // And for a write-back step in flight; none starts after. A reopen opens new files,
+        // which would not learn of a write-back error this one's files reported.
+        self.inner.closed.store(true, Ordering::Release);
+        let sealed = lock(&self.inner.append).unsynced.clone();
+        for segment in sealed {
+            segment.wait_for_write_back_step();
+        }
         self.release();
     }
 }
@@ -752,26 +759,34 @@ impl Flushable for LogInner {
     }
 
     fn write_back_for_flusher(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> bool {
-        if self.check_poisoned().is_err() {
-            return false;
-        }
         let sealed = lock(&self.append).unsynced.clone();
         for segment in sealed {
-            let started = Instant::now();
-            match segment.write_back(between_steps) {
-                Ok(Some(0)) => {}
-                Ok(Some(bytes)) => {
-                    let callbacks = lock(&self.write_back_callbacks).clone();
-                    for callback in callbacks {
-                        callback(bytes, started.elapsed());
+            let (started, mut bytes) = (Instant::now(), 0);
+            loop {
+                if self.check_poisoned().is_err() {
+                    return false;
+                }
+                // A failed step fails every fsync of the segment after it, whichever
+                // thread runs it (`Segment::write_back_step`); the log is poisoned too.
+                match segment.write_back_step(&self.closed) {
+                    Ok(Some((step, elapsed))) => {
+                        bytes += step;
+                        if !segment.is_written_back() && !between_steps(elapsed) {
+                            return false;
+                        }
+                    }
+                    Ok(None) if segment.is_written_back() => break,
+                    Ok(None) => return false,
+                    Err(error) => {
+                        self.poison(format!("write-back of a sealed segment failed: {error}"));
+                        return false;
                     }
                 }
-                Ok(None) => return false,
-                Err(error) => {
-                    // Like a failed fsync: the kernel may report a failed writeback once,
-                    // so the fsync after could succeed without the pages on the device.
-                    self.poison(format!("write-back of a sealed segment failed: {error}"));
-                    return false;
+            }
+            if bytes > 0 {
+                let callbacks = lock(&self.write_back_callbacks).clone();
+                for callback in callbacks {
+                    callback(bytes, started.elapsed());
                 }
             }
         }
@@ -996,10 +1011,13 @@ impl LogInner {
         state
             .snapshots
             .push((base_offset, state.producers.encode(base_offset)));
-        // Sealed segments are fsync'd whatever the policy, so the recovery point advances:
-        // written back in the background first, then fsync'd by the flusher.
-        if let Some(&id) = self.registration.get() {
-            self.flusher.write_back(id);
+        // Sealed segments are fsync'd whatever the policy, so the recovery point advances.
+        // Under `Never` the whole segment is dirty: it is written back in the background
+        // first, paced, then fsync'd. Under the others little of it is: the flusher
+        // fsyncs it with the next flush.
+        match (self.config().durability, self.registration.get()) {
+            (Durability::Never, Some(&id)) => self.flusher.write_back(id),
+            _ => self.request_flush(),
         }
         Ok(new)
     }

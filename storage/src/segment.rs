@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -231,8 +231,13 @@ pub struct Segment {
     log_path: PathBuf,
     file: Arc<dyn IoFile>,
     committed_bytes: AtomicU64,
-    /// Bytes from the start known written back to the device ([`Segment::write_back`]).
+    /// Bytes from the start known written back to the device
+    /// ([`Segment::write_back_step`]).
     written_back: AtomicU64,
+    /// Held across each write-back step and each fsync; `true` once a step failed. The
+    /// kernel reports a failed writeback once per open file, so whichever of the two
+    /// comes second must learn of the first's failure from here.
+    write_back_failed: Mutex<bool>,
     next_offset: AtomicU64,
     max_timestamp: AtomicI64,
     map: Mutex<MapSlot>,
@@ -257,6 +262,7 @@ impl Segment {
             file,
             committed_bytes: AtomicU64::new(committed_bytes),
             written_back: AtomicU64::new(0),
+            write_back_failed: Mutex::new(false),
             next_offset: AtomicU64::new(next_offset),
             max_timestamp: AtomicI64::new(index.max_timestamp()),
             map: Mutex::new(MapSlot::default()),
@@ -551,55 +557,74 @@ impl Segment {
     /// # Errors
     /// The fsync error.
     pub fn sync(&self) -> Result<()> {
+        let failed = self.lock_write_back();
+        if *failed {
+            return Err(self.earlier_write_back_failure());
+        }
         self.file
             .sync_data()
             .map_err(StorageError::at(&self.log_path))
     }
 
-    /// Writes the committed bytes not yet written back to the device, one
-    /// [`WRITE_BACK_STEP_BYTES`] step at a time, each waited for ([`IoFile::write_back`]).
-    /// After each step but the last, `between_steps` gets the step's duration, may pause,
-    /// and says whether to go on. Returns the bytes this call wrote back once every
-    /// committed byte is, or `None` if `between_steps` stopped it first. Not a durability
-    /// point: only [`sync`](Self::sync) is.
-    ///
-    /// # Errors
-    /// [`StorageError::Io`] with the path.
-    pub fn write_back(
-        &self,
-        between_steps: &mut dyn FnMut(Duration) -> bool,
-    ) -> Result<Option<u64>> {
-        let end = self.committed_bytes();
-        let start = self.written_back.load(Ordering::Acquire);
-        let mut offset = start;
-        while offset < end {
-            let step = WRITE_BACK_STEP_BYTES.min(end - offset);
-            let started = Instant::now();
-            self.file
-                .write_back(offset, step)
-                .map_err(StorageError::at(&self.log_path))?;
-            offset += step;
-            self.written_back.fetch_max(offset, Ordering::AcqRel);
-            if offset < end && !between_steps(started.elapsed()) {
-                return Ok(None);
-            }
-        }
-        Ok(Some(end.saturating_sub(start)))
+    /// Returns once no [`write_back_step`](Self::write_back_step) is in flight.
+    pub fn wait_for_write_back_step(&self) {
+        drop(self.lock_write_back());
     }
 
-    /// Whether every committed byte is written back ([`write_back`](Self::write_back)).
+    fn lock_write_back(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.write_back_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn earlier_write_back_failure(&self) -> StorageError {
+        let error = std::io::Error::other("an earlier write-back of this segment failed");
+        StorageError::io(&self.log_path, error)
+    }
+
+    /// Writes the next [`WRITE_BACK_STEP_BYTES`] (at most) of the committed bytes not yet
+    /// written back to the device, and waits for them ([`IoFile::write_back`]). Returns
+    /// the step's bytes and duration, or `None` if every committed byte is written back
+    /// or `stop` (read with the step's lock held) is set. Not a durability point: only
+    /// [`sync`](Self::sync) is, and it fails once a step has.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] with the path; again on every later call.
+    pub fn write_back_step(&self, stop: &AtomicBool) -> Result<Option<(u64, Duration)>> {
+        let mut failed = self.lock_write_back();
+        if *failed {
+            return Err(self.earlier_write_back_failure());
+        }
+        let end = self.committed_bytes();
+        let offset = self.written_back.load(Ordering::Acquire);
+        if offset >= end || stop.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let step = WRITE_BACK_STEP_BYTES.min(end - offset);
+        let started = Instant::now();
+        if let Err(error) = self.file.write_back(offset, step) {
+            *failed = true;
+            return Err(StorageError::io(&self.log_path, error));
+        }
+        self.written_back.fetch_max(offset + step, Ordering::AcqRel);
+        Ok(Some((step, started.elapsed())))
+    }
+
+    /// Whether every committed byte is written back
+    /// ([`write_back_step`](Self::write_back_step)).
     pub fn is_written_back(&self) -> bool {
         self.written_back.load(Ordering::Acquire) >= self.committed_bytes()
     }
 
     /// [`sync`](Self::sync) for a sealed segment: what is not yet written back is first
-    /// written back in steps ([`write_back`](Self::write_back)), so the fsync of up to
-    /// 2 GiB does not queue it all at once.
+    /// written back in steps ([`write_back_step`](Self::write_back_step)), so the fsync of
+    /// up to 2 GiB does not queue it all at once.
     ///
     /// # Errors
     /// [`StorageError::Io`] with the path.
     pub fn sync_sealed(&self) -> Result<()> {
-        self.write_back(&mut |_| true)?;
+        let never = AtomicBool::new(false);
+        while self.write_back_step(&never)?.is_some() {}
         self.sync()
     }
 
@@ -655,7 +680,10 @@ impl Segment {
         remove_if_exists(&time_index_path(&self.dir, self.base_offset))?;
         let mut slot = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         self.committed_bytes.store(position, Ordering::Release);
+        // Under the step's lock: a step in flight cannot raise the watermark past the cut.
+        let write_back = self.lock_write_back();
         self.written_back.fetch_min(position, Ordering::AcqRel);
+        drop(write_back);
         slot.current = None;
         if slot.live_beyond(position) {
             // A reader still holds bytes past the cut: shrinking this inode would turn them

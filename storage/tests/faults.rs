@@ -163,6 +163,39 @@ fn a_write_back_in_progress_holds_up_no_fsync_of_another_log() {
 }
 
 #[test]
+fn under_never_a_flush_stops_at_a_sealed_segment_not_yet_written_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start().unwrap();
+    let io = FaultyIo::default();
+    let log = open(dir.path(), &io, &flusher, Durability::Never);
+    io.faults.hold_write_backs();
+    // About 1.3 KiB each: two fill a 4 KiB segment, so the third and the fifth roll.
+    for index in 0..3 {
+        log.append(&common::batch(1, 1300, 1, index), 1).unwrap();
+    }
+    io.faults.wait_write_backs_held(1);
+    for index in 3..5 {
+        log.append(&common::batch(1, 1300, 1, index), 1).unwrap();
+    }
+    assert_eq!(log.segment_count(), 3);
+    // The first sealed segment's write-back goes through, and its flush follows while
+    // the second sealed segment's write-back is held.
+    io.faults.let_one_write_back_through();
+    let first_durable = log.wait_durable(2, Duration::from_secs(10)).unwrap();
+    io.faults.wait_write_backs_held(1);
+    let durable_meanwhile = log.durable_offset();
+    // Released before asserting: a flusher stuck at the gate would hang the log's drop.
+    io.faults.release_write_backs();
+    assert!(first_durable);
+    assert_eq!(
+        durable_meanwhile, 2,
+        "the flush stops at the segment still being written back"
+    );
+    assert!(log.wait_durable(4, Duration::from_secs(10)).unwrap());
+    assert_eq!(log.poisoned(), None);
+}
+
+#[test]
 fn failed_fsync_poisons_and_never_advances_the_durable_offset() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();

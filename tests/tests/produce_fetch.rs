@@ -280,18 +280,23 @@ async fn a_roll_reports_the_sealed_segments_write_back_in_the_metrics() {
         .iter()
         .map(|path| std::fs::metadata(path).unwrap().len())
         .sum();
-    let expected = format!("strata_writeback_bytes_total {sealed}");
+    // Whole lines: the counter is recorded before the histogram, so wait for both.
+    let expected = [
+        format!("strata_writeback_bytes_total {sealed}"),
+        format!("strata_writeback_duration_seconds_count {}", segments.len()),
+    ];
     let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
+    loop {
         let text = scrape_metrics(&broker.metrics_address).await;
-        if text.contains(&expected) || Instant::now() > deadline {
-            break text;
+        let found = expected
+            .iter()
+            .all(|line| text.lines().any(|candidate| candidate == line));
+        if found {
+            break;
         }
+        assert!(Instant::now() < deadline, "missing {expected:?} in\n{text}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(text.contains(&expected), "missing {expected} in\n{text}");
-    let count = format!("strata_writeback_duration_seconds_count {}", segments.len());
-    assert!(text.contains(&count), "missing {count} in\n{text}");
+    }
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::io::{self, IoSlice};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_protocol::batch::BatchBuilder;
@@ -41,6 +42,8 @@ pub struct Faults {
 #[derive(Debug, Default)]
 struct Gate {
     closed: bool,
+    /// Callers a closed gate still lets through, one each.
+    permits: usize,
     waiting: usize,
 }
 
@@ -49,22 +52,40 @@ impl Gate {
         let mut state = gate.lock().unwrap();
         state.waiting += 1;
         changed.notify_all();
-        while state.closed {
+        while state.closed && state.permits == 0 {
             state = changed.wait(state).unwrap();
+        }
+        if state.closed {
+            state.permits -= 1;
         }
         state.waiting -= 1;
     }
 
     fn set_closed(gate: &Mutex<Self>, changed: &Condvar, closed: bool) {
-        gate.lock().unwrap().closed = closed;
+        let mut state = gate.lock().unwrap();
+        state.closed = closed;
+        state.permits = 0;
         changed.notify_all();
     }
 
+    fn let_one_through(gate: &Mutex<Self>, changed: &Condvar) {
+        gate.lock().unwrap().permits += 1;
+        changed.notify_all();
+    }
+
+    /// Panics after 10 s: what a test waits for there did not happen.
     fn wait_held(gate: &Mutex<Self>, changed: &Condvar, count: usize) {
-        let mut state = gate.lock().unwrap();
-        while state.waiting < count {
-            state = changed.wait(state).unwrap();
-        }
+        let state = gate.lock().unwrap();
+        let (state, _) = changed
+            .wait_timeout_while(state, Duration::from_secs(10), |state| {
+                state.waiting < count
+            })
+            .unwrap();
+        assert!(
+            state.waiting >= count,
+            "{} held, not {count}",
+            state.waiting
+        );
     }
 }
 
@@ -98,7 +119,7 @@ impl Faults {
         Gate::set_closed(&self.gate, &self.gate_changed, false);
     }
 
-    /// Blocks until at least `count` fsyncs are held at the gate.
+    /// Blocks until at least `count` fsyncs are held at the gate; panics after 10 s.
     pub fn wait_held(&self, count: usize) {
         Gate::wait_held(&self.gate, &self.gate_changed, count);
     }
@@ -114,7 +135,13 @@ impl Faults {
         Gate::set_closed(&self.write_back_gate, &self.write_back_gate_changed, false);
     }
 
-    /// Blocks until at least `count` write-backs are held at their gate.
+    /// Lets one held (or the next) write-back through, and holds the rest.
+    pub fn let_one_write_back_through(&self) {
+        Gate::let_one_through(&self.write_back_gate, &self.write_back_gate_changed);
+    }
+
+    /// Blocks until at least `count` write-backs are held at their gate; panics after
+    /// 10 s.
     pub fn wait_write_backs_held(&self, count: usize) {
         Gate::wait_held(&self.write_back_gate, &self.write_back_gate_changed, count);
     }
