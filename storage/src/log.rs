@@ -736,13 +736,9 @@ impl Drop for Log {
         // Waits for a flush in progress, so nothing of this log touches the directory once
         // the lock file is released (a reopen may follow immediately).
         lock(&self.inner.maintenance).closed = true;
-        // And for a write-back step in flight; none starts after. A reopen opens new files,
-        // which would not learn of a write-back error this one's files reported.
+        // No write-back step starts after this (each checks `closed` under its segment's
+        // lock); one in flight may finish after.
         self.inner.closed.store(true, Ordering::Release);
-        let sealed = lock(&self.inner.append).unsynced.clone();
-        for segment in sealed {
-            segment.wait_for_write_back_step();
-        }
         self.release();
     }
 }
@@ -756,6 +752,18 @@ impl Flushable for LogInner {
         let with_active = self.config().durability != Durability::Never;
         // Errors poison the log inside `flush`; appenders and waiters see them.
         let _ = self.flush(with_active);
+        // A segment sealed while the log was under another policy was never queued for
+        // its write-back, and this flush left it alone.
+        let pending = lock(&self.append)
+            .unsynced
+            .iter()
+            .any(|segment| !segment.is_written_back());
+        if !with_active
+            && pending
+            && let Some(&id) = self.registration.get()
+        {
+            self.flusher.write_back(id);
+        }
     }
 
     fn write_back_for_flusher(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> bool {
@@ -765,6 +773,11 @@ impl Flushable for LogInner {
             loop {
                 if self.check_poisoned().is_err() {
                     return false;
+                }
+                // A truncation can make a sealed segment active again: appends go on there,
+                // and under `Never` the active segment is left to the kernel.
+                if Arc::ptr_eq(&segment, &self.active()) {
+                    break;
                 }
                 // A failed step fails every fsync of the segment after it, whichever
                 // thread runs it (`Segment::write_back_step`); the log is poisoned too.

@@ -566,11 +566,6 @@ impl Segment {
             .map_err(StorageError::at(&self.log_path))
     }
 
-    /// Returns once no [`write_back_step`](Self::write_back_step) is in flight.
-    pub fn wait_for_write_back_step(&self) {
-        drop(self.lock_write_back());
-    }
-
     fn lock_write_back(&self) -> std::sync::MutexGuard<'_, bool> {
         self.write_back_failed
             .lock()
@@ -678,10 +673,11 @@ impl Segment {
         let (index, next_offset) = self.prefix_index(position, interval_bytes)?;
         remove_if_exists(&index_path(&self.dir, self.base_offset))?;
         remove_if_exists(&time_index_path(&self.dir, self.base_offset))?;
+        // Taken first: waiting for a write-back step under the slot lock would hold up
+        // every reader. Under it, no step raises the watermark past the cut.
+        let write_back = self.lock_write_back();
         let mut slot = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         self.committed_bytes.store(position, Ordering::Release);
-        // Under the step's lock: a step in flight cannot raise the watermark past the cut.
-        let write_back = self.lock_write_back();
         self.written_back.fetch_min(position, Ordering::AcqRel);
         drop(write_back);
         slot.current = None;
@@ -744,5 +740,114 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
         Ok(bytes) => Ok(Some(bytes)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(StorageError::io(path, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::io::write_back_range;
+
+    /// A real file whose write-backs fail while `fail` is set.
+    #[derive(Debug)]
+    struct FailingWriteBack {
+        file: File,
+        fail: AtomicBool,
+    }
+
+    impl IoFile for FailingWriteBack {
+        fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            (&self.file).write_vectored(bufs)
+        }
+
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.file.set_len(len)
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.file.sync_data()
+        }
+
+        fn write_back(&self, offset: u64, len: u64) -> std::io::Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            write_back_range(&self.file, offset, len)
+        }
+
+        fn file(&self) -> &File {
+            &self.file
+        }
+    }
+
+    #[test]
+    fn a_failed_write_back_step_fails_every_later_step_and_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 2 * WRITE_BACK_STEP_BYTES + 7;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(log_path(dir.path(), 0))
+            .unwrap();
+        file.write_all(&vec![1u8; usize::try_from(len).unwrap()])
+            .unwrap();
+        let io_file = Arc::new(FailingWriteBack {
+            file,
+            fail: AtomicBool::new(false),
+        });
+        let segment = Segment::from_parts(
+            dir.path(),
+            0,
+            Arc::clone(&io_file) as Arc<dyn IoFile>,
+            len,
+            0,
+            SegmentIndex::new(4096),
+        );
+        let no_stop = AtomicBool::new(false);
+        let step = segment.write_back_step(&no_stop).unwrap().unwrap().0;
+        assert_eq!(step, WRITE_BACK_STEP_BYTES);
+        assert!(!segment.is_written_back());
+        // A set `stop` flag stops the write-back before the next step.
+        assert_eq!(
+            segment.write_back_step(&AtomicBool::new(true)).unwrap(),
+            None
+        );
+        io_file.fail.store(true, Ordering::SeqCst);
+        assert!(segment.write_back_step(&no_stop).is_err());
+        // The device recovers, but the kernel reported the failure once, to that step:
+        // every later step and fsync of the segment fails.
+        io_file.fail.store(false, Ordering::SeqCst);
+        let error = segment.sync().unwrap_err();
+        assert!(error.to_string().contains("earlier write-back"), "{error}");
+        assert!(segment.write_back_step(&no_stop).is_err());
+        assert!(segment.sync_sealed().is_err());
+    }
+
+    #[test]
+    fn a_write_back_goes_in_steps_and_on_from_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = crate::io::RealIo;
+        let segment = Arc::new(Segment::create_unsynced(&io, dir.path(), 0, 4096).unwrap());
+        let len = 2 * WRITE_BACK_STEP_BYTES + 7;
+        let bytes = vec![1u8; usize::try_from(len).unwrap()];
+        write_all_vectored(segment.file.as_ref(), &mut [IoSlice::new(&bytes)]).unwrap();
+        segment.committed_bytes.store(len, Ordering::Release);
+        let no_stop = AtomicBool::new(false);
+        let mut steps = Vec::new();
+        while let Some((step, _)) = segment.write_back_step(&no_stop).unwrap() {
+            steps.push(step);
+        }
+        assert_eq!(steps, [WRITE_BACK_STEP_BYTES, WRITE_BACK_STEP_BYTES, 7]);
+        assert!(segment.is_written_back());
+        // The mark lowered, as a truncation lowers it: only the bytes past it go again.
+        segment
+            .written_back
+            .fetch_min(WRITE_BACK_STEP_BYTES, Ordering::AcqRel);
+        assert!(!segment.is_written_back());
+        let (step, _) = segment.write_back_step(&no_stop).unwrap().unwrap();
+        assert_eq!(step, WRITE_BACK_STEP_BYTES);
     }
 }
