@@ -348,6 +348,8 @@ fn take_due(state: &mut State, now: Instant) -> Vec<Arc<dyn Flushable>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     struct Idle;
@@ -414,16 +416,22 @@ mod tests {
             );
             go_on
         };
-        // Another log asks for a write-back during the pause: it ends, and goes on.
+        // Another log asks for a write-back during the pause: it ends, and goes on. The
+        // asking is repeated until the pause ends: a request that came before the pause
+        // began only shortens it.
+        let ended = Arc::new(AtomicBool::new(false));
         let asker = {
-            let shared = Arc::clone(&shared);
+            let (shared, ended) = (Arc::clone(&shared), Arc::clone(&ended));
             thread::spawn(move || {
-                thread::sleep(Duration::from_millis(20));
-                shared.lock().write_backs.push_back(2);
-                shared.write_back_wake.notify_all();
+                while !ended.load(Ordering::Acquire) {
+                    thread::sleep(Duration::from_millis(10));
+                    shared.lock().write_backs.push_back(2);
+                    shared.write_back_wake.notify_all();
+                }
             })
         };
         assert!(short_pause(&shared));
+        ended.store(true, Ordering::Release);
         asker.join().unwrap();
         // Closing (deregistering) the log during a pause ends it, and the write-back.
         shared.lock().write_backs.clear();

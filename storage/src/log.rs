@@ -754,13 +754,12 @@ impl Flushable for LogInner {
         let _ = self.flush(with_active);
         // A segment sealed while the log was under another policy was never queued for
         // its write-back, and this flush left it alone.
-        let pending = lock(&self.append)
-            .unsynced
-            .iter()
-            .any(|segment| !segment.is_written_back());
         if !with_active
-            && pending
             && let Some(&id) = self.registration.get()
+            && lock(&self.append)
+                .unsynced
+                .iter()
+                .any(|segment| !segment.is_written_back())
         {
             self.flusher.write_back(id);
         }
