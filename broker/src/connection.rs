@@ -1,23 +1,28 @@
 //! One client connection: reads frames, runs requests, writes responses in request order.
 //!
 //! ```text
-//!  socket ─▶ reader: decode, run the in-order part ──▶ bounded queue ─▶ writer ─▶ socket
-//!                        │ (appends, admin, metadata)          ▲ replies awaited in order
-//!                        └─ spawn the waiting part ────────────┘ (long-poll, acks=all)
+//!  socket ─▶ reader ─▶ read-ahead ─▶ in-order loop ─────▶ bounded queue ─▶ writer ─▶ socket
+//!            (framing)  (1 frame)     │ decode, run the          ▲ replies awaited
+//!                                     │ in-order part            │ in order
+//!                                     │ (appends, admin, ...)    │
+//!                                     └─ spawn the waiting part ─┘ (long-poll, acks=all)
 //! ```
 //!
-//! Every request's state-changing part runs on the reader, one request at a time in
-//! arrival order, so pipelined produces to a partition are appended in the order they
-//! were sent (also with `acks = none`, which has no response to order by). Only waiting
-//! runs in a task of its own, so a parked fetch does not hold up later requests, only
-//! their responses. The queue's capacity is `connection_in_flight_requests_max`: when it is
-//! full the reader stops reading, and TCP pushes back on the client. A panic in a waiting
-//! task fails that request (`Unknown`) and nothing else. A framing error (oversized length
-//! prefix, unreadable header) is answered where a correlation id can be read, and then
-//! closes this connection only.
+//! The reader task only takes frames off the socket, so receiving the next request (a
+//! copy out of the socket) overlaps running this one (for a produce, a copy into the page
+//! cache) on another core. Every request's state-changing part runs on the in-order loop,
+//! one request at a time in arrival order, so pipelined produces to a partition are
+//! appended in the order they were sent (also with `acks = none`, which has no response
+//! to order by). Only waiting runs in a task of its own, so a parked fetch does not hold
+//! up later requests, only their responses. The queue's capacity is
+//! `connection_in_flight_requests_max`: when it is full the loop stops, the read-ahead
+//! fills, the reader stops reading, and TCP pushes back on the client. A panic in a
+//! waiting task fails that request (`Unknown`) and nothing else. A framing error
+//! (oversized length prefix, unreadable header) is answered where a correlation id can
+//! be read, and then closes this connection only.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -25,7 +30,7 @@ use strata_protocol::codec::{FrameCodec, FrameError};
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::wire::VectoredBuf;
 use strata_protocol::{ApiKey, ErrorCode};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
@@ -37,6 +42,9 @@ use crate::broker::Broker;
 use crate::handler::{self, Reply, Started};
 use crate::metrics;
 use crate::send;
+
+/// Request frames read ahead of the one the in-order loop is running.
+const READ_AHEAD_FRAMES: usize = 1;
 
 /// A reply on its way to the writer.
 enum Pending {
@@ -69,36 +77,77 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
     let (read, write) = stream.into_split();
     let (queue, pending) = mpsc::channel(broker.config.connection_in_flight_requests_max);
     let writer = tokio::spawn(write_replies(write, pending));
-    let mut frames = FramedRead::new(read, FrameCodec::new(broker.config.frame_bytes_max));
-    let idle = broker.config.connection_idle();
+    let (read_ahead, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
+    let reader = tokio::spawn(read_frames(
+        FramedRead::new(read, FrameCodec::new(broker.config.frame_bytes_max)),
+        broker.config.connection_idle(),
+        read_ahead,
+        peer.clone(),
+    ));
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break,
-            next = tokio::time::timeout(idle, frames.next()) => next,
+            next = frames.recv() => next,
         };
         let pending = match next {
-            Err(_) => {
-                tracing::debug!(%peer, "closing idle connection");
-                break;
+            None => break,
+            Some(Frame::Request { payload, received }) => {
+                dispatch(&broker, payload, received, &peer).await
             }
-            Ok(None) => break,
-            Ok(Some(Ok(payload))) => dispatch(&broker, payload, &peer).await,
-            Ok(Some(Err(error))) => match framing_failure(&error, frames.read_buffer()) {
-                Some(failed) => failed,
-                None => {
-                    tracing::debug!(%peer, %error, "closing connection after a framing error");
-                    break;
-                }
-            },
+            Some(Frame::Failed(failed)) => failed,
         };
         let closes = matches!(pending, Pending::Failed { close: true, .. });
         if queue.send(pending).await.is_err() || closes {
             break;
         }
     }
+    reader.abort();
     drop(queue);
     if let Err(error) = writer.await {
         tracing::warn!(%peer, %error, "connection writer failed");
+    }
+}
+
+/// What the socket reader hands to the connection's in-order loop.
+enum Frame {
+    /// A request frame's payload, and when its last byte was read.
+    Request { payload: Bytes, received: Instant },
+    /// A framing error to answer; the reader has stopped.
+    Failed(Pending),
+}
+
+/// Reads frames off the socket while the in-order loop runs the ones before them, so
+/// receiving a request (a copy out of the socket) overlaps appending the previous one
+/// (a copy into the page cache). A frame is read only once `frames` has room for it:
+/// at most [`READ_AHEAD_FRAMES`] wait, besides the one being read and the one running.
+/// Returns at end of stream, after the idle limit, or at a framing error.
+async fn read_frames(
+    mut socket: FramedRead<impl AsyncRead + Unpin, FrameCodec>,
+    idle: Duration,
+    frames: mpsc::Sender<Frame>,
+    peer: String,
+) {
+    while let Ok(room) = frames.reserve().await {
+        match tokio::time::timeout(idle, socket.next()).await {
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection");
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Ok(payload))) => room.send(Frame::Request {
+                payload,
+                received: Instant::now(),
+            }),
+            Ok(Some(Err(error))) => {
+                match framing_failure(&error, socket.read_buffer()) {
+                    Some(failed) => room.send(Frame::Failed(failed)),
+                    None => {
+                        tracing::debug!(%peer, %error, "closing connection after a framing error");
+                    }
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -127,8 +176,7 @@ fn framing_failure(error: &FrameError, buffered: &BytesMut) -> Option<Pending> {
 
 /// Runs a request's in-order part here, on the reader, and leaves only its waiting to a
 /// task of its own.
-async fn dispatch(broker: &Arc<Broker>, payload: Bytes, peer: &str) -> Pending {
-    let received = Instant::now();
+async fn dispatch(broker: &Arc<Broker>, payload: Bytes, received: Instant, peer: &str) -> Pending {
     match frame::decode_request(&payload) {
         Ok((header, request)) => {
             let RequestHeader {
@@ -243,4 +291,73 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
         }
     }
     let _ = socket.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A frame: the big-endian length prefix, then `length` bytes of `fill`.
+    fn frame(length: usize, fill: u8) -> Vec<u8> {
+        let mut frame = u32::try_from(length).unwrap().to_be_bytes().to_vec();
+        frame.resize(frame::LENGTH_PREFIX_BYTES + length, fill);
+        frame
+    }
+
+    async fn next_payload(frames: &mut mpsc::Receiver<Frame>) -> Bytes {
+        match frames.recv().await {
+            Some(Frame::Request { payload, .. }) => payload,
+            Some(Frame::Failed(_)) => panic!("a framing failure instead of a request"),
+            None => panic!("the reader stopped"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reader_takes_no_more_off_the_socket_while_its_read_ahead_is_full() {
+        const FRAME_BYTES: usize = 64 * 1024;
+        const FRAMES: u8 = 4;
+        // The socket buffers 1 KiB, far less than a frame: a client gets a frame out only
+        // as fast as the reader takes it in.
+        let (mut client, socket) = tokio::io::duplex(1024);
+        let written = Arc::new(AtomicUsize::new(0));
+        let sender = tokio::spawn({
+            let written = Arc::clone(&written);
+            async move {
+                for fill in 0..FRAMES {
+                    client.write_all(&frame(FRAME_BYTES, fill)).await.unwrap();
+                    written.fetch_add(1, Ordering::AcqRel);
+                }
+                client
+            }
+        });
+        let (read_ahead, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
+        let reader = tokio::spawn(read_frames(
+            FramedRead::new(socket, FrameCodec::new(1 << 20)),
+            Duration::from_secs(30),
+            read_ahead,
+            "test".into(),
+        ));
+        // Nothing takes frames out: once the first fills the read-ahead, the reader stops
+        // reading, so the client cannot finish writing the second.
+        while frames.len() < READ_AHEAD_FRAMES {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(written.load(Ordering::Acquire), 1);
+        // Taking frames out lets the rest through, whole and in order.
+        for fill in 0..FRAMES {
+            let payload = next_payload(&mut frames).await;
+            assert_eq!(payload.len(), FRAME_BYTES);
+            assert!(payload.iter().all(|byte| *byte == fill));
+        }
+        assert_eq!(written.load(Ordering::Acquire), usize::from(FRAMES));
+        // The client closing its end stops the reader.
+        drop(sender.await.unwrap());
+        assert!(frames.recv().await.is_none());
+        reader.await.unwrap();
+    }
 }
