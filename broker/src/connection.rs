@@ -174,8 +174,8 @@ fn framing_failure(error: &FrameError, buffered: &BytesMut) -> Option<Pending> {
     })
 }
 
-/// Runs a request's in-order part here, on the reader, and leaves only its waiting to a
-/// task of its own.
+/// Runs a request's in-order part here, on the in-order loop, and leaves only its waiting
+/// to a task of its own.
 async fn dispatch(broker: &Arc<Broker>, payload: Bytes, received: Instant, peer: &str) -> Pending {
     match frame::decode_request(&payload) {
         Ok((header, request)) => {
@@ -296,8 +296,6 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use tokio::io::AsyncWriteExt;
 
     use super::*;
 
