@@ -344,6 +344,8 @@ mod tests {
         while frames.len() < READ_AHEAD_FRAMES {
             tokio::task::yield_now().await;
         }
+        // Nothing is to happen now, so there is no event to wait for: the pause gives a
+        // reader that did not stop the time to take the rest.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(written.load(Ordering::Acquire), 1);
         // Taking frames out lets the rest through, whole and in order.
