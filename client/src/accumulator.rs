@@ -46,8 +46,8 @@ pub(crate) struct ProducerIdentity {
 }
 
 /// A sealed batch's encoding. It stays in its builder until the request that first
-/// carries it is built, so the CRC pass over the batch runs in that request's task, not in
-/// the `send` that sealed it, and numbering it costs no copy until then.
+/// carries it is built, so numbering it costs no copy until then. The builder takes its
+/// records into the CRC as they are pushed; finishing adds the header's bytes.
 #[derive(Debug)]
 enum Encoding {
     Built(BatchBuilder),
