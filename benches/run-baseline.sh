@@ -9,6 +9,8 @@
 # Environment (all optional):
 #   STRATA_BASELINE_BYTES         bytes of values per throughput scenario [2147483648]
 #   STRATA_BASELINE_E2E_SECONDS   length of scenario (e) at its rate [10]
+#   STRATA_BASELINE_RUNS          runs of each Strata scenario; the table shows the
+#                                 median run and lists them all [3]
 #   STRATA_BASELINE_DIR           parent of the temporary data dirs [${TMPDIR:-/tmp}];
 #                                 the dd ceilings write there too (same filesystem)
 #   STRATA_BASELINE_PORT          Strata's port; metrics on PORT+1 [19400]
@@ -18,7 +20,10 @@
 #   STRATA_BASELINE_NATS_ACKS_PENDING  publish acks a NATS producer awaits at once [256]
 #
 # Each scenario starts after a `sync` and 2 s of quiet (settle), so it does not share
-# the disk and the CPUs with the writeback of the scenarios before it.
+# the disk and the CPUs with the writeback of the scenarios before it. Strata's scenarios
+# run STRATA_BASELINE_RUNS times, each on a topic of its own that is deleted after it
+# (after (d) for (a)'s), as single runs on this shared VM vary by a third or more; NATS's
+# run once, at 3-30x less than Strata.
 #
 # Every process it starts runs on 127.0.0.1 only, is recorded by PID and is stopped by
 # PID on exit; every client run is bounded by `timeout`. The temp dir is removed on exit;
@@ -27,6 +32,7 @@ set -euo pipefail
 
 BYTES=${STRATA_BASELINE_BYTES:-2147483648}
 E2E_SECONDS=${STRATA_BASELINE_E2E_SECONDS:-10}
+RUNS=${STRATA_BASELINE_RUNS:-3}
 PARENT=${STRATA_BASELINE_DIR:-${TMPDIR:-/tmp}}
 STRATA_PORT=${STRATA_BASELINE_PORT:-19400}
 NATS_PORT=${STRATA_BASELINE_NATS_PORT:-14222}
@@ -205,36 +211,74 @@ settle() {
     sleep "$SETTLE_SECONDS"
 }
 
+# strata_bench SCENARIO RUN ARGS...: one run into $WORK/strata-SCENARIO.RUN.json.
 strata_bench() {
-    local scenario=$1
-    shift
+    local scenario=$1 run=$2
+    shift 2
     settle
     local command=("$BIN/strata" --bootstrap "127.0.0.1:$STRATA_PORT" bench "$@" --json)
-    log "strata ($scenario): strata bench $*"
+    log "strata ($scenario, run $run of $RUNS): strata bench $*"
     printf '%s\n' "strata bench $*" >"$WORK/strata-$scenario.command"
-    timeout "$RUN_SECONDS_MAX" "${command[@]}" >"$WORK/strata-$scenario.json"
-    log "strata ($scenario): $(cat "$WORK/strata-$scenario.json")"
+    timeout "$RUN_SECONDS_MAX" "${command[@]}" >"$WORK/strata-$scenario.$run.json"
+    log "strata ($scenario): $(cat "$WORK/strata-$scenario.$run.json")"
+}
+
+strata_cli() {
+    log "strata: strata $*"
+    timeout 60 "$BIN/strata" --bootstrap "127.0.0.1:$STRATA_PORT" "$@" >&2
+}
+
+# median_run SCENARIO JQ_KEY: copies the run with the median value of KEY (the lower of
+# the two middle ones for an even count) to $WORK/strata-SCENARIO.json, for the table,
+# and every run's value, in run order, to $WORK/strata-SCENARIO.runs.
+median_run() {
+    local scenario=$1 key=$2 run file
+    local lines=()
+    for run in $(seq "$RUNS"); do
+        file="$WORK/strata-$scenario.$run.json"
+        lines+=("$(jq -r "$key" "$file") $file")
+    done
+    printf '%s\n' "${lines[@]}" | awk '{ print $1 }' | paste -sd ' ' >"$WORK/strata-$scenario.runs"
+    file=$(printf '%s\n' "${lines[@]}" | sort -g -k1,1 | awk '{ f[NR] = $2 } END { print f[int((NR + 1) / 2)] }')
+    cp -- "$file" "$WORK/strata-$scenario.json"
 }
 
 run_strata() {
     local common=(--message-bytes 1024 --batch-bytes "$BATCH_BYTES" --linger-ms "$LINGER_MS")
-    strata_bench a produce --topic a-1k --partitions 1 --producers 1 \
-        --messages "$RECORDS_1K" "${common[@]}" --acks leader
-    strata_bench b produce --topic b-100b --partitions 1 --producers 1 \
-        --messages "$RECORDS_100" --message-bytes 100 --batch-bytes "$BATCH_BYTES" \
-        --linger-ms "$LINGER_MS" --acks leader
-    strata_bench c produce --topic c-1k-8p --partitions 8 --producers 4 \
-        --messages "$RECORDS_1K" "${common[@]}" --acks leader
-    strata_bench d consume --topic a-1k --consumers 1 --messages "$RECORDS_1K"
+    local run
+    for run in $(seq "$RUNS"); do
+        strata_bench a "$run" produce --topic "a-1k-$run" --partitions 1 --producers 1 \
+            --messages "$RECORDS_1K" "${common[@]}" --acks leader
+        strata_bench b "$run" produce --topic "b-100b-$run" --partitions 1 --producers 1 \
+            --messages "$RECORDS_100" --message-bytes 100 --batch-bytes "$BATCH_BYTES" \
+            --linger-ms "$LINGER_MS" --acks leader
+        strata_cli topic delete "b-100b-$run"
+        strata_bench c "$run" produce --topic "c-1k-8p-$run" --partitions 8 --producers 4 \
+            --messages "$RECORDS_1K" "${common[@]}" --acks leader
+        strata_cli topic delete "c-1k-8p-$run"
+        strata_bench d "$run" consume --topic "a-1k-$run" --consumers 1 --messages "$RECORDS_1K"
+        strata_cli topic delete "a-1k-$run"
+    done
+    median_run a .megabytes_per_second
+    median_run b .records_per_second
+    median_run c .megabytes_per_second
+    median_run d .megabytes_per_second
+    # Half of the median (a).
     E2E_RATE=$(jq '.records_per_second / 2 | floor' "$WORK/strata-a.json")
-    strata_bench e e2e --topic e-1k --partitions 1 --producers 1 --consumers 1 \
-        --messages "$((E2E_RATE * E2E_SECONDS))" --rate "$E2E_RATE" --message-bytes 1024 \
-        --batch-bytes "$BATCH_BYTES" --linger-ms "$E2E_LINGER_MS" --acks leader
-    log "strata (f): strata topic create f-1k --partitions 1 --config durability=every_batch"
-    timeout 60 "$BIN/strata" --bootstrap "127.0.0.1:$STRATA_PORT" topic create f-1k \
-        --partitions 1 --config durability=every_batch >&2
-    strata_bench f produce --topic f-1k --partitions 1 --producers 1 \
-        --messages "$RECORDS_1K" "${common[@]}" --acks all
+    for run in $(seq "$RUNS"); do
+        strata_bench e "$run" e2e --topic "e-1k-$run" --partitions 1 --producers 1 --consumers 1 \
+            --messages "$((E2E_RATE * E2E_SECONDS))" --rate "$E2E_RATE" --message-bytes 1024 \
+            --batch-bytes "$BATCH_BYTES" --linger-ms "$E2E_LINGER_MS" --acks leader
+        strata_cli topic delete "e-1k-$run"
+    done
+    median_run e .latency_us_p99
+    for run in $(seq "$RUNS"); do
+        strata_cli topic create "f-1k-$run" --partitions 1 --config durability=every_batch
+        strata_bench f "$run" produce --topic "f-1k-$run" --partitions 1 --producers 1 \
+            --messages "$RECORDS_1K" "${common[@]}" --acks all
+        strata_cli topic delete "f-1k-$run"
+    done
+    median_run f .megabytes_per_second
 }
 
 # --- NATS JetStream ---------------------------------------------------------------
@@ -367,6 +411,27 @@ cpu_table() {
     fi
 }
 
+# Every Strata run's figure, in run order; the tables above show the median run's.
+runs_line() {
+    local scenario unit scale format values parts=()
+    for scenario in a b c d e f; do
+        [[ -s "$WORK/strata-$scenario.runs" ]] || continue
+        case $scenario in
+            b) unit="M rec/s" scale=1e-6 format="%.2f" ;;
+            e) unit="ms p99" scale=1e-3 format="%.1f" ;;
+            *) unit="MB/s" scale=1 format="%.0f" ;;
+        esac
+        values=$(awk -v scale="$scale" -v format="$format" \
+            '{ for (i = 1; i <= NF; i++) printf (i > 1 ? ", " : "") format, $i * scale }' \
+            "$WORK/strata-$scenario.runs")
+        parts+=("($scenario) $values $unit")
+    done
+    ((${#parts[@]} > 0)) || return 0
+    printf '\nStrata, all %s runs (the tables show the median run): ' "$RUNS"
+    local IFS=';'
+    printf '%s.\n' "${parts[*]}" | sed 's/;/; /g'
+}
+
 print_table() {
     local write_ceiling=$DISK_pagecache_MBPS write_name="dd write, no fsync"
     if awk -v l="$LOOPBACK_MBPS" -v w="$write_ceiling" 'BEGIN { exit !(l < w) }'; then
@@ -409,11 +474,13 @@ print_table() {
     if [[ -n "$a" && -n "$f" ]]; then
         awk -v a="$a" -v f="$f" 'BEGIN { printf "\n(f) / (a) = %.0f %%\n", 100 * f / a }'
     fi
+    runs_line
     printf '\nCommands:\n'
     printf '    iperf3 --server --bind 127.0.0.1 --one-off; iperf3 --client 127.0.0.1 --time 5 --json\n'
     printf '    dd if=/dev/zero of=F bs=1M count=%s [conv=fdatasync | oflag=dsync], best of 2, each after sync and %s s idle (fresh memory)\n' \
         "$DD_COUNT" "$FRESH_MEMORY_WAIT"
     printf '    before each scenario below, both brokers: sync, then %s s idle\n' "$SETTLE_SECONDS"
+    printf '    each Strata scenario %s times, on topics ending -1 to -%s (the last is shown), each deleted after its run ((a)'"'"'s after (d))\n' "$RUNS" "$RUNS"
     printf '    memcpy 256 5\n'
     local command
     for command in "$WORK"/strata-*.command "$WORK"/nats-*.command; do
@@ -426,6 +493,7 @@ print_table() {
 main() {
     [[ -f Cargo.toml && -d benches ]] || die "run from the repository root"
     ((BYTES >= MEBIBYTE)) || die "STRATA_BASELINE_BYTES must be at least $MEBIBYTE"
+    [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "STRATA_BASELINE_RUNS must be a whole number of at least 1"
     install_tools
     build
     mkdir -p -- "$PARENT"
