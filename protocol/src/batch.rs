@@ -1208,8 +1208,8 @@ mod tests {
 
     #[test]
     fn a_batch_hashed_in_steps_has_the_crc_of_its_bytes() {
-        // Records of 1000 to 1999 bytes: the steps end at no fixed place, some records
-        // cross a step's end, and the batch's last bytes are taken only by `finish`.
+        // Records of 1000 to 1999 bytes: each step ends with a record, at no fixed place,
+        // and the batch's last records are taken only by `finish`.
         let mut builder = BatchBuilder::new();
         let mut pushed = 0;
         while builder.len() < 5 * CRC_STEP_BYTES + 100 {
