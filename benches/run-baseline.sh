@@ -23,7 +23,8 @@
 # the disk and the CPUs with the writeback of the scenarios before it. Strata's scenarios
 # run STRATA_BASELINE_RUNS times, each on a topic of its own that is deleted after it
 # (after (d) for (a)'s), as single runs on this shared VM vary by a third or more; NATS's
-# run once, at 3-30x less than Strata.
+# run once, at 3-30x less than Strata. After NATS, a fresh Strata broker runs (e) again
+# at NATS's (e) rate, (e2), so the two latencies also compare at the same load.
 #
 # Every process it starts runs on 127.0.0.1 only, is recorded by PID and is stopped by
 # PID on exit; every client run is bounded by `timeout`. The temp dir is removed on exit;
@@ -281,6 +282,20 @@ run_strata() {
     median_run f .megabytes_per_second
 }
 
+# Scenario (e) again at NATS's (e) rate, so the two brokers' latencies compare at the
+# same load: (e2), on a broker started again after the NATS runs.
+run_strata_at_nats_rate() {
+    local run
+    for run in $(seq "$RUNS"); do
+        strata_bench e2 "$run" e2e --topic "e2-1k-$run" --partitions 1 --producers 1 --consumers 1 \
+            --messages "$((NATS_E2E_RATE * E2E_SECONDS))" --rate "$NATS_E2E_RATE" \
+            --message-bytes 1024 --batch-bytes "$BATCH_BYTES" --linger-ms "$E2E_LINGER_MS" \
+            --acks leader
+        strata_cli topic delete "e2-1k-$run"
+    done
+    median_run e2 .latency_us_p99
+}
+
 # --- NATS JetStream ---------------------------------------------------------------
 
 start_nats() {
@@ -347,6 +362,9 @@ row() {
     if [[ "$scenario" == f ]]; then
         n="$WORK/nats-a.json" # see start_nats: NATS 2.9 cannot fsync per publish
     fi
+    if [[ "$scenario" == e2 ]]; then
+        n="$WORK/nats-e.json" # the same rate
+    fi
     awk -v OFS=' | ' -v scenario="$scenario" -v settings="$settings" -v kind="$kind" \
         -v ceiling="$ceiling" -v ceiling_name="$ceiling_name" -v nats_rate="${NATS_E2E_RATE:-?}" \
         -v s_mbps="$(field "$s" .megabytes_per_second)" \
@@ -388,7 +406,7 @@ cpu_table() {
     printf '\n%s\n' '| scenario | machine busy | steal | iowait | strata bench used | send delay p99 / max |'
     printf '%s\n' '|---|---|---|---|---|---|'
     local scenario s
-    for scenario in a b c d e f; do
+    for scenario in a b c d e e2 f; do
         s="$WORK/strata-$scenario.json"
         [[ -s "$s" ]] || continue
         awk -v scenario="$scenario" \
@@ -414,11 +432,11 @@ cpu_table() {
 # Every Strata run's figure, in run order; the tables above show the median run's.
 runs_line() {
     local scenario unit scale format values parts=()
-    for scenario in a b c d e f; do
+    for scenario in a b c d e e2 f; do
         [[ -s "$WORK/strata-$scenario.runs" ]] || continue
         case $scenario in
             b) unit="M rec/s" scale=1e-6 format="%.2f" ;;
-            e) unit="ms p99" scale=1e-3 format="%.1f" ;;
+            e | e2) unit="ms p99" scale=1e-3 format="%.1f" ;;
             *) unit="MB/s" scale=1 format="%.0f" ;;
         esac
         values=$(awk -v scale="$scale" -v format="$format" \
@@ -466,6 +484,9 @@ print_table() {
         mbps "$read_ceiling" "$read_name"
     row e "e2e at ${E2E_RATE:-?} rec/s (half of (a)), 1 KiB, acks=leader, linger ${E2E_LINGER_MS} ms, ${E2E_SECONDS} s" \
         lat 0 ""
+    if [[ -s "$WORK/strata-e2.json" ]]; then
+        row e2 "as (e), at NATS's (e) rate: ${NATS_E2E_RATE} rec/s" lat 0 ""
+    fi
     row f "as (a) but acks=all, durability=every_batch" mbps "$sync_ceiling" "dd O_DSYNC per 1 MiB"
     cpu_table
     local a f
@@ -509,6 +530,9 @@ main() {
         start_nats
         run_nats
         stop_pid "$NATS_PID"
+        start_strata
+        run_strata_at_nats_rate
+        stop_pid "$STRATA_PID"
     fi
     print_table
 }
