@@ -76,9 +76,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Stops one process we started: TERM, up to 10 s, then KILL.
+# Stops one process we started: TERM, up to 10 s, then KILL. It leaves PIDS, so that
+# cleanup never signals a later process that got the same PID.
 stop_pid() {
-    local pid=$1 waited=0
+    local pid=$1 waited=0 kept=() other
+    for other in "${PIDS[@]}"; do
+        [[ "$other" == "$pid" ]] || kept+=("$other")
+    done
+    PIDS=("${kept[@]}")
     kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
@@ -445,9 +450,9 @@ runs_line() {
         parts+=("($scenario) $values $unit")
     done
     ((${#parts[@]} > 0)) || return 0
-    printf '\nStrata, all %s runs (the tables show the median run): ' "$RUNS"
-    local IFS=';'
-    printf '%s.\n' "${parts[*]}" | sed 's/;/; /g'
+    local joined
+    joined=$(printf '%s; ' "${parts[@]}")
+    printf '\nStrata, all %s runs (the tables show the median run): %s.\n' "$RUNS" "${joined%; }"
 }
 
 print_table() {
