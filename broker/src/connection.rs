@@ -314,7 +314,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // Paused time: the runtime moves the clock on only once every task is blocked.
+    #[tokio::test(start_paused = true)]
     async fn the_reader_takes_no_more_off_the_socket_while_its_read_ahead_is_full() {
         const FRAME_BYTES: usize = 64 * 1024;
         const FRAMES: u8 = 4;
@@ -344,8 +345,8 @@ mod tests {
         while frames.len() < READ_AHEAD_FRAMES {
             tokio::task::yield_now().await;
         }
-        // Nothing is to happen now, so there is no event to wait for: the pause gives a
-        // reader that did not stop the time to take the rest.
+        // With the clock paused, this sleep ends only once the reader and the client are
+        // both blocked: a reader that did not stop would have taken the rest by then.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(written.load(Ordering::Acquire), 1);
         // Taking frames out lets the rest through, whole and in order.
