@@ -8,19 +8,23 @@
 //! refreshed on an interval by a background task and on demand after leader errors;
 //! concurrent on-demand refreshes collapse into one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use strata_protocol::ErrorCode;
-use strata_protocol::messages::{MetadataRequest, MetadataResponse, NO_LEADER};
+use strata_protocol::messages::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, MetadataRequest, MetadataResponse,
+    NO_LEADER,
+};
 use strata_protocol::{Request, Response};
 use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::record::TopicPartition;
 
 /// One partition's placement, as of the last metadata refresh.
 ///
@@ -422,6 +426,79 @@ impl Cluster {
         let mut cache = self.cache.write().expect("cache lock");
         cache.topics.remove(topic);
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Looks offsets up by time (or [`EARLIEST_TIMESTAMP`] / [`LATEST_TIMESTAMP`]), one
+    /// request per leader. Here rather than in the consumer because the admin's offset
+    /// lookups need it too.
+    ///
+    /// [`EARLIEST_TIMESTAMP`]: strata_protocol::messages::EARLIEST_TIMESTAMP
+    /// [`LATEST_TIMESTAMP`]: strata_protocol::messages::LATEST_TIMESTAMP
+    pub(crate) async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Vec<(TopicPartition, Result<u64>)> {
+        let mut results = Vec::new();
+        let mut by_leader: BTreeMap<u32, Vec<TopicPartition>> = BTreeMap::new();
+        for tp in partitions {
+            match self.leader(&tp.topic, tp.partition).await {
+                Ok(leader) => by_leader.entry(leader).or_default().push(tp.clone()),
+                Err(error) => results.push((tp.clone(), Err(error))),
+            }
+        }
+        for (leader, tps) in by_leader {
+            let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+            for tp in &tps {
+                let partition = ListOffsetsPartition {
+                    partition: tp.partition,
+                    timestamp,
+                };
+                match topics.iter_mut().find(|topic| topic.name == tp.topic) {
+                    Some(topic) => topic.partitions.push(partition),
+                    None => topics.push(ListOffsetsTopic {
+                        name: tp.topic.clone(),
+                        partitions: vec![partition],
+                    }),
+                }
+            }
+            let request = Request::ListOffsets(ListOffsetsRequest { topics });
+            let response = async {
+                let connection = self.broker_connection(leader).await?;
+                match connection.call(&request, Duration::ZERO).await? {
+                    Response::ListOffsets(response) => Ok(response),
+                    other => Err(unexpected(&other)),
+                }
+            }
+            .await;
+            let response = match response {
+                Ok(response) => response,
+                Err(error) => {
+                    results.extend(tps.into_iter().map(|tp| (tp, Err(error.clone()))));
+                    continue;
+                }
+            };
+            let mut answers = HashMap::new();
+            for topic in response.topics {
+                for partition in topic.partitions {
+                    answers.insert((topic.name.clone(), partition.partition), partition);
+                }
+            }
+            for tp in tps {
+                let result = match answers.remove(&(tp.topic.clone(), tp.partition)) {
+                    Some(answer) if answer.error_code.is_ok() => {
+                        u64::try_from(answer.offset).map_err(|_| Error::NoOffsetFound)
+                    }
+                    Some(answer) => Err(Error::broker(answer.error_code, None)),
+                    None => Err(Error::Protocol {
+                        address: String::new(),
+                        reason: format!("ListOffsets response lacks {tp}"),
+                    }),
+                };
+                results.push((tp, result));
+            }
+        }
+        results
     }
 }
 

@@ -12,7 +12,6 @@ use strata_protocol::{Request, Response};
 
 use super::Admin;
 use crate::cluster::unexpected;
-use crate::consumer::list_offsets;
 use crate::coordinator::{Coordinator, from_wire};
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
@@ -359,7 +358,7 @@ impl Admin {
             OffsetSpec::Timestamp(timestamp) => timestamp,
         };
         let mut found = Vec::new();
-        for (tp, offset) in list_offsets(&self.cluster, partitions, timestamp).await {
+        for (tp, offset) in self.cluster.list_offsets(partitions, timestamp).await {
             match offset {
                 Ok(offset) => found.push((tp, Some(offset))),
                 Err(Error::NoOffsetFound) => found.push((tp, None)),
