@@ -35,9 +35,7 @@
 //!   memory everywhere; zero-copy record access on the consumer; plain async Rust with
 //!   no background threads of its own (only tokio tasks), and no callbacks but the
 //!   rebalance listener's, which run on the application's task.
-//! - Not yet: the idempotent producer (so a retry after a lost acknowledgement can
-//!   duplicate a batch, never reorder one), transactions (so group delivery is
-//!   at-least-once), compression, TLS/SASL.
+//! - Not yet: transactions (so group delivery is at-least-once), compression, TLS/SASL.
 //!
 //! # Design decisions
 //! - **Connections.** One connection per broker address, shared by every request of a
@@ -147,11 +145,19 @@
 //! # Layout
 //! - [`config`](ClientConfig): every setting and limit with its default.
 //! - `connection`: one multiplexed broker connection (writer and reader tasks).
-//! - `cluster`: metadata cache and connection pool.
-//! - `accumulator`: per-partition batching, pure and unit-tested.
+//! - `cluster`: metadata cache and connection pool, and the ListOffsets lookup that
+//!   the consumer and admin share.
+//! - `accumulator`: per-partition batching, pure and unit-tested; `routing` picks a
+//!   record's partition, `batch` holds a partition's open and sealed batches,
+//!   `idempotence` numbers them, `clock` stamps records.
 //! - [`partitioner`]: murmur2 and key → partition.
-//! - `producer`, `consumer`, `admin`: the three clients; `consumer::subscription`
-//!   and `admin::groups` hold their consumer group parts.
+//! - `delivery`: the futures of sent records, resolved once per batch.
+//! - `producer`: the public API; `producer::sender` is the background task that sends
+//!   the batches and handles the answers.
+//! - `consumer`: the public API and buffer; `consumer::position` (seeks, resets),
+//!   `consumer::fetcher` (fetch requests, one task per leader), `consumer::decode`
+//!   (batches into records) and `consumer::subscription` (its consumer group part).
+//! - `admin`: topics and metadata; `admin::groups` holds its consumer group part.
 //! - `group`: group membership (the heartbeat task) and the pure reconciliation;
 //!   `coordinator`: finding a group's coordinator, OffsetFetch and OffsetCommit.
 //! - `record`, `error`: public data types.
