@@ -160,7 +160,7 @@ ceiling_loopback() {
 # and several times faster to fill than memory the host must supply again. A broker's log
 # always fills new page-cache pages, so without the wait the second pass would reuse the
 # first pass's freed pages and measure a regime the broker does not get. The wait does
-# not control the regime (the host decides; docs/benchmarks.md shows both), so compare
+# not control the regime (the host decides; docs/benchmarks.md#machine), so compare
 # Strata with the ceiling of the same run only.
 ceiling_disk() {
     local name flags pass seconds best mbps

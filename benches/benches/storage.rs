@@ -10,7 +10,7 @@
 //!   scan, `Bytes` creation) and `offset_for_timestamp`, in ns/op.
 //! - `storage_open`: open of a `OPEN_LOG_BYTES` partition after a clean shutdown and
 //!   after a crash (drop without close). `STRATA_BENCH_OPEN_BYTES` overrides the size
-//!   (e.g. 1073741824 for the 1 GiB figure in docs/benchmarks.md).
+//!   (e.g. 1073741824 for the 1 GiB figure in docs/benchmarks-journal.md, "Storage").
 
 use std::fs::File;
 use std::hint::black_box;

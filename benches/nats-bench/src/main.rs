@@ -16,7 +16,8 @@
 //!   this has µs resolution.
 //!
 //! # Layout
-//! One file: arguments, the three modes, the JSON report.
+//! One file: arguments, the three modes, and filling in the report
+//! (`strata_bench_report::Report`, shared with `strata bench`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +27,7 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use strata_bench_report::Report;
 use tokio::time::Instant;
 
 /// Largest latency recorded, in µs (one hour); longer ones saturate.
@@ -87,37 +88,6 @@ struct ProduceArgs {
     /// Messages per second over all producers [default: as fast as possible].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
-}
-
-/// The same fields as `strata bench --json` (tools/src/bench/report.rs).
-#[derive(Debug, Serialize)]
-struct Report {
-    mode: &'static str,
-    topic: String,
-    records: u64,
-    bytes: u64,
-    elapsed_seconds: f64,
-    records_per_second: f64,
-    megabytes_per_second: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_measured: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p50: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p90: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p99: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p99_9: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_max: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_delay_us_p50: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_delay_us_p99: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_delay_us_max: Option<u64>,
-    records_failed: u64,
 }
 
 /// What a run measured.
@@ -433,33 +403,20 @@ async fn receive(
 }
 
 fn report(mode: &'static str, topic: &str, outcome: &Outcome) -> Report {
-    let seconds = outcome.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-    let quantile = |histogram: Option<&Histogram<u64>>, q: f64| {
-        histogram
-            .filter(|histogram| !histogram.is_empty())
-            .map(|histogram| histogram.value_at_quantile(q))
-    };
-    let latency = |q: f64| quantile(outcome.latency.as_ref().map(|(histogram, _)| histogram), q);
-    let delay = |q: f64| quantile(outcome.send_delay.as_ref(), q);
-    Report {
-        mode,
-        topic: topic.to_owned(),
-        records: outcome.records,
-        bytes: outcome.bytes,
-        elapsed_seconds: outcome.elapsed.as_secs_f64(),
-        records_per_second: outcome.records as f64 / seconds,
-        megabytes_per_second: outcome.bytes as f64 / 1e6 / seconds,
-        latency_measured: outcome.latency.as_ref().map(|(_, measured)| *measured),
-        latency_us_p50: latency(0.50),
-        latency_us_p90: latency(0.90),
-        latency_us_p99: latency(0.99),
-        latency_us_p99_9: latency(0.999),
-        latency_us_max: latency(1.0),
-        send_delay_us_p50: delay(0.50),
-        send_delay_us_p99: delay(0.99),
-        send_delay_us_max: delay(1.0),
-        records_failed: 0,
+    let mut report = Report::new(mode, topic, outcome.records, outcome.bytes, outcome.elapsed);
+    if let Some((histogram, measured)) = &outcome.latency {
+        report = report.with_latency(measured, &|q| quantile(histogram, q));
     }
+    if let Some(histogram) = &outcome.send_delay {
+        report = report.with_send_delay(&|q| quantile(histogram, q));
+    }
+    report
+}
+
+/// The `q` quantile of `histogram`, `None` if it is empty: the top of its bucket, where
+/// `strata bench` reports the bottom (under 0.1 % apart at 3 significant digits).
+fn quantile(histogram: &Histogram<u64>, q: f64) -> Option<u64> {
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(q))
 }
 
 #[cfg(test)]

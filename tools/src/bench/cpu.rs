@@ -5,6 +5,8 @@
 //! virtual core, broker and load tool alike, so a run's latency tail means little without
 //! it.
 
+use strata_bench_report::CpuUse;
+
 /// The machine's and this process's CPU counters at one instant, in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuCounters {
@@ -18,19 +20,6 @@ pub struct CpuCounters {
     cores: u64,
     /// This process's user and system time.
     own: u64,
-}
-
-/// CPU use over a run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CpuUse {
-    /// Share of all cores' time spent running code, in percent.
-    pub busy_percent: f64,
-    /// Share of all cores' time the hypervisor took, in percent.
-    pub steal_percent: f64,
-    /// Share of all cores' time idle with I/O outstanding, in percent.
-    pub iowait_percent: f64,
-    /// Cores' worth of CPU time this process (the load tool) used.
-    pub bench_cores: f64,
 }
 
 impl CpuCounters {

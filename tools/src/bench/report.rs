@@ -1,4 +1,5 @@
-//! A bench run's figures: the live progress bar while it runs and the final report.
+//! A bench run's figures: the live progress bar while it runs and the final report
+//! (`strata_bench_report::Report`, the type `nats-bench` prints too).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,9 +8,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use strata_bench_report::{CpuUse, Report};
 
-use super::cpu::CpuUse;
 use crate::error::CliError;
 use crate::output::{print, print_json};
 
@@ -45,50 +45,6 @@ pub struct Outcome {
     pub first_error: Option<CliError>,
 }
 
-/// The final report; `--json` prints it as one object.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    mode: &'static str,
-    topic: String,
-    records: u64,
-    bytes: u64,
-    elapsed_seconds: f64,
-    records_per_second: f64,
-    /// Megabytes (10^6 bytes) of keys and values per second.
-    megabytes_per_second: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_measured: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p50: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p90: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p99: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_p99_9: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_us_max: Option<u64>,
-    /// Paced runs: how late sends went out against the schedule. Latency is timed from
-    /// the actual send, so a run that fell behind shows here, not there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_delay_us_p50: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_delay_us_p99: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_delay_us_max: Option<u64>,
-    records_failed: u64,
-    /// Where the machine's CPU time went during the run (Linux only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu_busy_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu_steal_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cpu_iowait_percent: Option<f64>,
-    /// Cores' worth of CPU time `strata bench` itself used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bench_cpu_cores: Option<f64>,
-}
-
 impl Outcome {
     /// Prints the report; fails if any record failed, after printing it.
     ///
@@ -112,107 +68,25 @@ impl Outcome {
     }
 
     fn report(&self, topic: &str, cpu: Option<CpuUse>) -> Report {
-        let seconds = self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-        let latency_histogram = self.latency.as_ref().map(|(histogram, _)| histogram);
-        let latency = |q: f64| quantile(latency_histogram, q);
-        let delay = |q: f64| quantile(self.send_delay.as_ref(), q);
-        Report {
-            mode: self.mode,
-            topic: topic.to_owned(),
-            records: self.records,
-            bytes: self.bytes,
-            elapsed_seconds: self.elapsed.as_secs_f64(),
-            records_per_second: self.records as f64 / seconds,
-            megabytes_per_second: self.bytes as f64 / 1e6 / seconds,
-            latency_measured: self.latency.as_ref().map(|(_, measured)| *measured),
-            latency_us_p50: latency(0.50),
-            latency_us_p90: latency(0.90),
-            latency_us_p99: latency(0.99),
-            latency_us_p99_9: latency(0.999),
-            latency_us_max: latency(1.0),
-            send_delay_us_p50: delay(0.50),
-            send_delay_us_p99: delay(0.99),
-            send_delay_us_max: delay(1.0),
-            records_failed: self.failed,
-            cpu_busy_percent: cpu.map(|cpu| cpu.busy_percent),
-            cpu_steal_percent: cpu.map(|cpu| cpu.steal_percent),
-            cpu_iowait_percent: cpu.map(|cpu| cpu.iowait_percent),
-            bench_cpu_cores: cpu.map(|cpu| cpu.bench_cores),
+        let mut report = Report::new(self.mode, topic, self.records, self.bytes, self.elapsed)
+            .with_failed(self.failed);
+        if let Some((histogram, measured)) = &self.latency {
+            report = report.with_latency(measured, &|q| quantile(histogram, q));
         }
+        if let Some(histogram) = &self.send_delay {
+            report = report.with_send_delay(&|q| quantile(histogram, q));
+        }
+        if let Some(cpu) = cpu {
+            report = report.with_cpu(cpu);
+        }
+        report
     }
 }
 
-/// The `q` quantile of `histogram`, `None` if it is missing or empty. The bucket's lowest
-/// value, so a recorded value prints as itself (the histogram's error is below 0.1% either
-/// way).
-fn quantile(histogram: Option<&Histogram<u64>>, q: f64) -> Option<u64> {
-    histogram
-        .filter(|histogram| !histogram.is_empty())
-        .map(|histogram| histogram.lowest_equivalent(histogram.value_at_quantile(q)))
-}
-
-impl Report {
-    /// The report for people.
-    fn render(&self) -> String {
-        let ms = |us: u64| us as f64 / 1_000.0;
-        let mut text = format!(
-            "bench {} on '{}': {} records, {} bytes in {:.3} s\n\
-             throughput: {:.1} records/s, {:.3} MB/s\n",
-            self.mode,
-            self.topic,
-            self.records,
-            self.bytes,
-            self.elapsed_seconds,
-            self.records_per_second,
-            self.megabytes_per_second,
-        );
-        if let (Some(measured), Some(p50), Some(p90), Some(p99), Some(p99_9), Some(max)) = (
-            self.latency_measured,
-            self.latency_us_p50,
-            self.latency_us_p90,
-            self.latency_us_p99,
-            self.latency_us_p99_9,
-            self.latency_us_max,
-        ) {
-            text.push_str(&format!(
-                "latency ({measured}): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, \
-                 p99.9 {:.3} ms, max {:.3} ms\n",
-                ms(p50),
-                ms(p90),
-                ms(p99),
-                ms(p99_9),
-                ms(max),
-            ));
-        }
-        if let (Some(p50), Some(p99), Some(max)) = (
-            self.send_delay_us_p50,
-            self.send_delay_us_p99,
-            self.send_delay_us_max,
-        ) {
-            text.push_str(&format!(
-                "send delay (paced sends behind their schedule): p50 {:.3} ms, p99 {:.3} ms, \
-                 max {:.3} ms\n",
-                ms(p50),
-                ms(p99),
-                ms(max),
-            ));
-        }
-        if let (Some(busy), Some(steal), Some(iowait), Some(cores)) = (
-            self.cpu_busy_percent,
-            self.cpu_steal_percent,
-            self.cpu_iowait_percent,
-            self.bench_cpu_cores,
-        ) {
-            text.push_str(&format!(
-                "cpu (all cores): {busy:.1}% busy, {steal:.1}% steal, {iowait:.1}% iowait; \
-                 this tool used {cores:.2} cores\n"
-            ));
-        }
-        if self.records_failed > 0 {
-            text.push_str(&format!("failed: {} records\n", self.records_failed));
-        }
-        text
-    }
+/// The `q` quantile of `histogram`, `None` if it is empty. The bucket's lowest value, so a
+/// recorded value prints as itself (the histogram's error is below 0.1% either way).
+fn quantile(histogram: &Histogram<u64>, q: f64) -> Option<u64> {
+    (!histogram.is_empty()).then(|| histogram.lowest_equivalent(histogram.value_at_quantile(q)))
 }
 
 /// A progress bar on stderr, redrawn from a shared counter, shown only when stderr is
