@@ -10,10 +10,10 @@ use strata_protocol::messages::{
     FindCoordinatorRequest, NO_OFFSET, OffsetCommitPartition, OffsetCommitRequest,
     OffsetCommitTopic, OffsetFetchRequest, TopicPartitions,
 };
+use strata_protocol::limits::GROUP_ID_BYTES_MAX;
 use strata_protocol::{Request, Response};
 
 use crate::cluster::{Cluster, backoff_ms, unexpected};
-use crate::config::GROUP_ID_BYTES_MAX;
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 

@@ -30,6 +30,8 @@
 //! - [`api`]: API keys, versions, and the [`Request`] / [`Response`] enums.
 //! - [`messages`]: one module per API's request and response bodies.
 //! - [`batch`]: the record batch format, its builder and its lazy record iterator.
+//! - [`limits`]: limits both client and broker check (group ids, topic names, frame
+//!   sizes), tied together with `const` assertions.
 //! - [`error`]: wire [`ErrorCode`]s, [`DecodeError`] and [`BatchError`].
 //! - `codec` (feature `codec`): the tokio-util frame codec and a vectored frame writer,
 //!   the one place this crate touches async I/O.
@@ -40,6 +42,7 @@ pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod limits;
 pub mod messages;
 pub mod wire;
 
