@@ -32,6 +32,7 @@
 //! - [`batch`]: the record batch format, its builder and its lazy record iterator.
 //! - [`limits`]: limits both client and broker check (group ids, topic names, frame
 //!   sizes), tied together with `const` assertions.
+//! - [`TopicPartition`]: how every crate names and prints a partition.
 //! - [`error`]: wire [`ErrorCode`]s, [`DecodeError`] and [`BatchError`].
 //! - `codec` (feature `codec`): the tokio-util frame codec and a vectored frame writer,
 //!   the one place this crate touches async I/O.
@@ -44,8 +45,10 @@ pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod messages;
+mod topic_partition;
 pub mod wire;
 
 pub use api::{ApiKey, Request, Response};
 pub use error::{BatchError, DecodeError, ErrorCode};
 pub use frame::{RequestHeader, ResponseHeader};
+pub use topic_partition::TopicPartition;
