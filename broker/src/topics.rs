@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::ErrorCode;
+use strata_protocol::limits::{TopicNameError, check_topic_name};
 
 use crate::config::{Config, TopicConfig};
 use crate::partition::{Partition, PartitionError, Storage};
 
-/// Longest topic name; leaves room for `-<partition>` in a 255-byte directory name.
-pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 const TOPICS_DIR: &str = "topics";
 
 /// A topic and its partitions. Immutable: a change makes a new `Topic`.
@@ -64,6 +63,12 @@ impl From<PartitionError> for AdminError {
     }
 }
 
+impl From<TopicNameError> for AdminError {
+    fn from(error: TopicNameError) -> Self {
+        Self::new(ErrorCode::InvalidTopic, error.to_string())
+    }
+}
+
 fn io_error(context: &str, path: &Path, error: &std::io::Error) -> AdminError {
     tracing::error!(path = %path.display(), %error, "{context}");
     let code = if error.raw_os_error() == Some(libc::ENOSPC) {
@@ -73,43 +78,6 @@ fn io_error(context: &str, path: &Path, error: &std::io::Error) -> AdminError {
     };
     AdminError::new(code, format!("{context} {}: {error}", path.display()))
 }
-
-/// Checks a topic name: 1 to 249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`, and not
-/// starting with [`INTERNAL_PREFIX`].
-///
-/// # Errors
-/// `InvalidTopic` with the reason.
-pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
-    let valid_chars = name
-        .bytes()
-        .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
-    if name.is_empty()
-        || name.len() > TOPIC_NAME_BYTES_MAX
-        || !valid_chars
-        || name == "."
-        || name == ".."
-    {
-        return Err(AdminError::new(
-            ErrorCode::InvalidTopic,
-            format!(
-                "invalid topic name '{name}': use 1 to {TOPIC_NAME_BYTES_MAX} characters from [A-Za-z0-9._-], not '.' or '..'"
-            ),
-        ));
-    }
-    if name.starts_with(INTERNAL_PREFIX) {
-        return Err(AdminError::new(
-            ErrorCode::InvalidTopic,
-            format!(
-                "invalid topic name '{name}': names starting with '{INTERNAL_PREFIX}' are reserved for the broker's internal logs"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Topic names starting with this are reserved for internal logs such as
-/// `__consumer_offsets`.
-pub const INTERNAL_PREFIX: &str = "__";
 
 /// All topics of this broker. Thread-safe.
 #[derive(Debug)]
@@ -244,7 +212,7 @@ impl TopicRegistry {
         overrides: &[strata_protocol::messages::ConfigEntry],
         validate_only: bool,
     ) -> Result<(), AdminError> {
-        validate_topic_name(name)?;
+        check_topic_name(name)?;
         let _admin = self.admin.lock().expect("admin lock");
         if self.get(name).is_some() {
             return Err(AdminError::new(

@@ -4,12 +4,18 @@
 use std::time::Duration;
 
 use strata_protocol::batch::IDEMPOTENT_BATCHES_IN_FLIGHT_MAX;
+use strata_protocol::limits::{
+    CLIENT_FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_DEFAULT, GROUP_ID_BYTES_MAX,
+    MESSAGE_BYTES_MAX_DEFAULT,
+};
 use strata_protocol::messages::Acks;
 
 use crate::error::{Error, Result};
 
-/// Longest group id (and instance id) the broker accepts, in bytes.
-pub(crate) const GROUP_ID_BYTES_MAX: usize = 255;
+/// The producer's default `request_bytes_max`.
+const REQUEST_BYTES_MAX_DEFAULT: usize = 8 << 20;
+// A default producer's requests fit in a default broker's frames.
+const _: () = assert!(REQUEST_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);
 
 /// Settings shared by [`Producer`](crate::Producer), [`Consumer`](crate::Consumer) and
 /// [`Admin`](crate::Admin): where the cluster is and how to talk to it.
@@ -59,7 +65,7 @@ impl Default for ClientConfig {
             reconnect_backoff_ms: 50,
             reconnect_backoff_ms_max: 2_000,
             metadata_refresh_ms: 60_000,
-            frame_bytes_max: 64 << 20,
+            frame_bytes_max: CLIENT_FRAME_BYTES_MAX_DEFAULT,
             in_flight_requests_max: 64,
         }
     }
@@ -184,7 +190,7 @@ impl Default for ProducerConfig {
             client: ClientConfig::default(),
             acks: Acks::Leader,
             linger_ms: 5,
-            batch_bytes_max: 1 << 20,
+            batch_bytes_max: MESSAGE_BYTES_MAX_DEFAULT as usize,
             // Leaves room for the batch header under the broker's 1 MiB
             // max_message_bytes default.
             record_bytes_max: 1_000_000,
@@ -195,7 +201,7 @@ impl Default for ProducerConfig {
             retry_backoff_ms: 50,
             retry_backoff_ms_max: 2_000,
             request_partition_bytes_max: 4 << 20,
-            request_bytes_max: 8 << 20,
+            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             produce_timeout_ms: 30_000,
             idempotence: true,
             partition_in_flight_batches_max: IDEMPOTENT_BATCHES_IN_FLIGHT_MAX,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use strata_protocol::limits::GROUP_ID_BYTES_MAX;
 use strata_protocol::messages::{
     FindCoordinatorRequest, NO_OFFSET, OffsetCommitPartition, OffsetCommitRequest,
     OffsetCommitTopic, OffsetFetchRequest, TopicPartitions,
@@ -13,7 +14,6 @@ use strata_protocol::messages::{
 use strata_protocol::{Request, Response};
 
 use crate::cluster::{Cluster, backoff_ms, unexpected};
-use crate::config::GROUP_ID_BYTES_MAX;
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 
@@ -142,26 +142,20 @@ impl Coordinator {
         let mut offsets = BTreeMap::new();
         for topic in response.topics {
             for partition in topic.partitions {
+                let tp = TopicPartition::new(&topic.name, partition.partition);
                 if !partition.error_code.is_ok() {
-                    return Err(self.error(Error::broker(
-                        partition.error_code,
-                        Some(format!("{}/{}", topic.name, partition.partition)),
-                    )));
+                    return Err(
+                        self.error(Error::broker(partition.error_code, Some(tp.to_string())))
+                    );
                 }
                 if partition.offset == NO_OFFSET {
                     continue;
                 }
                 let offset = u64::try_from(partition.offset).map_err(|_| Error::Protocol {
                     address: String::new(),
-                    reason: format!(
-                        "OffsetFetch gave {}/{} offset {}",
-                        topic.name, partition.partition, partition.offset
-                    ),
+                    reason: format!("OffsetFetch gave {tp} offset {}", partition.offset),
                 })?;
-                offsets.insert(
-                    TopicPartition::new(&topic.name, partition.partition),
-                    offset,
-                );
+                offsets.insert(tp, offset);
             }
         }
         Ok(offsets)
@@ -215,8 +209,9 @@ impl Coordinator {
                     return Err(self.error(Error::broker(
                         partition.error_code,
                         Some(format!(
-                            "cannot commit {}/{} for group '{}'",
-                            topic.name, partition.partition, self.group_id
+                            "cannot commit {} for group '{}'",
+                            TopicPartition::new(&topic.name, partition.partition),
+                            self.group_id
                         )),
                     )));
                 }

@@ -61,7 +61,7 @@ const HEARTBEAT_INTERVAL_MS_MAX: u64 = 60_000;
 ///
 /// let mut log = Log::default();
 /// log.on_lost(&[TopicPartition::new("orders", 1)]);
-/// assert_eq!(log.0, ["-orders/1"]);
+/// assert_eq!(log.0, ["-orders-1"]);
 /// ```
 pub trait RebalanceListener: Send {
     /// The consumer now owns `partitions` (sorted) and will fetch them from their

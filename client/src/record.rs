@@ -3,39 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-
-/// A topic and partition index.
-///
-/// # Example
-/// ```
-/// use strata_client::TopicPartition;
-///
-/// let tp = TopicPartition::new("orders", 3);
-/// assert_eq!(tp.to_string(), "orders/3");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic name.
-    pub topic: String,
-    /// The partition index.
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    /// `topic`/`partition`.
-    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.topic, self.partition)
-    }
-}
+pub use strata_protocol::TopicPartition;
 
 /// One record header: a name and an optional value.
 ///

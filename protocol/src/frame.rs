@@ -20,8 +20,6 @@ use crate::wire::{Reader, Sink, Wire, wire_struct};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
-/// Default limit on a frame's payload, both directions.
-pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 << 20;
 /// Smallest request payload: a header with an empty client id.
 pub const REQUEST_HEADER_BYTES_MIN: usize = 10;
 

@@ -30,6 +30,9 @@
 //! - [`api`]: API keys, versions, and the [`Request`] / [`Response`] enums.
 //! - [`messages`]: one module per API's request and response bodies.
 //! - [`batch`]: the record batch format, its builder and its lazy record iterator.
+//! - [`limits`]: limits both client and broker check (group ids, topic names, frame
+//!   sizes), tied together with `const` assertions.
+//! - [`TopicPartition`]: how every crate names and prints a partition.
 //! - [`error`]: wire [`ErrorCode`]s, [`DecodeError`] and [`BatchError`].
 //! - `codec` (feature `codec`): the tokio-util frame codec and a vectored frame writer,
 //!   the one place this crate touches async I/O.
@@ -40,9 +43,12 @@ pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod limits;
 pub mod messages;
+mod topic_partition;
 pub mod wire;
 
 pub use api::{ApiKey, Request, Response};
 pub use error::{BatchError, DecodeError, ErrorCode};
 pub use frame::{RequestHeader, ResponseHeader};
+pub use topic_partition::TopicPartition;

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Bytes, BytesMut};
 use strata_protocol::DecodeError;
+pub use strata_protocol::TopicPartition;
 use strata_protocol::wire::{Reader, Sink, Wire};
 
 use super::assignor::Assignor;
@@ -49,45 +50,6 @@ pub const RECORD_TYPE_GROUP: u16 = 2;
 pub const RECORD_TYPE_MEMBER: u16 = 3;
 /// The only value version written and read today.
 pub const RECORD_VALUE_VERSION: u16 = 0;
-
-/// One partition of one topic. Orders by topic, then partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    /// The topic name.
-    pub topic: String,
-    /// The partition index.
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    /// A partition of `topic`.
-    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-impl Wire for TopicPartition {
-    fn encode<S: Sink + ?Sized>(&self, out: &mut S) {
-        self.topic.encode(out);
-        self.partition.encode(out);
-    }
-
-    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self {
-            topic: String::decode(reader)?,
-            partition: u32::decode(reader)?,
-        })
-    }
-}
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]

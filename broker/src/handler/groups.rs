@@ -3,6 +3,7 @@
 //! the coordinator directly.
 
 use strata_protocol::ErrorCode;
+use strata_protocol::limits::GROUP_ID_BYTES_MAX;
 use strata_protocol::messages::{
     ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, FindCoordinatorResponse,
     OffsetCommitRequest, OffsetFetchRequest,
@@ -10,9 +11,6 @@ use strata_protocol::messages::{
 
 use super::{Client, Reply, Started};
 use crate::broker::Broker;
-
-/// Longest group id accepted, in bytes.
-pub const GROUP_ID_BYTES_MAX: usize = 255;
 
 fn check_group_id(group_id: &str) -> Result<(), Reply> {
     if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX {

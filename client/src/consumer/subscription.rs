@@ -727,7 +727,7 @@ mod tests {
     use crate::config::ConsumerConfig;
     use crate::consumer::tests::record;
 
-    /// Records callbacks as `+t/0`, `-t/0`, `!t/0`.
+    /// Records callbacks as `+t-0`, `-t-0`, `!t-0`.
     #[derive(Clone, Default)]
     struct Recorder(Arc<Mutex<Vec<String>>>);
 
@@ -782,7 +782,7 @@ mod tests {
         let (mut consumer, recorder) = subscribed();
         membership(&consumer).assign_for_test(tps(&[0, 1]));
         consumer.reconcile_group().await;
-        assert_eq!(recorder.take(), ["+t/0", "+t/1"]);
+        assert_eq!(recorder.take(), ["+t-0", "+t-1"]);
         assert_eq!(consumer.assignment(), Vec::from_iter(tps(&[0, 1])));
         assert_eq!(membership(&consumer).owned_for_test(), tps(&[0, 1]));
         assert!(
@@ -799,7 +799,7 @@ mod tests {
         ]);
         membership(&consumer).assign_for_test(tps(&[1, 2]));
         consumer.reconcile_group().await;
-        assert_eq!(recorder.take(), ["-t/0", "+t/2"]);
+        assert_eq!(recorder.take(), ["-t-0", "+t-2"]);
         let offsets: Vec<(u32, u64)> = consumer
             .buffered()
             .map(|record| (record.partition, record.offset))
@@ -816,14 +816,14 @@ mod tests {
         recorder.take();
         membership(&consumer).fence_for_test();
         consumer.reconcile_group().await;
-        assert_eq!(recorder.take(), ["!t/0"]);
+        assert_eq!(recorder.take(), ["!t-0"]);
         assert!(consumer.assignment().is_empty());
         assert!(membership(&consumer).owned_for_test().is_empty());
 
         // The rejoin's assignment arrives: the partition comes back as new.
         membership(&consumer).assign_for_test(tps(&[0]));
         consumer.reconcile_group().await;
-        assert_eq!(recorder.take(), ["+t/0"]);
+        assert_eq!(recorder.take(), ["+t-0"]);
     }
 
     #[tokio::test]
@@ -863,7 +863,7 @@ mod tests {
         // Nothing is left to commit under m2's epoch: t/0's position belongs to the old
         // membership (were it committed, `commit_async` would need a broker).
         consumer.commit_async().await.unwrap();
-        assert_eq!(recorder.take(), ["!t/0"]);
+        assert_eq!(recorder.take(), ["!t-0"]);
         assert!(consumer.assignment().is_empty());
         let error = consumer
             .commit_offsets(&[(TopicPartition::new("t", 0), 42)])

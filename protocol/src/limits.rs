@@ -1,0 +1,137 @@
+//! Limits that a client and a broker both check, defined once here so the two cannot
+//! drift apart, and tied to each other with `const` assertions.
+
+/// Longest group id, and longest static instance id, in bytes.
+pub const GROUP_ID_BYTES_MAX: usize = 255;
+
+/// Longest topic name, in bytes: a partition's directory is named `<topic>-<partition>`,
+/// and this leaves room for a partition index below 100 000 in a 255-byte file name.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// Longest file name Linux file systems allow (`NAME_MAX`).
+const FILE_NAME_BYTES_MAX: usize = 255;
+const _: () = assert!(TOPIC_NAME_BYTES_MAX + "-99999".len() <= FILE_NAME_BYTES_MAX);
+
+/// Topic names starting with this are reserved for the broker's internal logs, such as
+/// `__consumer_offsets`.
+pub const INTERNAL_TOPIC_PREFIX: &str = "__";
+
+/// The largest `frame_bytes_max` either side can set: a frame's length prefix is a `u32`.
+pub const FRAME_BYTES_MAX_LIMIT: usize = u32::MAX as usize;
+
+/// The broker's default `frame_bytes_max`: the largest request frame it reads.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 << 20;
+
+/// The client's default `frame_bytes_max`, for the frames it sends and reads. A fetch
+/// response carries up to the broker's `fetch_response_bytes_max` of batches plus its own
+/// fields, so the client's limit sits well above that, not at the broker's request limit.
+pub const CLIENT_FRAME_BYTES_MAX_DEFAULT: usize = 64 << 20;
+
+/// The broker's default `fetch_response_bytes_max`: batch bytes in one fetch response.
+pub const FETCH_RESPONSE_BYTES_MAX_DEFAULT: usize = 16 << 20;
+
+/// The default largest batch: a topic's `max_message_bytes` on the broker, and the
+/// producer's `batch_bytes_max`, so that a default producer's batches fit a default topic.
+pub const MESSAGE_BYTES_MAX_DEFAULT: u32 = 1 << 20;
+
+const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
+const _: () = assert!(CLIENT_FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
+const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT < CLIENT_FRAME_BYTES_MAX_DEFAULT);
+// The broker keeps `max_message_bytes` at least 1 KiB below `frame_bytes_max`, room for
+// the rest of a produce request; its defaults must pass its own check.
+const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT as usize + 1024 <= FRAME_BYTES_MAX_DEFAULT);
+
+/// Why a topic name is refused. The messages are the ones the broker sends back with
+/// `InvalidTopic`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicNameError {
+    /// Empty, too long, a byte outside `[A-Za-z0-9._-]`, or `.` or `..`: a name that
+    /// cannot be a directory name.
+    #[error(
+        "invalid topic name '{name}': use 1 to {max} characters from [A-Za-z0-9._-], not '.' or '..'",
+        max = TOPIC_NAME_BYTES_MAX
+    )]
+    Invalid {
+        /// The refused name.
+        name: String,
+    },
+    /// Starts with [`INTERNAL_TOPIC_PREFIX`].
+    #[error(
+        "invalid topic name '{name}': names starting with '{prefix}' are reserved for the broker's internal logs",
+        prefix = INTERNAL_TOPIC_PREFIX
+    )]
+    Reserved {
+        /// The refused name.
+        name: String,
+    },
+}
+
+/// Checks a topic name: 1 to [`TOPIC_NAME_BYTES_MAX`] bytes of `[A-Za-z0-9._-]`, not
+/// `.` or `..`, and not starting with [`INTERNAL_TOPIC_PREFIX`].
+///
+/// # Errors
+/// [`TopicNameError`] saying which rule the name breaks.
+pub fn check_topic_name(name: &str) -> Result<(), TopicNameError> {
+    let valid_bytes = name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte));
+    if name.is_empty()
+        || name.len() > TOPIC_NAME_BYTES_MAX
+        || !valid_bytes
+        || name == "."
+        || name == ".."
+    {
+        return Err(TopicNameError::Invalid {
+            name: name.to_owned(),
+        });
+    }
+    if name.starts_with(INTERNAL_TOPIC_PREFIX) {
+        return Err(TopicNameError::Reserved {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn topic_names_follow_the_rules() {
+        let longest = "t".repeat(TOPIC_NAME_BYTES_MAX);
+        for name in ["orders", "a.b_c-D9", "...", longest.as_str()] {
+            assert_eq!(check_topic_name(name), Ok(()), "{name}");
+        }
+        let too_long = "t".repeat(TOPIC_NAME_BYTES_MAX + 1);
+        for name in [
+            "",
+            ".",
+            "..",
+            "bad/name",
+            "caf\u{e9}",
+            "a b",
+            too_long.as_str(),
+        ] {
+            assert!(
+                matches!(check_topic_name(name), Err(TopicNameError::Invalid { .. })),
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            check_topic_name("__consumer_offsets"),
+            Err(TopicNameError::Reserved { .. })
+        ));
+    }
+
+    #[test]
+    fn error_code_messages_state_these_limits() {
+        let group = format!("1 to {GROUP_ID_BYTES_MAX} bytes");
+        assert!(ErrorCode::InvalidGroupId.message().contains(&group));
+        let topic = format!("1 to {TOPIC_NAME_BYTES_MAX} characters from [A-Za-z0-9._-]");
+        assert!(ErrorCode::InvalidTopic.message().contains(&topic));
+        let prefix = format!("not starting with '{INTERNAL_TOPIC_PREFIX}'");
+        assert!(ErrorCode::InvalidTopic.message().contains(&prefix));
+    }
+}
