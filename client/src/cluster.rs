@@ -37,7 +37,7 @@ use crate::record::TopicPartition;
 /// }
 /// for topic in &metadata.topics {
 ///     for partition in &topic.partitions {
-///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///         println!("{}-{} led by {:?}", topic.name, partition.partition, partition.leader);
 ///     }
 /// }
 /// # Ok(()) }
@@ -67,7 +67,7 @@ pub struct PartitionInfo {
 /// }
 /// for topic in &metadata.topics {
 ///     for partition in &topic.partitions {
-///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///         println!("{}-{} led by {:?}", topic.name, partition.partition, partition.leader);
 ///     }
 /// }
 /// # Ok(()) }
@@ -98,7 +98,7 @@ impl TopicInfo {
 /// }
 /// for topic in &metadata.topics {
 ///     for partition in &topic.partitions {
-///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///         println!("{}-{} led by {:?}", topic.name, partition.partition, partition.leader);
 ///     }
 /// }
 /// # Ok(()) }
@@ -122,7 +122,7 @@ pub struct BrokerInfo {
 /// }
 /// for topic in &metadata.topics {
 ///     for partition in &topic.partitions {
-///         println!("{}/{} led by {:?}", topic.name, partition.partition, partition.leader);
+///         println!("{}-{} led by {:?}", topic.name, partition.partition, partition.leader);
 ///     }
 /// }
 /// # Ok(()) }

@@ -87,7 +87,7 @@ pub enum Error {
         last: Box<Error>,
     },
     /// The partition's leader is unknown (right after creation, or during an election).
-    #[error("no leader known for {topic}/{partition}")]
+    #[error("no leader known for {topic}-{partition}")]
     LeaderNotAvailable {
         /// The topic.
         topic: String,
@@ -126,7 +126,7 @@ pub enum Error {
     },
     /// The consumer's position is outside the log and `auto_offset_reset` is `Error`.
     #[error(
-        "offset {offset} is out of range for {topic}/{partition} and auto_offset_reset is error; seek to recover"
+        "offset {offset} is out of range for {topic}-{partition} and auto_offset_reset is error; seek to recover"
     )]
     OffsetOutOfRange {
         /// The topic.
@@ -137,7 +137,7 @@ pub enum Error {
         offset: u64,
     },
     /// The partition has no position and `auto_offset_reset` is `Error`.
-    #[error("{topic}/{partition} has no position and auto_offset_reset is error; seek first")]
+    #[error("{topic}-{partition} has no position and auto_offset_reset is error; seek first")]
     NoPosition {
         /// The topic.
         topic: String,
@@ -148,7 +148,7 @@ pub enum Error {
     #[error("no record at or after the timestamp")]
     NoOffsetFound,
     /// The operation names a partition this consumer is not assigned.
-    #[error("{topic}/{partition} is not assigned to this consumer")]
+    #[error("{topic}-{partition} is not assigned to this consumer")]
     NotAssigned {
         /// The topic.
         topic: String,

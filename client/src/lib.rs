@@ -24,7 +24,7 @@
 //! let mut member = Consumer::new(ConsumerConfig::new("127.0.0.1:9400"))?;
 //! member.subscribe(["orders"], "billing")?;
 //! for record in member.poll(Duration::from_secs(5)).await? {
-//!     println!("{}/{}@{}", record.topic, record.partition, record.offset);
+//!     println!("{}-{}@{}", record.topic, record.partition, record.offset);
 //! }
 //! member.close().await?; // commits what poll returned, then leaves the group
 //! # Ok(()) }

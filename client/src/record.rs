@@ -152,7 +152,7 @@ pub struct RecordMetadata {
 /// use std::time::Duration;
 ///
 /// for record in consumer.poll(Duration::from_secs(1)).await? {
-///     println!("{}/{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+///     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
 /// }
 /// # Ok(()) }
 /// ```

@@ -35,7 +35,7 @@ pub struct GroupListing {
 /// let group = admin.describe_group("billing").await?;
 /// println!("{} is {} with {} members", group.group_id, group.state, group.members.len());
 /// for offset in &group.offsets {
-///     println!("{}/{} lag {:?} owner {:?}", offset.topic, offset.partition, offset.lag, offset.owner);
+///     println!("{}-{} lag {:?} owner {:?}", offset.topic, offset.partition, offset.lag, offset.owner);
 /// }
 /// # Ok(()) }
 /// ```

@@ -154,7 +154,7 @@ pub(super) async fn next_decoded(decoding: &mut VecDeque<Decoding>) -> Result<Ve
 fn corrupt_answer(topic: &str, partition: u32, reason: impl std::fmt::Display) -> Error {
     Error::Protocol {
         address: String::new(),
-        reason: format!("{topic}/{partition}: {reason}"),
+        reason: format!("{topic}-{partition}: {reason}"),
     }
 }
 
@@ -288,7 +288,7 @@ mod tests {
         );
         let truncated = &answer[..answer.len() - 1];
         let error = next_fetch_offset("t", 0, 12, 16, truncated).unwrap_err();
-        assert!(error.to_string().contains("t/0"), "{error}");
+        assert!(error.to_string().contains("t-0"), "{error}");
         let error = next_fetch_offset("t", 0, 12, 15, &answer).unwrap_err();
         assert!(error.to_string().contains("high watermark 15"), "{error}");
     }

@@ -349,7 +349,7 @@ mod tests {
         }
     }
 
-    /// A consumer assigned `t/0` and sought to offset 0 (no broker behind it), with the
+    /// A consumer assigned `t-0` and sought to offset 0 (no broker behind it), with the
     /// partition's epoch.
     fn consumer_at_zero() -> (Consumer, TopicPartition, u64) {
         let mut consumer = Consumer::new(ConsumerConfig::new("127.0.0.1:1")).unwrap();

@@ -61,7 +61,7 @@ const RECV_ROUND: Duration = Duration::from_secs(3_600);
 /// consumer.seek(&TopicPartition::new("orders", 1), 42)?;
 /// loop {
 ///     for record in consumer.poll(Duration::from_millis(500)).await? {
-///         println!("{}/{}@{}", record.topic, record.partition, record.offset);
+///         println!("{}-{}@{}", record.topic, record.partition, record.offset);
 ///     }
 /// }
 /// # }

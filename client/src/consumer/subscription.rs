@@ -804,7 +804,7 @@ mod tests {
             .buffered()
             .map(|record| (record.partition, record.offset))
             .collect();
-        assert_eq!(offsets, [(1, 7)], "t/0's buffered records are dropped");
+        assert_eq!(offsets, [(1, 7)], "t-0's buffered records are dropped");
         assert_eq!(membership(&consumer).owned_for_test(), tps(&[1, 2]));
     }
 
@@ -860,7 +860,7 @@ mod tests {
         // Fenced and rejoined (a new epoch) before the consumer polled again.
         membership(&consumer).fence_for_test();
         membership(&consumer).rejoin_for_test("m2", 9);
-        // Nothing is left to commit under m2's epoch: t/0's position belongs to the old
+        // Nothing is left to commit under m2's epoch: t-0's position belongs to the old
         // membership (were it committed, `commit_async` would need a broker).
         consumer.commit_async().await.unwrap();
         assert_eq!(recorder.take(), ["!t-0"]);

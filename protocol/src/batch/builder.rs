@@ -27,7 +27,7 @@ pub struct BatchBuilder {
     /// The CRC of the records in `buf[HEADER_BYTES..hashed_to]`, taken a step at a time
     /// as they are pushed, by the thread that just wrote them and while they are still in
     /// its cache. A producer finishes a batch on another thread, long after the first of
-    /// its 1 MiB was written (benchmarks.md, "Thirteenth round").
+    /// its 1 MiB was written (docs/benchmarks.md#d-crc-in-steps).
     records_crc: crc32fast::Hasher,
     hashed_to: usize,
     record_count: u32,
