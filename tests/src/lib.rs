@@ -6,6 +6,8 @@
 //! command does both). Every wait here is bounded, and a broker process is killed when
 //! its handle is dropped, so no test can leave a process behind or hang.
 
+pub mod group;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -467,6 +469,17 @@ pub fn values(records: &[OwnedRecord]) -> Vec<String> {
         .collect()
 }
 
+/// The address of a loopback port that nothing listens on: connecting to it is
+/// refused at once. Bound and released here, so only a bind racing this test could take
+/// it in between.
+pub fn unreachable_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// A fresh temporary data directory.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -598,6 +611,81 @@ pub async fn read_records(
         records.extend(consumer.poll(Duration::from_secs(1)).await.expect("poll"));
     }
     records
+}
+
+/// Produces `per_partition` records with values `"{partition}-{index}"` to each of
+/// `topic`'s first `partitions` partitions, interleaved, and waits until all are
+/// acknowledged.
+///
+/// # Panics
+/// If a record fails.
+pub async fn produce_to_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    per_partition: u32,
+) {
+    use strata_client::{Producer, ProducerConfig, ProducerRecord};
+    let producer = Producer::new(ProducerConfig::new(bootstrap)).expect("producer");
+    let mut acks = Vec::new();
+    for index in 0..per_partition {
+        for partition in 0..partitions {
+            let record =
+                ProducerRecord::new(topic, format!("{partition}-{index}")).partition(partition);
+            acks.push(producer.send(record).await.expect("queue a record"));
+        }
+    }
+    for ack in acks {
+        ack.await.expect("record delivered");
+    }
+    producer.close().await;
+}
+
+/// Asserts that `consumer` has nothing more to return: a poll that waits 300 ms, long
+/// enough for a fetch that finds more to answer, comes back empty.
+///
+/// # Panics
+/// If it returns records, saying `why`.
+pub async fn assert_polls_nothing(consumer: &mut strata_client::Consumer, why: &str) {
+    let records = consumer
+        .poll(Duration::from_millis(300))
+        .await
+        .expect("poll");
+    assert!(records.is_empty(), "{why}: {records:?}");
+}
+
+/// Polls `condition` until it holds, saying `what` it waits for if it does not.
+///
+/// # Panics
+/// If it does not hold within [`WAIT`].
+pub async fn wait_until(condition: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{WAIT:?} passed, still waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Scrapes a broker's metrics until every line of `expected` is there, whole.
+///
+/// # Panics
+/// If they are not all there within [`WAIT`].
+pub async fn wait_for_metrics(address: &str, expected: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = scrape_metrics(address).await;
+        let found = expected
+            .iter()
+            .all(|line| text.lines().any(|candidate| candidate == *line));
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "missing {expected:?} in\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET /metrics` from a broker's metrics address; returns the body.
