@@ -1,5 +1,6 @@
-//! `strata topic ...` against a real broker: the whole lifecycle, JSON output, and every
-//! error a person can hit, with its message and exit code.
+//! `strata topic ...` against a real broker: create, list, describe, alter and delete,
+//! each on a broker of its own, JSON output, and every error a person can hit, with its
+//! message and exit code.
 
 use std::process::{Command, Stdio};
 
