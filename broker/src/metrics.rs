@@ -12,6 +12,7 @@
 //! | `strata_errors_total` | counter | code |
 //! | `strata_connections_active` | gauge | |
 //! | `strata_connections_rejected_total` | counter | |
+//! | `strata_fetches_waiting` | gauge | |
 //! | `strata_log_end_offset` | gauge | topic, partition |
 //! | `strata_fsync_duration_seconds` | histogram | |
 //! | `strata_writeback_bytes_total` | counter | |
@@ -101,6 +102,26 @@ pub fn connection_closed() {
 /// Counts connections refused at `connections_max`.
 pub fn connection_rejected() {
     metrics::counter!("strata_connections_rejected_total").increment(1);
+}
+
+/// Counts a long-poll fetch as waiting for data while it lives. Dropped when the fetch
+/// stops waiting, also when its connection closes and cancels it, so the gauge never
+/// keeps a fetch that is gone.
+#[derive(Debug)]
+pub struct FetchWaiting(());
+
+impl FetchWaiting {
+    /// Counts one more waiting fetch.
+    pub fn start() -> Self {
+        metrics::gauge!("strata_fetches_waiting").increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for FetchWaiting {
+    fn drop(&mut self) {
+        metrics::gauge!("strata_fetches_waiting").decrement(1.0);
+    }
 }
 
 /// Publishes a partition's log end offset.

@@ -175,6 +175,8 @@ mod group;
 pub mod partitioner;
 mod producer;
 mod record;
+#[cfg(test)]
+mod test_support;
 
 pub use strata_protocol as protocol;
 pub use strata_protocol::messages::Acks;

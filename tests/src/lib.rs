@@ -5,8 +5,18 @@
 //! run `cargo build --workspace --bins` before `cargo test --workspace` (the README's test
 //! command does both). Every wait here is bounded, and a broker process is killed when
 //! its handle is dropped, so no test can leave a process behind or hang.
+//!
+//! # Layout
+//! - This file: broker processes, the raw protocol [`Client`], records, bounded waits.
+//! - `cli`: running the `strata` CLI ([`strata`], [`assert_fails`]).
+//! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod cli;
+pub mod group;
+
+pub use cli::{CliRun, assert_fails, strata};
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -467,6 +477,17 @@ pub fn values(records: &[OwnedRecord]) -> Vec<String> {
         .collect()
 }
 
+/// The address of a loopback port that nothing listens on: connecting to it is
+/// refused at once. Bound and released here, so only a bind racing this test could take
+/// it in between.
+pub fn unreachable_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// A fresh temporary data directory.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -491,85 +512,6 @@ pub fn request_frame(api_key: u16, api_version: u16, correlation_id: u32, body: 
         strata_protocol::wire::Sink::put_slice(out, body);
     });
     out.to_vec()
-}
-
-/// The outcome of one `strata` run.
-#[derive(Debug)]
-pub struct CliRun {
-    /// The exit code, `None` if killed by a signal.
-    pub code: Option<i32>,
-    /// Everything printed on stdout.
-    pub stdout: String,
-    /// Everything printed on stderr.
-    pub stderr: String,
-}
-
-/// Runs `strata` with `args` and `stdin`, against `bootstrap` unless `None`; kills it and
-/// fails the test if it runs longer than [`WAIT`].
-///
-/// # Panics
-/// If `strata` does not exit within [`WAIT`].
-pub fn strata(bootstrap: Option<&str>, args: &[&str], stdin: &[u8]) -> CliRun {
-    let mut command = Command::new(binary("strata"));
-    command.env_remove("STRATA_BOOTSTRAP");
-    if let Some(bootstrap) = bootstrap {
-        command.args(["--bootstrap", bootstrap]);
-    }
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strata");
-    let mut input = child.stdin.take().expect("piped stdin");
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for strata") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata {args:?} did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    writer.join().expect("stdin writer");
-    CliRun {
-        code: status.code(),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
-/// Asserts a run failed with `code` and printed `message` on stderr.
-///
-/// # Panics
-/// If it did not.
-pub fn assert_fails(run: &CliRun, code: i32, message: &str) {
-    assert_eq!(run.code, Some(code), "{run:?}");
-    assert!(
-        run.stderr.contains(message),
-        "expected {message:?} in {run:?}"
-    );
-    assert!(run.stdout.is_empty(), "{run:?}");
 }
 
 /// The longest a whole client test may run.
@@ -598,6 +540,81 @@ pub async fn read_records(
         records.extend(consumer.poll(Duration::from_secs(1)).await.expect("poll"));
     }
     records
+}
+
+/// Produces `per_partition` records with values `"{partition}-{index}"` to each of
+/// `topic`'s first `partitions` partitions, interleaved, and waits until all are
+/// acknowledged.
+///
+/// # Panics
+/// If a record fails.
+pub async fn produce_to_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: u32,
+    per_partition: u32,
+) {
+    use strata_client::{Producer, ProducerConfig, ProducerRecord};
+    let producer = Producer::new(ProducerConfig::new(bootstrap)).expect("producer");
+    let mut acks = Vec::new();
+    for index in 0..per_partition {
+        for partition in 0..partitions {
+            let record =
+                ProducerRecord::new(topic, format!("{partition}-{index}")).partition(partition);
+            acks.push(producer.send(record).await.expect("queue a record"));
+        }
+    }
+    for ack in acks {
+        ack.await.expect("record delivered");
+    }
+    producer.close().await;
+}
+
+/// Asserts that `consumer` has nothing more to return: a poll that waits 300 ms, long
+/// enough for a fetch that finds more to answer, comes back empty.
+///
+/// # Panics
+/// If it returns records, saying `why`.
+pub async fn assert_polls_nothing(consumer: &mut strata_client::Consumer, why: &str) {
+    let records = consumer
+        .poll(Duration::from_millis(300))
+        .await
+        .expect("poll");
+    assert!(records.is_empty(), "{why}: {records:?}");
+}
+
+/// Polls `condition` until it holds, saying `what` it waits for if it does not.
+///
+/// # Panics
+/// If it does not hold within [`WAIT`].
+pub async fn wait_until(condition: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{WAIT:?} passed, still waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Scrapes a broker's metrics until every line of `expected` is there, whole.
+///
+/// # Panics
+/// If they are not all there within [`WAIT`].
+pub async fn wait_for_metrics(address: &str, expected: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = scrape_metrics(address).await;
+        let found = expected
+            .iter()
+            .all(|line| text.lines().any(|candidate| candidate == *line));
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "missing {expected:?} in\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET /metrics` from a broker's metrics address; returns the body.

@@ -1,41 +1,56 @@
-//! `strata topic ...` against a real broker: the whole lifecycle, JSON output, and every
-//! error a person can hit, with its message and exit code.
+//! `strata topic ...` against a real broker: create, list, describe, alter and delete,
+//! each on a broker of its own, JSON output, and every error a person can hit, with its
+//! message and exit code.
 
 use std::process::{Command, Stdio};
 
-use strata_tests::{BrokerProcess, assert_fails, binary, data_dir, strata};
+use strata_tests::{BrokerProcess, assert_fails, binary, data_dir, strata, unreachable_address};
 
-#[test]
-fn topic_lifecycle_create_list_describe_alter_delete() {
+/// A broker of its own with topic `orders` (3 partitions, kept 24 h), after its data
+/// directory, so that the broker is stopped before the directory goes.
+fn broker_with_orders() -> (tempfile::TempDir, BrokerProcess) {
     let dir = data_dir();
     let broker = BrokerProcess::start(dir.path(), &[]);
     let at = Some(broker.address.as_str());
+    let created = strata(at, &ORDERS_CREATE, b"");
+    assert_eq!(created.code, Some(0), "{created:?}");
+    (dir, broker)
+}
 
-    let created = strata(
-        at,
-        &[
-            "topic",
-            "create",
-            "orders",
-            "--partitions",
-            "3",
-            "--replication-factor",
-            "1",
-            "--config",
-            "retention_ms=86400000",
-        ],
-        b"",
-    );
+const ORDERS_CREATE: [&str; 9] = [
+    "topic",
+    "create",
+    "orders",
+    "--partitions",
+    "3",
+    "--replication-factor",
+    "1",
+    "--config",
+    "retention_ms=86400000",
+];
+
+fn create_audit(at: Option<&str>) {
+    let created = strata(at, &["topic", "create", "audit", "--partitions", "1"], b"");
+    assert_eq!(created.code, Some(0), "{created:?}");
+}
+
+#[test]
+fn create_reports_the_topic_it_made() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let created = strata(Some(&broker.address), &ORDERS_CREATE, b"");
     assert_eq!(created.code, Some(0), "{created:?}");
     assert_eq!(
         created.stdout,
         "created topic 'orders' with 3 partitions and replication factor 1\n"
     );
-    assert_eq!(
-        strata(at, &["topic", "create", "audit", "--partitions", "1"], b"").code,
-        Some(0)
-    );
+}
 
+#[test]
+fn list_prints_topics_by_name_as_a_table_and_as_json() {
+    let (_dir, broker) = broker_with_orders();
+    let at = Some(broker.address.as_str());
+    create_audit(at);
     let listed = strata(at, &["topic", "list"], b"");
     assert_eq!(
         listed.stdout, "NAME    PARTITIONS\naudit   1\norders  3\n",
@@ -46,7 +61,12 @@ fn topic_lifecycle_create_list_describe_alter_delete() {
         listed.stdout,
         "[{\"name\":\"audit\",\"partitions\":1},{\"name\":\"orders\",\"partitions\":3}]\n"
     );
+}
 
+#[test]
+fn describe_shows_partition_offsets_sizes_and_configs_as_json_and_as_a_table() {
+    let (_dir, broker) = broker_with_orders();
+    let at = Some(broker.address.as_str());
     let produced = strata(at, &["produce", "orders", "--partition", "1"], b"a\nb\n");
     assert_eq!(produced.code, Some(0), "{produced:?}");
     let described = strata(
@@ -88,7 +108,12 @@ fn topic_lifecycle_create_list_describe_alter_delete() {
         lines.contains(&"retention_ms       86400000"),
         "configs are listed: {described:?}"
     );
+}
 
+#[test]
+fn alter_adds_partitions_and_sets_configs() {
+    let (_dir, broker) = broker_with_orders();
+    let at = Some(broker.address.as_str());
     let altered = strata(at, &["topic", "alter", "orders", "--partitions", "5"], b"");
     assert_eq!(altered.code, Some(0), "{altered:?}");
     assert_eq!(
@@ -127,6 +152,12 @@ fn topic_lifecycle_create_list_describe_alter_delete() {
         lines.contains(&"durability         every_batch"),
         "{described:?}"
     );
+}
+
+#[test]
+fn alter_refuses_a_bad_config_value_and_needs_something_to_change() {
+    let (_dir, broker) = broker_with_orders();
+    let at = Some(broker.address.as_str());
     let rejected = strata(
         at,
         &["topic", "alter", "orders", "--config", "retention_ms=soon"],
@@ -139,7 +170,13 @@ fn topic_lifecycle_create_list_describe_alter_delete() {
         Some(2),
         "alter needs --partitions or --config: {nothing:?}"
     );
+}
 
+#[test]
+fn delete_removes_only_the_topic_named() {
+    let (_dir, broker) = broker_with_orders();
+    let at = Some(broker.address.as_str());
+    create_audit(at);
     let deleted = strata(at, &["--output", "json", "topic", "delete", "orders"], b"");
     assert_eq!(deleted.code, Some(0), "{deleted:?}");
     assert_eq!(
@@ -212,12 +249,7 @@ fn runtime_errors_name_the_topic_and_exit_1() {
 
 #[test]
 fn an_unreachable_broker_is_named() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = unreachable_address();
     for args in [
         &["topic", "list"][..],
         &["topic", "create", "orders", "--partitions", "1"],

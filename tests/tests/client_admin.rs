@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use strata_client::protocol::ErrorCode;
 use strata_client::{Admin, ClientConfig, NewTopic};
-use strata_tests::{BrokerProcess, data_dir};
+use strata_tests::{BrokerProcess, data_dir, unreachable_address};
 
 /// Every test here finishes well within this.
 const TEST_TIME_MAX: Duration = Duration::from_secs(60);
@@ -94,13 +94,7 @@ async fn topics_are_created_described_grown_listed_and_deleted() {
 
 #[tokio::test]
 async fn an_unreachable_broker_is_reported_plainly() {
-    // A port nobody listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = unreachable_address();
     let admin = Admin::new(ClientConfig {
         connect_timeout_ms: 2_000,
         ..ClientConfig::new(&address)

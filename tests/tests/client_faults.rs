@@ -4,13 +4,16 @@
 //! resume where they were.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::time::Duration;
 
 use strata_client::{
-    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, NewTopic,
-    Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture,
+    NewTopic, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use strata_tests::{BrokerProcess, bounded, data_dir, read_records};
+use strata_tests::{
+    BrokerProcess, assert_polls_nothing, bounded, data_dir, read_records, wait_until,
+};
 
 /// A free port below Linux's ephemeral range (32768+), so that no outgoing connection
 /// or `bind(0)` elsewhere can take it while the broker is down between a kill and a
@@ -128,8 +131,20 @@ async fn without_idempotence_acknowledged_records_keep_partition_order_across_a_
     }
 }
 
-/// Sends `RECORDS` records round-robin over `PARTITIONS` partitions while the broker is
-/// killed and restarted, checks that every acknowledged offset holds its record, in send
+/// Queues the records numbered `sequences`, round-robin over `PARTITIONS` partitions;
+/// returns their deliveries.
+async fn send_records(producer: &Producer, sequences: Range<u64>) -> Vec<(u64, DeliveryFuture)> {
+    let mut deliveries = Vec::new();
+    for sequence in sequences {
+        let record = ProducerRecord::new("ordered", sequence.to_string())
+            .partition((sequence % PARTITIONS) as u32);
+        deliveries.push((sequence, producer.send(record).await.unwrap()));
+    }
+    deliveries
+}
+
+/// Sends `RECORDS` records round-robin over `PARTITIONS` partitions across a broker kill
+/// and restart, checks that every acknowledged offset holds its record, in send
 /// order, and returns each partition's log (the record sequence numbers).
 async fn produce_across_a_kill(idempotence: bool) -> HashMap<u32, Vec<u64>> {
     let dir = data_dir();
@@ -141,40 +156,33 @@ async fn produce_across_a_kill(idempotence: bool) -> HashMap<u32, Vec<u64>> {
         .await
         .unwrap();
     let producer = producer_with(&address, idempotence);
-    let (halfway, halfway_reached) = tokio::sync::oneshot::channel();
-    let sending = tokio::spawn({
-        let producer = producer.clone();
-        async move {
-            let mut halfway = Some(halfway);
-            let mut deliveries = Vec::new();
-            for sequence in 0..RECORDS {
-                let record = ProducerRecord::new("ordered", sequence.to_string())
-                    .partition((sequence % PARTITIONS) as u32);
-                deliveries.push((sequence, producer.send(record).await.unwrap()));
-                if sequence % 50 == 49 {
-                    // Pace the stream so that it spans the restart.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                if sequence == RECORDS / 2 {
-                    let _ = halfway.take().unwrap().send(());
-                }
-            }
-            let mut acknowledged = Vec::new();
-            for (sequence, delivery) in deliveries {
-                let metadata = delivery
-                    .await
-                    .unwrap_or_else(|error| panic!("record {sequence} failed: {error}"));
-                acknowledged.push((sequence, metadata.partition, metadata.offset.unwrap()));
-            }
-            acknowledged
-        }
-    });
-    halfway_reached.await.unwrap();
-    // Down long enough that the producer surely tries (and fails) meanwhile.
+    // Half the stream before the kill, a quarter while the broker is down, and the rest
+    // after the restart.
+    let mut deliveries = send_records(&producer, 0..RECORDS / 2).await;
+    // Once a record is acknowledged the producer has its identity and the stream flows.
+    (&mut deliveries[0].1)
+        .await
+        .expect("the first record is delivered");
     tokio::task::block_in_place(|| broker.kill_9());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    deliveries.extend(send_records(&producer, RECORDS / 2..RECORDS * 3 / 4).await);
+    wait_until(
+        || producer.retry_count() > 0,
+        "the producer tries, and fails, while the broker is down",
+    )
+    .await;
     tokio::task::block_in_place(|| broker.restart());
-    let acknowledged = bounded(sending).await.unwrap();
+    deliveries.extend(send_records(&producer, RECORDS * 3 / 4..RECORDS).await);
+    let acknowledged = bounded(async {
+        let mut acknowledged = Vec::new();
+        for (sequence, delivery) in deliveries {
+            let metadata = delivery
+                .await
+                .unwrap_or_else(|error| panic!("record {sequence} failed: {error}"));
+            acknowledged.push((sequence, metadata.partition, metadata.offset.unwrap()));
+        }
+        acknowledged
+    })
+    .await;
     assert!(
         producer.retry_count() > 0,
         "the kill interrupted produce requests"
@@ -259,14 +267,7 @@ async fn producer_and_consumer_resume_after_a_broker_restart() {
                 tokio::task::block_in_place(|| broker.restart());
             }
         }
-        assert!(
-            consumer
-                .poll(Duration::from_millis(200))
-                .await
-                .unwrap()
-                .is_empty(),
-            "no duplicates"
-        );
+        assert_polls_nothing(&mut consumer, "no duplicates").await;
         producer.close().await;
     })
     .await;
@@ -330,12 +331,16 @@ async fn a_stalled_broker_times_requests_out_and_the_client_recovers() {
         );
         assert!(timed_out.is_retriable());
         assert!(started.elapsed() >= Duration::from_millis(500));
+        let retries_before = producer.retry_count();
         let delivery = producer
             .send(ProducerRecord::new("stall", "during"))
             .await
             .unwrap();
-        // Let the produce time out at least once before the broker wakes up.
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        wait_until(
+            || producer.retry_count() > retries_before,
+            "the produce times out before the broker wakes up",
+        )
+        .await;
         signal(&broker, libc::SIGCONT);
 
         let during = delivery
@@ -359,14 +364,7 @@ async fn a_stalled_broker_times_requests_out_and_the_client_recovers() {
             .collect();
         assert_eq!(values, [&b"before"[..], b"during"]);
         assert_eq!(during.offset, Some(1));
-        assert!(
-            consumer
-                .poll(Duration::from_millis(300))
-                .await
-                .unwrap()
-                .is_empty(),
-            "written once"
-        );
+        assert_polls_nothing(&mut consumer, "written once").await;
     })
     .await;
 }

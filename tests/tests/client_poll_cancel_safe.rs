@@ -7,29 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_client::{
-    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
+    Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, NewTopic, TopicPartition,
 };
-use strata_tests::{BrokerProcess, bounded, data_dir};
+use strata_tests::{BrokerProcess, bounded, data_dir, produce_to_partitions};
 
 const PARTITIONS: u32 = 3;
-const PER_PARTITION: u64 = 100;
-
-async fn produce(bootstrap: &str, topic: &str) {
-    let producer = Producer::new(ProducerConfig::new(bootstrap)).unwrap();
-    let mut acks = Vec::new();
-    for index in 0..PER_PARTITION {
-        for partition in 0..PARTITIONS {
-            let record =
-                ProducerRecord::new(topic, format!("{partition}-{index}")).partition(partition);
-            acks.push(producer.send(record).await.unwrap());
-        }
-    }
-    for ack in acks {
-        ack.await.unwrap();
-    }
-    producer.close().await;
-}
+const PER_PARTITION: u32 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_dropped_at_their_first_pending_lose_and_skip_nothing() {
@@ -42,7 +25,7 @@ async fn polls_dropped_at_their_first_pending_lose_and_skip_nothing() {
             .create_topic(NewTopic::new("cancel", PARTITIONS))
             .await
             .unwrap();
-        produce(&at, "cancel").await;
+        produce_to_partitions(&at, "cancel", PARTITIONS, PER_PARTITION).await;
 
         let mut consumer = Consumer::new(ConsumerConfig {
             auto_offset_reset: AutoOffsetReset::Earliest,
@@ -56,7 +39,7 @@ async fn polls_dropped_at_their_first_pending_lose_and_skip_nothing() {
         consumer.subscribe(["cancel"], "cancellers").unwrap();
         let mut seen: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         let (mut dropped, mut round) = (0u32, 0u64);
-        let total = u64::from(PARTITIONS) * PER_PARTITION;
+        let total = u64::from(PARTITIONS * PER_PARTITION);
         while seen.values().map(Vec::len).sum::<usize>() < total as usize {
             round += 1;
             assert!(round < 100_000, "never received everything: {seen:?}");
@@ -81,7 +64,7 @@ async fn polls_dropped_at_their_first_pending_lose_and_skip_nothing() {
             dropped > 0,
             "no poll was ever dropped; the test proves nothing"
         );
-        let expected: Vec<u64> = (0..PER_PARTITION).collect();
+        let expected: Vec<u64> = (0..u64::from(PER_PARTITION)).collect();
         for partition in 0..PARTITIONS {
             assert_eq!(
                 seen.get(&partition),
@@ -93,7 +76,12 @@ async fn polls_dropped_at_their_first_pending_lose_and_skip_nothing() {
 
         let committed = admin.group_offsets("cancellers").await.unwrap();
         let expected: Vec<(TopicPartition, u64)> = (0..PARTITIONS)
-            .map(|partition| (TopicPartition::new("cancel", partition), PER_PARTITION))
+            .map(|partition| {
+                (
+                    TopicPartition::new("cancel", partition),
+                    u64::from(PER_PARTITION),
+                )
+            })
             .collect();
         assert_eq!(
             committed, expected,

@@ -6,6 +6,7 @@
 //! and consumers at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,7 +15,7 @@ use strata_client::{
     Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Error,
     NewTopic, OnBufferFull, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use strata_tests::{BrokerProcess, bounded, data_dir, read_records};
+use strata_tests::{BrokerProcess, assert_polls_nothing, bounded, data_dir, read_records};
 
 async fn create(address: &str, topic: &str, partitions: u32) {
     Admin::new(ClientConfig::new(address))
@@ -312,20 +313,17 @@ async fn a_full_buffer_fails_sends_or_makes_them_wait() {
         assert!(matches!(timed_out, Error::BufferFull { .. }), "{timed_out}");
         assert!(started.elapsed() >= Duration::from_millis(200));
 
-        let blocked = tokio::spawn({
-            let producer = producer.clone();
-            async move { producer.send(record()).await.map(|_| ()) }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The topic's metadata is cached, so a send that found room would finish on its
+        // first poll: pending there, it waits for memory.
+        let mut blocked = std::pin::pin!(producer.send(record()));
+        let first_poll =
+            std::future::poll_fn(|context| Poll::Ready(blocked.as_mut().poll(context))).await;
         assert!(
-            !blocked.is_finished(),
+            first_poll.is_pending(),
             "a send into a full buffer must wait"
         );
-        producer.flush().await;
-        blocked
-            .await
-            .unwrap()
-            .expect("the waiting send proceeds once memory is freed");
+        let ((), sent) = tokio::join!(producer.flush(), blocked);
+        sent.expect("the waiting send proceeds once memory is freed");
         producer.close().await;
     })
     .await;
@@ -417,13 +415,7 @@ async fn seek_moves_the_position_and_discards_prefetched_records() {
 
         consumer.seek_to_end(tps).await.unwrap();
         assert_eq!(consumer.position(&tp).await.unwrap(), 10);
-        assert!(
-            consumer
-                .poll(Duration::from_millis(200))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert_polls_nothing(&mut consumer, "nothing past the end").await;
         let delivered = producer
             .send(ProducerRecord::new("seek", "v10"))
             .await
@@ -467,13 +459,7 @@ async fn auto_offset_reset_follows_earliest_latest_and_error() {
         let mut latest = consumer(&broker.address, AutoOffsetReset::Latest);
         latest.assign(tps);
         assert_eq!(latest.position(&tp).await.unwrap(), 10);
-        assert!(
-            latest
-                .poll(Duration::from_millis(200))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert_polls_nothing(&mut latest, "nothing before the high watermark").await;
         producer
             .send(ProducerRecord::new("reset", "v10"))
             .await
@@ -482,13 +468,7 @@ async fn auto_offset_reset_follows_earliest_latest_and_error() {
             .unwrap();
         assert_eq!(read_records(&mut latest, 1).await[0].offset, 10);
         latest.seek(&tp, 1_000).unwrap();
-        assert!(
-            latest
-                .poll(Duration::from_millis(300))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert_polls_nothing(&mut latest, "a position past the end resets to the end").await;
         assert_eq!(
             latest.position(&tp).await.unwrap(),
             11,
@@ -728,14 +708,7 @@ async fn a_prefetching_consumer_returns_each_record_once_in_order_and_none_from_
         let values = read_values_slowly(&mut consumer, 180).await;
         let expected: Vec<String> = (20..200).map(|offset: u32| offset.to_string()).collect();
         assert_eq!(values, expected);
-        assert!(
-            consumer
-                .poll(Duration::from_millis(300))
-                .await
-                .unwrap()
-                .is_empty(),
-            "nothing after the last record"
-        );
+        assert_polls_nothing(&mut consumer, "nothing after the last record").await;
     })
     .await;
 }

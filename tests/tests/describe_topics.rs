@@ -1,10 +1,19 @@
 //! DescribeTopics reports each topic's effective configs and each partition's offsets and
 //! size on disk, and names a missing topic as unknown.
 
-use strata_client::{Admin, ClientConfig, NewTopic};
+use strata_client::{Admin, ClientConfig, NewTopic, TopicDetails};
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::Acks;
 use strata_tests::*;
+
+/// The effective value of config `key`, if described.
+fn config_value(details: &TopicDetails, key: &str) -> Option<String> {
+    details
+        .configs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, value)| value.clone())
+}
 
 #[tokio::test]
 async fn describe_reports_configs_offsets_and_sizes() {
@@ -38,13 +47,7 @@ async fn describe_reports_configs_offsets_and_sizes() {
         Some(ErrorCode::UnknownTopicOrPartition)
     );
     let details = described.pop().unwrap().1.unwrap();
-    let config = |key: &str| {
-        details
-            .configs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, value)| value.clone())
-    };
+    let config = |key| config_value(&details, key);
     assert_eq!(
         config("retention_ms").as_deref(),
         Some("3600000"),
@@ -140,13 +143,7 @@ async fn altered_configs_apply_at_once_and_survive_a_restart() {
         .remove(0)
         .1
         .unwrap();
-    let config = |key: &str| {
-        details
-            .configs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, value)| value.clone())
-    };
+    let config = |key| config_value(&details, key);
     assert_eq!(config("max_message_bytes").as_deref(), Some("2000"));
     assert_eq!(config("retention_ms").as_deref(), Some("60000"));
     assert_eq!(details.partitions[0].log_end_offset, 1, "data kept");

@@ -3,161 +3,10 @@
 //! confirms), fencing of commits, static membership, session expiry, admin rules, lag,
 //! and committed offsets plus group state surviving `kill -9`.
 
-use std::collections::BTreeSet;
-
 use strata_protocol::messages::*;
 use strata_protocol::{ErrorCode, Response};
+use strata_tests::group::*;
 use strata_tests::*;
-
-type Owned = BTreeSet<(String, u32)>;
-
-fn flatten(topics: &[TopicPartitions]) -> Owned {
-    topics
-        .iter()
-        .flat_map(|topic| topic.partitions.iter().map(|p| (topic.topic.clone(), *p)))
-        .collect()
-}
-
-fn unflatten(owned: &Owned) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for (topic, partition) in owned {
-        match out.last_mut() {
-            Some(last) if &last.topic == topic => last.partitions.push(*partition),
-            _ => out.push(TopicPartitions {
-                topic: topic.clone(),
-                partitions: vec![*partition],
-            }),
-        }
-    }
-    out
-}
-
-/// One group member speaking the heartbeat protocol by hand.
-struct Member {
-    client: Client,
-    group: String,
-    topics: Vec<String>,
-    instance_id: Option<String>,
-    member_id: String,
-    epoch: i32,
-    owned: Owned,
-}
-
-impl Member {
-    async fn join(address: &str, group: &str, topics: &[&str], instance_id: Option<&str>) -> Self {
-        let mut member = Self {
-            client: Client::connect(address).await,
-            group: group.into(),
-            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
-            instance_id: instance_id.map(str::to_owned),
-            member_id: String::new(),
-            epoch: JOIN_EPOCH,
-            owned: Owned::new(),
-        };
-        let assignment = member.heartbeat().await.expect("join");
-        member.owned = assignment;
-        member
-    }
-
-    fn request(&self, epoch: i32) -> ConsumerGroupHeartbeatRequest {
-        ConsumerGroupHeartbeatRequest {
-            group_id: self.group.clone(),
-            member_id: self.member_id.clone(),
-            member_epoch: epoch,
-            instance_id: self.instance_id.clone(),
-            subscribed_topics: (epoch == JOIN_EPOCH).then(|| self.topics.clone()),
-            assignor: None,
-            owned_partitions: Some(unflatten(&self.owned)),
-        }
-    }
-
-    /// Heartbeats reporting `self.owned`; returns the assignment without adopting it.
-    async fn heartbeat(&mut self) -> Result<Owned, (ErrorCode, String)> {
-        let request = self.request(self.epoch);
-        match self.client.try_call(request).await? {
-            Response::ConsumerGroupHeartbeat(reply) => {
-                self.member_id = reply.member_id;
-                self.epoch = reply.member_epoch;
-                Ok(flatten(&reply.assignment.expect("full assignment")))
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    /// Heartbeats and adopts whatever the reply says the member may own (confirming any
-    /// revocation on the next call).
-    async fn sync(&mut self) -> Owned {
-        let assignment = self.heartbeat().await.expect("heartbeat");
-        self.owned = assignment.clone();
-        assignment
-    }
-
-    async fn leave(&mut self, epoch: i32) {
-        let request = self.request(epoch);
-        self.client.try_call(request).await.expect("leave");
-    }
-
-    async fn commit(
-        &mut self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-    ) -> Result<ErrorCode, (ErrorCode, String)> {
-        let request = OffsetCommitRequest {
-            group_id: self.group.clone(),
-            member_id: self.member_id.clone(),
-            member_epoch: self.epoch,
-            topics: vec![OffsetCommitTopic {
-                name: topic.into(),
-                partitions: vec![OffsetCommitPartition {
-                    partition,
-                    offset,
-                    metadata: None,
-                }],
-            }],
-        };
-        match self.client.try_call(request).await? {
-            Response::OffsetCommit(reply) => Ok(reply.topics[0].partitions[0].error_code),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-async fn committed(client: &mut Client, group: &str, topic: &str, partitions: u32) -> Vec<i64> {
-    let Response::OffsetFetch(reply) = client
-        .call(OffsetFetchRequest {
-            group_id: group.into(),
-            topics: Some(vec![TopicPartitions {
-                topic: topic.into(),
-                partitions: (0..partitions).collect(),
-            }]),
-        })
-        .await
-    else {
-        panic!()
-    };
-    reply.topics[0]
-        .partitions
-        .iter()
-        .map(|p| p.offset)
-        .collect()
-}
-
-async fn describe(client: &mut Client, group: &str) -> DescribedGroup {
-    let Response::DescribeGroups(mut reply) = client
-        .call(DescribeGroupsRequest {
-            group_ids: vec![group.into()],
-        })
-        .await
-    else {
-        panic!()
-    };
-    reply.groups.remove(0)
-}
-
-fn partitions_of(topic: &str, range: std::ops::Range<u32>) -> Owned {
-    range.map(|p| (topic.to_owned(), p)).collect()
-}
 
 #[tokio::test]
 async fn a_moved_partition_reaches_its_new_owner_only_after_the_old_owner_confirms() {
@@ -207,7 +56,7 @@ async fn a_moved_partition_reaches_its_new_owner_only_after_the_old_owner_confir
             first.commit(&topic, partition, 1).await.unwrap(),
             ErrorCode::PartitionNotAssigned
         );
-        let group = describe(&mut admin, "g").await;
+        let group = admin.describe_group("g").await;
         assert_eq!(group.state, "stable");
         assert_eq!(group.members.len(), 2);
     })
@@ -280,7 +129,7 @@ async fn a_static_member_that_restarts_keeps_its_partitions_and_moves_nobody() {
             other.sync().await;
         }
         assert_eq!(stat.owned.len(), 2);
-        let epoch_before = describe(&mut admin, "g").await.group_epoch;
+        let epoch_before = admin.describe_group("g").await.group_epoch;
         let (stat_owned, other_owned) = (stat.owned.clone(), other.owned.clone());
 
         stat.leave(STATIC_LEAVE_EPOCH).await;
@@ -294,7 +143,7 @@ async fn a_static_member_that_restarts_keeps_its_partitions_and_moves_nobody() {
             "the restarted instance gets its partitions back"
         );
         assert_eq!(other.sync().await, other_owned);
-        let group = describe(&mut admin, "g").await;
+        let group = admin.describe_group("g").await;
         assert_eq!(group.group_epoch, epoch_before, "no rebalance");
         assert_eq!(group.members.len(), 2);
     })
@@ -331,7 +180,7 @@ async fn an_expired_session_hands_its_partitions_over() {
             silent.heartbeat().await.unwrap_err().0,
             ErrorCode::UnknownMemberId
         );
-        assert_eq!(describe(&mut admin, "g").await.members.len(), 1);
+        assert_eq!(admin.describe_group("g").await.members.len(), 1);
     })
     .await;
 }
@@ -353,16 +202,13 @@ async fn committed_offsets_and_group_state_survive_kill_9() {
                 ErrorCode::None
             );
         }
-        let before = describe(&mut admin, "durable").await;
+        let before = admin.describe_group("durable").await;
         broker.kill_9();
         broker.restart();
 
         let mut admin = Client::connect(&broker.address).await;
-        assert_eq!(
-            committed(&mut admin, "durable", "d", 3).await,
-            vec![10, 11, 12]
-        );
-        let after = describe(&mut admin, "durable").await;
+        assert_eq!(admin.committed("durable", "d", 3).await, vec![10, 11, 12]);
+        let after = admin.describe_group("durable").await;
         assert_eq!(
             after.members, before.members,
             "members, epochs and assignment come back"
@@ -387,19 +233,7 @@ async fn admin_resets_and_deletes_need_an_empty_group_and_lag_is_exported() {
         let mut member = Member::join(&broker.address, "lagging", &["l"], None).await;
         assert_eq!(member.commit("l", 0, 4).await.unwrap(), ErrorCode::None);
 
-        let reset = OffsetCommitRequest {
-            group_id: "lagging".into(),
-            member_id: String::new(),
-            member_epoch: ADMIN_COMMIT_EPOCH,
-            topics: vec![OffsetCommitTopic {
-                name: "l".into(),
-                partitions: vec![OffsetCommitPartition {
-                    partition: 0,
-                    offset: 0,
-                    metadata: None,
-                }],
-            }],
-        };
+        let reset = commit_request("lagging", "", ADMIN_COMMIT_EPOCH, ("l", 0), 0);
         let error = admin.try_call(reset.clone()).await.unwrap_err();
         assert_eq!(error.0, ErrorCode::NonEmptyGroup);
         let Response::DeleteGroups(deleted) = admin
@@ -412,7 +246,7 @@ async fn admin_resets_and_deletes_need_an_empty_group_and_lag_is_exported() {
         };
         assert_eq!(deleted.groups[0].error_code, ErrorCode::NonEmptyGroup);
 
-        let group = describe(&mut admin, "lagging").await;
+        let group = admin.describe_group("lagging").await;
         let offset = &group.offsets[0].partitions[0];
         assert_eq!(
             (offset.committed_offset, offset.high_watermark, offset.lag),
@@ -436,7 +270,7 @@ async fn admin_resets_and_deletes_need_an_empty_group_and_lag_is_exported() {
         };
         assert_eq!(listed.groups[0].state, "empty");
         admin.call(reset).await;
-        assert_eq!(committed(&mut admin, "lagging", "l", 1).await, vec![0]);
+        assert_eq!(admin.committed("lagging", "l", 1).await, vec![0]);
         let Response::DeleteGroups(deleted) = admin
             .call(DeleteGroupsRequest {
                 group_ids: vec!["lagging".into(), "never-existed".into()],
@@ -447,12 +281,9 @@ async fn admin_resets_and_deletes_need_an_empty_group_and_lag_is_exported() {
         };
         assert_eq!(deleted.groups[0].error_code, ErrorCode::None);
         assert_eq!(deleted.groups[1].error_code, ErrorCode::GroupIdNotFound);
+        assert_eq!(admin.committed("lagging", "l", 1).await, vec![NO_OFFSET]);
         assert_eq!(
-            committed(&mut admin, "lagging", "l", 1).await,
-            vec![NO_OFFSET]
-        );
-        assert_eq!(
-            describe(&mut admin, "lagging").await.error_code,
+            admin.describe_group("lagging").await.error_code,
             ErrorCode::GroupIdNotFound
         );
     })
@@ -484,18 +315,16 @@ async fn bad_group_requests_get_clear_errors() {
             assert_eq!(error.0, ErrorCode::InvalidGroupId);
         }
         let heartbeat = |member_epoch, subscribed_topics, assignor: Option<&str>| {
+            let member_id = if member_epoch == JOIN_EPOCH {
+                ""
+            } else {
+                "nobody"
+            };
             ConsumerGroupHeartbeatRequest {
-                group_id: "g".into(),
-                member_id: if member_epoch == JOIN_EPOCH {
-                    String::new()
-                } else {
-                    "nobody".into()
-                },
-                member_epoch,
-                instance_id: None,
                 subscribed_topics,
                 assignor: assignor.map(str::to_owned),
                 owned_partitions: None,
+                ..heartbeat_request("g", member_id, member_epoch, &[], &Owned::new())
             }
         };
         let cases = [

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use strata_client::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, GroupDescription, NewTopic,
-    Producer, ProducerConfig, ProducerRecord, RebalanceListener, TopicPartition,
+    RebalanceListener, TopicPartition,
 };
 use strata_tests::*;
 
@@ -149,22 +149,6 @@ fn spawn_member(
     Running { stop, task }
 }
 
-async fn produce(bootstrap: &str, topic: &str, partitions: u32, per_partition: u32) {
-    let producer = Producer::new(ProducerConfig::new(bootstrap)).unwrap();
-    let mut acks = Vec::new();
-    for index in 0..per_partition {
-        for partition in 0..partitions {
-            let record =
-                ProducerRecord::new(topic, format!("{partition}-{index}")).partition(partition);
-            acks.push(producer.send(record).await.unwrap());
-        }
-    }
-    for ack in acks {
-        ack.await.unwrap();
-    }
-    producer.close().await;
-}
-
 /// Polls the broker (it has no push for group state) until `group` is stable with
 /// `members` members.
 async fn stable_group(admin: &Admin, group: &str, members: usize) -> GroupDescription {
@@ -272,7 +256,7 @@ async fn members_split_partitions_evenly_and_process_every_record_once() {
         let broker = BrokerProcess::start(dir.path(), &["group_heartbeat_interval_ms=100"]);
         let admin = Admin::new(ClientConfig::new(&broker.address)).unwrap();
         admin.create_topic(NewTopic::new("even", 6)).await.unwrap();
-        produce(&broker.address, "even", 6, 100).await;
+        produce_to_partitions(&broker.address, "even", 6, 100).await;
 
         let journal = Journal::default();
         let members: Vec<Running> = (0..3)
@@ -314,7 +298,7 @@ async fn joins_and_leaves_move_only_what_they_must_and_owners_never_overlap() {
         let first = spawn_member(&broker.address, "movers", "moves", 0, &journal, None);
         let second = spawn_member(&broker.address, "movers", "moves", 1, &journal, None);
         stable_group(&admin, "movers", 2).await;
-        produce(&broker.address, "moves", 6, 50).await;
+        produce_to_partitions(&broker.address, "moves", 6, 50).await;
         journal
             .wait_until("the first wave is processed", |journal| {
                 journal.records().len() >= 300
@@ -325,7 +309,7 @@ async fn joins_and_leaves_move_only_what_they_must_and_owners_never_overlap() {
         // A third member takes exactly one partition from each of the two.
         let third = spawn_member(&broker.address, "movers", "moves", 2, &journal, None);
         stable_group(&admin, "movers", 3).await;
-        produce(&broker.address, "moves", 6, 50).await;
+        produce_to_partitions(&broker.address, "moves", 6, 50).await;
         journal
             .wait_until("the second wave is processed", |journal| {
                 journal.records().len() >= 600
@@ -343,7 +327,7 @@ async fn joins_and_leaves_move_only_what_they_must_and_owners_never_overlap() {
         let (before_0, before_2) = (journal.revocations(0), journal.revocations(2));
         second.stop().await;
         stable_group(&admin, "movers", 2).await;
-        produce(&broker.address, "moves", 6, 50).await;
+        produce_to_partitions(&broker.address, "moves", 6, 50).await;
         journal
             .wait_until("the third wave is processed", |journal| {
                 journal.records().len() >= 900
@@ -386,7 +370,7 @@ async fn a_killed_consumer_process_hands_over_after_its_session_and_resumes_from
             .create_topic(NewTopic::new("handover", 2))
             .await
             .unwrap();
-        produce(&broker.address, "handover", 2, 100).await;
+        produce_to_partitions(&broker.address, "handover", 2, 100).await;
 
         let mut child = ChildGuard(
             Command::new(binary("strata"))
@@ -443,7 +427,7 @@ async fn a_killed_consumer_process_hands_over_after_its_session_and_resumes_from
             1,
             "the dead member is kept until its session expires"
         );
-        produce(&broker.address, "handover", 2, 20).await;
+        produce_to_partitions(&broker.address, "handover", 2, 20).await;
 
         let journal = Journal::default();
         let survivor = spawn_member(&broker.address, "workers", "handover", 0, &journal, None);

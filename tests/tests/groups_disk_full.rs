@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use strata_broker::config::Config;
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
-use strata_protocol::messages::*;
-use strata_protocol::{ErrorCode, Response};
+use strata_protocol::ErrorCode;
 use strata_storage::{Io, IoFile, RealIo};
+use strata_tests::group::Member;
 use strata_tests::{Client, bounded, data_dir};
 
 /// Fails every write to the offsets log with ENOSPC while `full` is set.
@@ -79,56 +79,10 @@ impl Io for FillableIo {
     }
 }
 
-fn heartbeat(
-    member_id: &str,
-    member_epoch: i32,
-    owned: &BTreeSet<u32>,
-) -> ConsumerGroupHeartbeatRequest {
-    ConsumerGroupHeartbeatRequest {
-        group_id: "g".into(),
-        member_id: member_id.into(),
-        member_epoch,
-        instance_id: None,
-        subscribed_topics: (member_epoch == JOIN_EPOCH).then(|| vec!["t".to_owned()]),
-        assignor: None,
-        owned_partitions: Some(vec![TopicPartitions {
-            topic: "t".into(),
-            partitions: owned.iter().copied().collect(),
-        }]),
-    }
-}
-
-/// Sends a heartbeat; returns (member id, epoch, assignment) or the error code.
-async fn send(
-    client: &mut Client,
-    request: ConsumerGroupHeartbeatRequest,
-) -> Result<(String, i32, BTreeSet<u32>), ErrorCode> {
-    match client.try_call(request).await {
-        Ok(Response::ConsumerGroupHeartbeat(reply)) => Ok((
-            reply.member_id,
-            reply.member_epoch,
-            reply
-                .assignment
-                .unwrap()
-                .iter()
-                .flat_map(|topic| topic.partitions.clone())
-                .collect(),
-        )),
-        Ok(other) => panic!("unexpected {other:?}"),
-        Err((code, _)) => Err(code),
-    }
-}
-
 async fn owners(client: &mut Client) -> Vec<BTreeSet<u32>> {
-    let Response::DescribeGroups(reply) = client
-        .call(DescribeGroupsRequest {
-            group_ids: vec!["g".into()],
-        })
+    client
+        .describe_group("g")
         .await
-    else {
-        panic!()
-    };
-    reply.groups[0]
         .members
         .iter()
         .map(|member| {
@@ -163,51 +117,39 @@ async fn an_unwritten_revocation_confirmation_does_not_hand_the_partition_over()
             Server::start_with(config.clone(), storage)
         };
         let server = start().await.unwrap();
-        let mut a = Client::connect(&server.address.to_string()).await;
-        let mut b = Client::connect(&server.address.to_string()).await;
-        a.create_topic("t", 2, &[]).await;
+        let address = server.address.to_string();
+        let mut admin = Client::connect(&address).await;
+        admin.create_topic("t", 2, &[]).await;
 
-        let (a_id, a_epoch, a_owned) = send(&mut a, heartbeat("", JOIN_EPOCH, &BTreeSet::new()))
-            .await
-            .unwrap();
-        assert_eq!(a_owned.len(), 2);
-        let (b_id, b_epoch, b_owned) = send(&mut b, heartbeat("", JOIN_EPOCH, &BTreeSet::new()))
-            .await
-            .unwrap();
-        assert!(b_owned.is_empty());
+        let mut a = Member::join(&address, "g", &["t"], None).await;
+        assert_eq!(a.owned.len(), 2);
+        let mut b = Member::join(&address, "g", &["t"], None).await;
+        assert!(b.owned.is_empty());
         // A is told to give one partition up.
-        let (_, a_epoch, kept) = send(&mut a, heartbeat(&a_id, a_epoch, &a_owned))
-            .await
-            .unwrap();
+        let kept = a.sync().await;
         assert_eq!(kept.len(), 1);
 
         // A's confirmation cannot be written.
         full.store(true, Ordering::SeqCst);
-        let error = send(&mut a, heartbeat(&a_id, a_epoch, &kept))
-            .await
-            .unwrap_err();
-        assert_eq!(error, ErrorCode::StorageFull);
+        let error = a.heartbeat().await.unwrap_err();
+        assert_eq!(error.0, ErrorCode::StorageFull);
         full.store(false, Ordering::SeqCst);
 
         // So B must not get the partition: the log still says A holds it.
-        let (_, b_epoch, b_owned) = send(&mut b, heartbeat(&b_id, b_epoch, &BTreeSet::new()))
-            .await
-            .unwrap();
-        assert!(b_owned.is_empty(), "granted on an unwritten confirmation");
-        assert_disjoint(&owners(&mut a).await);
+        assert!(
+            b.sync().await.is_empty(),
+            "granted on an unwritten confirmation"
+        );
+        assert_disjoint(&owners(&mut admin).await);
 
         // Once A confirms again, and it is written, B gets it, and a restart agrees.
-        send(&mut a, heartbeat(&a_id, a_epoch, &kept))
-            .await
-            .unwrap();
-        let (_, _, b_owned) = send(&mut b, heartbeat(&b_id, b_epoch, &BTreeSet::new()))
-            .await
-            .unwrap();
+        a.sync().await;
+        let b_owned = b.sync().await;
         assert_eq!(b_owned.len(), 1);
         assert!(b_owned.is_disjoint(&kept));
-        let before = owners(&mut a).await;
+        let before = owners(&mut admin).await;
         assert_disjoint(&before);
-        drop((a, b));
+        drop((a, b, admin));
         server.shutdown().await;
 
         let server = start().await.unwrap();

@@ -121,7 +121,7 @@ async fn long_poll_returns_when_data_arrives_and_after_max_wait_when_none_does()
         let response = consumer.fetch("events", 0, 0, 15_000, 1).await;
         (started.elapsed(), response)
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_metrics(&broker.metrics_address, &["strata_fetches_waiting 1"]).await;
     assert_eq!(
         setup
             .produce("events", 0, Acks::Leader, batch_of("wake", 2))
@@ -163,6 +163,7 @@ async fn pipelined_requests_are_answered_in_order() {
         }],
     });
     let mut sent = vec![(client.send(fetch).await, ApiKey::Fetch)];
+    wait_for_metrics(&broker.metrics_address, &["strata_fetches_waiting 1"]).await;
     for index in 0..20 {
         let produce = Request::Produce(ProduceRequest {
             acks: Acks::Leader,
@@ -285,18 +286,11 @@ async fn a_roll_reports_the_sealed_segments_write_back_in_the_metrics() {
         format!("strata_writeback_bytes_total {sealed}"),
         format!("strata_writeback_duration_seconds_count {}", segments.len()),
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape_metrics(&broker.metrics_address).await;
-        let found = expected
-            .iter()
-            .all(|line| text.lines().any(|candidate| candidate == line));
-        if found {
-            break;
-        }
-        assert!(Instant::now() < deadline, "missing {expected:?} in\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metrics(
+        &broker.metrics_address,
+        &expected.each_ref().map(String::as_str),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -119,6 +119,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
         if done {
             return pass.into_reply();
         }
+        // Subscribed before the read, so an append from here on wakes it.
+        let _waiting = metrics::FetchWaiting::start();
         let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
         let woken = tokio::select! {
             _ = changed => true,

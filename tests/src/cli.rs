@@ -1,0 +1,86 @@
+//! Running the `strata` CLI as a child process, bounded in time.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{WAIT, binary};
+
+/// The outcome of one `strata` run.
+#[derive(Debug)]
+pub struct CliRun {
+    /// The exit code, `None` if killed by a signal.
+    pub code: Option<i32>,
+    /// Everything printed on stdout.
+    pub stdout: String,
+    /// Everything printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs `strata` with `args` and `stdin`, against `bootstrap` unless `None`; kills it and
+/// fails the test if it runs longer than [`WAIT`].
+///
+/// # Panics
+/// If `strata` does not exit within [`WAIT`].
+pub fn strata(bootstrap: Option<&str>, args: &[&str], stdin: &[u8]) -> CliRun {
+    let mut command = Command::new(binary("strata"));
+    command.env_remove("STRATA_BOOTSTRAP");
+    if let Some(bootstrap) = bootstrap {
+        command.args(["--bootstrap", bootstrap]);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for strata") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strata {args:?} did not exit within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    writer.join().expect("stdin writer");
+    CliRun {
+        code: status.code(),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// Asserts a run failed with `code` and printed `message` on stderr.
+///
+/// # Panics
+/// If it did not.
+pub fn assert_fails(run: &CliRun, code: i32, message: &str) {
+    assert_eq!(run.code, Some(code), "{run:?}");
+    assert!(
+        run.stderr.contains(message),
+        "expected {message:?} in {run:?}"
+    );
+    assert!(run.stdout.is_empty(), "{run:?}");
+}
