@@ -3,11 +3,18 @@
 
 mod admin;
 mod api_versions;
+mod consumer_group_heartbeat;
+mod delete_groups;
+mod describe_groups;
 mod describe_topics;
 mod fetch;
+mod find_coordinator;
 mod groups;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
 
 use std::future::Future;
@@ -107,15 +114,15 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         Request::AlterTopicConfigs(request) => admin::alter_topic_configs(broker.clone(), request)
             .await
             .into(),
-        Request::FindCoordinator(request) => groups::find_coordinator(broker, &request),
+        Request::FindCoordinator(request) => find_coordinator::handle(broker, &request).into(),
         Request::ConsumerGroupHeartbeat(request) => {
-            groups::heartbeat(broker, request, client).into()
+            consumer_group_heartbeat::handle(broker, request, client).into()
         }
-        Request::OffsetCommit(request) => groups::commit(broker, &request).into(),
-        Request::OffsetFetch(request) => groups::fetch_offsets(broker, &request).into(),
-        Request::ListGroups(request) => broker.groups.list(&request).into(),
-        Request::DescribeGroups(request) => broker.groups.describe(&request, &broker.topics).into(),
-        Request::DeleteGroups(request) => broker.groups.delete(&request).into(),
+        Request::OffsetCommit(request) => offset_commit::handle(broker, &request).into(),
+        Request::OffsetFetch(request) => offset_fetch::handle(broker, &request).into(),
+        Request::ListGroups(request) => list_groups::handle(broker, &request).into(),
+        Request::DescribeGroups(request) => describe_groups::handle(broker, &request).into(),
+        Request::DeleteGroups(request) => delete_groups::handle(broker, &request).into(),
         Request::InitProducerId(request) => init_producer_id(broker.clone(), request).await,
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
