@@ -170,7 +170,7 @@ impl Groups {
         format!("{prefix}-{nanos:016x}-{sequence:x}")
     }
 
-    /// Handles a ConsumerGroupHeartbeat, minting a member id for a join that brings
+    /// Runs one heartbeat, minting a member id for a join that brings
     /// none.
     ///
     /// # Errors
@@ -196,7 +196,7 @@ impl Groups {
         Ok(reply)
     }
 
-    /// Handles an OffsetCommit: validated by the engine (membership, epoch, ownership),
+    /// Commits offsets: validated by the engine (membership, epoch, ownership),
     /// appended, then applied. Returns each partition's outcome; a partition of a topic
     /// that does not exist is `UnknownPartition`.
     ///

@@ -122,6 +122,33 @@ impl Group {
         }
     }
 
+    /// Adds a joining member: a successor to `predecessor`, or a new member, which
+    /// moves the group epoch.
+    fn enroll(
+        &mut self,
+        member_id: &str,
+        predecessor: Option<&str>,
+        request: &Heartbeat,
+        subscribed: BTreeSet<String>,
+        session_deadline: Instant,
+        dirty: &mut Dirty,
+    ) {
+        let (value, revocation_deadline) = match predecessor {
+            Some(predecessor) => self.succeed(predecessor, request, subscribed, dirty),
+            None => {
+                self.bump_epoch(dirty);
+                (new_member(request, subscribed), None)
+            }
+        };
+        let member = Member {
+            value,
+            session_deadline,
+            revocation_deadline,
+        };
+        self.members.insert(member_id.to_owned(), member);
+        dirty.members.insert(member_id.to_owned());
+    }
+
     /// Takes a static member's place for its restarted process: the successor keeps its
     /// partitions and epoch as they are, so nobody else moves. Returns the successor's
     /// state and its pending revocation deadline.
@@ -259,28 +286,16 @@ impl Coordinator {
         }
         let (member_id, predecessor) = self.admit(&request)?;
         let mut dirty = Dirty::default();
-        let group = self
-            .groups
-            .entry(request.group_id.clone())
-            .or_insert_with(|| {
-                dirty.group = true;
-                Group::default()
-            });
+        let group = self.group_to_join(&request.group_id, &mut dirty);
         group.set_assignor(assignor, &mut dirty);
-        let (value, revocation_deadline) = match predecessor {
-            Some(predecessor) => group.succeed(&predecessor, &request, subscribed, &mut dirty),
-            None => {
-                group.bump_epoch(&mut dirty);
-                (new_member(&request, subscribed), None)
-            }
-        };
-        let member = Member {
-            value,
-            session_deadline: context.session_deadline,
-            revocation_deadline,
-        };
-        group.members.insert(member_id.clone(), member);
-        dirty.members.insert(member_id.clone());
+        group.enroll(
+            &member_id,
+            predecessor.as_deref(),
+            &request,
+            subscribed,
+            context.session_deadline,
+            &mut dirty,
+        );
         Ok(group.reconcile_and_reply(
             &request.group_id,
             &member_id,
@@ -289,6 +304,14 @@ impl Coordinator {
             dirty,
             records,
         ))
+    }
+
+    /// The group a member joins, created if it does not exist yet.
+    fn group_to_join(&mut self, group_id: &str, dirty: &mut Dirty) -> &mut Group {
+        self.groups.entry(group_id.to_owned()).or_insert_with(|| {
+            dirty.group = true;
+            Group::default()
+        })
     }
 
     /// The epoch of the live member a join names, if it is already in the group: the
