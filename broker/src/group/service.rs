@@ -170,8 +170,7 @@ impl Groups {
         format!("{prefix}-{nanos:016x}-{sequence:x}")
     }
 
-    /// Runs one heartbeat, minting a member id for a join that brings
-    /// none.
+    /// Runs one heartbeat, minting a member id for a join that brings none.
     ///
     /// # Errors
     /// The engine's refusal (unknown member, fenced epoch, ...) or a storage failure.
