@@ -13,27 +13,68 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use strata_protocol::ErrorCode;
-use strata_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
-    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup,
-    GroupMember, GroupOffsetPartition, GroupOffsetTopic, GroupResult, JOIN_EPOCH,
-    ListGroupsRequest, ListGroupsResponse, ListedGroup, NO_OFFSET, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetCommitTopicResponse, OffsetFetchPartition, OffsetFetchRequest,
-    OffsetFetchResponse, OffsetFetchTopic, PartitionResult, TopicPartitions,
-};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::group::engine::{Coordinator, GroupConfig, GroupError, Heartbeat, TopicPartition};
+use crate::group::engine::{
+    CommitOutcome, Committer, Coordinator, GroupConfig, GroupDescription, GroupError, GroupSummary,
+    Heartbeat, HeartbeatReply, MemberEpoch, TopicPartition,
+};
 use crate::group::records::Record;
 use crate::group::store::OffsetsLog;
-use crate::partition::{Storage, now_ms};
+use crate::partition::{PartitionError, Storage, now_ms};
 use crate::topics::TopicRegistry;
 
-/// A whole-request failure: the code and a message for the client.
-pub type Failure = (ErrorCode, String);
+/// Why a group request failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The engine refused it.
+    #[error(transparent)]
+    Refused(#[from] GroupError),
+    /// Its records could not be appended to the offsets log; nothing changed.
+    #[error("cannot persist group state: {source}")]
+    Storage {
+        #[source]
+        source: PartitionError,
+    },
+}
+
+/// One OffsetCommit in domain terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// The group id.
+    pub group_id: String,
+    /// Who commits.
+    pub committer: Committer,
+    /// Each partition's next offset to consume and its metadata, in request order.
+    pub offsets: Vec<(TopicPartition, u64, Option<String>)>,
+}
+
+/// A group as DescribeGroups shows it: the engine's snapshot and, for every partition
+/// the group committed, owns or targets, how far behind it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// The engine's snapshot.
+    pub group: GroupDescription,
+    /// Sorted by topic, then partition.
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// One partition's committed offset against its high watermark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The group's committed offset, if any.
+    pub committed_offset: Option<u64>,
+    /// The partition's high watermark, if it still exists.
+    pub high_watermark: Option<u64>,
+    /// `high_watermark - committed_offset` (at least 0), if both are known.
+    pub lag: Option<u64>,
+    /// The member that owns it, if any.
+    pub owner: Option<String>,
+}
 
 /// The broker's group coordinator. Thread-safe.
 #[derive(Debug)]
@@ -87,7 +128,11 @@ impl Groups {
     /// never written) would contradict the log after a restart. So the engine is rebuilt
     /// from the log, undoing the change, and the client gets the storage error. Rebuilding
     /// reads the whole offsets log, which is acceptable on this failure path.
-    fn persist(&self, engine: &mut Coordinator, records: &[Record]) -> Result<(), Failure> {
+    fn persist(
+        &self,
+        engine: &mut Coordinator,
+        records: &[Record],
+    ) -> Result<(), CoordinatorError> {
         self.append(records).inspect_err(|_| {
             tracing::error!("reloading group state from the offsets log");
             match load(&self.log, &self.group_config) {
@@ -100,13 +145,13 @@ impl Groups {
         })
     }
 
-    fn append(&self, records: &[Record]) -> Result<(), Failure> {
+    fn append(&self, records: &[Record]) -> Result<(), CoordinatorError> {
         if records.is_empty() {
             return Ok(());
         }
-        self.log.append(records).map_err(|error| {
-            tracing::error!(%error, "cannot append to the offsets log");
-            (error.code(), format!("cannot persist group state: {error}"))
+        self.log.append(records).map_err(|source| {
+            tracing::error!(error = %source, "cannot append to the offsets log");
+            CoordinatorError::Storage { source }
         })
     }
 
@@ -125,36 +170,18 @@ impl Groups {
         format!("{prefix}-{nanos:016x}-{sequence:x}")
     }
 
-    /// Handles a ConsumerGroupHeartbeat.
+    /// Runs one heartbeat, minting a member id for a join that brings none.
     ///
     /// # Errors
-    /// The engine's error (unknown member, fenced epoch, ...) or a storage failure.
+    /// The engine's refusal (unknown member, fenced epoch, ...) or a storage failure.
     pub fn heartbeat(
         &self,
-        request: ConsumerGroupHeartbeatRequest,
-        client_id: &str,
-        client_host: &str,
+        mut heartbeat: Heartbeat,
         topics: &TopicRegistry,
-    ) -> Result<ConsumerGroupHeartbeatResponse, Failure> {
-        // Only a join without a client-chosen id needs one minted.
-        let joining_anonymously =
-            request.member_epoch == JOIN_EPOCH && request.member_id.is_empty();
-        let heartbeat = Heartbeat {
-            new_member_id: if joining_anonymously {
-                self.new_member_id(client_id)
-            } else {
-                String::new()
-            },
-            group_id: request.group_id,
-            member_id: request.member_id,
-            member_epoch: request.member_epoch,
-            instance_id: request.instance_id,
-            subscribed_topics: request.subscribed_topics,
-            assignor: request.assignor,
-            owned: request.owned_partitions.map(|owned| to_set(&owned)),
-            client_id: client_id.to_owned(),
-            client_host: client_host.to_owned(),
-        };
+    ) -> Result<HeartbeatReply, CoordinatorError> {
+        if heartbeat.member_epoch == MemberEpoch::Join && heartbeat.member_id.is_empty() {
+            heartbeat.new_member_id = self.new_member_id(&heartbeat.client_id);
+        }
         let partition_count =
             |topic: &str| topics.get(topic).map(|topic| topic.partitions.len() as u32);
         let mut records = Vec::new();
@@ -162,58 +189,39 @@ impl Groups {
             let mut engine = self.engine();
             let reply = engine.heartbeat(heartbeat, &partition_count, Instant::now(), &mut records);
             self.persist(&mut engine, &records)?;
-            reply.map_err(failure)?
+            reply?
         };
         self.deadlines_changed.notify_one();
-        Ok(ConsumerGroupHeartbeatResponse {
-            member_id: reply.member_id,
-            member_epoch: reply.member_epoch,
-            heartbeat_interval_ms: reply.heartbeat_interval_ms,
-            assignment: Some(to_topic_partitions(reply.assignment.iter())),
-        })
+        Ok(reply)
     }
 
-    /// Handles an OffsetCommit: validated by the engine (membership, epoch, ownership),
-    /// appended, then applied.
+    /// Commits offsets: validated by the engine (membership, epoch, ownership),
+    /// appended, then applied. Returns each partition's outcome; a partition of a topic
+    /// that does not exist is `UnknownPartition`.
     ///
     /// # Errors
-    /// The engine's whole-request error or a storage failure.
+    /// The engine's whole-request refusal or a storage failure.
     pub fn commit(
         &self,
-        request: &OffsetCommitRequest,
+        commit: &OffsetCommit,
         topics: &TopicRegistry,
-    ) -> Result<OffsetCommitResponse, Failure> {
-        let mut unknown = BTreeSet::new();
-        let mut offsets = Vec::new();
-        for topic in &request.topics {
-            let count = topics
-                .get(&topic.name)
-                .map_or(0, |topic| topic.partitions.len() as u32);
-            for partition in &topic.partitions {
-                let tp = TopicPartition {
-                    topic: topic.name.clone(),
-                    partition: partition.partition,
-                };
-                if partition.partition < count {
-                    offsets.push((tp, partition.offset, partition.metadata.clone()));
-                } else {
-                    unknown.insert(tp);
-                }
-            }
-        }
+    ) -> Result<BTreeMap<TopicPartition, CommitOutcome>, CoordinatorError> {
+        let (offsets, unknown): (Vec<_>, Vec<_>) =
+            commit.offsets.iter().cloned().partition(|(tp, _, _)| {
+                topics
+                    .get(&tp.topic)
+                    .is_some_and(|topic| tp.partition < topic.partitions.len() as u32)
+            });
         let mut records = Vec::new();
         let outcomes = {
             let mut engine = self.engine();
-            let outcomes = engine
-                .commit(
-                    &request.group_id,
-                    &request.member_id,
-                    request.member_epoch,
-                    &offsets,
-                    now_ms(),
-                    &mut records,
-                )
-                .map_err(failure)?;
+            let outcomes = engine.commit(
+                &commit.group_id,
+                &commit.committer,
+                &offsets,
+                now_ms(),
+                &mut records,
+            )?;
             // Nothing changed yet: a failed append needs no undoing.
             self.append(&records)?;
             let now = Instant::now();
@@ -222,200 +230,51 @@ impl Groups {
             }
             outcomes
         };
-        let mut codes: BTreeMap<(&str, u32), ErrorCode> = outcomes
-            .iter()
-            .map(|(tp, code)| ((tp.topic.as_str(), tp.partition), *code))
-            .collect();
-        for tp in &unknown {
-            codes.insert(
-                (tp.topic.as_str(), tp.partition),
-                ErrorCode::UnknownTopicOrPartition,
-            );
+        let mut outcomes: BTreeMap<TopicPartition, CommitOutcome> = outcomes.into_iter().collect();
+        for (tp, _, _) in unknown {
+            outcomes.insert(tp, CommitOutcome::UnknownPartition);
         }
-        Ok(OffsetCommitResponse {
-            topics: request
-                .topics
-                .iter()
-                .map(|topic| OffsetCommitTopicResponse {
-                    name: topic.name.clone(),
-                    partitions: topic
-                        .partitions
-                        .iter()
-                        .map(|partition| PartitionResult {
-                            partition: partition.partition,
-                            error_code: codes
-                                .get(&(topic.name.as_str(), partition.partition))
-                                .copied()
-                                .unwrap_or(ErrorCode::Unknown),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        })
+        Ok(outcomes)
     }
 
-    /// Handles an OffsetFetch. A group that never committed has no offsets.
-    pub fn fetch_offsets(&self, request: &OffsetFetchRequest) -> OffsetFetchResponse {
-        let committed = self.engine().committed(&request.group_id);
-        let wanted: Vec<TopicPartitions> = match &request.topics {
-            Some(topics) => topics.clone(),
-            None => to_topic_partitions(committed.keys()),
-        };
-        OffsetFetchResponse {
-            topics: wanted
-                .into_iter()
-                .map(|topic| OffsetFetchTopic {
-                    partitions: topic
-                        .partitions
-                        .iter()
-                        .map(|&partition| {
-                            let found = committed.get(&TopicPartition {
-                                topic: topic.topic.clone(),
-                                partition,
-                            });
-                            OffsetFetchPartition {
-                                partition,
-                                offset: found.map_or(NO_OFFSET, |(offset, _)| *offset as i64),
-                                metadata: found.and_then(|(_, metadata)| metadata.clone()),
-                                error_code: ErrorCode::None,
-                            }
-                        })
-                        .collect(),
-                    name: topic.topic,
-                })
-                .collect(),
-        }
+    /// A group's committed offsets and their metadata; empty for a group that never
+    /// committed.
+    pub fn committed(&self, group_id: &str) -> BTreeMap<TopicPartition, (u64, Option<String>)> {
+        self.engine().committed(group_id)
     }
 
-    /// Handles a ListGroups.
-    pub fn list(&self, request: &ListGroupsRequest) -> ListGroupsResponse {
-        let groups = self.engine().list_groups();
-        ListGroupsResponse {
-            groups: groups
-                .into_iter()
-                .filter(|group| {
-                    request.states_filter.is_empty()
-                        || request
-                            .states_filter
-                            .iter()
-                            .any(|state| state.eq_ignore_ascii_case(group.state.name()))
-                })
-                .map(|group| ListedGroup {
-                    group_id: group.group_id,
-                    state: group.state.name().to_owned(),
-                    member_count: group.member_count as u32,
-                })
-                .collect(),
-        }
+    /// Every group, sorted by group id.
+    pub fn list(&self) -> Vec<GroupSummary> {
+        self.engine().list_groups()
     }
 
-    /// Handles a DescribeGroups: members, assignment, committed offsets and lag against
-    /// each partition's high watermark.
+    /// Describes each group (`None` if it does not exist), with committed offsets and
+    /// lag against each partition's high watermark, all as of one moment.
     pub fn describe(
         &self,
-        request: &DescribeGroupsRequest,
+        group_ids: &[String],
         topics: &TopicRegistry,
-    ) -> DescribeGroupsResponse {
+    ) -> Vec<Option<GroupReport>> {
         let engine = self.engine();
-        let groups = request
-            .group_ids
-            .iter()
-            .map(|group_id| match engine.describe(group_id) {
-                None => DescribedGroup {
-                    group_id: group_id.clone(),
-                    error_code: ErrorCode::GroupIdNotFound,
-                    state: String::new(),
-                    group_epoch: 0,
-                    assignment_epoch: 0,
-                    assignor: String::new(),
-                    members: Vec::new(),
-                    offsets: Vec::new(),
-                },
-                Some(group) => {
-                    let mut owners: BTreeMap<&TopicPartition, &str> = BTreeMap::new();
-                    let mut partitions: BTreeSet<&TopicPartition> =
-                        group.committed.keys().collect();
-                    for member in &group.members {
-                        for tp in &member.assigned {
-                            owners.insert(tp, &member.member_id);
-                        }
-                        partitions.extend(member.assigned.iter().chain(&member.target));
-                    }
-                    let offsets = partitions.into_iter().map(|tp| {
-                        let committed = group
-                            .committed
-                            .get(tp)
-                            .map_or(NO_OFFSET, |(offset, _)| *offset as i64);
-                        let high_watermark = topics
-                            .partition(&tp.topic, tp.partition)
-                            .map_or(NO_OFFSET, |partition| partition.high_watermark() as i64);
-                        (
-                            tp,
-                            GroupOffsetPartition {
-                                partition: tp.partition,
-                                committed_offset: committed,
-                                high_watermark,
-                                lag: lag(committed, high_watermark),
-                                owner: owners.get(tp).map(|owner| (*owner).to_owned()),
-                            },
-                        )
-                    });
-                    DescribedGroup {
-                        group_id: group_id.clone(),
-                        error_code: ErrorCode::None,
-                        state: group.state.name().to_owned(),
-                        group_epoch: group.group_epoch,
-                        assignment_epoch: group.assignment_epoch,
-                        assignor: group.assignor.name().to_owned(),
-                        members: group
-                            .members
-                            .iter()
-                            .map(|member| GroupMember {
-                                member_id: member.member_id.clone(),
-                                instance_id: member.instance_id.clone(),
-                                client_id: member.client_id.clone(),
-                                client_host: member.client_host.clone(),
-                                member_epoch: member.member_epoch,
-                                subscribed_topics: member.subscribed_topics.clone(),
-                                assignment: to_topic_partitions(member.assigned.iter()),
-                                pending_revocation: to_topic_partitions(
-                                    member.pending_revocation.iter(),
-                                ),
-                                target_assignment: to_topic_partitions(member.target.iter()),
-                            })
-                            .collect(),
-                        offsets: group_by_topic(offsets),
-                    }
-                }
-            })
-            .collect();
-        DescribeGroupsResponse { groups }
-    }
-
-    /// Handles a DeleteGroups: each group must have no members.
-    pub fn delete(&self, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
-        let groups = request
-            .group_ids
+        group_ids
             .iter()
             .map(|group_id| {
-                let mut records = Vec::new();
-                let mut engine = self.engine();
-                let outcome = engine
-                    .delete_group(group_id, &mut records)
-                    .map_err(failure)
-                    .and_then(|()| self.persist(&mut engine, &records));
-                let (error_code, error_message) = match outcome {
-                    Ok(()) => (ErrorCode::None, None),
-                    Err((code, message)) => (code, Some(message)),
-                };
-                GroupResult {
-                    group_id: group_id.clone(),
-                    error_code,
-                    error_message,
-                }
+                let group = engine.describe(group_id)?;
+                let partitions = partition_lags(&group, topics);
+                Some(GroupReport { group, partitions })
             })
-            .collect();
-        DeleteGroupsResponse { groups }
+            .collect()
+    }
+
+    /// Deletes a group with no members, and its committed offsets.
+    ///
+    /// # Errors
+    /// The engine's refusal (no such group, members left) or a storage failure.
+    pub fn delete(&self, group_id: &str) -> Result<(), CoordinatorError> {
+        let mut records = Vec::new();
+        let mut engine = self.engine();
+        engine.delete_group(group_id, &mut records)?;
+        self.persist(&mut engine, &records)
     }
 
     /// Expires members whose session or revocation deadline passed, sleeping until the
@@ -426,8 +285,8 @@ impl Groups {
                 let mut engine = self.engine();
                 let mut records = Vec::new();
                 engine.expire(Instant::now(), &mut records);
-                if let Err((_, message)) = self.persist(&mut engine, &records) {
-                    tracing::error!(%message, "expired members could not be persisted");
+                if let Err(error) = self.persist(&mut engine, &records) {
+                    tracing::error!(%error, "expired members could not be persisted");
                 }
                 engine.next_deadline()
             };
@@ -485,16 +344,36 @@ fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, String> {
     Ok(engine)
 }
 
-fn failure(error: GroupError) -> Failure {
-    (error.code, error.message)
+/// The lag of every partition the group committed, owns or targets, sorted.
+fn partition_lags(group: &GroupDescription, topics: &TopicRegistry) -> Vec<PartitionLag> {
+    let mut owners: BTreeMap<&TopicPartition, &str> = BTreeMap::new();
+    let mut partitions: BTreeSet<&TopicPartition> = group.committed.keys().collect();
+    for member in &group.members {
+        for tp in &member.assigned {
+            owners.insert(tp, &member.member_id);
+        }
+        partitions.extend(member.assigned.iter().chain(&member.target));
+    }
+    partitions
+        .into_iter()
+        .map(|tp| {
+            let committed_offset = group.committed.get(tp).map(|(offset, _)| *offset);
+            let high_watermark = topics
+                .partition(&tp.topic, tp.partition)
+                .map(|partition| partition.high_watermark());
+            PartitionLag {
+                tp: tp.clone(),
+                committed_offset,
+                high_watermark,
+                lag: lag(committed_offset, high_watermark),
+                owner: owners.get(tp).map(|owner| (*owner).to_owned()),
+            }
+        })
+        .collect()
 }
 
-fn lag(committed: i64, high_watermark: i64) -> i64 {
-    if committed < 0 || high_watermark < 0 {
-        NO_OFFSET
-    } else {
-        (high_watermark - committed).max(0)
-    }
+fn lag(committed: Option<u64>, high_watermark: Option<u64>) -> Option<u64> {
+    Some(high_watermark?.saturating_sub(committed?))
 }
 
 /// Escapes a Prometheus label value.
@@ -503,48 +382,6 @@ fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn to_set(topics: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
-    topics
-        .iter()
-        .flat_map(|topic| {
-            topic.partitions.iter().map(|&partition| TopicPartition {
-                topic: topic.topic.clone(),
-                partition,
-            })
-        })
-        .collect()
-}
-
-fn to_topic_partitions<'a>(tps: impl Iterator<Item = &'a TopicPartition>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for tp in tps {
-        match out.last_mut() {
-            Some(last) if last.topic == tp.topic => last.partitions.push(tp.partition),
-            _ => out.push(TopicPartitions {
-                topic: tp.topic.clone(),
-                partitions: vec![tp.partition],
-            }),
-        }
-    }
-    out
-}
-
-fn group_by_topic<'a>(
-    partitions: impl Iterator<Item = (&'a TopicPartition, GroupOffsetPartition)>,
-) -> Vec<GroupOffsetTopic> {
-    let mut out: Vec<GroupOffsetTopic> = Vec::new();
-    for (tp, partition) in partitions {
-        match out.last_mut() {
-            Some(last) if last.name == tp.topic => last.partitions.push(partition),
-            _ => out.push(GroupOffsetTopic {
-                name: tp.topic.clone(),
-                partitions: vec![partition],
-            }),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -558,8 +395,9 @@ mod tests {
 
     #[test]
     fn lag_is_missing_without_a_committed_offset() {
-        assert_eq!(lag(NO_OFFSET, 10), NO_OFFSET);
-        assert_eq!(lag(4, 10), 6);
-        assert_eq!(lag(12, 10), 0);
+        assert_eq!(lag(None, Some(10)), None);
+        assert_eq!(lag(Some(4), Some(10)), Some(6));
+        assert_eq!(lag(Some(12), Some(10)), Some(0));
+        assert_eq!(lag(Some(4), None), None);
     }
 }

@@ -1,18 +1,19 @@
-//! FindCoordinator, ConsumerGroupHeartbeat, OffsetCommit and OffsetFetch: checks at the
-//! edge, then the group coordinator. ListGroups, DescribeGroups and DeleteGroups go to
-//! the coordinator directly.
+//! What the group handlers share: the group-id check at the edge, the wire codes of the
+//! coordinator's errors, and partition lists in their wire shape.
+
+use std::collections::BTreeSet;
 
 use strata_protocol::ErrorCode;
 use strata_protocol::limits::GROUP_ID_BYTES_MAX;
-use strata_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, FindCoordinatorResponse,
-    OffsetCommitRequest, OffsetFetchRequest,
-};
+use strata_protocol::messages::TopicPartitions;
 
-use super::{Client, Reply, Started};
-use crate::broker::Broker;
+use super::Reply;
+use crate::group::engine::{GroupError, TopicPartition};
+use crate::group::service::CoordinatorError;
 
-fn check_group_id(group_id: &str) -> Result<(), Reply> {
+/// Refuses a group id the coordinator would never accept, before it reaches the
+/// coordinator.
+pub fn check_group_id(group_id: &str) -> Result<(), Reply> {
     if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX {
         return Err(Reply::Error(
             ErrorCode::InvalidGroupId,
@@ -25,50 +26,173 @@ fn check_group_id(group_id: &str) -> Result<(), Reply> {
     Ok(())
 }
 
-/// Every group is coordinated by this broker while it runs alone.
-pub fn find_coordinator(broker: &Broker, request: &FindCoordinatorRequest) -> Started {
-    if let Err(reply) = check_group_id(&request.group_id) {
-        return reply.into();
-    }
-    let (host, port) = broker.config.advertised();
-    FindCoordinatorResponse {
-        node_id: broker.config.node_id,
-        host,
-        port,
-    }
-    .into()
-}
-
-pub fn heartbeat(
-    broker: &Broker,
-    request: ConsumerGroupHeartbeatRequest,
-    client: &Client<'_>,
-) -> Reply {
-    if let Err(reply) = check_group_id(&request.group_id) {
-        return reply;
-    }
-    match broker
-        .groups
-        .heartbeat(request, client.id, client.address, &broker.topics)
-    {
-        Ok(response) => response.into(),
-        Err((code, message)) => Reply::Error(code, message),
+/// The wire code a client sees for each of the engine's refusals.
+pub fn group_error_code(error: &GroupError) -> ErrorCode {
+    match error {
+        GroupError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
+        GroupError::MemberIdTooLong { .. }
+        | GroupError::SubscriptionMissing
+        | GroupError::InvalidEpoch { .. } => ErrorCode::InvalidRequest,
+        GroupError::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
+        GroupError::TooManySubscribedTopics { .. } | GroupError::EpochExhausted { .. } => {
+            ErrorCode::LimitExceeded
+        }
+        GroupError::InvalidSubscribedTopic { .. } => ErrorCode::InvalidTopic,
+        GroupError::GroupFull { .. } => ErrorCode::GroupMaxSizeReached,
+        GroupError::UnknownMember { .. } => ErrorCode::UnknownMemberId,
+        GroupError::FencedEpoch { .. } => ErrorCode::FencedMemberEpoch,
+        GroupError::ResetWithMembers { .. } | GroupError::GroupNotEmpty { .. } => {
+            ErrorCode::NonEmptyGroup
+        }
+        GroupError::GroupNotFound { .. } => ErrorCode::GroupIdNotFound,
     }
 }
 
-pub fn commit(broker: &Broker, request: &OffsetCommitRequest) -> Reply {
-    if let Err(reply) = check_group_id(&request.group_id) {
-        return reply;
-    }
-    match broker.groups.commit(request, &broker.topics) {
-        Ok(response) => response.into(),
-        Err((code, message)) => Reply::Error(code, message),
+/// The wire code of a whole-request failure of the coordinator.
+pub fn error_code(error: &CoordinatorError) -> ErrorCode {
+    match error {
+        CoordinatorError::Refused(error) => group_error_code(error),
+        CoordinatorError::Storage { source } => source.code(),
     }
 }
 
-pub fn fetch_offsets(broker: &Broker, request: &OffsetFetchRequest) -> Reply {
-    if let Err(reply) = check_group_id(&request.group_id) {
-        return reply;
+/// A whole-request failure of the coordinator, as the reply.
+pub fn error_reply(error: &CoordinatorError) -> Reply {
+    Reply::Error(error_code(error), error.to_string())
+}
+
+/// Partitions from their wire shape.
+pub fn to_set(topics: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
+    topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|&partition| TopicPartition {
+                topic: topic.topic.clone(),
+                partition,
+            })
+        })
+        .collect()
+}
+
+/// Sorted partitions in their wire shape: one entry per run of the same topic.
+pub fn to_topic_partitions<'a>(
+    tps: impl Iterator<Item = &'a TopicPartition>,
+) -> Vec<TopicPartitions> {
+    let mut out: Vec<TopicPartitions> = Vec::new();
+    for tp in tps {
+        match out.last_mut() {
+            Some(last) if last.topic == tp.topic => last.partitions.push(tp.partition),
+            _ => out.push(TopicPartitions {
+                topic: tp.topic.clone(),
+                partitions: vec![tp.partition],
+            }),
+        }
     }
-    broker.groups.fetch_offsets(request).into()
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::assignor::UnknownAssignor;
+
+    #[test]
+    fn each_refusal_keeps_its_wire_code() {
+        let group_id = String::from("g");
+        let member_id = String::from("m");
+        let cases = [
+            (
+                GroupError::InvalidGroupId { length: 0 },
+                ErrorCode::InvalidGroupId,
+            ),
+            (
+                GroupError::MemberIdTooLong { length: 256 },
+                ErrorCode::InvalidRequest,
+            ),
+            (GroupError::SubscriptionMissing, ErrorCode::InvalidRequest),
+            (
+                GroupError::InvalidEpoch { epoch: -5 },
+                ErrorCode::InvalidRequest,
+            ),
+            (
+                GroupError::UnsupportedAssignor(UnknownAssignor("sticky".into())),
+                ErrorCode::UnsupportedAssignor,
+            ),
+            (
+                GroupError::TooManySubscribedTopics { count: 1_001 },
+                ErrorCode::LimitExceeded,
+            ),
+            (
+                GroupError::EpochExhausted {
+                    group_id: group_id.clone(),
+                },
+                ErrorCode::LimitExceeded,
+            ),
+            (
+                GroupError::InvalidSubscribedTopic { length: 0 },
+                ErrorCode::InvalidTopic,
+            ),
+            (
+                GroupError::GroupFull {
+                    group_id: group_id.clone(),
+                    member_count: 6,
+                },
+                ErrorCode::GroupMaxSizeReached,
+            ),
+            (
+                GroupError::UnknownMember {
+                    group_id: group_id.clone(),
+                    member_id: member_id.clone(),
+                },
+                ErrorCode::UnknownMemberId,
+            ),
+            (
+                GroupError::FencedEpoch {
+                    member_id,
+                    sent: 3,
+                    current: 4,
+                },
+                ErrorCode::FencedMemberEpoch,
+            ),
+            (
+                GroupError::ResetWithMembers {
+                    group_id: group_id.clone(),
+                    member_count: 1,
+                },
+                ErrorCode::NonEmptyGroup,
+            ),
+            (
+                GroupError::GroupNotEmpty {
+                    group_id: group_id.clone(),
+                    member_count: 1,
+                },
+                ErrorCode::NonEmptyGroup,
+            ),
+            (
+                GroupError::GroupNotFound { group_id },
+                ErrorCode::GroupIdNotFound,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(group_error_code(&error), code, "{error}");
+            let reply = error_reply(&CoordinatorError::Refused(error.clone()));
+            let Reply::Error(sent, message) = reply else {
+                panic!("{reply:?}");
+            };
+            assert_eq!((sent, message), (code, error.to_string()));
+        }
+    }
+
+    #[test]
+    fn partitions_round_trip_through_their_wire_shape() {
+        let tps = BTreeSet::from([
+            TopicPartition::new("a", 0),
+            TopicPartition::new("a", 2),
+            TopicPartition::new("b", 1),
+        ]);
+        let wire = to_topic_partitions(tps.iter());
+        assert_eq!(wire.len(), 2);
+        assert_eq!(wire[0].partitions, [0, 2]);
+        assert_eq!(to_set(&wire), tps);
+    }
 }

@@ -2,24 +2,34 @@
 //! the broker's domain types and builds the response; it never parses bytes.
 
 mod admin;
+mod alter_topic_configs;
 mod api_versions;
+mod consumer_group_heartbeat;
+mod create_partitions;
+mod create_topics;
+mod delete_groups;
+mod delete_topics;
+mod describe_groups;
 mod describe_topics;
 mod fetch;
+mod find_coordinator;
 mod groups;
+mod init_producer_id;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use strata_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use strata_protocol::{ErrorCode, Request, Response};
 use strata_storage::FileRange;
 
 use crate::broker::Broker;
-use crate::producer_ids::ProducerIdError;
 
 /// What goes back to the client for one request.
 #[derive(Debug)]
@@ -87,12 +97,12 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         Request::ApiVersions(request) => api_versions::handle(&request).into(),
         Request::Metadata(request) => metadata::handle(broker, request).into(),
         Request::CreateTopics(request) => {
-            admin::create_topics(broker.clone(), request).await.into()
+            create_topics::handle(broker.clone(), request).await.into()
         }
         Request::DeleteTopics(request) => {
-            admin::delete_topics(broker.clone(), request).await.into()
+            delete_topics::handle(broker.clone(), request).await.into()
         }
-        Request::CreatePartitions(request) => admin::create_partitions(broker.clone(), request)
+        Request::CreatePartitions(request) => create_partitions::handle(broker.clone(), request)
             .await
             .into(),
         Request::Produce(request) => produce::handle(broker, &request),
@@ -104,56 +114,25 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         }
         Request::ListOffsets(request) => list_offsets::handle(broker, request).into(),
         Request::DescribeTopics(request) => describe_topics::handle(broker, request).into(),
-        Request::AlterTopicConfigs(request) => admin::alter_topic_configs(broker.clone(), request)
+        Request::AlterTopicConfigs(request) => alter_topic_configs::handle(broker.clone(), request)
             .await
             .into(),
-        Request::FindCoordinator(request) => groups::find_coordinator(broker, &request),
+        Request::FindCoordinator(request) => find_coordinator::handle(broker, &request).into(),
         Request::ConsumerGroupHeartbeat(request) => {
-            groups::heartbeat(broker, request, client).into()
+            consumer_group_heartbeat::handle(broker, request, client).into()
         }
-        Request::OffsetCommit(request) => groups::commit(broker, &request).into(),
-        Request::OffsetFetch(request) => groups::fetch_offsets(broker, &request).into(),
-        Request::ListGroups(request) => broker.groups.list(&request).into(),
-        Request::DescribeGroups(request) => broker.groups.describe(&request, &broker.topics).into(),
-        Request::DeleteGroups(request) => broker.groups.delete(&request).into(),
-        Request::InitProducerId(request) => init_producer_id(broker.clone(), request).await,
+        Request::OffsetCommit(request) => offset_commit::handle(broker, &request).into(),
+        Request::OffsetFetch(request) => offset_fetch::handle(broker, &request).into(),
+        Request::ListGroups(request) => list_groups::handle(broker, &request).into(),
+        Request::DescribeGroups(request) => describe_groups::handle(broker, &request).into(),
+        Request::DeleteGroups(request) => delete_groups::handle(broker, &request).into(),
+        Request::InitProducerId(request) => init_producer_id::handle(broker.clone(), request)
+            .await
+            .into(),
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),
         )
         .into(),
     }
-}
-
-/// InitProducerId: a new producer id, or the next epoch of one. Runs on a blocking thread
-/// because one call in [`BLOCK`](crate::producer_ids::BLOCK) fsyncs a reservation.
-async fn init_producer_id(broker: Arc<Broker>, request: InitProducerIdRequest) -> Started {
-    let outcome = tokio::task::spawn_blocking(move || {
-        broker
-            .producer_ids
-            .init(request.producer_id, request.producer_epoch)
-    })
-    .await;
-    let (error_code, error_message, (producer_id, producer_epoch)) = match outcome {
-        Ok(Ok(given)) => (ErrorCode::None, None, given),
-        Ok(Err(error)) => {
-            let code = match error {
-                ProducerIdError::Unknown { .. } => ErrorCode::InvalidRequest,
-                ProducerIdError::Exhausted | ProducerIdError::Io { .. } => ErrorCode::StorageError,
-            };
-            (code, Some(error.to_string()), (-1, -1))
-        }
-        Err(error) => (
-            ErrorCode::Unknown,
-            Some(format!("producer id task failed: {error}")),
-            (-1, -1),
-        ),
-    };
-    InitProducerIdResponse {
-        error_code,
-        error_message,
-        producer_id,
-        producer_epoch,
-    }
-    .into()
 }

@@ -1,0 +1,94 @@
+//! DescribeGroups: members, assignment, committed offsets and lag against each
+//! partition's high watermark.
+
+use strata_protocol::ErrorCode;
+use strata_protocol::messages::{
+    DescribeGroupsRequest, DescribeGroupsResponse, DescribedGroup, GroupMember,
+    GroupOffsetPartition, GroupOffsetTopic, NO_OFFSET,
+};
+
+use super::groups::to_topic_partitions;
+use crate::broker::Broker;
+use crate::group::engine::MemberDescription;
+use crate::group::service::{GroupReport, PartitionLag};
+
+pub fn handle(broker: &Broker, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let reports = broker.groups.describe(&request.group_ids, &broker.topics);
+    let groups = request
+        .group_ids
+        .iter()
+        .zip(reports)
+        .map(|(group_id, report)| match report {
+            Some(report) => described(group_id, report),
+            None => not_found(group_id),
+        })
+        .collect();
+    DescribeGroupsResponse { groups }
+}
+
+fn not_found(group_id: &str) -> DescribedGroup {
+    DescribedGroup {
+        group_id: group_id.to_owned(),
+        error_code: ErrorCode::GroupIdNotFound,
+        state: String::new(),
+        group_epoch: 0,
+        assignment_epoch: 0,
+        assignor: String::new(),
+        members: Vec::new(),
+        offsets: Vec::new(),
+    }
+}
+
+fn described(group_id: &str, report: GroupReport) -> DescribedGroup {
+    let group = report.group;
+    DescribedGroup {
+        group_id: group_id.to_owned(),
+        error_code: ErrorCode::None,
+        state: group.state.name().to_owned(),
+        group_epoch: group.group_epoch,
+        assignment_epoch: group.assignment_epoch,
+        assignor: group.assignor.name().to_owned(),
+        members: group.members.iter().map(member).collect(),
+        offsets: group_by_topic(report.partitions),
+    }
+}
+
+fn member(member: &MemberDescription) -> GroupMember {
+    GroupMember {
+        member_id: member.member_id.clone(),
+        instance_id: member.instance_id.clone(),
+        client_id: member.client_id.clone(),
+        client_host: member.client_host.clone(),
+        member_epoch: member.member_epoch,
+        subscribed_topics: member.subscribed_topics.clone(),
+        assignment: to_topic_partitions(member.assigned.iter()),
+        pending_revocation: to_topic_partitions(member.pending_revocation.iter()),
+        target_assignment: to_topic_partitions(member.target.iter()),
+    }
+}
+
+/// Sorted partitions as one entry per run of the same topic.
+fn group_by_topic(partitions: Vec<PartitionLag>) -> Vec<GroupOffsetTopic> {
+    let mut out: Vec<GroupOffsetTopic> = Vec::new();
+    for lag in partitions {
+        let partition = GroupOffsetPartition {
+            partition: lag.tp.partition,
+            committed_offset: or_no_offset(lag.committed_offset),
+            high_watermark: or_no_offset(lag.high_watermark),
+            lag: or_no_offset(lag.lag),
+            owner: lag.owner,
+        };
+        match out.last_mut() {
+            Some(last) if last.name == lag.tp.topic => last.partitions.push(partition),
+            _ => out.push(GroupOffsetTopic {
+                name: lag.tp.topic,
+                partitions: vec![partition],
+            }),
+        }
+    }
+    out
+}
+
+fn or_no_offset(offset: Option<u64>) -> i64 {
+    offset.map_or(NO_OFFSET, |offset| offset as i64)
+}
