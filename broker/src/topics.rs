@@ -261,7 +261,7 @@ impl TopicRegistry {
                 ),
             ));
         }
-        let config = self.checked_config(&TopicConfig::from_defaults(&self.config), overrides)?;
+        let config = self.checked_config(&self.config.topic_defaults, overrides)?;
         if validate_only {
             return Ok(());
         }
@@ -429,7 +429,7 @@ impl TopicRegistry {
     ) -> Result<TopicConfig, AdminError> {
         let config = base
             .with_overrides(entries)
-            .map_err(|message| AdminError::new(ErrorCode::InvalidConfig, message))?;
+            .map_err(|error| AdminError::new(ErrorCode::InvalidConfig, error.to_string()))?;
         if (config.max_message_bytes as usize).saturating_add(1024) > self.config.frame_bytes_max {
             return Err(AdminError::new(
                 ErrorCode::InvalidConfig,

@@ -43,7 +43,7 @@ fn log_config(config: &Config) -> TopicConfig {
         retention_bytes: -1,
         segment_bytes: 64 << 20,
         max_message_bytes: BATCH_BYTES_MAX,
-        ..TopicConfig::from_defaults(config)
+        ..config.topic_defaults.clone()
     }
 }
 
