@@ -29,7 +29,7 @@ pub enum DurabilityPolicy {
 
 /// Every broker setting. Limits are named `<noun>_max` with units last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// This broker's id in the cluster.
     pub node_id: u32,
@@ -69,20 +69,10 @@ pub struct Config {
     /// How often retention runs.
     pub retention_check_interval_ms: u64,
 
-    /// Topic default: delete sealed segments older than this; -1 keeps data forever.
-    pub retention_ms: i64,
-    /// Topic default: delete the oldest sealed segments while a partition is larger; -1 = no limit.
-    pub retention_bytes: i64,
-    /// Topic default: roll a segment once it reaches this many bytes.
-    pub segment_bytes: u64,
-    /// Topic default: roll a segment once its first batch is this old.
-    pub segment_ms: u64,
-    /// Topic default: the durability policy.
-    pub durability: DurabilityPolicy,
-    /// Topic default: the fsync interval for `durability = "interval"`.
-    pub flush_interval_ms: u64,
-    /// Topic default: largest record batch accepted, in bytes.
-    pub max_message_bytes: u32,
+    /// Defaults for new topics, as flat keys (`retention_ms`, `segment_bytes`, ...) beside
+    /// the broker's own: a topic's config is these with its overrides applied.
+    #[serde(flatten)]
+    pub topic_defaults: TopicConfig,
 
     /// A group member that sends no heartbeat for this long is removed and its partitions
     /// move to other members.
@@ -120,13 +110,7 @@ impl Default for Config {
             request_topics_max: 1_000,
             shutdown_timeout_ms: 30_000,
             retention_check_interval_ms: 60_000,
-            retention_ms: 7 * 24 * 3_600_000,
-            retention_bytes: -1,
-            segment_bytes: 1 << 30,
-            segment_ms: 7 * 24 * 3_600_000,
-            durability: DurabilityPolicy::Never,
-            flush_interval_ms: 1_000,
-            max_message_bytes: strata_protocol::limits::MESSAGE_BYTES_MAX_DEFAULT,
+            topic_defaults: TopicConfig::default(),
             group_session_timeout_ms: 45_000,
             group_heartbeat_interval_ms: 1_000,
             group_rebalance_timeout_ms: 60_000,
@@ -147,9 +131,69 @@ pub enum ConfigError {
         /// The error.
         source: std::io::Error,
     },
-    /// The merged settings are not valid.
+    /// The file is not valid TOML.
+    #[error("invalid configuration: {path}: {source}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Where and why parsing stopped.
+        source: toml::de::Error,
+    },
+    /// A `--set` flag is not `KEY=VALUE`.
+    #[error("--set {setting}: expected KEY=VALUE")]
+    Setting {
+        /// The flag's value as given.
+        setting: String,
+    },
+    /// A key is not a setting.
+    #[error(
+        "invalid configuration: unknown field `{key}`, expected one of {}",
+        quoted(known)
+    )]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Every key.
+        known: Vec<String>,
+    },
+    /// A value has the wrong type or is not one of the allowed words.
     #[error("invalid configuration: {0}")]
-    Invalid(String),
+    Value(toml::de::Error),
+    /// A limit that must be positive is 0.
+    #[error("invalid configuration: {key} must be at least 1")]
+    Zero {
+        /// The key.
+        key: &'static str,
+    },
+    /// Members would time out between two heartbeats.
+    #[error(
+        "invalid configuration: group_heartbeat_interval_ms must be below group_session_timeout_ms, or members would time out between heartbeats"
+    )]
+    HeartbeatNotBelowSession {
+        /// `group_heartbeat_interval_ms`.
+        heartbeat_interval_ms: u64,
+        /// `group_session_timeout_ms`.
+        session_timeout_ms: u64,
+    },
+    /// A batch of the default `max_message_bytes` would not fit in a frame.
+    #[error(
+        "invalid configuration: max_message_bytes must be at least 1 KiB below frame_bytes_max, or no batch that size could be sent"
+    )]
+    MessageBytesNearFrame {
+        /// `max_message_bytes`.
+        max_message_bytes: u32,
+        /// `frame_bytes_max`.
+        frame_bytes_max: usize,
+    },
+    /// The topic defaults are not a valid topic config.
+    #[error("invalid configuration: {0}")]
+    TopicDefaults(#[from] TopicConfigError),
+}
+
+/// `a`, `b`, `c`: the way serde lists expected fields.
+fn quoted(keys: &[String]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|key| format!("`{key}`")).collect();
+    quoted.join(", ")
 }
 
 /// A setting given on the command line or in the environment, as `key` and raw text.
@@ -166,17 +210,19 @@ impl Config {
         environment: impl IntoIterator<Item = (String, String)>,
         flags: &[Override],
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let mut table = Self::default_table();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let file_table: toml::Table =
+                toml::from_str(&text).map_err(|source| ConfigError::Syntax {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|error| ConfigError::Invalid(format!("{}: {error}", path.display())))?
-            }
-            None => toml::Table::new(),
-        };
+            table.extend(file_table);
+        }
         let known = Self::keys();
         for (name, value) in environment {
             let Some(key) = name.strip_prefix("STRATA_").map(str::to_ascii_lowercase) else {
@@ -189,21 +235,38 @@ impl Config {
         for (key, value) in flags {
             table.insert(key.clone(), parse_value(value));
         }
+        // Serde names no known keys for a struct with a flattened field, so check here.
+        if let Some(key) = table.keys().find(|key| !known.contains(key)) {
+            return Err(ConfigError::UnknownKey {
+                key: key.clone(),
+                known,
+            });
+        }
         let config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|error: toml::de::Error| ConfigError::Invalid(error.to_string()))?;
+            .map_err(ConfigError::Value)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Every configuration key.
+    /// Every configuration key, sorted.
     pub fn keys() -> Vec<String> {
+        let mut keys: Vec<String> = Self::default_table()
+            .keys()
+            .cloned()
+            .chain(["advertised_listen".to_owned()])
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The defaults as a table, which [`load`](Self::load) starts from: every key but
+    /// `advertised_listen`, which has none. Deserializing needs every key, because serde
+    /// fills no defaults into the flattened `topic_defaults`, and a topic's persisted
+    /// config must keep failing when it lacks one.
+    fn default_table() -> toml::Table {
         match toml::Value::try_from(Config::default()) {
-            Ok(toml::Value::Table(table)) => table
-                .keys()
-                .cloned()
-                .chain(["advertised_listen".to_owned()])
-                .collect(),
+            Ok(toml::Value::Table(table)) => table,
             _ => unreachable!("Config serializes to a table"),
         }
     }
@@ -243,22 +306,23 @@ impl Config {
                 self.group_offsets_partitions.into(),
             ),
         ];
-        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+        if let Some(&(key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Zero { key });
         }
         if self.group_heartbeat_interval_ms >= self.group_session_timeout_ms {
-            return Err(ConfigError::Invalid(
-                "group_heartbeat_interval_ms must be below group_session_timeout_ms, or members would time out between heartbeats".into(),
-            ));
+            return Err(ConfigError::HeartbeatNotBelowSession {
+                heartbeat_interval_ms: self.group_heartbeat_interval_ms,
+                session_timeout_ms: self.group_session_timeout_ms,
+            });
         }
-        if (self.max_message_bytes as usize).saturating_add(1024) > self.frame_bytes_max {
-            return Err(ConfigError::Invalid(
-                "max_message_bytes must be at least 1 KiB below frame_bytes_max, or no batch that size could be sent".into(),
-            ));
+        let max_message_bytes = self.topic_defaults.max_message_bytes;
+        if (max_message_bytes as usize).saturating_add(1024) > self.frame_bytes_max {
+            return Err(ConfigError::MessageBytesNearFrame {
+                max_message_bytes,
+                frame_bytes_max: self.frame_bytes_max,
+            });
         }
-        TopicConfig::from_defaults(self)
-            .check()
-            .map_err(ConfigError::Invalid)
+        Ok(self.topic_defaults.check()?)
     }
 
     /// The address clients should connect to, as `(host, port)`.
@@ -287,7 +351,8 @@ fn parse_value(text: &str) -> toml::Value {
 }
 
 /// The settings of one topic: the broker defaults with the topic's overrides applied.
-/// Persisted with the topic.
+/// Persisted with the topic. The broker's defaults are a value of this type too
+/// ([`Config::topic_defaults`]), so the two cannot drift apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
@@ -307,46 +372,97 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
 }
 
+impl Default for TopicConfig {
+    /// The built-in topic defaults.
+    fn default() -> Self {
+        Self {
+            retention_ms: 7 * 24 * 3_600_000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3_600_000,
+            durability: DurabilityPolicy::Never,
+            flush_interval_ms: 1_000,
+            max_message_bytes: strata_protocol::limits::MESSAGE_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
 /// Smallest `segment_bytes` a topic may use.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 14;
 
-impl TopicConfig {
-    /// The broker's topic defaults.
-    pub fn from_defaults(config: &Config) -> Self {
-        Self {
-            retention_ms: config.retention_ms,
-            retention_bytes: config.retention_bytes,
-            segment_bytes: config.segment_bytes,
-            segment_ms: config.segment_ms,
-            durability: config.durability,
-            flush_interval_ms: config.flush_interval_ms,
-            max_message_bytes: config.max_message_bytes,
-        }
-    }
+/// Why a topic config was refused. Clients see the message as the `InvalidConfig` reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicConfigError {
+    /// An override names no topic config.
+    #[error("unknown topic config '{key}'; known keys: {known:?}")]
+    UnknownKey {
+        /// The key given.
+        key: String,
+        /// Every topic config key.
+        known: Vec<String>,
+    },
+    /// An override's value has the wrong type or is not one of the allowed words.
+    #[error("invalid topic config: {message}")]
+    Value {
+        /// The parser's reason.
+        message: String,
+    },
+    /// A retention is below -1.
+    #[error("retention_ms and retention_bytes must be -1 (unlimited) or non-negative")]
+    NegativeRetention {
+        /// `retention_ms`.
+        retention_ms: i64,
+        /// `retention_bytes`.
+        retention_bytes: i64,
+    },
+    /// `segment_bytes` is outside what a segment file can hold.
+    #[error("segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX_LIMIT}")]
+    SegmentBytes {
+        /// `segment_bytes`.
+        segment_bytes: u64,
+    },
+    /// A segment age or fsync interval is 0.
+    #[error("segment_ms and flush_interval_ms must be at least 1")]
+    ZeroInterval,
+    /// No batch could be that small.
+    #[error("max_message_bytes is smaller than the smallest batch")]
+    MessageBytesBelowBatch {
+        /// `max_message_bytes`.
+        max_message_bytes: u32,
+    },
+    /// A batch that large could not fit in a segment.
+    #[error("max_message_bytes must not exceed segment_bytes")]
+    MessageBytesAboveSegment {
+        /// `max_message_bytes`.
+        max_message_bytes: u32,
+        /// `segment_bytes`.
+        segment_bytes: u64,
+    },
+}
 
+impl TopicConfig {
     /// Applies `key=value` overrides.
     ///
     /// # Errors
-    /// A message naming the unknown key or invalid value.
-    pub fn with_overrides(&self, entries: &[ConfigEntry]) -> Result<Self, String> {
+    /// [`TopicConfigError`] naming the unknown key or invalid value.
+    pub fn with_overrides(&self, entries: &[ConfigEntry]) -> Result<Self, TopicConfigError> {
         let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(self) else {
             unreachable!("TopicConfig serializes to a table")
         };
         for entry in entries {
             if !table.contains_key(&entry.key) {
-                let keys: Vec<&String> = table.keys().collect();
-                return Err(format!(
-                    "unknown topic config '{}'; known keys: {keys:?}",
-                    entry.key
-                ));
+                return Err(TopicConfigError::UnknownKey {
+                    key: entry.key.clone(),
+                    known: table.keys().cloned().collect(),
+                });
             }
             table.insert(entry.key.clone(), parse_value(&entry.value));
         }
         let config: TopicConfig =
             toml::Value::Table(table)
                 .try_into()
-                .map_err(|error: toml::de::Error| {
-                    format!("invalid topic config: {}", error.message())
+                .map_err(|error: toml::de::Error| TopicConfigError::Value {
+                    message: error.message().to_owned(),
                 })?;
         config.check()?;
         Ok(config)
@@ -368,27 +484,33 @@ impl TopicConfig {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), TopicConfigError> {
         if self.retention_ms < -1 || self.retention_bytes < -1 {
-            return Err(
-                "retention_ms and retention_bytes must be -1 (unlimited) or non-negative".into(),
-            );
+            return Err(TopicConfigError::NegativeRetention {
+                retention_ms: self.retention_ms,
+                retention_bytes: self.retention_bytes,
+            });
         }
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX_LIMIT).contains(&self.segment_bytes) {
-            return Err(format!(
-                "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX_LIMIT}"
-            ));
+            return Err(TopicConfigError::SegmentBytes {
+                segment_bytes: self.segment_bytes,
+            });
         }
         if self.segment_ms == 0 || self.flush_interval_ms == 0 {
-            return Err("segment_ms and flush_interval_ms must be at least 1".into());
+            return Err(TopicConfigError::ZeroInterval);
         }
         if (self.max_message_bytes as usize)
             < strata_protocol::batch::HEADER_BYTES + strata_protocol::batch::RECORD_BYTES_MIN
         {
-            return Err("max_message_bytes is smaller than the smallest batch".into());
+            return Err(TopicConfigError::MessageBytesBelowBatch {
+                max_message_bytes: self.max_message_bytes,
+            });
         }
         if u64::from(self.max_message_bytes) > self.segment_bytes {
-            return Err("max_message_bytes must not exceed segment_bytes".into());
+            return Err(TopicConfigError::MessageBytesAboveSegment {
+                max_message_bytes: self.max_message_bytes,
+                segment_bytes: self.segment_bytes,
+            });
         }
         Ok(())
     }
@@ -421,12 +543,48 @@ mod tests {
         ]);
         let flags = vec![("node_id".to_owned(), "5".to_owned())];
         let config = Config::load(Some(&file), environment, &flags).unwrap();
-        assert_eq!(config.segment_bytes, 2_000_000);
-        assert_eq!(config.retention_ms, 6);
+        assert_eq!(config.topic_defaults.segment_bytes, 2_000_000);
+        assert_eq!(config.topic_defaults.retention_ms, 6);
         assert_eq!(config.node_id, 5);
         assert_eq!(
-            config.max_message_bytes,
-            Config::default().max_message_bytes
+            config.topic_defaults.max_message_bytes,
+            Config::default().topic_defaults.max_message_bytes
+        );
+    }
+
+    #[test]
+    fn topic_defaults_are_flat_keys_of_the_file_the_environment_and_flags() {
+        let keys = Config::keys();
+        for entry in TopicConfig::default().entries() {
+            assert!(keys.contains(&entry.key), "{} is not a key", entry.key);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.toml");
+        std::fs::write(&file, "segment_ms = 1234\n").unwrap();
+        let environment = env(&[("STRATA_FLUSH_INTERVAL_MS", "77")]);
+        let flags = vec![("durability".to_owned(), "every_batch".to_owned())];
+        let config = Config::load(Some(&file), environment, &flags).unwrap();
+        let expected = TopicConfig {
+            segment_ms: 1234,
+            flush_interval_ms: 77,
+            durability: DurabilityPolicy::EveryBatch,
+            ..TopicConfig::default()
+        };
+        assert_eq!(config.topic_defaults, expected);
+        let invalid = vec![("segment_bytes".to_owned(), "10".to_owned())];
+        assert_eq!(
+            Config::load(None, [], &invalid).unwrap_err().to_string(),
+            "invalid configuration: segment_bytes must be between 16384 and 2147483648"
+        );
+    }
+
+    #[test]
+    fn a_persisted_topic_config_needs_every_key() {
+        assert!(toml::from_str::<TopicConfig>("retention_ms = 1\n").is_err());
+        let text = toml::to_string(&TopicConfig::default()).unwrap();
+        assert_eq!(
+            toml::from_str::<TopicConfig>(&text).unwrap(),
+            TopicConfig::default()
         );
     }
 
@@ -437,6 +595,11 @@ mod tests {
         std::fs::write(&file, "segmnet_bytes = 1\n").unwrap();
         let error = Config::load(Some(&file), [], &[]).unwrap_err().to_string();
         assert!(error.contains("segmnet_bytes"), "{error}");
+        assert!(
+            error.contains("expected one of `advertised_listen`"),
+            "{error}"
+        );
+        assert!(error.contains("`segment_bytes`"), "{error}");
         let flags = vec![("durability".to_owned(), "sometimes".to_owned())];
         assert!(Config::load(None, [], &flags).is_err());
         let flags = vec![("frame_bytes_max".to_owned(), "0".to_owned())];
@@ -450,7 +613,7 @@ mod tests {
 
     #[test]
     fn topic_overrides_are_validated() {
-        let defaults = TopicConfig::from_defaults(&Config::default());
+        let defaults = Config::default().topic_defaults;
         let entry = |key: &str, value: &str| ConfigEntry {
             key: key.into(),
             value: value.into(),
@@ -469,6 +632,7 @@ mod tests {
             defaults
                 .with_overrides(&[entry("retention", "1")])
                 .unwrap_err()
+                .to_string()
                 .contains("unknown topic config")
         );
         assert!(
@@ -483,5 +647,43 @@ mod tests {
         );
         let round_trip = defaults.with_overrides(&custom.entries()).unwrap();
         assert_eq!(round_trip, custom);
+    }
+
+    #[test]
+    fn topic_config_errors_read_as_clients_see_them() {
+        let defaults = TopicConfig::default();
+        let reason = |key: &str, value: &str| {
+            defaults
+                .with_overrides(&[ConfigEntry {
+                    key: key.into(),
+                    value: value.into(),
+                }])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            reason("retention", "1"),
+            "unknown topic config 'retention'; known keys: [\"durability\", \"flush_interval_ms\", \"max_message_bytes\", \"retention_bytes\", \"retention_ms\", \"segment_bytes\", \"segment_ms\"]"
+        );
+        assert_eq!(
+            reason("retention_ms", "soon"),
+            "invalid topic config: invalid type: string \"soon\", expected i64"
+        );
+        assert_eq!(
+            reason("retention_bytes", "-2"),
+            "retention_ms and retention_bytes must be -1 (unlimited) or non-negative"
+        );
+        assert_eq!(
+            reason("flush_interval_ms", "0"),
+            "segment_ms and flush_interval_ms must be at least 1"
+        );
+        assert_eq!(
+            reason("max_message_bytes", "1"),
+            "max_message_bytes is smaller than the smallest batch"
+        );
+        assert_eq!(
+            reason("max_message_bytes", "2000000000"),
+            "max_message_bytes must not exceed segment_bytes"
+        );
     }
 }

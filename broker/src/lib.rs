@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`server`]: listeners, connection limit, background jobs, graceful shutdown.
+//! - [`startup`]: why a start failed, and the exit code for each kind of failure.
+//! - [`data_dir`]: the data directory's lock and cluster id.
 //! - [`connection`]: one connection's pipelined read-dispatch-write loop.
 //! - `handler`: one file per API, from decoded request to response.
 //! - `send`: writes responses, large record chunks by `sendfile` from segment files.
@@ -17,6 +19,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod data_dir;
 pub mod group;
 mod handler;
 pub mod metrics;
@@ -24,4 +27,5 @@ pub mod partition;
 pub mod producer_ids;
 mod send;
 pub mod server;
+pub mod startup;
 pub mod topics;

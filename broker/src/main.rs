@@ -4,8 +4,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_broker::config::Config;
+use strata_broker::config::{Config, ConfigError, Override};
 use strata_broker::server::Server;
+use strata_broker::startup::StartupError;
+
+/// The exit codes, for `--help`; `docs/operations.md` has the same table.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by SIGTERM or SIGINT, after a graceful shutdown
+  1  any other failure
+  2  a usage or configuration error
+  3  the data directory cannot be created or written, or another broker has it locked
+  4  a listen address cannot be bound (usually: it is in use)
+  5  recovery failed: data in the directory cannot be read back";
 
 /// A persistent, replicated publish-subscribe log broker.
 ///
@@ -13,7 +24,7 @@ use strata_broker::server::Server;
 /// ./strata-data. Settings come from flags, then STRATA_<KEY> environment variables,
 /// then the --config file, then defaults; docs/operations.md lists every key.
 #[derive(Debug, Parser)]
-#[command(name = "strata-broker", version, about)]
+#[command(name = "strata-broker", version, about, after_help = EXIT_CODES)]
 struct Args {
     /// A TOML file with settings.
     #[arg(long, value_name = "FILE")]
@@ -39,7 +50,7 @@ struct Args {
 }
 
 impl Args {
-    fn overrides(&self) -> Result<Vec<(String, String)>, String> {
+    fn overrides(&self) -> Result<Vec<Override>, ConfigError> {
         let mut overrides = Vec::new();
         let named = [
             ("listen", &self.listen),
@@ -56,7 +67,9 @@ impl Args {
         for setting in &self.settings {
             let (key, value) = setting
                 .split_once('=')
-                .ok_or_else(|| format!("--set {setting}: expected KEY=VALUE"))?;
+                .ok_or_else(|| ConfigError::Setting {
+                    setting: setting.clone(),
+                })?;
             overrides.push((key.trim().to_owned(), value.trim().to_owned()));
         }
         Ok(overrides)
@@ -65,36 +78,29 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match args.overrides().and_then(|overrides| {
-        Config::load(args.config.as_deref(), std::env::vars(), &overrides)
-            .map_err(|error| error.to_string())
-    }) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("strata-broker: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    init_tracing(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("strata-worker")
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("strata-broker: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
             eprintln!("strata-broker: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(error.kind() as u8)
         }
     }
+}
+
+fn run(args: &Args) -> Result<(), StartupError> {
+    let overrides = args.overrides()?;
+    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    init_tracing(&config.log_level);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .build()
+        .map_err(|source| StartupError::Process {
+            what: "the runtime",
+            source,
+        })?
+        .block_on(serve(config))
 }
 
 fn init_tracing(level: &str) {
@@ -107,10 +113,16 @@ fn init_tracing(level: &str) {
         .init();
 }
 
-async fn run(config: Config) -> Result<(), String> {
+async fn serve(config: Config) -> Result<(), StartupError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| error.to_string())?;
+    let handler = |kind| {
+        signal(kind).map_err(|source| StartupError::Process {
+            what: "a signal handler",
+            source,
+        })
+    };
+    let mut terminate = handler(SignalKind::terminate())?;
+    let mut interrupt = handler(SignalKind::interrupt())?;
     let server = Server::start(config).await?;
     // One line on stdout that scripts and tests can read to learn the bound ports.
     println!(
@@ -123,4 +135,25 @@ async fn run(config: Config) -> Result<(), String> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_broker::startup::FailureKind;
+
+    use super::EXIT_CODES;
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        for kind in [
+            FailureKind::Other,
+            FailureKind::Configuration,
+            FailureKind::DataDir,
+            FailureKind::Address,
+            FailureKind::Recovery,
+        ] {
+            let code = kind as u8;
+            assert!(EXIT_CODES.contains(&format!("\n  {code}  ")), "{kind:?}");
+        }
+    }
 }

@@ -47,6 +47,26 @@ pub enum ProducerIdError {
     },
 }
 
+/// Why the reservation file could not be read back at startup. Either way no id can be
+/// given safely: one given before the restart might be given again.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerIdsOpenError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file's magic, version, length or CRC is wrong.
+    #[error("{path} is damaged; it must not be lost")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
 #[derive(Debug)]
 struct Block {
     next: i64,
@@ -66,14 +86,16 @@ impl ProducerIds {
     /// Reads the reservation file of `data_dir`, if any, for broker `node_id`.
     ///
     /// # Errors
-    /// A message if the file exists but cannot be read or is damaged.
-    pub fn open(data_dir: &Path, node_id: u32) -> Result<Self, String> {
+    /// [`ProducerIdsOpenError`] if the file exists but cannot be read or is damaged.
+    pub fn open(data_dir: &Path, node_id: u32) -> Result<Self, ProducerIdsOpenError> {
         let path = data_dir.join(FILE);
         let end = match std::fs::read(&path) {
-            Ok(bytes) => decode(&bytes)
-                .ok_or_else(|| format!("{} is damaged; it must not be lost", path.display()))?,
+            Ok(bytes) => match decode(&bytes) {
+                Some(end) => end,
+                None => return Err(ProducerIdsOpenError::Damaged { path }),
+            },
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+            Err(source) => return Err(ProducerIdsOpenError::Read { path, source }),
         };
         Ok(Self {
             path,

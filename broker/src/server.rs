@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::partition::Storage;
+use crate::startup::StartupError;
 use crate::{connection, metrics};
 
 /// A started broker: its bound addresses and the handle to stop it.
@@ -34,10 +35,13 @@ impl Server {
     /// Opens the data directory, binds both listeners and starts serving.
     ///
     /// # Errors
-    /// A message if the data directory cannot be opened or a port cannot be bound.
-    pub async fn start(config: Config) -> Result<Server, String> {
-        let storage = Storage::start()
-            .map_err(|error| format!("cannot start the storage flusher: {error}"))?;
+    /// [`StartupError`] if a port cannot be bound, the data directory cannot be locked or
+    /// opened, or its data cannot be recovered.
+    pub async fn start(config: Config) -> Result<Server, StartupError> {
+        let storage = Storage::start().map_err(|source| StartupError::Process {
+            what: "the storage flusher",
+            source,
+        })?;
         Self::start_with(config, storage).await
     }
 
@@ -45,29 +49,15 @@ impl Server {
     ///
     /// # Errors
     /// As for [`start`](Self::start).
-    pub async fn start_with(config: Config, storage: Storage) -> Result<Server, String> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-        let metrics_listener = TcpListener::bind(config.metrics_listen)
-            .await
-            .map_err(|error| {
-                format!(
-                    "cannot listen for metrics on {}: {error}",
-                    config.metrics_listen
-                )
-            })?;
-        let address = listener.local_addr().map_err(|error| error.to_string())?;
-        let metrics_address = metrics_listener
-            .local_addr()
-            .map_err(|error| error.to_string())?;
+    pub async fn start_with(config: Config, storage: Storage) -> Result<Server, StartupError> {
+        let (listener, address) = bind(config.listen, "for clients").await?;
+        let (metrics_listener, metrics_address) =
+            bind(config.metrics_listen, "for metrics").await?;
         let mut config = config;
         if config.advertised_listen.is_none() {
             config.advertised_listen = Some(address.to_string());
         }
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config, storage))
-            .await
-            .map_err(|error| format!("broker startup failed: {error}"))??;
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config, storage)).await??;
         let broker = Arc::new(broker);
         let shutdown = broker.shutdown.clone();
         let lag_source = broker.clone();
@@ -96,6 +86,21 @@ impl Server {
             tracing::error!(%error, "broker stopped abnormally");
         }
     }
+}
+
+/// Binds `address`; returns the listener and the address it got (the port, given 0).
+async fn bind(
+    address: SocketAddr,
+    purpose: &'static str,
+) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listen_error = |source| StartupError::Listen {
+        purpose,
+        address,
+        source,
+    };
+    let listener = TcpListener::bind(address).await.map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, bound))
 }
 
 async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {

@@ -79,6 +79,51 @@ fn io_error(context: &str, path: &Path, error: &std::io::Error) -> AdminError {
     AdminError::new(code, format!("{context} {}: {error}", path.display()))
 }
 
+/// Why the topics could not be opened at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsOpenError {
+    /// The `topics` directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `topics` directory could not be listed.
+    #[error("cannot list {path}: {source}")]
+    List {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A topic's metadata file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A topic's metadata file is not what this broker writes.
+    #[error("corrupt {path}: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where and why parsing stopped.
+        source: toml::de::Error,
+    },
+    /// A partition's log could not be opened or recovered.
+    #[error("cannot open topic '{topic}': {source}")]
+    Partition {
+        /// The topic.
+        topic: String,
+        /// Why.
+        source: PartitionError,
+    },
+}
+
 /// All topics of this broker. Thread-safe.
 #[derive(Debug)]
 pub struct TopicRegistry {
@@ -92,16 +137,20 @@ impl TopicRegistry {
     /// Opens every topic found under `config.data_dir`, recovering their logs.
     ///
     /// # Errors
-    /// A message if the directory or a topic cannot be read.
-    pub fn open(config: Arc<Config>, storage: Storage) -> Result<Self, String> {
+    /// [`TopicsOpenError`] if the directory cannot be listed or a topic cannot be read back.
+    pub fn open(config: Arc<Config>, storage: Storage) -> Result<Self, TopicsOpenError> {
         let topics_dir = config.data_dir.join(TOPICS_DIR);
-        std::fs::create_dir_all(&topics_dir)
-            .map_err(|error| format!("cannot create {}: {error}", topics_dir.display()))?;
+        std::fs::create_dir_all(&topics_dir).map_err(|source| TopicsOpenError::CreateDir {
+            path: topics_dir.clone(),
+            source,
+        })?;
+        let list_error = |source| TopicsOpenError::List {
+            path: topics_dir.clone(),
+            source,
+        };
         let mut topics = BTreeMap::new();
-        let entries = std::fs::read_dir(&topics_dir)
-            .map_err(|error| format!("cannot list {}: {error}", topics_dir.display()))?;
-        for entry in entries {
-            let path = entry.map_err(|error| error.to_string())?.path();
+        for entry in std::fs::read_dir(&topics_dir).map_err(list_error)? {
+            let path = entry.map_err(list_error)?.path();
             let Some(name) = path
                 .file_name()
                 .and_then(|name| name.to_str())
@@ -109,30 +158,8 @@ impl TopicRegistry {
             else {
                 continue;
             };
-            let text = std::fs::read_to_string(&path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-            let record: TopicRecord = toml::from_str(&text)
-                .map_err(|error| format!("corrupt {}: {error}", path.display()))?;
-            let partitions = (0..record.partition_count)
-                .map(|index| {
-                    Partition::open(&config.data_dir, name, index, &record.config, &storage)
-                        .map(Arc::new)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| format!("cannot open topic '{name}': {error}"))?;
-            tracing::info!(
-                topic = name,
-                partitions = record.partition_count,
-                "opened topic"
-            );
-            topics.insert(
-                name.to_owned(),
-                Arc::new(Topic {
-                    name: name.to_owned(),
-                    config: record.config,
-                    partitions,
-                }),
-            );
+            let topic = open_topic(&config.data_dir, name, &path, &storage)?;
+            topics.insert(name.to_owned(), Arc::new(topic));
         }
         Ok(Self {
             config,
@@ -229,7 +256,7 @@ impl TopicRegistry {
                 ),
             ));
         }
-        let config = self.checked_config(&TopicConfig::from_defaults(&self.config), overrides)?;
+        let config = self.checked_config(&self.config.topic_defaults, overrides)?;
         if validate_only {
             return Ok(());
         }
@@ -397,7 +424,7 @@ impl TopicRegistry {
     ) -> Result<TopicConfig, AdminError> {
         let config = base
             .with_overrides(entries)
-            .map_err(|message| AdminError::new(ErrorCode::InvalidConfig, message))?;
+            .map_err(|error| AdminError::new(ErrorCode::InvalidConfig, error.to_string()))?;
         if (config.max_message_bytes as usize).saturating_add(1024) > self.config.frame_bytes_max {
             return Err(AdminError::new(
                 ErrorCode::InvalidConfig,
@@ -450,6 +477,40 @@ impl TopicRegistry {
         write().map_err(|error| io_error("cannot write", &path, &error))?;
         sync_dir(&self.topics_dir())
     }
+}
+
+/// Reads a topic's metadata file at `path` and recovers its partitions.
+fn open_topic(
+    data_dir: &Path,
+    name: &str,
+    path: &Path,
+    storage: &Storage,
+) -> Result<Topic, TopicsOpenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TopicsOpenError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let record: TopicRecord = toml::from_str(&text).map_err(|source| TopicsOpenError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    let partitions = (0..record.partition_count)
+        .map(|index| Partition::open(data_dir, name, index, &record.config, storage).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TopicsOpenError::Partition {
+            topic: name.to_owned(),
+            source,
+        })?;
+    tracing::info!(
+        topic = name,
+        partitions = record.partition_count,
+        "opened topic"
+    );
+    Ok(Topic {
+        name: name.to_owned(),
+        config: record.config,
+        partitions,
+    })
 }
 
 fn unknown_topic(name: &str) -> AdminError {

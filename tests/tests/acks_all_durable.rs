@@ -7,7 +7,7 @@ use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use strata_broker::config::{Config, DurabilityPolicy};
+use strata_broker::config::{Config, DurabilityPolicy, TopicConfig};
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::ErrorCode;
@@ -96,7 +96,10 @@ async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
-        durability: DurabilityPolicy::EveryBatch,
+        topic_defaults: TopicConfig {
+            durability: DurabilityPolicy::EveryBatch,
+            ..TopicConfig::default()
+        },
         ..Config::default()
     };
     let server = Server::start_with(config, storage).await.unwrap();

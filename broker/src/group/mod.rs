@@ -5,6 +5,7 @@
 
 pub mod assignor;
 pub mod engine;
+pub mod open_error;
 pub mod records;
 pub mod service;
 pub mod store;

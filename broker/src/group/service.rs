@@ -21,6 +21,7 @@ use crate::group::engine::{
     CommitOutcome, Committer, Coordinator, GroupConfig, GroupDescription, GroupError, GroupSummary,
     Heartbeat, HeartbeatReply, MemberEpoch, TopicPartition,
 };
+use crate::group::open_error::GroupOpenError;
 use crate::group::records::Record;
 use crate::group::store::OffsetsLog;
 use crate::partition::{PartitionError, Storage, now_ms};
@@ -91,8 +92,8 @@ impl Groups {
     /// Opens the offsets log and rebuilds every group from it.
     ///
     /// # Errors
-    /// A message if the log cannot be opened or holds an unreadable record.
-    pub fn open(config: &Config, storage: &Storage) -> Result<Self, String> {
+    /// [`GroupOpenError`] if the log cannot be opened or holds an unreadable record.
+    pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
         let log = OffsetsLog::open(config, storage)?;
         let group_config = GroupConfig {
             session_timeout: Duration::from_millis(config.group_session_timeout_ms),
@@ -335,7 +336,7 @@ impl Groups {
 }
 
 /// Rebuilds every group by replaying the offsets log.
-fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, String> {
+fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, GroupOpenError> {
     let mut engine = Coordinator::new(config.clone());
     let now = Instant::now();
     for record in log.load()? {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use strata_protocol::batch::{BatchBuilder, Batches};
 
 use crate::config::{Config, TopicConfig};
+use crate::group::open_error::GroupOpenError;
 use crate::group::records::Record;
 use crate::partition::{Partition, PartitionError, Storage, now_ms, partition_dir};
 
@@ -43,7 +44,7 @@ fn log_config(config: &Config) -> TopicConfig {
         retention_bytes: -1,
         segment_bytes: 64 << 20,
         max_message_bytes: BATCH_BYTES_MAX,
-        ..TopicConfig::from_defaults(config)
+        ..config.topic_defaults.clone()
     }
 }
 
@@ -51,23 +52,30 @@ impl OffsetsLog {
     /// Opens (recovering if needed) or creates the partitions.
     ///
     /// # Errors
-    /// A message if a partition cannot be opened, or if the directory holds a different
-    /// number of partitions than `group_offsets_partitions`.
-    pub fn open(config: &Config, storage: &Storage) -> Result<Self, String> {
+    /// [`GroupOpenError`] if a partition cannot be opened, or if the directory holds a
+    /// different number of partitions than `group_offsets_partitions`.
+    pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
         let count = config.group_offsets_partitions;
         let existing = existing_partitions(&config.data_dir);
         if existing != 0 && existing != count {
-            return Err(format!(
-                "{} holds {existing} partitions of {OFFSETS_LOG} but group_offsets_partitions is {count}; it cannot change after the first start (groups would lose their offsets)",
-                config.data_dir.display()
-            ));
+            return Err(GroupOpenError::PartitionCountChanged {
+                data_dir: config.data_dir.clone(),
+                existing,
+                configured: count,
+            });
         }
         let topic_config = log_config(config);
         let partitions = (0..count)
-            .map(|index| {
-                Partition::open(&config.data_dir, OFFSETS_LOG, index, &topic_config, storage)
-                    .map(Arc::new)
-                    .map_err(|error| format!("cannot open {OFFSETS_LOG}-{index}: {error}"))
+            .map(|partition| {
+                Partition::open(
+                    &config.data_dir,
+                    OFFSETS_LOG,
+                    partition,
+                    &topic_config,
+                    storage,
+                )
+                .map(Arc::new)
+                .map_err(|source| GroupOpenError::Open { partition, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { partitions })
@@ -106,52 +114,44 @@ impl OffsetsLog {
     /// Every record, partition by partition, in log order.
     ///
     /// # Errors
-    /// A message naming the partition and offset of an unreadable record.
-    pub fn load(&self) -> Result<Vec<Record>, String> {
+    /// [`GroupOpenError`] naming the partition and offset of an unreadable record.
+    pub fn load(&self) -> Result<Vec<Record>, GroupOpenError> {
         let mut records = Vec::new();
         for partition in &self.partitions {
+            let index = partition.index();
             let mut offset = partition.log_start_offset();
             while offset < partition.high_watermark() {
                 let bytes: Bytes = partition
                     .read(offset, LOAD_READ_BYTES)
-                    .map_err(|error| {
-                        format!(
-                            "cannot read {OFFSETS_LOG}-{} at {offset}: {error}",
-                            partition.index()
-                        )
+                    .map_err(|source| GroupOpenError::Read {
+                        partition: index,
+                        offset,
+                        source,
                     })?
                     .bytes;
                 if bytes.is_empty() {
                     break;
                 }
+                let batch_error = |offset, source| GroupOpenError::Batch {
+                    partition: index,
+                    offset,
+                    source,
+                };
                 for view in Batches::new(&bytes) {
-                    let view = view.map_err(|error| {
-                        format!(
-                            "{OFFSETS_LOG}-{} near offset {offset}: {error}",
-                            partition.index()
-                        )
-                    })?;
+                    let view = view.map_err(|source| batch_error(offset, source))?;
                     for record in view.records() {
-                        let record = record.map_err(|error| {
-                            format!(
-                                "{OFFSETS_LOG}-{} near offset {offset}: {error}",
-                                partition.index()
-                            )
-                        })?;
+                        let record = record.map_err(|source| batch_error(offset, source))?;
                         offset = record.offset + 1;
-                        let key = record.key.ok_or_else(|| {
-                            format!(
-                                "{OFFSETS_LOG}-{} offset {}: a record without a key",
-                                partition.index(),
-                                record.offset
-                            )
+                        let key = record.key.ok_or(GroupOpenError::MissingKey {
+                            partition: index,
+                            offset: record.offset,
                         })?;
-                        records.push(Record::decode(key, record.value).map_err(|error| {
-                            format!(
-                                "{OFFSETS_LOG}-{} offset {}: {error}",
-                                partition.index(),
-                                record.offset
-                            )
+                        records.push(Record::decode(key, record.value).map_err(|source| {
+                            GroupOpenError::Record {
+                                partition: index,
+                                offset: record.offset,
+                                source,
+                            }
                         })?);
                     }
                 }

@@ -1,0 +1,174 @@
+//! The data directory as a whole: created on first start, locked for as long as one
+//! broker uses it, and named by a cluster id written once.
+//!
+//! The lock is an advisory `flock` on `<data_dir>/.lock`. Two brokers recovering and
+//! appending to the same logs would corrupt them, so the second one must not start. The
+//! kernel drops the lock when its holder exits, even by `kill -9`, so a crash never leaves
+//! a stale lock behind the way a pid file would.
+
+use std::fs::{File, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const LOCK_FILE: &str = ".lock";
+const CLUSTER_ID_FILE: &str = "cluster_id";
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// The directory could not be created.
+    #[error("cannot create data_dir {path}: {source}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another process holds the lock: most likely a broker already running on it.
+    #[error(
+        "data_dir {data_dir} is in use: another process (most likely a running strata-broker) holds the lock on {path}"
+    )]
+    Locked {
+        /// The directory.
+        data_dir: PathBuf,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The cluster id could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadClusterId {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cluster id could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteClusterId {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The exclusive lock on a data directory. Thread-safe. Held until [`release`] or drop.
+///
+/// [`release`]: Self::release
+#[derive(Debug)]
+pub struct DataDirLock {
+    file: Mutex<Option<File>>,
+}
+
+impl DataDirLock {
+    /// Creates `data_dir` if needed and locks it.
+    ///
+    /// # Errors
+    /// [`DataDirError::Locked`] if another process holds the lock; another
+    /// [`DataDirError`] if the directory or the lock file cannot be created.
+    pub fn acquire(data_dir: &Path) -> Result<Self, DataDirError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DataDirError::Create {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(LOCK_FILE);
+        let lock_error = |source| DataDirError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_error)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self {
+                file: Mutex::new(Some(file)),
+            }),
+            Err(TryLockError::WouldBlock) => Err(DataDirError::Locked {
+                data_dir: data_dir.to_owned(),
+                path,
+            }),
+            Err(TryLockError::Error(source)) => Err(lock_error(source)),
+        }
+    }
+
+    /// Unlocks the directory, so another broker (or this process, restarting) may open
+    /// it. Call it once every log is closed: whatever still holds the broker after that
+    /// (a connection past the shutdown grace) can no longer write.
+    pub fn release(&self) {
+        // Closing the file drops the `flock`.
+        drop(
+            self.file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+/// The cluster id stored in `data_dir`, or a new one written there (fsync'd with its
+/// directory) on first start.
+///
+/// # Errors
+/// [`DataDirError::ReadClusterId`] or [`DataDirError::WriteClusterId`].
+pub fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, DataDirError> {
+    let path = data_dir.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) => return Ok(id.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(DataDirError::ReadClusterId { path, source }),
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let id = format!("strata-{:016x}{:08x}", nanos as u64, std::process::id());
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&path)?;
+        file.write_all(id.as_bytes())?;
+        file.sync_all()?;
+        File::open(data_dir)?.sync_all()
+    };
+    write().map_err(|source| DataDirError::WriteClusterId {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_data_dir_refuses_a_second_lock_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let first = DataDirLock::acquire(&data_dir).unwrap();
+        assert!(matches!(
+            DataDirLock::acquire(&data_dir),
+            Err(DataDirError::Locked { .. })
+        ));
+        first.release();
+        DataDirLock::acquire(&data_dir).unwrap();
+    }
+
+    #[test]
+    fn the_cluster_id_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = load_or_create_cluster_id(dir.path()).unwrap();
+        assert!(id.starts_with("strata-"), "{id}");
+        assert_eq!(load_or_create_cluster_id(dir.path()).unwrap(), id);
+    }
+}

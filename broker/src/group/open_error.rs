@@ -1,0 +1,73 @@
+//! Why the group coordinator could not start: its offsets log did not open, or a record
+//! in it could not be read back. Either stops the broker, because serving groups from a
+//! partial replay would hand out partitions and offsets the log contradicts.
+
+use std::path::PathBuf;
+
+use strata_protocol::{BatchError, DecodeError};
+
+use crate::group::store::OFFSETS_LOG;
+use crate::partition::PartitionError;
+
+/// Why the offsets log could not be opened or replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupOpenError {
+    /// `group_offsets_partitions` differs from the partitions already on disk.
+    #[error(
+        "{data_dir} holds {existing} partitions of {OFFSETS_LOG} but group_offsets_partitions is {configured}; it cannot change after the first start (groups would lose their offsets)"
+    )]
+    PartitionCountChanged {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Partitions on disk.
+        existing: u32,
+        /// `group_offsets_partitions`.
+        configured: u32,
+    },
+    /// A partition's log could not be opened or recovered.
+    #[error("cannot open {OFFSETS_LOG}-{partition}: {source}")]
+    Open {
+        /// The partition.
+        partition: u32,
+        /// Why.
+        source: PartitionError,
+    },
+    /// A partition could not be read.
+    #[error("cannot read {OFFSETS_LOG}-{partition} at {offset}: {source}")]
+    Read {
+        /// The partition.
+        partition: u32,
+        /// Where the read started.
+        offset: u64,
+        /// Why.
+        source: PartitionError,
+    },
+    /// A batch or record failed its checks.
+    #[error("{OFFSETS_LOG}-{partition} near offset {offset}: {source}")]
+    Batch {
+        /// The partition.
+        partition: u32,
+        /// The offset reading had reached.
+        offset: u64,
+        /// Why.
+        source: BatchError,
+    },
+    /// A record has no key, so it names no group.
+    #[error("{OFFSETS_LOG}-{partition} offset {offset}: a record without a key")]
+    MissingKey {
+        /// The partition.
+        partition: u32,
+        /// The record's offset.
+        offset: u64,
+    },
+    /// A record's key or value is not a group record.
+    #[error("{OFFSETS_LOG}-{partition} offset {offset}: {source}")]
+    Record {
+        /// The partition.
+        partition: u32,
+        /// The record's offset.
+        offset: u64,
+        /// Why.
+        source: DecodeError,
+    },
+}
