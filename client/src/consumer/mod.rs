@@ -437,15 +437,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_poll_dropped_at_its_first_pending_loses_no_record() {
-        // A broker that accepts connections and never answers: every lookup hangs.
-        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = hung.local_addr().unwrap().to_string();
-        let _accepted = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = hung.accept().await {
-                held.push(socket);
-            }
-        });
+        // Every lookup hangs.
+        let address = crate::test_support::hung_broker().await;
         let mut consumer = Consumer::new(ConsumerConfig::new(&address)).unwrap();
         let (fetched, unpositioned) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
         consumer.assign(&[fetched.clone(), unpositioned]);
