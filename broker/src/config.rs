@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strata_protocol::limits::message_fits_frame;
 use strata_protocol::messages::ConfigEntry;
 use strata_storage::SEGMENT_BYTES_MAX_LIMIT;
 
@@ -316,7 +317,7 @@ impl Config {
             });
         }
         let max_message_bytes = self.topic_defaults.max_message_bytes;
-        if (max_message_bytes as usize).saturating_add(1024) > self.frame_bytes_max {
+        if !message_fits_frame(max_message_bytes, self.frame_bytes_max) {
             return Err(ConfigError::MessageBytesNearFrame {
                 max_message_bytes,
                 frame_bytes_max: self.frame_bytes_max,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::ErrorCode;
-use strata_protocol::limits::{TopicNameError, check_topic_name};
+use strata_protocol::limits::{TopicNameError, check_topic_name, message_fits_frame};
 
 use crate::config::{Config, TopicConfig};
 use crate::partition::{Partition, PartitionError, Storage};
@@ -425,7 +425,7 @@ impl TopicRegistry {
         let config = base
             .with_overrides(entries)
             .map_err(|error| AdminError::new(ErrorCode::InvalidConfig, error.to_string()))?;
-        if (config.max_message_bytes as usize).saturating_add(1024) > self.config.frame_bytes_max {
+        if !message_fits_frame(config.max_message_bytes, self.config.frame_bytes_max) {
             return Err(AdminError::new(
                 ErrorCode::InvalidConfig,
                 format!(

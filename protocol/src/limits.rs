@@ -37,9 +37,21 @@ pub const MESSAGE_BYTES_MAX_DEFAULT: u32 = 1 << 20;
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
 const _: () = assert!(CLIENT_FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT < CLIENT_FRAME_BYTES_MAX_DEFAULT);
-// The broker keeps `max_message_bytes` at least 1 KiB below `frame_bytes_max`, room for
-// the rest of a produce request; its defaults must pass its own check.
-const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT as usize + 1024 <= FRAME_BYTES_MAX_DEFAULT);
+/// Room a frame keeps beside its largest batch for the rest of a produce request: the
+/// broker refuses a `max_message_bytes` closer than this to its `frame_bytes_max`.
+pub const PRODUCE_OVERHEAD_BYTES_MAX: usize = 1024;
+
+/// Whether a batch of `max_message_bytes` still fits a produce request in a frame of
+/// `frame_bytes_max`, with [`PRODUCE_OVERHEAD_BYTES_MAX`] to spare.
+pub const fn message_fits_frame(max_message_bytes: u32, frame_bytes_max: usize) -> bool {
+    (max_message_bytes as usize).saturating_add(PRODUCE_OVERHEAD_BYTES_MAX) <= frame_bytes_max
+}
+
+// The broker's defaults must pass its own check.
+const _: () = assert!(message_fits_frame(
+    MESSAGE_BYTES_MAX_DEFAULT,
+    FRAME_BYTES_MAX_DEFAULT
+));
 
 /// Why a topic name is refused. The messages are the ones the broker sends back with
 /// `InvalidTopic`.
