@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::messages::ConfigEntry;
-use strata_storage::SEGMENT_BYTES_MAX_LIMIT;
+use strata_storage::SEGMENT_BYTES_MAX;
 
 /// How a partition's writes reach stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,9 +374,9 @@ impl TopicConfig {
                 "retention_ms and retention_bytes must be -1 (unlimited) or non-negative".into(),
             );
         }
-        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX_LIMIT).contains(&self.segment_bytes) {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return Err(format!(
-                "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX_LIMIT}"
+                "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"
             ));
         }
         if self.segment_ms == 0 || self.flush_interval_ms == 0 {

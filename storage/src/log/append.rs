@@ -116,10 +116,10 @@ impl LogInner {
         header: &BatchHeader,
     ) -> Result<AppendInfo> {
         let length = header.total_len();
-        if length as u64 > self.config().segment_bytes_max {
+        if length as u64 > self.config().segment_bytes {
             return Err(StorageError::BatchTooLarge {
                 batch_bytes: length,
-                segment_bytes_max: self.config().segment_bytes_max,
+                segment_bytes: self.config().segment_bytes,
             });
         }
         let active = self.active_for(state, header)?;
@@ -158,7 +158,7 @@ impl LogInner {
             return Ok(active);
         }
         let full =
-            active.committed_bytes() + header.total_len() as u64 > self.config().segment_bytes_max;
+            active.committed_bytes() + header.total_len() as u64 > self.config().segment_bytes;
         let old = state.active_since_ms.is_some_and(|since| {
             let age = self.io.now_ms().saturating_sub(since);
             u64::try_from(age).is_ok_and(|age| age >= self.config().segment_ms_max)

@@ -281,7 +281,7 @@ pub fn batch(records: usize, value_bytes: usize, timestamp: i64, seed: u64) -> B
 /// A config with small segments and a dense index, so tests roll and index a lot.
 pub fn small_config(durability: Durability) -> LogConfig {
     LogConfig {
-        segment_bytes_max: 4096,
+        segment_bytes: 4096,
         index_interval_bytes: 256,
         retention_ms: None,
         retention_bytes: None,
