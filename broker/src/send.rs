@@ -74,7 +74,7 @@ async fn send_range(socket: &mut OwnedWriteHalf, range: &FileRange) -> io::Resul
         let result = stream.try_io(Interest::WRITABLE, || {
             sendfile(
                 stream.as_raw_fd(),
-                range.file().as_raw_fd(),
+                range.as_raw_fd(),
                 offset,
                 length - sent,
             )

@@ -9,22 +9,21 @@
 //! kept prefix is copied to a new file renamed over the old name, and the old inode lives
 //! on for as long as its mappings do.
 
-use std::fs::File;
 use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memmap2::{Mmap, MmapOptions};
 use strata_protocol::batch::{BatchHeader, BatchView};
 
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{
-    Io, IoFile, WRITE_BACK_STEP_BYTES, remove_if_exists, sync_parent, with_suffix,
-    write_all_vectored, write_file_atomically,
+    Io, IoFile, Mmap, WRITE_BACK_STEP_BYTES, remove_if_exists, replace_with_new_file, sync_parent,
+    with_suffix, write_all_vectored, write_file_atomically,
 };
 use crate::scan::{Check, scan};
 use crate::unmap::Mapping;
@@ -52,22 +51,18 @@ const MAP_BYTES_MIN: u64 = 64 << 20;
 const VIEWS_PRUNE_MIN: usize = 16;
 
 /// Maps the first `length` bytes of `file`; `None` for an empty range (mmap rejects it).
-/// The range may extend past the end of the file (see the module docs).
+/// The range may extend past the end of the file (see the module docs): only bytes
+/// within the file's length are touched through it, because the callers here read a
+/// file whose length they know and segments hand out `View`s of committed bytes only.
 ///
 /// # Errors
 /// The `mmap` error, with `path`.
-pub fn map_file(file: &File, length: u64, path: &Path) -> Result<Option<Mmap>> {
+pub fn map_file(file: &dyn IoFile, length: u64, path: &Path) -> Result<Option<Mmap>> {
     if length == 0 {
         return Ok(None);
     }
     let length = usize::try_from(length).map_err(|_| StorageError::corrupt(path, "too large"))?;
-    // SAFETY: the mapping is read-only. Only bytes within the file's length are touched
-    // through it: the callers here read a file whose length they know, and segments hand
-    // out `View`s of committed bytes only. This crate never shrinks a file below a live
-    // view (see the module docs) and other processes are kept out by the directory lock,
-    // so no access through it can fault.
-    let map = unsafe { MmapOptions::new().len(length).map(file) };
-    map.map(Some).map_err(StorageError::at(path))
+    file.map(length).map(Some).map_err(StorageError::at(path))
 }
 
 /// The bytes of a segment committed when the view was taken, through a shared mapping
@@ -114,12 +109,20 @@ pub struct FileRange {
     len: usize,
 }
 
-impl FileRange {
-    /// The segment file, open for reading.
-    pub fn file(&self) -> &File {
-        self.view.0.file.file()
+impl AsFd for FileRange {
+    /// The segment file, to `sendfile` from.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.view.0.file.as_fd()
     }
+}
 
+impl AsRawFd for FileRange {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl FileRange {
     /// Where the range starts in the file.
     pub fn position(&self) -> u64 {
         self.position as u64
@@ -164,7 +167,7 @@ impl MapSlot {
                     Some(_) => committed.max(MAP_BYTES_MIN).next_power_of_two(),
                     None => committed,
                 };
-                let map = map_file(file.file(), length, path)?.expect("length is not 0");
+                let map = map_file(file.as_ref(), length, path)?.expect("length is not 0");
                 let map = Arc::new(Mapping::new(map));
                 self.current = Some(Arc::clone(&map));
                 map
@@ -278,7 +281,7 @@ impl Segment {
         let segment = Self::create_unsynced(io, dir, base_offset, interval_bytes)?;
         if let Err(error) = sync_parent(io, &segment.log_path) {
             // Leave no file behind that a retry (or recovery) would trip over.
-            let _ = std::fs::remove_file(&segment.log_path);
+            let _ = io.remove_file(&segment.log_path);
             return Err(error);
         }
         Ok(segment)
@@ -627,10 +630,10 @@ impl Segment {
     ///
     /// # Errors
     /// An I/O error other than "not found".
-    pub fn remove_files(&self) -> Result<()> {
-        remove_if_exists(&self.log_path)?;
-        remove_if_exists(&index_path(&self.dir, self.base_offset))?;
-        remove_if_exists(&time_index_path(&self.dir, self.base_offset))
+    pub fn remove_files(&self, io: &dyn Io) -> Result<()> {
+        remove_if_exists(io, &self.log_path)?;
+        remove_if_exists(io, &index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(io, &time_index_path(&self.dir, self.base_offset))
     }
 
     /// Indexes of the batches in the first `position` bytes, and the offset after them.
@@ -671,8 +674,8 @@ impl Segment {
         interval_bytes: u32,
     ) -> Result<Arc<Self>> {
         let (index, next_offset) = self.prefix_index(position, interval_bytes)?;
-        remove_if_exists(&index_path(&self.dir, self.base_offset))?;
-        remove_if_exists(&time_index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(io, &index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(io, &time_index_path(&self.dir, self.base_offset))?;
         // Taken first: waiting for a write-back step under the slot lock would hold up
         // every reader. Under it, no step raises the watermark past the cut.
         let write_back = self.lock_write_back();
@@ -684,7 +687,7 @@ impl Segment {
         if slot.live_beyond(position) {
             // A reader still holds bytes past the cut: shrinking this inode would turn them
             // into SIGBUS. Write the prefix to a new file instead; the old inode lives on.
-            let map = map_file(self.file.file(), position, &self.log_path)?;
+            let map = map_file(self.file.as_ref(), position, &self.log_path)?;
             drop(slot);
             let kept: &[u8] = map.as_deref().map_or(&[], |map| map);
             let file = copy_to_new_file(io, &self.log_path, kept)?;
@@ -719,32 +722,14 @@ impl Segment {
 /// The first failing step.
 pub fn copy_to_new_file(io: &dyn Io, path: &Path, data: &[u8]) -> Result<Arc<dyn IoFile>> {
     let temporary = with_suffix(path, ".truncating");
-    remove_if_exists(&temporary)?;
-    let file = io
-        .create(&temporary)
-        .map_err(StorageError::at(&temporary))?;
-    write_all_vectored(file.as_ref(), &mut [IoSlice::new(data)])
-        .map_err(StorageError::at(&temporary))?;
-    file.sync_data().map_err(StorageError::at(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(StorageError::at(path))?;
+    let file = replace_with_new_file(io, &temporary, path, data)?;
     sync_parent(io, path)?;
     Ok(file)
 }
 
-/// Reads a whole small file (an index), `None` if it does not exist.
-///
-/// # Errors
-/// An I/O error other than "not found".
-pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(StorageError::io(path, error)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write;
 
     use super::*;
@@ -774,11 +759,11 @@ mod tests {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(std::io::Error::from_raw_os_error(libc::EIO));
             }
-            write_back_range(&self.file, offset, len)
+            write_back_range(self.file.as_fd(), offset, len)
         }
 
-        fn file(&self) -> &File {
-            &self.file
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.file.as_fd()
         }
     }
 

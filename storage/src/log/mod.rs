@@ -14,8 +14,6 @@ mod producers;
 mod retention;
 mod truncation;
 
-use std::fs::{self, File};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
@@ -27,7 +25,7 @@ use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::flusher::{Flushable, Flusher};
-use crate::io::{Io, sync_parent};
+use crate::io::{DirLock, Io, sync_parent};
 use crate::producer::ProducerStates;
 use crate::recovery;
 use crate::segment::{FileRange, Segment};
@@ -138,7 +136,7 @@ pub struct Log {
     inner: Arc<LogInner>,
     opened_clean: bool,
     /// Holds the `flock` on `<dir>/.lock` until the log is closed, deleted or dropped.
-    lock_file: Mutex<Option<File>>,
+    lock_file: Mutex<Option<DirLock>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -157,27 +155,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Takes an exclusive, non-blocking `flock` on `<dir>/.lock`.
-fn lock_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(".lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(StorageError::at(&path))?;
-    // SAFETY: `flock` only reads the descriptor, which `file` keeps open for the call.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if locked != 0 {
-        let error = std::io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(StorageError::Locked {
+/// Takes the directory's exclusive lock, without waiting.
+fn lock_dir(io: &dyn Io, dir: &Path) -> Result<DirLock> {
+    io.lock_dir(dir).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            StorageError::Locked {
                 dir: dir.to_owned(),
-            });
+            }
+        } else {
+            StorageError::io(dir, error)
         }
-        return Err(StorageError::io(&path, error));
-    }
-    Ok(file)
+    })
 }
 
 impl Log {
@@ -197,11 +185,10 @@ impl Log {
     ) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_owned();
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(StorageError::at(&dir))?;
+        if io.create_dir_all(&dir).map_err(StorageError::at(&dir))? {
             sync_parent(io.as_ref(), &dir)?;
         }
-        let lock_file = lock_dir(&dir)?;
+        let lock_file = lock_dir(io.as_ref(), &dir)?;
         let recovered = recovery::recover(io.as_ref(), &dir, &config)?;
         let opened_clean = recovered.clean;
         let segments = recovered.segments;
@@ -392,7 +379,7 @@ impl Log {
         }
         self.release();
         let dir = self.inner.dir.clone();
-        match fs::remove_dir_all(&dir) {
+        match self.inner.io.remove_dir_all(&dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                 return Err(StorageError::io(&dir, error));
             }

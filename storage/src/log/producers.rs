@@ -1,8 +1,6 @@
 //! Idempotent producer state of a log: rebuilt from the newest snapshot plus the batches
 //! after it, and the snapshot files themselves.
 
-use std::fs;
-
 use super::{AppendState, LogInner};
 use crate::error::{Result, StorageError};
 use crate::io::{remove_if_exists, write_file_atomically};
@@ -19,12 +17,15 @@ impl LogInner {
         let start = segments.first().map_or(0, |segment| segment.base_offset());
         self.remove_snapshots(|offset| offset > end)?;
         let mut loaded = None;
-        for offset in producer::list_snapshots(&self.dir)?.into_iter().rev() {
+        for offset in producer::list_snapshots(self.io.as_ref(), &self.dir)?
+            .into_iter()
+            .rev()
+        {
             if offset < start {
                 break;
             }
             let path = producer::snapshot_path(&self.dir, offset);
-            let bytes = fs::read(&path).map_err(StorageError::at(&path))?;
+            let bytes = self.io.read(&path).map_err(StorageError::at(&path))?;
             if let Some((states, at)) = ProducerStates::decode(&bytes)
                 && at == offset
             {
@@ -75,9 +76,12 @@ impl LogInner {
 
     /// Deletes the snapshot files whose offset matches `doomed`.
     pub(super) fn remove_snapshots(&self, doomed: impl Fn(u64) -> bool) -> Result<()> {
-        for offset in producer::list_snapshots(&self.dir)? {
+        for offset in producer::list_snapshots(self.io.as_ref(), &self.dir)? {
             if doomed(offset) {
-                remove_if_exists(&producer::snapshot_path(&self.dir, offset))?;
+                remove_if_exists(
+                    self.io.as_ref(),
+                    &producer::snapshot_path(&self.dir, offset),
+                )?;
             }
         }
         Ok(())

@@ -37,7 +37,7 @@ impl Log {
             .retain(|segment| !removed.iter().any(|gone| Arc::ptr_eq(gone, segment)));
         drop(state);
         for segment in removed {
-            segment.remove_files()?;
+            segment.remove_files(self.inner.io.as_ref())?;
         }
         self.inner
             .remove_snapshots(|offset| offset < outcome.log_start_offset)?;

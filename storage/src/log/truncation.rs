@@ -128,7 +128,7 @@ impl LogInner {
             *durable = (*durable).min(offset);
         }
         for segment in removed {
-            segment.remove_files()?;
+            segment.remove_files(self.io.as_ref())?;
         }
         self.sync_dir()
     }
@@ -148,13 +148,13 @@ impl LogInner {
             .iter()
             .partition(|segment| segment.base_offset() < start_offset);
         for segment in at_or_above.iter().rev() {
-            segment.remove_files()?;
+            segment.remove_files(self.io.as_ref())?;
         }
         self.sync_dir()?;
         let interval = self.config().index_interval_bytes;
         let fresh = Segment::create(self.io.as_ref(), &self.dir, start_offset, interval)?;
         for segment in &below {
-            segment.remove_files()?;
+            segment.remove_files(self.io.as_ref())?;
         }
         self.sync_dir()?;
         self.replace_segments(vec![Arc::new(fresh)]);

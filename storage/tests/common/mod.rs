@@ -1,8 +1,8 @@
 //! Shared test helpers: a fault-injecting [`Io`], batch builders, seeds.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{self, IoSlice};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -215,8 +215,8 @@ impl IoFile for FaultyFile {
         Ok(())
     }
 
-    fn file(&self) -> &File {
-        self.inner.file()
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }
 
