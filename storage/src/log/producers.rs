@@ -10,12 +10,15 @@ use crate::segment::Locate;
 impl LogInner {
     /// The producer state at `end` (a batch boundary): the newest readable snapshot at or
     /// below `end` and not below the log start, plus the batches after it; the whole log
-    /// if there is none. Snapshots above `end` describe batches that are gone and are
-    /// deleted.
+    /// if there is none. Snapshots above `end` describe batches that are gone: they are
+    /// deleted, durably before new batches can take their offsets, or a power loss would
+    /// bring one back inside them.
     pub(super) fn rebuild_producers(&self, end: u64) -> Result<ProducerStates> {
         let segments = self.segments();
         let start = segments.first().map_or(0, |segment| segment.base_offset());
-        self.remove_snapshots(|offset| offset > end)?;
+        if self.remove_snapshots(|offset| offset > end)? {
+            self.sync_dir()?;
+        }
         let mut loaded = None;
         for offset in producer::list_snapshots(self.io.as_ref(), &self.dir)?
             .into_iter()
@@ -74,17 +77,18 @@ impl LogInner {
         Ok(())
     }
 
-    /// Deletes the snapshot files whose offset matches `doomed`.
-    pub(super) fn remove_snapshots(&self, doomed: impl Fn(u64) -> bool) -> Result<()> {
+    /// Deletes the snapshot files whose offset matches `doomed`; whether there were any.
+    /// Durable once the caller fsyncs the directory.
+    pub(super) fn remove_snapshots(&self, doomed: impl Fn(u64) -> bool) -> Result<bool> {
+        let mut removed = false;
         for offset in producer::list_snapshots(self.io.as_ref(), &self.dir)? {
             if doomed(offset) {
-                remove_if_exists(
-                    self.io.as_ref(),
-                    &producer::snapshot_path(&self.dir, offset),
-                )?;
+                let path = producer::snapshot_path(&self.dir, offset);
+                remove_if_exists(self.io.as_ref(), &path)?;
+                removed = true;
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     pub(super) fn write_snapshots(&self, snapshots: &[(u64, Vec<u8>)]) -> Result<()> {

@@ -135,8 +135,9 @@ impl LogInner {
 
     /// The body of `truncate_fully`. The order keeps every crash state recoverable to a
     /// contiguous log: first unlink segments at or above `start_offset` (newest first, so
-    /// a prefix remains), then create the new segment (recovery drops it while older
-    /// segments remain, because of the gap), then unlink the rest oldest first.
+    /// a prefix remains) and the snapshots there, then create the new segment (recovery
+    /// drops it while older segments remain, because of the gap), then unlink the rest
+    /// oldest first.
     fn restart_at(
         &self,
         maintenance: &mut Maintenance,
@@ -150,6 +151,8 @@ impl LogInner {
         for segment in at_or_above.iter().rev() {
             segment.remove_files(self.io.as_ref())?;
         }
+        // A snapshot at or above the new start would describe the new segment's batches.
+        self.remove_snapshots(|offset| offset >= start_offset)?;
         self.sync_dir()?;
         let interval = self.config().index_interval_bytes;
         let fresh = Segment::create(self.io.as_ref(), &self.dir, start_offset, interval)?;
