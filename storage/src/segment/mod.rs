@@ -9,11 +9,12 @@
 //! kept prefix is copied to a new file renamed over the old name, and the old inode lives
 //! on for as long as its mappings do.
 
+mod view;
+
 use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,11 +23,13 @@ use strata_protocol::batch::{BatchHeader, BatchView};
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{
-    Io, IoFile, Mmap, WRITE_BACK_STEP_BYTES, remove_if_exists, replace_with_new_file, sync_parent,
+    Io, IoFile, WRITE_BACK_STEP_BYTES, remove_if_exists, replace_with_new_file, sync_parent,
     with_suffix, write_all_vectored, write_file_atomically,
 };
 use crate::scan::{Check, scan};
-use crate::unmap::Mapping;
+
+pub use self::view::{FileRange, View, map_file};
+use self::view::{MapSlot, SharedMap};
 
 /// `<dir>/<20-digit base offset>.log`
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
@@ -41,158 +44,6 @@ pub fn index_path(dir: &Path, base_offset: u64) -> PathBuf {
 /// `<dir>/<20-digit base offset>.timeindex`
 pub fn time_index_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
-}
-
-/// A segment that outgrew its mapping is mapped again at least this long, and at a power
-/// of two: one that grows to 1 GiB is mapped 6 times (its first length, then 64, 128, 256,
-/// 512 MiB and 1 GiB), not once per append.
-const MAP_BYTES_MIN: u64 = 64 << 20;
-/// [`MapSlot`] forgets dropped views once it tracks at least this many.
-const VIEWS_PRUNE_MIN: usize = 16;
-
-/// Maps the first `length` bytes of `file`; `None` for an empty range (mmap rejects it).
-/// The range may extend past the end of the file (see the module docs): only bytes
-/// within the file's length are touched through it, because the callers here read a
-/// file whose length they know and segments hand out `View`s of committed bytes only.
-///
-/// # Errors
-/// The `mmap` error, with `path`.
-pub fn map_file(file: &dyn IoFile, length: u64, path: &Path) -> Result<Option<Mmap>> {
-    if length == 0 {
-        return Ok(None);
-    }
-    let length = usize::try_from(length).map_err(|_| StorageError::corrupt(path, "too large"))?;
-    file.map(length).map(Some).map_err(StorageError::at(path))
-}
-
-/// The bytes of a segment committed when the view was taken, through a shared mapping
-/// that may extend past them and past the end of the file. Dereferences to those bytes
-/// only. Clones share one entry in the segment's list of live views.
-#[derive(Debug, Clone)]
-pub struct View(Arc<ViewOf>);
-
-#[derive(Debug)]
-struct ViewOf {
-    map: Arc<Mapping>,
-    /// The file the mapping maps, kept open for [`FileRange::file`].
-    file: Arc<dyn IoFile>,
-    len: usize,
-}
-
-impl std::ops::Deref for View {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.0.map[..self.0.len]
-    }
-}
-
-/// Owner of a view inside a `Bytes`: the mapping lives until the last `Bytes` drops.
-#[derive(Debug)]
-struct SharedMap(View);
-
-impl AsRef<[u8]> for SharedMap {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Where a read's bytes lie in their segment file, so a broker can send them with
-/// `sendfile` instead of copying them out of the mapping. While it lives, bytes
-/// `position..position + len` of [`FileRange::file`] are [`FileRange::bytes`]: appends
-/// never rewrite written bytes, and the view it holds keeps any truncation from shrinking
-/// this inode below them (see the module docs).
-#[derive(Debug, Clone)]
-pub struct FileRange {
-    view: View,
-    position: usize,
-    len: usize,
-}
-
-impl AsFd for FileRange {
-    /// The segment file, to `sendfile` from.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.view.0.file.as_fd()
-    }
-}
-
-impl AsRawFd for FileRange {
-    fn as_raw_fd(&self) -> RawFd {
-        self.as_fd().as_raw_fd()
-    }
-}
-
-impl FileRange {
-    /// Where the range starts in the file.
-    pub fn position(&self) -> u64 {
-        self.position as u64
-    }
-
-    /// The range's bytes through the mapping: the very memory the read's `Bytes` points
-    /// at, so `std::ptr::eq` tells whether a `Bytes` is this range.
-    pub fn bytes(&self) -> &[u8] {
-        &self.view[self.position..self.position + self.len]
-    }
-}
-
-/// The current mapping, and every view handed out that may still be alive (a `Bytes` in
-/// a socket queue can hold one, and its mapping, long after a remap).
-#[derive(Debug, Default)]
-struct MapSlot {
-    current: Option<Arc<Mapping>>,
-    views: Vec<Weak<ViewOf>>,
-    /// `views` drops its dead entries when it reaches this length.
-    prune_at: usize,
-}
-
-impl MapSlot {
-    /// A view of the first `committed` bytes, through the current mapping if it is long
-    /// enough. A first mapping is exact; a segment that outgrew its mapping is growing, so
-    /// the next one has room to grow.
-    fn view(
-        &mut self,
-        file: &Arc<dyn IoFile>,
-        committed: u64,
-        path: &Path,
-    ) -> Result<Option<View>> {
-        if committed == 0 {
-            return Ok(None);
-        }
-        let len =
-            usize::try_from(committed).map_err(|_| StorageError::corrupt(path, "too large"))?;
-        let map = match &self.current {
-            Some(map) if map.len() >= len => Arc::clone(map),
-            current => {
-                let length = match current {
-                    Some(_) => committed.max(MAP_BYTES_MIN).next_power_of_two(),
-                    None => committed,
-                };
-                let map = map_file(file.as_ref(), length, path)?.expect("length is not 0");
-                let map = Arc::new(Mapping::new(map));
-                self.current = Some(Arc::clone(&map));
-                map
-            }
-        };
-        let view = View(Arc::new(ViewOf {
-            map,
-            file: Arc::clone(file),
-            len,
-        }));
-        if self.views.len() >= self.prune_at {
-            self.views.retain(|view| view.strong_count() > 0);
-            self.prune_at = (2 * self.views.len()).max(VIEWS_PRUNE_MIN);
-        }
-        self.views.push(Arc::downgrade(&view.0));
-        Ok(Some(view))
-    }
-
-    /// Whether some live view reaches bytes at or after `position`.
-    fn live_beyond(&self, position: u64) -> bool {
-        self.views
-            .iter()
-            .filter_map(Weak::upgrade)
-            .any(|view| view.len as u64 > position)
-    }
 }
 
 /// Whole batches read from one segment.
@@ -731,6 +582,7 @@ pub fn copy_to_new_file(io: &dyn Io, path: &Path, data: &[u8]) -> Result<Arc<dyn
 mod tests {
     use std::fs::File;
     use std::io::Write;
+    use std::os::fd::{AsFd, BorrowedFd};
 
     use super::*;
     use crate::io::write_back_range;
