@@ -158,7 +158,7 @@ impl Flusher {
     /// whose work happens only here.
     ///
     /// # Panics
-    /// If the logs keep asking for work after [`RUN_PENDING_ROUNDS_MAX`] rounds.
+    /// If the logs keep asking for work after `RUN_PENDING_ROUNDS_MAX` rounds.
     pub fn run_pending(&self) {
         let shared = &self.handle.shared;
         for _ in 0..RUN_PENDING_ROUNDS_MAX {

@@ -12,6 +12,7 @@ use crate::config::Durability;
 use crate::error::{Result, StorageError};
 use crate::producer::Verdict;
 use crate::segment::Segment;
+
 fn invalid(offset: u64, source: BatchError) -> StorageError {
     StorageError::InvalidBatch { offset, source }
 }

@@ -13,6 +13,7 @@ use crate::flusher::Flushable;
 use crate::io::write_file_atomically;
 use crate::producer;
 use crate::segment::Segment;
+
 impl Log {
     /// Registers `callback`, called with the new durable offset and the time the flush's
     /// fsyncs took, each time the durable offset advances, on the thread that ran the
@@ -36,7 +37,7 @@ impl Log {
     /// advance the durable offset.
     ///
     /// # Errors
-    /// [`StorageError::Poisoned`] if the log is or becomes poisoned while waiting.
+    /// [`StorageError::Poisoned`](crate::StorageError::Poisoned) if the log is or becomes poisoned while waiting.
     /// A closed log's data is durable up to its end.
     pub fn wait_durable(&self, offset: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
@@ -63,18 +64,18 @@ impl Log {
     /// offset. Blocks; never call it on an async runtime thread.
     ///
     /// # Errors
-    /// [`StorageError::Poisoned`], or the fsync error (which poisons the log).
+    /// [`StorageError::Poisoned`](crate::StorageError::Poisoned), or the fsync error (which poisons the log).
     pub fn sync(&self) -> Result<u64> {
         self.inner.flush(true)
     }
 
     /// Clean shutdown: fsyncs all data, writes every index file, the recovery point and
     /// the clean shutdown marker, so the next open reads no data bytes. Afterwards writes
-    /// fail with [`StorageError::Closed`], reads of what is there still work, and the
+    /// fail with [`StorageError::Closed`](crate::StorageError::Closed), reads of what is there still work, and the
     /// directory lock is released. Closing a closed log does nothing.
     ///
     /// # Errors
-    /// [`StorageError::Poisoned`] (no marker is written; the next open recovers), or an
+    /// [`StorageError::Poisoned`](crate::StorageError::Poisoned) (no marker is written; the next open recovers), or an
     /// I/O error. Either way the log is closed.
     pub fn close(&self) -> Result<()> {
         let inner = &self.inner;

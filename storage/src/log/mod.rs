@@ -31,6 +31,7 @@ use crate::recovery;
 use crate::segment::{FileRange, Segment};
 
 use self::durability::flush_interval;
+
 /// What an append stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -171,7 +172,8 @@ fn lock_dir(io: &dyn Io, dir: &Path) -> Result<DirLock> {
 impl Log {
     /// Opens (or creates) the log in `dir`, running recovery (see `docs/storage.md`).
     /// `flusher` is shared by all logs of a broker; `io` is [`RealIo`](crate::RealIo) in
-    /// production and a fault-injecting implementation in tests.
+    /// production, and a fault-injecting one or [`PowerLossIo`](crate::sim::PowerLossIo)
+    /// in tests.
     ///
     /// # Errors
     /// [`StorageError::InvalidConfig`], [`StorageError::Locked`] if another log has the

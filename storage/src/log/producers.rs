@@ -7,6 +7,7 @@ use crate::io::{remove_if_exists, write_file_atomically};
 use crate::producer::{self, ProducerStates};
 use crate::scan::{Check, scan};
 use crate::segment::Locate;
+
 impl LogInner {
     /// The producer state at `end` (a batch boundary): the newest readable snapshot at or
     /// below `end` and not below the log start, plus the batches after it; the whole log

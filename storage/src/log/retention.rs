@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::{Log, LogInner, RetentionOutcome, lock};
 use crate::error::Result;
 use crate::segment::Segment;
+
 impl Log {
     /// Deletes the oldest sealed segments while their newest timestamp is older than
     /// `retention_ms` before `now_ms`, or while the log would still hold at least

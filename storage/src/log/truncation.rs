@@ -8,6 +8,7 @@ use super::{AppendState, Log, LogInner, Maintenance, lock};
 use crate::checkpoint;
 use crate::error::{Result, StorageError};
 use crate::segment::{Locate, Segment};
+
 impl Log {
     /// Deletes every batch at and after `offset` (follower truncation). `offset` must be a
     /// batch boundary; at or above the log end offset this does nothing. The result is
