@@ -51,7 +51,10 @@ pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered>
     let recovery_point = checkpoint::read_recovery_point(io, dir)?;
     let bases = list_segments(io, dir)?;
     let Some(&last_base) = bases.last() else {
-        let segment = Segment::create(io, dir, 0, config.index_interval_bytes)?;
+        // A new log starts at 0. A crash inside `truncate_fully` after it unlinked every
+        // segment restarts at the new start, to which it lowered the recovery point first.
+        let interval = config.index_interval_bytes;
+        let segment = Segment::create(io, dir, recovery_point, interval)?;
         return Ok(Recovered {
             segments: vec![Arc::new(segment)],
             clean: false,

@@ -135,16 +135,23 @@ impl LogInner {
     }
 
     /// The body of `truncate_fully`. The order keeps every crash state recoverable to a
-    /// contiguous log: first unlink segments at or above `start_offset` (newest first, so
-    /// a prefix remains) and the snapshots there, then create the new segment (recovery
-    /// drops it while older segments remain, because of the gap), then unlink the rest
-    /// oldest first.
+    /// contiguous log: first lower the recovery point to `start_offset` (where recovery
+    /// starts a directory left without segments), then unlink the segments at or above it
+    /// (newest first, so a prefix remains) and the snapshots there, then create the new
+    /// segment (recovery drops it while older segments remain, because of the gap), then
+    /// unlink the rest oldest first.
     fn restart_at(
         &self,
         maintenance: &mut Maintenance,
         state: &mut AppendState,
         start_offset: u64,
     ) -> Result<()> {
+        // If every segment is at or above the new start, a crash may leave none, and
+        // recovery then starts the log at the recovery point: make that the new start.
+        if maintenance.recovery_point > start_offset {
+            checkpoint::write_recovery_point(self.io.as_ref(), &self.dir, start_offset)?;
+            maintenance.recovery_point = start_offset;
+        }
         let segments = self.segments();
         let (below, at_or_above): (Vec<_>, Vec<_>) = segments
             .iter()
