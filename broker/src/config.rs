@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use strata_protocol::limits::message_fits_frame;
 use strata_protocol::messages::ConfigEntry;
-use strata_storage::SEGMENT_BYTES_MAX_LIMIT;
+use strata_storage::SEGMENT_BYTES_MAX;
 
 /// How a partition's writes reach stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,7 +417,7 @@ pub enum TopicConfigError {
         retention_bytes: i64,
     },
     /// `segment_bytes` is outside what a segment file can hold.
-    #[error("segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX_LIMIT}")]
+    #[error("segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}")]
     SegmentBytes {
         /// `segment_bytes`.
         segment_bytes: u64,
@@ -492,7 +492,7 @@ impl TopicConfig {
                 retention_bytes: self.retention_bytes,
             });
         }
-        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX_LIMIT).contains(&self.segment_bytes) {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return Err(TopicConfigError::SegmentBytes {
                 segment_bytes: self.segment_bytes,
             });

@@ -72,12 +72,7 @@ async fn send_range(socket: &mut OwnedWriteHalf, range: &FileRange) -> io::Resul
         stream.writable().await?;
         let offset = range.position() + sent as u64;
         let result = stream.try_io(Interest::WRITABLE, || {
-            sendfile(
-                stream.as_raw_fd(),
-                range.file().as_raw_fd(),
-                offset,
-                length - sent,
-            )
+            sendfile(stream.as_raw_fd(), range.as_raw_fd(), offset, length - sent)
         });
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

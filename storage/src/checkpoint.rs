@@ -12,12 +12,10 @@
 //! ```
 //! Integers are big-endian.
 
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::io::{Io, write_file_atomically};
+use crate::io::{Io, read_if_exists, write_file_atomically};
 
 /// File name of the recovery point checkpoint.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -107,21 +105,12 @@ pub fn decode_clean_shutdown(bytes: &[u8]) -> Option<CleanShutdown> {
     )
 }
 
-/// Reads a checkpoint file; a missing file is `None`.
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(StorageError::io(path, error)),
-    }
-}
-
 /// The recovery point of `dir`: 0 (recover everything) when missing or damaged.
 ///
 /// # Errors
 /// An I/O error other than "not found".
-pub fn read_recovery_point(dir: &Path) -> Result<u64> {
-    let bytes = read_optional(&dir.join(RECOVERY_POINT_FILE))?;
+pub fn read_recovery_point(io: &dyn Io, dir: &Path) -> Result<u64> {
+    let bytes = read_if_exists(io, &dir.join(RECOVERY_POINT_FILE))?;
     Ok(bytes
         .and_then(|bytes| decode_recovery_point(&bytes))
         .unwrap_or(0))
@@ -143,10 +132,10 @@ pub fn write_recovery_point(io: &dyn Io, dir: &Path, recovery_point: u64) -> Res
 /// An I/O error reading or deleting it.
 pub fn take_clean_shutdown(io: &dyn Io, dir: &Path) -> Result<Option<CleanShutdown>> {
     let path = dir.join(CLEAN_SHUTDOWN_FILE);
-    let Some(bytes) = read_optional(&path)? else {
+    let Some(bytes) = read_if_exists(io, &path)? else {
         return Ok(None);
     };
-    fs::remove_file(&path).map_err(StorageError::at(&path))?;
+    io.remove_file(&path).map_err(StorageError::at(&path))?;
     io.sync_dir(dir).map_err(StorageError::at(dir))?;
     Ok(decode_clean_shutdown(&bytes))
 }

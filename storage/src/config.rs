@@ -19,11 +19,11 @@ pub enum Durability {
     Never,
 }
 
-/// Default for [`LogConfig::segment_bytes_max`]: 1 GiB.
-pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1 << 30;
-/// Largest allowed `segment_bytes_max`. Index positions are `u32`; a segment holds at most
-/// `segment_bytes_max` plus one batch that itself is at most `segment_bytes_max`.
-pub const SEGMENT_BYTES_MAX_LIMIT: u64 = 1 << 31;
+/// Default for [`LogConfig::segment_bytes`]: 1 GiB.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Largest allowed `segment_bytes`. Index positions are `u32`; a segment holds at most
+/// `segment_bytes` plus one batch that itself is at most `segment_bytes`.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
 /// Default for [`LogConfig::segment_ms_max`]: 7 days.
 pub const SEGMENT_MS_MAX_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 /// Default for [`LogConfig::index_interval_bytes`].
@@ -37,14 +37,14 @@ pub const PRODUCER_EXPIRATION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 /// Default for [`Durability::IntervalMs`] when the default policy is used.
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 1000;
 
-const _: () = assert!(SEGMENT_BYTES_MAX_DEFAULT <= SEGMENT_BYTES_MAX_LIMIT);
-const _: () = assert!(2 * SEGMENT_BYTES_MAX_LIMIT <= u32::MAX as u64 + 1);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!(2 * SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);
 
 /// Limits and policies of one partition log. Plain data: cheap to clone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
     /// A segment rolls before an append would take it past this size.
-    pub segment_bytes_max: u64,
+    pub segment_bytes: u64,
     /// A non-empty active segment rolls on the first append this long after its first
     /// batch (or after the log was opened).
     pub segment_ms_max: u64,
@@ -69,7 +69,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
             segment_ms_max: SEGMENT_MS_MAX_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             retention_ms: Some(RETENTION_MS_DEFAULT),
@@ -88,11 +88,11 @@ impl LogConfig {
     /// [`StorageError::InvalidConfig`] naming the first broken rule.
     pub fn validate(&self) -> Result<()> {
         let invalid = |reason| Err(StorageError::InvalidConfig { reason });
-        if self.segment_bytes_max < (HEADER_BYTES + RECORD_BYTES_MIN) as u64 {
-            return invalid("segment_bytes_max is smaller than one batch");
+        if self.segment_bytes < (HEADER_BYTES + RECORD_BYTES_MIN) as u64 {
+            return invalid("segment_bytes is smaller than one batch");
         }
-        if self.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT {
-            return invalid("segment_bytes_max is above 2 GiB");
+        if self.segment_bytes > SEGMENT_BYTES_MAX {
+            return invalid("segment_bytes is above 2 GiB");
         }
         if self.segment_ms_max == 0 {
             return invalid("segment_ms_max is zero");
@@ -115,7 +115,7 @@ mod tests {
     fn defaults_are_valid_and_limits_are_checked() {
         assert!(LogConfig::default().validate().is_ok());
         let too_big = LogConfig {
-            segment_bytes_max: SEGMENT_BYTES_MAX_LIMIT + 1,
+            segment_bytes: SEGMENT_BYTES_MAX + 1,
             ..LogConfig::default()
         };
         assert!(too_big.validate().is_err());

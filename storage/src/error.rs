@@ -71,12 +71,12 @@ pub enum StorageError {
         source: BatchError,
     },
     /// One batch is larger than a whole segment.
-    #[error("batch of {batch_bytes} bytes exceeds segment_bytes_max = {segment_bytes_max}")]
+    #[error("batch of {batch_bytes} bytes exceeds segment_bytes = {segment_bytes}")]
     BatchTooLarge {
         /// The batch size.
         batch_bytes: usize,
         /// The configured segment size limit.
-        segment_bytes_max: u64,
+        segment_bytes: u64,
     },
     /// `truncate_to` was given an offset inside a batch.
     #[error("offset {offset} is inside the batch starting at {batch_base_offset}")]

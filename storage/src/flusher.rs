@@ -35,6 +35,9 @@ pub(crate) trait Flushable: Send + Sync {
     fn write_back_for_flusher(&self, between_steps: &mut dyn FnMut(Duration) -> bool) -> bool;
 }
 
+/// Rounds of [`Flusher::run_pending`]: each flush or write-back asks for at most one more.
+const RUN_PENDING_ROUNDS_MAX: usize = 1000;
+
 struct Registration {
     log: Weak<dyn Flushable>,
     interval: Option<Duration>,
@@ -134,6 +137,49 @@ impl Flusher {
         Ok(Self { handle })
     }
 
+    /// A flusher without threads, for deterministic tests and simulation: requested
+    /// flushes and write-backs wait for [`run_pending`](Self::run_pending), and
+    /// `Durability::IntervalMs` intervals never elapse.
+    pub fn manual() -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            write_back_wake: Condvar::new(),
+        });
+        let handle = Arc::new(Handle {
+            shared,
+            threads: Mutex::new(Vec::new()),
+        });
+        Self { handle }
+    }
+
+    /// Runs the write-backs and flushes requested so far, and those they request in turn,
+    /// on the calling thread, without pauses. Meant for a [`manual`](Self::manual) flusher,
+    /// whose work happens only here.
+    ///
+    /// # Panics
+    /// If the logs keep asking for work after `RUN_PENDING_ROUNDS_MAX` rounds.
+    pub fn run_pending(&self) {
+        let shared = &self.handle.shared;
+        for _ in 0..RUN_PENDING_ROUNDS_MAX {
+            let write_back = pop_write_back(&mut shared.lock());
+            if let Some((id, log)) = write_back {
+                if log.write_back_for_flusher(&mut |_| true) {
+                    request(shared, id);
+                }
+                continue;
+            }
+            let due = take_due(&mut shared.lock(), None);
+            if due.is_empty() {
+                return;
+            }
+            for log in due {
+                log.flush_for_flusher();
+            }
+        }
+        panic!("logs still ask for flushes after {RUN_PENDING_ROUNDS_MAX} rounds");
+    }
+
     /// Registers a log; returns its id.
     pub(crate) fn register(&self, log: Weak<dyn Flushable>, interval: Option<Duration>) -> u64 {
         let mut state = self.handle.shared.lock();
@@ -231,20 +277,28 @@ fn next_write_back(shared: &Shared) -> Option<(u64, Arc<dyn Flushable>)> {
         if state.shutdown {
             return None;
         }
-        while let Some(id) = state.write_backs.pop_front() {
-            let log = state
-                .logs
-                .get(&id)
-                .and_then(|registration| registration.log.upgrade());
-            if let Some(log) = log {
-                return Some((id, log));
-            }
+        if let Some(next) = pop_write_back(&mut state) {
+            return Some(next);
         }
         state = shared
             .write_back_wake
             .wait(state)
             .unwrap_or_else(PoisonError::into_inner);
     }
+}
+
+/// The next log waiting for a write-back that is still open.
+fn pop_write_back(state: &mut State) -> Option<(u64, Arc<dyn Flushable>)> {
+    while let Some(id) = state.write_backs.pop_front() {
+        let log = state
+            .logs
+            .get(&id)
+            .and_then(|registration| registration.log.upgrade());
+        if let Some(log) = log {
+            return Some((id, log));
+        }
+    }
+    None
 }
 
 /// Between two write-back steps of log `id`: pauses as long as the step took, divided by
@@ -289,7 +343,7 @@ fn next_work(shared: &Shared) -> Option<Vec<Arc<dyn Flushable>>> {
             return None;
         }
         let now = Instant::now();
-        let due = take_due(&mut state, now);
+        let due = take_due(&mut state, Some(now));
         if !due.is_empty() {
             return Some(due);
         }
@@ -316,11 +370,13 @@ fn next_work(shared: &Shared) -> Option<Vec<Arc<dyn Flushable>>> {
     }
 }
 
-fn take_due(state: &mut State, now: Instant) -> Vec<Arc<dyn Flushable>> {
+/// The logs asked for, and with `now` those whose interval has elapsed.
+fn take_due(state: &mut State, now: Option<Instant>) -> Vec<Arc<dyn Flushable>> {
     let mut ids: Vec<u64> = std::mem::take(&mut state.urgent);
     for (id, registration) in &mut state.logs {
         registration.queued = false;
         if let Some(interval) = registration.interval
+            && let Some(now) = now
             && registration.next_due <= now
         {
             registration.next_due = now + interval;

@@ -17,7 +17,8 @@
 //! - `recovery`: opening a directory after a clean shutdown or a crash.
 //! - `checkpoint`: the recovery point and clean shutdown files.
 //! - [`flusher`](crate::Flusher): the shared fsync thread and group commit.
-//! - [`io`]: the I/O seam ([`io::Io`], [`io::IoFile`]) used to inject faults in tests.
+//! - [`io`]: the I/O seam ([`io::Io`], [`io::IoFile`]): every file-system operation.
+//! - [`sim`]: a simulated disk that loses what was not fsync'd at a power loss, for tests.
 //! - [`config`](crate::LogConfig) and [`error`](crate::StorageError).
 
 mod checkpoint;
@@ -31,15 +32,16 @@ mod producer;
 mod recovery;
 mod scan;
 mod segment;
+pub mod sim;
 mod unmap;
 
 pub use config::{
     Durability, FLUSH_INTERVAL_MS_DEFAULT, INDEX_INTERVAL_BYTES_DEFAULT, LogConfig,
     PRODUCER_EXPIRATION_MS_DEFAULT, PRODUCERS_MAX_DEFAULT, RETENTION_MS_DEFAULT,
-    SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MAX_LIMIT, SEGMENT_MS_MAX_DEFAULT,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_MS_MAX_DEFAULT,
 };
 pub use error::{Result, StorageError};
 pub use flusher::Flusher;
-pub use io::{Io, IoFile, RealFile, RealIo};
+pub use io::{DirLock, Io, IoFile, RealFile, RealIo};
 pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
 pub use segment::FileRange;

@@ -20,7 +20,6 @@
 //! one, or from the log start.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use strata_protocol::batch::{
@@ -28,6 +27,7 @@ use strata_protocol::batch::{
 };
 
 use crate::error::{Result, StorageError};
+use crate::io::Io;
 
 const MAGIC: &[u8; 4] = b"SPRD";
 const VERSION: u16 = 1;
@@ -270,11 +270,9 @@ pub(crate) fn snapshot_path(dir: &Path, offset: u64) -> PathBuf {
 ///
 /// # Errors
 /// The I/O error listing the directory.
-pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<u64>> {
+pub(crate) fn list_snapshots(io: &dyn Io, dir: &Path) -> Result<Vec<u64>> {
     let mut offsets = Vec::new();
-    for entry in fs::read_dir(dir).map_err(StorageError::at(dir))? {
-        let entry = entry.map_err(StorageError::at(dir))?;
-        let name = entry.file_name();
+    for name in io.read_dir(dir).map_err(StorageError::at(dir))? {
         let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(SUFFIX)) else {
             continue;
         };

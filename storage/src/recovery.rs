@@ -2,7 +2,6 @@
 //! validate the rest, cut a torn or corrupt tail, rebuild missing or bad indexes.
 //! The algorithm is described step by step in `docs/storage.md`.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,11 +9,9 @@ use crate::checkpoint::{self, CleanShutdown};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
-use crate::io::{Io, IoFile, remove_if_exists, sync_parent};
+use crate::io::{Io, IoFile, read_if_exists, remove_if_exists, sync_parent};
 use crate::scan::{Check, scan};
-use crate::segment::{
-    Segment, copy_to_new_file, index_path, log_path, map_file, read_if_exists, time_index_path,
-};
+use crate::segment::{Segment, copy_to_new_file, index_path, log_path, map_file, time_index_path};
 
 /// What recovery found.
 #[derive(Debug)]
@@ -51,17 +48,20 @@ struct OnDisk {
 /// I/O errors, or [`StorageError::Corrupt`] when data below the recovery point is damaged.
 pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let clean = checkpoint::take_clean_shutdown(io, dir)?;
-    let recovery_point = checkpoint::read_recovery_point(dir)?;
-    let bases = list_segments(dir)?;
+    let recovery_point = checkpoint::read_recovery_point(io, dir)?;
+    let bases = list_segments(io, dir)?;
     let Some(&last_base) = bases.last() else {
-        let segment = Segment::create(io, dir, 0, config.index_interval_bytes)?;
+        // A new log starts at 0. A crash inside `truncate_fully` after it unlinked every
+        // segment restarts at the new start, to which it lowered the recovery point first.
+        let interval = config.index_interval_bytes;
+        let segment = Segment::create(io, dir, recovery_point, interval)?;
         return Ok(Recovered {
             segments: vec![Arc::new(segment)],
             clean: false,
             recovery_point,
         });
     };
-    let last_bytes = file_bytes(&log_path(dir, last_base))?;
+    let last_bytes = open_segment(io, dir, last_base)?.file_bytes;
     let marker = clean.filter(|marker| matches_marker(marker, last_base, last_bytes));
     let clean = marker.is_some();
     let mut scanned_any = false;
@@ -103,20 +103,10 @@ fn matches_marker(marker: &CleanShutdown, last_base: u64, last_bytes: u64) -> bo
     marker.active_base_offset == last_base && marker.active_bytes == last_bytes
 }
 
-fn file_bytes(path: &Path) -> Result<u64> {
-    fs::metadata(path)
-        .map(|meta| meta.len())
-        .map_err(StorageError::at(path))
-}
-
 fn open_segment(io: &dyn Io, dir: &Path, base_offset: u64) -> Result<OnDisk> {
     let path = log_path(dir, base_offset);
     let file = io.open(&path).map_err(StorageError::at(&path))?;
-    let file_bytes = file
-        .file()
-        .metadata()
-        .map_err(StorageError::at(&path))?
-        .len();
+    let file_bytes = file.file_bytes().map_err(StorageError::at(&path))?;
     Ok(OnDisk {
         base_offset,
         file,
@@ -138,7 +128,7 @@ fn recover_segment(
 ) -> Result<SegmentOutcome> {
     let interval = config.index_interval_bytes;
     if trusted
-        && let Some(segment) = load_trusted(dir, on_disk, interval)?
+        && let Some(segment) = load_trusted(io, dir, on_disk, interval)?
         && expected_end.is_none_or(|end| end == segment.next_offset())
     {
         return Ok(SegmentOutcome {
@@ -165,17 +155,22 @@ fn recover_segment(
 
 /// Loads the index files and checks them and the batches after the last offset entry.
 /// `None` if anything disagrees: the caller rebuilds by scanning the whole segment.
-fn load_trusted(dir: &Path, on_disk: &OnDisk, interval: u32) -> Result<Option<Segment>> {
+fn load_trusted(
+    io: &dyn Io,
+    dir: &Path,
+    on_disk: &OnDisk,
+    interval: u32,
+) -> Result<Option<Segment>> {
     let base = on_disk.base_offset;
-    let offsets = read_if_exists(&index_path(dir, base))?;
-    let times = read_if_exists(&time_index_path(dir, base))?;
+    let offsets = read_if_exists(io, &index_path(dir, base))?;
+    let times = read_if_exists(io, &time_index_path(dir, base))?;
     let (Some(offsets), Some(times)) = (offsets, times) else {
         return Ok(None);
     };
     let Ok(mut index) = SegmentIndex::decode(&offsets, &times, on_disk.file_bytes, interval) else {
         return Ok(None);
     };
-    let map = map_file(on_disk.file.file(), on_disk.file_bytes, &on_disk.path)?;
+    let map = map_file(on_disk.file.as_ref(), on_disk.file_bytes, &on_disk.path)?;
     let data: &[u8] = map.as_deref().map_or(&[], |map| map);
     let (start, expected) = index.last_offset_entry().map_or((0, base), |entry| {
         (
@@ -227,7 +222,7 @@ fn load_scanned(
     may_cut: bool,
 ) -> Result<(Segment, bool)> {
     let base = on_disk.base_offset;
-    let map = map_file(on_disk.file.file(), on_disk.file_bytes, &on_disk.path)?;
+    let map = map_file(on_disk.file.as_ref(), on_disk.file_bytes, &on_disk.path)?;
     let data: &[u8] = map.as_deref().map_or(&[], |map| map);
     let mut index = SegmentIndex::new(interval);
     let mut relative_overflow_at = None;
@@ -268,14 +263,12 @@ fn load_scanned(
 }
 
 /// Base offsets of the `.log` files in `dir`, sorted; removes leftover temporary files.
-fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+fn list_segments(io: &dyn Io, dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
-    for entry in fs::read_dir(dir).map_err(StorageError::at(dir))? {
-        let entry = entry.map_err(StorageError::at(dir))?;
-        let name = entry.file_name();
+    for name in io.read_dir(dir).map_err(StorageError::at(dir))? {
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(".tmp") || name.ends_with(".truncating") {
-            remove_if_exists(&entry.path())?;
+            remove_if_exists(io, &dir.join(name))?;
             continue;
         }
         let Some(stem) = name.strip_suffix(".log") else {
@@ -295,9 +288,9 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
 /// Deletes segments that can no longer continue the log (after a cut or a gap).
 fn remove_segments(io: &dyn Io, dir: &Path, bases: &[u64]) -> Result<()> {
     for &base in bases {
-        remove_if_exists(&log_path(dir, base))?;
-        remove_if_exists(&index_path(dir, base))?;
-        remove_if_exists(&time_index_path(dir, base))?;
+        remove_if_exists(io, &log_path(dir, base))?;
+        remove_if_exists(io, &index_path(dir, base))?;
+        remove_if_exists(io, &time_index_path(dir, base))?;
     }
     if bases.is_empty() {
         return Ok(());

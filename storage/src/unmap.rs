@@ -74,6 +74,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::io::{IoFile, RealFile};
     use crate::segment::map_file;
 
     /// Whether this process has a mapping of exactly `len` bytes at `address` (so a later,
@@ -85,7 +86,7 @@ mod tests {
     }
 
     fn mapping_of(bytes: u64) -> Mapping {
-        let file = tempfile::tempfile().unwrap();
+        let file = RealFile::new(tempfile::tempfile().unwrap());
         file.set_len(bytes).unwrap();
         Mapping::new(map_file(&file, bytes, Path::new("test")).unwrap().unwrap())
     }

@@ -348,7 +348,7 @@ fn invalid_config_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let flusher = Flusher::start().unwrap();
     let config = LogConfig {
-        segment_bytes_max: 10,
+        segment_bytes: 10,
         ..LogConfig::default()
     };
     let result = common::open(dir.path(), config, &flusher);
@@ -468,7 +468,7 @@ fn set_config_applies_new_limits_and_durability_to_an_open_log() {
     );
 
     let smaller = LogConfig {
-        segment_bytes_max: 4096,
+        segment_bytes: 4096,
         durability: Durability::EveryBatch,
         ..log.config()
     };

@@ -13,7 +13,7 @@ const BATCHES: usize = 10;
 
 fn config() -> LogConfig {
     LogConfig {
-        segment_bytes_max: 1 << 20,
+        segment_bytes: 1 << 20,
         index_interval_bytes: 200,
         durability: Durability::Never,
         ..LogConfig::default()
@@ -241,7 +241,7 @@ fn missing_time_index_is_rebuilt() {
 #[test]
 fn corrupt_sealed_segment_below_the_recovery_point_is_reported() {
     let config = LogConfig {
-        segment_bytes_max: 1000,
+        segment_bytes: 1000,
         ..config()
     };
     let fixture = Fixture::new(config, false);

@@ -69,7 +69,7 @@ fn cut_every_byte_of_the_last_batch(config: LogConfig, batches: usize) {
 #[test]
 fn single_segment() {
     let config = LogConfig {
-        segment_bytes_max: 1 << 20,
+        segment_bytes: 1 << 20,
         index_interval_bytes: 100,
         durability: Durability::Never,
         ..LogConfig::default()
@@ -80,7 +80,7 @@ fn single_segment() {
 #[test]
 fn last_of_several_segments() {
     let config = LogConfig {
-        segment_bytes_max: 1500,
+        segment_bytes: 1500,
         index_interval_bytes: 64,
         durability: Durability::EveryBatch,
         ..LogConfig::default()

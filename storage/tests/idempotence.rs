@@ -111,7 +111,7 @@ fn state_survives_a_clean_close_without_replay() {
 fn state_survives_a_crash_across_rolls_from_snapshots_and_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        segment_bytes_max: 1200,
+        segment_bytes: 1200,
         ..common::small_config(Durability::Never)
     };
     let (flusher, log) = open(dir.path(), config);
@@ -138,7 +138,7 @@ fn state_survives_a_crash_across_rolls_from_snapshots_and_the_tail() {
 fn a_damaged_or_missing_snapshot_falls_back_to_replaying_more() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        segment_bytes_max: 1200,
+        segment_bytes: 1200,
         ..common::small_config(Durability::Never)
     };
     let (flusher, log) = open(dir.path(), config);
@@ -164,7 +164,7 @@ fn a_damaged_or_missing_snapshot_falls_back_to_replaying_more() {
 fn truncation_rebuilds_the_state_below_the_cut() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        segment_bytes_max: 1200,
+        segment_bytes: 1200,
         ..common::small_config(Durability::Never)
     };
     let (_flusher, log) = open(dir.path(), config);
@@ -194,7 +194,7 @@ fn truncation_rebuilds_the_state_below_the_cut() {
 fn retention_deletes_snapshots_below_the_log_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        segment_bytes_max: 1200,
+        segment_bytes: 1200,
         retention_bytes: Some(2000),
         ..common::small_config(Durability::Never)
     };

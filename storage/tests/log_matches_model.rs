@@ -90,15 +90,9 @@ fn config() -> impl Strategy<Value = LogConfig> {
         durability,
     )
         .prop_map(
-            |(
-                segment_bytes_max,
-                index_interval_bytes,
-                retention_bytes,
-                retention_ms,
-                durability,
-            )| {
+            |(segment_bytes, index_interval_bytes, retention_bytes, retention_ms, durability)| {
                 LogConfig {
-                    segment_bytes_max,
+                    segment_bytes,
                     index_interval_bytes,
                     retention_bytes,
                     retention_ms,
@@ -223,7 +217,7 @@ impl Case {
                 self.model.clock_ms += timestamp_step;
                 self.seed += 1;
                 let batch = common::batch(records, value_bytes, self.model.clock_ms, self.seed);
-                if batch.len() as u64 > self.config.segment_bytes_max {
+                if batch.len() as u64 > self.config.segment_bytes {
                     let result = self.log().append(&batch, 7);
                     assert!(
                         matches!(result, Err(StorageError::BatchTooLarge { .. })),

@@ -41,7 +41,7 @@ impl IoFile for RecordingFile {
 
     fn sync_data(&self) -> std::io::Result<()> {
         // The length is read before the fsync: everything up to it is covered.
-        let length = self.inner.file().metadata()?.len();
+        let length = self.inner.file_bytes()?;
         self.inner.sync_data()?;
         self.synced
             .lock()
@@ -50,8 +50,8 @@ impl IoFile for RecordingFile {
         Ok(())
     }
 
-    fn file(&self) -> &std::fs::File {
-        self.inner.file()
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }
 

@@ -46,8 +46,8 @@ impl IoFile for FillableFile {
         self.inner.sync_data()
     }
 
-    fn file(&self) -> &std::fs::File {
-        self.inner.file()
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }
 

@@ -1,8 +1,8 @@
 //! Shared test helpers: a fault-injecting [`Io`], batch builders, seeds.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{self, IoSlice};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -215,8 +215,8 @@ impl IoFile for FaultyFile {
         Ok(())
     }
 
-    fn file(&self) -> &File {
-        self.inner.file()
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }
 
@@ -281,7 +281,7 @@ pub fn batch(records: usize, value_bytes: usize, timestamp: i64, seed: u64) -> B
 /// A config with small segments and a dense index, so tests roll and index a lot.
 pub fn small_config(durability: Durability) -> LogConfig {
     LogConfig {
-        segment_bytes_max: 4096,
+        segment_bytes: 4096,
         index_interval_bytes: 256,
         retention_ms: None,
         retention_bytes: None,

@@ -9,25 +9,27 @@
 //! kept prefix is copied to a new file renamed over the old name, and the old inode lives
 //! on for as long as its mappings do.
 
-use std::fs::File;
+mod view;
+
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memmap2::{Mmap, MmapOptions};
 use strata_protocol::batch::{BatchHeader, BatchView};
 
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{
-    Io, IoFile, WRITE_BACK_STEP_BYTES, remove_if_exists, sync_parent, with_suffix,
-    write_all_vectored, write_file_atomically,
+    Io, IoFile, WRITE_BACK_STEP_BYTES, remove_if_exists, replace_with_new_file, sync_parent,
+    with_suffix, write_all_vectored, write_file_atomically,
 };
 use crate::scan::{Check, scan};
-use crate::unmap::Mapping;
+
+pub use self::view::{FileRange, View, map_file};
+use self::view::{MapSlot, SharedMap};
 
 /// `<dir>/<20-digit base offset>.log`
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
@@ -42,154 +44,6 @@ pub fn index_path(dir: &Path, base_offset: u64) -> PathBuf {
 /// `<dir>/<20-digit base offset>.timeindex`
 pub fn time_index_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
-}
-
-/// A segment that outgrew its mapping is mapped again at least this long, and at a power
-/// of two: one that grows to 1 GiB is mapped 6 times (its first length, then 64, 128, 256,
-/// 512 MiB and 1 GiB), not once per append.
-const MAP_BYTES_MIN: u64 = 64 << 20;
-/// [`MapSlot`] forgets dropped views once it tracks at least this many.
-const VIEWS_PRUNE_MIN: usize = 16;
-
-/// Maps the first `length` bytes of `file`; `None` for an empty range (mmap rejects it).
-/// The range may extend past the end of the file (see the module docs).
-///
-/// # Errors
-/// The `mmap` error, with `path`.
-pub fn map_file(file: &File, length: u64, path: &Path) -> Result<Option<Mmap>> {
-    if length == 0 {
-        return Ok(None);
-    }
-    let length = usize::try_from(length).map_err(|_| StorageError::corrupt(path, "too large"))?;
-    // SAFETY: the mapping is read-only. Only bytes within the file's length are touched
-    // through it: the callers here read a file whose length they know, and segments hand
-    // out `View`s of committed bytes only. This crate never shrinks a file below a live
-    // view (see the module docs) and other processes are kept out by the directory lock,
-    // so no access through it can fault.
-    let map = unsafe { MmapOptions::new().len(length).map(file) };
-    map.map(Some).map_err(StorageError::at(path))
-}
-
-/// The bytes of a segment committed when the view was taken, through a shared mapping
-/// that may extend past them and past the end of the file. Dereferences to those bytes
-/// only. Clones share one entry in the segment's list of live views.
-#[derive(Debug, Clone)]
-pub struct View(Arc<ViewOf>);
-
-#[derive(Debug)]
-struct ViewOf {
-    map: Arc<Mapping>,
-    /// The file the mapping maps, kept open for [`FileRange::file`].
-    file: Arc<dyn IoFile>,
-    len: usize,
-}
-
-impl std::ops::Deref for View {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.0.map[..self.0.len]
-    }
-}
-
-/// Owner of a view inside a `Bytes`: the mapping lives until the last `Bytes` drops.
-#[derive(Debug)]
-struct SharedMap(View);
-
-impl AsRef<[u8]> for SharedMap {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Where a read's bytes lie in their segment file, so a broker can send them with
-/// `sendfile` instead of copying them out of the mapping. While it lives, bytes
-/// `position..position + len` of [`FileRange::file`] are [`FileRange::bytes`]: appends
-/// never rewrite written bytes, and the view it holds keeps any truncation from shrinking
-/// this inode below them (see the module docs).
-#[derive(Debug, Clone)]
-pub struct FileRange {
-    view: View,
-    position: usize,
-    len: usize,
-}
-
-impl FileRange {
-    /// The segment file, open for reading.
-    pub fn file(&self) -> &File {
-        self.view.0.file.file()
-    }
-
-    /// Where the range starts in the file.
-    pub fn position(&self) -> u64 {
-        self.position as u64
-    }
-
-    /// The range's bytes through the mapping: the very memory the read's `Bytes` points
-    /// at, so `std::ptr::eq` tells whether a `Bytes` is this range.
-    pub fn bytes(&self) -> &[u8] {
-        &self.view[self.position..self.position + self.len]
-    }
-}
-
-/// The current mapping, and every view handed out that may still be alive (a `Bytes` in
-/// a socket queue can hold one, and its mapping, long after a remap).
-#[derive(Debug, Default)]
-struct MapSlot {
-    current: Option<Arc<Mapping>>,
-    views: Vec<Weak<ViewOf>>,
-    /// `views` drops its dead entries when it reaches this length.
-    prune_at: usize,
-}
-
-impl MapSlot {
-    /// A view of the first `committed` bytes, through the current mapping if it is long
-    /// enough. A first mapping is exact; a segment that outgrew its mapping is growing, so
-    /// the next one has room to grow.
-    fn view(
-        &mut self,
-        file: &Arc<dyn IoFile>,
-        committed: u64,
-        path: &Path,
-    ) -> Result<Option<View>> {
-        if committed == 0 {
-            return Ok(None);
-        }
-        let len =
-            usize::try_from(committed).map_err(|_| StorageError::corrupt(path, "too large"))?;
-        let map = match &self.current {
-            Some(map) if map.len() >= len => Arc::clone(map),
-            current => {
-                let length = match current {
-                    Some(_) => committed.max(MAP_BYTES_MIN).next_power_of_two(),
-                    None => committed,
-                };
-                let map = map_file(file.file(), length, path)?.expect("length is not 0");
-                let map = Arc::new(Mapping::new(map));
-                self.current = Some(Arc::clone(&map));
-                map
-            }
-        };
-        let view = View(Arc::new(ViewOf {
-            map,
-            file: Arc::clone(file),
-            len,
-        }));
-        if self.views.len() >= self.prune_at {
-            self.views.retain(|view| view.strong_count() > 0);
-            self.prune_at = (2 * self.views.len()).max(VIEWS_PRUNE_MIN);
-        }
-        self.views.push(Arc::downgrade(&view.0));
-        Ok(Some(view))
-    }
-
-    /// Whether some live view reaches bytes at or after `position`.
-    fn live_beyond(&self, position: u64) -> bool {
-        self.views
-            .iter()
-            .filter_map(Weak::upgrade)
-            .any(|view| view.len as u64 > position)
-    }
 }
 
 /// Whole batches read from one segment.
@@ -278,7 +132,7 @@ impl Segment {
         let segment = Self::create_unsynced(io, dir, base_offset, interval_bytes)?;
         if let Err(error) = sync_parent(io, &segment.log_path) {
             // Leave no file behind that a retry (or recovery) would trip over.
-            let _ = std::fs::remove_file(&segment.log_path);
+            let _ = io.remove_file(&segment.log_path);
             return Err(error);
         }
         Ok(segment)
@@ -627,10 +481,10 @@ impl Segment {
     ///
     /// # Errors
     /// An I/O error other than "not found".
-    pub fn remove_files(&self) -> Result<()> {
-        remove_if_exists(&self.log_path)?;
-        remove_if_exists(&index_path(&self.dir, self.base_offset))?;
-        remove_if_exists(&time_index_path(&self.dir, self.base_offset))
+    pub fn remove_files(&self, io: &dyn Io) -> Result<()> {
+        remove_if_exists(io, &self.log_path)?;
+        remove_if_exists(io, &index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(io, &time_index_path(&self.dir, self.base_offset))
     }
 
     /// Indexes of the batches in the first `position` bytes, and the offset after them.
@@ -671,8 +525,8 @@ impl Segment {
         interval_bytes: u32,
     ) -> Result<Arc<Self>> {
         let (index, next_offset) = self.prefix_index(position, interval_bytes)?;
-        remove_if_exists(&index_path(&self.dir, self.base_offset))?;
-        remove_if_exists(&time_index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(io, &index_path(&self.dir, self.base_offset))?;
+        remove_if_exists(io, &time_index_path(&self.dir, self.base_offset))?;
         // Taken first: waiting for a write-back step under the slot lock would hold up
         // every reader. Under it, no step raises the watermark past the cut.
         let write_back = self.lock_write_back();
@@ -684,7 +538,7 @@ impl Segment {
         if slot.live_beyond(position) {
             // A reader still holds bytes past the cut: shrinking this inode would turn them
             // into SIGBUS. Write the prefix to a new file instead; the old inode lives on.
-            let map = map_file(self.file.file(), position, &self.log_path)?;
+            let map = map_file(self.file.as_ref(), position, &self.log_path)?;
             drop(slot);
             let kept: &[u8] = map.as_deref().map_or(&[], |map| map);
             let file = copy_to_new_file(io, &self.log_path, kept)?;
@@ -719,33 +573,16 @@ impl Segment {
 /// The first failing step.
 pub fn copy_to_new_file(io: &dyn Io, path: &Path, data: &[u8]) -> Result<Arc<dyn IoFile>> {
     let temporary = with_suffix(path, ".truncating");
-    remove_if_exists(&temporary)?;
-    let file = io
-        .create(&temporary)
-        .map_err(StorageError::at(&temporary))?;
-    write_all_vectored(file.as_ref(), &mut [IoSlice::new(data)])
-        .map_err(StorageError::at(&temporary))?;
-    file.sync_data().map_err(StorageError::at(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(StorageError::at(path))?;
+    let file = replace_with_new_file(io, &temporary, path, data)?;
     sync_parent(io, path)?;
     Ok(file)
 }
 
-/// Reads a whole small file (an index), `None` if it does not exist.
-///
-/// # Errors
-/// An I/O error other than "not found".
-pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(StorageError::io(path, error)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write;
+    use std::os::fd::{AsFd, BorrowedFd};
 
     use super::*;
     use crate::io::write_back_range;
@@ -774,11 +611,11 @@ mod tests {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(std::io::Error::from_raw_os_error(libc::EIO));
             }
-            write_back_range(&self.file, offset, len)
+            write_back_range(self.file.as_fd(), offset, len)
         }
 
-        fn file(&self) -> &File {
-            &self.file
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.file.as_fd()
         }
     }
 
