@@ -14,7 +14,7 @@
 //! each step for as long as the step took (less while other logs wait), then asks for the
 //! flush that fsyncs them. Up to 2 GiB of a sealed segment are written back without
 //! holding up the fsyncs of other logs, at no more than about half the device's time
-//! (benchmarks.md, "Eleventh round").
+//! (docs/benchmarks.md#d-writeback-thread).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -53,6 +53,9 @@ struct State {
     write_backs: VecDeque<u64>,
     next_id: u64,
     shutdown: bool,
+    /// Pauses that began waiting, so a test can act during one.
+    #[cfg(test)]
+    pauses_begun: usize,
 }
 
 struct Shared {
@@ -307,10 +310,15 @@ fn pop_write_back(state: &mut State) -> Option<(u64, Arc<dyn Flushable>)> {
 /// the pause ends it. Returns whether to go on: not on shutdown or once the log is
 /// closed.
 fn pause(shared: &Shared, id: u64, step: Duration) -> bool {
-    let state = shared.lock();
+    #[cfg_attr(not(test), expect(unused_mut))]
+    let mut state = shared.lock();
     let go_on = |state: &State| !state.shutdown && state.logs.contains_key(&id);
     if !go_on(&state) {
         return false;
+    }
+    #[cfg(test)]
+    {
+        state.pauses_begun += 1;
     }
     let waiting = state.write_backs.len();
     let (state, _) = shared
@@ -404,8 +412,6 @@ fn take_due(state: &mut State, now: Option<Instant>) -> Vec<Arc<dyn Flushable>> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     use super::*;
 
     struct Idle;
@@ -456,6 +462,24 @@ mod tests {
         assert_eq!(pause_length(step, usize::MAX), Duration::ZERO);
     }
 
+    /// Runs `action` on another thread once the next pause is waiting: a pause counts
+    /// itself under the lock it then waits on, so once the count moves, it waits.
+    fn during_next_pause(
+        shared: &Arc<Shared>,
+        action: impl FnOnce(&Shared) + Send + 'static,
+    ) -> JoinHandle<()> {
+        let shared = Arc::clone(shared);
+        let begun = shared.lock().pauses_begun;
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while shared.lock().pauses_begun == begun {
+                assert!(Instant::now() < deadline, "no pause began");
+                thread::yield_now();
+            }
+            action(&shared);
+        })
+    }
+
     #[test]
     fn a_pause_ends_when_another_log_asks_and_stops_the_write_back_on_close() {
         let log: Arc<dyn Flushable> = Arc::new(Idle);
@@ -472,32 +496,16 @@ mod tests {
             );
             go_on
         };
-        // Another log asks for a write-back during the pause: it ends, and goes on. The
-        // asking is repeated until the pause ends: a request that came before the pause
-        // began only shortens it.
-        let ended = Arc::new(AtomicBool::new(false));
-        let asker = {
-            let (shared, ended) = (Arc::clone(&shared), Arc::clone(&ended));
-            thread::spawn(move || {
-                while !ended.load(Ordering::Acquire) {
-                    thread::sleep(Duration::from_millis(10));
-                    shared.lock().write_backs.push_back(2);
-                    shared.write_back_wake.notify_all();
-                }
-            })
-        };
+        // Another log asks for a write-back during the pause: it ends, and goes on.
+        let asker = during_next_pause(&shared, |shared| {
+            shared.lock().write_backs.push_back(2);
+            shared.write_back_wake.notify_all();
+        });
         assert!(short_pause(&shared));
-        ended.store(true, Ordering::Release);
         asker.join().unwrap();
         // Closing (deregistering) the log during a pause ends it, and the write-back.
         shared.lock().write_backs.clear();
-        let closer = {
-            let shared = Arc::clone(&shared);
-            thread::spawn(move || {
-                thread::sleep(Duration::from_millis(20));
-                deregister(&shared, 1);
-            })
-        };
+        let closer = during_next_pause(&shared, |shared| deregister(shared, 1));
         assert!(!short_pause(&shared));
         closer.join().unwrap();
         // And every write-back stops on shutdown.

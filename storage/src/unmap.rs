@@ -2,7 +2,7 @@
 //!
 //! `munmap` of a mapping whose pages were faulted in clears every page-table entry and
 //! flushes the TLB of every core: 22 ms for a 512 MiB segment mapping on the 2-core VM of
-//! docs/benchmarks.md ("Sixth round"). The last `Bytes` sharing a mapping is often dropped
+//! docs/benchmarks.md#d-unmap-off-thread. The last `Bytes` sharing a mapping is often dropped
 //! on an async runtime worker, after its socket write, and a worker must not stall that
 //! long. So large mappings go to one background thread to be unmapped.
 

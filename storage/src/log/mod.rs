@@ -94,7 +94,7 @@ struct AppendState {
     /// A roll created a segment file whose directory entry is not yet fsync'd. The
     /// flusher fsyncs the directory before it counts anything durable: a directory fsync
     /// inline in the roll held the append lock for up to 300 ms while writeback ran
-    /// (docs/benchmarks.md, "Sixth round").
+    /// (docs/benchmarks.md#d-roll-dir-fsync-off-append).
     dir_unsynced: bool,
 }
 
