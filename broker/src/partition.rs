@@ -184,7 +184,7 @@ pub fn partition_dir(data_dir: &Path, topic: &str, index: u32) -> PathBuf {
 fn log_config(config: &TopicConfig) -> LogConfig {
     LogConfig {
         segment_bytes: config.segment_bytes,
-        segment_ms_max: config.segment_ms,
+        segment_ms: config.segment_ms,
         retention_ms: u64::try_from(config.retention_ms).ok(),
         retention_bytes: u64::try_from(config.retention_bytes).ok(),
         durability: match config.durability {

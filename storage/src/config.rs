@@ -24,8 +24,8 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 /// Largest allowed `segment_bytes`. Index positions are `u32`; a segment holds at most
 /// `segment_bytes` plus one batch that itself is at most `segment_bytes`.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
-/// Default for [`LogConfig::segment_ms_max`]: 7 days.
-pub const SEGMENT_MS_MAX_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
+/// Default for [`LogConfig::segment_ms`]: 7 days.
+pub const SEGMENT_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
 /// Default for [`LogConfig::index_interval_bytes`].
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
 /// Default for [`LogConfig::retention_ms`]: 7 days.
@@ -47,7 +47,7 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// A non-empty active segment rolls on the first append this long after its first
     /// batch (or after the log was opened).
-    pub segment_ms_max: u64,
+    pub segment_ms: u64,
     /// Bytes of batches between two sparse index entries.
     pub index_interval_bytes: u32,
     /// Sealed segments whose newest timestamp is older than this are deleted; `None` keeps
@@ -70,7 +70,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
-            segment_ms_max: SEGMENT_MS_MAX_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             retention_ms: Some(RETENTION_MS_DEFAULT),
             retention_bytes: None,
@@ -94,8 +94,8 @@ impl LogConfig {
         if self.segment_bytes > SEGMENT_BYTES_MAX {
             return invalid("segment_bytes is above 2 GiB");
         }
-        if self.segment_ms_max == 0 {
-            return invalid("segment_ms_max is zero");
+        if self.segment_ms == 0 {
+            return invalid("segment_ms is zero");
         }
         if self.durability == Durability::IntervalMs(0) {
             return invalid("Durability::IntervalMs(0); use EveryBatch");

@@ -129,7 +129,7 @@ pub trait Io: Debug + Send + Sync {
         Ok(DirLock::new(file))
     }
 
-    /// Wall-clock milliseconds since the Unix epoch (segment age for `segment_ms_max`).
+    /// Wall-clock milliseconds since the Unix epoch (segment age for `segment_ms`).
     fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

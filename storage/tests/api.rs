@@ -186,7 +186,7 @@ fn segments_roll_by_age() {
     let flusher = Flusher::start().unwrap();
     let io = FaultyIo::default();
     let config = LogConfig {
-        segment_ms_max: 1000,
+        segment_ms: 1000,
         ..LogConfig::default()
     };
     let log = Log::open(dir.path(), config, flusher.clone(), Arc::new(io.clone())).unwrap();
@@ -488,7 +488,7 @@ fn set_config_applies_new_limits_and_durability_to_an_open_log() {
     );
 
     let invalid = LogConfig {
-        segment_ms_max: 0,
+        segment_ms: 0,
         ..smaller
     };
     assert!(matches!(

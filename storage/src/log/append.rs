@@ -162,7 +162,7 @@ impl LogInner {
             active.committed_bytes() + header.total_len() as u64 > self.config().segment_bytes;
         let old = state.active_since_ms.is_some_and(|since| {
             let age = self.io.now_ms().saturating_sub(since);
-            u64::try_from(age).is_ok_and(|age| age >= self.config().segment_ms_max)
+            u64::try_from(age).is_ok_and(|age| age >= self.config().segment_ms)
         });
         let offsets_overflow = header.last_offset() - active.base_offset() > u64::from(u32::MAX);
         if full || old || offsets_overflow {
