@@ -24,7 +24,6 @@
 //! Thread-safe; one lock serialises the simulated disk, which is fine for tests.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -120,19 +119,21 @@ impl Disk {
             && let Some(appended) = current.strip_prefix(durable.as_slice())
         {
             let kept =
-                usize::try_from(rng.next() % (appended.len() as u64 + 1)).expect("fits usize");
+                usize::try_from(rng.next_u64() % (appended.len() as u64 + 1)).expect("fits usize");
             durable.extend_from_slice(appended.get(..kept).unwrap_or_default());
         }
         durable
     }
 }
 
-/// A small seeded generator (SplitMix64) for torn writes.
-#[derive(Debug)]
-struct SplitMix(u64);
+/// A small seeded generator (SplitMix64): where torn writes tear, and the draws of
+/// seeded workloads that run on this disk.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    /// The next number of the sequence.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut value = self.0;
         value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -285,12 +286,6 @@ impl Io for PowerLossIo {
         fs::remove_file(path)?;
         disk.files.remove(path);
         Ok(())
-    }
-
-    fn read_dir(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        fs::read_dir(dir)?
-            .map(|entry| entry.map(|entry| entry.file_name()))
-            .collect()
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<bool> {

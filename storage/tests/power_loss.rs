@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use strata_protocol::batch::stamp;
-use strata_storage::sim::PowerLossIo;
+use strata_storage::sim::{PowerLossIo, SplitMix};
 use strata_storage::{Durability, Flusher, Log, LogConfig, Result};
 
 /// Cases by default; `STRATA_POWER_LOSS_CASES` runs more.
@@ -20,15 +20,11 @@ const CASES_DEFAULT: u64 = 24;
 const STEPS_PER_CASE: usize = 120;
 
 /// SplitMix64: the workload's only source of randomness.
-struct Rng(u64);
+struct Rng(SplitMix);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut value = self.0;
-        value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        value ^ (value >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, bound: u64) -> u64 {
@@ -74,7 +70,7 @@ struct Case {
 
 impl Case {
     fn new(seed: u64) -> Self {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(SplitMix(seed));
         let durability = match rng.below(3) {
             0 => Durability::EveryBatch,
             // The manual flusher never lets an interval elapse: only syncs and rolls flush.
