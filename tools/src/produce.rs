@@ -75,10 +75,10 @@ pub struct ProduceArgs {
     /// Write every record to this partition instead of choosing by key.
     #[arg(long)]
     partition: Option<u32>,
-    /// Give up once a line has waited this long for its acknowledgement (or, at the
-    /// start, for the broker to answer): print how many lines were delivered and the
-    /// first that was not, and exit 1. While the broker cannot be reached, a line on
-    /// stderr says so every few seconds.
+    /// Give up once a line has waited this long for its acknowledgement: print how many
+    /// lines were delivered and the first that was not, and exit 1. At the start the
+    /// broker gets as long to answer. While it cannot be reached, a line on stderr says
+    /// so every few seconds.
     #[arg(long, value_name = "MS", default_value_t = 30_000,
         value_parser = clap::value_parser!(u64).range(1..))]
     delivery_timeout_ms: u64,
