@@ -35,13 +35,20 @@ pub enum CliError {
     /// Any other client error; its own message names the broker or limit involved.
     #[error(transparent)]
     Client(ClientError),
-    /// A stdin line longer than the largest record.
-    #[error("line {line} of stdin is longer than {bytes_max} bytes")]
+    /// A stdin line longer than the largest record the topic takes.
+    #[error(
+        "line {line} of stdin is longer than {bytes_max} bytes, the most a record of topic \
+         '{topic}' can hold (its max_message_bytes is {max_message_bytes})"
+    )]
     LineTooLong {
         /// The line number, from 1.
         line: u64,
         /// The limit.
         bytes_max: usize,
+        /// The topic.
+        topic: String,
+        /// The topic's batch limit, which the line limit follows.
+        max_message_bytes: u64,
     },
     /// Reading stdin failed.
     #[error("cannot read stdin: {0}")]
@@ -62,6 +69,32 @@ pub enum CliError {
         /// The first failure, worded as a `CliError`.
         first: Box<CliError>,
     },
+    /// `produce` gave up: a record failed for good, or waited too long.
+    #[error(
+        "{cause}; gave up: {delivered} of {read} lines delivered, the first not delivered \
+         is line {line}: {preview}"
+    )]
+    GaveUp {
+        /// Lines delivered.
+        delivered: u64,
+        /// Lines read from stdin.
+        read: u64,
+        /// The first line not delivered, from 1.
+        line: u64,
+        /// Its start, quoted.
+        preview: String,
+        /// Why, worded as a `CliError`.
+        cause: Box<CliError>,
+    },
+    /// A produced line waited too long for its acknowledgement.
+    #[error("no acknowledgement within {timeout_ms} ms (--delivery-timeout-ms)")]
+    NotAcknowledged {
+        /// The limit.
+        timeout_ms: u64,
+    },
+    /// The topic was deleted while a command was using it.
+    #[error("topic '{0}' was deleted")]
+    TopicDeleted(String),
     /// A bench run that cannot start (its topic does not fit the arguments) or did not
     /// finish (records went missing); the message says which and what to do.
     #[error("{0}")]
