@@ -9,8 +9,10 @@
 //! # Layout
 //! - This file: broker processes, the raw protocol [`Client`], records, bounded waits.
 //! - `cli`: running the `strata` CLI ([`strata`], [`assert_fails`]).
+//! - [`child`]: a `strata` run kept as a child process, its output read line by line.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 
+pub mod child;
 mod cli;
 pub mod group;
 

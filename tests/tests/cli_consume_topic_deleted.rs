@@ -1,11 +1,9 @@
 //! A `strata consume` whose topic is deleted under it exits with an error naming the
 //! topic, with and without a group.
 
-mod cli_child;
-
 use std::time::Duration;
 
-use cli_child::StrataChild;
+use strata_tests::child::StrataChild;
 use strata_tests::{BrokerProcess, WAIT, data_dir, strata};
 
 fn deleted_while_reading(flags: &[&str]) {

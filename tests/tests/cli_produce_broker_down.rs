@@ -2,15 +2,14 @@
 //! keeps saying it; when it gives up it says how many lines were delivered and which
 //! line was the first that was not.
 
-mod cli_child;
-
 use std::time::Duration;
 
-use cli_child::StrataChild;
+use strata_tests::child::StrataChild;
 use strata_tests::{BrokerProcess, WAIT, data_dir, strata, unreachable_address};
 
-/// The first message's deadline, from the start or from the broker's death.
-const SAID_WITHIN: Duration = Duration::from_secs(2);
+/// The first message's deadline, from the start or from the broker's death: the 2 s
+/// the CLI promises, plus room for a machine busy with other tests.
+const SAID_WITHIN: Duration = Duration::from_secs(5);
 
 #[test]
 fn an_unreachable_broker_is_reported_until_produce_gives_up() {
@@ -70,10 +69,7 @@ fn a_broker_that_goes_away_is_reported_and_the_undelivered_lines_are_counted() {
     broker.kill_9();
     producer.write(b"three\n");
     producer.close_stdin();
-    let line = producer.stderr_line_containing(
-        &format!("broker at {at}"),
-        SAID_WITHIN + Duration::from_secs(1),
-    );
+    let line = producer.stderr_line_containing(&format!("broker at {at}"), SAID_WITHIN);
     assert!(line.ends_with("; retrying"), "{line}");
     let (code, rest) = producer.exit();
     assert_eq!(code, Some(1), "{rest}");

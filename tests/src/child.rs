@@ -1,25 +1,21 @@
 //! A `strata` run kept as a child process, for tests that watch its stderr (or stdout)
 //! line by line while it runs. Every wait has a deadline; the child is killed on drop.
 
-// Each test file uses the part it needs.
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use strata_tests::{WAIT, binary};
+use crate::{WAIT, binary};
 
 /// A running `strata` whose output lines arrive on channels.
+#[derive(Debug)]
 pub struct StrataChild {
     child: Child,
     /// Its stdin, until [`close_stdin`](Self::close_stdin).
     pub stdin: Option<ChildStdin>,
     stdout: Receiver<String>,
     stderr: Receiver<String>,
-    /// When it was started.
-    pub started_at: Instant,
 }
 
 impl StrataChild {
@@ -34,7 +30,6 @@ impl StrataChild {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn strata");
-        let started_at = Instant::now();
         let stdout = lines_of(child.stdout.take().expect("piped stdout"));
         let stderr = lines_of(child.stderr.take().expect("piped stderr"));
         Self {
@@ -42,7 +37,6 @@ impl StrataChild {
             child,
             stdout,
             stderr,
-            started_at,
         }
     }
 
