@@ -187,7 +187,8 @@ impl Admin {
     /// An admin client. Connects lazily.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`].
+    /// [`Error::InvalidConfig`], or [`Error::InvalidBootstrap`] for a bootstrap address
+    /// that is not `host:port`.
     ///
     /// # Panics
     /// Outside a tokio runtime.

@@ -33,8 +33,8 @@ const _: () = assert!(REQUEST_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `host:port` addresses tried in order until one answers; the metadata they return
-    /// names the rest of the cluster.
+    /// `host:port` addresses (`[v6-address]:port` for IPv6) tried in order until one
+    /// answers; the metadata they return names the rest of the cluster.
     pub bootstrap: Vec<String>,
     /// Names this client in broker logs and metrics.
     pub client_id: String,
@@ -91,6 +91,9 @@ impl ClientConfig {
         if self.bootstrap.is_empty() {
             return Err(Error::InvalidConfig("bootstrap is empty".into()));
         }
+        for address in &self.bootstrap {
+            check_bootstrap_address(address)?;
+        }
         check_backoff(
             "reconnect_backoff_ms",
             self.reconnect_backoff_ms,
@@ -114,6 +117,42 @@ impl ClientConfig {
     /// The policy of reconnects to a broker that failed.
     pub(crate) fn reconnect_backoff(&self) -> Backoff {
         Backoff::new(self.reconnect_backoff_ms, self.reconnect_backoff_ms_max)
+    }
+}
+
+/// Checks that a bootstrap address is `host:port` (or `[v6-address]:port`) with a port
+/// from 1 to 65535, so a mistyped address is reported as such rather than as a failed
+/// connection. Whether the host resolves is learnt when connecting.
+fn check_bootstrap_address(address: &str) -> Result<()> {
+    let invalid = |problem: String| Error::InvalidBootstrap {
+        address: address.to_owned(),
+        problem,
+    };
+    let (host, port) = match address.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, rest)) => match rest.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(invalid(format!("has '{rest}' after the ']'"))),
+            },
+            None => return Err(invalid("lacks the ']' closing its IPv6 address".into())),
+        },
+        // A bare IPv6 address: its last colon does not start a port.
+        None if address.matches(':').count() > 1 => (address, None),
+        None => match address.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(invalid("has no host".into()));
+    }
+    match port {
+        None | Some("") => Err(invalid("has no port".into())),
+        Some(port) if port.parse::<u16>().is_ok_and(|port| port > 0) => Ok(()),
+        Some(port) => Err(invalid(format!(
+            "has port '{port}', not a number from 1 to 65535"
+        ))),
     }
 }
 
@@ -448,6 +487,54 @@ impl ConsumerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bootstrap_error(bootstrap: &str) -> String {
+        let config = ClientConfig::new(bootstrap);
+        config.validate().expect_err(bootstrap).to_string()
+    }
+
+    #[test]
+    fn a_bootstrap_address_without_a_port_says_so() {
+        assert_eq!(
+            bootstrap_error("127.0.0.1"),
+            "bootstrap address '127.0.0.1' has no port; use host:port"
+        );
+        assert_eq!(
+            bootstrap_error("a:9400,localhost:"),
+            "bootstrap address 'localhost:' has no port; use host:port"
+        );
+        assert_eq!(
+            bootstrap_error("::1"),
+            "bootstrap address '::1' has no port; use host:port"
+        );
+        assert_eq!(
+            bootstrap_error("[::1]"),
+            "bootstrap address '[::1]' has no port; use host:port"
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_address_with_a_bad_port_or_no_host_says_which() {
+        assert_eq!(
+            bootstrap_error("localhost:http"),
+            "bootstrap address 'localhost:http' has port 'http', not a number from 1 to 65535; use host:port"
+        );
+        assert!(bootstrap_error("localhost:0").contains("has port '0', not a number"));
+        assert!(bootstrap_error("localhost:65536").contains("has port '65536'"));
+        assert_eq!(
+            bootstrap_error(":9400"),
+            "bootstrap address ':9400' has no host; use host:port"
+        );
+        assert!(bootstrap_error("[::1:9400").contains("lacks the ']'"));
+        assert!(bootstrap_error("[::1]9400").contains("has '9400' after the ']'"));
+    }
+
+    #[test]
+    fn well_formed_bootstrap_addresses_pass() {
+        let config = ClientConfig::new("127.0.0.1:9400, broker-2.example:1 ,[::1]:65535");
+        assert_eq!(config.bootstrap.len(), 3);
+        config.validate().expect("valid");
+    }
 
     #[test]
     fn backoff_pairs_are_ordered_and_bounded() {

@@ -50,7 +50,9 @@
 //! - **Reconnects.** A connection whose socket fails is replaced on next use; pending
 //!   requests fail with the retriable [`Error::Disconnected`]. After a failed connect
 //!   the next attempt waits `reconnect_backoff_ms`, doubling up to
-//!   `reconnect_backoff_ms_max`, reset on success.
+//!   `reconnect_backoff_ms_max`, reset on success. A bootstrap address without a port
+//!   is refused when the client is built ([`Error::InvalidBootstrap`]), and a host name
+//!   that does not resolve fails its connect with [`Error::Resolve`].
 //! - **Backoff.** Every retry and reconnect waits as Kafka's do since KIP-580: the
 //!   initial value doubling per consecutive failure up to its `_max`, each wait
 //!   jittered by ±20 %, so that clients cut off together (a broker restart) come back

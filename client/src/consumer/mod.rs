@@ -142,7 +142,8 @@ impl Consumer {
     /// A consumer with nothing assigned. Connects lazily.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`].
+    /// [`Error::InvalidConfig`], or [`Error::InvalidBootstrap`] for a bootstrap address
+    /// that is not `host:port`.
     ///
     /// # Panics
     /// Outside a tokio runtime.
