@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use strata_client::{
-    AutoOffsetReset, Consumer, ConsumerConfig, Error, RebalanceListener, TopicPartition,
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Error, RebalanceListener,
+    TopicPartition,
 };
 
 /// Prints what the group does with this member's partitions.
@@ -17,16 +18,25 @@ struct PrintRebalances;
 
 impl RebalanceListener for PrintRebalances {
     fn on_assigned(&mut self, partitions: &[TopicPartition]) {
-        eprintln!("assigned: {partitions:?}");
+        eprintln!("assigned: {}", list(partitions));
     }
 
     fn on_revoked(&mut self, partitions: &[TopicPartition]) {
-        eprintln!("revoked (offsets committed): {partitions:?}");
+        eprintln!("revoked (offsets committed): {}", list(partitions));
     }
 
     fn on_lost(&mut self, partitions: &[TopicPartition]) {
-        eprintln!("lost (not committed; another member takes over): {partitions:?}");
+        eprintln!(
+            "lost (not committed; another member takes over): {}",
+            list(partitions)
+        );
     }
+}
+
+/// `orders-0, orders-2`.
+fn list(partitions: &[TopicPartition]) -> String {
+    let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }
 
 #[tokio::main]
@@ -64,8 +74,7 @@ async fn run() -> Result<(), Error> {
         tokio::select! {
             records = consumer.poll(Duration::from_secs(1)) => {
                 for record in records? {
-                    let value = record.value.as_deref().map(String::from_utf8_lossy);
-                    println!("{}/{}@{} {:?}", record.topic, record.partition, record.offset, value);
+                    println!("{}", describe(&record));
                 }
             }
             _ = &mut interrupted => break,
@@ -73,6 +82,37 @@ async fn run() -> Result<(), Error> {
     }
     let metadata = consumer.group_metadata();
     consumer.close().await?;
-    eprintln!("left the group as {metadata:?}");
+    if let Some(metadata) = metadata {
+        eprintln!(
+            "left group {} as member {} (epoch {})",
+            metadata.group_id, metadata.member_id, metadata.member_epoch
+        );
+    }
     Ok(())
+}
+
+/// `orders-0 offset 1 key u1 value signed up`: the key part only if there is a key,
+/// `(no value)` for a record without one. Bytes that are not UTF-8 are escaped as
+/// `\xNN`, so nothing is lost.
+fn describe(record: &ConsumerRecord) -> String {
+    let mut line = format!(
+        "{} offset {}",
+        TopicPartition::new(&*record.topic, record.partition),
+        record.offset
+    );
+    if let Some(key) = &record.key {
+        line += &format!(" key {}", text(key));
+    }
+    match &record.value {
+        Some(value) => line += &format!(" value {}", text(value)),
+        None => line += " (no value)",
+    }
+    line
+}
+
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes.escape_ascii().to_string(),
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use strata_client::protocol::ErrorCode;
 use strata_client::{
-    Admin, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    Admin, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 
 #[tokio::main]
@@ -56,10 +56,12 @@ async fn run() -> Result<(), Error> {
     }
     for (index, delivery) in deliveries {
         let metadata = delivery.await?;
-        println!(
-            "message {index} -> partition {} offset {:?}",
-            metadata.partition, metadata.offset
-        );
+        let partition = TopicPartition::new(&*topic, metadata.partition);
+        // The offset is known unless the producer runs with `acks = none`.
+        match metadata.offset {
+            Some(offset) => println!("message {index} -> {partition} offset {offset}"),
+            None => println!("message {index} -> {partition}"),
+        }
     }
     producer.close().await;
     Ok(())

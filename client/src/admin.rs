@@ -11,6 +11,7 @@ use strata_protocol::messages::{
 };
 use strata_protocol::{ErrorCode, Request, Response};
 
+use crate::backoff::Backoff;
 use crate::cluster::{BrokerInfo, Cluster, ClusterMetadata, TopicInfo, unexpected};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
@@ -179,22 +180,21 @@ impl TopicDetails {
 pub struct Admin {
     cluster: Arc<Cluster>,
     /// Backoff of retried coordinator requests (`reconnect_backoff_ms` and its max).
-    backoff_ms: u64,
-    backoff_ms_max: u64,
+    backoff: Backoff,
 }
 
 impl Admin {
     /// An admin client. Connects lazily.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`].
+    /// [`Error::InvalidConfig`], or [`Error::InvalidBootstrap`] for a bootstrap address
+    /// that is not `host:port`.
     ///
     /// # Panics
     /// Outside a tokio runtime.
     pub fn new(config: ClientConfig) -> Result<Self> {
         Ok(Self {
-            backoff_ms: config.reconnect_backoff_ms,
-            backoff_ms_max: config.reconnect_backoff_ms_max,
+            backoff: config.reconnect_backoff(),
             cluster: Cluster::new(config)?,
         })
     }

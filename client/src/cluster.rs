@@ -3,8 +3,9 @@
 //! [`Admin`](crate::Admin) does.
 //!
 //! Connections are opened lazily and replaced when they close. A broker that failed is
-//! retried after an exponential backoff (`reconnect_backoff_ms` doubling up to
-//! `reconnect_backoff_ms_max`), so a restarting broker is not hammered. Metadata is
+//! retried after an exponential backoff with jitter (`reconnect_backoff_ms` doubling up
+//! to `reconnect_backoff_ms_max`, ±20 %, see [`Backoff`](crate::backoff::Backoff)), so a
+//! restarting broker is neither hammered nor met by every client at once. Metadata is
 //! refreshed on an interval by a background task and on demand after leader errors;
 //! concurrent on-demand refreshes collapse into one.
 
@@ -221,13 +222,9 @@ impl Cluster {
             }
             Err(error) => {
                 link.failures = link.failures.saturating_add(1);
-                let backoff = backoff_ms(
-                    self.config.reconnect_backoff_ms,
-                    self.config.reconnect_backoff_ms_max,
-                    link.failures,
-                );
-                link.retry_at = Some(Instant::now() + Duration::from_millis(backoff));
-                tracing::debug!(address, %error, backoff, "connect failed");
+                let backoff = self.config.reconnect_backoff().delay(link.failures);
+                link.retry_at = Some(Instant::now() + backoff);
+                tracing::debug!(address, %error, ?backoff, "connect failed");
                 Err(error)
             }
         }
@@ -530,12 +527,6 @@ pub(crate) fn unexpected(response: &Response) -> Error {
     }
 }
 
-/// `base * 2^(attempt-1)`, capped at `max`.
-pub(crate) fn backoff_ms(base: u64, max: u64, attempt: u32) -> u64 {
-    let shift = attempt.saturating_sub(1).min(20);
-    base.saturating_mul(1 << shift).min(max)
-}
-
 async fn refresh_periodically(cluster: Weak<Cluster>, period: Duration) {
     let mut interval = tokio::time::interval_at(Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -548,19 +539,5 @@ async fn refresh_periodically(cluster: Weak<Cluster>, period: Duration) {
         if has_topics && let Err(error) = cluster.refresh(None).await {
             tracing::debug!(%error, "periodic metadata refresh failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let steps: Vec<u64> = (1..=7)
-            .map(|attempt| backoff_ms(50, 2_000, attempt))
-            .collect();
-        assert_eq!(steps, [50, 100, 200, 400, 800, 1_600, 2_000]);
-        assert_eq!(backoff_ms(50, 2_000, u32::MAX), 2_000);
     }
 }

@@ -10,6 +10,7 @@ use strata_protocol::limits::{
 };
 use strata_protocol::messages::Acks;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 
 /// The producer's default `request_bytes_max`.
@@ -32,8 +33,8 @@ const _: () = assert!(REQUEST_BYTES_MAX_DEFAULT < FRAME_BYTES_MAX_DEFAULT);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `host:port` addresses tried in order until one answers; the metadata they return
-    /// names the rest of the cluster.
+    /// `host:port` addresses (`[v6-address]:port` for IPv6) tried in order until one
+    /// answers; the metadata they return names the rest of the cluster.
     pub bootstrap: Vec<String>,
     /// Names this client in broker logs and metrics.
     pub client_id: String,
@@ -42,9 +43,10 @@ pub struct ClientConfig {
     pub request_timeout_ms: u64,
     /// How long opening a TCP connection plus the ApiVersions handshake may take.
     pub connect_timeout_ms: u64,
-    /// First wait before reconnecting to a broker that failed; doubles per failure.
+    /// First wait before reconnecting to a broker that failed; doubles per consecutive
+    /// failure, and every wait is jittered by ±20 %.
     pub reconnect_backoff_ms: u64,
-    /// Ceiling of the reconnect backoff.
+    /// Ceiling of the reconnect backoff (before jitter), at most one hour.
     pub reconnect_backoff_ms_max: u64,
     /// Cached metadata is refreshed at least this often, and on leader errors.
     pub metadata_refresh_ms: u64,
@@ -63,7 +65,7 @@ impl Default for ClientConfig {
             request_timeout_ms: 30_000,
             connect_timeout_ms: 10_000,
             reconnect_backoff_ms: 50,
-            reconnect_backoff_ms_max: 2_000,
+            reconnect_backoff_ms_max: 1_000,
             metadata_refresh_ms: 60_000,
             frame_bytes_max: CLIENT_FRAME_BYTES_MAX_DEFAULT,
             in_flight_requests_max: 64,
@@ -89,6 +91,14 @@ impl ClientConfig {
         if self.bootstrap.is_empty() {
             return Err(Error::InvalidConfig("bootstrap is empty".into()));
         }
+        for address in &self.bootstrap {
+            check_bootstrap_address(address)?;
+        }
+        check_backoff(
+            "reconnect_backoff_ms",
+            self.reconnect_backoff_ms,
+            self.reconnect_backoff_ms_max,
+        )?;
         if self.in_flight_requests_max == 0 {
             return Err(Error::InvalidConfig(
                 "in_flight_requests_max must be at least 1".into(),
@@ -103,6 +113,61 @@ impl ClientConfig {
     pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+
+    /// The policy of reconnects to a broker that failed.
+    pub(crate) fn reconnect_backoff(&self) -> Backoff {
+        Backoff::new(self.reconnect_backoff_ms, self.reconnect_backoff_ms_max)
+    }
+}
+
+/// Checks that a bootstrap address is `host:port` (or `[v6-address]:port`) with a port
+/// from 1 to 65535, so a mistyped address is reported as such rather than as a failed
+/// connection. Whether the host resolves is learnt when connecting.
+fn check_bootstrap_address(address: &str) -> Result<()> {
+    let invalid = |problem: String| Error::InvalidBootstrap {
+        address: address.to_owned(),
+        problem,
+    };
+    let (host, port) = match address.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, rest)) => match rest.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(invalid(format!("has '{rest}' after the ']'"))),
+            },
+            None => return Err(invalid("lacks the ']' closing its IPv6 address".into())),
+        },
+        // A bare IPv6 address: its last colon does not start a port.
+        None if address.matches(':').count() > 1 => (address, None),
+        None => match address.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(invalid("has no host".into()));
+    }
+    match port {
+        None | Some("") => Err(invalid("has no port".into())),
+        Some(port) if port.parse::<u16>().is_ok_and(|port| port > 0) => Ok(()),
+        Some(port) => Err(invalid(format!(
+            "has port '{port}', not a number from 1 to 65535"
+        ))),
+    }
+}
+
+/// Longest backoff ceiling: a client that waits longer between attempts than this is
+/// more likely misconfigured than patient.
+const BACKOFF_CEILING_MS: u64 = 3_600_000;
+
+/// Checks a `<name>` / `<name>_max` backoff pair: `1 <= initial <= max <= 1 hour`.
+fn check_backoff(name: &str, initial_ms: u64, max_ms: u64) -> Result<()> {
+    if initial_ms == 0 || initial_ms > max_ms || max_ms > BACKOFF_CEILING_MS {
+        return Err(Error::InvalidConfig(format!(
+            "need 1 <= {name} ({initial_ms}) <= {name}_max ({max_ms}) <= {BACKOFF_CEILING_MS}"
+        )));
+    }
+    Ok(())
 }
 
 /// What [`Producer::send`](crate::Producer::send) does when `buffer_bytes_max` bytes are
@@ -162,9 +227,10 @@ pub struct ProducerConfig {
     pub buffer_wait_ms_max: u64,
     /// Attempts after the first for a batch that failed with a retriable error.
     pub retries_max: u32,
-    /// First wait before retrying a batch; doubles per attempt.
+    /// First wait before retrying a batch; doubles per attempt, and every wait is
+    /// jittered by ±20 %.
     pub retry_backoff_ms: u64,
-    /// Ceiling of the retry backoff.
+    /// Ceiling of the retry backoff (before jitter), at most one hour.
     pub retry_backoff_ms_max: u64,
     /// Bytes of batches for one partition sent in one produce request.
     pub request_partition_bytes_max: usize,
@@ -198,8 +264,8 @@ impl Default for ProducerConfig {
             on_buffer_full: OnBufferFull::Wait,
             buffer_wait_ms_max: 60_000,
             retries_max: 20,
-            retry_backoff_ms: 50,
-            retry_backoff_ms_max: 2_000,
+            retry_backoff_ms: 100,
+            retry_backoff_ms_max: 1_000,
             request_partition_bytes_max: 4 << 20,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             produce_timeout_ms: 30_000,
@@ -226,6 +292,11 @@ impl ProducerConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         self.client.validate()?;
+        check_backoff(
+            "retry_backoff_ms",
+            self.retry_backoff_ms,
+            self.retry_backoff_ms_max,
+        )?;
         if self.batch_bytes_max == 0 || self.record_bytes_max == 0 {
             return Err(Error::InvalidConfig(
                 "batch_bytes_max and record_bytes_max must be positive".into(),
@@ -255,6 +326,11 @@ impl ProducerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The policy of retried batches and producer id requests.
+    pub(crate) fn retry_backoff(&self) -> Backoff {
+        Backoff::new(self.retry_backoff_ms, self.retry_backoff_ms_max)
     }
 }
 
@@ -313,10 +389,12 @@ pub struct ConsumerConfig {
     pub prefetch_bytes_max: usize,
     /// Records one `poll` returns.
     pub poll_records_max: usize,
-    /// Wait before re-fetching a partition after a retriable error; also the first
-    /// wait before retrying a failed heartbeat or commit (doubling up to
-    /// `reconnect_backoff_ms_max`).
+    /// First wait before re-fetching a partition after a retriable error, and before
+    /// retrying a failed heartbeat, commit or committed-offset lookup; doubles per
+    /// consecutive failure, and every wait is jittered by ±20 %.
     pub retry_backoff_ms: u64,
+    /// Ceiling of the retry backoff (before jitter), at most one hour.
+    pub retry_backoff_ms_max: u64,
     /// A stable id of this consumer process for static group membership, the same
     /// across restarts: a restarted member with the same id takes its predecessor's
     /// partitions back without a rebalance, and [`Consumer::close`](crate::Consumer::close)
@@ -348,6 +426,7 @@ impl Default for ConsumerConfig {
             prefetch_bytes_max: 64 << 20,
             poll_records_max: 500,
             retry_backoff_ms: 100,
+            retry_backoff_ms_max: 1_000,
             group_instance_id: None,
             enable_auto_commit: true,
             auto_commit_interval_ms: 5_000,
@@ -367,6 +446,11 @@ impl ConsumerConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         self.client.validate()?;
+        check_backoff(
+            "retry_backoff_ms",
+            self.retry_backoff_ms,
+            self.retry_backoff_ms_max,
+        )?;
         if u64::from(self.fetch_bytes_max) >= self.client.frame_bytes_max as u64 {
             return Err(Error::InvalidConfig(
                 "fetch_bytes_max must be below frame_bytes_max".into(),
@@ -392,5 +476,86 @@ impl ConsumerConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The policy of retried fetches, heartbeats, commits and offset lookups.
+    pub(crate) fn retry_backoff(&self) -> Backoff {
+        Backoff::new(self.retry_backoff_ms, self.retry_backoff_ms_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bootstrap_error(bootstrap: &str) -> String {
+        let config = ClientConfig::new(bootstrap);
+        config.validate().expect_err(bootstrap).to_string()
+    }
+
+    #[test]
+    fn a_bootstrap_address_without_a_port_says_so() {
+        assert_eq!(
+            bootstrap_error("127.0.0.1"),
+            "bootstrap address '127.0.0.1' has no port; use host:port"
+        );
+        assert_eq!(
+            bootstrap_error("a:9400,localhost:"),
+            "bootstrap address 'localhost:' has no port; use host:port"
+        );
+        assert_eq!(
+            bootstrap_error("::1"),
+            "bootstrap address '::1' has no port; use host:port"
+        );
+        assert_eq!(
+            bootstrap_error("[::1]"),
+            "bootstrap address '[::1]' has no port; use host:port"
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_address_with_a_bad_port_or_no_host_says_which() {
+        assert_eq!(
+            bootstrap_error("localhost:http"),
+            "bootstrap address 'localhost:http' has port 'http', not a number from 1 to 65535; use host:port"
+        );
+        assert!(bootstrap_error("localhost:0").contains("has port '0', not a number"));
+        assert!(bootstrap_error("localhost:65536").contains("has port '65536'"));
+        assert_eq!(
+            bootstrap_error(":9400"),
+            "bootstrap address ':9400' has no host; use host:port"
+        );
+        assert!(bootstrap_error("[::1:9400").contains("lacks the ']'"));
+        assert!(bootstrap_error("[::1]9400").contains("has '9400' after the ']'"));
+    }
+
+    #[test]
+    fn well_formed_bootstrap_addresses_pass() {
+        let config = ClientConfig::new("127.0.0.1:9400, broker-2.example:1 ,[::1]:65535");
+        assert_eq!(config.bootstrap.len(), 3);
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn backoff_pairs_are_ordered_and_bounded() {
+        let config = |initial, max| ConsumerConfig {
+            retry_backoff_ms: initial,
+            retry_backoff_ms_max: max,
+            ..ConsumerConfig::default()
+        };
+        config(100, 100).validate().expect("equal is fine");
+        for (initial, max) in [(0, 100), (200, 100), (100, BACKOFF_CEILING_MS + 1)] {
+            let error = config(initial, max).validate().expect_err("refused");
+            assert!(error.to_string().contains("retry_backoff_ms"), "{error}");
+        }
+        let client = ClientConfig {
+            reconnect_backoff_ms: 5_000,
+            ..ClientConfig::default()
+        };
+        assert_eq!(
+            client.validate().expect_err("above its max").to_string(),
+            "invalid configuration: need 1 <= reconnect_backoff_ms (5000) <= \
+             reconnect_backoff_ms_max (1000) <= 3600000"
+        );
     }
 }

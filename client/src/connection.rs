@@ -14,6 +14,7 @@
 //! [`Cluster`](crate::cluster::Cluster) replaces it.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,13 +138,17 @@ impl Connection {
             address: address.to_owned(),
             timeout_ms: config.connect_timeout_ms,
         };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|source| Error::Connect {
-                address: address.to_owned(),
-                source: Arc::new(source),
-            })?;
+        let stream = tokio::time::timeout(timeout, async {
+            let resolved = resolve(address).await?;
+            TcpStream::connect(resolved.as_slice())
+                .await
+                .map_err(|source| Error::Connect {
+                    address: address.to_owned(),
+                    source: Arc::new(source),
+                })
+        })
+        .await
+        .map_err(|_| timed_out())??;
         let _ = stream.set_nodelay(true);
         let codec = FrameCodec::new(config.frame_bytes_max);
         let (stream, peer) =
@@ -325,6 +330,32 @@ impl Connection {
     }
 }
 
+/// The IP addresses of `address` (`host:port`), or [`Error::Resolve`] naming its host,
+/// so that a mistyped name is reported as one and not as a refused connection.
+async fn resolve(address: &str) -> Result<Vec<SocketAddr>> {
+    let unresolved = |reason: String| Error::Resolve {
+        address: address.to_owned(),
+        host: host_of(address).to_owned(),
+        reason,
+    };
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|error| unresolved(error.to_string()))?
+        .collect();
+    if resolved.is_empty() {
+        return Err(unresolved("no IP address".into()));
+    }
+    Ok(resolved)
+}
+
+/// The host part of `host:port` or `[v6-address]:port`.
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// ApiVersions v0, which every broker supports forever, before anything else.
 async fn handshake(
     stream: TcpStream,
@@ -456,4 +487,30 @@ async fn read_loop(read_half: OwnedReadHalf, codec: FrameCodec, shared: Arc<Shar
     };
     tracing::debug!(address = shared.address, reason, "connection closed");
     shared.close(&reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_named_without_its_port_or_brackets() {
+        assert_eq!(host_of("nohost:9400"), "nohost");
+        assert_eq!(host_of("[::1]:9400"), "::1");
+        assert_eq!(host_of("broker.example"), "broker.example");
+    }
+
+    #[test]
+    fn an_unresolved_name_is_worded_as_such() {
+        let error = Error::Resolve {
+            address: "nohost:9400".into(),
+            host: "nohost".into(),
+            reason: "Name or service not known".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot resolve 'nohost' (broker address nohost:9400): Name or service not known"
+        );
+        assert!(error.is_retriable(), "a name may resolve later");
+    }
 }

@@ -13,7 +13,8 @@ use strata_protocol::messages::{
 };
 use strata_protocol::{Request, Response};
 
-use crate::cluster::{Cluster, backoff_ms, unexpected};
+use crate::backoff::Backoff;
+use crate::cluster::{Cluster, unexpected};
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 
@@ -26,20 +27,18 @@ const COORDINATOR_ATTEMPTS_MAX: u32 = 5;
 pub(crate) struct Coordinator {
     group_id: String,
     address: Mutex<Option<String>>,
-    /// First wait before a retry; doubles up to `backoff_ms_max`.
-    backoff_ms: u64,
-    backoff_ms_max: u64,
+    /// The waits between retries.
+    backoff: Backoff,
 }
 
 impl Coordinator {
     /// A coordinator handle for `group_id`, which is checked to be 1 to 255 bytes.
-    pub(crate) fn new(group_id: &str, backoff_ms: u64, backoff_ms_max: u64) -> Result<Self> {
+    pub(crate) fn new(group_id: &str, backoff: Backoff) -> Result<Self> {
         check_group_id(group_id)?;
         Ok(Self {
             group_id: group_id.to_owned(),
             address: Mutex::new(None),
-            backoff_ms,
-            backoff_ms_max,
+            backoff,
         })
     }
 
@@ -80,9 +79,9 @@ impl Coordinator {
             attempt += 1;
             match self.call_once(cluster, request).await {
                 Err(error) if error.is_retriable() && attempt < COORDINATOR_ATTEMPTS_MAX => {
-                    let wait = backoff_ms(self.backoff_ms, self.backoff_ms_max, attempt);
-                    tracing::debug!(group = self.group_id, %error, wait, "retrying");
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let wait = self.backoff.delay(attempt);
+                    tracing::debug!(group = self.group_id, %error, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
                 }
                 result => return result,
             }

@@ -28,6 +28,25 @@ pub enum Error {
         #[source]
         source: Arc<std::io::Error>,
     },
+    /// The host of a broker address did not resolve to any IP address. Retriable, as
+    /// a [`Error::Connect`] is: the name may resolve later.
+    #[error("cannot resolve '{host}' (broker address {address}): {reason}")]
+    Resolve {
+        /// The address tried.
+        address: String,
+        /// Its host part.
+        host: String,
+        /// What the resolver said.
+        reason: String,
+    },
+    /// A bootstrap address is not `host:port`.
+    #[error("bootstrap address '{address}' {problem}; use host:port")]
+    InvalidBootstrap {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it, e.g. "has no port".
+        problem: String,
+    },
     /// Opening the connection took longer than `connect_timeout_ms`.
     #[error("cannot reach broker at {address}: no answer within {timeout_ms} ms")]
     ConnectTimeout {
@@ -197,6 +216,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Connect { .. }
+            | Error::Resolve { .. }
             | Error::ConnectTimeout { .. }
             | Error::Disconnected { .. }
             | Error::RequestTimedOut { .. }
@@ -231,6 +251,7 @@ impl Error {
             self,
             Error::LeaderNotAvailable { .. }
                 | Error::Connect { .. }
+                | Error::Resolve { .. }
                 | Error::ConnectTimeout { .. }
                 | Error::Disconnected { .. }
         )
@@ -267,6 +288,7 @@ impl Error {
         ) || matches!(
             self,
             Error::Connect { .. }
+                | Error::Resolve { .. }
                 | Error::ConnectTimeout { .. }
                 | Error::Disconnected { .. }
                 | Error::RequestTimedOut { .. }

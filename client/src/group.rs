@@ -24,7 +24,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, backoff_ms, unexpected};
+use crate::backoff::Backoff;
+use crate::cluster::{Cluster, unexpected};
 use crate::config::ConsumerConfig;
 use crate::coordinator::{Coordinator, from_wire, to_wire};
 use crate::error::{Error, Result};
@@ -198,8 +199,7 @@ pub(crate) struct Snapshot {
 struct Settings {
     instance_id: Option<String>,
     assignor: Option<String>,
-    backoff_ms: u64,
-    backoff_ms_max: u64,
+    backoff: Backoff,
 }
 
 /// A consumer's membership in one group: the coordinator and the heartbeat task.
@@ -232,15 +232,8 @@ impl Membership {
         group_id: &str,
         topics: Vec<String>,
     ) -> Result<Self> {
-        let backoff_ms_max = config
-            .client
-            .reconnect_backoff_ms_max
-            .max(config.retry_backoff_ms);
-        let coordinator = Arc::new(Coordinator::new(
-            group_id,
-            config.retry_backoff_ms,
-            backoff_ms_max,
-        )?);
+        let backoff = config.retry_backoff();
+        let coordinator = Arc::new(Coordinator::new(group_id, backoff)?);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 member_id: String::new(),
@@ -261,8 +254,7 @@ impl Membership {
         let settings = Settings {
             instance_id: config.group_instance_id.clone(),
             assignor: config.group_assignor.clone(),
-            backoff_ms: config.retry_backoff_ms,
-            backoff_ms_max,
+            backoff,
         };
         let task = tokio::spawn(heartbeat_loop(
             cluster,
@@ -521,14 +513,14 @@ async fn heartbeat_loop(
             continue;
         }
         failures = failures.saturating_add(1);
-        let wait = backoff_ms(settings.backoff_ms, settings.backoff_ms_max, failures);
+        let wait = settings.backoff.delay(failures);
         if error.is_retriable() {
-            tracing::debug!(group = coordinator.group_id(), %error, wait, "heartbeat failed");
+            tracing::debug!(group = coordinator.group_id(), %error, ?wait, "heartbeat failed");
         } else {
-            tracing::warn!(group = coordinator.group_id(), %error, wait, "heartbeat rejected");
+            tracing::warn!(group = coordinator.group_id(), %error, ?wait, "heartbeat rejected");
             shared.report(coordinator.error(error));
         }
-        next_at = Instant::now() + Duration::from_millis(wait);
+        next_at = Instant::now() + wait;
     }
 }
 
@@ -623,8 +615,7 @@ mod tests {
         Settings {
             instance_id: Some("host-1".into()),
             assignor: Some("range".into()),
-            backoff_ms: 100,
-            backoff_ms_max: 2_000,
+            backoff: Backoff::new(100, 1_000),
         }
     }
 

@@ -50,7 +50,14 @@
 //! - **Reconnects.** A connection whose socket fails is replaced on next use; pending
 //!   requests fail with the retriable [`Error::Disconnected`]. After a failed connect
 //!   the next attempt waits `reconnect_backoff_ms`, doubling up to
-//!   `reconnect_backoff_ms_max`, reset on success.
+//!   `reconnect_backoff_ms_max`, reset on success. A bootstrap address without a port
+//!   is refused when the client is built ([`Error::InvalidBootstrap`]), and a host name
+//!   that does not resolve fails its connect with [`Error::Resolve`].
+//! - **Backoff.** Every retry and reconnect waits as Kafka's do since KIP-580: the
+//!   initial value doubling per consecutive failure up to its `_max`, each wait
+//!   jittered by ±20 %, so that clients cut off together (a broker restart) come back
+//!   spread out instead of in lockstep. The defaults are Kafka's: reconnects 50 ms to
+//!   1 s, retries 100 ms to 1 s.
 //! - **Metadata.** Cached per topic; fetched on first use, refreshed every
 //!   `metadata_refresh_ms` by a background task, and on `NotLeader`,
 //!   `UnknownTopicOrPartition`, `LeaderNotAvailable` and connection errors, with
@@ -77,7 +84,7 @@
 //!   `send` waits (up to `buffer_wait_ms_max`) or fails at once with
 //!   [`Error::BufferFull`], per [`OnBufferFull`].
 //! - **Retries.** Retriable errors ([`Error::is_retriable`]) are retried up to
-//!   `retries_max` times with exponential backoff from `retry_backoff_ms` to
+//!   `retries_max` times with the backoff from `retry_backoff_ms` to
 //!   `retry_backoff_ms_max`; then the record's [`DeliveryFuture`] fails.
 //! - **Consumer.** `&mut self` methods: one owner, no locks. Fetches run as tasks, one
 //!   per leader; when `poll` returns records, the next fetch of each partition is
@@ -147,6 +154,7 @@
 //! - `connection`: one multiplexed broker connection (writer and reader tasks).
 //! - `cluster`: metadata cache and connection pool, and the ListOffsets lookup that
 //!   the consumer and admin share.
+//! - `backoff`: the exponential, jittered wait before every retry and reconnect.
 //! - `accumulator`: per-partition batching, pure and unit-tested; `routing` picks a
 //!   record's partition, `batch` holds a partition's open and sealed batches,
 //!   `idempotence` numbers them, `clock` stamps records.
@@ -164,6 +172,7 @@
 
 mod accumulator;
 mod admin;
+mod backoff;
 mod cluster;
 mod config;
 mod connection;

@@ -165,7 +165,7 @@ pub enum OffsetSpec {
 
 impl Admin {
     fn coordinator(&self, group_id: &str) -> Result<Coordinator> {
-        Coordinator::new(group_id, self.backoff_ms, self.backoff_ms_max)
+        Coordinator::new(group_id, self.backoff)
     }
 
     /// Every consumer group, sorted by id. Each broker lists the groups it

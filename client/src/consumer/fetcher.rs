@@ -133,8 +133,7 @@ impl Consumer {
     /// help); anything else is also reported to the application.
     pub(super) fn on_partition_error(&mut self, tp: &TopicPartition, error: Error) {
         if let Some(state) = self.partitions.get_mut(tp) {
-            state.retry_at =
-                Some(Instant::now() + Duration::from_millis(self.config.retry_backoff_ms));
+            state.back_off(self.config.retry_backoff(), Instant::now());
         }
         if error.needs_metadata_refresh() {
             let cluster = Arc::clone(&self.cluster);
@@ -185,6 +184,7 @@ impl Consumer {
             }
             match partition.result {
                 Ok(fetched) => {
+                    state.failures = 0;
                     state.fetch_offset = fetched.next_offset;
                     self.decoding.push_back(Decoding {
                         tp: partition.tp,
@@ -202,9 +202,7 @@ impl Consumer {
                         // This fetch started where an answer still being decoded says it
                         // ends. If that answer turns out corrupt, the offset was made up;
                         // so ask again after a back-off rather than reset the position.
-                        state.retry_at = Some(
-                            Instant::now() + Duration::from_millis(self.config.retry_backoff_ms),
-                        );
+                        state.back_off(self.config.retry_backoff(), Instant::now());
                     } else {
                         self.out_of_range(&partition.tp, partition.fetch_offset);
                     }

@@ -22,6 +22,7 @@ use futures_util::Stream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::cluster::Cluster;
 use crate::config::ConsumerConfig;
 use crate::error::{Error, Result};
@@ -105,6 +106,8 @@ struct PartitionState {
     /// and assigned again) can never run alongside a newer one.
     fetch_in_flight: Option<u64>,
     retry_at: Option<Instant>,
+    /// Consecutive failed fetches or committed-offset lookups: the backoff's step.
+    failures: u32,
     /// Set when `auto_offset_reset` is `Error` and the position is invalid: the
     /// partition is paused until the application seeks.
     paused: bool,
@@ -122,9 +125,16 @@ impl PartitionState {
             epoch,
             fetch_in_flight: None,
             retry_at: None,
+            failures: 0,
             paused: false,
             committed_pending: false,
         }
+    }
+
+    /// Counts a failure and waits out its backoff before the partition's next attempt.
+    fn back_off(&mut self, backoff: Backoff, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + backoff.delay(self.failures));
     }
 }
 
@@ -132,7 +142,8 @@ impl Consumer {
     /// A consumer with nothing assigned. Connects lazily.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`].
+    /// [`Error::InvalidConfig`], or [`Error::InvalidBootstrap`] for a bootstrap address
+    /// that is not `host:port`.
     ///
     /// # Panics
     /// Outside a tokio runtime.

@@ -26,6 +26,7 @@ impl Consumer {
         state.epoch = self.epochs;
         state.paused = false;
         state.retry_at = None;
+        state.failures = 0;
         state.committed_pending = false;
         retain_buffered(&mut self.buffer, |record| {
             !(record.partition == tp.partition && *record.topic == *tp.topic)

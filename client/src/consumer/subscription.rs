@@ -634,7 +634,7 @@ impl Consumer {
 
     /// Positions partitions the group just granted at their committed offsets; those
     /// without one are left to `auto_offset_reset`. A failed lookup is retried after
-    /// `retry_backoff_ms`.
+    /// the retry backoff.
     pub(super) async fn lookup_committed(&mut self) {
         let Some(group) = &self.group else {
             return;
@@ -664,6 +664,7 @@ impl Consumer {
                         .expect("pending partitions are owned");
                     state.committed_pending = false;
                     state.retry_at = None;
+                    state.failures = 0;
                     if let Some(offset) = committed.get(tp) {
                         self.epochs += 1;
                         state.position = Some(*offset);
@@ -673,12 +674,12 @@ impl Consumer {
                 }
             }
             Err(error) => {
-                let retry_at = now + Duration::from_millis(self.config.retry_backoff_ms);
+                let backoff = self.config.retry_backoff();
                 for tp in &pending {
                     self.partitions
                         .get_mut(tp)
                         .expect("pending partitions are owned")
-                        .retry_at = Some(retry_at);
+                        .back_off(backoff, now);
                 }
                 if error.is_retriable() || error.is_fenced() {
                     tracing::debug!(%error, "committed offset lookup will be retried");

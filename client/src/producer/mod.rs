@@ -107,7 +107,8 @@ impl Producer {
     /// A producer. Connects lazily, on the first send.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an inconsistent config.
+    /// [`Error::InvalidConfig`] for an inconsistent config, [`Error::InvalidBootstrap`]
+    /// for a bootstrap address that is not `host:port`.
     ///
     /// # Panics
     /// Outside a tokio runtime.

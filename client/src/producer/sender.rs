@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use crate::accumulator::{ProducerBatch, ProducerIdentity};
-use crate::cluster::{backoff_ms, unexpected};
+use crate::cluster::unexpected;
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 
@@ -157,12 +157,7 @@ async fn obtain_identity(shared: &Arc<Shared>, current: Option<ProducerIdentity>
         }
         drop(accumulator);
         tracing::debug!(attempts, %error, "retrying InitProducerId");
-        let backoff = backoff_ms(
-            config.retry_backoff_ms,
-            config.retry_backoff_ms_max,
-            attempts,
-        );
-        tokio::time::sleep(Duration::from_millis(backoff)).await;
+        tokio::time::sleep(config.retry_backoff().delay(attempts)).await;
     }
 }
 
@@ -374,12 +369,7 @@ fn fail_or_retry(
         for batch in &mut batches {
             batch.attempts = attempts;
         }
-        let backoff = backoff_ms(
-            config.retry_backoff_ms,
-            config.retry_backoff_ms_max,
-            attempts,
-        );
-        let retry_at = Instant::now() + Duration::from_millis(backoff);
+        let retry_at = Instant::now() + config.retry_backoff().delay(attempts);
         shared
             .accumulator
             .lock()
