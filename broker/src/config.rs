@@ -28,6 +28,17 @@ pub enum DurabilityPolicy {
     Never,
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Text for people, coloured only on a terminal and without `NO_COLOR`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// Every broker setting. Limits are named `<noun>_max` with units last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +55,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A tracing filter such as `info` or `strata_broker=debug`; `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Text or JSON log lines.
+    pub log_format: LogFormat,
 
     /// Largest request frame accepted, in bytes; a larger length prefix closes the connection.
     pub frame_bytes_max: usize,
@@ -99,6 +112,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9401)),
             data_dir: PathBuf::from("./strata-data"),
             log_level: "info".into(),
+            log_format: LogFormat::Text,
             frame_bytes_max: strata_protocol::limits::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             connection_in_flight_requests_max: 128,
