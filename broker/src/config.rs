@@ -325,8 +325,7 @@ impl Config {
             });
         }
         let Ok(config) = toml::Value::Table(table.clone()).try_into::<Config>() else {
-            let blamed = blame::<Config>(&Self::default_table(), &table);
-            return Err(ConfigError::Value(blamed));
+            return Err(ConfigError::Value(blame::<Config>(&defaults, &table)));
         };
         config.validate()?;
         Ok(config)
