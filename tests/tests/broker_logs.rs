@@ -1,26 +1,28 @@
-//! Broker logs written to a file carry no colour codes, and `--log-format json` (or
-//! `STRATA_LOG_FORMAT=json`) writes one JSON object per line, a failure to start included.
+//! Broker logs written to a file carry no colour codes, nor do they on a terminal with
+//! `NO_COLOR` set, and `--log-format json` (or `STRATA_LOG_FORMAT=json`) writes one JSON
+//! object per line, a failure to start included.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_tests::*;
 
-/// A broker whose stderr goes to a file. Killed on drop.
+/// A broker whose stderr goes to a file or a terminal. Killed on drop.
 struct LoggingBroker {
     child: Child,
 }
 
 impl LoggingBroker {
-    /// Starts `strata-broker` on `data_dir` with info logs to `log` and `args`, with
+    /// Starts `strata-broker` on `data_dir` with info logs to `stderr` and `args`, with
     /// `environment` set; returns it and its client address once it serves, or the exit
     /// code if it exits first.
     fn start(
         data_dir: &Path,
-        log: &Path,
+        stderr: impl Into<Stdio>,
         args: &[&str],
         environment: &[(&str, &str)],
     ) -> Result<(Self, String), Option<i32>> {
@@ -31,9 +33,10 @@ impl LoggingBroker {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("STRATA_LOG_FORMAT")
+            .env_remove("NO_COLOR")
             .envs(environment.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(File::create(log).expect("log file"))
+            .stderr(stderr)
             .spawn()
             .expect("spawn strata-broker");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -82,21 +85,77 @@ impl Drop for LoggingBroker {
     }
 }
 
-/// Runs a broker with `args` and `environment`, creates topic `logged`, stops it with
-/// SIGTERM, and returns what it logged.
-async fn log_of_a_run(args: &[&str], environment: &[(&str, &str)]) -> String {
-    let dir = data_dir();
-    let log = dir.path().join("broker.log");
+/// Runs a broker on `data_dir` with `args` and `environment` and its logs to `stderr`,
+/// creates topic `logged`, and stops it with SIGTERM.
+async fn run(
+    data_dir: &Path,
+    stderr: impl Into<Stdio>,
+    args: &[&str],
+    environment: &[(&str, &str)],
+) {
     let args = [&["--listen", "127.0.0.1:0"], args].concat();
-    let (mut broker, address) =
-        LoggingBroker::start(&dir.path().join("data"), &log, &args, environment)
-            .unwrap_or_else(|code| panic!("exited with {code:?}"));
+    let (mut broker, address) = LoggingBroker::start(data_dir, stderr, &args, environment)
+        .unwrap_or_else(|code| panic!("exited with {code:?}"));
     Client::connect(&address)
         .await
         .create_topic("logged", 1, &[])
         .await;
     assert_eq!(broker.terminate(), Some(0));
+}
+
+/// What a [`run`] logged to a file.
+async fn log_of_a_run(args: &[&str], environment: &[(&str, &str)]) -> String {
+    let dir = data_dir();
+    let log = dir.path().join("broker.log");
+    let file = File::create(&log).expect("log file");
+    run(&dir.path().join("data"), file, args, environment).await;
     std::fs::read_to_string(&log).expect("a UTF-8 log")
+}
+
+/// A new pseudo-terminal: the side to read and the side that is the terminal.
+fn pseudo_terminal() -> (File, File) {
+    let (mut reader, mut terminal) = (0, 0);
+    let none = std::ptr::null_mut();
+    // SAFETY: openpty writes two new descriptors into the places given; no name, terminal
+    // settings or window size are asked for.
+    let opened = unsafe {
+        libc::openpty(
+            &mut reader,
+            &mut terminal,
+            none,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened here and nothing else owns them.
+    unsafe { (File::from_raw_fd(reader), File::from_raw_fd(terminal)) }
+}
+
+/// What a [`run`] logged to a terminal, with `environment` set.
+async fn terminal_log_of_a_run(environment: &[(&str, &str)]) -> Vec<u8> {
+    let dir = data_dir();
+    let (mut reader, terminal) = pseudo_terminal();
+    // Reads until the broker, the terminal's last holder, has exited (EIO then).
+    let output = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        let _ = reader.read_to_end(&mut output);
+        output
+    });
+    run(dir.path(), terminal, &[], environment).await;
+    output.join().expect("terminal reader")
+}
+
+#[tokio::test]
+async fn a_terminal_gets_colour_unless_no_color_is_set() {
+    let coloured = terminal_log_of_a_run(&[]).await;
+    let text = String::from_utf8_lossy(&coloured);
+    assert!(text.contains("created topic"), "{text}");
+    assert!(coloured.contains(&0x1b), "no colour on a terminal:\n{text}");
+    let plain = terminal_log_of_a_run(&[("NO_COLOR", "1")]).await;
+    let text = String::from_utf8_lossy(&plain);
+    assert!(text.contains("created topic"), "{text}");
+    assert!(!plain.contains(&0x1b), "colour despite NO_COLOR:\n{text}");
 }
 
 #[tokio::test]
@@ -140,7 +199,8 @@ fn a_failure_to_start_is_one_json_line_with_json_logs() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let args = ["--log-format", "json", "--listen", &address];
-    let code = LoggingBroker::start(&dir.path().join("data"), &log, &args, &[])
+    let file = File::create(&log).expect("log file");
+    let code = LoggingBroker::start(&dir.path().join("data"), file, &args, &[])
         .map(|_| "served")
         .expect_err("the address is taken");
     assert_eq!(code, Some(4));
