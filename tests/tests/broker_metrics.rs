@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
+use strata_protocol::batch;
 use strata_protocol::messages::{
-    Acks, CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest, ProducePartition,
-    ProduceRequest, ProduceTopic,
+    Acks, CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest, InitProducerIdRequest,
+    ProducePartition, ProduceRequest, ProduceTopic,
 };
 use strata_protocol::{ErrorCode, Response};
 use strata_tests::*;
@@ -120,6 +122,48 @@ async fn a_deleted_topics_series_leave_and_a_failed_creation_leaves_none() {
     let after = scrape_metrics(&broker.metrics_address).await;
     assert!(!after.contains("topic=\"doomed\""), "{after}");
     assert!(!after.contains("topic=\"broken\""), "{after}");
+}
+
+#[tokio::test]
+async fn a_retried_idempotent_batch_is_counted_as_a_duplicate_of_its_topic() {
+    let dir = data_dir();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut client = Client::connect(&broker.address).await;
+    client.create_topic("retried", 1, &[]).await;
+    let request = InitProducerIdRequest {
+        producer_id: -1,
+        producer_epoch: -1,
+    };
+    let Response::InitProducerId(producer) = client.call(request).await else {
+        panic!("wrong response type")
+    };
+    let mut stamped = batch_of("r", 3).to_vec();
+    batch::stamp_producer(
+        &mut stamped,
+        producer.producer_id,
+        producer.producer_epoch,
+        0,
+    );
+    let stamped = Bytes::from(stamped);
+    for _ in 0..2 {
+        let response = client
+            .produce("retried", 0, Acks::Leader, stamped.clone())
+            .await;
+        assert_eq!(
+            (response.error_code, response.base_offset),
+            (ErrorCode::None, 0)
+        );
+    }
+    let text = scrape_metrics(&broker.metrics_address).await;
+    for expected in [
+        "strata_produce_duplicate_batches_total{topic=\"retried\"} 1",
+        "strata_records_in_total{topic=\"retried\"} 3",
+    ] {
+        assert!(
+            text.lines().any(|line| line == expected),
+            "missing {expected} in\n{text}"
+        );
+    }
 }
 
 /// The metric families of a scrape: each `# TYPE` line's name and type, and each
