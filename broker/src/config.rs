@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use strata_protocol::limits::message_fits_frame;
 use strata_protocol::messages::ConfigEntry;
@@ -26,6 +27,17 @@ pub enum DurabilityPolicy {
     Interval,
     /// Never fsync; the OS writes back on its own schedule.
     Never,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Text for people, coloured only on a terminal and without `NO_COLOR`.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// Every broker setting. Limits are named `<noun>_max` with units last.
@@ -44,6 +56,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A tracing filter such as `info` or `strata_broker=debug`; `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Text or JSON log lines.
+    pub log_format: LogFormat,
 
     /// Largest request frame accepted, in bytes; a larger length prefix closes the connection.
     pub frame_bytes_max: usize,
@@ -99,6 +113,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9401)),
             data_dir: PathBuf::from("./strata-data"),
             log_level: "info".into(),
+            log_format: LogFormat::Text,
             frame_bytes_max: strata_protocol::limits::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             connection_in_flight_requests_max: 128,
@@ -148,8 +163,8 @@ pub enum ConfigError {
     },
     /// A key is not a setting.
     #[error(
-        "invalid configuration: unknown field `{key}`, expected one of {}",
-        quoted(known)
+        "invalid configuration: unknown key '{key}'; the keys are {}",
+        known.join(", ")
     )]
     UnknownKey {
         /// The key.
@@ -159,7 +174,7 @@ pub enum ConfigError {
     },
     /// A value has the wrong type or is not one of the allowed words.
     #[error("invalid configuration: {0}")]
-    Value(toml::de::Error),
+    Value(ValueError),
     /// A limit that must be positive is 0.
     #[error("invalid configuration: {key} must be at least 1")]
     Zero {
@@ -191,10 +206,74 @@ pub enum ConfigError {
     TopicDefaults(#[from] TopicConfigError),
 }
 
-/// `a`, `b`, `c`: the way serde lists expected fields.
-fn quoted(keys: &[String]) -> String {
-    let quoted: Vec<String> = keys.iter().map(|key| format!("`{key}`")).collect();
-    quoted.join(", ")
+/// A value that does not fit its key, said in the terms the user typed:
+/// `retention_ms: expected an integer, got "abc"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: expected {expected}, got {given}")]
+pub struct ValueError {
+    /// The key.
+    pub key: String,
+    /// What the key takes, in words.
+    pub expected: String,
+    /// The value as given, in TOML (strings quoted).
+    pub given: String,
+}
+
+/// Why `table` does not deserialize as `T`, blamed on the first key whose value alone,
+/// put into `valid` (a table that deserializes), fails.
+///
+/// # Panics
+/// If no value fails alone. Each field of a config deserializes on its own, so a table
+/// that fails has such a value.
+fn blame<T: DeserializeOwned>(valid: &toml::Table, table: &toml::Table) -> ValueError {
+    // Why `value` alone fails for `key`, if it does.
+    let fails_alone = |key: &String, value: &toml::Value| {
+        let mut alone = valid.clone();
+        alone.insert(key.clone(), value.clone());
+        let error = toml::Value::Table(alone).try_into::<T>().err()?;
+        Some(error.message().to_owned())
+    };
+    let blamed = table.iter().find_map(|(key, value)| {
+        if valid.get(key) == Some(value) {
+            return None;
+        }
+        let mut message = fails_alone(key, value)?;
+        // Given a number, an enum says only that it wants a string; given a string, it
+        // lists its words.
+        if !value.is_str() {
+            let as_text = fails_alone(key, &toml::Value::String(value.to_string()));
+            if let Some(words) = as_text.filter(|text| text.starts_with("unknown variant")) {
+                message = words;
+            }
+        }
+        Some(ValueError {
+            key: key.clone(),
+            expected: expectation(&message),
+            given: value.to_string(),
+        })
+    });
+    blamed.expect("a table that fails to deserialize has a value that fails alone")
+}
+
+/// What serde's message says was expected, in plain words: `an integer` for `i64`,
+/// `one of every_batch, interval, never` for an enum.
+fn expectation(message: &str) -> String {
+    const ADDRESS: &str = "an address such as 127.0.0.1:9400";
+    if message == "invalid socket address syntax" {
+        return ADDRESS.to_owned();
+    }
+    let Some((_, expected)) = message.rsplit_once(", expected ") else {
+        return format!("a valid value ({message})");
+    };
+    match expected {
+        "i8" | "i16" | "i32" | "i64" => "an integer".to_owned(),
+        "u64" | "usize" => "an integer of 0 or more".to_owned(),
+        "u32" => format!("an integer from 0 to {}", u32::MAX),
+        "u16" => format!("an integer from 0 to {}", u16::MAX),
+        "a boolean" => "true or false".to_owned(),
+        "socket address" => ADDRESS.to_owned(),
+        other => other.replace('`', ""),
+    }
 }
 
 /// A setting given on the command line or in the environment, as `key` and raw text.
@@ -225,16 +304,18 @@ impl Config {
             table.extend(file_table);
         }
         let known = Self::keys();
+        let defaults = Self::default_table();
         for (name, value) in environment {
             let Some(key) = name.strip_prefix("STRATA_").map(str::to_ascii_lowercase) else {
                 continue;
             };
             if known.contains(&key) {
-                table.insert(key, parse_value(&value));
+                let value = parse_setting(defaults.get(&key), &value);
+                table.insert(key, value);
             }
         }
         for (key, value) in flags {
-            table.insert(key.clone(), parse_value(value));
+            table.insert(key.clone(), parse_setting(defaults.get(key), value));
         }
         // Serde names no known keys for a struct with a flattened field, so check here.
         if let Some(key) = table.keys().find(|key| !known.contains(key)) {
@@ -243,9 +324,9 @@ impl Config {
                 known,
             });
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(ConfigError::Value)?;
+        let Ok(config) = toml::Value::Table(table.clone()).try_into::<Config>() else {
+            return Err(ConfigError::Value(blame::<Config>(&defaults, &table)));
+        };
         config.validate()?;
         Ok(config)
     }
@@ -341,6 +422,18 @@ impl Config {
     }
 }
 
+/// Reads a flag's or variable's value for a key whose default is `default`: as TOML, but
+/// as the text itself for a key that takes text, so `--data-dir 2024` is a directory.
+/// `advertised_listen` has no default and takes text.
+fn parse_setting(default: Option<&toml::Value>, text: &str) -> toml::Value {
+    match (default, parse_value(text)) {
+        (None | Some(toml::Value::String(_)), parsed) if !parsed.is_str() => {
+            toml::Value::String(text.to_owned())
+        }
+        (_, parsed) => parsed,
+    }
+}
+
 /// Reads a value as TOML (so numbers and booleans keep their type), else as a string.
 fn parse_value(text: &str) -> toml::Value {
     format!("v = {text}")
@@ -395,7 +488,7 @@ pub const SEGMENT_BYTES_MIN: u64 = 1 << 14;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicConfigError {
     /// An override names no topic config.
-    #[error("unknown topic config '{key}'; known keys: {known:?}")]
+    #[error("unknown topic config '{key}'; the topic configs are {}", known.join(", "))]
     UnknownKey {
         /// The key given.
         key: String,
@@ -403,11 +496,8 @@ pub enum TopicConfigError {
         known: Vec<String>,
     },
     /// An override's value has the wrong type or is not one of the allowed words.
-    #[error("invalid topic config: {message}")]
-    Value {
-        /// The parser's reason.
-        message: String,
-    },
+    #[error(transparent)]
+    Value(ValueError),
     /// A retention is below -1.
     #[error("retention_ms and retention_bytes must be -1 (unlimited) or non-negative")]
     NegativeRetention {
@@ -447,9 +537,10 @@ impl TopicConfig {
     /// # Errors
     /// [`TopicConfigError`] naming the unknown key or invalid value.
     pub fn with_overrides(&self, entries: &[ConfigEntry]) -> Result<Self, TopicConfigError> {
-        let Ok(toml::Value::Table(mut table)) = toml::Value::try_from(self) else {
+        let Ok(toml::Value::Table(valid)) = toml::Value::try_from(self) else {
             unreachable!("TopicConfig serializes to a table")
         };
+        let mut table = valid.clone();
         for entry in entries {
             if !table.contains_key(&entry.key) {
                 return Err(TopicConfigError::UnknownKey {
@@ -459,12 +550,11 @@ impl TopicConfig {
             }
             table.insert(entry.key.clone(), parse_value(&entry.value));
         }
-        let config: TopicConfig =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|error: toml::de::Error| TopicConfigError::Value {
-                    message: error.message().to_owned(),
-                })?;
+        let Ok(config) = toml::Value::Table(table.clone()).try_into::<TopicConfig>() else {
+            return Err(TopicConfigError::Value(blame::<TopicConfig>(
+                &valid, &table,
+            )));
+        };
         config.check()?;
         Ok(config)
     }
@@ -595,14 +685,13 @@ mod tests {
         let file = dir.path().join("broker.toml");
         std::fs::write(&file, "segmnet_bytes = 1\n").unwrap();
         let error = Config::load(Some(&file), [], &[]).unwrap_err().to_string();
-        assert!(error.contains("segmnet_bytes"), "{error}");
         assert!(
-            error.contains("expected one of `advertised_listen`"),
+            error.starts_with(
+                "invalid configuration: unknown key 'segmnet_bytes'; the keys are advertised_listen, connection_idle_ms_max, "
+            ),
             "{error}"
         );
-        assert!(error.contains("`segment_bytes`"), "{error}");
-        let flags = vec![("durability".to_owned(), "sometimes".to_owned())];
-        assert!(Config::load(None, [], &flags).is_err());
+        assert!(error.contains(", segment_bytes, "), "{error}");
         let flags = vec![("frame_bytes_max".to_owned(), "0".to_owned())];
         assert!(
             Config::load(None, [], &flags)
@@ -610,6 +699,62 @@ mod tests {
                 .to_string()
                 .contains("frame_bytes_max")
         );
+    }
+
+    #[test]
+    fn a_bad_value_is_named_by_its_key_from_flags_environment_and_file() {
+        let load = |file: &str, environment: &[(&str, &str)], flags: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("broker.toml");
+            std::fs::write(&path, file).unwrap();
+            let flags: Vec<Override> = flags
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect();
+            Config::load(Some(&path), env(environment), &flags)
+                .unwrap_err()
+                .to_string()
+        };
+        let cases = [
+            (
+                load("", &[], &[("retention_ms", "abc")]),
+                "retention_ms: expected an integer, got \"abc\"",
+            ),
+            (
+                load("", &[("STRATA_SEGMENT_BYTES", "-5")], &[]),
+                "segment_bytes: expected an integer of 0 or more, got -5",
+            ),
+            (
+                load("node_id = 5000000000\n", &[], &[]),
+                "node_id: expected an integer from 0 to 4294967295, got 5000000000",
+            ),
+            (
+                load("durability = \"sometimes\"\n", &[], &[]),
+                "durability: expected one of every_batch, interval, never, got \"sometimes\"",
+            ),
+            (
+                load("", &[], &[("log_format", "xml")]),
+                "log_format: expected text or json, got \"xml\"",
+            ),
+            (
+                load("", &[], &[("listen", "localhost")]),
+                "listen: expected an address such as 127.0.0.1:9400, got \"localhost\"",
+            ),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error, format!("invalid configuration: {reason}"));
+        }
+    }
+
+    #[test]
+    fn a_key_that_takes_text_takes_a_flag_that_looks_like_a_number() {
+        let flags = vec![
+            ("data_dir".to_owned(), "2024".to_owned()),
+            ("log_format".to_owned(), "\"json\"".to_owned()),
+        ];
+        let config = Config::load(None, [], &flags).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("2024"));
+        assert_eq!(config.log_format, LogFormat::Json);
     }
 
     #[test]
@@ -664,11 +809,15 @@ mod tests {
         };
         assert_eq!(
             reason("retention", "1"),
-            "unknown topic config 'retention'; known keys: [\"durability\", \"flush_interval_ms\", \"max_message_bytes\", \"retention_bytes\", \"retention_ms\", \"segment_bytes\", \"segment_ms\"]"
+            "unknown topic config 'retention'; the topic configs are durability, flush_interval_ms, max_message_bytes, retention_bytes, retention_ms, segment_bytes, segment_ms"
         );
         assert_eq!(
-            reason("retention_ms", "soon"),
-            "invalid topic config: invalid type: string \"soon\", expected i64"
+            reason("retention_ms", "abc"),
+            "retention_ms: expected an integer, got \"abc\""
+        );
+        assert_eq!(
+            reason("durability", "7"),
+            "durability: expected one of every_batch, interval, never, got 7"
         );
         assert_eq!(
             reason("retention_bytes", "-2"),

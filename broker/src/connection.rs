@@ -163,7 +163,6 @@ fn framing_failure(error: &FrameError, buffered: &BytesMut) -> Option<Pending> {
         return None;
     };
     let correlation_id = correlation_id(buffered.get(frame::LENGTH_PREFIX_BYTES..)?)?;
-    metrics::record_error(ErrorCode::FrameTooLarge);
     Some(Pending::Failed {
         correlation_id,
         code: ErrorCode::FrameTooLarge,
@@ -212,25 +211,19 @@ async fn dispatch(broker: &Arc<Broker>, payload: Bytes, received: Instant, peer:
             }
         }
         // The header decoded, so framing is intact: answer and keep the connection.
-        Err((Some(header), error)) => {
-            metrics::record_error(error.error_code());
-            Pending::Failed {
-                correlation_id: header.correlation_id,
-                code: error.error_code(),
-                message: error.to_string(),
-                close: false,
-            }
-        }
+        Err((Some(header), error)) => Pending::Failed {
+            correlation_id: header.correlation_id,
+            code: error.error_code(),
+            message: error.to_string(),
+            close: false,
+        },
         // The header itself is unreadable: answer if its correlation id is there, then close.
-        Err((None, error)) => {
-            metrics::record_error(ErrorCode::InvalidRequest);
-            Pending::Failed {
-                correlation_id: correlation_id(&payload).unwrap_or(0),
-                code: ErrorCode::InvalidRequest,
-                message: format!("unreadable request header: {error}; the connection is closed"),
-                close: true,
-            }
-        }
+        Err((None, error)) => Pending::Failed {
+            correlation_id: correlation_id(&payload).unwrap_or(0),
+            code: ErrorCode::InvalidRequest,
+            message: format!("unreadable request header: {error}; the connection is closed"),
+            close: true,
+        },
     }
 }
 
@@ -265,12 +258,15 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
             } => (correlation_id, Reply::Error(code, message)),
         };
         let mut out = VectoredBuf::new();
+        // Every error a client receives is counted here, whole-request or inside a body.
         let files = match &reply {
             Reply::Response(response) => {
+                metrics::record_response_errors(response);
                 frame::encode_response(&mut out, correlation_id, response);
                 &[][..]
             }
             Reply::Records(response, files) => {
+                metrics::record_response_errors(response);
                 frame::encode_response(&mut out, correlation_id, response);
                 files.as_slice()
             }

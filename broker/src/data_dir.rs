@@ -33,9 +33,9 @@ pub enum DataDirError {
         /// Why.
         source: std::io::Error,
     },
-    /// Another process holds the lock: most likely a broker already running on it.
+    /// Another broker holds the lock: only brokers take it.
     #[error(
-        "data_dir {data_dir} is in use: another process (most likely a running strata-broker) holds the lock on {path}"
+        "the data directory {data_dir} is in use by another broker (it holds the lock on {path}); stop that broker, or give this one another --data-dir"
     )]
     Locked {
         /// The directory.

@@ -1,10 +1,11 @@
 //! `strata-broker`: runs a Strata broker until SIGTERM or SIGINT.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use strata_broker::config::{Config, ConfigError, Override};
+use strata_broker::config::{Config, ConfigError, LogFormat, Override};
 use strata_broker::server::Server;
 use strata_broker::startup::StartupError;
 
@@ -44,6 +45,9 @@ struct Args {
     /// Log filter such as info or strata_broker=debug; RUST_LOG overrides it.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Log lines as text, or as one JSON object per line for log shippers [default: text].
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
     /// Any other setting, as KEY=VALUE (repeatable), e.g. --set durability=every_batch.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
@@ -58,6 +62,7 @@ impl Args {
             ("data_dir", &self.data_dir),
             ("node_id", &self.node_id),
             ("log_level", &self.log_level),
+            ("log_format", &self.log_format),
         ];
         for (key, value) in named {
             if let Some(value) = value {
@@ -78,20 +83,34 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(error) => return fail(&error.into(), LogFormat::Text),
+    };
+    let log_format = config.log_format;
+    init_tracing(&config.log_level, log_format);
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("strata-broker: {error}");
-            ExitCode::from(error.kind() as u8)
-        }
+        Err(error) => fail(&error, log_format),
     }
 }
 
-fn run(args: &Args) -> Result<(), StartupError> {
-    let overrides = args.overrides()?;
-    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
-    init_tracing(&config.log_level);
+fn load(args: &Args) -> Result<Config, ConfigError> {
+    Config::load(args.config.as_deref(), std::env::vars(), &args.overrides()?)
+}
+
+/// Reports why the broker stopped, once: as a plain line on stderr, or with JSON logs as
+/// one more JSON log line, so a log shipper parses every line.
+fn fail(error: &StartupError, log_format: LogFormat) -> ExitCode {
+    let code = error.kind() as u8;
+    match log_format {
+        LogFormat::Text => eprintln!("strata-broker: {error}"),
+        LogFormat::Json => tracing::error!(exit_code = code, "strata-broker: {error}"),
+    }
+    ExitCode::from(code)
+}
+
+fn run(config: Config) -> Result<(), StartupError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata-worker")
@@ -103,14 +122,24 @@ fn run(args: &Args) -> Result<(), StartupError> {
         .block_on(serve(config))
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(colour()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
+/// Colour only for a person at a terminal, and never when `NO_COLOR` is set to anything
+/// but the empty string (<https://no-color.org>).
+fn colour() -> bool {
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    std::io::stderr().is_terminal() && !no_colour
 }
 
 async fn serve(config: Config) -> Result<(), StartupError> {

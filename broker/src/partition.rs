@@ -135,6 +135,8 @@ pub struct AppendResult {
     pub next_offset: u64,
     /// Records appended (retried batches that were already in the log not counted).
     pub record_count: u64,
+    /// Retried idempotent batches that were already in the log, so not appended again.
+    pub duplicate_batches: u64,
 }
 
 /// Whole batches read from a partition.
@@ -224,7 +226,6 @@ impl Partition {
             metrics::record_fsync(elapsed);
         }));
         log.on_write_back(metrics::record_write_back);
-        metrics::set_log_end_offset(topic, index, log_end_offset);
         Ok(Self {
             topic: topic.to_owned(),
             index,
@@ -321,29 +322,28 @@ impl Partition {
         for (bytes, header) in &batches {
             let appended = self.log.append(bytes, self.leader_epoch)?;
             let next_offset = appended.last_offset + 1;
-            let record_count = if appended.duplicate {
-                metrics::record_duplicate_batch(&self.topic);
-                0
+            let (record_count, duplicate_batches) = if appended.duplicate {
+                (0, 1)
             } else {
                 self.high_watermark.send_replace(next_offset);
-                u64::from(header.record_count)
+                (u64::from(header.record_count), 0)
             };
             result = Some(match result {
                 None => AppendResult {
                     base_offset: appended.base_offset,
                     next_offset,
                     record_count,
+                    duplicate_batches,
                 },
                 Some(so_far) => AppendResult {
                     next_offset,
                     record_count: so_far.record_count + record_count,
+                    duplicate_batches: so_far.duplicate_batches + duplicate_batches,
                     ..so_far
                 },
             });
         }
-        let result = result.expect("validate returns at least one batch");
-        metrics::set_log_end_offset(&self.topic, self.index, self.log.log_end_offset());
-        Ok(result)
+        Ok(result.expect("validate returns at least one batch"))
     }
 
     fn validate<'a>(

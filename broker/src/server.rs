@@ -1,9 +1,9 @@
 //! The listener: accepts connections within `connections_max`, runs background jobs
 //! (retention, group session expiry), and shuts down gracefully.
 //!
-//! Shutdown order: stop accepting; tell every connection to stop reading; wait (up to
-//! `shutdown_timeout_ms`) for in-flight requests to be answered; then flush and close
-//! every log cleanly so the next start skips recovery.
+//! Shutdown order: report not ready on `/readyz`; stop accepting; tell every connection
+//! to stop reading; wait (up to `shutdown_timeout_ms`) for in-flight requests to be
+//! answered; then flush and close every log cleanly so the next start skips recovery.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub struct Server {
     /// The metrics listener's address.
     pub metrics_address: SocketAddr,
     shutdown: CancellationToken,
+    endpoint: Arc<metrics::Endpoint>,
+    stop_metrics: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
 
@@ -47,12 +49,24 @@ impl Server {
 
     /// As [`start`](Self::start), with the given storage (tests inject I/O through it).
     ///
+    /// The metrics listener serves from the moment it is bound, with `/readyz` answering
+    /// 503 until recovery is done.
+    ///
     /// # Errors
     /// As for [`start`](Self::start).
     pub async fn start_with(config: Config, storage: Storage) -> Result<Server, StartupError> {
         let (listener, address) = bind(config.listen, "for clients").await?;
         let (metrics_listener, metrics_address) =
             bind(config.metrics_listen, "for metrics").await?;
+        let endpoint = Arc::new(metrics::Endpoint::new(metrics::install()));
+        let stop_metrics = CancellationToken::new();
+        tokio::spawn(metrics::serve(
+            metrics_listener,
+            endpoint.clone(),
+            stop_metrics.clone(),
+        ));
+        // Stops the metrics listener again if recovery fails.
+        let failed = stop_metrics.clone().drop_guard();
         let mut config = config;
         if config.advertised_listen.is_none() {
             config.advertised_listen = Some(address.to_string());
@@ -60,13 +74,13 @@ impl Server {
         let broker = tokio::task::spawn_blocking(move || Broker::open(config, storage)).await??;
         let broker = Arc::new(broker);
         let shutdown = broker.shutdown.clone();
-        let lag_source = broker.clone();
-        tokio::spawn(metrics::serve(
-            metrics_listener,
-            metrics::install(),
-            Arc::new(move || lag_source.groups.lag_metrics(&lag_source.topics)),
-            shutdown.clone(),
-        ));
+        let source = broker.clone();
+        endpoint.ready(Arc::new(move || {
+            let mut text = metrics::topic::render(&source.topics.all());
+            text.push_str(&source.groups.lag_metrics(&source.topics));
+            text
+        }));
+        failed.disarm();
         tokio::spawn(broker.groups.clone().expire_sessions(shutdown.clone()));
         tokio::spawn(retention(broker.clone(), shutdown.clone()));
         let done = tokio::spawn(accept(listener, broker, shutdown.clone()));
@@ -75,16 +89,21 @@ impl Server {
             address,
             metrics_address,
             shutdown,
+            endpoint,
+            stop_metrics,
             done,
         })
     }
 
-    /// Stops the broker gracefully and waits until every log is closed.
+    /// Stops the broker gracefully and waits until every log is closed. `/readyz` turns
+    /// 503 first, and the metrics listener serves until the end.
     pub async fn shutdown(self) {
+        self.endpoint.stopping();
         self.shutdown.cancel();
         if let Err(error) = self.done.await {
             tracing::error!(%error, "broker stopped abnormally");
         }
+        self.stop_metrics.cancel();
     }
 }
 

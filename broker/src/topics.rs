@@ -16,6 +16,7 @@ use strata_protocol::ErrorCode;
 use strata_protocol::limits::{TopicNameError, check_topic_name, message_fits_frame};
 
 use crate::config::{Config, TopicConfig};
+use crate::metrics::TopicTraffic;
 use crate::partition::{Partition, PartitionError, Storage};
 
 const TOPICS_DIR: &str = "topics";
@@ -29,6 +30,9 @@ pub struct Topic {
     pub config: TopicConfig,
     /// Partitions by index.
     pub partitions: Vec<Arc<Partition>>,
+    /// Traffic counters, shared by every version of the topic, so that its series in
+    /// `/metrics` live exactly as long as the topic.
+    pub traffic: Arc<TopicTraffic>,
 }
 
 /// What is written to the topic's metadata file.
@@ -278,6 +282,7 @@ impl TopicRegistry {
             name: name.to_owned(),
             config,
             partitions,
+            traffic: Arc::default(),
         });
         self.topics
             .write()
@@ -358,6 +363,7 @@ impl TopicRegistry {
             name: name.to_owned(),
             config: topic.config.clone(),
             partitions,
+            traffic: topic.traffic.clone(),
         });
         self.topics
             .write()
@@ -403,6 +409,7 @@ impl TopicRegistry {
             name: name.to_owned(),
             config,
             partitions: topic.partitions.clone(),
+            traffic: topic.traffic.clone(),
         });
         self.topics
             .write()
@@ -510,6 +517,7 @@ fn open_topic(
         name: name.to_owned(),
         config: record.config,
         partitions,
+        traffic: Arc::default(),
     })
 }
 

@@ -30,8 +30,8 @@ struct Pass {
 }
 
 impl Pass {
-    fn into_reply(self) -> Reply {
-        record_fetch_metrics(&self.response);
+    fn into_reply(self, broker: &Broker) -> Reply {
+        record_fetch_metrics(broker, &self.response);
         Reply::Records(Response::Fetch(self.response), self.files)
     }
 }
@@ -117,7 +117,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
             || watches.is_empty()
             || tokio::time::Instant::now() >= deadline;
         if done {
-            return pass.into_reply();
+            return pass.into_reply(broker);
         }
         // Subscribed before the read, so an append from here on wakes it.
         let _waiting = metrics::FetchWaiting::start();
@@ -128,26 +128,31 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
             () = broker.shutdown.cancelled() => false,
         };
         if !woken {
-            return read_all(broker, &request, max_bytes).into_reply();
+            return read_all(broker, &request, max_bytes).into_reply(broker);
         }
     }
 }
 
-fn record_fetch_metrics(response: &FetchResponse) {
+fn record_fetch_metrics(broker: &Broker, response: &FetchResponse) {
     for topic in &response.topics {
         let bytes: usize = topic
             .partitions
             .iter()
             .map(|partition| partition.records.len())
             .sum();
-        if bytes > 0 {
-            let records = topic
-                .partitions
-                .iter()
-                .map(|partition| count_records(&partition.records))
-                .sum();
-            metrics::record_fetch(&topic.name, bytes, records);
+        if bytes == 0 {
+            continue;
         }
+        // A topic deleted since the read has no series left to count in.
+        let Some(found) = broker.topics.get(&topic.name) else {
+            continue;
+        };
+        let records = topic
+            .partitions
+            .iter()
+            .map(|partition| count_records(&partition.records))
+            .sum();
+        found.traffic.record_fetch(bytes, records);
     }
 }
 

@@ -17,8 +17,8 @@ use strata_protocol::messages::{
 
 use super::{Reply, Started};
 use crate::broker::Broker;
-use crate::metrics;
 use crate::partition::{AppendResult, Partition, PartitionError};
+use crate::topics::Topic;
 
 fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
     ProducePartitionResponse {
@@ -32,20 +32,23 @@ fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
 }
 
 fn append(
-    broker: &Broker,
-    topic: &str,
+    topic: Option<&Topic>,
+    name: &str,
     request: &ProducePartition,
 ) -> Result<(Arc<Partition>, AppendResult), PartitionError> {
-    let partition = broker
-        .topics
-        .partition(topic, request.partition)
+    let (topic, partition) = topic
+        .and_then(|topic| Some((topic, topic.partitions.get(request.partition as usize)?)))
         .ok_or_else(|| PartitionError::UnknownPartition {
-            topic: topic.to_owned(),
+            topic: name.to_owned(),
             partition: request.partition,
         })?;
     let appended = partition.append(&request.records.to_bytes())?;
-    metrics::record_produce(topic, request.records.len(), appended.record_count);
-    Ok((partition, appended))
+    topic.traffic.record_produce(
+        request.records.len(),
+        appended.record_count,
+        appended.duplicate_batches,
+    );
+    Ok((partition.clone(), appended))
 }
 
 /// Appends every partition's batches now; with `acks = all`, returns the wait for
@@ -58,9 +61,10 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
     let mut waits = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        let found = broker.topics.get(&topic.name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition_request in &topic.partitions {
-            let response = match append(broker, &topic.name, partition_request) {
+            let response = match append(found.as_deref(), &topic.name, partition_request) {
                 Ok((partition, appended)) => {
                     if request.acks == Acks::All {
                         waits.push((
