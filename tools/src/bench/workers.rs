@@ -3,8 +3,8 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,9 @@ use strata_client::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use strata_bench_report::CpuUse;
+
+use super::cpu::{CpuCounters, use_since};
 use super::report::{Outcome, Progress, latency_histogram};
 use super::{Budget, CommonArgs, ConsumerArgs, ProducerArgs};
 use crate::error::CliError;
@@ -52,7 +55,9 @@ pub async fn produce(
         Budget::Duration(_) => None,
     };
     let progress = Progress::start("produce", total, Arc::clone(&acked));
+    let cpu_start = CpuCounters::read();
     let sent = run_producers(config, topic, args, budget, acked, false).await?;
+    let cpu = use_since(cpu_start);
     drop(progress);
     Ok(Outcome {
         mode: "produce",
@@ -65,6 +70,7 @@ pub async fn produce(
         first_error: sent
             .first_error
             .map(|error| CliError::from_client(error, topic)),
+        cpu,
     })
 }
 
@@ -101,8 +107,10 @@ pub async fn consume(
     let deadline = common.duration.map(|duration| Instant::now() + duration);
     let shared = Shared::new(Some(target));
     let progress = Progress::start("consume", Some(target), Arc::clone(&shared.received));
+    let cpu_start = CpuCounters::read();
     let start = Instant::now();
     let received = run_consumers(consumers, &shared, deadline, false).await?;
+    let cpu = shared.cpu_since(cpu_start);
     drop(progress);
     if deadline.is_none() && received.records < target {
         return Err(idle_error(topic, received.records, target));
@@ -116,6 +124,7 @@ pub async fn consume(
         send_delay: None,
         failed: 0,
         first_error: None,
+        cpu,
     })
 }
 
@@ -163,6 +172,7 @@ pub async fn e2e(
         Budget::Duration(_) => None,
     };
     let progress = Progress::start("e2e", total, Arc::clone(&shared.received));
+    let cpu_start = CpuCounters::read();
     let start = Instant::now();
     let receiving = {
         let shared = shared.clone();
@@ -179,7 +189,10 @@ pub async fn e2e(
     .await;
     let delivered = sent.as_ref().map_or(0, |sent| sent.delivered);
     shared.target.store(delivered, Ordering::Release);
+    // The consumers may have received every record already.
+    shared.note_if_done();
     let received = receiving.await.expect("consumer tasks do not panic");
+    let cpu = shared.cpu_since(cpu_start);
     drop(progress);
     let (sent, received) = (sent?, received?);
     if received.records < delivered {
@@ -196,6 +209,7 @@ pub async fn e2e(
         first_error: sent
             .first_error
             .map(|error| CliError::from_client(error, topic)),
+        cpu,
     })
 }
 
@@ -490,6 +504,10 @@ struct Shared {
     received: Arc<AtomicU64>,
     /// Records to receive in total; `u64::MAX` until known.
     target: Arc<AtomicU64>,
+    /// The CPU counters when the target was first seen reached: the end of the run's
+    /// window. The other consumers stop at their next poll, up to [`POLL_WAIT`] later,
+    /// idle time that would dilute a short run's figures.
+    cpu_end: Arc<OnceLock<Option<CpuCounters>>>,
 }
 
 impl Shared {
@@ -497,11 +515,28 @@ impl Shared {
         Self {
             received: Arc::new(AtomicU64::new(0)),
             target: Arc::new(AtomicU64::new(target.unwrap_or(u64::MAX))),
+            cpu_end: Arc::new(OnceLock::new()),
         }
     }
 
     fn done(&self) -> bool {
         self.received.load(Ordering::Acquire) >= self.target.load(Ordering::Acquire)
+    }
+
+    /// Reads the CPU counters once the target is reached, the first time.
+    fn note_if_done(&self) {
+        if self.done() {
+            self.cpu_end.get_or_init(CpuCounters::read);
+        }
+    }
+
+    /// Where the CPU went from `start` to the target's end, or to now if the run
+    /// stopped short of it (a deadline, an idle limit).
+    fn cpu_since(&self, start: Option<CpuCounters>) -> Option<CpuUse> {
+        match self.cpu_end.get() {
+            Some(end) => end.as_ref()?.since(&start?),
+            None => use_since(start),
+        }
     }
 }
 
@@ -638,6 +673,7 @@ async fn consume_until_done(
             shared
                 .received
                 .fetch_add(records.len() as u64, Ordering::AcqRel);
+            shared.note_if_done();
         }
         let total = shared.received.load(Ordering::Acquire);
         if total != seen.0 {
