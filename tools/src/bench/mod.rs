@@ -18,6 +18,7 @@
 
 mod cpu;
 mod report;
+mod stamp;
 mod workers;
 
 use std::time::Duration;
