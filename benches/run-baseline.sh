@@ -208,7 +208,7 @@ start_strata() {
     wait_for_line "$WORK/strata-broker.log" "listening on" "$STRATA_PID"
 }
 
-# strata bench ... --json > $WORK/strata-<scenario>.json, and the command in the log.
+# strata bench ... --output json > $WORK/strata-<scenario>.json, and the command in the log.
 # Writes back what the scenarios before wrote, then waits, so a scenario does not run
 # alongside the kernel's writeback of an earlier one's gigabytes (the page cache stays
 # warm for (d)). Both brokers' scenarios start this way.
@@ -222,7 +222,7 @@ strata_bench() {
     local scenario=$1 run=$2
     shift 2
     settle
-    local command=("$BIN/strata" --bootstrap "127.0.0.1:$STRATA_PORT" bench "$@" --json)
+    local command=("$BIN/strata" --bootstrap "127.0.0.1:$STRATA_PORT" bench "$@" --output json)
     log "strata ($scenario, run $run of $RUNS): strata bench $*"
     printf '%s\n' "strata bench $*" >"$WORK/strata-$scenario.command"
     timeout "$RUN_SECONDS_MAX" "${command[@]}" >"$WORK/strata-$scenario.$run.json"

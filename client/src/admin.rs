@@ -122,6 +122,9 @@ pub struct TopicDetails {
     pub name: String,
     /// Every effective config, as `(key, value)`, sorted by key.
     pub configs: Vec<(String, String)>,
+    /// Keys of `configs` the topic overrides (its value differs from the broker's
+    /// default), sorted.
+    pub overridden_keys: Vec<String>,
     /// Partitions, by index.
     pub partitions: Vec<PartitionDetails>,
 }
@@ -137,6 +140,8 @@ impl TopicDetails {
             .map(|entry| (entry.key, entry.value))
             .collect();
         configs.sort();
+        let mut overridden_keys = topic.overridden_keys;
+        overridden_keys.sort();
         let partitions = topic
             .partitions
             .into_iter()
@@ -155,6 +160,7 @@ impl TopicDetails {
         Ok(Self {
             name: topic.name,
             configs,
+            overridden_keys,
             partitions,
         })
     }

@@ -394,20 +394,24 @@ fn topic_responses() -> impl Strategy<Value = Response> {
             proptest::option::of(name()),
             name(),
             vec((name(), name())),
+            vec(name()),
             vec(described_partition())
         )
-            .prop_map(|(error_code, error_message, name, configs, partitions)| {
-                DescribedTopic {
-                    error_code,
-                    error_message,
-                    name,
-                    configs: configs
-                        .into_iter()
-                        .map(|(key, value)| ConfigEntry { key, value })
-                        .collect(),
-                    partitions,
-                }
-            }))
+            .prop_map(
+                |(error_code, error_message, name, configs, overridden_keys, partitions)| {
+                    DescribedTopic {
+                        error_code,
+                        error_message,
+                        name,
+                        configs: configs
+                            .into_iter()
+                            .map(|(key, value)| ConfigEntry { key, value })
+                            .collect(),
+                        overridden_keys,
+                        partitions,
+                    }
+                },
+            ))
         .prop_map(|topics| DescribeTopicsResponse { topics }.into()),
         vec(topic_result()).prop_map(|topics| AlterTopicConfigsResponse { topics }.into()),
     ]

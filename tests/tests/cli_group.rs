@@ -10,8 +10,8 @@ use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig};
 use strata_tests::{BrokerProcess, assert_fails, bounded, data_dir, strata};
 
 fn json(at: &str, args: &[&str]) -> Value {
-    let mut full = vec!["--output", "json"];
-    full.extend_from_slice(args);
+    let mut full = args.to_vec();
+    full.extend_from_slice(&["--output", "json"]);
     let run = strata(Some(at), &full, b"");
     assert_eq!(run.code, Some(0), "{run:?}");
     serde_json::from_str(&run.stdout).unwrap_or_else(|error| panic!("{error}: {run:?}"))

@@ -56,7 +56,7 @@ fn list_prints_topics_by_name_as_a_table_and_as_json() {
         listed.stdout, "NAME    PARTITIONS\naudit   1\norders  3\n",
         "{listed:?}"
     );
-    let listed = strata(at, &["--output", "json", "topic", "list"], b"");
+    let listed = strata(at, &["topic", "list", "--output", "json"], b"");
     assert_eq!(
         listed.stdout,
         "[{\"name\":\"audit\",\"partitions\":1},{\"name\":\"orders\",\"partitions\":3}]\n"
@@ -82,14 +82,15 @@ fn describe_shows_partition_offsets_sizes_and_configs_as_json_and_as_a_table() {
              \"log_end_offset\":{end},\"size_bytes\":{size}}}"
         )
     };
-    let configs = "{\"durability\":\"never\",\"flush_interval_ms\":\"1000\",\
-                   \"max_message_bytes\":\"1048576\",\"retention_bytes\":\"-1\",\
-                   \"retention_ms\":\"86400000\",\"segment_bytes\":\"1073741824\",\
-                   \"segment_ms\":\"604800000\"}";
+    let configs = "{\"durability\":\"never\",\"flush_interval_ms\":1000,\
+                   \"max_message_bytes\":1048576,\"retention_bytes\":-1,\
+                   \"retention_ms\":86400000,\"segment_bytes\":1073741824,\
+                   \"segment_ms\":604800000}";
     assert_eq!(
         described.stdout,
         format!(
-            "{{\"name\":\"orders\",\"configs\":{configs},\"partitions\":[{},{},{}]}}\n",
+            "{{\"name\":\"orders\",\"configs\":{configs},\
+             \"overrides\":{{\"retention_ms\":86400000}},\"partitions\":[{},{},{}]}}\n",
             partition(0, 0, 0),
             partition(1, 2, 77),
             partition(2, 0, 0)
@@ -105,7 +106,7 @@ fn describe_shows_partition_offsets_sizes_and_configs_as_json_and_as_a_table() {
         ["1", "0", "0", "0", "0", "0", "2", "2", "77"]
     );
     assert!(
-        lines.contains(&"retention_ms       86400000"),
+        lines.contains(&"retention_ms       86400000    topic"),
         "configs are listed: {described:?}"
     );
 }
@@ -147,10 +148,19 @@ fn alter_adds_partitions_and_sets_configs() {
         5,
         "{described:?}"
     );
-    assert!(lines.contains(&"retention_ms       1000"), "{described:?}");
-    assert!(
-        lines.contains(&"durability         every_batch"),
-        "{described:?}"
+    let config = |key: &str| {
+        lines
+            .iter()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|cells| cells.first() == Some(&key))
+    };
+    assert_eq!(
+        config("retention_ms"),
+        Some(vec!["retention_ms", "1000", "topic"])
+    );
+    assert_eq!(
+        config("durability"),
+        Some(vec!["durability", "every_batch", "topic"])
     );
 }
 
@@ -177,7 +187,7 @@ fn delete_removes_only_the_topic_named() {
     let (_dir, broker) = broker_with_orders();
     let at = Some(broker.address.as_str());
     create_audit(at);
-    let deleted = strata(at, &["--output", "json", "topic", "delete", "orders"], b"");
+    let deleted = strata(at, &["topic", "delete", "orders", "--output", "json"], b"");
     assert_eq!(deleted.code, Some(0), "{deleted:?}");
     assert_eq!(
         deleted.stdout,
@@ -293,7 +303,7 @@ fn usage_errors_exit_2() {
         &["produce", "orders", "--acks", "some"],
         &["bench", "produce", "--messages", "10", "--duration", "1s"],
         &["bench", "produce", "--duration", "1h"],
-        &["--output", "yaml", "topic", "list"],
+        &["topic", "list", "--output", "yaml"],
         &["group", "describe"],
         &["group", "reset-offsets", "g", "--topic", "orders"],
         &[

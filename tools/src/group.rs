@@ -22,7 +22,8 @@ pub enum GroupCommand {
     /// Show a group's state, epochs and members with their partitions, and per
     /// partition the committed offset, high watermark, lag and owner.
     Describe {
-        /// The group id.
+        /// The group id: 1 to 255 bytes.
+        #[arg(value_parser = crate::parse_group_id)]
         group: String,
     },
     /// Plan, or with --execute set, the group's committed offsets for every partition
@@ -35,7 +36,8 @@ pub enum GroupCommand {
     /// first) and the new offsets are committed.
     #[command(group = clap::ArgGroup::new("to").required(true).args(["to_earliest", "to_latest", "to_offset", "to_timestamp"]))]
     ResetOffsets {
-        /// The group id.
+        /// The group id: 1 to 255 bytes.
+        #[arg(value_parser = crate::parse_group_id)]
         group: String,
         /// The topic whose partitions are reset.
         #[arg(long)]
@@ -59,7 +61,8 @@ pub enum GroupCommand {
     },
     /// Delete a group without members, and its committed offsets.
     Delete {
-        /// The group id.
+        /// The group id: 1 to 255 bytes.
+        #[arg(value_parser = crate::parse_group_id)]
         group: String,
     },
 }

@@ -1,5 +1,7 @@
 //! `strata topic`: create, list, describe, alter and delete topics through `Admin`.
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use serde::Serialize;
 use strata_client::protocol::ErrorCode;
@@ -25,6 +27,10 @@ pub enum TopicCommand {
         /// A topic setting overriding the broker's default, as key=value; repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
         configs: Vec<(String, String)>,
+        /// Succeed without doing anything if the topic exists (its settings are not
+        /// compared); a note on stderr says so.
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// List every topic with its partition count.
     List,
@@ -50,6 +56,10 @@ pub enum TopicCommand {
     Delete {
         /// The topic.
         name: String,
+        /// Succeed without doing anything if the topic does not exist; a note on stderr
+        /// says so.
+        #[arg(long)]
+        if_exists: bool,
     },
 }
 
@@ -65,16 +75,27 @@ pub async fn run(bootstrap: &str, output: Output, command: TopicCommand) -> Resu
             partitions,
             replication_factor,
             configs,
+            if_not_exists,
         } => {
-            create(
-                &admin,
-                output,
-                name,
-                partitions,
-                replication_factor,
+            let topic = NewTopic {
                 configs,
-            )
-            .await
+                ..NewTopic::new(&name, partitions).replication_factor(replication_factor)
+            };
+            match admin.create_topic(topic).await {
+                Ok(()) => {
+                    let detail = format!(
+                        "with {} and replication factor {replication_factor}",
+                        partition_count(partitions)
+                    );
+                    report(output, &name, "created", &detail)
+                }
+                Err(error) => match CliError::from_client(error, &name) {
+                    CliError::TopicExists(_) if if_not_exists => {
+                        unchanged(output, &name, "already exists")
+                    }
+                    error => Err(error),
+                },
+            }
         }
         TopicCommand::List => list(&admin, output).await,
         TopicCommand::Describe { name } => describe(&admin, output, &name).await,
@@ -83,13 +104,15 @@ pub async fn run(bootstrap: &str, output: Output, command: TopicCommand) -> Resu
             partitions,
             configs,
         } => alter(&admin, output, &name, partitions, &configs).await,
-        TopicCommand::Delete { name } => {
-            admin
-                .delete_topic(&name)
-                .await
-                .map_err(|error| CliError::from_client(error, &name))?;
-            report(output, &name, "deleted", "")
-        }
+        TopicCommand::Delete { name, if_exists } => match admin.delete_topic(&name).await {
+            Ok(()) => report(output, &name, "deleted", ""),
+            Err(error) => match CliError::from_client(error, &name) {
+                CliError::UnknownTopic(_) if if_exists => {
+                    unchanged(output, &name, "does not exist")
+                }
+                error => Err(error),
+            },
+        },
     }
 }
 
@@ -110,27 +133,14 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
     }
 }
 
-async fn create(
-    admin: &Admin,
-    output: Output,
-    name: String,
-    partitions: u32,
-    replication_factor: u16,
-    configs: Vec<(String, String)>,
-) -> Result<(), CliError> {
-    let topic = NewTopic {
-        configs,
-        ..NewTopic::new(&name, partitions).replication_factor(replication_factor)
-    };
-    admin
-        .create_topic(topic)
-        .await
-        .map_err(|error| CliError::from_client(error, &name))?;
-    let detail = format!(
-        "with {} and replication factor {replication_factor}",
-        partition_count(partitions)
-    );
-    report(output, &name, "created", &detail)
+/// `--if-not-exists` or `--if-exists` found nothing to do: a note on stderr, and for a
+/// script the result `unchanged` on stdout.
+fn unchanged(output: Output, topic: &str, why: &str) -> Result<(), CliError> {
+    eprintln!("note: topic '{topic}' {why}; nothing was done");
+    match output {
+        Output::Json => report(output, topic, "unchanged", ""),
+        Output::Table => Ok(()),
+    }
 }
 
 /// One line for a person, or `{"topic": .., "result": ..}` for a script.
@@ -220,12 +230,34 @@ async fn describe(admin: &Admin, output: Output, name: &str) -> Result<(), CliEr
     }
 }
 
-/// `topic describe --output json`.
+/// `topic describe --output json`: every effective config in `configs`, and again in
+/// `overrides` those the topic overrides, each a number where its text is an integer.
 #[derive(Serialize)]
 struct DescribedJson<'a> {
     name: &'a str,
-    configs: std::collections::BTreeMap<&'a str, &'a str>,
+    configs: BTreeMap<&'a str, serde_json::Value>,
+    overrides: BTreeMap<&'a str, serde_json::Value>,
     partitions: Vec<PartitionJson<'a>>,
+}
+
+/// A config value for JSON: configs travel as text, but a script should get
+/// `"retention_ms": 86400000`, not `"86400000"`.
+fn config_json(value: &str) -> serde_json::Value {
+    if let Ok(number) = value.parse::<i64>() {
+        number.into()
+    } else if let Ok(number) = value.parse::<u64>() {
+        number.into()
+    } else {
+        value.into()
+    }
+}
+
+/// Whether the topic overrides config `key`.
+fn overrides(details: &TopicDetails, key: &str) -> bool {
+    details
+        .overridden_keys
+        .binary_search_by(|overridden| overridden.as_str().cmp(key))
+        .is_ok()
 }
 
 #[derive(Serialize)]
@@ -248,7 +280,13 @@ impl<'a> From<&'a TopicDetails> for DescribedJson<'a> {
             configs: details
                 .configs
                 .iter()
-                .map(|(key, value)| (key.as_str(), value.as_str()))
+                .map(|(key, value)| (key.as_str(), config_json(value)))
+                .collect(),
+            overrides: details
+                .configs
+                .iter()
+                .filter(|(key, _)| overrides(details, key))
+                .map(|(key, value)| (key.as_str(), config_json(value)))
                 .collect(),
             partitions: details
                 .partitions
@@ -296,9 +334,15 @@ fn describe_table(details: &TopicDetails) -> String {
             partition.size_bytes.to_string(),
         ]);
     }
-    let mut configs = Table::new(&["CONFIG", "VALUE"]);
+    // SOURCE as in `rpk topic describe` and `kafka-configs.sh --describe`.
+    let mut configs = Table::new(&["CONFIG", "VALUE", "SOURCE"]);
     for (key, value) in &details.configs {
-        configs.row(vec![key.clone(), value.clone()]);
+        let source = if overrides(details, key) {
+            "topic"
+        } else {
+            "default"
+        };
+        configs.row(vec![key.clone(), value.clone(), source.into()]);
     }
     format!(
         "topic '{}' ({})\n{}\n{}",
@@ -325,5 +369,51 @@ mod tests {
         );
         assert!(parse_config("retention_ms").is_err());
         assert!(parse_config("=1").is_err());
+    }
+
+    fn orders() -> TopicDetails {
+        TopicDetails {
+            name: "orders".into(),
+            configs: vec![
+                ("durability".into(), "never".into()),
+                ("retention_bytes".into(), "-1".into()),
+                ("retention_ms".into(), "86400000".into()),
+            ],
+            overridden_keys: vec!["retention_ms".into()],
+            partitions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn json_configs_are_numbers_where_they_are_integers() {
+        let details = orders();
+        let json = serde_json::to_value(DescribedJson::from(&details)).expect("serializes");
+        assert_eq!(
+            json["configs"],
+            serde_json::json!({"durability": "never", "retention_bytes": -1, "retention_ms": 86400000})
+        );
+        assert_eq!(
+            json["overrides"],
+            serde_json::json!({"retention_ms": 86400000})
+        );
+        assert_eq!(
+            config_json("18446744073709551615"),
+            serde_json::json!(u64::MAX)
+        );
+        assert_eq!(config_json("1.5"), serde_json::json!("1.5"));
+    }
+
+    #[test]
+    fn the_table_marks_what_the_topic_overrides() {
+        let text = describe_table(&orders());
+        assert!(
+            text.ends_with(
+                "CONFIG           VALUE     SOURCE\n\
+                 durability       never     default\n\
+                 retention_bytes  -1        default\n\
+                 retention_ms     86400000  topic\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `nats-bench`: the NATS JetStream side of Strata's baseline (issue 8,
 //! `benches/run-baseline.sh`). It drives a JetStream stream the way `strata bench` drives
-//! a topic and prints the same JSON fields as `strata bench --json`, so the script can
-//! put both in one table. It is a load tool only; nothing in the broker depends on it.
+//! a topic and prints the same JSON fields as `strata bench --output json`, so the script
+//! can put both in one table. It is a load tool only; nothing in the broker depends on it.
 //!
 //! - `produce`: `--producers` connections publish `--message-bytes` values with
 //!   JetStream acks, each keeping up to `--acks-pending-max` acks outstanding; latency is

@@ -11,11 +11,22 @@ use crate::topics::Topic;
 
 fn describe(broker: &Broker, topic: &Topic) -> DescribedTopic {
     let node_id = broker.config.node_id;
+    let configs = topic.config.entries();
+    // A topic stores its effective values, not which were given at create or alter
+    // time: its own values are those that differ from the broker's defaults (it keeps
+    // them when the defaults change later).
+    let defaults = broker.config.topic_defaults.entries();
+    let overridden_keys = configs
+        .iter()
+        .filter(|entry| !defaults.contains(entry))
+        .map(|entry| entry.key.clone())
+        .collect();
     DescribedTopic {
         error_code: ErrorCode::None,
         error_message: None,
         name: topic.name.clone(),
-        configs: topic.config.entries(),
+        configs,
+        overridden_keys,
         partitions: topic
             .partitions
             .iter()
@@ -51,6 +62,7 @@ pub fn handle(broker: &Broker, request: DescribeTopicsRequest) -> DescribeTopics
                     error_message: Some(format!("topic '{name}' does not exist")),
                     name,
                     configs: Vec::new(),
+                    overridden_keys: Vec::new(),
                     partitions: Vec::new(),
                 },
             })

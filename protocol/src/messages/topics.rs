@@ -151,6 +151,9 @@ wire_struct! {
         pub name: String,
         /// Every effective config value (broker defaults with the topic's overrides).
         pub configs: Vec<ConfigEntry>,
+        /// Keys of `configs` whose value the topic overrides: it differs from the
+        /// broker's topic default.
+        pub overridden_keys: Vec<String>,
         /// Its partitions, by index.
         pub partitions: Vec<DescribedPartition>,
     }

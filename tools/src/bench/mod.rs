@@ -13,10 +13,12 @@
 //! the schedule (the OpenMessaging Benchmark's publish delay). Latency is timed from the
 //! actual send, so a run that could not hold its rate shows there. Every report also says
 //! where the machine's CPU time went during the run (busy, steal, iowait, from
-//! `/proc/stat`) and how many cores' worth the load tool itself used.
+//! `/proc/stat`) and how many cores' worth the load tool itself used, over the same
+//! window as the run's throughput: setup (topic, connections) is left out.
 
 mod cpu;
 mod report;
+mod stamp;
 mod workers;
 
 use std::time::Duration;
@@ -24,7 +26,6 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use strata_client::{Admin, ClientConfig, NewTopic, ProducerConfig};
 
-use self::cpu::CpuCounters;
 use crate::Output;
 use crate::error::CliError;
 use crate::produce::AcksArg;
@@ -84,9 +85,6 @@ pub struct CommonArgs {
     /// Partitions of the topic, if the bench creates it [default: 3].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     partitions: Option<u32>,
-    /// Print one JSON object instead of a report (same as --output json).
-    #[arg(long)]
-    json: bool,
 }
 
 /// Arguments of the producing side.
@@ -148,7 +146,6 @@ impl CommonArgs {
 /// # Errors
 /// Topic setup failures, invalid producer settings, undelivered or missing records.
 pub async fn run(bootstrap: &str, output: Output, command: BenchCommand) -> Result<(), CliError> {
-    let cpu_start = CpuCounters::read();
     let (common, outcome) = match command {
         BenchCommand::Produce { common, producer } => {
             ensure_topic(bootstrap, &common, Create::IfMissing).await?;
@@ -168,15 +165,40 @@ pub async fn run(bootstrap: &str, output: Output, command: BenchCommand) -> Resu
             consumer,
         } => {
             workers::check_stampable(&producer)?;
+            if producer.rate.is_none() {
+                eprintln!("{}", unpaced_e2e_warning(&common, &producer));
+            }
             let partitions = ensure_topic(bootstrap, &common, Create::IfMissing).await?;
             let config = producer_config(bootstrap, &producer);
             let outcome = workers::e2e(&config, &common, &producer, &consumer, partitions).await?;
             (common, outcome)
         }
     };
-    let cpu = cpu_start.and_then(|start| CpuCounters::read()?.since(&start));
-    let json = common.json || output == Output::Json;
-    outcome.finish(&common.topic, cpu, json)
+    outcome.finish(&common.topic, output == Output::Json)
+}
+
+/// What `bench e2e` without `--rate` tells the user first: its producers send as fast as
+/// they can, so its latencies are mostly time spent queued, and how much it will write.
+fn unpaced_e2e_warning(common: &CommonArgs, producer: &ProducerArgs) -> String {
+    let topic = &common.topic;
+    let written = match common.budget() {
+        Budget::Messages(messages) => format!(
+            "about {} ({messages} records of {} bytes)",
+            amount(messages.saturating_mul(u64::from(producer.message_bytes))),
+            producer.message_bytes
+        ),
+        Budget::Duration(duration) => format!(
+            "as much as the broker takes in {:?} ({} bytes a record)",
+            duration, producer.message_bytes
+        ),
+    };
+    format!(
+        "warning: without --rate, bench e2e sends as fast as it can, so its latencies \
+         measure queueing in the client and broker, not the latency of a sustainable load; \
+         give --rate RECORDS_PER_SECOND to measure latency.\n\
+         note: this run writes {written} to topic '{topic}', kept on disk until retention \
+         removes it or `strata topic delete {topic}`."
+    )
 }
 
 /// The producer settings of a run.
@@ -234,6 +256,17 @@ async fn ensure_topic(
     Ok(count)
 }
 
+/// Bytes for people, in powers of 1000 as the reports count them: `12.8 kB`, `2.1 GB`.
+fn amount(bytes: u64) -> String {
+    let bytes_f = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} bytes"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes_f / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes_f / 1e6),
+        _ => format!("{:.1} GB", bytes_f / 1e9),
+    }
+}
+
 /// `500ms`, `10s`, `2m`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -267,6 +300,14 @@ mod tests {
             BATCH_BYTES_MAX as usize,
             defaults.request_partition_bytes_max
         );
+    }
+
+    #[test]
+    fn amounts_are_in_powers_of_1000() {
+        assert_eq!(amount(999), "999 bytes");
+        assert_eq!(amount(12_800), "12.8 kB");
+        assert_eq!(amount(104_857_600), "104.9 MB");
+        assert_eq!(amount(2_147_483_648), "2.1 GB");
     }
 
     #[test]

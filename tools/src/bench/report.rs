@@ -43,6 +43,9 @@ pub struct Outcome {
     pub failed: u64,
     /// The first failure.
     pub first_error: Option<CliError>,
+    /// Where the CPU time went over the run's window; `None` without `/proc` or when
+    /// the window was too short for the machine's counters to move.
+    pub cpu: Option<CpuUse>,
 }
 
 impl Outcome {
@@ -50,8 +53,8 @@ impl Outcome {
     ///
     /// # Errors
     /// [`CliError::Undelivered`]; stdout errors.
-    pub fn finish(self, topic: &str, cpu: Option<CpuUse>, json: bool) -> Result<(), CliError> {
-        let report = self.report(topic, cpu);
+    pub fn finish(self, topic: &str, json: bool) -> Result<(), CliError> {
+        let report = self.report(topic);
         if json {
             print_json(&report)?;
         } else {
@@ -67,7 +70,7 @@ impl Outcome {
         }
     }
 
-    fn report(&self, topic: &str, cpu: Option<CpuUse>) -> Report {
+    fn report(&self, topic: &str) -> Report {
         let mut report = Report::new(self.mode, topic, self.records, self.bytes, self.elapsed)
             .with_failed(self.failed);
         if let Some((histogram, measured)) = &self.latency {
@@ -76,7 +79,7 @@ impl Outcome {
         if let Some(histogram) = &self.send_delay {
             report = report.with_send_delay(&|q| quantile(histogram, q));
         }
-        if let Some(cpu) = cpu {
+        if let Some(cpu) = self.cpu {
             report = report.with_cpu(cpu);
         }
         report
@@ -170,14 +173,14 @@ mod tests {
             send_delay: Some(delay),
             failed: 0,
             first_error: None,
+            cpu: Some(CpuUse {
+                busy_percent: 75.0,
+                steal_percent: 15.0,
+                iowait_percent: 0.0,
+                bench_cores: 1.5,
+            }),
         };
-        let cpu = CpuUse {
-            busy_percent: 75.0,
-            steal_percent: 15.0,
-            iowait_percent: 0.0,
-            bench_cores: 1.5,
-        };
-        let report = outcome.report("t", Some(cpu));
+        let report = outcome.report("t");
         assert_eq!(report.records_per_second, 500.0);
         assert_eq!(report.megabytes_per_second, 1.0);
         assert_eq!(report.latency_us_p50, Some(500));
@@ -202,8 +205,9 @@ mod tests {
             send_delay: None,
             failed: 0,
             first_error: None,
+            cpu: None,
         };
-        let report = outcome.report("t", None);
+        let report = outcome.report("t");
         assert!(!report.render().contains("latency"));
         assert!(!report.render().contains("cpu"));
         let json = serde_json::to_value(&report).expect("serializes");

@@ -3,12 +3,12 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use strata_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig,
@@ -17,7 +17,11 @@ use strata_client::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use strata_bench_report::CpuUse;
+
+use super::cpu::{CpuCounters, use_since};
 use super::report::{Outcome, Progress, latency_histogram};
+use super::stamp::{STAMP_BYTES, Stamper, now_us, sent_us};
 use super::{Budget, CommonArgs, ConsumerArgs, ProducerArgs};
 use crate::error::CliError;
 
@@ -52,7 +56,9 @@ pub async fn produce(
         Budget::Duration(_) => None,
     };
     let progress = Progress::start("produce", total, Arc::clone(&acked));
+    let cpu_start = CpuCounters::read();
     let sent = run_producers(config, topic, args, budget, acked, false).await?;
+    let cpu = use_since(cpu_start);
     drop(progress);
     Ok(Outcome {
         mode: "produce",
@@ -65,6 +71,7 @@ pub async fn produce(
         first_error: sent
             .first_error
             .map(|error| CliError::from_client(error, topic)),
+        cpu,
     })
 }
 
@@ -101,8 +108,10 @@ pub async fn consume(
     let deadline = common.duration.map(|duration| Instant::now() + duration);
     let shared = Shared::new(Some(target));
     let progress = Progress::start("consume", Some(target), Arc::clone(&shared.received));
+    let cpu_start = CpuCounters::read();
     let start = Instant::now();
     let received = run_consumers(consumers, &shared, deadline, false).await?;
+    let cpu = shared.cpu_since(cpu_start);
     drop(progress);
     if deadline.is_none() && received.records < target {
         return Err(idle_error(topic, received.records, target));
@@ -116,6 +125,7 @@ pub async fn consume(
         send_delay: None,
         failed: 0,
         first_error: None,
+        cpu,
     })
 }
 
@@ -163,6 +173,7 @@ pub async fn e2e(
         Budget::Duration(_) => None,
     };
     let progress = Progress::start("e2e", total, Arc::clone(&shared.received));
+    let cpu_start = CpuCounters::read();
     let start = Instant::now();
     let receiving = {
         let shared = shared.clone();
@@ -179,7 +190,10 @@ pub async fn e2e(
     .await;
     let delivered = sent.as_ref().map_or(0, |sent| sent.delivered);
     shared.target.store(delivered, Ordering::Release);
+    // The consumers may have received every record already.
+    shared.note_if_done();
     let received = receiving.await.expect("consumer tasks do not panic");
+    let cpu = shared.cpu_since(cpu_start);
     drop(progress);
     let (sent, received) = (sent?, received?);
     if received.records < delivered {
@@ -196,6 +210,7 @@ pub async fn e2e(
         first_error: sent
             .first_error
             .map(|error| CliError::from_client(error, topic)),
+        cpu,
     })
 }
 
@@ -490,6 +505,10 @@ struct Shared {
     received: Arc<AtomicU64>,
     /// Records to receive in total; `u64::MAX` until known.
     target: Arc<AtomicU64>,
+    /// The CPU counters when the target was first seen reached: the end of the run's
+    /// window. The other consumers stop at their next poll, up to [`POLL_WAIT`] later,
+    /// idle time that would dilute a short run's figures.
+    cpu_end: Arc<OnceLock<Option<CpuCounters>>>,
 }
 
 impl Shared {
@@ -497,11 +516,28 @@ impl Shared {
         Self {
             received: Arc::new(AtomicU64::new(0)),
             target: Arc::new(AtomicU64::new(target.unwrap_or(u64::MAX))),
+            cpu_end: Arc::new(OnceLock::new()),
         }
     }
 
     fn done(&self) -> bool {
         self.received.load(Ordering::Acquire) >= self.target.load(Ordering::Acquire)
+    }
+
+    /// Reads the CPU counters once the target is reached, the first time.
+    fn note_if_done(&self) {
+        if self.done() {
+            self.cpu_end.get_or_init(CpuCounters::read);
+        }
+    }
+
+    /// Where the CPU went from `start` to the target's end, or to now if the run
+    /// stopped short of it (a deadline, an idle limit).
+    fn cpu_since(&self, start: Option<CpuCounters>) -> Option<CpuUse> {
+        match self.cpu_end.get() {
+            Some(end) => end.as_ref()?.since(&start?),
+            None => use_since(start),
+        }
     }
 }
 
@@ -638,6 +674,7 @@ async fn consume_until_done(
             shared
                 .received
                 .fetch_add(records.len() as u64, Ordering::AcqRel);
+            shared.note_if_done();
         }
         let total = shared.received.load(Ordering::Acquire);
         if total != seen.0 {
@@ -647,58 +684,6 @@ async fn consume_until_done(
         }
     }
     Ok(received)
-}
-
-/// Bytes of the send-time stamp at the start of each `bench e2e` value.
-const STAMP_BYTES: usize = 8;
-
-/// Values stamped with their send time, cut from slabs of [`STAMP_SLAB_VALUES`] values:
-/// one allocation per slab, freed once the producer has copied its last value into a
-/// batch.
-struct Stamper {
-    payload: Bytes,
-    slab: BytesMut,
-}
-
-/// Values per [`Stamper`] slab.
-const STAMP_SLAB_VALUES: usize = 64;
-
-impl Stamper {
-    fn new(payload: &Bytes) -> Self {
-        Self {
-            payload: payload.clone(),
-            slab: BytesMut::new(),
-        }
-    }
-
-    /// The payload with its first [`STAMP_BYTES`] replaced by the wall clock in µs since
-    /// the Unix epoch (little-endian), as `nats-bench` stamps its messages: record
-    /// timestamps are whole milliseconds, too coarse for latency. The copy per record is
-    /// what a producer pays to build a value anyway, and the consumer reads the stamp
-    /// from the value it already holds.
-    fn stamped(&mut self) -> Bytes {
-        if self.slab.capacity() < self.payload.len() {
-            self.slab = BytesMut::with_capacity(self.payload.len() * STAMP_SLAB_VALUES);
-        }
-        self.slab.extend_from_slice(&self.payload);
-        if let Some(head) = self.slab.get_mut(..STAMP_BYTES) {
-            head.copy_from_slice(&now_us().to_le_bytes());
-        }
-        self.slab.split().freeze()
-    }
-}
-
-/// The send time [`Stamper::stamped`] into a value, if it is long enough to hold one.
-fn sent_us(value: &[u8]) -> Option<u64> {
-    let stamp = value.get(..STAMP_BYTES)?;
-    Some(u64::from_le_bytes(stamp.try_into().ok()?))
-}
-
-fn now_us() -> u64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -738,36 +723,6 @@ mod tests {
         assert_eq!(histogram.len(), 5);
         assert_eq!(histogram.count_between(4_990, 5_010), 4);
         assert_eq!(histogram.count_between(990, 1_010), 1);
-    }
-
-    #[test]
-    fn stamps_overwrite_only_the_first_eight_bytes() {
-        let payload = Bytes::from(payload(30));
-        let mut stamper = Stamper::new(&payload);
-        let before = now_us();
-        let first = stamper.stamped();
-        let first_stamped = now_us();
-        // The later values must carry a later stamp: wait for the clock to move on.
-        while now_us() <= first_stamped {
-            std::hint::spin_loop();
-        }
-        // More than a slab's worth: values of a new slab are stamped the same way, and
-        // stamping them leaves the first value's stamp as it was.
-        let later: Vec<Bytes> = (0..STAMP_SLAB_VALUES + 2)
-            .map(|_| stamper.stamped())
-            .collect();
-        let after = now_us();
-        let first_stamp = sent_us(&first).unwrap();
-        assert!(before <= first_stamp && first_stamp <= first_stamped);
-        for value in std::iter::once(&first).chain(&later) {
-            assert_eq!(value.len(), 30);
-            assert_eq!(&value[STAMP_BYTES..], &payload[STAMP_BYTES..]);
-        }
-        for value in &later {
-            let stamp = sent_us(value).unwrap();
-            assert!(first_stamped < stamp && stamp <= after);
-        }
-        assert_eq!(sent_us(b"short"), None);
     }
 
     #[test]
