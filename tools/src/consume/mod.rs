@@ -67,7 +67,12 @@ pub struct ConsumeArgs {
     /// offsets. Printed records are committed as the run goes and when it ends (after
     /// --max-messages, --timeout-ms, --exit-at-end or Ctrl-C), then the run leaves the
     /// group.
-    #[arg(long, value_name = "GROUP", conflicts_with_all = ["offset", "partition"])]
+    #[arg(
+        long,
+        value_name = "GROUP",
+        value_parser = crate::parse_group_id,
+        conflicts_with_all = ["offset", "partition"]
+    )]
     group: Option<String>,
     /// A stable id for static group membership: a run restarted with the same id takes
     /// the partitions of the previous one back without a rebalance.
