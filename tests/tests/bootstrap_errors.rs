@@ -1,32 +1,25 @@
-//! A mistyped `--bootstrap` is reported as what it is: an address without a port says
-//! the port is missing, and a host that does not resolve says the name did not resolve,
-//! rather than a generic connection error.
+//! The client reports a mistyped bootstrap address as what it is: an address without a
+//! port says the port is missing, and a host that does not resolve says the name did not
+//! resolve, rather than a generic connection error. (The CLI checks `--bootstrap` before
+//! it builds a client: cli_flags.rs.)
 
 use strata_client::{Admin, ClientConfig, Error};
-use strata_tests::{assert_fails, bounded, strata};
+use strata_tests::bounded;
 
 /// Under `.invalid`, which never resolves (RFC 6761).
 const UNRESOLVABLE: &str = "nohost.invalid:9400";
 
 #[test]
-fn an_address_without_a_port_says_the_port_is_missing() {
-    for args in [
-        &["topic", "list"][..],
-        &["consume", "orders", "--max-messages", "1"],
-    ] {
-        let run = strata(Some("127.0.0.1"), args, b"");
-        assert_fails(
-            &run,
-            1,
-            "bootstrap address '127.0.0.1' has no port; use host:port",
-        );
-    }
-}
-
-#[test]
-fn an_unresolvable_host_says_the_name_did_not_resolve() {
-    let run = strata(Some(UNRESOLVABLE), &["topic", "list"], b"");
-    assert_fails(&run, 1, "cannot resolve 'nohost.invalid'");
+fn the_client_refuses_an_address_without_a_port() {
+    let error = Admin::new(ClientConfig::new("127.0.0.1")).expect_err("no port");
+    assert!(
+        matches!(&error, Error::InvalidBootstrap { address, .. } if address == "127.0.0.1"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "bootstrap address '127.0.0.1' has no port; use host:port"
+    );
 }
 
 #[tokio::test]
