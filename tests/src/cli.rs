@@ -1,6 +1,7 @@
 //! Running the `strata` CLI as a child process, bounded in time.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,13 +29,24 @@ pub fn strata(bootstrap: Option<&str>, args: &[&str], stdin: &[u8]) -> CliRun {
     if let Some(bootstrap) = bootstrap {
         command.args(["--bootstrap", bootstrap]);
     }
+    command.args(args);
+    run_bounded(&mut command, stdin, WAIT)
+}
+
+/// Runs `command` in a process group of its own with `stdin` as its input, and collects
+/// what it prints. If it runs longer than `within`, kills the whole group (so a script's
+/// children go too) and fails the test.
+///
+/// # Panics
+/// If the command cannot be spawned or does not exit within `within`.
+pub fn run_bounded(command: &mut Command, stdin: &[u8], within: Duration) -> CliRun {
     let mut child = command
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
-        .expect("spawn strata");
+        .unwrap_or_else(|error| panic!("spawn {command:?}: {error}"));
     let mut input = child.stdin.take().expect("piped stdin");
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -52,15 +64,17 @@ pub fn strata(bootstrap: Option<&str>, args: &[&str], stdin: &[u8]) -> CliRun {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + within;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for strata") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            let group = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+            // SAFETY: signals the process group of our own child, which it leads.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
             let _ = child.wait();
-            panic!("strata {args:?} did not exit within {WAIT:?}");
+            panic!("{command:?} did not exit within {within:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };

@@ -16,7 +16,7 @@ pub mod child;
 mod cli;
 pub mod group;
 
-pub use cli::{CliRun, assert_fails, strata};
+pub use cli::{CliRun, assert_fails, run_bounded, strata};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

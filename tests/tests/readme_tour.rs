@@ -2,14 +2,12 @@
 //! comment, runs with bash against a fresh broker, with `strata` on the PATH and the
 //! broker's address in place of the default one.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use strata_client::{Admin, ClientConfig};
-use strata_tests::{BrokerProcess, WAIT, binary, data_dir};
+use strata_tests::{BrokerProcess, CliRun, WAIT, binary, data_dir, run_bounded};
 
 /// The comment that precedes the tour's ```sh block in README.md.
 const TOUR_MARKER: &str = "<!-- readme-tour:";
@@ -36,15 +34,9 @@ fn tour() -> String {
     script.to_owned()
 }
 
-struct ScriptRun {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `script` with `bash -euo pipefail` in its own process group, which is killed
-/// if the script outlives [`TOUR_TIME_MAX`].
-fn run_script(script: &str, bootstrap: &str) -> ScriptRun {
+/// Runs `script` with `bash -euo pipefail`, `strata` first on the PATH and `bootstrap`
+/// as `STRATA_BOOTSTRAP`.
+fn run_script(script: &str, bootstrap: &str) -> CliRun {
     let strata_dir = binary("strata")
         .parent()
         .expect("target directory")
@@ -53,46 +45,12 @@ fn run_script(script: &str, bootstrap: &str) -> ScriptRun {
         &std::env::var_os("PATH").unwrap_or_default(),
     )))
     .expect("PATH");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .args(["-euo", "pipefail", "-c", script])
         .env("PATH", path)
-        .env("STRATA_BOOTSTRAP", bootstrap)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn bash");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + TOUR_TIME_MAX;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for bash") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: signalling the process group of our own child.
-            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("the README tour did not finish within {TOUR_TIME_MAX:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    ScriptRun {
-        code: status.code(),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+        .env("STRATA_BOOTSTRAP", bootstrap);
+    run_bounded(&mut command, b"", TOUR_TIME_MAX)
 }
 
 #[test]
