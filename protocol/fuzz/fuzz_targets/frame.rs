@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
+use strata_protocol::ApiKey;
 use strata_protocol::codec::FrameCodec;
 use strata_protocol::frame;
 use tokio_util::codec::Decoder;
@@ -14,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = frame::decode_request(&payload);
     }
     let payload = Bytes::copy_from_slice(data);
-    for api_key in 0..10 {
-        let _ = frame::decode_response(&payload, api_key, 0);
+    for api in ApiKey::ALL {
+        for api_version in api.versions() {
+            let _ = frame::decode_response(&payload, *api as u16, api_version);
+        }
     }
 });
