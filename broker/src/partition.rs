@@ -6,7 +6,8 @@
 //! - The high watermark is published through a `watch` channel that long-poll fetches
 //!   subscribe to. On a single node it equals the log end offset.
 //! - The durable offset is published by the flusher's callback into another `watch`
-//!   channel that `acks = all` produces wait on.
+//!   channel that `acks = all` produces wait on. Poisoning the log pokes it too, so they
+//!   fail at once instead of at their timeout.
 //!
 //! Thread-safe; shared as `Arc<Partition>`.
 
@@ -226,6 +227,9 @@ impl Partition {
             metrics::record_fsync(elapsed);
         }));
         log.on_write_back(metrics::record_write_back);
+        let durable = durable_offset.clone();
+        // The durable offset will not move again: wake the waiters to see the poison.
+        log.on_poisoned(move || durable.send_modify(|_| ()));
         Ok(Self {
             topic: topic.to_owned(),
             index,
@@ -409,11 +413,11 @@ impl Partition {
         let mut durable = self.durable_offset.subscribe();
         let reached = tokio::time::timeout_at(
             deadline.into(),
-            durable.wait_for(|durable| *durable >= offset),
+            durable.wait_for(|durable| *durable >= offset || self.log.poisoned().is_some()),
         )
         .await;
         match reached {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(durable)) if *durable >= offset => Ok(()),
             _ => match self.log.check_poisoned() {
                 Err(error) => Err(error.into()),
                 Ok(()) => Err(PartitionError::Timeout),
