@@ -86,6 +86,19 @@ pub enum PartitionError {
         /// What is unsupported.
         reason: &'static str,
     },
+    /// A batch's max timestamp is further ahead of the broker's clock than
+    /// `message_timestamp_after_ms_max`.
+    #[error(
+        "batch {index}: its max timestamp {max_timestamp} is more than message_timestamp_after_ms_max ahead of the broker's clock (the latest accepted now is {latest_ms})"
+    )]
+    TimestampTooFarAhead {
+        /// The batch's position in the request.
+        index: usize,
+        /// The batch's max timestamp.
+        max_timestamp: i64,
+        /// The latest max timestamp accepted now.
+        latest_ms: i64,
+    },
     /// The request carried no batch.
     #[error("the request carries no record batch for this partition")]
     Empty,
@@ -115,6 +128,7 @@ impl PartitionError {
                 ErrorCode::InvalidBatch
             }
             PartitionError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            PartitionError::TimestampTooFarAhead { .. } => ErrorCode::InvalidTimestamp,
             PartitionError::Timeout => ErrorCode::RequestTimedOut,
             PartitionError::Storage(error) => match error {
                 StorageError::NoSpace { .. } => ErrorCode::StorageFull,
@@ -315,13 +329,18 @@ impl Partition {
     }
 
     /// Validates every batch in `records`, then appends them in order. Nothing is
-    /// appended if any batch is invalid.
+    /// appended if any batch is invalid. A batch whose max timestamp is past
+    /// `latest_timestamp_ms` is invalid.
     ///
     /// # Errors
-    /// [`PartitionError`] for an invalid, oversized or unsupported batch, or a storage
-    /// failure (a full disk, a poisoned log).
-    pub fn append(&self, records: &Bytes) -> Result<AppendResult, PartitionError> {
-        let batches = self.validate(records)?;
+    /// [`PartitionError`] for an invalid, oversized, unsupported or future-stamped batch,
+    /// or a storage failure (a full disk, a poisoned log).
+    pub fn append(
+        &self,
+        records: &Bytes,
+        latest_timestamp_ms: i64,
+    ) -> Result<AppendResult, PartitionError> {
+        let batches = self.validate(records, latest_timestamp_ms)?;
         let mut result: Option<AppendResult> = None;
         for (bytes, header) in &batches {
             let appended = self.log.append(bytes, self.leader_epoch)?;
@@ -353,6 +372,7 @@ impl Partition {
     fn validate<'a>(
         &self,
         records: &'a [u8],
+        latest_timestamp_ms: i64,
     ) -> Result<Vec<(&'a [u8], BatchHeader)>, PartitionError> {
         let max = self.settings().max_message_bytes;
         let mut batches: Vec<(&[u8], BatchHeader)> = Vec::new();
@@ -379,6 +399,13 @@ impl Partition {
                 return Err(PartitionError::UnsupportedBatch {
                     index,
                     reason: "log-append-time batches are not supported; send create-time timestamps",
+                });
+            }
+            if header.max_timestamp > latest_timestamp_ms {
+                return Err(PartitionError::TimestampTooFarAhead {
+                    index,
+                    max_timestamp: header.max_timestamp,
+                    latest_ms: latest_timestamp_ms,
                 });
             }
             let idempotent = |header: &BatchHeader| header.producer_id != batch::NO_PRODUCER_ID;
