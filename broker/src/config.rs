@@ -73,6 +73,10 @@ pub struct Config {
     pub fetch_response_bytes_max: usize,
     /// Longest an `acks = all` produce waits for durability (its `timeout_ms` is capped).
     pub produce_timeout_ms_max: u64,
+    /// How far ahead of the broker's clock a batch's max timestamp may be; a batch further
+    /// ahead is refused, since one far-future timestamp would hold back time-based
+    /// retention of every segment after it.
+    pub message_timestamp_after_ms_max: u64,
     /// Partitions on this broker, over all topics.
     pub partitions_max: u32,
     /// Partitions of one topic.
@@ -121,6 +125,7 @@ impl Default for Config {
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: strata_protocol::limits::FETCH_RESPONSE_BYTES_MAX_DEFAULT,
             produce_timeout_ms_max: 60_000,
+            message_timestamp_after_ms_max: 3_600_000,
             partitions_max: 10_000,
             topic_partitions_max: 4_096,
             request_topics_max: 1_000,
@@ -365,6 +370,10 @@ impl Config {
             (
                 "fetch_response_bytes_max",
                 self.fetch_response_bytes_max as u64,
+            ),
+            (
+                "message_timestamp_after_ms_max",
+                self.message_timestamp_after_ms_max,
             ),
             ("partitions_max", self.partitions_max.into()),
             ("topic_partitions_max", self.topic_partitions_max.into()),
@@ -640,6 +649,25 @@ mod tests {
         assert_eq!(
             config.topic_defaults.max_message_bytes,
             Config::default().topic_defaults.max_message_bytes
+        );
+    }
+
+    #[test]
+    fn message_timestamp_after_ms_max_is_a_positive_setting() {
+        assert_eq!(Config::default().message_timestamp_after_ms_max, 3_600_000);
+        let environment = env(&[("STRATA_MESSAGE_TIMESTAMP_AFTER_MS_MAX", "60000")]);
+        let config = Config::load(None, environment, &[]).unwrap();
+        assert_eq!(config.message_timestamp_after_ms_max, 60_000);
+        let flags = vec![("message_timestamp_after_ms_max".to_owned(), "0".to_owned())];
+        let refused = Config::load(None, env(&[]), &flags);
+        assert!(
+            matches!(
+                refused,
+                Err(ConfigError::Zero {
+                    key: "message_timestamp_after_ms_max"
+                })
+            ),
+            "{refused:?}"
         );
     }
 

@@ -6,7 +6,8 @@
 //! - The high watermark is published through a `watch` channel that long-poll fetches
 //!   subscribe to. On a single node it equals the log end offset.
 //! - The durable offset is published by the flusher's callback into another `watch`
-//!   channel that `acks = all` produces wait on.
+//!   channel that `acks = all` produces wait on. Poisoning the log pokes it too, so they
+//!   fail at once instead of at their timeout.
 //!
 //! Thread-safe; shared as `Arc<Partition>`.
 
@@ -85,6 +86,19 @@ pub enum PartitionError {
         /// What is unsupported.
         reason: &'static str,
     },
+    /// A batch's max timestamp is further ahead of the broker's clock than
+    /// `message_timestamp_after_ms_max`.
+    #[error(
+        "batch {index}: its max timestamp {max_timestamp} is more than message_timestamp_after_ms_max ahead of the broker's clock (the latest accepted now is {latest_ms})"
+    )]
+    TimestampTooFarAhead {
+        /// The batch's position in the request.
+        index: usize,
+        /// The batch's max timestamp.
+        max_timestamp: i64,
+        /// The latest max timestamp accepted now.
+        latest_ms: i64,
+    },
     /// The request carried no batch.
     #[error("the request carries no record batch for this partition")]
     Empty,
@@ -114,6 +128,7 @@ impl PartitionError {
                 ErrorCode::InvalidBatch
             }
             PartitionError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            PartitionError::TimestampTooFarAhead { .. } => ErrorCode::InvalidTimestamp,
             PartitionError::Timeout => ErrorCode::RequestTimedOut,
             PartitionError::Storage(error) => match error {
                 StorageError::NoSpace { .. } => ErrorCode::StorageFull,
@@ -226,6 +241,9 @@ impl Partition {
             metrics::record_fsync(elapsed);
         }));
         log.on_write_back(metrics::record_write_back);
+        let durable = durable_offset.clone();
+        // The durable offset will not move again: wake the waiters to see the poison.
+        log.on_poisoned(move || durable.send_modify(|_| ()));
         Ok(Self {
             topic: topic.to_owned(),
             index,
@@ -311,13 +329,18 @@ impl Partition {
     }
 
     /// Validates every batch in `records`, then appends them in order. Nothing is
-    /// appended if any batch is invalid.
+    /// appended if any batch is invalid. A batch whose max timestamp is past
+    /// `latest_timestamp_ms` is invalid.
     ///
     /// # Errors
-    /// [`PartitionError`] for an invalid, oversized or unsupported batch, or a storage
-    /// failure (a full disk, a poisoned log).
-    pub fn append(&self, records: &Bytes) -> Result<AppendResult, PartitionError> {
-        let batches = self.validate(records)?;
+    /// [`PartitionError`] for an invalid, oversized, unsupported or future-stamped batch,
+    /// or a storage failure (a full disk, a poisoned log).
+    pub fn append(
+        &self,
+        records: &Bytes,
+        latest_timestamp_ms: i64,
+    ) -> Result<AppendResult, PartitionError> {
+        let batches = self.validate(records, latest_timestamp_ms)?;
         let mut result: Option<AppendResult> = None;
         for (bytes, header) in &batches {
             let appended = self.log.append(bytes, self.leader_epoch)?;
@@ -349,6 +372,7 @@ impl Partition {
     fn validate<'a>(
         &self,
         records: &'a [u8],
+        latest_timestamp_ms: i64,
     ) -> Result<Vec<(&'a [u8], BatchHeader)>, PartitionError> {
         let max = self.settings().max_message_bytes;
         let mut batches: Vec<(&[u8], BatchHeader)> = Vec::new();
@@ -375,6 +399,13 @@ impl Partition {
                 return Err(PartitionError::UnsupportedBatch {
                     index,
                     reason: "log-append-time batches are not supported; send create-time timestamps",
+                });
+            }
+            if header.max_timestamp > latest_timestamp_ms {
+                return Err(PartitionError::TimestampTooFarAhead {
+                    index,
+                    max_timestamp: header.max_timestamp,
+                    latest_ms: latest_timestamp_ms,
                 });
             }
             let idempotent = |header: &BatchHeader| header.producer_id != batch::NO_PRODUCER_ID;
@@ -409,11 +440,11 @@ impl Partition {
         let mut durable = self.durable_offset.subscribe();
         let reached = tokio::time::timeout_at(
             deadline.into(),
-            durable.wait_for(|durable| *durable >= offset),
+            durable.wait_for(|durable| *durable >= offset || self.log.poisoned().is_some()),
         )
         .await;
         match reached {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(durable)) if *durable >= offset => Ok(()),
             _ => match self.log.check_poisoned() {
                 Err(error) => Err(error.into()),
                 Ok(()) => Err(PartitionError::Timeout),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::FaultyIo;
@@ -201,11 +201,17 @@ fn failed_fsync_poisons_and_never_advances_the_durable_offset() {
     let flusher = Flusher::start().unwrap();
     let io = FaultyIo::default();
     let log = open(dir.path(), &io, &flusher, Durability::EveryBatch);
+    let poisonings = Arc::new(AtomicUsize::new(0));
+    let counted = poisonings.clone();
+    log.on_poisoned(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
     let first = log.append(&common::batch(1, 10, 10, 1), 1).unwrap();
     assert!(
         log.wait_durable(first.log_end_offset, Duration::from_secs(10))
             .unwrap()
     );
+    assert_eq!(poisonings.load(Ordering::SeqCst), 0);
     io.faults.fail_sync.store(true, Ordering::SeqCst);
     let second = log.append(&common::batch(1, 10, 10, 2), 1).unwrap();
     let waited = log.wait_durable(second.log_end_offset, Duration::from_secs(10));
@@ -217,6 +223,11 @@ fn failed_fsync_poisons_and_never_advances_the_durable_offset() {
         log.durable_offset(),
         first.log_end_offset,
         "durable never passes what synced"
+    );
+    assert_eq!(
+        poisonings.load(Ordering::SeqCst),
+        1,
+        "the poisoned hook ran, once, before the waiter woke"
     );
     let refused = log.append(&common::batch(1, 10, 10, 3), 1);
     assert!(

@@ -106,7 +106,8 @@ impl OffsetsLog {
                 .push(timestamp, Some(&key), value.as_deref(), &[]);
         }
         for (partition, builder) in batches {
-            self.partitions[partition].append(&builder.finish())?;
+            // Stamped with the broker's own clock just above.
+            self.partitions[partition].append(&builder.finish(), i64::MAX)?;
         }
         Ok(())
     }

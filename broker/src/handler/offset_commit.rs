@@ -92,6 +92,7 @@ fn code(outcome: CommitOutcome) -> ErrorCode {
         CommitOutcome::Committed => ErrorCode::None,
         CommitOutcome::NotAssigned => ErrorCode::PartitionNotAssigned,
         CommitOutcome::MetadataTooLong => ErrorCode::LimitExceeded,
+        CommitOutcome::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
         CommitOutcome::UnknownPartition => ErrorCode::UnknownTopicOrPartition,
     }
 }
@@ -147,6 +148,10 @@ mod tests {
         assert_eq!(
             code(CommitOutcome::MetadataTooLong),
             ErrorCode::LimitExceeded
+        );
+        assert_eq!(
+            code(CommitOutcome::OffsetOutOfRange),
+            ErrorCode::OffsetOutOfRange
         );
         assert_eq!(
             code(CommitOutcome::UnknownPartition),

@@ -1,4 +1,6 @@
 //! OffsetFetch: a group's committed offsets. A group that never committed has none.
+//! Commits past `i64::MAX` are refused; one stored before that check is answered as no
+//! offset, never as a negative one.
 
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
@@ -31,7 +33,9 @@ pub fn handle(broker: &Broker, request: &OffsetFetchRequest) -> Reply {
                         let found = committed.get(&TopicPartition::new(&topic.topic, partition));
                         OffsetFetchPartition {
                             partition,
-                            offset: found.map_or(NO_OFFSET, |(offset, _)| *offset as i64),
+                            offset: found
+                                .and_then(|(offset, _)| i64::try_from(*offset).ok())
+                                .unwrap_or(NO_OFFSET),
                             metadata: found.and_then(|(_, metadata)| metadata.clone()),
                             error_code: ErrorCode::None,
                         }

@@ -1,7 +1,8 @@
 //! Produce: validate and append each partition's batches, then acknowledge per `acks`.
 //!
-//! A partition's batches are all validated before any is appended, so a bad batch
-//! appends nothing for that partition. With `acks = all` the reply waits (on a
+//! A partition's batches are all validated before any is appended, so a bad batch (one
+//! stamped more than `message_timestamp_after_ms_max` ahead of the broker's clock
+//! included) appends nothing for that partition. With `acks = all` the reply waits (on a
 //! notification from the flusher, never a sleep) until the topic's durability policy
 //! covers the appended offsets, or the request's timeout passes.
 
@@ -17,7 +18,7 @@ use strata_protocol::messages::{
 
 use super::{Reply, Started};
 use crate::broker::Broker;
-use crate::partition::{AppendResult, Partition, PartitionError};
+use crate::partition::{AppendResult, Partition, PartitionError, now_ms};
 use crate::topics::Topic;
 
 fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
@@ -35,6 +36,7 @@ fn append(
     topic: Option<&Topic>,
     name: &str,
     request: &ProducePartition,
+    latest_timestamp_ms: i64,
 ) -> Result<(Arc<Partition>, AppendResult), PartitionError> {
     let (topic, partition) = topic
         .and_then(|topic| Some((topic, topic.partitions.get(request.partition as usize)?)))
@@ -42,7 +44,7 @@ fn append(
             topic: name.to_owned(),
             partition: request.partition,
         })?;
-    let appended = partition.append(&request.records.to_bytes())?;
+    let appended = partition.append(&request.records.to_bytes(), latest_timestamp_ms)?;
     topic.traffic.record_produce(
         request.records.len(),
         appended.record_count,
@@ -58,13 +60,21 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
         u64::from(request.timeout_ms).min(broker.config.produce_timeout_ms_max),
     );
     let deadline = Instant::now() + timeout;
+    let timestamp_after_ms_max =
+        i64::try_from(broker.config.message_timestamp_after_ms_max).unwrap_or(i64::MAX);
+    let latest_timestamp_ms = now_ms().saturating_add(timestamp_after_ms_max);
     let mut waits = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let found = broker.topics.get(&topic.name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition_request in &topic.partitions {
-            let response = match append(found.as_deref(), &topic.name, partition_request) {
+            let response = match append(
+                found.as_deref(),
+                &topic.name,
+                partition_request,
+                latest_timestamp_ms,
+            ) {
                 Ok((partition, appended)) => {
                     if request.acks == Acks::All {
                         waits.push((

@@ -25,6 +25,15 @@ impl Log {
         lock(&self.inner.callbacks).push(Arc::new(callback));
     }
 
+    /// Registers `callback`, called once when the log becomes poisoned, before
+    /// `wait_durable` waiters wake, on the thread whose write or fsync failed (possibly
+    /// under this log's locks). It must be quick and must not call into this log; a broker pokes
+    /// the `watch` channel its `acks = all` waiters watch, so they fail at once rather
+    /// than at their timeout.
+    pub fn on_poisoned(&self, callback: impl Fn() + Send + Sync + 'static) {
+        lock(&self.inner.poisoned_callbacks).push(Arc::new(callback));
+    }
+
     /// Registers `callback`, called on the write-back thread each time it has written a
     /// sealed segment back after a roll, with the bytes it wrote back and the time that
     /// took, pauses included. It must be quick; a broker records metrics from it.

@@ -79,6 +79,7 @@ pub struct RetentionOutcome {
 
 type DurableCallback = Arc<dyn Fn(u64, Duration) + Send + Sync>;
 type WriteBackCallback = Arc<dyn Fn(u64, Duration) + Send + Sync>;
+type PoisonedCallback = Arc<dyn Fn() + Send + Sync>;
 
 /// State changed only by appends and rolls, under the append lock.
 struct AppendState {
@@ -125,6 +126,7 @@ struct LogInner {
     closed: AtomicBool,
     callbacks: Mutex<Vec<DurableCallback>>,
     write_back_callbacks: Mutex<Vec<WriteBackCallback>>,
+    poisoned_callbacks: Mutex<Vec<PoisonedCallback>>,
 }
 
 /// A partition log: a directory of segments. `Send + Sync`: appends, rolls, truncation and
@@ -454,6 +456,7 @@ impl LogInner {
             closed: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
             write_back_callbacks: Mutex::new(Vec::new()),
+            poisoned_callbacks: Mutex::new(Vec::new()),
         }
     }
 
@@ -503,7 +506,13 @@ impl LogInner {
     }
 
     fn poison(&self, reason: String) {
-        let _ = self.poisoned.set(reason);
+        if self.poisoned.set(reason).is_err() {
+            return;
+        }
+        let callbacks = lock(&self.poisoned_callbacks).clone();
+        for callback in callbacks {
+            callback();
+        }
         // Take the lock so a waiter between its poison check and its wait is not missed.
         drop(lock(&self.durable));
         self.durable_changed.notify_all();

@@ -22,7 +22,8 @@ impl Coordinator {
     ///
     /// Per partition: `NotAssigned` if a member commits a partition it does not own
     /// (partitions pending revocation count as owned), `MetadataTooLong` if the metadata
-    /// is longer than [`OFFSET_METADATA_BYTES_MAX`].
+    /// is longer than [`OFFSET_METADATA_BYTES_MAX`], `OffsetOutOfRange` if the offset is
+    /// past `i64::MAX`.
     ///
     /// # Errors
     /// For the whole request: `InvalidGroupId`; `ResetWithMembers` (an administrator's
@@ -56,6 +57,8 @@ impl Coordinator {
                     .is_some_and(|metadata| metadata.len() > OFFSET_METADATA_BYTES_MAX)
                 {
                     CommitOutcome::MetadataTooLong
+                } else if i64::try_from(*offset).is_err() {
+                    CommitOutcome::OffsetOutOfRange
                 } else if owned.is_some_and(|owned| !owned.contains(tp)) {
                     CommitOutcome::NotAssigned
                 } else {

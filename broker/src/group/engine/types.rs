@@ -183,6 +183,9 @@ pub enum CommitOutcome {
     NotAssigned,
     /// The metadata is longer than [`OFFSET_METADATA_BYTES_MAX`].
     MetadataTooLong,
+    /// The offset is past `i64::MAX`, the largest offset a log can hold and OffsetFetch
+    /// can return.
+    OffsetOutOfRange,
     /// The topic or partition does not exist.
     UnknownPartition,
 }
