@@ -5,14 +5,44 @@
 //! appending to the same logs would corrupt them, so the second one must not start. The
 //! kernel drops the lock when its holder exits, even by `kill -9`, so a crash never leaves
 //! a stale lock behind the way a pid file would.
+//!
+//! The broker keeps its data private: it creates the directory with mode 0700 and its
+//! own files in it with 0600, since logs hold whatever clients produced.
 
-use std::fs::{File, TryLockError};
+use std::fs::{DirBuilder, File, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 const LOCK_FILE: &str = ".lock";
 const CLUSTER_ID_FILE: &str = "cluster_id";
+/// Mode of the directories the broker creates.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the files the broker creates.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates (or truncates) a file for writing, with mode [`FILE_MODE`] if it is new.
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn create_private_file(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Creates `dir` and any missing parents with mode [`DIR_MODE`]; an existing directory
+/// keeps its mode.
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +106,7 @@ impl DataDirLock {
     /// [`DataDirError::Locked`] if another process holds the lock; another
     /// [`DataDirError`] if the directory or the lock file cannot be created.
     pub fn acquire(data_dir: &Path) -> Result<Self, DataDirError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| DataDirError::Create {
+        create_private_dir(data_dir).map_err(|source| DataDirError::Create {
             path: data_dir.to_owned(),
             source,
         })?;
@@ -89,6 +119,7 @@ impl DataDirLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(lock_error)?;
         match file.try_lock() {
@@ -135,7 +166,7 @@ pub fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, DataDirError
         .as_nanos();
     let id = format!("strata-{:016x}{:08x}", nanos as u64, std::process::id());
     let write = || -> std::io::Result<()> {
-        let mut file = File::create(&path)?;
+        let mut file = create_private_file(&path)?;
         file.write_all(id.as_bytes())?;
         file.sync_all()?;
         File::open(data_dir)?.sync_all()
@@ -162,6 +193,19 @@ mod tests {
         ));
         first.release();
         DataDirLock::acquire(&data_dir).unwrap();
+    }
+
+    #[test]
+    fn the_data_dir_and_its_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let _lock = DataDirLock::acquire(&data_dir).unwrap();
+        load_or_create_cluster_id(&data_dir).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data_dir), DIR_MODE);
+        assert_eq!(mode(&data_dir.join(LOCK_FILE)), FILE_MODE);
+        assert_eq!(mode(&data_dir.join(CLUSTER_ID_FILE)), FILE_MODE);
     }
 
     #[test]

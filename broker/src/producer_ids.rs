@@ -152,7 +152,7 @@ impl ProducerIds {
 
     fn write(&self, end: i64) -> std::io::Result<()> {
         let temporary = self.path.with_extension("tmp");
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = crate::data_dir::create_private_file(&temporary)?;
         file.write_all(&encode(end))?;
         file.sync_all()?;
         std::fs::rename(&temporary, &self.path)?;

@@ -105,6 +105,19 @@ pub fn check_topic_name(name: &str) -> Result<(), TopicNameError> {
     Ok(())
 }
 
+/// The form two topic names share when they collide: ASCII lowercase, with `.` as `_`.
+/// Names that differ only in case are one directory on a case-insensitive file system,
+/// and names that differ only in `.` versus `_` are one metric name (Kafka refuses the
+/// latter for that reason), so a broker refuses a topic whose key an existing topic has.
+pub fn topic_collision_key(name: &str) -> String {
+    name.bytes()
+        .map(|byte| match byte {
+            b'.' => '_',
+            byte => char::from(byte.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +148,15 @@ mod tests {
             check_topic_name("__consumer_offsets"),
             Err(TopicNameError::Reserved { .. })
         ));
+    }
+
+    #[test]
+    fn names_differing_in_case_or_dot_versus_underscore_collide() {
+        assert_eq!(topic_collision_key("Orders"), topic_collision_key("orders"));
+        assert_eq!(topic_collision_key("a.b"), topic_collision_key("a_b"));
+        assert_eq!(topic_collision_key("A.b_C"), topic_collision_key("a_B.c"));
+        assert_ne!(topic_collision_key("a-b"), topic_collision_key("a_b"));
+        assert_ne!(topic_collision_key("ab"), topic_collision_key("a_b"));
     }
 
     #[test]

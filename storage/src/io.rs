@@ -13,6 +13,7 @@ use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +34,8 @@ pub trait Io: Debug + Send + Sync {
             .read(true)
             .append(true)
             .create_new(true)
+            // Logs hold whatever clients produced: only the broker's user may read them.
+            .mode(0o600)
             .open(path)?;
         Ok(Arc::new(RealFile(file)))
     }
@@ -90,7 +93,10 @@ pub trait Io: Debug + Send + Sync {
         if dir.is_dir() {
             return Ok(false);
         }
-        fs::create_dir_all(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         Ok(true)
     }
 
@@ -121,6 +127,7 @@ pub trait Io: Debug + Send + Sync {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(dir.join(".lock"))?;
         // SAFETY: `flock` only reads the descriptor, which `file` keeps open for the call.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {

@@ -278,6 +278,23 @@ impl Groups {
         self.persist(&mut engine, &records)
     }
 
+    /// Deletes every group's committed offsets on `topic`, so a topic created again
+    /// under its name starts with none.
+    ///
+    /// # Errors
+    /// A storage failure; then no offset was deleted.
+    pub fn delete_topic_offsets(&self, topic: &str) -> Result<(), CoordinatorError> {
+        let mut records = Vec::new();
+        let mut engine = self.engine();
+        engine.forget_topic(topic, &mut records);
+        self.append(&records)?;
+        let now = Instant::now();
+        for record in records {
+            engine.replay(record, now);
+        }
+        Ok(())
+    }
+
     /// Expires members whose session or revocation deadline passed, sleeping until the
     /// earliest deadline (or until a heartbeat moves one), until `shutdown`.
     pub async fn expire_sessions(self: Arc<Self>, shutdown: CancellationToken) {

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use strata_protocol::ErrorCode;
 use strata_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use super::Reply;
 use super::admin::{result, run_blocking};
 use crate::broker::Broker;
+use crate::topics::AdminError;
 
 pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest) -> Reply {
     run_blocking(broker, request.names.len(), move |broker| {
@@ -15,7 +17,16 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest) -> Reply 
                 .names
                 .into_iter()
                 .map(|name| {
-                    let outcome = broker.topics.delete(&name);
+                    let outcome = broker.topics.delete(&name).and_then(|()| {
+                        broker.groups.delete_topic_offsets(&name).map_err(|error| {
+                            AdminError {
+                                code: ErrorCode::StorageError,
+                                message: format!(
+                                    "topic '{name}' is deleted, but its committed group offsets are not: {error}"
+                                ),
+                            }
+                        })
+                    });
                     result(name, outcome)
                 })
                 .collect(),

@@ -159,6 +159,24 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Pushes a record deleting every group's committed offset on `topic`, for when the
+    /// topic is deleted; like a commit, it changes nothing until the records are replayed.
+    pub fn forget_topic(&self, topic: &str, records: &mut Vec<Record>) {
+        for (group_id, group) in &self.groups {
+            records.extend(
+                group
+                    .offsets
+                    .keys()
+                    .filter(|tp| tp.topic == topic)
+                    .map(|tp| Record::Offset {
+                        group: group_id.clone(),
+                        tp: tp.clone(),
+                        value: None,
+                    }),
+            );
+        }
+    }
+
     /// Every group, sorted by group id.
     pub fn list_groups(&self) -> Vec<GroupSummary> {
         self.groups
@@ -262,5 +280,33 @@ mod delete_tests {
         assert!(h.coordinator.describe(GROUP).is_none());
         assert!(h.coordinator.committed(GROUP).is_empty());
         assert!(h.coordinator.list_groups().is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_topic_deletes_its_offsets_in_every_group() {
+        let mut h = Harness::new(&[("t", 2), ("u", 1)]);
+        for group in ["g1", "g2"] {
+            h.admin_commit(group, &[(tp("t", 0), 3), (tp("t", 1), 4), (tp("u", 0), 5)])
+                .expect("committed");
+        }
+        let mut records = Vec::new();
+        h.coordinator.forget_topic("t", &mut records);
+        assert_eq!(records.len(), 4, "{records:?}");
+        assert_eq!(
+            h.coordinator.committed("g1").len(),
+            3,
+            "unchanged until replayed"
+        );
+        for record in records {
+            h.coordinator.replay(record, h.now);
+        }
+        for group in ["g1", "g2"] {
+            let committed = h.coordinator.committed(group);
+            assert_eq!(
+                committed.keys().collect::<Vec<_>>(),
+                [&tp("u", 0)],
+                "{group}"
+            );
+        }
     }
 }

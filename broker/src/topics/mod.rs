@@ -5,6 +5,11 @@
 //! admin changes are serialised by their own mutex and replace a topic's `Arc`
 //! copy-on-write, so a request never sees a half-changed topic. Admin methods do blocking
 //! file I/O: call them from `spawn_blocking`.
+//!
+//! A create or grow that fails removes the partition directories it made, and startup
+//! removes the ones a crash left behind (`orphans`).
+
+mod orphans;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,13 +18,20 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::ErrorCode;
-use strata_protocol::limits::{TopicNameError, check_topic_name, message_fits_frame};
+use strata_protocol::limits::{
+    TopicNameError, check_topic_name, message_fits_frame, topic_collision_key,
+};
 
 use crate::config::{Config, TopicConfig};
+use crate::data_dir::{create_private_dir, create_private_file};
 use crate::metrics::TopicTraffic;
 use crate::partition::{Partition, PartitionError, Storage};
 
 const TOPICS_DIR: &str = "topics";
+/// The temporary file a metadata file is written to before its rename. One fixed short
+/// name (admin changes are serialised) keeps it within the 255-byte file-name limit for
+/// the longest topic name, and it cannot be taken for a topic's `.toml`.
+const TEMPORARY_FILE: &str = "write.tmp";
 
 /// A topic and its partitions. Immutable: a change makes a new `Topic`.
 #[derive(Debug)]
@@ -144,7 +156,7 @@ impl TopicRegistry {
     /// [`TopicsOpenError`] if the directory cannot be listed or a topic cannot be read back.
     pub fn open(config: Arc<Config>, storage: Storage) -> Result<Self, TopicsOpenError> {
         let topics_dir = config.data_dir.join(TOPICS_DIR);
-        std::fs::create_dir_all(&topics_dir).map_err(|source| TopicsOpenError::CreateDir {
+        create_private_dir(&topics_dir).map_err(|source| TopicsOpenError::CreateDir {
             path: topics_dir.clone(),
             source,
         })?;
@@ -165,6 +177,7 @@ impl TopicRegistry {
             let topic = open_topic(&config.data_dir, name, &path, &storage)?;
             topics.insert(name.to_owned(), Arc::new(topic));
         }
+        orphans::remove_orphans(&config.data_dir, &topics)?;
         Ok(Self {
             config,
             storage,
@@ -245,12 +258,7 @@ impl TopicRegistry {
     ) -> Result<(), AdminError> {
         check_topic_name(name)?;
         let _admin = self.admin.lock().expect("admin lock");
-        if self.get(name).is_some() {
-            return Err(AdminError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
-        }
+        self.check_new_name(name)?;
         self.check_partition_budget(name, partition_count, partition_count)?;
         if replication_factor != 1 {
             return Err(AdminError::new(
@@ -264,20 +272,24 @@ impl TopicRegistry {
         if validate_only {
             return Ok(());
         }
-        let partitions = (0..partition_count)
-            .map(|index| {
-                Partition::remove_files(&self.config.data_dir, name, index)?;
-                Partition::open(&self.config.data_dir, name, index, &config, &self.storage)
-                    .map(Arc::new)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.write_record(
-            name,
-            &TopicRecord {
-                partition_count,
-                config: config.clone(),
-            },
-        )?;
+        let mut partitions = Vec::new();
+        let record = TopicRecord {
+            partition_count,
+            config: config.clone(),
+        };
+        if let Err(error) = self
+            .open_partitions(name, 0..partition_count, &config, &mut partitions)
+            .and_then(|()| self.write_record(name, &record))
+        {
+            self.discard(name, &partitions, partitions.len() as u32..partition_count);
+            let path = self.record_path(name);
+            if let Err(remove_error) = std::fs::remove_file(&path)
+                && remove_error.kind() != std::io::ErrorKind::NotFound
+            {
+                io_error("cannot remove", &path, &remove_error);
+            }
+            return Err(error);
+        }
         let topic = Arc::new(Topic {
             name: name.to_owned(),
             config,
@@ -341,24 +353,20 @@ impl TopicRegistry {
         if validate_only {
             return Ok(());
         }
-        let mut partitions = topic.partitions.clone();
-        for index in current..partition_count {
-            Partition::remove_files(&self.config.data_dir, name, index)?;
-            partitions.push(Arc::new(Partition::open(
-                &self.config.data_dir,
-                name,
-                index,
-                &topic.config,
-                &self.storage,
-            )?));
+        let mut added = Vec::new();
+        let record = TopicRecord {
+            partition_count,
+            config: topic.config.clone(),
+        };
+        if let Err(error) = self
+            .open_partitions(name, current..partition_count, &topic.config, &mut added)
+            .and_then(|()| self.write_record(name, &record))
+        {
+            self.discard(name, &added, current + added.len() as u32..partition_count);
+            return Err(error);
         }
-        self.write_record(
-            name,
-            &TopicRecord {
-                partition_count,
-                config: topic.config.clone(),
-            },
-        )?;
+        let mut partitions = topic.partitions.clone();
+        partitions.extend(added);
         let grown = Arc::new(Topic {
             name: name.to_owned(),
             config: topic.config.clone(),
@@ -423,6 +431,66 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// Refuses a name that an existing topic has, or collides with: the same but for
+    /// case, or `.` versus `_`. Call it holding the admin lock.
+    fn check_new_name(&self, name: &str) -> Result<(), AdminError> {
+        if self.get(name).is_some() {
+            return Err(AdminError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        let key = topic_collision_key(name);
+        let topics = self.topics.read().expect("topics lock");
+        match topics
+            .keys()
+            .find(|existing| topic_collision_key(existing) == key)
+        {
+            Some(existing) => Err(AdminError::new(
+                ErrorCode::InvalidTopic,
+                format!(
+                    "topic '{name}' collides with existing topic '{existing}': names that differ only in case or in '.' versus '_' share a directory on some file systems and a metric name"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens (creating) partitions `indexes` of a new or growing topic into `opened`,
+    /// first removing any directory an earlier topic of the name left. Stops at the
+    /// first failure, leaving in `opened` those that did open.
+    fn open_partitions(
+        &self,
+        name: &str,
+        indexes: std::ops::Range<u32>,
+        config: &TopicConfig,
+        opened: &mut Vec<Arc<Partition>>,
+    ) -> Result<(), AdminError> {
+        let data_dir = &self.config.data_dir;
+        for index in indexes {
+            Partition::remove_files(data_dir, name, index)?;
+            let partition = Partition::open(data_dir, name, index, config, &self.storage)?;
+            opened.push(Arc::new(partition));
+        }
+        Ok(())
+    }
+
+    /// Undoes a failed create or grow: deletes the partitions it opened and whatever
+    /// it may have begun of the partitions `unopened`. Failures are logged: startup
+    /// removes what is left.
+    fn discard(&self, name: &str, opened: &[Arc<Partition>], unopened: std::ops::Range<u32>) {
+        for partition in opened {
+            if let Err(error) = partition.delete() {
+                tracing::error!(topic = name, partition = partition.index(), %error, "cannot remove a partition of a failed create");
+            }
+        }
+        for index in unopened {
+            if let Err(error) = Partition::remove_files(&self.config.data_dir, name, index) {
+                tracing::error!(topic = name, partition = index, %error, "cannot remove a partition of a failed create");
+            }
+        }
+    }
+
     /// `base` with `entries` applied, checked against the broker's limits.
     fn checked_config(
         &self,
@@ -473,15 +541,19 @@ impl TopicRegistry {
     /// Writes the metadata file atomically: a temporary file, fsync, rename, fsync dir.
     fn write_record(&self, name: &str, record: &TopicRecord) -> Result<(), AdminError> {
         let path = self.record_path(name);
-        let temporary = path.with_extension("toml.tmp");
+        let temporary = self.topics_dir().join(TEMPORARY_FILE);
         let text = toml::to_string(record).expect("topic record serializes");
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
+            let mut file = create_private_file(&temporary)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&temporary, &path)
         };
-        write().map_err(|error| io_error("cannot write", &path, &error))?;
+        write().map_err(|error| {
+            // Best effort: the next write truncates it anyway.
+            let _ = std::fs::remove_file(&temporary);
+            io_error("cannot write", &path, &error)
+        })?;
         sync_dir(&self.topics_dir())
     }
 }
