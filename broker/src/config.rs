@@ -106,6 +106,10 @@ pub struct Config {
     /// Partitions of the internal offsets log (`__consumer_offsets`). Fixed when the data
     /// directory is first used: changing it would move groups between partitions.
     pub group_offsets_partitions: u32,
+    /// The durability policy of the offsets log: an OffsetCommit is acknowledged once it
+    /// covers the commit, as `acks = all` waits for a topic's. Its fsync interval under
+    /// `interval` is the broker's `flush_interval_ms`.
+    pub group_offsets_durability: DurabilityPolicy,
 }
 
 impl Default for Config {
@@ -137,6 +141,7 @@ impl Default for Config {
             group_rebalance_timeout_ms: 60_000,
             group_members_max: 1_000,
             group_offsets_partitions: 8,
+            group_offsets_durability: DurabilityPolicy::EveryBatch,
         }
     }
 }
@@ -669,6 +674,18 @@ mod tests {
             ),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn the_offsets_log_is_fsynced_every_batch_unless_set_otherwise() {
+        assert_eq!(
+            Config::default().group_offsets_durability,
+            DurabilityPolicy::EveryBatch
+        );
+        let flags = vec![("group_offsets_durability".to_owned(), "never".to_owned())];
+        let config = Config::load(None, [], &flags).unwrap();
+        assert_eq!(config.group_offsets_durability, DurabilityPolicy::Never);
+        assert_eq!(config.topic_defaults, TopicConfig::default());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! lock, so the log's order is the engine's order and replaying the log at startup
 //! rebuilds the state the broker had. A commit is validated first, appended, and only
 //! then applied, so an offset is never visible (to OffsetFetch, lag, or a restarted
-//! consumer) before it is in the log.
+//! consumer) before it is in the log. It is acknowledged later, once the offsets log's
+//! durability policy covers it ([`PendingCommit::durable`]), outside the lock: like
+//! records under `acks = all`, a commit is visible before it is acknowledged, and
+//! applying it in log order under the lock keeps memory in the log's order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -23,7 +26,7 @@ use crate::group::engine::{
 };
 use crate::group::open_error::GroupOpenError;
 use crate::group::records::Record;
-use crate::group::store::OffsetsLog;
+use crate::group::store::{Appended, OffsetsLog};
 use crate::partition::{PartitionError, Storage, now_ms};
 use crate::topics::TopicRegistry;
 
@@ -50,6 +53,36 @@ pub struct OffsetCommit {
     pub committer: Committer,
     /// Each partition's next offset to consume and its metadata, in request order.
     pub offsets: Vec<(TopicPartition, u64, Option<String>)>,
+}
+
+/// A commit in the offsets log and applied, not yet acknowledged.
+#[derive(Debug)]
+#[must_use = "a commit is acknowledged only once it is durable"]
+pub struct PendingCommit {
+    outcomes: BTreeMap<TopicPartition, CommitOutcome>,
+    appended: Appended,
+}
+
+impl PendingCommit {
+    /// Waits until the offsets log's durability policy covers the commit, then returns
+    /// each partition's outcome.
+    ///
+    /// # Errors
+    /// `Storage` with `Timeout` at `deadline`, or with the storage error of an offsets
+    /// log poisoned by a failed fsync, at once.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn durable(
+        self,
+        deadline: Instant,
+    ) -> Result<BTreeMap<TopicPartition, CommitOutcome>, CoordinatorError> {
+        self.appended
+            .wait_durable(deadline)
+            .await
+            .map_err(|source| CoordinatorError::Storage { source })?;
+        Ok(self.outcomes)
+    }
 }
 
 /// A group as DescribeGroups shows it: the engine's snapshot and, for every partition
@@ -134,7 +167,7 @@ impl Groups {
         engine: &mut Coordinator,
         records: &[Record],
     ) -> Result<(), CoordinatorError> {
-        self.append(records).inspect_err(|_| {
+        self.append(records).map(drop).inspect_err(|_| {
             tracing::error!("reloading group state from the offsets log");
             match load(&self.log, &self.group_config) {
                 Ok(reloaded) => *engine = reloaded,
@@ -146,9 +179,9 @@ impl Groups {
         })
     }
 
-    fn append(&self, records: &[Record]) -> Result<(), CoordinatorError> {
+    fn append(&self, records: &[Record]) -> Result<Appended, CoordinatorError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Appended::default());
         }
         self.log.append(records).map_err(|source| {
             tracing::error!(error = %source, "cannot append to the offsets log");
@@ -197,8 +230,9 @@ impl Groups {
     }
 
     /// Commits offsets: validated by the engine (membership, epoch, ownership),
-    /// appended, then applied. Returns each partition's outcome; a partition of a topic
-    /// that does not exist is `UnknownPartition`.
+    /// appended, then applied. Returns each partition's outcome, to be answered once the
+    /// commit is durable; a partition of a topic that does not exist is
+    /// `UnknownPartition`.
     ///
     /// # Errors
     /// The engine's whole-request refusal or a storage failure.
@@ -206,7 +240,7 @@ impl Groups {
         &self,
         commit: &OffsetCommit,
         topics: &TopicRegistry,
-    ) -> Result<BTreeMap<TopicPartition, CommitOutcome>, CoordinatorError> {
+    ) -> Result<PendingCommit, CoordinatorError> {
         let (offsets, unknown): (Vec<_>, Vec<_>) =
             commit.offsets.iter().cloned().partition(|(tp, _, _)| {
                 topics
@@ -214,7 +248,7 @@ impl Groups {
                     .is_some_and(|topic| tp.partition < topic.partitions.len() as u32)
             });
         let mut records = Vec::new();
-        let outcomes = {
+        let (outcomes, appended) = {
             let mut engine = self.engine();
             let outcomes = engine.commit(
                 &commit.group_id,
@@ -224,18 +258,18 @@ impl Groups {
                 &mut records,
             )?;
             // Nothing changed yet: a failed append needs no undoing.
-            self.append(&records)?;
+            let appended = self.append(&records)?;
             let now = Instant::now();
             for record in records {
                 engine.replay(record, now);
             }
-            outcomes
+            (outcomes, appended)
         };
         let mut outcomes: BTreeMap<TopicPartition, CommitOutcome> = outcomes.into_iter().collect();
         for (tp, _, _) in unknown {
             outcomes.insert(tp, CommitOutcome::UnknownPartition);
         }
-        Ok(outcomes)
+        Ok(PendingCommit { outcomes, appended })
     }
 
     /// A group's committed offsets and their metadata; empty for a group that never

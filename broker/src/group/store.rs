@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use strata_protocol::batch::{BatchBuilder, Batches};
@@ -36,14 +37,15 @@ pub struct OffsetsLog {
 }
 
 /// Settings of the offsets log: the broker's defaults, but never deleted by retention
-/// (it is not compacted yet, so retention would lose live offsets), with 64 MiB segments
-/// and batches up to [`BATCH_BYTES_MAX`].
+/// (it is not compacted yet, so retention would lose live offsets), with 64 MiB segments,
+/// batches up to [`BATCH_BYTES_MAX`] and `group_offsets_durability`.
 fn log_config(config: &Config) -> TopicConfig {
     TopicConfig {
         retention_ms: -1,
         retention_bytes: -1,
         segment_bytes: 64 << 20,
         max_message_bytes: BATCH_BYTES_MAX,
+        durability: config.group_offsets_durability,
         ..config.topic_defaults.clone()
     }
 }
@@ -89,12 +91,12 @@ impl OffsetsLog {
     /// Appends records, each to its group's partition, in order: one batch per partition,
     /// so a crash keeps all of one call's records for a partition or none of them.
     /// Returns once they are in the log (the page cache), which survives the broker being
-    /// killed.
+    /// killed, with what to wait on for them to meet the log's durability policy.
     ///
     /// # Errors
     /// A storage error (a full disk, a failed log), or `MessageTooLarge` when one call's
     /// records pass 32 MiB. Batches for other partitions may have been appended.
-    pub fn append(&self, records: &[Record]) -> Result<(), PartitionError> {
+    pub fn append(&self, records: &[Record]) -> Result<Appended, PartitionError> {
         let mut batches: BTreeMap<usize, BatchBuilder> = BTreeMap::new();
         let timestamp = now_ms();
         for record in records {
@@ -105,11 +107,14 @@ impl OffsetsLog {
                 .or_default()
                 .push(timestamp, Some(&key), value.as_deref(), &[]);
         }
+        let mut appended = Appended::default();
         for (partition, builder) in batches {
+            let partition = &self.partitions[partition];
             // Stamped with the broker's own clock just above.
-            self.partitions[partition].append(&builder.finish(), i64::MAX)?;
+            let result = partition.append(&builder.finish(), i64::MAX)?;
+            appended.ends.push((partition.clone(), result.next_offset));
         }
-        Ok(())
+        Ok(appended)
     }
 
     /// Every record, partition by partition, in log order.
@@ -166,6 +171,31 @@ impl OffsetsLog {
         for partition in &self.partitions {
             partition.close();
         }
+    }
+}
+
+/// Records in the offsets log, not yet known to meet its durability policy: each
+/// partition written and the offset after its last record.
+#[derive(Debug, Default)]
+pub struct Appended {
+    ends: Vec<(Arc<Partition>, u64)>,
+}
+
+impl Appended {
+    /// Waits until the durability policy covers every record, on a notification from the
+    /// flusher (never blocking a thread on an fsync), or `deadline` passes. A log poisoned
+    /// by a failed fsync ends the wait at once.
+    ///
+    /// # Errors
+    /// `Timeout` at the deadline; the storage error of a poisoned log.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn wait_durable(&self, deadline: Instant) -> Result<(), PartitionError> {
+        for (partition, end) in &self.ends {
+            partition.wait_durable(*end, deadline).await?;
+        }
+        Ok(())
     }
 }
 

@@ -55,8 +55,8 @@ impl<T: Into<Response>> From<T> for Reply {
 pub enum Started {
     /// The reply is known.
     Ready(Reply),
-    /// The rest only waits (a long-poll fetch, an `acks = all` durability wait) and may run
-    /// concurrently with later requests.
+    /// The rest only waits (a long-poll fetch, the durability wait of an `acks = all`
+    /// produce or of a commit) and may run concurrently with later requests.
     Waiting(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
@@ -121,7 +121,7 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         Request::ConsumerGroupHeartbeat(request) => {
             consumer_group_heartbeat::handle(broker, request, client).into()
         }
-        Request::OffsetCommit(request) => offset_commit::handle(broker, &request).into(),
+        Request::OffsetCommit(request) => offset_commit::handle(broker, request),
         Request::OffsetFetch(request) => offset_fetch::handle(broker, &request).into(),
         Request::ListGroups(request) => list_groups::handle(broker, &request).into(),
         Request::DescribeGroups(request) => describe_groups::handle(broker, &request).into(),

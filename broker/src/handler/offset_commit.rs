@@ -1,5 +1,13 @@
 //! OffsetCommit: a member's (or an administrator's) committed offsets, with one outcome
 //! per requested partition.
+//!
+//! The commit is validated, appended and applied in request order; the reply then waits
+//! (on a notification from the flusher, never blocking a thread) until the offsets log's
+//! durability policy covers it, as an `acks = all` produce does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
@@ -7,24 +15,41 @@ use strata_protocol::messages::{
     PartitionResult,
 };
 
-use super::Reply;
 use super::groups::{check_group_id, error_reply};
+use super::{Reply, Started};
 use crate::broker::Broker;
 use crate::group::engine::{CommitOutcome, Committer, TopicPartition};
 use crate::group::service::OffsetCommit;
 
-pub fn handle(broker: &Broker, request: &OffsetCommitRequest) -> Reply {
+/// Longest a commit waits for the offsets log's fsync before it is answered
+/// `RequestTimedOut`. An fsync takes milliseconds; this only bounds a stalled disk.
+const DURABLE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
     if let Err(reply) = check_group_id(&request.group_id) {
-        return reply;
+        return reply.into();
     }
-    let commit = match to_commit(request) {
+    let commit = match to_commit(&request) {
         Ok(commit) => commit,
-        Err(reply) => return reply,
+        Err(reply) => return reply.into(),
     };
-    let outcomes = match broker.groups.commit(&commit, &broker.topics) {
-        Ok(outcomes) => outcomes,
-        Err(error) => return error_reply(&error),
+    let pending = match broker.groups.commit(&commit, &broker.topics) {
+        Ok(pending) => pending,
+        Err(error) => return error_reply(&error).into(),
     };
+    let deadline = Instant::now() + DURABLE_WAIT_MAX;
+    Started::Waiting(Box::pin(async move {
+        match pending.durable(deadline).await {
+            Ok(outcomes) => response(&request, &outcomes),
+            Err(error) => error_reply(&error),
+        }
+    }))
+}
+
+fn response(
+    request: &OffsetCommitRequest,
+    outcomes: &BTreeMap<TopicPartition, CommitOutcome>,
+) -> Reply {
     OffsetCommitResponse {
         topics: request
             .topics
