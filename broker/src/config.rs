@@ -201,6 +201,15 @@ pub enum ConfigError {
         /// `group_session_timeout_ms`.
         session_timeout_ms: u64,
     },
+    /// Under `group_offsets_durability = interval`, commits would time out before the
+    /// offsets log is flushed.
+    #[error(
+        "invalid configuration: with group_offsets_durability = interval, flush_interval_ms ({flush_interval_ms}) must be below {COMMIT_DURABLE_WAIT_MS_MAX} / 2, or offset commits would time out waiting for the flush"
+    )]
+    OffsetsFlushTooSlow {
+        /// `flush_interval_ms`.
+        flush_interval_ms: u64,
+    },
     /// A batch of the default `max_message_bytes` would not fit in a frame.
     #[error(
         "invalid configuration: max_message_bytes must be at least 1 KiB below frame_bytes_max, or no batch that size could be sent"
@@ -411,6 +420,12 @@ impl Config {
                 session_timeout_ms: self.group_session_timeout_ms,
             });
         }
+        let flush_interval_ms = self.topic_defaults.flush_interval_ms;
+        if self.group_offsets_durability == DurabilityPolicy::Interval
+            && flush_interval_ms >= COMMIT_DURABLE_WAIT_MS_MAX / 2
+        {
+            return Err(ConfigError::OffsetsFlushTooSlow { flush_interval_ms });
+        }
         let max_message_bytes = self.topic_defaults.max_message_bytes;
         if !message_fits_frame(max_message_bytes, self.frame_bytes_max) {
             return Err(ConfigError::MessageBytesNearFrame {
@@ -497,6 +512,11 @@ impl Default for TopicConfig {
 
 /// Smallest `segment_bytes` a topic may use.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 14;
+
+/// Longest an offset commit waits for the offsets log's fsync before it is answered
+/// `RequestTimedOut`. An fsync takes milliseconds; this only bounds a stalled disk, and
+/// `group_offsets_durability = interval` must flush well within it.
+pub const COMMIT_DURABLE_WAIT_MS_MAX: u64 = 60_000;
 
 /// Why a topic config was refused. Clients see the message as the `InvalidConfig` reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -686,6 +706,27 @@ mod tests {
         let config = Config::load(None, [], &flags).unwrap();
         assert_eq!(config.group_offsets_durability, DurabilityPolicy::Never);
         assert_eq!(config.topic_defaults, TopicConfig::default());
+    }
+
+    #[test]
+    fn an_offsets_log_flushed_on_an_interval_must_flush_before_commits_time_out() {
+        let flags = |interval_ms: &str| {
+            vec![
+                ("group_offsets_durability".to_owned(), "interval".to_owned()),
+                ("flush_interval_ms".to_owned(), interval_ms.to_owned()),
+            ]
+        };
+        assert!(Config::load(None, [], &flags("1000")).is_ok());
+        let error = Config::load(None, [], &flags("30000")).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConfigError::OffsetsFlushTooSlow {
+                    flush_interval_ms: 30_000
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]

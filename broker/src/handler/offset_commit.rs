@@ -18,12 +18,9 @@ use strata_protocol::messages::{
 use super::groups::{check_group_id, error_reply};
 use super::{Reply, Started};
 use crate::broker::Broker;
+use crate::config::COMMIT_DURABLE_WAIT_MS_MAX;
 use crate::group::engine::{CommitOutcome, Committer, TopicPartition};
 use crate::group::service::OffsetCommit;
-
-/// Longest a commit waits for the offsets log's fsync before it is answered
-/// `RequestTimedOut`. An fsync takes milliseconds; this only bounds a stalled disk.
-const DURABLE_WAIT_MAX: Duration = Duration::from_secs(60);
 
 pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
     if let Err(reply) = check_group_id(&request.group_id) {
@@ -37,7 +34,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
         Ok(pending) => pending,
         Err(error) => return error_reply(&error).into(),
     };
-    let deadline = Instant::now() + DURABLE_WAIT_MAX;
+    let deadline = Instant::now() + Duration::from_millis(COMMIT_DURABLE_WAIT_MS_MAX);
     Started::Waiting(Box::pin(async move {
         match pending.durable(deadline).await {
             Ok(outcomes) => response(&request, &outcomes),
