@@ -383,7 +383,8 @@ impl Coordinator {
             .members
             .get_mut(&request.member_id)
             .ok_or_else(unknown)?;
-        if !is_current(&member.value, request.leaving_epoch, None) {
+        // Epoch 0 is every member's epoch before its first assignment, so never proof.
+        if request.leaving_epoch < 1 || !is_current(&member.value, request.leaving_epoch, None) {
             return Err(group.stale_epoch(&request.member_id, request.leaving_epoch));
         }
         let mut dirty = Dirty::default();
@@ -789,9 +790,11 @@ mod tests {
         let a = h.join(&["t"]);
         let a = h.ack(&a);
         for leave in [MemberEpoch::Leave, MemberEpoch::StaticLeave] {
-            let mut request = h.request(&a.member_id, leave);
-            request.leaving_epoch = epoch(&a) + 1;
-            assert_refused!(h.send(request), GroupError::FencedEpoch { .. });
+            for leaving_epoch in [UNASSIGNED_EPOCH, epoch(&a) + 1] {
+                let mut request = h.request(&a.member_id, leave);
+                request.leaving_epoch = leaving_epoch;
+                assert_refused!(h.send(request), GroupError::FencedEpoch { .. });
+            }
         }
         let mut rejoin = h.request(&a.member_id, MemberEpoch::Join);
         rejoin.subscribed_topics = Some(vec!["t".to_owned()]);
