@@ -424,6 +424,7 @@ impl Shared {
             // Sent every time, although the coordinator accepts null for "unchanged":
             // a heartbeat whose answer was lost must not leave it guessing.
             owned_partitions: Some(to_wire(&state.reported())),
+            leaving_epoch: 0,
         });
         (request, carry)
     }
@@ -548,14 +549,18 @@ fn new_member_id(client_id: &str) -> String {
 }
 
 /// Leaves the group: epoch -1, or -2 for a static member, which keeps its partitions
-/// until its session times out so that its restarted successor gets them back.
+/// until its session times out so that its restarted successor gets them back. The leave
+/// carries the member's epoch, which the coordinator requires.
 async fn send_leave(
     cluster: &Cluster,
     coordinator: &Coordinator,
     shared: &Shared,
     settings: &Settings,
 ) {
-    let member_id = shared.state.lock().expect("group lock").member_id.clone();
+    let (member_id, leaving_epoch) = {
+        let state = shared.state.lock().expect("group lock");
+        (state.member_id.clone(), state.member_epoch)
+    };
     if member_id.is_empty() {
         return; // never joined, or fenced: nothing to leave
     }
@@ -572,6 +577,7 @@ async fn send_leave(
         subscribed_topics: None,
         assignor: None,
         owned_partitions: None,
+        leaving_epoch,
     });
     match coordinator.call(cluster, &request).await {
         Ok(_) => tracing::debug!(group = coordinator.group_id(), "left the group"),

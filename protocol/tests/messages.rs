@@ -430,6 +430,7 @@ fn group_requests() -> impl Strategy<Value = Request> {
             proptest::option::of(vec(name())),
             proptest::option::of(name()),
             proptest::option::of(vec(topic_partitions())),
+            any::<i32>(),
         )
             .prop_map(
                 |(
@@ -437,6 +438,7 @@ fn group_requests() -> impl Strategy<Value = Request> {
                     subscribed_topics,
                     assignor,
                     owned_partitions,
+                    leaving_epoch,
                 )| {
                     ConsumerGroupHeartbeatRequest {
                         group_id,
@@ -446,6 +448,7 @@ fn group_requests() -> impl Strategy<Value = Request> {
                         subscribed_topics,
                         assignor,
                         owned_partitions,
+                        leaving_epoch,
                     }
                     .into()
                 }

@@ -54,6 +54,7 @@ pub fn heartbeat_request(
         subscribed_topics: (member_epoch == JOIN_EPOCH).then(|| topics.to_vec()),
         assignor: None,
         owned_partitions: Some(unflatten(owned)),
+        leaving_epoch: 0,
     }
 }
 
@@ -164,13 +165,24 @@ impl Member {
     }
 
     /// Leaves with `epoch` ([`LEAVE_EPOCH`], or [`STATIC_LEAVE_EPOCH`] for a static
-    /// member that will be back).
+    /// member that will be back), carrying the member's epoch.
     ///
     /// # Panics
     /// If the leave fails.
     pub async fn leave(&mut self, epoch: i32) {
-        let request = self.request(epoch);
-        self.client.try_call(request).await.expect("leave");
+        self.try_leave(epoch).await.expect("leave");
+    }
+
+    /// Leaves with `epoch` as [`leave`](Self::leave) does.
+    ///
+    /// # Errors
+    /// The whole-request error the coordinator answered with.
+    pub async fn try_leave(&mut self, epoch: i32) -> Result<(), (ErrorCode, String)> {
+        let request = ConsumerGroupHeartbeatRequest {
+            leaving_epoch: self.epoch,
+            ..self.request(epoch)
+        };
+        self.client.try_call(request).await.map(drop)
     }
 
     /// Commits one partition's `offset` as this member; returns the partition's code.

@@ -33,6 +33,7 @@ fn to_heartbeat(request: ConsumerGroupHeartbeatRequest, client: &Client<'_>) -> 
         group_id: request.group_id,
         member_id: request.member_id,
         member_epoch: from_wire(request.member_epoch),
+        leaving_epoch: request.leaving_epoch,
         instance_id: request.instance_id,
         subscribed_topics: request.subscribed_topics,
         assignor: request.assignor,

@@ -75,6 +75,9 @@ wire_struct! {
         /// The partitions the member owns now; null when unchanged since the last
         /// heartbeat. Leaving revoked partitions out of this list confirms the revocation.
         pub owned_partitions: Option<Vec<TopicPartitions>>,
+        /// With [`LEAVE_EPOCH`] or [`STATIC_LEAVE_EPOCH`]: the member's current epoch,
+        /// without which the leave is refused. 0 otherwise.
+        pub leaving_epoch: i32,
     }
 }
 

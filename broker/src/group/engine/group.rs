@@ -23,6 +23,10 @@ pub(super) struct Member {
     pub(super) session_deadline: Instant,
     /// Set while a revocation is pending. Not persisted.
     pub(super) revocation_deadline: Option<Instant>,
+    /// Set from a join until the member's first heartbeat at its epoch: only then may a
+    /// join naming this member be a retry whose reply was lost. Not persisted: after a
+    /// reload no join is taken as a retry.
+    pub(super) awaiting_first_heartbeat: bool,
 }
 
 impl Member {

@@ -75,6 +75,15 @@ fn is_current(value: &MemberValue, epoch: i32, owned: Option<&BTreeSet<TopicPart
             && owned.is_none_or(|owned| owned.is_subset(&value.assigned)))
 }
 
+/// How a request stays in the group.
+#[derive(Debug, Clone, Copy)]
+enum Stay {
+    /// A heartbeat at this epoch.
+    Heartbeat(i32),
+    /// A join retried after its reply was lost: the member has not heartbeated yet.
+    RetriedJoin,
+}
+
 /// Whether a heartbeat changes the member's subscription of a group that may no longer
 /// grow its epoch.
 fn resubscribes_past_limit(
@@ -97,24 +106,16 @@ impl Group {
             .filter(|member| !member.value.left_static)
     }
 
-    /// Removes a member that sent a stale epoch. The removal's records are pushed even
-    /// though the heartbeat fails: the broker must append them either way.
-    fn fence(
-        &mut self,
-        group_id: &str,
-        member_id: &str,
-        sent: i32,
-        records: &mut Vec<Record>,
-    ) -> GroupError {
+    /// Refuses a stale epoch. The member stays: a request with a wrong epoch may come
+    /// from anyone who read the member id, so it must not evict the real member, whose
+    /// session expires on its own if it is gone.
+    fn stale_epoch(&self, member_id: &str, sent: i32) -> GroupError {
         let current = self
             .members
             .get(member_id)
             .expect("a member")
             .value
             .member_epoch;
-        let mut dirty = Dirty::default();
-        self.remove_member(member_id, &mut dirty);
-        self.flush(group_id, dirty, records);
         GroupError::FencedEpoch {
             member_id: member_id.to_owned(),
             sent,
@@ -144,6 +145,7 @@ impl Group {
             value,
             session_deadline,
             revocation_deadline,
+            awaiting_first_heartbeat: true,
         };
         self.members.insert(member_id.to_owned(), member);
         dirty.members.insert(member_id.to_owned());
@@ -226,9 +228,8 @@ impl Coordinator {
     /// - `EpochExhausted`: the group may no longer grow its epoch (see
     ///   [`EPOCH_GROWTH_MAX`]).
     /// - `UnknownMember`: the member is not in the group (or left it statically).
-    /// - `FencedEpoch`: the epoch is stale. The member is removed from the group, and
-    ///   the records for that removal are pushed even though this is an error: the
-    ///   broker must append them either way.
+    /// - `FencedEpoch`: the epoch (or a leave's `leaving_epoch`) is stale. The member
+    ///   stays in the group: whoever sent it may not be the member.
     ///
     /// # Panics
     /// When joining, if `new_member_id` is empty or already a member of the group: the
@@ -258,7 +259,9 @@ impl Coordinator {
                 self.leave(&request, &context, records)
             }
             MemberEpoch::Current(epoch) if epoch < 1 => Err(GroupError::InvalidEpoch { epoch }),
-            MemberEpoch::Current(epoch) => self.stay(request, epoch, assignor, &context, records),
+            MemberEpoch::Current(epoch) => {
+                self.stay(request, Stay::Heartbeat(epoch), assignor, &context, records)
+            }
         }
     }
 
@@ -282,7 +285,7 @@ impl Coordinator {
                 owned: Some(request.owned.clone().unwrap_or_default()),
                 ..request
             };
-            return self.stay(retry, member_epoch, assignor, context, records);
+            return self.stay(retry, Stay::RetriedJoin, assignor, context, records);
         }
         let (member_id, predecessor) = self.admit(&request)?;
         let mut dirty = Dirty::default();
@@ -314,12 +317,18 @@ impl Coordinator {
         })
     }
 
-    /// The epoch of the live member a join names, if it is already in the group: the
-    /// join is a retry whose reply was lost.
+    /// The epoch of the live member a join names, if the join is a retry whose reply was
+    /// lost: the member has not heartbeated since it joined (a member that did has its
+    /// reply) and the join comes from the same client id. Any other join naming a member
+    /// is refused by [`admit`](Self::admit), so that a bystander who read the member id
+    /// cannot take the member's place.
     fn retried_join(&self, request: &Heartbeat) -> Option<i32> {
         self.groups
             .get(&request.group_id)?
             .live_member(&request.member_id)
+            .filter(|member| {
+                member.awaiting_first_heartbeat && member.value.client_id == request.client_id
+            })
             .map(|member| member.value.member_epoch)
     }
 
@@ -350,8 +359,8 @@ impl Coordinator {
                     && predecessor.as_deref() != Some(member_id.as_str())
             })
         {
-            // Only a member that left statically can still hold the id here (a live one
-            // was a retried join); its id is not reusable by others.
+            // A live member's id here is not a retry (see `retried_join`), and a member
+            // that left statically keeps its id for its own successor: not reusable.
             return Err(unknown_member(group_id, &member_id));
         }
         if predecessor.is_none()
@@ -374,6 +383,10 @@ impl Coordinator {
             .members
             .get_mut(&request.member_id)
             .ok_or_else(unknown)?;
+        // Epoch 0 is every member's epoch before its first assignment, so never proof.
+        if request.leaving_epoch < 1 || !is_current(&member.value, request.leaving_epoch, None) {
+            return Err(group.stale_epoch(&request.member_id, request.leaving_epoch));
+        }
         let mut dirty = Dirty::default();
         let member_epoch = if request.member_epoch == MemberEpoch::StaticLeave
             && member.value.instance_id.is_some()
@@ -398,11 +411,11 @@ impl Coordinator {
         })
     }
 
-    /// A heartbeat at `epoch` from a member that is in the group.
+    /// A heartbeat from a member that is in the group.
     fn stay(
         &mut self,
         mut request: Heartbeat,
-        epoch: i32,
+        stay: Stay,
         assignor: Option<Assignor>,
         context: &Context<'_>,
         records: &mut Vec<Record>,
@@ -419,13 +432,22 @@ impl Coordinator {
         let member = group
             .live_member(&member_id)
             .ok_or_else(|| unknown_member(&group_id, &member_id))?;
-        if !is_current(&member.value, epoch, request.owned.as_ref()) {
-            return Err(group.fence(&group_id, &member_id, epoch, records));
+        if let Stay::Heartbeat(epoch) = stay
+            && !is_current(&member.value, epoch, request.owned.as_ref())
+        {
+            return Err(group.stale_epoch(&member_id, epoch));
         }
         if resubscribes_past_limit(group, &member.value, request.subscribed_topics.as_deref()) {
             return Err(epoch_exhausted(&group_id));
         }
         let mut dirty = Dirty::default();
+        if let Stay::Heartbeat(_) = stay {
+            group
+                .members
+                .get_mut(&member_id)
+                .expect("a member")
+                .awaiting_first_heartbeat = false;
+        }
         group.refresh_member(
             &member_id,
             &mut request,
@@ -751,16 +773,44 @@ mod tests {
         request.owned = Some(BTreeSet::from([tp("t", 0), tp("t", 40)]));
         let error = h.send(request).expect_err("fenced");
         assert!(matches!(error, GroupError::FencedEpoch { .. }), "{error}");
-        assert!(
-            h.describe().members.is_empty(),
-            "a fenced member is removed"
-        );
-        let b = h.join(&["t"]);
-        let mut zombie = h.request(&b.member_id, MemberEpoch::Current(epoch(&b) + 7));
-        zombie.owned = Some(b.assignment.clone());
+        let mut zombie = h.request(&a.member_id, MemberEpoch::Current(epoch(&lost) + 7));
+        zombie.owned = Some(lost.assignment.clone());
         let error = h.send(zombie).expect_err("fenced");
         assert!(matches!(error, GroupError::FencedEpoch { .. }), "{error}");
-        let c = h.join(&["t"]);
-        assert_eq!(c.assignment.len(), 6);
+        assert_eq!(
+            h.ack(&lost),
+            lost,
+            "a wrong epoch does not evict the member"
+        );
+    }
+
+    #[test]
+    fn a_bystander_who_knows_the_member_id_cannot_leave_or_rejoin_as_the_member() {
+        let mut h = Harness::new(&[("t", 4)]);
+        let a = h.join(&["t"]);
+        let a = h.ack(&a);
+        for leave in [MemberEpoch::Leave, MemberEpoch::StaticLeave] {
+            for leaving_epoch in [UNASSIGNED_EPOCH, epoch(&a) + 1] {
+                let mut request = h.request(&a.member_id, leave);
+                request.leaving_epoch = leaving_epoch;
+                assert_refused!(h.send(request), GroupError::FencedEpoch { .. });
+            }
+        }
+        let mut rejoin = h.request(&a.member_id, MemberEpoch::Join);
+        rejoin.subscribed_topics = Some(vec!["t".to_owned()]);
+        assert_refused!(h.send(rejoin), GroupError::UnknownMember { .. });
+        assert_eq!(h.ack(&a), a, "the member keeps its place and partitions");
+        assert_eq!(h.describe().members.len(), 1);
+    }
+
+    #[test]
+    fn a_join_from_another_client_id_is_not_a_retry() {
+        let mut h = Harness::new(&[("t", 4)]);
+        let mut join = h.request("client-chosen-1", MemberEpoch::Join);
+        join.subscribed_topics = Some(vec!["t".to_owned()]);
+        let first = h.send(join.clone()).expect("joins");
+        join.client_id = "bystander".to_owned();
+        assert_refused!(h.send(join), GroupError::UnknownMember { .. });
+        assert_eq!(h.ack(&first).assignment, first.assignment);
     }
 }

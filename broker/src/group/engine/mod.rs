@@ -109,6 +109,7 @@ impl Coordinator {
                         value,
                         session_deadline: now + self.config.session_timeout,
                         revocation_deadline,
+                        awaiting_first_heartbeat: false,
                     };
                     members.insert(member_id, member);
                 }

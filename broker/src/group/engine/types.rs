@@ -124,10 +124,15 @@ pub struct Heartbeat {
     /// The group id.
     pub group_id: String,
     /// The member id. When joining: empty for the broker to mint one, or one the client
-    /// chose, so that a join retried after a lost reply continues as the same member.
+    /// chose, so that a join retried after a lost reply continues as the same member
+    /// (only from the same client id, before the member's first heartbeat).
     pub member_id: String,
     /// What the member asks for: to join, to leave, or to stay at its epoch.
     pub member_epoch: MemberEpoch,
+    /// With a leave, the epoch the member holds: its current one, or the one before it
+    /// after a lost reply. A leave at any other epoch is refused, so that knowing a
+    /// member id is not enough to remove the member. Ignored otherwise.
+    pub leaving_epoch: i32,
     /// The static instance id, if any.
     pub instance_id: Option<String>,
     /// The subscription; required when joining, `None` when unchanged.

@@ -107,6 +107,7 @@ impl Harness {
             group_id: GROUP.to_owned(),
             member_id: member_id.to_owned(),
             member_epoch,
+            leaving_epoch: 0,
             instance_id: None,
             subscribed_topics: None,
             assignor: None,
@@ -152,8 +153,10 @@ impl Harness {
         self.send(request).expect("an accepted heartbeat")
     }
 
+    /// A leave at the member's current epoch.
     pub(super) fn leave(&mut self, member_id: &str, epoch: MemberEpoch) -> HeartbeatReply {
-        let request = self.request(member_id, epoch);
+        let mut request = self.request(member_id, epoch);
+        request.leaving_epoch = self.member(member_id).member_epoch;
         self.send(request).expect("leaves")
     }
 
