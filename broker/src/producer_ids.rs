@@ -120,12 +120,11 @@ impl Block {
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<i64, ProducerIdError> {
-        let local = producer_id - base;
-        if producer_id >> LOCAL_BITS != base >> LOCAL_BITS
-            || producer_id < 0
-            || local >= self.next
-            || producer_epoch < 0
-        {
+        // Same node part as `base` (which is non-negative): the id is non-negative and
+        // the difference is its counter, in 0..2^31.
+        let ours = producer_id >> LOCAL_BITS == base >> LOCAL_BITS;
+        let local = producer_id.wrapping_sub(base);
+        if !ours || local >= self.next || producer_epoch < 0 {
             return Err(ProducerIdError::Unknown {
                 producer_id,
                 producer_epoch,
@@ -350,6 +349,8 @@ mod tests {
             Err(ProducerIdError::Unknown { .. })
         ));
         assert!(ids.check(-7, 0).is_err());
+        assert!(ids.check(i64::MIN, 0).is_err());
+        assert!(ids.check(i64::MAX, 0).is_err());
         assert!(ids.check(id, -1).is_err());
         // A bump moves the epoch given; a lost answer's retry bumps again; a made-up
         // epoch is refused.
