@@ -67,6 +67,11 @@ pub struct Config {
     pub connection_in_flight_requests_max: usize,
     /// A connection with no request for this long is closed.
     pub connection_idle_ms_max: u64,
+    /// InitProducerId requests one connection may make per second (a token bucket that
+    /// holds one second's worth); past it they are answered `LimitExceeded`. A producer
+    /// asks once when it starts and once per restart of its sequences, so this only
+    /// slows a client minting ids to flood the producer state.
+    pub connection_producer_id_requests_per_second_max: u32,
     /// Longest a fetch may wait for `min_bytes` (a request's `max_wait_ms` is capped to it).
     pub fetch_wait_ms_max: u64,
     /// Largest fetch response, in bytes (a request's `max_bytes` is capped to it).
@@ -126,6 +131,7 @@ impl Default for Config {
             connections_max: 10_000,
             connection_in_flight_requests_max: 128,
             connection_idle_ms_max: 600_000,
+            connection_producer_id_requests_per_second_max: 10,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: strata_protocol::limits::FETCH_RESPONSE_BYTES_MAX_DEFAULT,
             produce_timeout_ms_max: 60_000,
@@ -381,6 +387,10 @@ impl Config {
                 self.connection_in_flight_requests_max as u64,
             ),
             ("connection_idle_ms_max", self.connection_idle_ms_max),
+            (
+                "connection_producer_id_requests_per_second_max",
+                self.connection_producer_id_requests_per_second_max.into(),
+            ),
             (
                 "fetch_response_bytes_max",
                 self.fetch_response_bytes_max as u64,

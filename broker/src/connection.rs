@@ -19,7 +19,8 @@
 //! fills, the reader stops reading, and TCP pushes back on the client. A panic in a
 //! waiting task fails that request (`Unknown`) and nothing else. A framing error
 //! (oversized length prefix, unreadable header) is answered where a correlation id can
-//! be read, and then closes this connection only.
+//! be read, and then closes this connection only. InitProducerId requests beyond
+//! `connection_producer_id_requests_per_second_max` are answered `LimitExceeded`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ use futures_util::StreamExt;
 use strata_protocol::codec::{FrameCodec, FrameError};
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::wire::VectoredBuf;
-use strata_protocol::{ApiKey, ErrorCode};
+use strata_protocol::{ApiKey, ErrorCode, Request};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -84,6 +85,8 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
         read_ahead,
         peer.clone(),
     ));
+    let mut producer_id_requests =
+        RateLimit::new(broker.config.connection_producer_id_requests_per_second_max);
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -92,7 +95,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
         let pending = match next {
             None => break,
             Some(Frame::Request { payload, received }) => {
-                dispatch(&broker, payload, received, &peer).await
+                dispatch(&broker, payload, received, &peer, &mut producer_id_requests).await
             }
             Some(Frame::Failed(failed)) => failed,
         };
@@ -175,8 +178,25 @@ fn framing_failure(error: &FrameError, buffered: &BytesMut) -> Option<Pending> {
 
 /// Runs a request's in-order part here, on the in-order loop, and leaves only its waiting
 /// to a task of its own.
-async fn dispatch(broker: &Arc<Broker>, payload: Bytes, received: Instant, peer: &str) -> Pending {
+async fn dispatch(
+    broker: &Arc<Broker>,
+    payload: Bytes,
+    received: Instant,
+    peer: &str,
+    producer_id_requests: &mut RateLimit,
+) -> Pending {
     match frame::decode_request(&payload) {
+        Ok((header, Request::InitProducerId(_))) if !producer_id_requests.take(received) => {
+            Pending::Failed {
+                correlation_id: header.correlation_id,
+                code: ErrorCode::LimitExceeded,
+                message: format!(
+                    "more than connection_producer_id_requests_per_second_max = {} InitProducerId requests a second on this connection",
+                    producer_id_requests.per_second
+                ),
+                close: false,
+            }
+        }
         Ok((header, request)) => {
             let RequestHeader {
                 correlation_id,
@@ -224,6 +244,39 @@ async fn dispatch(broker: &Arc<Broker>, payload: Bytes, received: Instant, peer:
             message: format!("unreadable request header: {error}; the connection is closed"),
             close: true,
         },
+    }
+}
+
+/// A token bucket: `per_second` tokens a second, holding at most `per_second`. One per
+/// connection; not shared.
+struct RateLimit {
+    per_second: u32,
+    tokens: f64,
+    refilled: Option<Instant>,
+}
+
+impl RateLimit {
+    fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            tokens: f64::from(per_second),
+            refilled: None,
+        }
+    }
+
+    /// Takes a token at `now` if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let capacity = f64::from(self.per_second);
+        if let Some(refilled) = self.refilled {
+            let elapsed = now.saturating_duration_since(refilled).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * capacity).min(capacity);
+        }
+        self.refilled = Some(now);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
     }
 }
 
@@ -356,5 +409,20 @@ mod tests {
         drop(sender.await.unwrap());
         assert!(frames.recv().await.is_none());
         reader.await.unwrap();
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_second_of_requests_then_refills() {
+        let start = Instant::now();
+        let mut limit = RateLimit::new(4);
+        assert!((0..4).all(|_| limit.take(start)));
+        assert!(!limit.take(start));
+        assert!(!limit.take(start + Duration::from_millis(200)));
+        assert!(limit.take(start + Duration::from_millis(260)));
+        assert!(!limit.take(start + Duration::from_millis(260)));
+        // Idle time refills at most one second's worth.
+        let later = start + Duration::from_secs(60);
+        assert!((0..4).all(|_| limit.take(later)));
+        assert!(!limit.take(later));
     }
 }

@@ -17,12 +17,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use strata_protocol::ErrorCode;
-use strata_protocol::batch::{self, BatchHeader, TimestampType};
+use strata_protocol::batch::{self, BatchHeader, NO_PRODUCER_ID, TimestampType};
 use strata_storage::{Durability, FileRange, Flusher, Io, Log, LogConfig, RealIo, StorageError};
 use tokio::sync::watch;
 
 use crate::config::{DurabilityPolicy, TopicConfig};
 use crate::metrics;
+use crate::producer_ids::{ProducerIdError, ProducerIds};
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -99,6 +100,14 @@ pub enum PartitionError {
         /// The latest max timestamp accepted now.
         latest_ms: i64,
     },
+    /// A batch's producer id or epoch was never given out by this broker.
+    #[error("batch {index}: {source}")]
+    ProducerId {
+        /// The batch's position in the request.
+        index: usize,
+        /// Why.
+        source: ProducerIdError,
+    },
     /// The request carried no batch.
     #[error("the request carries no record batch for this partition")]
     Empty,
@@ -129,6 +138,7 @@ impl PartitionError {
             }
             PartitionError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
             PartitionError::TimestampTooFarAhead { .. } => ErrorCode::InvalidTimestamp,
+            PartitionError::ProducerId { source, .. } => source.code(),
             PartitionError::Timeout => ErrorCode::RequestTimedOut,
             PartitionError::Storage(error) => match error {
                 StorageError::NoSpace { .. } => ErrorCode::StorageFull,
@@ -341,8 +351,38 @@ impl Partition {
         latest_timestamp_ms: i64,
     ) -> Result<AppendResult, PartitionError> {
         let batches = self.validate(records, latest_timestamp_ms)?;
+        self.append_valid(&batches)
+    }
+
+    /// As [`append`](Self::append), for a client's produce: an idempotent batch must also
+    /// carry a producer id and epoch that `producer_ids` gave out, or nothing is appended
+    /// (so made-up ids never reach the partition's producer state).
+    ///
+    /// # Errors
+    /// As [`append`](Self::append), and [`PartitionError::ProducerId`].
+    pub fn append_from_client(
+        &self,
+        records: &Bytes,
+        latest_timestamp_ms: i64,
+        producer_ids: &ProducerIds,
+    ) -> Result<AppendResult, PartitionError> {
+        let batches = self.validate(records, latest_timestamp_ms)?;
+        for (index, (_, header)) in batches.iter().enumerate() {
+            if header.producer_id != NO_PRODUCER_ID {
+                producer_ids
+                    .check(header.producer_id, header.producer_epoch)
+                    .map_err(|source| PartitionError::ProducerId { index, source })?;
+            }
+        }
+        self.append_valid(&batches)
+    }
+
+    fn append_valid(
+        &self,
+        batches: &[(&[u8], BatchHeader)],
+    ) -> Result<AppendResult, PartitionError> {
         let mut result: Option<AppendResult> = None;
-        for (bytes, header) in &batches {
+        for (bytes, header) in batches {
             let appended = self.log.append(bytes, self.leader_epoch)?;
             let next_offset = appended.last_offset + 1;
             let (record_count, duplicate_batches) = if appended.duplicate {
@@ -408,7 +448,7 @@ impl Partition {
                     latest_ms: latest_timestamp_ms,
                 });
             }
-            let idempotent = |header: &BatchHeader| header.producer_id != batch::NO_PRODUCER_ID;
+            let idempotent = |header: &BatchHeader| header.producer_id != NO_PRODUCER_ID;
             if index > 0 && (idempotent(&header) || idempotent(&batches[0].1)) {
                 // One batch, so a retry answers with that batch's own offsets.
                 return Err(PartitionError::UnsupportedBatch {

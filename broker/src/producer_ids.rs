@@ -8,15 +8,27 @@
 //! fsync dir), so a restart continues after every id that may have been given, and only
 //! one write in `BLOCK` ids touches the disk. The file holds the magic `SPID`, a version
 //! (`u16` = 1), the reserved end (`i64`) and a CRC32 of the bytes before it, big-endian.
+//!
+//! Produce accepts only what was given ([`ProducerIds::check`]): an id of this broker below
+//! the next one to give (so ids given before a restart stay valid), at an epoch no newer
+//! than the one given. Epochs are remembered in memory only for ids that this process
+//! bumped, at most [`BUMPED_TRACKED_MAX`]; an id given by this process and never bumped is
+//! at epoch 0. Past the limit a bump gives a new id at epoch 0 instead, which needs no
+//! memory. Epochs given before a restart are not known, so an id given before the start
+//! is accepted at any epoch until this process bumps it.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use strata_protocol::ErrorCode;
 use strata_protocol::batch::NO_PRODUCER_ID;
 
 /// Ids reserved by one write of the file.
 pub const BLOCK: i64 = 1000;
+/// Producer ids whose bumped epoch is remembered (about 40 bytes each in memory).
+pub const BUMPED_TRACKED_MAX: usize = 100_000;
 /// Bits of the per-broker counter; the node id sits above them.
 const LOCAL_BITS: u32 = 31;
 const FILE: &str = "producer-ids";
@@ -26,13 +38,24 @@ const VERSION: u16 = 1;
 /// Why no producer id or epoch was given.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerIdError {
-    /// The request named an id this broker never gave, or a negative epoch.
+    /// The request named an id this broker never gave (another broker's included), or a
+    /// negative epoch.
     #[error("producer id {producer_id} with epoch {producer_epoch} was never given out here")]
     Unknown {
         /// The requested id.
         producer_id: i64,
         /// The requested epoch.
         producer_epoch: i16,
+    },
+    /// The request or batch carries an epoch newer than the one given for its id.
+    #[error("producer id {producer_id} was given epoch {given_epoch}, not {producer_epoch}")]
+    EpochNotGiven {
+        /// The id.
+        producer_id: i64,
+        /// The epoch the request or batch carries.
+        producer_epoch: i16,
+        /// The newest epoch given for the id.
+        given_epoch: i16,
     },
     /// This broker gave out all of its 2^31 ids.
     #[error("this broker has given out all of its producer ids")]
@@ -45,6 +68,17 @@ pub enum ProducerIdError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl ProducerIdError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unknown { .. } => ErrorCode::UnknownProducerId,
+            Self::EpochNotGiven { .. } => ErrorCode::InvalidProducerEpoch,
+            Self::Exhausted | Self::Io { .. } => ErrorCode::StorageError,
+        }
+    }
 }
 
 /// Why the reservation file could not be read back at startup. Either way no id can be
@@ -69,11 +103,46 @@ pub enum ProducerIdsOpenError {
 
 #[derive(Debug)]
 struct Block {
+    /// Local part of the first id this process gave (or will give).
+    start: i64,
     next: i64,
     end: i64,
+    /// Local id -> epoch given, for the ids this process bumped.
+    bumped: HashMap<i64, i16>,
 }
 
-/// The allocator; one per broker.
+impl Block {
+    /// The local part of `producer_id` if this broker gave it, else
+    /// [`ProducerIdError::Unknown`] (also for a negative epoch).
+    fn given(
+        &self,
+        base: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<i64, ProducerIdError> {
+        // Same node part as `base` (which is non-negative): the id is non-negative and
+        // the difference is its counter, in 0..2^31.
+        let ours = producer_id >> LOCAL_BITS == base >> LOCAL_BITS;
+        let local = producer_id.wrapping_sub(base);
+        if !ours || local >= self.next || producer_epoch < 0 {
+            return Err(ProducerIdError::Unknown {
+                producer_id,
+                producer_epoch,
+            });
+        }
+        Ok(local)
+    }
+
+    /// The epoch given for local id `local`, if this process knows it.
+    fn epoch(&self, local: i64) -> Option<i16> {
+        match self.bumped.get(&local) {
+            Some(&epoch) => Some(epoch),
+            None => (local >= self.start).then_some(0),
+        }
+    }
+}
+
+/// The allocator and the record of what it gave; one per broker. Thread-safe (a mutex).
 #[derive(Debug)]
 pub struct ProducerIds {
     path: PathBuf,
@@ -100,38 +169,49 @@ impl ProducerIds {
         Ok(Self {
             path,
             base: i64::from(node_id) << LOCAL_BITS,
-            block: Mutex::new(Block { next: end, end }),
+            block: Mutex::new(Block {
+                start: end,
+                next: end,
+                end,
+                bumped: HashMap::new(),
+            }),
         })
     }
 
     /// A new id with epoch 0 when `producer_id` is -1; otherwise the next epoch of that
-    /// id (given here or by another broker), or a new id if its epochs are used up.
-    /// Writes the file once per [`BLOCK`] new ids (a blocking fsync).
+    /// id, or a new id if its epochs are used up or [`BUMPED_TRACKED_MAX`] ids are bumped
+    /// already. An epoch older than the one given gets the next epoch too: the producer
+    /// retried a request whose answer it lost. Writes the file once per [`BLOCK`] new ids
+    /// (a blocking fsync).
     ///
     /// # Errors
-    /// [`ProducerIdError::Unknown`] for a negative id or epoch, or an id of this broker
-    /// it never gave; [`ProducerIdError::Exhausted`]; [`ProducerIdError::Io`] if a block
-    /// cannot be reserved.
+    /// [`ProducerIdError::Unknown`] for a negative id or epoch, or an id this broker never
+    /// gave; [`ProducerIdError::EpochNotGiven`] for an epoch newer than the one given;
+    /// [`ProducerIdError::Exhausted`]; [`ProducerIdError::Io`] if a block cannot be
+    /// reserved.
     pub fn init(
         &self,
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<(i64, i16), ProducerIdError> {
-        let mut block = self
-            .block
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut block = self.lock();
         if producer_id != NO_PRODUCER_ID {
-            let given_here = producer_id >> LOCAL_BITS == self.base >> LOCAL_BITS;
-            let never_given = given_here && producer_id - self.base >= block.next;
-            if producer_id < 0 || producer_epoch < 0 || never_given {
-                return Err(ProducerIdError::Unknown {
+            let local = block.given(self.base, producer_id, producer_epoch)?;
+            let given_epoch = block.epoch(local);
+            if let Some(given_epoch) = given_epoch
+                && producer_epoch > given_epoch
+            {
+                return Err(ProducerIdError::EpochNotGiven {
                     producer_id,
                     producer_epoch,
+                    given_epoch,
                 });
             }
-            if producer_epoch < i16::MAX {
-                return Ok((producer_id, producer_epoch + 1));
+            let current = given_epoch.unwrap_or(producer_epoch);
+            let room = block.bumped.contains_key(&local) || block.bumped.len() < BUMPED_TRACKED_MAX;
+            if current < i16::MAX && room {
+                block.bumped.insert(local, current + 1);
+                return Ok((producer_id, current + 1));
             }
         }
         if block.next == block.end {
@@ -148,6 +228,32 @@ impl ProducerIds {
         let id = self.base | block.next;
         block.next += 1;
         Ok((id, 0))
+    }
+
+    /// Whether a batch may carry `producer_id` at `producer_epoch`: the id was given here
+    /// and the epoch is not newer than the one given (see the module docs).
+    ///
+    /// # Errors
+    /// [`ProducerIdError::Unknown`] or [`ProducerIdError::EpochNotGiven`].
+    pub fn check(&self, producer_id: i64, producer_epoch: i16) -> Result<(), ProducerIdError> {
+        let block = self.lock();
+        let local = block.given(self.base, producer_id, producer_epoch)?;
+        match block.epoch(local) {
+            Some(given_epoch) if producer_epoch > given_epoch => {
+                Err(ProducerIdError::EpochNotGiven {
+                    producer_id,
+                    producer_epoch,
+                    given_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Block> {
+        self.block
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn write(&self, end: i64) -> std::io::Result<()> {
@@ -198,6 +304,7 @@ mod tests {
         assert_eq!(ids.init(1, 0).unwrap(), (1, 1));
         assert!(ids.init(2, 0).is_err());
         assert!(ids.init(0, -1).is_err());
+        ids.lock().bumped.insert(0, i16::MAX);
         assert_eq!(ids.init(0, i16::MAX).unwrap(), (2, 0));
         drop(ids);
         // A restart continues after the whole reserved block.
@@ -212,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn brokers_give_disjoint_ids_and_bump_each_others() {
+    fn brokers_give_disjoint_ids_and_refuse_each_others() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let one = ProducerIds::open(one.path(), 1).unwrap();
         let two = ProducerIds::open(two.path(), u32::MAX).unwrap();
@@ -221,9 +328,63 @@ mod tests {
         assert_eq!(first, 1 << 31);
         assert_eq!(second, i64::from(u32::MAX) << 31);
         assert!(second > 0);
-        // A producer may ask any broker for its next epoch.
-        assert_eq!(two.init(first, 3).unwrap(), (first, 4));
-        assert!(one.init(first + 1, 0).is_err(), "never given by broker 1");
+        assert!(two.init(first, 0).is_err(), "given by broker 1");
+        assert!(two.check(first, 0).is_err());
+        assert!(one.check(first + 1, 0).is_err(), "never given by broker 1");
+        assert!(one.check(first, 0).is_ok());
+    }
+
+    #[test]
+    fn produce_is_checked_against_the_ids_and_epochs_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), 0).unwrap();
+        let (id, epoch) = ids.init(-1, -1).unwrap();
+        assert!(ids.check(id, epoch).is_ok());
+        assert!(matches!(
+            ids.check(id, 1),
+            Err(ProducerIdError::EpochNotGiven { given_epoch: 0, .. })
+        ));
+        assert!(matches!(
+            ids.check(id + 1, 0),
+            Err(ProducerIdError::Unknown { .. })
+        ));
+        assert!(ids.check(-7, 0).is_err());
+        assert!(ids.check(i64::MIN, 0).is_err());
+        assert!(ids.check(i64::MAX, 0).is_err());
+        assert!(ids.check(id, -1).is_err());
+        // A bump moves the epoch given; a lost answer's retry bumps again; a made-up
+        // epoch is refused.
+        assert_eq!(ids.init(id, 0).unwrap(), (id, 1));
+        assert!(ids.check(id, 1).is_ok());
+        assert!(ids.check(id, 2).is_err());
+        assert_eq!(ids.init(id, 0).unwrap(), (id, 2));
+        assert!(matches!(
+            ids.init(id, 5),
+            Err(ProducerIdError::EpochNotGiven { given_epoch: 2, .. })
+        ));
+        drop(ids);
+        // After a restart the id is still given; its epochs were not kept, so any is
+        // accepted until this process bumps it.
+        let ids = ProducerIds::open(dir.path(), 0).unwrap();
+        assert!(ids.check(id, 2).is_ok());
+        assert!(ids.check(id + 1, 0).is_ok(), "below the reserved end");
+        assert!(ids.check(BLOCK, 0).is_err(), "the next id to give");
+        assert_eq!(ids.init(id, 2).unwrap(), (id, 3));
+        assert!(ids.check(id, 4).is_err());
+    }
+
+    #[test]
+    fn bumps_past_the_tracking_limit_give_new_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), 0).unwrap();
+        ids.lock()
+            .bumped
+            .extend((0..BUMPED_TRACKED_MAX as i64).map(|id| (id + 10 * BLOCK, 1)));
+        let (id, _) = ids.init(-1, -1).unwrap();
+        let (bumped, epoch) = ids.init(id, 0).unwrap();
+        assert_ne!(bumped, id);
+        assert_eq!(epoch, 0);
+        assert!(ids.check(id, 1).is_err());
     }
 
     #[test]

@@ -58,11 +58,11 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// When data is fsync'd.
     pub durability: Durability,
-    /// Idempotent producers remembered per partition; past it the one with the oldest
-    /// last batch is forgotten (its retries are then no longer recognised).
+    /// Idempotent producers remembered per partition; past it the one whose newest batch
+    /// is oldest in the log is forgotten (its retries are then no longer recognised).
     pub producers_max: usize,
-    /// A producer with no batch newer than this (by record timestamp) is forgotten when
-    /// a segment rolls.
+    /// A producer that appended nothing for this long (by the broker's clock, never by
+    /// record timestamps) is forgotten when a segment rolls.
     pub producer_expiration_ms: u64,
 }
 

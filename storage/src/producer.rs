@@ -8,16 +8,22 @@
 //!
 //! ```text
 //!  0  4  magic "SPRD"
-//!  4  2  version = 1
+//!  4  2  version = 2
 //!  6  8  offset: the state covers every batch below it (u64)
 //! 14  4  producer count (u32), then per producer:
-//!          producer id (i64), epoch (i16), last timestamp (i64), batch count (u8),
+//!          producer id (i64), epoch (i16), last append time (i64), batch count (u8),
 //!          per batch, oldest first: first sequence (i32), last sequence (i32),
 //!          base offset (u64), last offset (u64), max timestamp (i64)
 //!  .  4  crc32 of every byte before it
 //! ```
 //! Integers are big-endian. A damaged snapshot is ignored: the open replays from an older
 //! one, or from the log start.
+//!
+//! Expiry and eviction go by the broker, never by timestamps a client wrote: a producer's
+//! last append time is the broker's clock ([`Io::now_ms`]) when its newest batch was
+//! appended (or replayed at open), and eviction drops the producer whose newest batch has
+//! the lowest offset. Version 1 snapshots held the newest batch's max timestamp in place of
+//! the append time; they are still read, as if every producer had appended at the open.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -30,7 +36,9 @@ use crate::error::{Result, StorageError};
 use crate::io::Io;
 
 const MAGIC: &[u8; 4] = b"SPRD";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// Snapshots whose per-producer time is a client timestamp.
+const VERSION_CLIENT_TIME: u16 = 1;
 const SUFFIX: &str = ".snapshot";
 
 /// One remembered batch of a producer.
@@ -48,8 +56,15 @@ struct Producer {
     epoch: i16,
     /// Newest last, at most [`IDEMPOTENT_BATCHES_IN_FLIGHT_MAX`].
     batches: VecDeque<BatchMeta>,
-    /// The newest batch's max timestamp: what expiry and eviction go by.
-    last_timestamp: i64,
+    /// The broker's clock when the newest batch was appended: what expiry goes by.
+    last_append_ms: i64,
+}
+
+impl Producer {
+    /// The newest batch's last offset: eviction drops the producer where it is lowest.
+    fn last_offset(&self) -> u64 {
+        self.batches.back().map_or(0, |batch| batch.last_offset)
+    }
 }
 
 /// What to do with an idempotent batch.
@@ -123,9 +138,10 @@ impl ProducerStates {
         }
     }
 
-    /// Folds in a batch that is in the log, with its offsets stamped. Keeps at most
-    /// `producers_max` producers, evicting the one with the oldest last timestamp.
-    pub(crate) fn apply(&mut self, header: &BatchHeader, producers_max: usize) {
+    /// Folds in a batch that is in the log, with its offsets stamped, appended (or
+    /// replayed) at broker time `append_ms`. Keeps at most `producers_max` producers,
+    /// evicting the one whose newest batch is oldest in the log.
+    pub(crate) fn apply(&mut self, header: &BatchHeader, append_ms: i64, producers_max: usize) {
         if header.producer_id == NO_PRODUCER_ID {
             return;
         }
@@ -135,7 +151,7 @@ impl ProducerStates {
             let oldest = self
                 .producers
                 .iter()
-                .min_by_key(|(_, producer)| producer.last_timestamp)
+                .min_by_key(|(_, producer)| producer.last_offset())
                 .map(|(&id, _)| id);
             if let Some(oldest) = oldest {
                 self.producers.remove(&oldest);
@@ -147,7 +163,7 @@ impl ProducerStates {
             .or_insert_with(|| Producer {
                 epoch: header.producer_epoch,
                 batches: VecDeque::new(),
-                last_timestamp: header.max_timestamp,
+                last_append_ms: append_ms,
             });
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
@@ -163,15 +179,16 @@ impl ProducerStates {
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp,
         });
-        producer.last_timestamp = producer.last_timestamp.max(header.max_timestamp);
+        producer.last_append_ms = producer.last_append_ms.max(append_ms);
     }
 
-    /// Forgets producers whose newest batch is older than `expiration_ms` before `now_ms`.
+    /// Forgets producers that appended nothing for `expiration_ms` before broker time
+    /// `now_ms`.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: u64) {
         let expiration_ms = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
         let cutoff = now_ms.saturating_sub(expiration_ms);
         self.producers
-            .retain(|_, producer| producer.last_timestamp >= cutoff);
+            .retain(|_, producer| producer.last_append_ms >= cutoff);
     }
 
     /// How many producers are remembered.
@@ -193,7 +210,7 @@ impl ProducerStates {
             let producer = &self.producers[&id];
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&producer.epoch.to_be_bytes());
-            out.extend_from_slice(&producer.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&producer.last_append_ms.to_be_bytes());
             let batches = u8::try_from(producer.batches.len()).expect("at most a few batches");
             out.push(batches);
             for batch in &producer.batches {
@@ -209,23 +226,30 @@ impl ProducerStates {
         out
     }
 
-    /// The state and offset in a snapshot file, or `None` if it is damaged.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<(Self, u64)> {
+    /// The state and offset in a snapshot file, or `None` if it is damaged. A version 1
+    /// snapshot's client timestamps are replaced by `open_ms`, the broker's clock now.
+    pub(crate) fn decode(bytes: &[u8], open_ms: i64) -> Option<(Self, u64)> {
         let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
         if crc32fast::hash(body).to_be_bytes() != crc {
             return None;
         }
         let mut reader = Reader(body);
-        if reader.take::<4>()? != *MAGIC || u16::from_be_bytes(reader.take()?) != VERSION {
+        if reader.take::<4>()? != *MAGIC {
             return None;
         }
+        let client_time = match u16::from_be_bytes(reader.take()?) {
+            VERSION => false,
+            VERSION_CLIENT_TIME => true,
+            _ => return None,
+        };
         let offset = u64::from_be_bytes(reader.take()?);
         let count = u32::from_be_bytes(reader.take()?);
         let mut producers = HashMap::new();
         for _ in 0..count {
             let id = i64::from_be_bytes(reader.take()?);
             let epoch = i16::from_be_bytes(reader.take()?);
-            let last_timestamp = i64::from_be_bytes(reader.take()?);
+            let stored_ms = i64::from_be_bytes(reader.take()?);
+            let last_append_ms = if client_time { open_ms } else { stored_ms };
             let [batch_count] = reader.take()?;
             if usize::from(batch_count) > IDEMPOTENT_BATCHES_IN_FLIGHT_MAX {
                 return None;
@@ -243,7 +267,7 @@ impl ProducerStates {
             let producer = Producer {
                 epoch,
                 batches,
-                last_timestamp,
+                last_append_ms,
             };
             producers.insert(id, producer);
         }
@@ -316,12 +340,12 @@ mod tests {
             states.check(&header(7, 0, 5, 3, 0)).unwrap(),
             Verdict::Append
         );
-        states.apply(&header(7, 0, 5, 3, 0), 10);
+        states.apply(&header(7, 0, 5, 3, 0), 1000, 10);
         assert_eq!(
             states.check(&header(7, 0, 8, 2, 3)).unwrap(),
             Verdict::Append
         );
-        states.apply(&header(7, 0, 8, 2, 3), 10);
+        states.apply(&header(7, 0, 8, 2, 3), 1000, 10);
         assert_eq!(
             states.check(&header(7, 0, 5, 3, 99)).unwrap(),
             Verdict::Duplicate(0, 2, 15)
@@ -345,7 +369,7 @@ mod tests {
     #[test]
     fn epochs_fence_and_restart_sequences() {
         let mut states = ProducerStates::default();
-        states.apply(&header(1, 3, 0, 1, 0), 10);
+        states.apply(&header(1, 3, 0, 1, 0), 1000, 10);
         assert!(matches!(
             states.check(&header(1, 2, 1, 1, 1)),
             Err(StorageError::ProducerFenced {
@@ -359,7 +383,7 @@ mod tests {
             states.check(&header(1, 4, 0, 1, 1)).unwrap(),
             Verdict::Append
         );
-        states.apply(&header(1, 4, 0, 1, 1), 10);
+        states.apply(&header(1, 4, 0, 1, 1), 1000, 10);
         assert_eq!(
             states.check(&header(1, 4, 0, 1, 9)).unwrap(),
             Verdict::Duplicate(1, 1, 10)
@@ -372,7 +396,7 @@ mod tests {
         let start = i32::MAX - 2;
         let mut sequence = start;
         for base in 0..7 {
-            states.apply(&header(2, 0, sequence, 2, base * 2), 10);
+            states.apply(&header(2, 0, sequence, 2, base * 2), 1000, 10);
             sequence = sequence_after(sequence, 2);
         }
         assert_eq!(sequence, 11);
@@ -391,12 +415,17 @@ mod tests {
     #[test]
     fn evicts_the_oldest_producer_and_expires() {
         let mut states = ProducerStates::default();
-        states.apply(&header(1, 0, 0, 1, 0), 2);
-        states.apply(&header(2, 0, 5, 1, 1), 2);
-        states.apply(&header(3, 0, 9, 1, 2), 2);
+        // Client timestamps (from the sequence) play no part: producer 1 stamps the far
+        // future, yet its batch is oldest in the log, so it is evicted first.
+        let mut future = header(1, 0, 0, 1, 0);
+        future.max_timestamp = i64::MAX;
+        states.apply(&future, 1000, 2);
+        states.apply(&header(2, 0, 5, 1, 1), 1000, 2);
+        states.apply(&header(3, 0, 9, 1, 2), 1010, 2);
         assert_eq!(states.len(), 2);
         assert!(!states.producers.contains_key(&1));
-        states.expire(1000 + 19, 1000);
+        // Expiry goes by broker append time: 2 appended at 1000, 3 at 1010.
+        states.expire(1005 + 1000, 1000);
         assert_eq!(states.producers.keys().collect::<Vec<_>>(), vec![&3]);
     }
 
@@ -405,16 +434,34 @@ mod tests {
         let mut states = ProducerStates::default();
         for id in 0..4 {
             for sequence in 0..(id * 3) {
-                states.apply(&header(id.into(), 1, sequence, 1, 0), 100);
+                states.apply(&header(id.into(), 1, sequence, 1, 0), 1000, 100);
             }
         }
         let bytes = states.encode(42);
-        assert_eq!(ProducerStates::decode(&bytes), Some((states.clone(), 42)));
+        assert_eq!(
+            ProducerStates::decode(&bytes, 7),
+            Some((states.clone(), 42))
+        );
         for cut in 0..bytes.len() {
-            assert_eq!(ProducerStates::decode(&bytes[..cut]), None);
+            assert_eq!(ProducerStates::decode(&bytes[..cut], 7), None);
         }
         let mut flipped = bytes.clone();
         flipped[20] ^= 1;
-        assert_eq!(ProducerStates::decode(&flipped), None);
+        assert_eq!(ProducerStates::decode(&flipped, 7), None);
+    }
+
+    #[test]
+    fn version_1_snapshots_load_with_the_open_time() {
+        let mut states = ProducerStates::default();
+        states.apply(&header(5, 0, 0, 1, 0), i64::MAX, 10);
+        let mut bytes = states.encode(1);
+        bytes[4..6].copy_from_slice(&VERSION_CLIENT_TIME.to_be_bytes());
+        let body = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_be_bytes());
+        let (loaded, _) = ProducerStates::decode(&bytes, 77).unwrap();
+        assert_eq!(loaded.producers[&5].last_append_ms, 77);
+        bytes[5] = 3;
+        assert_eq!(ProducerStates::decode(&bytes, 77), None, "unknown version");
     }
 }

@@ -6,15 +6,16 @@ mod common;
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use strata_protocol::batch::BatchBuilder;
+use strata_storage::sim::PowerLossIo;
 use strata_storage::{Durability, Flusher, Log, LogConfig, StorageError};
 
 /// A batch of `records` records from producer `id` (epoch `epoch`) starting at `sequence`.
 fn idempotent(id: i64, epoch: i16, sequence: i32, records: usize) -> Bytes {
-    // Timestamps are now: producers with old batches expire when a segment rolls.
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -227,15 +228,31 @@ fn producers_past_the_limit_evict_the_oldest() {
 
 #[test]
 fn producers_idle_past_the_expiration_are_forgotten_at_a_roll() {
+    // Expiry goes by the broker's clock: a batch stamped long ago by its client counts as
+    // fresh, and one stamped in the far future does not keep an idle producer.
     let dir = tempfile::tempdir().unwrap();
-    let (_flusher, log) = open(dir.path(), LogConfig::default());
-    let mut old = BatchBuilder::new();
-    old.producer(1, 0, 0).push(1_000, None, Some(b"old"), &[]);
-    log.append(&old.finish(), 1).unwrap();
-    log.append(&idempotent(2, 0, 0, 1), 1).unwrap();
+    let io = PowerLossIo::default();
+    let config = LogConfig {
+        producer_expiration_ms: 1_000,
+        ..LogConfig::default()
+    };
+    let flusher = Flusher::start().unwrap();
+    let log = Log::open(dir.path(), config, flusher, Arc::new(io.clone())).unwrap();
+    let stamped = |id, timestamp_ms| {
+        let mut batch = BatchBuilder::new();
+        batch
+            .producer(id, 0, 0)
+            .push(timestamp_ms, None, Some(b"v"), &[]);
+        batch.finish()
+    };
+    log.append(&stamped(1, i64::MAX / 2), 1).unwrap();
+    io.set_now_ms(1_000_000 + 600);
+    log.append(&stamped(2, 1_000), 1).unwrap();
     assert_eq!(log.producer_count(), 2);
+    io.set_now_ms(1_000_000 + 1_500);
     log.roll().unwrap();
     assert_eq!(log.producer_count(), 1);
-    // Producer 1 is unknown now, so any sequence starts it afresh.
+    // Producer 1 is unknown now, so any sequence starts it afresh; 2 is still known.
     log.append(&idempotent(1, 0, 5, 1), 1).unwrap();
+    assert!(log.append(&idempotent(2, 0, 5, 1), 1).is_err());
 }

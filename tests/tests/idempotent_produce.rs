@@ -86,7 +86,11 @@ async fn retries_are_answered_with_the_original_offsets_and_gaps_are_refused() {
         assert_eq!((fresh.error_code, fresh.base_offset), (ErrorCode::None, 7));
         let fenced = produce(&mut client, numbered("g", 1, id, 5)).await;
         assert_eq!(fenced.error_code, ErrorCode::ProducerFenced);
-        let restart_at_one = produce(&mut client, numbered("h", 1, (id.0, 2), 1)).await;
+        let never_given = produce(&mut client, numbered("h", 1, (id.0, 2), 0)).await;
+        assert_eq!(never_given.error_code, ErrorCode::InvalidProducerEpoch);
+        let again = init(&mut client, bumped.0, bumped.1).await;
+        assert_eq!(again, (id.0, 2));
+        let restart_at_one = produce(&mut client, numbered("h", 1, again, 1)).await;
         assert_eq!(restart_at_one.error_code, ErrorCode::OutOfOrderSequence);
         (bumped, id.0.max(other.0))
     })

@@ -1,8 +1,9 @@
 //! Produce: validate and append each partition's batches, then acknowledge per `acks`.
 //!
 //! A partition's batches are all validated before any is appended, so a bad batch (one
-//! stamped more than `message_timestamp_after_ms_max` ahead of the broker's clock
-//! included) appends nothing for that partition. With `acks = all` the reply waits (on a
+//! stamped more than `message_timestamp_after_ms_max` ahead of the broker's clock, or
+//! one with a producer id or epoch the broker never gave out, included) appends nothing
+//! for that partition. With `acks = all` the reply waits (on a
 //! notification from the flusher, never a sleep) until the topic's durability policy
 //! covers the appended offsets, or the request's timeout passes.
 
@@ -33,6 +34,7 @@ fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
 }
 
 fn append(
+    broker: &Broker,
     topic: Option<&Topic>,
     name: &str,
     request: &ProducePartition,
@@ -44,7 +46,11 @@ fn append(
             topic: name.to_owned(),
             partition: request.partition,
         })?;
-    let appended = partition.append(&request.records.to_bytes(), latest_timestamp_ms)?;
+    let appended = partition.append_from_client(
+        &request.records.to_bytes(),
+        latest_timestamp_ms,
+        &broker.producer_ids,
+    )?;
     topic.traffic.record_produce(
         request.records.len(),
         appended.record_count,
@@ -70,6 +76,7 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition_request in &topic.partitions {
             let response = match append(
+                broker,
                 found.as_deref(),
                 &topic.name,
                 partition_request,

@@ -133,10 +133,13 @@ impl LogInner {
             }
             return Err(failure.error);
         }
+        let now_ms = self.io.now_ms();
         if state.active_since_ms.is_none() {
-            state.active_since_ms = Some(self.io.now_ms());
+            state.active_since_ms = Some(now_ms);
         }
-        state.producers.apply(header, self.config().producers_max);
+        state
+            .producers
+            .apply(header, now_ms, self.config().producers_max);
         self.log_end_offset
             .store(header.next_offset(), Ordering::Release);
         if self.config().durability == Durability::EveryBatch {

@@ -11,7 +11,9 @@ use crate::segment::Locate;
 impl LogInner {
     /// The producer state at `end` (a batch boundary): the newest readable snapshot at or
     /// below `end` and not below the log start, plus the batches after it; the whole log
-    /// if there is none. Snapshots above `end` describe batches that are gone: they are
+    /// if there is none. Replayed batches count as appended now, by the broker's clock:
+    /// their append times were not kept, and a client's timestamps must not stand in for
+    /// them. Snapshots above `end` describe batches that are gone: they are
     /// deleted, durably before new batches can take their offsets, or a power loss would
     /// bring one back inside them.
     pub(super) fn rebuild_producers(&self, end: u64) -> Result<ProducerStates> {
@@ -20,6 +22,7 @@ impl LogInner {
         if self.remove_snapshots(|offset| offset > end)? {
             self.sync_dir()?;
         }
+        let now_ms = self.io.now_ms();
         let mut loaded = None;
         for offset in producer::list_snapshots(self.io.as_ref(), &self.dir)?
             .into_iter()
@@ -30,7 +33,7 @@ impl LogInner {
             }
             let path = producer::snapshot_path(&self.dir, offset);
             let bytes = self.io.read(&path).map_err(StorageError::at(&path))?;
-            if let Some((states, at)) = ProducerStates::decode(&bytes)
+            if let Some((states, at)) = ProducerStates::decode(&bytes, now_ms)
                 && at == offset
             {
                 loaded = Some((states, offset));
@@ -64,7 +67,7 @@ impl LogInner {
             let position = usize::try_from(position).expect("mapped positions fit usize");
             scan(&map, position, offset, Check::HeadersOnly, |_, header| {
                 if header.base_offset < end {
-                    states.apply(header, producers_max);
+                    states.apply(header, now_ms, producers_max);
                 }
             });
         }
