@@ -10,11 +10,13 @@
 //! - This file: broker processes, the raw protocol [`Client`], records, bounded waits.
 //! - `cli`: running the `strata` CLI ([`strata`], [`assert_fails`]).
 //! - [`child`]: a `strata` run kept as a child process, its output read line by line.
+//! - [`io`]: I/O layers over the real file system that fail chosen files or log fsyncs.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 
 pub mod child;
 mod cli;
 pub mod group;
+pub mod io;
 
 pub use cli::{CliRun, assert_fails, run_bounded, strata};
 

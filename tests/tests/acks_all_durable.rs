@@ -3,95 +3,22 @@
 //! recording `Io` logs, for every completed fsync of a segment file, the file length it
 //! covered, and every acknowledgement is compared against that log.
 
-use std::io::IoSlice;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use strata_broker::config::{Config, DurabilityPolicy, TopicConfig};
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::Acks;
-use strata_storage::{Io, IoFile, RealIo};
+use strata_tests::io::RecordingIo;
 use strata_tests::{Client, batch_of, data_dir};
-
-type SyncLog = Arc<Mutex<Vec<(PathBuf, u64)>>>;
-
-#[derive(Debug)]
-struct RecordingIo {
-    real: RealIo,
-    synced: SyncLog,
-}
-
-#[derive(Debug)]
-struct RecordingFile {
-    inner: Arc<dyn IoFile>,
-    path: PathBuf,
-    synced: SyncLog,
-}
-
-impl IoFile for RecordingFile {
-    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.inner.write_vectored(bufs)
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        // The length is read before the fsync: everything up to it is covered.
-        let length = self.inner.file_bytes()?;
-        self.inner.sync_data()?;
-        self.synced
-            .lock()
-            .unwrap()
-            .push((self.path.clone(), length));
-        Ok(())
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl RecordingIo {
-    fn wrap(&self, path: &Path, inner: Arc<dyn IoFile>) -> Arc<dyn IoFile> {
-        Arc::new(RecordingFile {
-            inner,
-            path: path.to_owned(),
-            synced: self.synced.clone(),
-        })
-    }
-}
-
-impl Io for RecordingIo {
-    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, self.real.create(path)?))
-    }
-
-    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, self.real.open(path)?))
-    }
-
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        self.real.sync_dir(path)
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.real.now_ms()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
     let dir = data_dir();
-    let synced = SyncLog::default();
-    let storage = Storage::with_io(Arc::new(RecordingIo {
-        real: RealIo,
-        synced: synced.clone(),
-    }))
-    .unwrap();
+    let io = RecordingIo::default();
+    let synced = Arc::clone(&io.synced);
+    let storage = Storage::with_io(Arc::new(io)).unwrap();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),

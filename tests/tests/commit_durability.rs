@@ -7,10 +7,9 @@
 //! - a failed fsync answers a waiting commit with `StorageError` at once, not at its
 //!   timeout.
 
-use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use strata_broker::config::Config;
@@ -20,8 +19,9 @@ use strata_protocol::frame::ResponseResult;
 use strata_protocol::messages::ADMIN_COMMIT_EPOCH;
 use strata_protocol::{ErrorCode, Response};
 use strata_storage::sim::PowerLossIo;
-use strata_storage::{Io, IoFile, RealIo};
+use strata_storage::{Io, RealIo};
 use strata_tests::group::commit_request;
+use strata_tests::io::{Fault, FaultyIo, RecordingIo};
 use strata_tests::{Client, bounded, data_dir};
 
 const PARTITIONS: u32 = 4;
@@ -55,83 +55,13 @@ fn assert_committed(answer: &ResponseResult) {
     assert_eq!(reply.topics[0].partitions[0].error_code, ErrorCode::None);
 }
 
-type SyncLog = Arc<Mutex<Vec<(PathBuf, u64)>>>;
-
-/// Logs, for every completed fsync, the file and the length it covered.
-#[derive(Debug)]
-struct RecordingIo {
-    synced: SyncLog,
-}
-
-#[derive(Debug)]
-struct RecordingFile {
-    inner: Arc<dyn IoFile>,
-    path: PathBuf,
-    synced: SyncLog,
-}
-
-impl IoFile for RecordingFile {
-    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.inner.write_vectored(bufs)
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        // The length is read before the fsync: everything up to it is covered.
-        let length = self.inner.file_bytes()?;
-        self.inner.sync_data()?;
-        self.synced
-            .lock()
-            .unwrap()
-            .push((self.path.clone(), length));
-        Ok(())
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl RecordingIo {
-    fn wrap(&self, path: &Path, inner: Arc<dyn IoFile>) -> Arc<dyn IoFile> {
-        Arc::new(RecordingFile {
-            inner,
-            path: path.to_owned(),
-            synced: self.synced.clone(),
-        })
-    }
-}
-
-impl Io for RecordingIo {
-    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, RealIo.create(path)?))
-    }
-
-    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, RealIo.open(path)?))
-    }
-
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        RealIo.sync_dir(path)
-    }
-
-    fn now_ms(&self) -> i64 {
-        RealIo.now_ms()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_commit_is_acknowledged_after_an_fsync_covers_it() {
     bounded(async {
         let dir = data_dir();
-        let synced = SyncLog::default();
-        let storage = Storage::with_io(Arc::new(RecordingIo {
-            synced: synced.clone(),
-        }))
-        .unwrap();
+        let io = RecordingIo::default();
+        let synced = Arc::clone(&io.synced);
+        let storage = Storage::with_io(Arc::new(io)).unwrap();
         let server = Server::start_with(config(dir.path()), storage)
             .await
             .unwrap();
@@ -195,68 +125,6 @@ async fn a_power_loss_loses_no_acknowledged_commit() {
     .await;
 }
 
-/// Fails every fsync of the offsets log's files while `failing` is set.
-#[derive(Debug)]
-struct FailingSyncIo {
-    failing: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct FailingSyncFile {
-    inner: Arc<dyn IoFile>,
-    offsets_log: bool,
-    failing: Arc<AtomicBool>,
-}
-
-impl IoFile for FailingSyncFile {
-    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.inner.write_vectored(bufs)
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.offsets_log && self.failing.load(Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        self.inner.sync_data()
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl FailingSyncIo {
-    fn wrap(&self, path: &Path, inner: Arc<dyn IoFile>) -> Arc<dyn IoFile> {
-        Arc::new(FailingSyncFile {
-            inner,
-            offsets_log: path.to_string_lossy().contains("__consumer_offsets-"),
-            failing: self.failing.clone(),
-        })
-    }
-}
-
-impl Io for FailingSyncIo {
-    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, RealIo.create(path)?))
-    }
-
-    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, RealIo.open(path)?))
-    }
-
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        RealIo.sync_dir(path)
-    }
-
-    fn now_ms(&self) -> i64 {
-        RealIo.now_ms()
-    }
-}
-
 /// Far below the 60 s a commit waits for its fsync at most.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
@@ -264,11 +132,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 async fn a_failed_fsync_answers_the_waiting_commit_at_once() {
     bounded(async {
         let dir = data_dir();
-        let failing = Arc::new(AtomicBool::new(false));
-        let storage = Storage::with_io(Arc::new(FailingSyncIo {
-            failing: failing.clone(),
-        }))
-        .unwrap();
+        let io = FaultyIo::new("__consumer_offsets-", Fault::Sync(libc::EIO));
+        let failing = Arc::clone(&io.failing);
+        let storage = Storage::with_io(Arc::new(io)).unwrap();
         let server = Server::start_with(config(dir.path()), storage)
             .await
             .unwrap();

@@ -4,80 +4,17 @@
 //! partition go to another member, before or after a restart.
 
 use std::collections::BTreeSet;
-use std::io::IoSlice;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use strata_broker::config::Config;
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::ErrorCode;
-use strata_storage::{Io, IoFile, RealIo};
+use strata_storage::Io;
 use strata_tests::group::Member;
+use strata_tests::io::{Fault, FaultyIo};
 use strata_tests::{Client, bounded, data_dir};
-
-/// Fails every write to the offsets log with ENOSPC while `full` is set.
-#[derive(Debug)]
-struct FillableIo {
-    full: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct FillableFile {
-    inner: Arc<dyn IoFile>,
-    offsets_log: bool,
-    full: Arc<AtomicBool>,
-}
-
-impl IoFile for FillableFile {
-    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        if self.offsets_log && self.full.load(Ordering::SeqCst) {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        self.inner.write_vectored(bufs)
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl FillableIo {
-    fn wrap(&self, path: &Path, inner: Arc<dyn IoFile>) -> Arc<dyn IoFile> {
-        Arc::new(FillableFile {
-            inner,
-            offsets_log: path.to_string_lossy().contains("__consumer_offsets"),
-            full: self.full.clone(),
-        })
-    }
-}
-
-impl Io for FillableIo {
-    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, RealIo.create(path)?))
-    }
-
-    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
-        Ok(self.wrap(path, RealIo.open(path)?))
-    }
-
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        RealIo.sync_dir(path)
-    }
-
-    fn now_ms(&self) -> i64 {
-        RealIo.now_ms()
-    }
-}
 
 async fn owners(client: &mut Client) -> Vec<BTreeSet<u32>> {
     client
@@ -105,7 +42,11 @@ fn assert_disjoint(owned: &[BTreeSet<u32>]) {
 async fn an_unwritten_revocation_confirmation_does_not_hand_the_partition_over() {
     bounded(async {
         let dir = data_dir();
-        let full = Arc::new(AtomicBool::new(false));
+        let io = Arc::new(FaultyIo::new(
+            "__consumer_offsets",
+            Fault::Write(libc::ENOSPC),
+        ));
+        let full = Arc::clone(&io.failing);
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -113,7 +54,7 @@ async fn an_unwritten_revocation_confirmation_does_not_hand_the_partition_over()
             ..Config::default()
         };
         let start = || {
-            let storage = Storage::with_io(Arc::new(FillableIo { full: full.clone() })).unwrap();
+            let storage = Storage::with_io(Arc::clone(&io) as Arc<dyn Io>).unwrap();
             Server::start_with(config.clone(), storage)
         };
         let server = start().await.unwrap();
