@@ -1,7 +1,9 @@
-//! Running the `strata` CLI as a child process, bounded in time.
+//! Running the `strata` CLI, or a `strata-broker` that must not start, as a child
+//! process bounded in time.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,27 @@ pub fn strata(bootstrap: Option<&str>, args: &[&str], stdin: &[u8]) -> CliRun {
     }
     command.args(args);
     run_bounded(&mut command, stdin, WAIT)
+}
+
+/// Runs `strata-broker` on `data_dir` with `args` and `environment`, expecting it not to
+/// start, and waits for it to exit.
+///
+/// # Panics
+/// If it is still running after [`WAIT`]: it started when it should not have.
+pub fn broker_failing_to_start(
+    data_dir: &Path,
+    args: &[&str],
+    environment: &[(&str, &str)],
+) -> CliRun {
+    let mut command = Command::new(binary("strata-broker"));
+    command
+        .args(["--metrics-listen", "127.0.0.1:0", "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(environment.iter().copied());
+    run_bounded(&mut command, b"", WAIT)
 }
 
 /// Runs `command` in a process group of its own with `stdin` as its input, and collects

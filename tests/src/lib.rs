@@ -18,7 +18,7 @@ mod cli;
 pub mod group;
 pub mod io;
 
-pub use cli::{CliRun, assert_fails, run_bounded, strata};
+pub use cli::{CliRun, assert_fails, broker_failing_to_start, run_bounded, strata};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,61 +3,16 @@
 //! use, 5 recovery failed. The codes are a contract with supervisors and scripts, so they
 //! are written here as numbers, not taken from the broker's own enum.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use strata_tests::*;
 
-/// What a broker that failed to start left behind.
-#[derive(Debug)]
-struct Failed {
-    code: Option<i32>,
-    stderr: String,
+/// Runs `strata-broker` on `data_dir` with `args`, expecting it not to start.
+fn start_failing(data_dir: &Path, args: &[&str]) -> CliRun {
+    broker_failing_to_start(data_dir, args, &[])
 }
 
-/// Runs `strata-broker` on `data_dir` with `args` and waits, at most [`WAIT`], for it to
-/// exit.
-///
-/// # Panics
-/// If it is still running after [`WAIT`]: it started when it should not have.
-fn start_failing(data_dir: &Path, args: &[&str]) -> Failed {
-    let mut child = Command::new(binary("strata-broker"))
-        .args(["--metrics-listen", "127.0.0.1:0", "--log-level", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strata-broker");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    // Read on a thread so a chatty broker cannot fill the pipe and block its own exit.
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for strata-broker") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata-broker {args:?} was expected to fail but kept running");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    Failed {
-        code: status.code(),
-        stderr: reader.join().expect("stderr reader"),
-    }
-}
-
-fn assert_fails(failed: &Failed, code: i32, reason: &str) {
+fn assert_fails(failed: &CliRun, code: i32, reason: &str) {
     assert_eq!(failed.code, Some(code), "{failed:?}");
     assert!(
         failed.stderr.contains("strata-broker: ") && failed.stderr.contains(reason),

@@ -3,49 +3,17 @@
 //! with the keys as plain words, a data directory another broker has, and an address in
 //! use said once.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use strata_protocol::messages::{ConfigEntry, CreatableTopic, CreateTopicsRequest, TopicResult};
 use strata_protocol::{ErrorCode, Response};
 use strata_tests::*;
 
-/// Runs `strata-broker` on `data_dir` with `args` and `environment` until it exits (at
-/// most [`WAIT`]); returns its exit code and stderr.
+/// Runs `strata-broker` on `data_dir` with `args` and `environment`, expecting it not to
+/// start; returns its exit code and stderr.
 fn run_failing(data_dir: &Path, args: &[&str], environment: &[(&str, &str)]) -> (i32, String) {
-    let mut child = Command::new(binary("strata-broker"))
-        .args(["--metrics-listen", "127.0.0.1:0", "--log-level", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .envs(environment.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strata-broker");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for strata-broker") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata-broker {args:?} was expected to fail but kept running");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = reader.join().expect("stderr reader");
-    (status.code().expect("an exit code"), stderr)
+    let run = broker_failing_to_start(data_dir, args, environment);
+    (run.code.expect("an exit code"), run.stderr)
 }
 
 /// Environment variables, as name and value.
