@@ -1,6 +1,7 @@
-//! I/O layers for brokers started in the test process, over the real file system:
-//! [`FaultyIo`] fails one operation on chosen files while a switch is on, and
-//! [`RecordingIo`] logs what every fsync covered.
+//! Brokers started in the test process on an I/O layer of the test's: their
+//! [`in_process_config`], and layers over the real file system: [`FaultyIo`] fails one
+//! operation on chosen files while a switch is on, and [`RecordingIo`] logs what every
+//! fsync covered.
 
 use std::io::IoSlice;
 use std::os::fd::BorrowedFd;
@@ -8,7 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use strata_broker::config::Config;
 use strata_storage::{Io, IoFile, RealIo};
+
+/// The defaults, with the client and metrics listeners on loopback ports the OS picks
+/// and the data in `data_dir`: a broker for `Server::start_with` in the test process.
+pub fn in_process_config(data_dir: &Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        metrics_listen: "127.0.0.1:0".parse().expect("loopback address"),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    }
+}
 
 /// The operation that fails, and the `errno` it fails with.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +121,17 @@ impl IoFile for FaultyFile {
 
 /// Every completed fsync: the file, and the length it covered.
 pub type SyncLog = Arc<Mutex<Vec<(PathBuf, u64)>>>;
+
+/// The longest length of `path` that a completed fsync in `synced` covered, if any.
+pub fn fsync_covered(synced: &SyncLog, path: &Path) -> Option<u64> {
+    synced
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(synced_path, _)| synced_path == path)
+        .map(|(_, length)| *length)
+        .max()
+}
 
 /// The real file system, logging in [`synced`](Self::synced) what every fsync covered.
 /// Thread-safe.

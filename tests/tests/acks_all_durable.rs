@@ -10,7 +10,7 @@ use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::Acks;
-use strata_tests::io::RecordingIo;
+use strata_tests::io::{RecordingIo, fsync_covered, in_process_config};
 use strata_tests::{Client, batch_of, data_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,14 +20,11 @@ async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
     let synced = Arc::clone(&io.synced);
     let storage = Storage::with_io(Arc::new(io)).unwrap();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
         topic_defaults: TopicConfig {
             durability: DurabilityPolicy::EveryBatch,
             ..TopicConfig::default()
         },
-        ..Config::default()
+        ..in_process_config(dir.path())
     };
     let server = Server::start_with(config, storage).await.unwrap();
     let mut client = Client::connect(&server.address.to_string()).await;
@@ -45,13 +42,7 @@ async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
             "{:?}",
             response.error_message
         );
-        let covered = synced
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(path, _)| *path == segment)
-            .map(|(_, length)| *length)
-            .max();
+        let covered = fsync_covered(&synced, &segment);
         assert!(
             covered.is_some_and(|covered| covered >= end),
             "round {round}: acked with {end} bytes written, fsync covered {covered:?}"

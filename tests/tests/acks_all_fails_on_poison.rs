@@ -11,7 +11,7 @@ use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::messages::{Acks, ProducePartition, ProduceRequest, ProduceTopic};
 use strata_protocol::{ErrorCode, Response};
-use strata_tests::io::{Fault, FaultyIo};
+use strata_tests::io::{Fault, FaultyIo, in_process_config};
 use strata_tests::{Client, batch_of, bounded, data_dir};
 
 /// Far below the produce's timeout, which is `produce_timeout_ms_max`'s default (60 s).
@@ -25,14 +25,11 @@ async fn a_failed_fsync_answers_the_waiting_produce_at_once() {
         let failing = Arc::clone(&io.failing);
         let storage = Storage::with_io(Arc::new(io)).unwrap();
         let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            metrics_listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_owned(),
             topic_defaults: TopicConfig {
                 durability: DurabilityPolicy::EveryBatch,
                 ..TopicConfig::default()
             },
-            ..Config::default()
+            ..in_process_config(dir.path())
         };
         let server = Server::start_with(config, storage).await.unwrap();
         let mut client = Client::connect(&server.address.to_string()).await;

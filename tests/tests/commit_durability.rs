@@ -21,7 +21,7 @@ use strata_protocol::{ErrorCode, Response};
 use strata_storage::sim::PowerLossIo;
 use strata_storage::{Io, RealIo};
 use strata_tests::group::commit_request;
-use strata_tests::io::{Fault, FaultyIo, RecordingIo};
+use strata_tests::io::{Fault, FaultyIo, RecordingIo, fsync_covered, in_process_config};
 use strata_tests::{Client, bounded, data_dir};
 
 const PARTITIONS: u32 = 4;
@@ -29,11 +29,8 @@ const PARTITIONS: u32 = 4;
 /// One offsets-log partition, so every commit lands in one known segment file.
 fn config(dir: &Path) -> Config {
     Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_owned(),
         group_offsets_partitions: 1,
-        ..Config::default()
+        ..in_process_config(dir)
     }
 }
 
@@ -72,13 +69,7 @@ async fn every_commit_is_acknowledged_after_an_fsync_covers_it() {
             assert_committed(&commit(&mut client, (round % 4) as u32, round + 1).await);
             // Nothing appends to the offsets log between the commit and this read.
             let written = std::fs::metadata(&segment).unwrap().len();
-            let covered = synced
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(path, _)| *path == segment)
-                .map(|(_, length)| *length)
-                .max();
+            let covered = fsync_covered(&synced, &segment);
             assert!(
                 covered.is_some_and(|covered| covered >= written),
                 "round {round}: acknowledged with {written} bytes written, fsync covered {covered:?}"

@@ -7,13 +7,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use strata_broker::config::Config;
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::ErrorCode;
 use strata_storage::Io;
 use strata_tests::group::Member;
-use strata_tests::io::{Fault, FaultyIo};
+use strata_tests::io::{Fault, FaultyIo, in_process_config};
 use strata_tests::{Client, bounded, data_dir};
 
 async fn owners(client: &mut Client) -> Vec<BTreeSet<u32>> {
@@ -47,12 +46,7 @@ async fn an_unwritten_revocation_confirmation_does_not_hand_the_partition_over()
             Fault::Write(libc::ENOSPC),
         ));
         let full = Arc::clone(&io.failing);
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            metrics_listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let config = in_process_config(dir.path());
         let start = || {
             let storage = Storage::with_io(Arc::clone(&io) as Arc<dyn Io>).unwrap();
             Server::start_with(config.clone(), storage)
