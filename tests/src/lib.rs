@@ -471,6 +471,14 @@ pub fn batch_of(prefix: &str, count: usize) -> Bytes {
     builder.finish()
 }
 
+/// [`batch_of`] numbered as a batch of idempotent producer `id` (producer id, epoch),
+/// starting at `sequence`.
+pub fn idempotent_batch_of(prefix: &str, count: usize, id: (i64, i16), sequence: i32) -> Bytes {
+    let mut bytes = batch_of(prefix, count).to_vec();
+    strata_protocol::batch::stamp_producer(&mut bytes, id.0, id.1, sequence);
+    Bytes::from(bytes)
+}
+
 /// The values of `records` as strings.
 pub fn values(records: &[OwnedRecord]) -> Vec<String> {
     records

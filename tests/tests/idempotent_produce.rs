@@ -4,7 +4,6 @@
 //! older epoch.
 
 use bytes::Bytes;
-use strata_protocol::batch;
 use strata_protocol::messages::*;
 use strata_protocol::{ErrorCode, Response};
 use strata_tests::*;
@@ -30,9 +29,7 @@ async fn init(client: &mut Client, producer_id: i64, producer_epoch: i16) -> (i6
 
 /// `count` records `"{prefix}-{index}"` numbered as an idempotent producer's batch.
 fn numbered(prefix: &str, count: usize, id: (i64, i16), sequence: i32) -> Bytes {
-    let mut bytes = batch_of(prefix, count).to_vec();
-    batch::stamp_producer(&mut bytes, id.0, id.1, sequence);
-    Bytes::from(bytes)
+    idempotent_batch_of(prefix, count, id, sequence)
 }
 
 async fn produce(client: &mut Client, batch: Bytes) -> ProducePartitionResponse {

@@ -4,7 +4,6 @@
 //! connection.
 
 use bytes::Bytes;
-use strata_protocol::batch;
 use strata_protocol::messages::*;
 use strata_protocol::{ErrorCode, Response};
 use strata_tests::*;
@@ -28,9 +27,7 @@ async fn init(client: &mut Client) -> (i64, i16) {
 }
 
 fn numbered(prefix: &str, id: (i64, i16), sequence: i32) -> Bytes {
-    let mut bytes = batch_of(prefix, 1).to_vec();
-    batch::stamp_producer(&mut bytes, id.0, id.1, sequence);
-    Bytes::from(bytes)
+    idempotent_batch_of(prefix, 1, id, sequence)
 }
 
 async fn produce(client: &mut Client, batch: Bytes) -> ProducePartitionResponse {
