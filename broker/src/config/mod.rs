@@ -14,8 +14,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use strata_protocol::limits::message_fits_frame;
-use strata_protocol::messages::ConfigEntry;
-use strata_storage::SEGMENT_BYTES_MAX;
+
+mod topic;
+
+pub use topic::{SEGMENT_BYTES_MIN, TopicConfig, TopicConfigError};
 
 /// How a partition's writes reach stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -483,176 +485,15 @@ fn parse_value(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.to_owned()))
 }
 
-/// The settings of one topic: the broker defaults with the topic's overrides applied.
-/// Persisted with the topic. The broker's defaults are a value of this type too
-/// ([`Config::topic_defaults`]), so the two cannot drift apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopicConfig {
-    /// Delete sealed segments older than this; -1 keeps data forever.
-    pub retention_ms: i64,
-    /// Delete the oldest sealed segments while a partition is larger; -1 = no limit.
-    pub retention_bytes: i64,
-    /// Roll a segment at this size.
-    pub segment_bytes: u64,
-    /// Roll a segment at this age.
-    pub segment_ms: u64,
-    /// The durability policy.
-    pub durability: DurabilityPolicy,
-    /// The fsync interval for `durability = "interval"`.
-    pub flush_interval_ms: u64,
-    /// Largest record batch accepted, in bytes.
-    pub max_message_bytes: u32,
-}
-
-impl Default for TopicConfig {
-    /// The built-in topic defaults.
-    fn default() -> Self {
-        Self {
-            retention_ms: 7 * 24 * 3_600_000,
-            retention_bytes: -1,
-            segment_bytes: 1 << 30,
-            segment_ms: 7 * 24 * 3_600_000,
-            durability: DurabilityPolicy::Never,
-            flush_interval_ms: 1_000,
-            max_message_bytes: strata_protocol::limits::MESSAGE_BYTES_MAX_DEFAULT,
-        }
-    }
-}
-
-/// Smallest `segment_bytes` a topic may use.
-pub const SEGMENT_BYTES_MIN: u64 = 1 << 14;
-
 /// Longest an offset commit waits for the offsets log's fsync before it is answered
 /// `RequestTimedOut`. An fsync takes milliseconds; this only bounds a stalled disk, and
 /// `group_offsets_durability = interval` must flush well within it.
 pub const COMMIT_DURABLE_WAIT_MS_MAX: u64 = 60_000;
 
-/// Why a topic config was refused. Clients see the message as the `InvalidConfig` reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TopicConfigError {
-    /// An override names no topic config.
-    #[error("unknown topic config '{key}'; the topic configs are {}", known.join(", "))]
-    UnknownKey {
-        /// The key given.
-        key: String,
-        /// Every topic config key.
-        known: Vec<String>,
-    },
-    /// An override's value has the wrong type or is not one of the allowed words.
-    #[error(transparent)]
-    Value(ValueError),
-    /// A retention is below -1.
-    #[error("retention_ms and retention_bytes must be -1 (unlimited) or non-negative")]
-    NegativeRetention {
-        /// `retention_ms`.
-        retention_ms: i64,
-        /// `retention_bytes`.
-        retention_bytes: i64,
-    },
-    /// `segment_bytes` is outside what a segment file can hold.
-    #[error("segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}")]
-    SegmentBytes {
-        /// `segment_bytes`.
-        segment_bytes: u64,
-    },
-    /// A segment age or fsync interval is 0.
-    #[error("segment_ms and flush_interval_ms must be at least 1")]
-    ZeroInterval,
-    /// No batch could be that small.
-    #[error("max_message_bytes is smaller than the smallest batch")]
-    MessageBytesBelowBatch {
-        /// `max_message_bytes`.
-        max_message_bytes: u32,
-    },
-    /// A batch that large could not fit in a segment.
-    #[error("max_message_bytes must not exceed segment_bytes")]
-    MessageBytesAboveSegment {
-        /// `max_message_bytes`.
-        max_message_bytes: u32,
-        /// `segment_bytes`.
-        segment_bytes: u64,
-    },
-}
-
-impl TopicConfig {
-    /// Applies `key=value` overrides.
-    ///
-    /// # Errors
-    /// [`TopicConfigError`] naming the unknown key or invalid value.
-    pub fn with_overrides(&self, entries: &[ConfigEntry]) -> Result<Self, TopicConfigError> {
-        let Ok(toml::Value::Table(valid)) = toml::Value::try_from(self) else {
-            unreachable!("TopicConfig serializes to a table")
-        };
-        let mut table = valid.clone();
-        for entry in entries {
-            if !table.contains_key(&entry.key) {
-                return Err(TopicConfigError::UnknownKey {
-                    key: entry.key.clone(),
-                    known: table.keys().cloned().collect(),
-                });
-            }
-            table.insert(entry.key.clone(), parse_value(&entry.value));
-        }
-        let Ok(config) = toml::Value::Table(table.clone()).try_into::<TopicConfig>() else {
-            return Err(TopicConfigError::Value(blame::<TopicConfig>(
-                &valid, &table,
-            )));
-        };
-        config.check()?;
-        Ok(config)
-    }
-
-    /// The settings as `key=value` pairs.
-    pub fn entries(&self) -> Vec<ConfigEntry> {
-        match toml::Value::try_from(self) {
-            Ok(toml::Value::Table(table)) => table
-                .into_iter()
-                .map(|(key, value)| ConfigEntry {
-                    key,
-                    value: value
-                        .as_str()
-                        .map_or_else(|| value.to_string(), str::to_owned),
-                })
-                .collect(),
-            _ => unreachable!("TopicConfig serializes to a table"),
-        }
-    }
-
-    fn check(&self) -> Result<(), TopicConfigError> {
-        if self.retention_ms < -1 || self.retention_bytes < -1 {
-            return Err(TopicConfigError::NegativeRetention {
-                retention_ms: self.retention_ms,
-                retention_bytes: self.retention_bytes,
-            });
-        }
-        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
-            return Err(TopicConfigError::SegmentBytes {
-                segment_bytes: self.segment_bytes,
-            });
-        }
-        if self.segment_ms == 0 || self.flush_interval_ms == 0 {
-            return Err(TopicConfigError::ZeroInterval);
-        }
-        if (self.max_message_bytes as usize)
-            < strata_protocol::batch::HEADER_BYTES + strata_protocol::batch::RECORD_BYTES_MIN
-        {
-            return Err(TopicConfigError::MessageBytesBelowBatch {
-                max_message_bytes: self.max_message_bytes,
-            });
-        }
-        if u64::from(self.max_message_bytes) > self.segment_bytes {
-            return Err(TopicConfigError::MessageBytesAboveSegment {
-                max_message_bytes: self.max_message_bytes,
-                segment_bytes: self.segment_bytes,
-            });
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use strata_protocol::messages::ConfigEntry;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
