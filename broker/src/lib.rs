@@ -4,6 +4,7 @@
 //! place so replication slots in without a rewrite.
 //!
 //! # Layout
+//! - [`process`]: `strata-broker` as a process: flags, logs, signals, exit codes.
 //! - [`server`]: listeners, connection limit, background jobs, graceful shutdown.
 //! - [`startup`]: why a start failed, and the exit code for each kind of failure.
 //! - [`data_dir`]: the data directory's lock and cluster id.
@@ -24,6 +25,7 @@ pub mod group;
 mod handler;
 pub mod metrics;
 pub mod partition;
+pub mod process;
 pub mod producer_ids;
 mod send;
 pub mod server;
