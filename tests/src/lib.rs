@@ -12,11 +12,13 @@
 //! - [`child`]: a `strata` run kept as a child process, its output read line by line.
 //! - [`io`]: I/O layers over the real file system that fail chosen files or log fsyncs.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
+//! - [`power_loss`]: a power loss of a broker process, from a log of what it fsync'd.
 
 pub mod child;
 mod cli;
 pub mod group;
 pub mod io;
+pub mod power_loss;
 
 pub use cli::{CliRun, assert_fails, broker_failing_to_start, run_bounded, strata};
 
@@ -68,6 +70,8 @@ pub struct BrokerProcess {
     pub metrics_address: String,
     data_dir: PathBuf,
     settings: Vec<String>,
+    /// The binary and the flags it takes beyond `strata-broker`'s.
+    program: (PathBuf, Vec<std::ffi::OsString>),
 }
 
 impl BrokerProcess {
@@ -80,12 +84,36 @@ impl BrokerProcess {
             .iter()
             .map(|setting| (*setting).to_owned())
             .collect();
-        Self::spawn(data_dir.to_owned(), settings)
+        Self::spawn(
+            data_dir.to_owned(),
+            settings,
+            (binary("strata-broker"), Vec::new()),
+        )
     }
 
-    fn spawn(data_dir: PathBuf, settings: Vec<String>) -> Self {
-        let mut command = Command::new(binary("strata-broker"));
+    /// Starts `strata-recorded-broker` on `data_dir`, writing what it fsyncs to
+    /// `sync_log` (see [`power_loss`]), with extra `--set KEY=VALUE` settings.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub fn start_recorded(data_dir: &Path, sync_log: &Path, settings: &[&str]) -> Self {
+        let settings = settings
+            .iter()
+            .map(|setting| (*setting).to_owned())
+            .collect();
+        let flags = vec!["--sync-log".into(), sync_log.into()];
+        let program = (binary("strata-recorded-broker"), flags);
+        Self::spawn(data_dir.to_owned(), settings, program)
+    }
+
+    fn spawn(
+        data_dir: PathBuf,
+        settings: Vec<String>,
+        program: (PathBuf, Vec<std::ffi::OsString>),
+    ) -> Self {
+        let mut command = Command::new(&program.0);
         command
+            .args(&program.1)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -102,7 +130,9 @@ impl BrokerProcess {
         for setting in &settings {
             command.args(["--set", setting]);
         }
-        let mut child = command.spawn().expect("spawn strata-broker");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawn {}: {error}", program.0.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -136,6 +166,7 @@ impl BrokerProcess {
             metrics_address,
             data_dir,
             settings,
+            program,
         }
     }
 
@@ -171,7 +202,11 @@ impl BrokerProcess {
     /// terminate).
     pub fn restart(&mut self) {
         self.kill_9();
-        *self = Self::spawn(self.data_dir.clone(), self.settings.clone());
+        *self = Self::spawn(
+            self.data_dir.clone(),
+            self.settings.clone(),
+            self.program.clone(),
+        );
     }
 }
 
