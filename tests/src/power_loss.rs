@@ -33,6 +33,9 @@
 //!   reservation, the data directory's lock and cluster id) are left as they are. Each is
 //!   written to a temporary file, fsync'd, renamed and its directory fsync'd, so a power
 //!   loss would keep them too.
+//! - The recorder takes the files it finds at start as durable: start it on a data
+//!   directory that a clean shutdown, an [`apply`], or a `kill -9` without power loss left
+//!   (the page cache survives a kill; recovery fsyncs the tail it keeps).
 //! - No torn sector, no reordering by a disk cache that lies about flushes, no loss of
 //!   inode metadata such as times.
 //! - [`apply`] keeps the data directory's own entry, and everything it does not name as

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use clap::Parser;
 use strata_broker::process;
 use strata_storage::RealIo;
-use strata_tests::power_loss::SyncRecorder;
+use strata_tests::power_loss::{self, SyncRecorder};
 
 /// A Strata broker that records every fsync to a sync log, for power-loss tests.
 #[derive(Debug, Parser)]
 #[command(name = "strata-recorded-broker", version)]
 struct Flags {
     /// The sync log to write (replaced if it exists); `power_loss::apply` reads it.
-    #[arg(long, env = "STRATA_SYNC_LOG", value_name = "PATH")]
+    #[arg(long, env = power_loss::SYNC_LOG_VARIABLE, value_name = "PATH")]
     sync_log: PathBuf,
     #[command(flatten)]
     broker: process::Args,
