@@ -16,13 +16,17 @@ use strata_tests::power_loss::{self, PowerLossReport};
 use strata_tests::*;
 
 /// A batch of `count` records whose values start `"{batch}-{index}/"`, padded to
-/// `value_bytes`.
+/// `value_bytes`, stamped now (so that time-based retention keeps them).
 fn batch(batch: usize, count: usize, value_bytes: usize) -> Bytes {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis() as i64;
     let mut builder = BatchBuilder::new();
     for index in 0..count {
         let mut value = format!("{batch}-{index}/").into_bytes();
         value.resize(value_bytes.max(value.len()), b'.');
-        builder.push(1_700_000_000_000, None, Some(&value), &[]);
+        builder.push(now_ms, None, Some(&value), &[]);
     }
     builder.finish()
 }
@@ -85,7 +89,13 @@ async fn every_batch_and_acks_all_lose_no_acknowledged_record() {
     bounded(async {
         let dir = data_dir();
         let sync_log = dir.path().with_extension("sync-log");
-        let settings = ["durability=every_batch"];
+        // Small segments: rolls, index and snapshot renames, and directory fsyncs all
+        // happen while produces are in flight.
+        let settings = [
+            "durability=every_batch",
+            "segment_bytes=16384",
+            "max_message_bytes=16384",
+        ];
         let broker = BrokerProcess::start_recorded(dir.path(), &sync_log, &settings);
         let mut client = Client::connect(&broker.address).await;
         client.create_topic("events", 1, &[]).await;
