@@ -74,9 +74,11 @@ fn a_failed_create_is_retried(name: &'static str, errno: i32) {
         "nothing claims the files exist"
     );
     let reported = reports.lock().unwrap().clone();
-    assert_eq!(reported.len(), 1, "one report per episode: {reported:?}");
-    let text = reported[0].as_deref().unwrap();
-    assert!(text.contains(name), "{text}");
+    assert!(!reported.is_empty(), "failures are reported");
+    for report in &reported {
+        let text = report.as_deref().expect("no flush got through");
+        assert!(text.contains(name), "{text}");
+    }
     assert!(
         log.durability_stalled().is_none(),
         "the data is durable; only the files after it failed"
@@ -201,7 +203,7 @@ fn no_descriptor_for_the_directory_fsync_holds_the_durable_offset_and_wakes_wait
         .unwrap_err();
     assert!(error.out_of_resources(), "{error}");
     assert!(log.durability_stalled().is_some());
-    assert_eq!(reports.lock().unwrap().len(), 1);
+    assert!(matches!(reports.lock().unwrap().as_slice(), [Some(_)]));
 
     io.faults.dir_sync_errno.store(0, Ordering::SeqCst);
     let next = log.append(&common::batch(2, 100, 10, 10), 1).unwrap();

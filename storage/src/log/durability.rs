@@ -34,9 +34,9 @@ impl Log {
         lock(&self.inner.poisoned_callbacks).push(Arc::new(callback));
     }
 
-    /// Registers `callback`, called with the error when a flush runs out of space or
-    /// descriptors after the last one got through (once per episode, not per retry), and
-    /// with `None` when a flush gets through again. Called on the flushing thread under
+    /// Registers `callback`, called with the error each time a flush runs out of space or
+    /// descriptors (the next flush retries), and with `None` when a flush gets through
+    /// after one did. Called on the flushing thread under
     /// this log's maintenance lock, after the durable offset (if any) was published: it
     /// must be quick and must not call into this log's maintenance (`sync`, `close`, ...);
     /// a broker logs the change and pokes the `watch` its `acks = all` waiters watch.
@@ -405,21 +405,19 @@ impl LogInner {
         Ok(())
     }
 
-    /// Records a flush's failure for lack of space or descriptors; tells the callbacks if
-    /// it starts an episode, and wakes `wait_durable` waiters if the durable offset is
-    /// held back. Caller holds the maintenance lock.
+    /// Records a flush's failure for lack of space or descriptors, tells the callbacks,
+    /// and wakes `wait_durable` waiters if the durable offset is held back. Caller holds
+    /// the maintenance lock.
     fn write_failed(&self, error: &StorageError, durable_held: bool) {
         let (path, errno) = error.resource_errno().expect("out of resources");
-        let failure = WriteFailure {
+        *lock(&self.write_failure) = Some(WriteFailure {
             path: path.to_owned(),
             errno,
             durable_held,
-        };
-        if lock(&self.write_failure).replace(failure).is_none() {
-            let callbacks = lock(&self.write_failure_callbacks).clone();
-            for callback in callbacks {
-                callback(Some(error));
-            }
+        });
+        let callbacks = lock(&self.write_failure_callbacks).clone();
+        for callback in callbacks {
+            callback(Some(error));
         }
         if durable_held {
             // Take the lock so a waiter between its checks and its wait is not missed.
