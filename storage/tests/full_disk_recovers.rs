@@ -2,17 +2,22 @@
 //! (an index file, a producer snapshot, the recovery-point checkpoint, a new segment)
 //! changes nothing durable: the log is not poisoned, appends go on, the next flush
 //! retries, the recovery point advances once the files are written, and a reopen
-//! recovers everything acknowledged. Retention still runs. A failed fsync still poisons.
+//! recovers everything acknowledged, after a power loss too. Retention still runs. A
+//! failed fsync still poisons.
 
 mod common;
 
+use std::ffi::OsString;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::FaultyIo;
-use strata_storage::{Durability, Flusher, Log, LogConfig, RealIo, StorageError};
+use strata_storage::sim::PowerLossIo;
+use strata_storage::{
+    DirLock, Durability, Flusher, Io, IoFile, Log, LogConfig, RealIo, StorageError,
+};
 
 /// What `on_write_failure` reported, in order: the error's text, or `None` for "a
 /// flush got through again".
@@ -294,4 +299,92 @@ fn enospc_from_an_fsync_still_poisons() {
         reports.lock().unwrap().is_empty(),
         "a poison is no write failure"
     );
+}
+
+/// The power-loss simulator, but no new index file can be created while `full` is set.
+#[derive(Debug, Default)]
+struct NoRoomForIndexes {
+    disk: PowerLossIo,
+    full: AtomicBool,
+}
+
+impl Io for NoRoomForIndexes {
+    fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        if self.full.load(Ordering::SeqCst) && path.to_string_lossy().contains("index") {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.disk.create(path)
+    }
+
+    fn open(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        self.disk.open(path)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.disk.read(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.disk.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.disk.remove_file(path)
+    }
+
+    fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<OsString>> {
+        self.disk.read_dir(dir)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<bool> {
+        self.disk.create_dir_all(dir)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.disk.remove_dir_all(dir)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.disk.sync_dir(dir)
+    }
+
+    fn lock_dir(&self, dir: &Path) -> std::io::Result<DirLock> {
+        self.disk.lock_dir(dir)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.disk.now_ms()
+    }
+}
+
+#[test]
+fn what_is_acknowledged_while_index_files_fail_survives_a_power_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::manual();
+    let io = Arc::new(NoRoomForIndexes::default());
+    let config = common::small_config(Durability::EveryBatch);
+    let log = Log::open(
+        dir.path(),
+        config,
+        flusher.clone(),
+        Arc::clone(&io) as Arc<dyn Io>,
+    )
+    .unwrap();
+    io.full.store(true, Ordering::SeqCst);
+    // Every append is acknowledged once durable; no sealed segment gets index files.
+    let acknowledged = append_until(&log, &flusher, 4, 0);
+    assert_eq!(log.poisoned(), None);
+    let names = std::fs::read_dir(dir.path()).unwrap();
+    assert!(
+        !names
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .any(|name| name.ends_with("index")),
+        "no index file was written"
+    );
+
+    drop(log);
+    io.disk.power_loss(None);
+    io.full.store(false, Ordering::SeqCst);
+    let log = Log::open(dir.path(), config, flusher.clone(), io).unwrap();
+    assert_eq!(common::read_all(&log, 1 << 20), acknowledged);
 }
