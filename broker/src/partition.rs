@@ -503,13 +503,16 @@ impl Partition {
             durable.wait_for(|durable| {
                 *durable >= offset
                     || self.log.poisoned().is_some()
-                    || self.log.durability_stalled().is_some()
+                    || self.log.durability_stalled(offset).is_some()
             }),
         )
         .await;
         match reached {
             Ok(Ok(durable)) if *durable >= offset => Ok(()),
-            _ => match (self.log.check_poisoned(), self.log.durability_stalled()) {
+            _ => match (
+                self.log.check_poisoned(),
+                self.log.durability_stalled(offset),
+            ) {
                 (Err(error), _) | (Ok(()), Some(error)) => Err(error.into()),
                 (Ok(()), None) => Err(PartitionError::Timeout),
             },

@@ -85,7 +85,7 @@ fn a_failed_create_is_retried(name: &'static str, errno: i32) {
         assert!(text.contains(name), "{text}");
     }
     assert!(
-        log.durability_stalled().is_none(),
+        log.durability_stalled(log.log_end_offset()).is_none(),
         "the data is durable; only the files after it failed"
     );
 
@@ -207,7 +207,12 @@ fn no_descriptor_for_the_directory_fsync_holds_the_durable_offset_and_wakes_wait
         .wait_durable(info.log_end_offset, Duration::from_secs(60))
         .unwrap_err();
     assert!(error.out_of_resources(), "{error}");
-    assert!(log.durability_stalled().is_some());
+    assert!(log.durability_stalled(info.log_end_offset).is_some());
+    let later = info.log_end_offset + 1;
+    assert!(
+        log.durability_stalled(later).is_none(),
+        "appended after the failed flush"
+    );
     assert!(matches!(reports.lock().unwrap().as_slice(), [Some(_)]));
 
     io.faults.dir_sync_errno.store(0, Ordering::SeqCst);
@@ -217,7 +222,7 @@ fn no_descriptor_for_the_directory_fsync_holds_the_durable_offset_and_wakes_wait
         log.wait_durable(next.log_end_offset, Duration::ZERO)
             .unwrap()
     );
-    assert!(log.durability_stalled().is_none());
+    assert!(log.durability_stalled(info.log_end_offset).is_none());
     assert_eq!(reports.lock().unwrap().last(), Some(&None));
     for at in [info.base_offset, next.base_offset] {
         acknowledged.extend_from_slice(&log.read(at, 1, u64::MAX).unwrap().bytes);

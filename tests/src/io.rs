@@ -32,6 +32,9 @@ pub enum Fault {
     Sync(i32),
     /// Every create of a new file and every write: with `ENOSPC`, a full disk.
     CreateOrWrite(i32),
+    /// Every directory fsync (of directories whose path matches): with `EMFILE`, no
+    /// descriptor to open the directory with.
+    DirSync(i32),
 }
 
 /// The real file system, but files whose path contains `files_containing` (`""`: every
@@ -82,6 +85,12 @@ impl Io for FaultyIo {
     }
 
     fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        if let Fault::DirSync(errno) = self.fault
+            && self.failing.load(Ordering::SeqCst)
+            && path.to_string_lossy().contains(self.files_containing)
+        {
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
         RealIo.sync_dir(path)
     }
 

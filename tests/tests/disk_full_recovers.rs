@@ -2,7 +2,8 @@
 //! running: produces fail with the retriable `StorageFull`, consumers still read what
 //! was acknowledged, retention still deletes old segments, and once space is freed an
 //! `acks = all` produce succeeds on the same process, without a restart. Index files
-//! that cannot be created do not poison a partition either.
+//! that cannot be created do not poison a partition either, and an `acks = all` produce
+//! whose fsync a lack of descriptors holds back is answered `StorageFull` at once.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -176,6 +177,40 @@ async fn index_files_that_cannot_be_created_do_not_stop_produce() {
         full.store(false, Ordering::SeqCst);
         acknowledged.extend(produce(&mut client, "healed").await.unwrap());
         assert_eq!(values(&client.read_all("t", 0, 0).await), acknowledged);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks_all_produce_held_back_by_too_few_descriptors_is_answered_at_once() {
+    bounded(async {
+        let dir = data_dir();
+        // The partition directory cannot be opened for the fsync a roll needs.
+        let io = FaultyIo::new("t-0", Fault::DirSync(libc::EMFILE));
+        let (server, mut client, no_descriptors) = start(dir.path(), io).await;
+        no_descriptors.store(true, Ordering::SeqCst);
+        let mut acknowledged = Vec::new();
+        let mut held = None;
+        for index in 0..10 {
+            match produce(&mut client, &format!("b{index}")).await {
+                Ok(values) => acknowledged.extend(values),
+                Err(code) => {
+                    held = Some(code);
+                    break;
+                }
+            }
+        }
+        // Not `RequestTimedOut` at the produce's 10 s timeout: the flush's failure woke it.
+        assert_eq!(held, Some(ErrorCode::StorageFull), "a roll came and went");
+
+        no_descriptors.store(false, Ordering::SeqCst);
+        acknowledged.extend(produce(&mut client, "healed").await.unwrap());
+        let read = values(&client.read_all("t", 0, 0).await);
+        let mut rest = read.iter();
+        for value in &acknowledged {
+            assert!(rest.any(|read| read == value), "{value} lost: {read:?}");
+        }
         server.shutdown().await;
     })
     .await;

@@ -47,14 +47,18 @@ impl Log {
         lock(&self.inner.write_failure_callbacks).push(Arc::new(callback));
     }
 
-    /// Why the durable offset cannot advance for now, although the log is not poisoned:
-    /// the last flush ran out of space or descriptors before it made the data durable (an
+    /// Why the offsets below `offset` cannot become durable for now, although the log is
+    /// not poisoned: the last flush, which tried to cover them, ran out of space or
+    /// descriptors before it made them durable (an
     /// [`out_of_resources`](StorageError::out_of_resources) error). `None` once a flush
-    /// gets through, and while only index files, snapshots or the recovery point fail to
-    /// be written (the data is durable then; the recovery point waits).
-    pub fn durability_stalled(&self) -> Option<StorageError> {
+    /// gets through; for offsets appended after the failed flush began, which wait for
+    /// their own; and while only index files, snapshots or the recovery point fail to be
+    /// written (the data is durable then; the recovery point waits).
+    pub fn durability_stalled(&self, offset: u64) -> Option<StorageError> {
         let failure = lock(&self.inner.write_failure);
-        let failure = failure.as_ref().filter(|failure| failure.durable_held)?;
+        let failure = failure
+            .as_ref()
+            .filter(|failure| failure.held_below.is_some_and(|below| offset <= below))?;
         let source = std::io::Error::from_raw_os_error(failure.errno);
         Some(StorageError::io(&failure.path, source))
     }
@@ -83,7 +87,7 @@ impl Log {
                 return Ok(true);
             }
             self.inner.check_poisoned()?;
-            if let Some(error) = self.durability_stalled() {
+            if let Some(error) = self.durability_stalled(offset) {
                 return Err(error);
             }
             let now = Instant::now();
@@ -279,7 +283,8 @@ impl LogInner {
         }
         let started = Instant::now();
         if let Err(error) = self.sync_data(&work) {
-            return Err(self.flush_failed(work, error, true));
+            let target = work.target;
+            return Err(self.flush_failed(work, error, Some(target)));
         }
         let written = self
             .write_sealed_files(&work)
@@ -288,7 +293,7 @@ impl LogInner {
         // publish in order, so callbacks see increasing offsets.
         self.publish_durable(work.target, started.elapsed());
         if let Err(error) = written {
-            return Err(self.flush_failed(work, error, false));
+            return Err(self.flush_failed(work, error, None));
         }
         self.write_failure_cleared();
         drop(maintenance);
@@ -356,13 +361,13 @@ impl LogInner {
 
     /// Poisons the log unless `error` ran out of space or descriptors; then it puts the
     /// work back for the next flush (sealed segments stay unsynced until the recovery
-    /// point passes them) and records the failure. `durable_held`: the failure came before
-    /// the durable offset was published. Returns `error`.
+    /// point passes them) and records the failure. `held_below`: the flush's target, if
+    /// it failed before publishing it as the durable offset. Returns `error`.
     fn flush_failed(
         &self,
         work: FlushWork,
         error: StorageError,
-        durable_held: bool,
+        held_below: Option<u64>,
     ) -> StorageError {
         if !error.out_of_resources() {
             self.poison(format!("flush failed: {error}"));
@@ -375,7 +380,7 @@ impl LogInner {
             snapshots.append(&mut state.snapshots);
             state.snapshots = snapshots;
         }
-        self.write_failed(&error, durable_held);
+        self.write_failed(&error, held_below);
         error
     }
 
@@ -408,18 +413,18 @@ impl LogInner {
     /// Records a flush's failure for lack of space or descriptors, tells the callbacks,
     /// and wakes `wait_durable` waiters if the durable offset is held back. Caller holds
     /// the maintenance lock.
-    fn write_failed(&self, error: &StorageError, durable_held: bool) {
+    fn write_failed(&self, error: &StorageError, held_below: Option<u64>) {
         let (path, errno) = error.resource_errno().expect("out of resources");
         *lock(&self.write_failure) = Some(WriteFailure {
             path: path.to_owned(),
             errno,
-            durable_held,
+            held_below,
         });
         let callbacks = lock(&self.write_failure_callbacks).clone();
         for callback in callbacks {
             callback(Some(error));
         }
-        if durable_held {
+        if held_below.is_some() {
             // Take the lock so a waiter between its checks and its wait is not missed.
             drop(lock(&self.durable));
             self.durable_changed.notify_all();

@@ -87,9 +87,10 @@ struct WriteFailure {
     /// The file it could not create, write or fsync its directory for, and the `errno`.
     path: PathBuf,
     errno: i32,
-    /// It failed before the durable offset was published; otherwise only the files
-    /// written after the data fsyncs (index files, snapshots, the recovery point) failed.
-    durable_held: bool,
+    /// `Some(target)`: it failed before it made the offsets below `target` durable.
+    /// `None`: only the files written after the data fsyncs (index files, snapshots, the
+    /// recovery point) failed, and the durable offset was published.
+    held_below: Option<u64>,
 }
 
 /// State changed only by appends and rolls, under the append lock.
