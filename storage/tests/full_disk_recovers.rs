@@ -393,3 +393,39 @@ fn what_is_acknowledged_while_index_files_fail_survives_a_power_loss() {
     let log = Log::open(dir.path(), config, flusher.clone(), io).unwrap();
     assert_eq!(common::read_all(&log, 1 << 20), acknowledged);
 }
+
+#[test]
+fn retention_without_a_descriptor_for_its_directory_fsync_leaves_it_to_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::manual();
+    let io = FaultyIo::default();
+    let config = common::small_config(Durability::EveryBatch);
+    let (log, _) = open(dir.path(), &io, &flusher, config);
+    append_until(&log, &flusher, 4, 0);
+    log.set_config(LogConfig {
+        retention_bytes: Some(1),
+        ..config
+    })
+    .unwrap();
+
+    io.faults
+        .dir_sync_errno
+        .store(libc::EMFILE, Ordering::SeqCst);
+    let now_ms = io.faults.now_ms.load(Ordering::SeqCst);
+    let error = log.apply_retention(now_ms).unwrap_err();
+    assert!(error.out_of_resources(), "{error}");
+    assert_eq!(log.poisoned(), None);
+    assert_eq!(log.segment_count(), 1, "the segments are gone all the same");
+
+    io.faults.dir_sync_errno.store(0, Ordering::SeqCst);
+    let dir_syncs = io.faults.dir_syncs.load(Ordering::SeqCst);
+    flusher.run_pending();
+    assert!(
+        io.faults.dir_syncs.load(Ordering::SeqCst) > dir_syncs,
+        "the flush retention asked for fsyncs the directory"
+    );
+    let start = log.log_start_offset();
+    drop(log);
+    let log = common::open(dir.path(), config, &flusher).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+}

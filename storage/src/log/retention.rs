@@ -48,9 +48,10 @@ impl Log {
             .remove_snapshots(|offset| offset < outcome.log_start_offset)?;
         if let Err(error) = self.inner.sync_dir() {
             if error.out_of_resources() {
-                // No descriptor to open the directory with: no fsync ran, so the next
-                // flush's can still make the deletes durable.
+                // No descriptor to open the directory with: no fsync ran, so a flush's
+                // can still make the deletes durable.
                 lock(&self.inner.append).dir_unsynced = true;
+                self.inner.request_flush();
             } else {
                 // The same fsync may cover a rolled segment's entry (`dir_unsynced`), and
                 // after a failed fsync a retry can succeed without making it durable.
