@@ -12,6 +12,7 @@
 //! Thread-safe; shared as `Arc<Partition>`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -141,7 +142,7 @@ impl PartitionError {
             PartitionError::ProducerId { source, .. } => source.code(),
             PartitionError::Timeout => ErrorCode::RequestTimedOut,
             PartitionError::Storage(error) => match error {
-                StorageError::NoSpace { .. } => ErrorCode::StorageFull,
+                error if error.out_of_resources() => ErrorCode::StorageFull,
                 StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
                 StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
                 StorageError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
@@ -254,6 +255,23 @@ impl Partition {
         let durable = durable_offset.clone();
         // The durable offset will not move again: wake the waiters to see the poison.
         log.on_poisoned(move || durable.send_modify(|_| ()));
+        let durable = durable_offset.clone();
+        let (name, partition, failing) = (topic.to_owned(), index, AtomicBool::new(false));
+        log.on_write_failure(move |error| match error {
+            Some(error) => {
+                // Each retry fails until space or descriptors are freed: report the first.
+                if !failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(topic = %name, partition, %error, "storage writes are failing for lack of disk space or file descriptors; retrying on each flush");
+                    metrics::record_storage_write_failure();
+                }
+                // The waiters whose data this holds back fail now, with StorageFull.
+                durable.send_modify(|_| ());
+            }
+            None => {
+                failing.store(false, Ordering::Relaxed);
+                tracing::info!(topic = %name, partition, "storage writes succeed again");
+            }
+        });
         Ok(Self {
             topic: topic.to_owned(),
             index,
@@ -469,7 +487,9 @@ impl Partition {
     /// or `deadline` passes.
     ///
     /// # Errors
-    /// [`PartitionError::Timeout`] at the deadline; a storage error if the log is poisoned.
+    /// [`PartitionError::Timeout`] at the deadline; a storage error if the log is poisoned,
+    /// or if a flush ran out of disk space or descriptors before the offset was durable
+    /// (`StorageFull`: the broker retries, and so may the client).
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
@@ -480,14 +500,21 @@ impl Partition {
         let mut durable = self.durable_offset.subscribe();
         let reached = tokio::time::timeout_at(
             deadline.into(),
-            durable.wait_for(|durable| *durable >= offset || self.log.poisoned().is_some()),
+            durable.wait_for(|durable| {
+                *durable >= offset
+                    || self.log.poisoned().is_some()
+                    || self.log.durability_stalled(offset).is_some()
+            }),
         )
         .await;
         match reached {
             Ok(Ok(durable)) if *durable >= offset => Ok(()),
-            _ => match self.log.check_poisoned() {
-                Err(error) => Err(error.into()),
-                Ok(()) => Err(PartitionError::Timeout),
+            _ => match (
+                self.log.check_poisoned(),
+                self.log.durability_stalled(offset),
+            ) {
+                (Err(error), _) | (Ok(()), Some(error)) => Err(error.into()),
+                (Ok(()), None) => Err(PartitionError::Timeout),
             },
         }
     }

@@ -90,8 +90,10 @@ error_codes! {
     NotEnoughReplicas = 19, retriable: true, "fewer in-sync replicas than min_insync_replicas; the write was not accepted";
     /// The partition's storage failed (an fsync or write error poisoned it).
     StorageError = 20, retriable: false, "the partition's storage failed and refuses writes until the broker is restarted; check the broker log";
-    /// The broker's disk is full.
-    StorageFull = 21, retriable: true, "the broker's disk is full; nothing was written";
+    /// The broker's disk is full, or it ran out of file descriptors. An append that fails
+    /// with it wrote nothing; an `acks = all` write whose fsync it held back may be in the
+    /// log.
+    StorageFull = 21, retriable: true, "the broker ran out of disk space or file descriptors; retry once they are freed";
     /// The batch uses a compression codec this broker does not support.
     UnsupportedCompression = 22, retriable: false, "the batch uses a compression codec this broker does not support";
     /// The broker is shutting down.

@@ -148,6 +148,38 @@ impl StorageError {
         }
     }
 
+    /// Wraps the error of an fsync (of a file or a directory) with its path. Always
+    /// [`StorageError::Io`], even for `ENOSPC`: after a failed fsync the state of the page
+    /// cache is unknown, so it is never [`out_of_resources`](Self::out_of_resources).
+    pub(crate) fn fsync(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether the call ran out of disk space or of file descriptors (`ENOSPC`, `EMFILE`,
+    /// `ENFILE`) before it changed anything durable: creating, writing or renaming a new
+    /// file, or opening a descriptor. The same call can succeed once space or descriptors
+    /// are freed. Never true of a failed fsync ([`fsync`](Self::fsync)); `EMFILE` and
+    /// `ENFILE` only come from opening a descriptor, never from an fsync itself.
+    pub fn out_of_resources(&self) -> bool {
+        self.resource_errno().is_some()
+    }
+
+    /// The file and `errno` of an [`out_of_resources`](Self::out_of_resources) error, from
+    /// which [`io`](Self::io) rebuilds it.
+    pub(crate) fn resource_errno(&self) -> Option<(&Path, i32)> {
+        match self {
+            Self::NoSpace { path } => Some((path, libc::ENOSPC)),
+            Self::Io { path, source } => match source.raw_os_error() {
+                Some(errno @ (libc::EMFILE | libc::ENFILE)) => Some((path, errno)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// A closure for `map_err` that adds `path`.
     pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
         move |source| Self::io(path, source)
@@ -158,5 +190,26 @@ impl StorageError {
             path: path.to_owned(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_running_out_of_space_or_descriptors_outside_an_fsync_is_retriable() {
+        let path = Path::new("00000000000000000000.index.tmp");
+        let error = |errno| io::Error::from_raw_os_error(errno);
+        for errno in [libc::ENOSPC, libc::EMFILE, libc::ENFILE] {
+            let failed = StorageError::io(path, error(errno));
+            assert!(failed.out_of_resources(), "{failed}");
+            let (at, same) = failed.resource_errno().unwrap();
+            assert_eq!((at, same), (path, errno));
+        }
+        assert!(!StorageError::io(path, error(libc::EIO)).out_of_resources());
+        let fsync = StorageError::fsync(path, error(libc::ENOSPC));
+        assert!(!fsync.out_of_resources(), "{fsync}");
+        assert!(StorageError::fsync(path, error(libc::EMFILE)).out_of_resources());
     }
 }

@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 /// Something the flusher can flush: a log. Called on the flusher thread.
 pub(crate) trait Flushable: Send + Sync {
-    /// fsyncs what is dirty and publishes the new durable offset. Errors poison the log
-    /// inside; the flusher just moves on.
+    /// fsyncs what is dirty and publishes the new durable offset. A failed fsync poisons
+    /// the log inside; running out of space or descriptors leaves the work to the next
+    /// flush. The flusher just moves on.
     fn flush_for_flusher(&self);
 
     /// Writes the sealed segments not yet fsync'd back to the device, calling

@@ -336,6 +336,8 @@ pub(crate) fn replace_with_new_file(
     let file = io.create(temporary).map_err(StorageError::at(temporary))?;
     write_all_vectored(file.as_ref(), &mut [IoSlice::new(bytes)])
         .map_err(StorageError::at(temporary))?;
+    // A failed fsync of the temporary file is harmless: it is never renamed, and the next
+    // attempt replaces it. So `ENOSPC` here stays retriable (`out_of_resources`).
     file.sync_data().map_err(StorageError::at(temporary))?;
     io.rename(temporary, path).map_err(StorageError::at(path))?;
     Ok(file)
@@ -345,7 +347,9 @@ pub(crate) fn replace_with_new_file(
 /// over `path`, fsync the directory. A crash leaves either the old or the new content.
 ///
 /// # Errors
-/// The first failing step, with its path.
+/// The first failing step, with its path. An error that is
+/// [`out_of_resources`](StorageError::out_of_resources) changed nothing durable, and the
+/// same call can be retried; a failed directory fsync is not.
 pub(crate) fn write_file_atomically(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
     let temporary = with_suffix(path, ".tmp");
     drop(replace_with_new_file(io, &temporary, path, bytes)?);
@@ -358,7 +362,8 @@ pub(crate) fn write_file_atomically(io: &dyn Io, path: &Path, bytes: &[u8]) -> R
 /// The I/O error, with the directory's path.
 pub(crate) fn sync_parent(io: &dyn Io, path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    io.sync_dir(dir).map_err(StorageError::at(dir))
+    io.sync_dir(dir)
+        .map_err(|source| StorageError::fsync(dir, source))
 }
 
 /// Removes a file; a file that is already gone is fine.

@@ -30,10 +30,15 @@ pub enum Fault {
     Write(i32),
     /// Every `fdatasync`.
     Sync(i32),
+    /// Every create of a new file and every write: with `ENOSPC`, a full disk.
+    CreateOrWrite(i32),
+    /// Every directory fsync (of directories whose path matches): with `EMFILE`, no
+    /// descriptor to open the directory with.
+    DirSync(i32),
 }
 
-/// The real file system, but files whose path contains `files_containing` fail with
-/// `fault` while [`failing`](Self::failing) is set. Thread-safe.
+/// The real file system, but files whose path contains `files_containing` (`""`: every
+/// file) fail with `fault` while [`failing`](Self::failing) is set. Thread-safe.
 #[derive(Debug)]
 pub struct FaultyIo {
     files_containing: &'static str,
@@ -66,6 +71,12 @@ impl FaultyIo {
 
 impl Io for FaultyIo {
     fn create(&self, path: &Path) -> std::io::Result<Arc<dyn IoFile>> {
+        if let Fault::CreateOrWrite(errno) = self.fault
+            && self.failing.load(Ordering::SeqCst)
+            && path.to_string_lossy().contains(self.files_containing)
+        {
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
         Ok(self.wrap(path, RealIo.create(path)?))
     }
 
@@ -74,6 +85,12 @@ impl Io for FaultyIo {
     }
 
     fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        if let Fault::DirSync(errno) = self.fault
+            && self.failing.load(Ordering::SeqCst)
+            && path.to_string_lossy().contains(self.files_containing)
+        {
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
         RealIo.sync_dir(path)
     }
 
@@ -98,7 +115,9 @@ impl FaultyFile {
 impl IoFile for FaultyFile {
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
         match self.fault {
-            Fault::Write(errno) if self.fails() => Err(std::io::Error::from_raw_os_error(errno)),
+            Fault::Write(errno) | Fault::CreateOrWrite(errno) if self.fails() => {
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
             _ => self.inner.write_vectored(bufs),
         }
     }

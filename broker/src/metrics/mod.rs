@@ -19,6 +19,7 @@
 //! | `strata_fsync_duration_seconds` | histogram | |
 //! | `strata_writeback_bytes_total` | counter | |
 //! | `strata_writeback_duration_seconds` | histogram | |
+//! | `strata_storage_write_failures_total` | counter | |
 //! | `strata_group_lag` | gauge, computed at scrape time | group, topic, partition |
 //! | `process_*` | the Prometheus client libraries' standard set, from `/proc` | |
 //!
@@ -122,6 +123,10 @@ fn describe() {
         "strata_writeback_duration_seconds",
         "Time to write one sealed segment back after a roll."
     );
+    describe_counter!(
+        "strata_storage_write_failures_total",
+        "Times a partition's flush started failing for lack of disk space or file descriptors; the broker retries on its own."
+    );
 }
 
 /// Counts record bytes sent from segment files with `sendfile` rather than copied.
@@ -183,6 +188,11 @@ impl Drop for FetchWaiting {
 /// Records one fsync's duration.
 pub fn record_fsync(elapsed: Duration) {
     metrics::histogram!("strata_fsync_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// Counts a partition's flush starting to fail for lack of disk space or descriptors.
+pub fn record_storage_write_failure() {
+    metrics::counter!("strata_storage_write_failures_total").increment(1);
 }
 
 /// Records the write-back of one sealed segment after a roll: its bytes and duration.

@@ -100,7 +100,8 @@ impl Log {
     /// active segment is empty. The sealed segment is fsync'd by the flusher.
     ///
     /// # Errors
-    /// [`StorageError::Poisoned`] or the I/O error creating the new segment.
+    /// [`StorageError::Poisoned`] or the I/O error creating the new segment (which poisons
+    /// the log unless it is [`out_of_resources`](StorageError::out_of_resources)).
     pub fn roll(&self) -> Result<()> {
         let mut state = lock(&self.inner.append);
         self.inner.check_writable()?;
@@ -190,9 +191,9 @@ impl LogInner {
         let new = match created {
             Ok(segment) => Arc::new(segment),
             Err(error) => {
-                // ENOSPC creating a file changed nothing; any other failure leaves the
-                // directory's state unknown.
-                if !matches!(error, StorageError::NoSpace { .. }) {
+                // Running out of space or descriptors creating a file changed nothing; any
+                // other failure leaves the directory's state unknown.
+                if !error.out_of_resources() {
                     self.poison(format!("roll to {base_offset} failed: {error}"));
                 }
                 return Err(error);

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Log, LogInner, Maintenance, lock};
+use super::{Log, LogInner, Maintenance, WriteFailure, lock};
 use crate::checkpoint::{self, CleanShutdown};
 use crate::config::Durability;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::flusher::Flushable;
 use crate::io::write_file_atomically;
 use crate::producer;
@@ -34,6 +34,35 @@ impl Log {
         lock(&self.inner.poisoned_callbacks).push(Arc::new(callback));
     }
 
+    /// Registers `callback`, called with the error each time a flush runs out of space or
+    /// descriptors (the next flush retries), and with `None` when a flush gets through
+    /// after one did. Called on the flushing thread under
+    /// this log's maintenance lock, after the durable offset (if any) was published: it
+    /// must be quick and must not call into this log's maintenance (`sync`, `close`, ...);
+    /// a broker logs the change and pokes the `watch` its `acks = all` waiters watch.
+    pub fn on_write_failure(
+        &self,
+        callback: impl Fn(Option<&StorageError>) + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.write_failure_callbacks).push(Arc::new(callback));
+    }
+
+    /// Why the offsets below `offset` cannot become durable for now, although the log is
+    /// not poisoned: the last flush, which tried to cover them, ran out of space or
+    /// descriptors before it made them durable (an
+    /// [`out_of_resources`](StorageError::out_of_resources) error). `None` once a flush
+    /// gets through; for offsets appended after the failed flush began, which wait for
+    /// their own; and while only index files, snapshots or the recovery point fail to be
+    /// written (the data is durable then; the recovery point waits).
+    pub fn durability_stalled(&self, offset: u64) -> Option<StorageError> {
+        let failure = lock(&self.inner.write_failure);
+        let failure = failure
+            .as_ref()
+            .filter(|failure| failure.held_below.is_some_and(|below| offset <= below))?;
+        let source = std::io::Error::from_raw_os_error(failure.errno);
+        Some(StorageError::io(&failure.path, source))
+    }
+
     /// Registers `callback`, called on the write-back thread each time it has written a
     /// sealed segment back after a roll, with the bytes it wrote back and the time that
     /// took, pauses included. It must be quick; a broker records metrics from it.
@@ -46,7 +75,9 @@ impl Log {
     /// advance the durable offset.
     ///
     /// # Errors
-    /// [`StorageError::Poisoned`](crate::StorageError::Poisoned) if the log is or becomes poisoned while waiting.
+    /// [`StorageError::Poisoned`](crate::StorageError::Poisoned) if the log is or becomes poisoned while waiting;
+    /// the [`durability_stalled`](Self::durability_stalled) error if a flush runs out of
+    /// space or descriptors before the offset is durable.
     /// A closed log's data is durable up to its end.
     pub fn wait_durable(&self, offset: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
@@ -56,6 +87,9 @@ impl Log {
                 return Ok(true);
             }
             self.inner.check_poisoned()?;
+            if let Some(error) = self.durability_stalled(offset) {
+                return Err(error);
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(false);
@@ -74,6 +108,9 @@ impl Log {
     ///
     /// # Errors
     /// [`StorageError::Poisoned`](crate::StorageError::Poisoned), or the fsync error (which poisons the log).
+    /// An error that is [`out_of_resources`](StorageError::out_of_resources) does not
+    /// poison: the next flush retries, and the data may already be durable (see
+    /// [`durability_stalled`](Self::durability_stalled)).
     pub fn sync(&self) -> Result<u64> {
         self.inner.flush(true)
     }
@@ -208,16 +245,63 @@ pub(super) fn flush_interval(durability: Durability) -> Option<Duration> {
     }
 }
 
+/// What one flush makes durable.
+struct FlushWork {
+    /// The durable offset once it is done.
+    target: u64,
+    /// Sealed segments to fsync and write the index files of.
+    sealed: Vec<Arc<Segment>>,
+    active: Option<Arc<Segment>>,
+    snapshots: Vec<(u64, Vec<u8>)>,
+    dir_unsynced: bool,
+}
+
 impl LogInner {
-    /// One flush: snapshot the log end, fsync sealed segments (with their index files) and,
-    /// if `with_active`, the active one; advance the recovery point, publish the durable
-    /// offset (the log end, or without the active segment the end of the sealed ones).
+    /// One flush: snapshot the log end, fsync sealed segments and, if `with_active`, the
+    /// active one; write the sealed segments' index files and the producer snapshots,
+    /// advance the recovery point, publish the durable offset (the log end, or without the
+    /// active segment the end of the sealed ones).
+    ///
+    /// A failed fsync poisons the log. Running out of space or descriptors
+    /// ([`out_of_resources`](crate::StorageError::out_of_resources)) changed nothing
+    /// durable: the work is put back for the next flush to retry, and the log stays
+    /// writable. If only the files after the fsyncs failed, the data is durable and the
+    /// durable offset is published anyway; the recovery point waits for the files.
     fn flush(&self, with_active: bool) -> Result<u64> {
         let mut maintenance = lock(&self.maintenance);
         if maintenance.closed {
             return Ok(*lock(&self.durable));
         }
         self.check_poisoned()?;
+        let work = self.take_flush_work(with_active);
+        if work.target <= *lock(&self.durable)
+            && work.sealed.is_empty()
+            && work.snapshots.is_empty()
+            && !work.dir_unsynced
+        {
+            return Ok(work.target);
+        }
+        let started = Instant::now();
+        if let Err(error) = self.sync_data(&work) {
+            let target = work.target;
+            return Err(self.flush_failed(work, error, Some(target)));
+        }
+        let written = self
+            .write_sealed_files(&work)
+            .and_then(|()| self.advance_recovery_point(&mut maintenance, &work.sealed));
+        // Still under the maintenance lock: concurrent flushes (flusher and `sync`)
+        // publish in order, so callbacks see increasing offsets.
+        self.publish_durable(work.target, started.elapsed());
+        if let Err(error) = written {
+            return Err(self.flush_failed(work, error, None));
+        }
+        self.write_failure_cleared();
+        drop(maintenance);
+        Ok(work.target)
+    }
+
+    /// Takes what is dirty: the flush owns it until it succeeds or puts it back.
+    fn take_flush_work(&self, with_active: bool) -> FlushWork {
         let (target, sealed, active, snapshots, dir_unsynced) = {
             let mut state = lock(&self.append);
             let snapshots = std::mem::take(&mut state.snapshots);
@@ -246,40 +330,58 @@ impl LogInner {
                 std::mem::take(&mut state.dir_unsynced),
             )
         };
-        if target <= *lock(&self.durable)
-            && sealed.is_empty()
-            && snapshots.is_empty()
-            && !dir_unsynced
-        {
-            return Ok(target);
+        FlushWork {
+            target,
+            sealed,
+            active,
+            snapshots,
+            dir_unsynced,
         }
-        let started = Instant::now();
-        let dir_synced = if dir_unsynced {
-            self.sync_dir()
-        } else {
-            Ok(())
-        };
-        let synced = dir_synced
-            .and_then(|()| self.sync_files(&sealed, active.as_deref()))
-            .and_then(|()| self.write_snapshots(&snapshots));
-        let synced = synced.and_then(|()| self.advance_recovery_point(&mut maintenance, &sealed));
-        if let Err(error) = synced {
-            self.poison(format!("flush failed: {error}"));
-            return Err(error);
-        }
-        // Still under the maintenance lock: concurrent flushes (flusher and `sync`)
-        // publish in order, so callbacks see increasing offsets.
-        self.publish_durable(target, started.elapsed());
-        drop(maintenance);
-        Ok(target)
     }
 
-    fn sync_files(&self, sealed: &[Arc<Segment>], active: Option<&Segment>) -> Result<()> {
-        for segment in sealed {
-            segment.persist_index(self.io.as_ref())?;
+    /// The fsyncs: the directory, the sealed segments' data, the active segment's.
+    fn sync_data(&self, work: &FlushWork) -> Result<()> {
+        if work.dir_unsynced {
+            self.sync_dir()?;
+        }
+        for segment in &work.sealed {
             segment.sync_sealed()?;
         }
-        active.map_or(Ok(()), Segment::sync)
+        work.active.as_deref().map_or(Ok(()), Segment::sync)
+    }
+
+    /// The new files a flush writes once the data under them is durable: the sealed
+    /// segments' index files and the producer snapshots.
+    fn write_sealed_files(&self, work: &FlushWork) -> Result<()> {
+        for segment in &work.sealed {
+            segment.persist_index(self.io.as_ref())?;
+        }
+        self.write_snapshots(&work.snapshots)
+    }
+
+    /// Poisons the log unless `error` ran out of space or descriptors; then it puts the
+    /// work back for the next flush (sealed segments stay unsynced until the recovery
+    /// point passes them) and records the failure. `held_below`: the flush's target, if
+    /// it failed before publishing it as the durable offset. Returns `error`.
+    fn flush_failed(
+        &self,
+        work: FlushWork,
+        error: StorageError,
+        held_below: Option<u64>,
+    ) -> StorageError {
+        if !error.out_of_resources() {
+            self.poison(format!("flush failed: {error}"));
+            return error;
+        }
+        {
+            let mut state = lock(&self.append);
+            state.dir_unsynced |= work.dir_unsynced;
+            let mut snapshots = work.snapshots;
+            snapshots.append(&mut state.snapshots);
+            state.snapshots = snapshots;
+        }
+        self.write_failed(&error, held_below);
+        error
     }
 
     fn advance_recovery_point(
@@ -290,21 +392,55 @@ impl LogInner {
         if sealed.is_empty() {
             return Ok(());
         }
-        let point = {
-            let mut state = lock(&self.append);
-            state
-                .unsynced
-                .retain(|segment| !sealed.iter().any(|done| Arc::ptr_eq(done, segment)));
-            state.unsynced.first().map_or_else(
+        let done = |segment: &Arc<Segment>| sealed.iter().any(|done| Arc::ptr_eq(done, segment));
+        let point = lock(&self.append)
+            .unsynced
+            .iter()
+            .find(|segment| !done(segment))
+            .map_or_else(
                 || self.active().base_offset(),
                 |segment| segment.base_offset(),
-            )
-        };
+            );
         if point > maintenance.recovery_point {
             checkpoint::write_recovery_point(self.io.as_ref(), &self.dir, point)?;
             maintenance.recovery_point = point;
         }
+        // Only now: until the checkpoint names them, the next flush retries their files.
+        lock(&self.append).unsynced.retain(|segment| !done(segment));
         Ok(())
+    }
+
+    /// Records a flush's failure for lack of space or descriptors, tells the callbacks,
+    /// and wakes `wait_durable` waiters if the durable offset is held back. Caller holds
+    /// the maintenance lock.
+    fn write_failed(&self, error: &StorageError, held_below: Option<u64>) {
+        let (path, errno) = error.resource_errno().expect("out of resources");
+        *lock(&self.write_failure) = Some(WriteFailure {
+            path: path.to_owned(),
+            errno,
+            held_below,
+        });
+        let callbacks = lock(&self.write_failure_callbacks).clone();
+        for callback in callbacks {
+            callback(Some(error));
+        }
+        if held_below.is_some() {
+            // Take the lock so a waiter between its checks and its wait is not missed.
+            drop(lock(&self.durable));
+            self.durable_changed.notify_all();
+        }
+    }
+
+    /// A flush got through: ends an episode of write failures. Caller holds the
+    /// maintenance lock.
+    fn write_failure_cleared(&self) {
+        if lock(&self.write_failure).take().is_none() {
+            return;
+        }
+        let callbacks = lock(&self.write_failure_callbacks).clone();
+        for callback in callbacks {
+            callback(None);
+        }
     }
 
     /// Calls the callbacks, then wakes waiters: when `wait_durable` returns, the callbacks

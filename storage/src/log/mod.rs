@@ -80,10 +80,23 @@ pub struct RetentionOutcome {
 type DurableCallback = Arc<dyn Fn(u64, Duration) + Send + Sync>;
 type WriteBackCallback = Arc<dyn Fn(u64, Duration) + Send + Sync>;
 type PoisonedCallback = Arc<dyn Fn() + Send + Sync>;
+type WriteFailureCallback = Arc<dyn Fn(Option<&StorageError>) + Send + Sync>;
+
+/// The last flush ran out of space or descriptors, and none has got through since.
+struct WriteFailure {
+    /// The file it could not create, write or fsync its directory for, and the `errno`.
+    path: PathBuf,
+    errno: i32,
+    /// `Some(target)`: it failed before it made the offsets below `target` durable.
+    /// `None`: only the files written after the data fsyncs (index files, snapshots, the
+    /// recovery point) failed, and the durable offset was published.
+    held_below: Option<u64>,
+}
 
 /// State changed only by appends and rolls, under the append lock.
 struct AppendState {
-    /// Sealed segments whose data and index files are not yet fsync'd, oldest first.
+    /// Sealed segments the recovery point has not passed, oldest first: their data is not
+    /// yet fsync'd, or their index files are not yet written.
     unsynced: Vec<Arc<Segment>>,
     /// When the active segment received its first batch (or the log was opened).
     active_since_ms: Option<i64>,
@@ -127,6 +140,8 @@ struct LogInner {
     callbacks: Mutex<Vec<DurableCallback>>,
     write_back_callbacks: Mutex<Vec<WriteBackCallback>>,
     poisoned_callbacks: Mutex<Vec<PoisonedCallback>>,
+    write_failure: Mutex<Option<WriteFailure>>,
+    write_failure_callbacks: Mutex<Vec<WriteFailureCallback>>,
 }
 
 /// A partition log: a directory of segments. `Send + Sync`: appends, rolls, truncation and
@@ -457,6 +472,8 @@ impl LogInner {
             callbacks: Mutex::new(Vec::new()),
             write_back_callbacks: Mutex::new(Vec::new()),
             poisoned_callbacks: Mutex::new(Vec::new()),
+            write_failure: Mutex::new(None),
+            write_failure_callbacks: Mutex::new(Vec::new()),
         }
     }
 
@@ -521,7 +538,7 @@ impl LogInner {
     fn sync_dir(&self) -> Result<()> {
         self.io
             .sync_dir(&self.dir)
-            .map_err(StorageError::at(&self.dir))
+            .map_err(|source| StorageError::fsync(&self.dir, source))
     }
 
     fn request_flush(&self) {

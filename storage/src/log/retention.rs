@@ -10,10 +10,14 @@ impl Log {
     /// Deletes the oldest sealed segments while their newest timestamp is older than
     /// `retention_ms` before `now_ms`, or while the log would still hold at least
     /// `retention_bytes` without them. Never deletes the active segment. Advances the log
-    /// start offset to the first remaining segment.
+    /// start offset to the first remaining segment. Runs on a log whose writes fail for
+    /// lack of space or descriptors, which are not poisoned: deleting is how space comes
+    /// back.
     ///
     /// # Errors
-    /// An I/O error unlinking files or syncing the directory.
+    /// [`StorageError::Poisoned`](crate::StorageError::Poisoned),
+    /// [`StorageError::Closed`](crate::StorageError::Closed), or an I/O error unlinking
+    /// files or syncing the directory (a failed directory fsync poisons the log).
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
         let _maintenance = lock(&self.inner.maintenance);
         let mut state = lock(&self.inner.append);
@@ -43,10 +47,17 @@ impl Log {
         self.inner
             .remove_snapshots(|offset| offset < outcome.log_start_offset)?;
         if let Err(error) = self.inner.sync_dir() {
-            // The same fsync may cover a rolled segment's entry (`dir_unsynced`), and
-            // after a failed fsync a retry can succeed without making it durable.
-            self.inner
-                .poison(format!("directory fsync after retention failed: {error}"));
+            if error.out_of_resources() {
+                // No descriptor to open the directory with: no fsync ran, so a flush's
+                // can still make the deletes durable.
+                lock(&self.inner.append).dir_unsynced = true;
+                self.inner.request_flush();
+            } else {
+                // The same fsync may cover a rolled segment's entry (`dir_unsynced`), and
+                // after a failed fsync a retry can succeed without making it durable.
+                self.inner
+                    .poison(format!("directory fsync after retention failed: {error}"));
+            }
             return Err(error);
         }
         Ok(outcome)

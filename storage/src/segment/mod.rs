@@ -417,7 +417,7 @@ impl Segment {
         }
         self.file
             .sync_data()
-            .map_err(StorageError::at(&self.log_path))
+            .map_err(|source| StorageError::fsync(&self.log_path, source))
     }
 
     fn lock_write_back(&self) -> std::sync::MutexGuard<'_, bool> {

@@ -4,7 +4,7 @@
 use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,12 @@ pub struct Faults {
     pub space_left_bytes: AtomicU64,
     /// Largest number of bytes one `writev` accepts (0 = no limit): short writes.
     pub write_bytes_max: AtomicUsize,
+    /// Creates of files whose path contains the string fail with the `errno`: no space
+    /// (`ENOSPC`) or no descriptor (`EMFILE`) for new files only.
+    pub fail_creates: Mutex<Option<(&'static str, i32)>>,
+    /// Every directory fsync fails with this `errno` (0: none); `EMFILE` stands for the
+    /// directory's open failing.
+    pub dir_sync_errno: AtomicI32,
     /// Every fsync fails with EIO.
     pub fail_sync: AtomicBool,
     /// Every write-back ahead of an fsync (`IoFile::write_back`) fails with EIO.
@@ -94,6 +100,8 @@ impl Default for Faults {
         Self {
             space_left_bytes: AtomicU64::new(u64::MAX),
             write_bytes_max: AtomicUsize::new(0),
+            fail_creates: Mutex::new(None),
+            dir_sync_errno: AtomicI32::new(0),
             fail_sync: AtomicBool::new(false),
             fail_write_back: AtomicBool::new(false),
             write_backs: Mutex::new(Vec::new()),
@@ -222,6 +230,11 @@ impl IoFile for FaultyFile {
 
 impl Io for FaultyIo {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        if let Some((name, errno)) = *self.faults.fail_creates.lock().unwrap()
+            && path.to_string_lossy().contains(name)
+        {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         let inner = RealIo.create(path)?;
         Ok(Arc::new(FaultyFile {
             inner,
@@ -241,6 +254,10 @@ impl Io for FaultyIo {
         Gate::pass(&self.faults.gate, &self.faults.gate_changed);
         if self.faults.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        match self.faults.dir_sync_errno.load(Ordering::SeqCst) {
+            0 => {}
+            errno => return Err(io::Error::from_raw_os_error(errno)),
         }
         RealIo.sync_dir(path)?;
         self.faults.dir_syncs.fetch_add(1, Ordering::SeqCst);
