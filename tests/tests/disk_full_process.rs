@@ -38,7 +38,6 @@ async fn a_full_disk_refuses_produce_and_the_broker_takes_it_again_once_freed() 
 }
 
 #[tokio::test]
-#[ignore = "storage poisons the log when a sealed segment's .timeindex.tmp write fails with ENOSPC (issue 27 fixes it)"]
 async fn a_roll_on_a_full_disk_refuses_produce_and_the_broker_takes_it_again_once_freed() {
     // Each produce is about half a segment: the refused one rolls the segment.
     let segments = ["segment_bytes=131072", "max_message_bytes=131072"];
