@@ -213,6 +213,7 @@ impl Groups {
         mut heartbeat: Heartbeat,
         topics: &TopicRegistry,
     ) -> Result<HeartbeatReply, CoordinatorError> {
+        self.check_group(&heartbeat.group_id)?;
         if heartbeat.member_epoch == MemberEpoch::Join && heartbeat.member_id.is_empty() {
             heartbeat.new_member_id = self.new_member_id(&heartbeat.client_id);
         }
@@ -241,6 +242,7 @@ impl Groups {
         commit: &OffsetCommit,
         topics: &TopicRegistry,
     ) -> Result<PendingCommit, CoordinatorError> {
+        self.check_group(&commit.group_id)?;
         let (offsets, unknown): (Vec<_>, Vec<_>) =
             commit.offsets.iter().cloned().partition(|(tp, _, _)| {
                 topics
@@ -274,8 +276,28 @@ impl Groups {
 
     /// A group's committed offsets and their metadata; empty for a group that never
     /// committed.
-    pub fn committed(&self, group_id: &str) -> BTreeMap<TopicPartition, (u64, Option<String>)> {
-        self.engine().committed(group_id)
+    ///
+    /// # Errors
+    /// `Storage` with `Offline` when the group's offsets partition is offline.
+    pub fn committed(
+        &self,
+        group_id: &str,
+    ) -> Result<BTreeMap<TopicPartition, (u64, Option<String>)>, CoordinatorError> {
+        self.check_group(group_id)?;
+        Ok(self.engine().committed(group_id))
+    }
+
+    /// `Ok` unless the group's offsets partition is offline (its records were not
+    /// loaded, so the group cannot be served).
+    fn check_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
+        self.log
+            .check_group(group_id)
+            .map_err(|source| CoordinatorError::Storage { source })
+    }
+
+    /// How many offsets-log partitions are offline.
+    pub fn offline_count(&self) -> usize {
+        self.log.offline_count()
     }
 
     /// Every group, sorted by group id.
@@ -306,6 +328,7 @@ impl Groups {
     /// # Errors
     /// The engine's refusal (no such group, members left) or a storage failure.
     pub fn delete(&self, group_id: &str) -> Result<(), CoordinatorError> {
+        self.check_group(group_id)?;
         let mut records = Vec::new();
         let mut engine = self.engine();
         engine.delete_group(group_id, &mut records)?;

@@ -51,7 +51,9 @@ fn log_config(config: &Config) -> TopicConfig {
 }
 
 impl OffsetsLog {
-    /// Opens (recovering if needed) or creates the partitions.
+    /// Opens (recovering if needed) or creates the partitions. A partition whose data
+    /// fails its checks opens offline: the groups that live in it are refused (see
+    /// [`check_group`](Self::check_group)) and every other group works.
     ///
     /// # Errors
     /// [`GroupOpenError`] if a partition cannot be opened, or if the directory holds a
@@ -69,7 +71,7 @@ impl OffsetsLog {
         let topic_config = log_config(config);
         let partitions = (0..count)
             .map(|partition| {
-                Partition::open(
+                Partition::open_or_offline(
                     &config.data_dir,
                     OFFSETS_LOG,
                     partition,
@@ -86,6 +88,23 @@ impl OffsetsLog {
     /// The partition a group's records live in.
     pub fn partition_of(&self, group_id: &str) -> usize {
         (fnv1a(group_id.as_bytes()) % self.partitions.len() as u64) as usize
+    }
+
+    /// `Ok` unless the group's partition is offline. Its records were not loaded, so
+    /// serving the group would start it afresh and contradict the log once repaired.
+    ///
+    /// # Errors
+    /// [`PartitionError::Offline`].
+    pub fn check_group(&self, group_id: &str) -> Result<(), PartitionError> {
+        self.partitions[self.partition_of(group_id)].check_online()
+    }
+
+    /// How many partitions are offline.
+    pub fn offline_count(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|partition| partition.offline_reason().is_some())
+            .count()
     }
 
     /// Appends records, each to its group's partition, in order: one batch per partition,
@@ -117,13 +136,16 @@ impl OffsetsLog {
         Ok(appended)
     }
 
-    /// Every record, partition by partition, in log order.
+    /// Every record, partition by partition, in log order; none of an offline partition.
     ///
     /// # Errors
     /// [`GroupOpenError`] naming the partition and offset of an unreadable record.
     pub fn load(&self) -> Result<Vec<Record>, GroupOpenError> {
         let mut records = Vec::new();
         for partition in &self.partitions {
+            if partition.offline_reason().is_some() {
+                continue;
+            }
             let index = partition.index();
             let mut offset = partition.log_start_offset();
             while offset < partition.high_watermark() {

@@ -1,0 +1,331 @@
+//! Corruption below a partition's recovery point takes only that partition offline: the
+//! broker still starts and serves every other partition, the damaged one answers
+//! `PartitionOffline` with a message naming the file, `strata_partitions_offline` counts
+//! it, and deleting its topic removes its files so the name can be created afresh.
+//!
+//! Each case stops the broker with SIGTERM, so the clean shutdown covers everything it
+//! wrote, damages one file, and restarts on the same data directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use strata_protocol::messages::*;
+use strata_protocol::{ErrorCode, Response};
+use strata_tests::group::commit_request;
+use strata_tests::*;
+
+/// Topics that keep every segment (the test batches carry timestamps from 2023).
+const KEEP: &[(&str, &str)] = &[("retention_ms", "-1")];
+
+fn segment(data_dir: &Path, partition_dir: &str, base_offset: u64) -> PathBuf {
+    data_dir
+        .join(partition_dir)
+        .join(format!("{base_offset:020}.log"))
+}
+
+/// Flips one bit of the last byte of `path`: inside the last batch's records, which its
+/// CRC covers.
+fn flip_last_byte(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    assert!(!bytes.is_empty(), "{} holds data", path.display());
+    *bytes.last_mut().unwrap() ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Base offsets of a partition directory's segments, oldest first.
+fn segment_bases(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+async fn list_offset(client: &mut Client, topic: &str, partition: u32) -> (ErrorCode, i64) {
+    let Response::ListOffsets(mut response) = client
+        .call(ListOffsetsRequest {
+            topics: vec![ListOffsetsTopic {
+                name: topic.into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition,
+                    timestamp: LATEST_TIMESTAMP,
+                }],
+            }],
+        })
+        .await
+    else {
+        panic!("wrong response type")
+    };
+    let answer = response.topics.remove(0).partitions.remove(0);
+    (answer.error_code, answer.offset)
+}
+
+async fn metadata_codes(client: &mut Client, topic: &str) -> Vec<ErrorCode> {
+    let Response::Metadata(mut metadata) = client
+        .call(MetadataRequest {
+            topics: Some(vec![topic.into()]),
+        })
+        .await
+    else {
+        panic!("wrong response type")
+    };
+    let topic = metadata.topics.remove(0);
+    assert_eq!(topic.error_code, ErrorCode::None);
+    topic.partitions.iter().map(|p| p.error_code).collect()
+}
+
+async fn described_partitions(client: &mut Client, topic: &str) -> Vec<DescribedPartition> {
+    let Response::DescribeTopics(mut described) = client
+        .call(DescribeTopicsRequest {
+            names: Some(vec![topic.into()]),
+        })
+        .await
+    else {
+        panic!("wrong response type")
+    };
+    let topic = described.topics.remove(0);
+    assert_eq!(
+        topic.error_code,
+        ErrorCode::None,
+        "{:?}",
+        topic.error_message
+    );
+    topic.partitions
+}
+
+async fn delete_topic(client: &mut Client, topic: &str) {
+    let Response::DeleteTopics(response) = client
+        .call(DeleteTopicsRequest {
+            names: vec![topic.into()],
+            timeout_ms: 10_000,
+        })
+        .await
+    else {
+        panic!("wrong response type")
+    };
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::None,
+        "{:?}",
+        response.topics[0].error_message
+    );
+}
+
+#[tokio::test]
+async fn a_flipped_byte_takes_only_its_partition_offline() {
+    bounded(async {
+        let dir = data_dir();
+        let mut broker = BrokerProcess::start(dir.path(), &[]);
+        let mut client = Client::connect(&broker.address).await;
+        client.create_topic("healthy", 1, KEEP).await;
+        client.create_topic("damaged", 2, KEEP).await;
+        for (topic, partition) in [("healthy", 0), ("damaged", 0), ("damaged", 1)] {
+            let produced = client
+                .produce(topic, partition, Acks::All, batch_of(topic, 5))
+                .await;
+            assert_eq!(produced.error_code, ErrorCode::None);
+        }
+        drop(client);
+        assert_eq!(broker.terminate(), Some(0), "clean shutdown");
+
+        let damaged = segment(dir.path(), "damaged-0", 0);
+        flip_last_byte(&damaged);
+        let damaged_bytes = fs::read(&damaged).unwrap();
+        broker.restart();
+        let mut client = Client::connect(&broker.address).await;
+
+        // Every other partition serves: produce, then read back old and new records.
+        for (topic, partition) in [("healthy", 0), ("damaged", 1)] {
+            let produced = client
+                .produce(topic, partition, Acks::All, batch_of("after", 1))
+                .await;
+            assert_eq!(produced.error_code, ErrorCode::None, "{topic}-{partition}");
+            assert_eq!(produced.base_offset, 5, "{topic}-{partition}");
+            let mut expected: Vec<String> = (0..5).map(|i| format!("{topic}-{i}")).collect();
+            expected.push("after-0".into());
+            assert_eq!(
+                values(&client.read_all(topic, partition, 0).await),
+                expected
+            );
+        }
+
+        // The damaged one answers PartitionOffline, naming the file, to every request.
+        let produced = client
+            .produce("damaged", 0, Acks::Leader, batch_of("refused", 1))
+            .await;
+        assert_eq!(produced.error_code, ErrorCode::PartitionOffline);
+        let message = produced.error_message.unwrap_or_default();
+        assert!(
+            message.contains(&damaged.display().to_string()) && message.contains("CRC"),
+            "{message}"
+        );
+        let fetched = client.fetch("damaged", 0, 0, 0, 0).await;
+        assert_eq!(fetched.error_code, ErrorCode::PartitionOffline);
+        assert!(fetched.records.is_empty());
+        assert_eq!(
+            list_offset(&mut client, "damaged", 0).await.0,
+            ErrorCode::PartitionOffline
+        );
+        assert_eq!(
+            list_offset(&mut client, "damaged", 1).await,
+            (ErrorCode::None, 6)
+        );
+        assert_eq!(
+            metadata_codes(&mut client, "damaged").await,
+            [ErrorCode::PartitionOffline, ErrorCode::None]
+        );
+        let described = described_partitions(&mut client, "damaged").await;
+        assert_eq!(described[0].error_code, ErrorCode::PartitionOffline);
+        let reason = described[0].error_message.clone().unwrap_or_default();
+        assert!(reason.contains("00000000000000000000.log"), "{reason}");
+        assert_eq!(described[1].error_code, ErrorCode::None);
+        assert_eq!(described[1].log_end_offset, 6);
+        wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 1"]).await;
+        assert_eq!(
+            fs::read(&damaged).unwrap(),
+            damaged_bytes,
+            "recovery cut nothing"
+        );
+
+        // The operator's way out: delete the topic (its damaged files go too) and
+        // create it again.
+        delete_topic(&mut client, "damaged").await;
+        assert!(
+            !dir.path().join("damaged-0").exists(),
+            "damaged files removed"
+        );
+        wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 0"]).await;
+        client.create_topic("damaged", 2, KEEP).await;
+        let produced = client
+            .produce("damaged", 0, Acks::All, batch_of("fresh", 1))
+            .await;
+        assert_eq!(
+            (produced.error_code, produced.base_offset),
+            (ErrorCode::None, 0)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_middle_segment_takes_its_partition_offline() {
+    bounded(async {
+        let dir = data_dir();
+        let mut broker = BrokerProcess::start(dir.path(), &[]);
+        let mut client = Client::connect(&broker.address).await;
+        client
+            .create_topic(
+                "rolled",
+                1,
+                &[
+                    ("retention_ms", "-1"),
+                    ("segment_bytes", "16384"),
+                    ("max_message_bytes", "8192"),
+                ],
+            )
+            .await;
+        client.create_topic("healthy", 1, KEEP).await;
+        for index in 0..20 {
+            let batch = batch_of(&format!("batch{index}"), 100);
+            let produced = client.produce("rolled", 0, Acks::Leader, batch).await;
+            assert_eq!(produced.error_code, ErrorCode::None);
+        }
+        drop(client);
+        assert_eq!(broker.terminate(), Some(0), "clean shutdown");
+
+        let partition_dir = dir.path().join("rolled-0");
+        let bases = segment_bases(&partition_dir);
+        assert!(bases.len() >= 3, "segments {bases:?}");
+        fs::remove_file(segment(dir.path(), "rolled-0", bases[1])).unwrap();
+        broker.restart();
+        let mut client = Client::connect(&broker.address).await;
+
+        let produced = client
+            .produce("healthy", 0, Acks::All, batch_of("ok", 1))
+            .await;
+        assert_eq!(produced.error_code, ErrorCode::None);
+        let produced = client
+            .produce("rolled", 0, Acks::Leader, batch_of("refused", 1))
+            .await;
+        assert_eq!(produced.error_code, ErrorCode::PartitionOffline);
+        let message = produced.error_message.unwrap_or_default();
+        let next = segment(dir.path(), "rolled-0", bases[2]);
+        assert!(
+            message.contains(&next.display().to_string()) && message.contains("missing"),
+            "{message}"
+        );
+        wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 1"]).await;
+        assert!(
+            partition_dir.join(format!("{:020}.log", bases[0])).exists(),
+            "recovery cut nothing"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_damaged_offsets_partition_refuses_only_its_groups() {
+    bounded(async {
+        let dir = data_dir();
+        let settings = ["group_offsets_partitions=2"];
+        let mut broker = BrokerProcess::start(dir.path(), &settings);
+        let mut client = Client::connect(&broker.address).await;
+        client.create_topic("t", 1, KEEP).await;
+        let groups: Vec<String> = (0..8).map(|index| format!("group-{index}")).collect();
+        for (index, group) in groups.iter().enumerate() {
+            let request = commit_request(group, "", ADMIN_COMMIT_EPOCH, ("t", 0), index as u64);
+            let Response::OffsetCommit(reply) = client.call(request).await else {
+                panic!("wrong response type")
+            };
+            assert_eq!(reply.topics[0].partitions[0].error_code, ErrorCode::None);
+        }
+        drop(client);
+        assert_eq!(broker.terminate(), Some(0), "clean shutdown");
+
+        let damaged = segment(dir.path(), "__consumer_offsets-0", 0);
+        flip_last_byte(&damaged);
+        broker.restart();
+        let mut client = Client::connect(&broker.address).await;
+        let (mut served, mut refused) = (0, 0);
+        for (index, group) in groups.iter().enumerate() {
+            let fetched = client
+                .try_call(OffsetFetchRequest {
+                    group_id: group.clone(),
+                    topics: None,
+                })
+                .await;
+            match fetched {
+                Ok(_) => {
+                    served += 1;
+                    assert_eq!(client.committed(group, "t", 1).await, [index as i64]);
+                    let request = commit_request(group, "", ADMIN_COMMIT_EPOCH, ("t", 0), 100);
+                    let Response::OffsetCommit(reply) = client.call(request).await else {
+                        panic!("wrong response type")
+                    };
+                    assert_eq!(reply.topics[0].partitions[0].error_code, ErrorCode::None);
+                }
+                Err((code, message)) => {
+                    refused += 1;
+                    assert_eq!(code, ErrorCode::PartitionOffline, "{message}");
+                    assert!(message.contains("__consumer_offsets-0"), "{message}");
+                    let request = commit_request(group, "", ADMIN_COMMIT_EPOCH, ("t", 0), 100);
+                    let committed = client.try_call(request).await;
+                    assert!(
+                        matches!(committed, Err((ErrorCode::PartitionOffline, _))),
+                        "{committed:?}"
+                    );
+                }
+            }
+        }
+        assert!(
+            served > 0 && refused > 0,
+            "{served} served, {refused} refused"
+        );
+        wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 1"]).await;
+    })
+    .await;
+}
