@@ -124,7 +124,7 @@ pub enum PartitionError {
     Timeout,
     /// The partition's data failed its checks when the broker opened it.
     #[error(
-        "partition {topic}-{partition} is offline: {reason}; delete the topic, or restore or repair the file and restart the broker"
+        "partition {topic}-{partition} is offline: {reason}; delete the topic, or restore the partition's directory and restart the broker (docs/storage.md, \"An offline partition\")"
     )]
     Offline {
         /// The topic.
@@ -330,6 +330,29 @@ impl Partition {
             settings: RwLock::new(Settings::of(config)),
             high_watermark: watch::channel(0).0,
             durable_offset: watch::channel(0).0,
+        }
+    }
+
+    /// This partition taken offline after it opened, because a check beyond recovery
+    /// found its data damaged (the offsets log reads every batch at startup). The log is
+    /// dropped without a clean close: its files stay as they are.
+    pub fn into_offline(self, reason: String) -> Self {
+        let settings = self.settings();
+        Self {
+            log: Err(reason),
+            settings: RwLock::new(settings),
+            high_watermark: watch::channel(0).0,
+            durable_offset: watch::channel(0).0,
+            ..self
+        }
+    }
+
+    /// The segment file holding `offset`, to name in an error; the directory when
+    /// offline.
+    pub fn segment_path(&self, offset: u64) -> PathBuf {
+        match &self.log {
+            Ok(log) => log.segment_path(offset),
+            Err(_) => self.dir.clone(),
         }
     }
 

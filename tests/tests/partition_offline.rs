@@ -23,13 +23,22 @@ fn segment(data_dir: &Path, partition_dir: &str, base_offset: u64) -> PathBuf {
         .join(format!("{base_offset:020}.log"))
 }
 
+/// Commits per group in the offsets-log case.
+const COMMIT_ROUNDS: usize = 40;
+
+/// Flips one bit of the byte at `position` of `path`.
+fn flip_bit(path: &Path, position: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    assert!(position < bytes.len(), "{} holds data", path.display());
+    bytes[position] ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
 /// Flips one bit of the last byte of `path`: inside the last batch's records, which its
 /// CRC covers.
 fn flip_last_byte(path: &Path) {
-    let mut bytes = fs::read(path).unwrap();
-    assert!(!bytes.is_empty(), "{} holds data", path.display());
-    *bytes.last_mut().unwrap() ^= 0x10;
-    fs::write(path, bytes).unwrap();
+    let length = fs::metadata(path).unwrap().len() as usize;
+    flip_bit(path, length.saturating_sub(1));
 }
 
 /// Base offsets of a partition directory's segments, oldest first.
@@ -276,18 +285,29 @@ async fn a_damaged_offsets_partition_refuses_only_its_groups() {
         let mut client = Client::connect(&broker.address).await;
         client.create_topic("t", 1, KEEP).await;
         let groups: Vec<String> = (0..8).map(|index| format!("group-{index}")).collect();
-        for (index, group) in groups.iter().enumerate() {
-            let request = commit_request(group, "", ADMIN_COMMIT_EPOCH, ("t", 0), index as u64);
-            let Response::OffsetCommit(reply) = client.call(request).await else {
-                panic!("wrong response type")
-            };
-            assert_eq!(reply.topics[0].partitions[0].error_code, ErrorCode::None);
+        // Enough commits that the first batch lies before the last offset-index entry:
+        // recovery after a clean shutdown does not read it, the offsets log's full read at
+        // startup does.
+        for round in 0..COMMIT_ROUNDS {
+            for (index, group) in groups.iter().enumerate() {
+                let offset = (round * 8 + index) as u64;
+                let request = commit_request(group, "", ADMIN_COMMIT_EPOCH, ("t", 0), offset);
+                let Response::OffsetCommit(reply) = client.call(request).await else {
+                    panic!("wrong response type")
+                };
+                assert_eq!(reply.topics[0].partitions[0].error_code, ErrorCode::None);
+            }
         }
         drop(client);
         assert_eq!(broker.terminate(), Some(0), "clean shutdown");
 
         let damaged = segment(dir.path(), "__consumer_offsets-0", 0);
-        flip_last_byte(&damaged);
+        assert!(
+            fs::metadata(&damaged).unwrap().len() > 8192,
+            "several index intervals"
+        );
+        // Byte 40 is inside the first batch's max_timestamp, which its CRC covers.
+        flip_bit(&damaged, 40);
         broker.restart();
         let mut client = Client::connect(&broker.address).await;
         let (mut served, mut refused) = (0, 0);
@@ -301,7 +321,8 @@ async fn a_damaged_offsets_partition_refuses_only_its_groups() {
             match fetched {
                 Ok(_) => {
                     served += 1;
-                    assert_eq!(client.committed(group, "t", 1).await, [index as i64]);
+                    let last = ((COMMIT_ROUNDS - 1) * 8 + index) as i64;
+                    assert_eq!(client.committed(group, "t", 1).await, [last]);
                     let request = commit_request(group, "", ADMIN_COMMIT_EPOCH, ("t", 0), 100);
                     let Response::OffsetCommit(reply) = client.call(request).await else {
                         panic!("wrong response type")

@@ -127,14 +127,14 @@ impl Groups {
     /// # Errors
     /// [`GroupOpenError`] if the log cannot be opened or holds an unreadable record.
     pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
-        let log = OffsetsLog::open(config, storage)?;
+        let (log, records) = OffsetsLog::open(config, storage)?;
         let group_config = GroupConfig {
             session_timeout: Duration::from_millis(config.group_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_heartbeat_interval_ms),
             rebalance_timeout: Duration::from_millis(config.group_rebalance_timeout_ms),
             members_max: config.group_members_max,
         };
-        let engine = load(&log, &group_config)?;
+        let engine = replay(records, &group_config);
         tracing::info!(
             groups = engine.list_groups().len(),
             "loaded consumer groups"
@@ -411,12 +411,17 @@ impl Groups {
 
 /// Rebuilds every group by replaying the offsets log.
 fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, GroupOpenError> {
+    Ok(replay(log.load()?, config))
+}
+
+/// Rebuilds every group from the offsets log's records, in log order.
+fn replay(records: Vec<Record>, config: &GroupConfig) -> Coordinator {
     let mut engine = Coordinator::new(config.clone());
     let now = Instant::now();
-    for record in log.load()? {
+    for record in records {
         engine.replay(record, now);
     }
-    Ok(engine)
+    engine
 }
 
 /// The lag of every partition the group committed, owns or targets, sorted.
