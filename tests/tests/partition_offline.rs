@@ -7,7 +7,9 @@
 //! wrote, damages one file, and restarts on the same data directory.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use strata_protocol::messages::*;
 use strata_protocol::{ErrorCode, Response};
@@ -52,6 +54,63 @@ fn segment_bases(dir: &Path) -> Vec<u64> {
         .collect();
     bases.sort_unstable();
     bases
+}
+
+/// A broker whose log goes to a file, to check what it logs at startup. Killed on drop.
+struct LoggedBroker {
+    child: Child,
+    address: String,
+    metrics_address: String,
+}
+
+impl LoggedBroker {
+    /// Starts `strata-broker` on `data_dir`, logging warnings and errors as JSON lines to
+    /// `log`, and returns once it serves (it has logged everything about recovery by then).
+    fn start(data_dir: &Path, log: &Path) -> Self {
+        let mut child = Command::new(binary("strata-broker"))
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--log-level", "warn", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("RUST_LOG")
+            .env_remove("STRATA_LOG_FORMAT")
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(log).unwrap())
+            .spawn()
+            .expect("spawn strata-broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver.recv_timeout(WAIT).unwrap_or_default();
+        // "strata-broker listening on ADDR (metrics on ADDR)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let address = words.get(3).map(|word| (*word).to_owned());
+        let metrics_address = words
+            .get(6)
+            .map(|word| word.trim_end_matches(')').to_owned());
+        let (Some(address), Some(metrics_address)) = (address, metrics_address) else {
+            panic!(
+                "strata-broker did not serve: {line:?}; log: {}",
+                fs::read_to_string(log).unwrap_or_default()
+            )
+        };
+        Self {
+            child,
+            address,
+            metrics_address,
+        }
+    }
+}
+
+impl Drop for LoggedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn list_offset(client: &mut Client, topic: &str, partition: u32) -> (ErrorCode, i64) {
@@ -193,6 +252,14 @@ async fn a_flipped_byte_takes_only_its_partition_offline() {
         assert!(reason.contains("00000000000000000000.log"), "{reason}");
         assert_eq!(described[1].error_code, ErrorCode::None);
         assert_eq!(described[1].log_end_offset, 6);
+        let cli = strata(
+            Some(&broker.address),
+            &["topic", "describe", "damaged"],
+            b"",
+        );
+        assert_eq!(cli.code, Some(0), "{cli:?}");
+        let offline = format!("partition 0 is OFFLINE: corrupt {}", damaged.display());
+        assert!(cli.stdout.contains(&offline), "{}", cli.stdout);
         wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 1"]).await;
         assert_eq!(
             fs::read(&damaged).unwrap(),
@@ -250,8 +317,22 @@ async fn a_missing_middle_segment_takes_its_partition_offline() {
         let bases = segment_bases(&partition_dir);
         assert!(bases.len() >= 3, "segments {bases:?}");
         fs::remove_file(segment(dir.path(), "rolled-0", bases[1])).unwrap();
-        broker.restart();
-        let mut client = Client::connect(&broker.address).await;
+        let log = dir.path().join("broker.log");
+        let logged_broker = LoggedBroker::start(dir.path(), &log);
+        let mut client = Client::connect(&logged_broker.address).await;
+        let next = segment(dir.path(), "rolled-0", bases[2]);
+        let logged = fs::read_to_string(&log).unwrap();
+        let line = logged
+            .lines()
+            .find(|line| line.contains("partition is offline"))
+            .unwrap_or_else(|| panic!("no offline partition logged: {logged}"));
+        assert!(
+            line.contains("\"ERROR\"")
+                && line.contains("\"rolled\"")
+                && line.contains(&next.display().to_string())
+                && line.contains("missing"),
+            "{line}"
+        );
 
         let produced = client
             .produce("healthy", 0, Acks::All, batch_of("ok", 1))
@@ -262,12 +343,15 @@ async fn a_missing_middle_segment_takes_its_partition_offline() {
             .await;
         assert_eq!(produced.error_code, ErrorCode::PartitionOffline);
         let message = produced.error_message.unwrap_or_default();
-        let next = segment(dir.path(), "rolled-0", bases[2]);
         assert!(
             message.contains(&next.display().to_string()) && message.contains("missing"),
             "{message}"
         );
-        wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 1"]).await;
+        wait_for_metrics(
+            &logged_broker.metrics_address,
+            &["strata_partitions_offline 1"],
+        )
+        .await;
         assert!(
             partition_dir.join(format!("{:020}.log", bases[0])).exists(),
             "recovery cut nothing"
