@@ -49,7 +49,25 @@ struct OnDisk {
 /// recovery point (or any data of a cleanly closed log) is damaged: a batch fails its CRC
 /// or header checks, a file ends inside a batch, or segments are missing in between.
 pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered> {
-    let clean = checkpoint::take_clean_shutdown(io, dir)?;
+    let taken = checkpoint::take_clean_shutdown(io, dir)?;
+    recover_segments(io, dir, config, taken).or_else(|error| {
+        // Trusted data is never cut, so failing on damage to it changed no data: put the
+        // marker back, so the next open trusts the same bytes and reports the same damage
+        // instead of cutting a cleanly closed active segment as if its tail were torn.
+        if let (StorageError::CorruptBelowRecoveryPoint { .. }, Some(marker)) = (&error, taken) {
+            checkpoint::write_clean_shutdown(io, dir, &marker)?;
+        }
+        Err(error)
+    })
+}
+
+/// The body of [`recover`], once the clean shutdown marker (`clean`) is taken.
+fn recover_segments(
+    io: &dyn Io,
+    dir: &Path,
+    config: &LogConfig,
+    clean: Option<CleanShutdown>,
+) -> Result<Recovered> {
     let recovery_point = checkpoint::read_recovery_point(io, dir)?;
     let bases = list_segments(io, dir)?;
     let Some(&last_base) = bases.last() else {

@@ -76,16 +76,16 @@ impl Fixture {
         (self.segment(segment), position, base_offset, length)
     }
 
-    /// Opens, expecting the corruption error; checks that no segment file changed.
+    /// Opens, expecting the corruption error; checks that no segment file changed, and
+    /// that opening again reports the same damage (a failed open does not consume the
+    /// clean shutdown marker, which would let the next open cut the data).
     fn expect_corrupt(&self) -> (PathBuf, u64, u64, String) {
         let before = self.segment_files();
-        let result = common::open(self.dir.path(), config(), &self.flusher);
-        let error = match result {
-            Err(error) => error,
-            Ok(log) => panic!("the damaged log opened: {log:?}"),
-        };
+        let error = self.open_error();
         assert!(error.is_corruption(), "{error}");
         assert_eq!(self.segment_files(), before, "recovery cut nothing");
+        assert_eq!(self.open_error().to_string(), error.to_string());
+        assert_eq!(self.segment_files(), before, "the second open cut nothing");
         match error {
             StorageError::CorruptBelowRecoveryPoint {
                 path,
@@ -94,6 +94,13 @@ impl Fixture {
                 reason,
             } => (path, position, offset, reason),
             other => panic!("expected CorruptBelowRecoveryPoint, got {other}"),
+        }
+    }
+
+    fn open_error(&self) -> StorageError {
+        match common::open(self.dir.path(), config(), &self.flusher) {
+            Err(error) => error,
+            Ok(log) => panic!("the damaged log opened: {log:?}"),
         }
     }
 
