@@ -335,8 +335,10 @@ impl Partition {
 
     /// This partition taken offline after it opened, because a check beyond recovery
     /// found its data damaged (the offsets log reads every batch at startup). The log is
-    /// dropped without a clean close: its files stay as they are.
+    /// closed cleanly, having had nothing appended: the next start trusts the same bytes
+    /// and finds the same damage, rather than cutting the active segment as a torn tail.
     pub fn into_offline(self, reason: String) -> Self {
+        self.close();
         let settings = self.settings();
         Self {
             log: Err(reason),

@@ -165,6 +165,24 @@ async fn described_partitions(client: &mut Client, topic: &str) -> Vec<Described
     topic.partitions
 }
 
+/// How many of `groups` OffsetFetch refuses with `PartitionOffline`.
+async fn offline_groups(client: &mut Client, groups: &[String]) -> usize {
+    let mut refused = 0;
+    for group in groups {
+        let fetched = client
+            .try_call(OffsetFetchRequest {
+                group_id: group.clone(),
+                topics: None,
+            })
+            .await;
+        if let Err((code, message)) = fetched {
+            assert_eq!(code, ErrorCode::PartitionOffline, "{message}");
+            refused += 1;
+        }
+    }
+    refused
+}
+
 async fn delete_topic(client: &mut Client, topic: &str) {
     let Response::DeleteTopics(response) = client
         .call(DeleteTopicsRequest {
@@ -266,6 +284,18 @@ async fn a_flipped_byte_takes_only_its_partition_offline() {
             damaged_bytes,
             "recovery cut nothing"
         );
+
+        // Another restart finds the same damage: the first one did not consume what made
+        // the data trusted, so nothing is cut as a torn tail now.
+        drop(client);
+        assert_eq!(broker.terminate(), Some(0), "clean shutdown");
+        broker.restart();
+        let mut client = Client::connect(&broker.address).await;
+        let produced = client
+            .produce("damaged", 0, Acks::Leader, batch_of("refused", 1))
+            .await;
+        assert_eq!(produced.error_code, ErrorCode::PartitionOffline);
+        assert_eq!(fs::read(&damaged).unwrap(), damaged_bytes, "still uncut");
 
         // The operator's way out: delete the topic (its damaged files go too) and
         // create it again.
@@ -386,6 +416,7 @@ async fn a_damaged_offsets_partition_refuses_only_its_groups() {
         assert_eq!(broker.terminate(), Some(0), "clean shutdown");
 
         let damaged = segment(dir.path(), "__consumer_offsets-0", 0);
+        let length = fs::metadata(&damaged).unwrap().len();
         assert!(
             fs::metadata(&damaged).unwrap().len() > 8192,
             "several index intervals"
@@ -431,6 +462,15 @@ async fn a_damaged_offsets_partition_refuses_only_its_groups() {
             "{served} served, {refused} refused"
         );
         wait_for_metrics(&broker.metrics_address, &["strata_partitions_offline 1"]).await;
+
+        // Another restart refuses the same groups: the damaged partition was closed
+        // cleanly, so its active segment was not cut as a torn tail.
+        drop(client);
+        assert_eq!(broker.terminate(), Some(0), "clean shutdown");
+        broker.restart();
+        let mut client = Client::connect(&broker.address).await;
+        assert_eq!(offline_groups(&mut client, &groups).await, refused);
+        assert_eq!(fs::metadata(&damaged).unwrap().len(), length, "nothing cut");
     })
     .await;
 }
