@@ -100,3 +100,49 @@ impl GroupOpenError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_storage::StorageError;
+
+    use super::*;
+
+    #[test]
+    fn only_damaged_bytes_take_a_partition_offline() {
+        let crc = GroupOpenError::Batch {
+            partition: 0,
+            offset: 7,
+            source: BatchError::CrcMismatch {
+                stored: 1,
+                computed: 2,
+            },
+        };
+        let corrupt_read = GroupOpenError::Read {
+            partition: 0,
+            offset: 3,
+            source: PartitionError::Storage(StorageError::Corrupt {
+                path: PathBuf::from("d/__consumer_offsets-0/00000000000000000000.log"),
+                reason: "torn batch".into(),
+            }),
+        };
+        let failed_read = GroupOpenError::Read {
+            partition: 0,
+            offset: 3,
+            source: PartitionError::Storage(StorageError::Closed {
+                dir: PathBuf::from("d/__consumer_offsets-0"),
+            }),
+        };
+        let unknown_record = GroupOpenError::Record {
+            partition: 0,
+            offset: 9,
+            source: DecodeError::UnexpectedEof {
+                offset: 0,
+                need: 2,
+                have: 0,
+            },
+        };
+        assert!(crc.is_damage() && corrupt_read.is_damage());
+        assert!(!failed_read.is_damage() && !unknown_record.is_damage());
+        assert_eq!((crc.offset(), corrupt_read.offset()), (7, 3));
+    }
+}
