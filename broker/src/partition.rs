@@ -123,6 +123,18 @@ pub enum PartitionError {
     /// `acks = all` did not become durable within the request timeout.
     #[error("the write was appended but not confirmed durable within the request timeout")]
     Timeout,
+    /// The partition's data failed its checks when the broker opened it.
+    #[error(
+        "partition {topic}-{partition} is offline: {reason}; delete the topic, or restore the partition's directory and restart the broker (docs/storage.md, \"An offline partition\")"
+    )]
+    Offline {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The storage error recovery reported: the file, where, and what is wrong.
+        reason: String,
+    },
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -141,6 +153,7 @@ impl PartitionError {
             PartitionError::TimestampTooFarAhead { .. } => ErrorCode::InvalidTimestamp,
             PartitionError::ProducerId { source, .. } => source.code(),
             PartitionError::Timeout => ErrorCode::RequestTimedOut,
+            PartitionError::Offline { .. } => ErrorCode::PartitionOffline,
             PartitionError::Storage(error) => match error {
                 error if error.out_of_resources() => ErrorCode::StorageFull,
                 StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
@@ -196,7 +209,9 @@ pub struct Partition {
     topic: String,
     index: u32,
     dir: PathBuf,
-    log: Log,
+    /// The log, or why recovery refused it: an offline partition answers every request
+    /// with [`PartitionError::Offline`] and reports empty offsets.
+    log: Result<Log, String>,
     leader_epoch: u32,
     /// The topic settings the broker applies itself; swapped whole by `set_config`.
     settings: RwLock<Settings>,
@@ -243,6 +258,39 @@ impl Partition {
             storage.flusher.clone(),
             storage.io.clone(),
         )?;
+        Ok(Self::online(topic, index, dir, log, config))
+    }
+
+    /// As [`open`](Self::open), at startup: a log whose data fails its checks (damage
+    /// below the recovery point) gives an offline partition instead of an error, logged
+    /// with the file and the reason, so the broker serves every other partition. Its files
+    /// stay as they are, for an operator to inspect, restore or delete with the topic.
+    ///
+    /// # Errors
+    /// Any other storage error (a failing device, a lock held elsewhere).
+    pub fn open_or_offline(
+        data_dir: &Path,
+        topic: &str,
+        index: u32,
+        config: &TopicConfig,
+        storage: &Storage,
+    ) -> Result<Self, PartitionError> {
+        match Self::open(data_dir, topic, index, config, storage) {
+            Err(PartitionError::Storage(error)) if error.is_corruption() => {
+                tracing::error!(
+                    topic,
+                    partition = index,
+                    %error,
+                    "partition is offline: its data failed its checks; the broker serves the other partitions"
+                );
+                let dir = partition_dir(data_dir, topic, index);
+                Ok(Self::offline(topic, index, dir, error.to_string(), config))
+            }
+            opened => opened,
+        }
+    }
+
+    fn online(topic: &str, index: u32, dir: PathBuf, log: Log, config: &TopicConfig) -> Self {
         let log_end_offset = log.log_end_offset();
         let (high_watermark, _) = watch::channel(log_end_offset);
         let (durable_offset, _) = watch::channel(log.durable_offset());
@@ -272,16 +320,82 @@ impl Partition {
                 tracing::info!(topic = %name, partition, "storage writes succeed again");
             }
         });
-        Ok(Self {
+        Self {
             topic: topic.to_owned(),
             index,
             dir,
-            log,
+            log: Ok(log),
             leader_epoch: 0,
             settings: RwLock::new(Settings::of(config)),
             high_watermark,
             durable_offset,
+        }
+    }
+
+    fn offline(
+        topic: &str,
+        index: u32,
+        dir: PathBuf,
+        reason: String,
+        config: &TopicConfig,
+    ) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            index,
+            dir,
+            log: Err(reason),
+            leader_epoch: 0,
+            settings: RwLock::new(Settings::of(config)),
+            high_watermark: watch::channel(0).0,
+            durable_offset: watch::channel(0).0,
+        }
+    }
+
+    /// This partition taken offline after it opened, because a check beyond recovery
+    /// found its data damaged (the offsets log reads every batch at startup). The log is
+    /// closed cleanly, having had nothing appended: the next start trusts the same bytes
+    /// and finds the same damage, rather than cutting the active segment as a torn tail.
+    pub fn into_offline(self, reason: String) -> Self {
+        self.close();
+        let settings = self.settings();
+        Self {
+            log: Err(reason),
+            settings: RwLock::new(settings),
+            high_watermark: watch::channel(0).0,
+            durable_offset: watch::channel(0).0,
+            ..self
+        }
+    }
+
+    /// The segment file holding `offset`, to name in an error; the directory when
+    /// offline.
+    pub fn segment_path(&self, offset: u64) -> PathBuf {
+        match &self.log {
+            Ok(log) => log.segment_path(offset),
+            Err(_) => self.dir.clone(),
+        }
+    }
+
+    /// The log, or [`PartitionError::Offline`].
+    fn log(&self) -> Result<&Log, PartitionError> {
+        self.log.as_ref().map_err(|reason| PartitionError::Offline {
+            topic: self.topic.clone(),
+            partition: self.index,
+            reason: reason.clone(),
         })
+    }
+
+    /// Why the partition is offline (the file and the damage recovery found), if it is.
+    pub fn offline_reason(&self) -> Option<&str> {
+        self.log.as_ref().err().map(String::as_str)
+    }
+
+    /// `Ok` unless the partition is offline.
+    ///
+    /// # Errors
+    /// [`PartitionError::Offline`].
+    pub fn check_online(&self) -> Result<(), PartitionError> {
+        self.log().map(drop)
     }
 
     /// Deletes a partition directory left behind by an earlier topic of the same name.
@@ -289,11 +403,14 @@ impl Partition {
     /// # Errors
     /// A storage error if it cannot be removed.
     pub fn remove_files(data_dir: &Path, topic: &str, index: u32) -> Result<(), PartitionError> {
-        let dir = partition_dir(data_dir, topic, index);
-        match std::fs::remove_dir_all(&dir) {
+        Self::remove_dir(&partition_dir(data_dir, topic, index))
+    }
+
+    fn remove_dir(dir: &Path) -> Result<(), PartitionError> {
+        match std::fs::remove_dir_all(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                 Err(PartitionError::Storage(StorageError::Io {
-                    path: dir,
+                    path: dir.to_owned(),
                     source: error,
                 }))
             }
@@ -313,7 +430,10 @@ impl Partition {
     /// # Errors
     /// A storage error if the log refuses the config.
     pub fn set_config(&self, config: &TopicConfig) -> Result<(), PartitionError> {
-        self.log.set_config(log_config(config))?;
+        // An offline partition keeps the topic's config for when it is repaired.
+        if let Ok(log) = &self.log {
+            log.set_config(log_config(config))?;
+        }
         *self
             .settings
             .write()
@@ -336,19 +456,19 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
-    /// The first offset in the log.
+    /// The first offset in the log; 0 when offline.
     pub fn log_start_offset(&self) -> u64 {
-        self.log.log_start_offset()
+        self.log.as_ref().map_or(0, Log::log_start_offset)
     }
 
-    /// The offset the next appended record gets.
+    /// The offset the next appended record gets; 0 when offline.
     pub fn log_end_offset(&self) -> u64 {
-        self.log.log_end_offset()
+        self.log.as_ref().map_or(0, Log::log_end_offset)
     }
 
-    /// Bytes of the partition's segments on disk.
+    /// Bytes of the partition's segments on disk; 0 when offline.
     pub fn size_bytes(&self) -> u64 {
-        self.log.size_bytes()
+        self.log.as_ref().map_or(0, Log::size_bytes)
     }
 
     /// A receiver that changes whenever the high watermark moves.
@@ -362,12 +482,13 @@ impl Partition {
     ///
     /// # Errors
     /// [`PartitionError`] for an invalid, oversized, unsupported or future-stamped batch,
-    /// or a storage failure (a full disk, a poisoned log).
+    /// a storage failure (a full disk, a poisoned log), or an offline partition.
     pub fn append(
         &self,
         records: &Bytes,
         latest_timestamp_ms: i64,
     ) -> Result<AppendResult, PartitionError> {
+        self.check_online()?;
         let batches = self.validate(records, latest_timestamp_ms)?;
         self.append_valid(&batches)
     }
@@ -384,6 +505,7 @@ impl Partition {
         latest_timestamp_ms: i64,
         producer_ids: &ProducerIds,
     ) -> Result<AppendResult, PartitionError> {
+        self.check_online()?;
         let batches = self.validate(records, latest_timestamp_ms)?;
         for (index, (_, header)) in batches.iter().enumerate() {
             if header.producer_id != NO_PRODUCER_ID {
@@ -399,9 +521,10 @@ impl Partition {
         &self,
         batches: &[(&[u8], BatchHeader)],
     ) -> Result<AppendResult, PartitionError> {
+        let log = self.log()?;
         let mut result: Option<AppendResult> = None;
         for (bytes, header) in batches {
-            let appended = self.log.append(bytes, self.leader_epoch)?;
+            let appended = log.append(bytes, self.leader_epoch)?;
             let next_offset = appended.last_offset + 1;
             let (record_count, duplicate_batches) = if appended.duplicate {
                 (0, 1)
@@ -494,6 +617,7 @@ impl Partition {
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn wait_durable(&self, offset: u64, deadline: Instant) -> Result<(), PartitionError> {
+        let log = self.log()?;
         if self.settings().durability == DurabilityPolicy::Never {
             return Ok(());
         }
@@ -502,16 +626,16 @@ impl Partition {
             deadline.into(),
             durable.wait_for(|durable| {
                 *durable >= offset
-                    || self.log.poisoned().is_some()
-                    || self.log.durability_stalled(offset).is_some()
+                    || log.poisoned().is_some()
+                    || log.durability_stalled(offset).is_some()
             }),
         )
         .await;
         match reached {
             Ok(Ok(durable)) if *durable >= offset => Ok(()),
             _ => match (
-                self.log.check_poisoned(),
-                self.log.durability_stalled(offset),
+                log.check_poisoned(),
+                log.durability_stalled(offset),
             ) {
                 (Err(error), _) | (Ok(()), Some(error)) => Err(error.into()),
                 (Ok(()), None) => Err(PartitionError::Timeout),
@@ -523,8 +647,9 @@ impl Partition {
     /// there), never at or past the high watermark. The bytes share the log's mmap.
     ///
     /// # Errors
-    /// `OffsetOutOfRange` outside `[log_start_offset, high_watermark]`.
+    /// `OffsetOutOfRange` outside `[log_start_offset, high_watermark]`; `Offline`.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Read, PartitionError> {
+        let log = self.log()?;
         let high_watermark = self.high_watermark();
         if offset > high_watermark {
             return Err(StorageError::OffsetOutOfRange {
@@ -537,44 +662,57 @@ impl Partition {
         if offset == high_watermark {
             return Ok(Read::default());
         }
-        let read = self.log.read(offset, max_bytes, high_watermark)?;
+        let read = log.read(offset, max_bytes, high_watermark)?;
         Ok(Read {
             bytes: read.bytes,
             file: read.file,
         })
     }
 
-    /// The first record at or after `timestamp`: its offset and timestamp.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Option<(u64, i64)> {
-        match self.log.offset_for_timestamp(timestamp) {
-            Ok(found) => found,
+    /// The first record at or after `timestamp`: its offset and timestamp; `None` when
+    /// there is none (or the lookup failed, which is logged).
+    ///
+    /// # Errors
+    /// `Offline`.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(u64, i64)>, PartitionError> {
+        match self.log()?.offset_for_timestamp(timestamp) {
+            Ok(found) => Ok(found),
             Err(error) => {
                 tracing::warn!(topic = %self.topic, partition = self.index, %error, "time index lookup failed");
-                None
+                Ok(None)
             }
         }
     }
 
-    /// Deletes expired segments.
+    /// Deletes expired segments; nothing for an offline partition.
     pub fn apply_retention(&self, now_ms: i64) {
-        if let Err(error) = self.log.apply_retention(now_ms) {
+        let Ok(log) = &self.log else { return };
+        if let Err(error) = log.apply_retention(now_ms) {
             tracing::warn!(topic = %self.topic, partition = self.index, %error, "retention failed");
         }
     }
 
-    /// Flushes and closes the log cleanly.
+    /// Flushes and closes the log cleanly; an offline partition's files stay as they are.
     pub fn close(&self) {
-        if let Err(error) = self.log.close() {
+        let Ok(log) = &self.log else { return };
+        if let Err(error) = log.close() {
             tracing::error!(topic = %self.topic, partition = self.index, %error, "closing the log failed");
         }
     }
 
-    /// Closes the log and deletes its directory.
+    /// Closes the log and deletes its directory, an offline partition's damaged files
+    /// included.
     ///
     /// # Errors
     /// A storage error if the files cannot be removed.
     pub fn delete(&self) -> Result<(), PartitionError> {
-        self.log.delete()?;
+        match &self.log {
+            Ok(log) => log.delete()?,
+            Err(_) => Self::remove_dir(&self.dir)?,
+        }
         tracing::debug!(dir = %self.dir.display(), "deleted partition");
         Ok(())
     }

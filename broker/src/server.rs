@@ -78,6 +78,8 @@ impl Server {
         endpoint.ready(Arc::new(move || {
             let mut text = metrics::topic::render(&source.topics.all());
             text.push_str(&source.groups.lag_metrics(&source.topics));
+            let offline = source.topics.offline_count() + source.groups.offline_count();
+            text.push_str(&metrics::topic::render_offline(offline));
             text
         }));
         failed.disarm();

@@ -28,8 +28,9 @@ pub enum FailureKind {
     DataDir = 3,
     /// A listen address cannot be bound, mostly because another process has it.
     Address = 4,
-    /// Data in the directory cannot be read back: a topic's metadata, a partition log, the
-    /// offsets log or the producer-id reservation.
+    /// Data in the directory cannot be read back: a topic's metadata, a record of the
+    /// offsets log that is not a group record, or the producer-id reservation. (A
+    /// partition log with damaged data opens offline instead; the broker starts.)
     Recovery = 5,
 }
 

@@ -102,6 +102,9 @@ pub struct PartitionDetails {
     pub log_end_offset: u64,
     /// Bytes on the leader's disk.
     pub size_bytes: u64,
+    /// Why the partition is offline (its data failed its checks when the broker opened
+    /// it: the file and the damage), or `None` when it is serving.
+    pub offline: Option<String>,
 }
 
 /// A topic in detail: its effective configs and its partitions' offsets and sizes.
@@ -155,6 +158,11 @@ impl TopicDetails {
                 high_watermark: partition.high_watermark,
                 log_end_offset: partition.log_end_offset,
                 size_bytes: partition.size_bytes,
+                offline: (!partition.error_code.is_ok()).then(|| {
+                    partition
+                        .error_message
+                        .unwrap_or_else(|| partition.error_code.to_string())
+                }),
             })
             .collect();
         Ok(Self {

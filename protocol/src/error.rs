@@ -128,6 +128,8 @@ error_codes! {
     UnknownProducerId = 37, retriable: false, "the batch's producer id was never given out by this broker; ask InitProducerId for one";
     /// An idempotent batch carries an epoch newer than the broker gave for its producer id.
     InvalidProducerEpoch = 38, retriable: false, "the batch's producer epoch is newer than the one InitProducerId gave for its producer id";
+    /// The partition's data failed its checks when the broker opened it, so it is offline.
+    PartitionOffline = 39, retriable: false, "the partition is offline: its data on the broker's disk failed its checks at startup; the error message and the broker log name the file (see docs/storage.md for recovery)";
 }
 
 impl ErrorCode {

@@ -198,6 +198,8 @@ fn topic_requests() -> impl Strategy<Value = Request> {
 
 fn described_partition() -> impl Strategy<Value = DescribedPartition> {
     (
+        error_code(),
+        proptest::option::of(name()),
         any::<u32>(),
         any::<i32>(),
         any::<u32>(),
@@ -207,6 +209,8 @@ fn described_partition() -> impl Strategy<Value = DescribedPartition> {
     )
         .prop_map(
             |(
+                error_code,
+                error_message,
                 partition,
                 leader_id,
                 leader_epoch,
@@ -214,6 +218,8 @@ fn described_partition() -> impl Strategy<Value = DescribedPartition> {
                 in_sync_replicas,
                 [start, high, end, size],
             )| DescribedPartition {
+                error_code,
+                error_message,
                 partition,
                 leader_id,
                 leader_epoch,

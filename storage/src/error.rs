@@ -86,12 +86,27 @@ pub enum StorageError {
         /// The base offset of the batch that contains it.
         batch_base_offset: u64,
     },
-    /// Data that recovery must trust (below the recovery point) is damaged. Recovery
-    /// refuses to drop it silently.
+    /// Committed data or a snapshot read back is damaged.
     #[error("corrupt {path}: {reason}")]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Recovery found damage in data it must keep: below the recovery point, or anywhere
+    /// in a log closed cleanly. That data was fsync'd and acknowledged, so recovery refuses
+    /// to cut it as it cuts a torn tail, and the log does not open.
+    #[error(
+        "corrupt {path} at byte {position} (offset {offset}), below the recovery point: {reason}"
+    )]
+    CorruptBelowRecoveryPoint {
+        /// The damaged segment file.
+        path: PathBuf,
+        /// Where in the file the damage starts.
+        position: u64,
+        /// The offset the data at `position` should have held.
+        offset: u64,
         /// What is wrong.
         reason: String,
     },
@@ -183,6 +198,16 @@ impl StorageError {
     /// A closure for `map_err` that adds `path`.
     pub(crate) fn at(path: &Path) -> impl FnOnce(io::Error) -> Self + '_ {
         move |source| Self::io(path, source)
+    }
+
+    /// Whether this is damage found in data the log holds (as opposed to a failing
+    /// device, a lock or a config): what takes one partition offline rather than a broker
+    /// down.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Self::Corrupt { .. } | Self::CorruptBelowRecoveryPoint { .. }
+        )
     }
 
     pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> Self {

@@ -45,9 +45,29 @@ struct OnDisk {
 /// Recovers `dir` (which must exist and be locked by the caller).
 ///
 /// # Errors
-/// I/O errors, or [`StorageError::Corrupt`] when data below the recovery point is damaged.
+/// I/O errors, or [`StorageError::CorruptBelowRecoveryPoint`] when data below the
+/// recovery point (or any data of a cleanly closed log) is damaged: a batch fails its CRC
+/// or header checks, a file ends inside a batch, or segments are missing in between.
 pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered> {
-    let clean = checkpoint::take_clean_shutdown(io, dir)?;
+    let taken = checkpoint::take_clean_shutdown(io, dir)?;
+    recover_segments(io, dir, config, taken).or_else(|error| {
+        // Trusted data is never cut, so failing on damage to it changed no data: put the
+        // marker back, so the next open trusts the same bytes and reports the same damage
+        // instead of cutting a cleanly closed active segment as if its tail were torn.
+        if let (StorageError::CorruptBelowRecoveryPoint { .. }, Some(marker)) = (&error, taken) {
+            checkpoint::write_clean_shutdown(io, dir, &marker)?;
+        }
+        Err(error)
+    })
+}
+
+/// The body of [`recover`], once the clean shutdown marker (`clean`) is taken.
+fn recover_segments(
+    io: &dyn Io,
+    dir: &Path,
+    config: &LogConfig,
+    clean: Option<CleanShutdown>,
+) -> Result<Recovered> {
     let recovery_point = checkpoint::read_recovery_point(io, dir)?;
     let bases = list_segments(io, dir)?;
     let Some(&last_base) = bases.last() else {
@@ -72,9 +92,9 @@ pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered>
         if let Some(previous) = segments.last()
             && previous.next_offset() != base_offset
         {
-            let path = log_path(dir, base_offset);
-            if trusted {
-                return Err(StorageError::corrupt(&path, "gap before this segment"));
+            // Offsets missing below the recovery point were acknowledged as durable.
+            if clean || previous.next_offset() < recovery_point {
+                return Err(gap_error(dir, previous.next_offset(), base_offset));
             }
             remove_segments(io, dir, bases.get(position..).unwrap_or_default())?;
             break;
@@ -97,6 +117,27 @@ pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered>
         clean: clean && !scanned_any,
         recovery_point,
     })
+}
+
+/// The error for segments missing from the middle of trusted data: the one before ends
+/// at `expected` but the next starts at `base_offset`.
+fn gap_error(dir: &Path, expected: u64, base_offset: u64) -> StorageError {
+    let reason = if base_offset > expected {
+        format!(
+            "offsets {expected} to {} are missing: the segment before ends at {expected} (a segment file was deleted or truncated)",
+            base_offset - 1
+        )
+    } else {
+        format!(
+            "the segment before already holds offsets up to {expected}, past this segment's base offset"
+        )
+    };
+    StorageError::CorruptBelowRecoveryPoint {
+        path: log_path(dir, base_offset),
+        position: 0,
+        offset: expected,
+        reason,
+    }
 }
 
 fn matches_marker(marker: &CleanShutdown, last_base: u64, last_bytes: u64) -> bool {
@@ -137,10 +178,10 @@ fn recover_segment(
             scanned: false,
         });
     }
-    // Below the recovery point only an index can be repaired: data there was fsync'd and
-    // acknowledged as durable, so damage to it is reported, never silently cut.
-    let may_cut = !trusted || is_last;
-    let (segment, cut) = load_scanned(io, dir, on_disk, interval, may_cut)?;
+    // Trusted data (below the recovery point, or all of a cleanly closed log) can only
+    // have its index repaired: it was fsync'd and acknowledged as durable, so damage to it
+    // is reported, never silently cut. Only an untrusted tail may be torn.
+    let (segment, cut) = load_scanned(io, dir, on_disk, interval, !trusted)?;
     if !is_last {
         segment.seal_index();
         segment.persist_index(io)?;
@@ -247,10 +288,15 @@ fn load_scanned(
         relative_overflow_at.unwrap_or((scanned.end_position, scanned.next_offset));
     let cut = end < data.len();
     if cut && !may_cut {
-        let reason = scanned
-            .stopped
-            .unwrap_or_else(|| "relative offset overflow".to_owned());
-        return Err(StorageError::corrupt(&on_disk.path, reason));
+        let reason = scanned.stopped.unwrap_or_else(|| {
+            format!("the batch at offset {next_offset} is more than 2^32 offsets past the segment's base offset {base}")
+        });
+        return Err(StorageError::CorruptBelowRecoveryPoint {
+            path: on_disk.path.clone(),
+            position: end as u64,
+            offset: next_offset,
+            reason,
+        });
     }
     let file = if cut {
         copy_to_new_file(io, &on_disk.path, data.get(..end).unwrap_or_default())?

@@ -10,7 +10,7 @@ pub struct Scan {
     pub end_position: usize,
     /// Offset the next batch must have.
     pub next_offset: u64,
-    /// Why scanning stopped before the end of the data, if it did.
+    /// Why scanning stopped before the end of the data (at `end_position`), if it did.
     pub stopped: Option<String>,
 }
 
@@ -48,7 +48,7 @@ pub fn scan(
                 return Scan {
                     end_position: position,
                     next_offset,
-                    stopped: Some(format!("at byte {position}: {reason}")),
+                    stopped: Some(reason),
                 };
             }
         }

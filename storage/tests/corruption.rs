@@ -259,7 +259,7 @@ fn corrupt_sealed_segment_below_the_recovery_point_is_reported() {
     fs::remove_file(fixture.dir.path().join("clean-shutdown")).unwrap();
     let result = common::open(fixture.dir.path(), config, &fixture.flusher);
     assert!(
-        matches!(result, Err(StorageError::Corrupt { .. })),
+        matches!(result, Err(StorageError::CorruptBelowRecoveryPoint { .. })),
         "{result:?}"
     );
 }

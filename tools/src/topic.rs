@@ -271,6 +271,8 @@ struct PartitionJson<'a> {
     high_watermark: u64,
     log_end_offset: u64,
     size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offline: Option<&'a str>,
 }
 
 impl<'a> From<&'a TopicDetails> for DescribedJson<'a> {
@@ -301,6 +303,7 @@ impl<'a> From<&'a TopicDetails> for DescribedJson<'a> {
                     high_watermark: partition.high_watermark,
                     log_end_offset: partition.log_end_offset,
                     size_bytes: partition.size_bytes,
+                    offline: partition.offline.as_deref(),
                 })
                 .collect(),
         }
@@ -344,8 +347,19 @@ fn describe_table(details: &TopicDetails) -> String {
         };
         configs.row(vec![key.clone(), value.clone(), source.into()]);
     }
+    let offline: String = details
+        .partitions
+        .iter()
+        .filter_map(|partition| {
+            let reason = partition.offline.as_deref()?;
+            Some(format!(
+                "partition {} is OFFLINE: {reason}\n",
+                partition.partition
+            ))
+        })
+        .collect();
     format!(
-        "topic '{}' ({})\n{}\n{}",
+        "topic '{}' ({})\n{}{offline}\n{}",
         details.name,
         partition_count(u32::try_from(details.partitions.len()).unwrap_or(u32::MAX)),
         table.render(),

@@ -1,6 +1,8 @@
 //! Why the group coordinator could not start: its offsets log did not open, or a record
 //! in it could not be read back. Either stops the broker, because serving groups from a
-//! partial replay would hand out partitions and offsets the log contradicts.
+//! partial replay would hand out partitions and offsets the log contradicts. Damaged bytes
+//! ([`GroupOpenError::is_damage`]) do not: they take only their partition offline, and the
+//! groups in it are refused rather than served from a partial replay.
 
 use std::path::PathBuf;
 
@@ -70,4 +72,77 @@ pub enum GroupOpenError {
         /// Why.
         source: DecodeError,
     },
+}
+
+impl GroupOpenError {
+    /// Whether the log's bytes are damaged (a batch fails its checks), as opposed to a
+    /// record this broker cannot read or a log it cannot open: damage takes only that
+    /// partition offline.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Self::Batch { .. } => true,
+            Self::Read {
+                source: PartitionError::Storage(error),
+                ..
+            } => error.is_corruption(),
+            _ => false,
+        }
+    }
+
+    /// The offset reading had reached; 0 for an error that is not about a record.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Self::Read { offset, .. }
+            | Self::Batch { offset, .. }
+            | Self::MissingKey { offset, .. }
+            | Self::Record { offset, .. } => *offset,
+            Self::PartitionCountChanged { .. } | Self::Open { .. } => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_storage::StorageError;
+
+    use super::*;
+
+    #[test]
+    fn only_damaged_bytes_take_a_partition_offline() {
+        let crc = GroupOpenError::Batch {
+            partition: 0,
+            offset: 7,
+            source: BatchError::CrcMismatch {
+                stored: 1,
+                computed: 2,
+            },
+        };
+        let corrupt_read = GroupOpenError::Read {
+            partition: 0,
+            offset: 3,
+            source: PartitionError::Storage(StorageError::Corrupt {
+                path: PathBuf::from("d/__consumer_offsets-0/00000000000000000000.log"),
+                reason: "torn batch".into(),
+            }),
+        };
+        let failed_read = GroupOpenError::Read {
+            partition: 0,
+            offset: 3,
+            source: PartitionError::Storage(StorageError::Closed {
+                dir: PathBuf::from("d/__consumer_offsets-0"),
+            }),
+        };
+        let unknown_record = GroupOpenError::Record {
+            partition: 0,
+            offset: 9,
+            source: DecodeError::UnexpectedEof {
+                offset: 0,
+                need: 2,
+                have: 0,
+            },
+        };
+        assert!(crc.is_damage() && corrupt_read.is_damage());
+        assert!(!failed_read.is_damage() && !unknown_record.is_damage());
+        assert_eq!((crc.offset(), corrupt_read.offset()), (7, 3));
+    }
 }

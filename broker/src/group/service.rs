@@ -127,14 +127,14 @@ impl Groups {
     /// # Errors
     /// [`GroupOpenError`] if the log cannot be opened or holds an unreadable record.
     pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
-        let log = OffsetsLog::open(config, storage)?;
+        let (log, records) = OffsetsLog::open(config, storage)?;
         let group_config = GroupConfig {
             session_timeout: Duration::from_millis(config.group_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_heartbeat_interval_ms),
             rebalance_timeout: Duration::from_millis(config.group_rebalance_timeout_ms),
             members_max: config.group_members_max,
         };
-        let engine = load(&log, &group_config)?;
+        let engine = replay(records, &group_config);
         tracing::info!(
             groups = engine.list_groups().len(),
             "loaded consumer groups"
@@ -213,6 +213,7 @@ impl Groups {
         mut heartbeat: Heartbeat,
         topics: &TopicRegistry,
     ) -> Result<HeartbeatReply, CoordinatorError> {
+        self.check_group(&heartbeat.group_id)?;
         if heartbeat.member_epoch == MemberEpoch::Join && heartbeat.member_id.is_empty() {
             heartbeat.new_member_id = self.new_member_id(&heartbeat.client_id);
         }
@@ -241,6 +242,7 @@ impl Groups {
         commit: &OffsetCommit,
         topics: &TopicRegistry,
     ) -> Result<PendingCommit, CoordinatorError> {
+        self.check_group(&commit.group_id)?;
         let (offsets, unknown): (Vec<_>, Vec<_>) =
             commit.offsets.iter().cloned().partition(|(tp, _, _)| {
                 topics
@@ -274,8 +276,28 @@ impl Groups {
 
     /// A group's committed offsets and their metadata; empty for a group that never
     /// committed.
-    pub fn committed(&self, group_id: &str) -> BTreeMap<TopicPartition, (u64, Option<String>)> {
-        self.engine().committed(group_id)
+    ///
+    /// # Errors
+    /// `Storage` with `Offline` when the group's offsets partition is offline.
+    pub fn committed(
+        &self,
+        group_id: &str,
+    ) -> Result<BTreeMap<TopicPartition, (u64, Option<String>)>, CoordinatorError> {
+        self.check_group(group_id)?;
+        Ok(self.engine().committed(group_id))
+    }
+
+    /// `Ok` unless the group's offsets partition is offline (its records were not
+    /// loaded, so the group cannot be served).
+    fn check_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
+        self.log
+            .check_group(group_id)
+            .map_err(|source| CoordinatorError::Storage { source })
+    }
+
+    /// How many offsets-log partitions are offline.
+    pub fn offline_count(&self) -> usize {
+        self.log.offline_count()
     }
 
     /// Every group, sorted by group id.
@@ -306,6 +328,7 @@ impl Groups {
     /// # Errors
     /// The engine's refusal (no such group, members left) or a storage failure.
     pub fn delete(&self, group_id: &str) -> Result<(), CoordinatorError> {
+        self.check_group(group_id)?;
         let mut records = Vec::new();
         let mut engine = self.engine();
         engine.delete_group(group_id, &mut records)?;
@@ -388,12 +411,17 @@ impl Groups {
 
 /// Rebuilds every group by replaying the offsets log.
 fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, GroupOpenError> {
+    Ok(replay(log.load()?, config))
+}
+
+/// Rebuilds every group from the offsets log's records, in log order.
+fn replay(records: Vec<Record>, config: &GroupConfig) -> Coordinator {
     let mut engine = Coordinator::new(config.clone());
     let now = Instant::now();
-    for record in log.load()? {
+    for record in records {
         engine.replay(record, now);
     }
-    Ok(engine)
+    engine
 }
 
 /// The lag of every partition the group committed, owns or targets, sorted.

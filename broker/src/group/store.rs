@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use strata_protocol::batch::{BatchBuilder, Batches};
+use strata_protocol::batch::{self, BatchBuilder, Batches};
 
 use crate::config::{Config, TopicConfig};
 use crate::group::open_error::GroupOpenError;
@@ -51,12 +51,16 @@ fn log_config(config: &Config) -> TopicConfig {
 }
 
 impl OffsetsLog {
-    /// Opens (recovering if needed) or creates the partitions.
+    /// Opens (recovering if needed) or creates the partitions and reads every record,
+    /// partition by partition, in log order. A partition whose data fails its checks, at
+    /// recovery or while its batches are read here, is offline: the groups that live in it
+    /// are refused (see [`check_group`](Self::check_group)) and every other group works.
     ///
     /// # Errors
-    /// [`GroupOpenError`] if a partition cannot be opened, or if the directory holds a
-    /// different number of partitions than `group_offsets_partitions`.
-    pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
+    /// [`GroupOpenError`] if a partition cannot be opened or holds a record that is not a
+    /// group record, or if the directory holds a different number of partitions than
+    /// `group_offsets_partitions`.
+    pub fn open(config: &Config, storage: &Storage) -> Result<(Self, Vec<Record>), GroupOpenError> {
         let count = config.group_offsets_partitions;
         let existing = existing_partitions(&config.data_dir);
         if existing != 0 && existing != count {
@@ -67,25 +71,63 @@ impl OffsetsLog {
             });
         }
         let topic_config = log_config(config);
-        let partitions = (0..count)
-            .map(|partition| {
-                Partition::open(
-                    &config.data_dir,
-                    OFFSETS_LOG,
-                    partition,
-                    &topic_config,
-                    storage,
-                )
-                .map(Arc::new)
-                .map_err(|source| GroupOpenError::Open { partition, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { partitions })
+        let mut partitions = Vec::with_capacity(count as usize);
+        let mut records = Vec::new();
+        for index in 0..count {
+            let partition = Partition::open_or_offline(
+                &config.data_dir,
+                OFFSETS_LOG,
+                index,
+                &topic_config,
+                storage,
+            )
+            .map_err(|source| GroupOpenError::Open {
+                partition: index,
+                source,
+            })?;
+            let partition = match load_partition(&partition) {
+                Ok(loaded) => {
+                    records.extend(loaded);
+                    partition
+                }
+                Err(error) if error.is_damage() => {
+                    let path = partition.segment_path(error.offset());
+                    tracing::error!(
+                        topic = OFFSETS_LOG,
+                        partition = index,
+                        path = %path.display(),
+                        %error,
+                        "partition is offline: its data failed its checks; groups in the other partitions are served"
+                    );
+                    partition.into_offline(format!("corrupt {}: {error}", path.display()))
+                }
+                Err(error) => return Err(error),
+            };
+            partitions.push(Arc::new(partition));
+        }
+        Ok((Self { partitions }, records))
     }
 
     /// The partition a group's records live in.
     pub fn partition_of(&self, group_id: &str) -> usize {
         (fnv1a(group_id.as_bytes()) % self.partitions.len() as u64) as usize
+    }
+
+    /// `Ok` unless the group's partition is offline. Its records were not loaded, so
+    /// serving the group would start it afresh and contradict the log once repaired.
+    ///
+    /// # Errors
+    /// [`PartitionError::Offline`].
+    pub fn check_group(&self, group_id: &str) -> Result<(), PartitionError> {
+        self.partitions[self.partition_of(group_id)].check_online()
+    }
+
+    /// How many partitions are offline.
+    pub fn offline_count(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|partition| partition.offline_reason().is_some())
+            .count()
     }
 
     /// Appends records, each to its group's partition, in order: one batch per partition,
@@ -117,50 +159,15 @@ impl OffsetsLog {
         Ok(appended)
     }
 
-    /// Every record, partition by partition, in log order.
+    /// Every record, partition by partition, in log order; none of an offline partition.
     ///
     /// # Errors
     /// [`GroupOpenError`] naming the partition and offset of an unreadable record.
     pub fn load(&self) -> Result<Vec<Record>, GroupOpenError> {
         let mut records = Vec::new();
         for partition in &self.partitions {
-            let index = partition.index();
-            let mut offset = partition.log_start_offset();
-            while offset < partition.high_watermark() {
-                let bytes: Bytes = partition
-                    .read(offset, LOAD_READ_BYTES)
-                    .map_err(|source| GroupOpenError::Read {
-                        partition: index,
-                        offset,
-                        source,
-                    })?
-                    .bytes;
-                if bytes.is_empty() {
-                    break;
-                }
-                let batch_error = |offset, source| GroupOpenError::Batch {
-                    partition: index,
-                    offset,
-                    source,
-                };
-                for view in Batches::new(&bytes) {
-                    let view = view.map_err(|source| batch_error(offset, source))?;
-                    for record in view.records() {
-                        let record = record.map_err(|source| batch_error(offset, source))?;
-                        offset = record.offset + 1;
-                        let key = record.key.ok_or(GroupOpenError::MissingKey {
-                            partition: index,
-                            offset: record.offset,
-                        })?;
-                        records.push(Record::decode(key, record.value).map_err(|source| {
-                            GroupOpenError::Record {
-                                partition: index,
-                                offset: record.offset,
-                                source,
-                            }
-                        })?);
-                    }
-                }
+            if partition.offline_reason().is_none() {
+                records.extend(load_partition(partition)?);
             }
         }
         Ok(records)
@@ -172,6 +179,54 @@ impl OffsetsLog {
             partition.close();
         }
     }
+}
+
+/// Every record of one partition, in log order.
+fn load_partition(partition: &Partition) -> Result<Vec<Record>, GroupOpenError> {
+    let index = partition.index();
+    let mut records = Vec::new();
+    let mut offset = partition.log_start_offset();
+    while offset < partition.high_watermark() {
+        let bytes: Bytes = partition
+            .read(offset, LOAD_READ_BYTES)
+            .map_err(|source| GroupOpenError::Read {
+                partition: index,
+                offset,
+                source,
+            })?
+            .bytes;
+        if bytes.is_empty() {
+            break;
+        }
+        let batch_error = |offset, source| GroupOpenError::Batch {
+            partition: index,
+            offset,
+            source,
+        };
+        for view in Batches::new(&bytes) {
+            // The whole log is read here anyway: check every CRC, so a flipped bit in a
+            // committed offset takes the partition offline instead of rewinding a group.
+            let view = view
+                .and_then(|view| batch::verify_crc(view.bytes).map(|_| view))
+                .map_err(|source| batch_error(offset, source))?;
+            for record in view.records() {
+                let record = record.map_err(|source| batch_error(offset, source))?;
+                offset = record.offset + 1;
+                let key = record.key.ok_or(GroupOpenError::MissingKey {
+                    partition: index,
+                    offset: record.offset,
+                })?;
+                records.push(Record::decode(key, record.value).map_err(|source| {
+                    GroupOpenError::Record {
+                        partition: index,
+                        offset: record.offset,
+                        source,
+                    }
+                })?);
+            }
+        }
+    }
+    Ok(records)
 }
 
 /// Records in the offsets log, not yet known to meet its durability policy: each

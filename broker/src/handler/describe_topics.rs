@@ -31,6 +31,10 @@ fn describe(broker: &Broker, topic: &Topic) -> DescribedTopic {
             .partitions
             .iter()
             .map(|partition| DescribedPartition {
+                error_code: partition
+                    .check_online()
+                    .map_or_else(|error| error.code(), |()| ErrorCode::None),
+                error_message: partition.offline_reason().map(str::to_owned),
                 partition: partition.index(),
                 leader_id: node_id as i32,
                 leader_epoch: partition.leader_epoch(),

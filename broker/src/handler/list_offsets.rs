@@ -28,14 +28,21 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsRespon
                         response.error_code = ErrorCode::UnknownTopicOrPartition;
                         return response;
                     };
+                    if let Err(error) = partition.check_online() {
+                        response.error_code = error.code();
+                        return response;
+                    }
                     match query.timestamp {
                         EARLIEST_TIMESTAMP => response.offset = partition.log_start_offset() as i64,
                         LATEST_TIMESTAMP => response.offset = partition.high_watermark() as i64,
                         timestamp if timestamp >= 0 => {
-                            if let Some((offset, found)) = partition.offset_for_timestamp(timestamp)
-                            {
-                                response.offset = offset as i64;
-                                response.timestamp = found;
+                            match partition.offset_for_timestamp(timestamp) {
+                                Ok(Some((offset, found))) => {
+                                    response.offset = offset as i64;
+                                    response.timestamp = found;
+                                }
+                                Ok(None) => {}
+                                Err(error) => response.error_code = error.code(),
                             }
                         }
                         _ => response.error_code = ErrorCode::InvalidTimestamp,

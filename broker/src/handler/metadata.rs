@@ -17,7 +17,9 @@ pub fn handle(broker: &Broker, request: MetadataRequest) -> MetadataResponse {
             .partitions
             .iter()
             .map(|partition| PartitionMetadata {
-                error_code: ErrorCode::None,
+                error_code: partition
+                    .check_online()
+                    .map_or_else(|error| error.code(), |()| ErrorCode::None),
                 partition: partition.index(),
                 leader_id: node_id as i32,
                 leader_epoch: partition.leader_epoch(),

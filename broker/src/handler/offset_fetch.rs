@@ -9,7 +9,7 @@ use strata_protocol::messages::{
 };
 
 use super::Reply;
-use super::groups::{check_group_id, to_topic_partitions};
+use super::groups::{check_group_id, error_reply, to_topic_partitions};
 use crate::broker::Broker;
 use crate::group::engine::TopicPartition;
 
@@ -17,7 +17,10 @@ pub fn handle(broker: &Broker, request: &OffsetFetchRequest) -> Reply {
     if let Err(reply) = check_group_id(&request.group_id) {
         return reply;
     }
-    let committed = broker.groups.committed(&request.group_id);
+    let committed = match broker.groups.committed(&request.group_id) {
+        Ok(committed) => committed,
+        Err(error) => return error_reply(&error),
+    };
     let wanted: Vec<TopicPartitions> = match &request.topics {
         Some(topics) => topics.clone(),
         None => to_topic_partitions(committed.keys()),

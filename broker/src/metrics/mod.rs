@@ -21,6 +21,7 @@
 //! | `strata_writeback_duration_seconds` | histogram | |
 //! | `strata_storage_write_failures_total` | counter | |
 //! | `strata_group_lag` | gauge, computed at scrape time | group, topic, partition |
+//! | `strata_partitions_offline` | gauge, computed at scrape time | |
 //! | `process_*` | the Prometheus client libraries' standard set, from `/proc` | |
 //!
 //! Per-topic series are rendered at scrape time from the topics that exist ([`topic`]),

@@ -101,3 +101,11 @@ pub fn render(topics: &[Arc<Topic>]) -> String {
     }
     text
 }
+
+/// `strata_partitions_offline`: partitions (of topics and of the offsets log) whose data
+/// failed its checks when the broker opened them, so they answer `PartitionOffline`.
+pub fn render_offline(count: usize) -> String {
+    format!(
+        "# HELP strata_partitions_offline Partitions whose data failed its checks at startup; they answer PartitionOffline until repaired or deleted.\n# TYPE strata_partitions_offline gauge\nstrata_partitions_offline {count}\n"
+    )
+}

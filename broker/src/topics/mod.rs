@@ -512,6 +512,15 @@ impl TopicRegistry {
         Ok(config)
     }
 
+    /// How many partitions are offline because their data failed its checks at startup.
+    pub fn offline_count(&self) -> usize {
+        self.all()
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .filter(|partition| partition.offline_reason().is_some())
+            .count()
+    }
+
     /// Applies retention to every partition.
     pub fn apply_retention(&self, now_ms: i64) {
         for topic in self.all() {
@@ -558,7 +567,8 @@ impl TopicRegistry {
     }
 }
 
-/// Reads a topic's metadata file at `path` and recovers its partitions.
+/// Reads a topic's metadata file at `path` and recovers its partitions; one whose data
+/// fails its checks opens offline.
 fn open_topic(
     data_dir: &Path,
     name: &str,
@@ -574,7 +584,9 @@ fn open_topic(
         source,
     })?;
     let partitions = (0..record.partition_count)
-        .map(|index| Partition::open(data_dir, name, index, &record.config, storage).map(Arc::new))
+        .map(|index| {
+            Partition::open_or_offline(data_dir, name, index, &record.config, storage).map(Arc::new)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TopicsOpenError::Partition {
             topic: name.to_owned(),

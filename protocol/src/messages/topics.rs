@@ -119,6 +119,11 @@ wire_struct! {
 wire_struct! {
     /// One partition in detail.
     pub struct DescribedPartition {
+        /// `None`, or `PartitionOffline` when the partition's data failed its checks at
+        /// startup (its offsets and size are then 0).
+        pub error_code: ErrorCode,
+        /// What failed and in which file, for an offline partition.
+        pub error_message: Option<String>,
         /// The partition index.
         pub partition: u32,
         /// Node id of the leader, or -1.

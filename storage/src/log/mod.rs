@@ -383,6 +383,17 @@ impl Log {
         Ok(None)
     }
 
+    /// The file of the segment holding `offset` (the last one for an offset past the
+    /// end), to name in an error about data read from the log.
+    pub fn segment_path(&self, offset: u64) -> PathBuf {
+        let segments = self.inner.segments();
+        let at = segments
+            .partition_point(|segment| segment.base_offset() <= offset)
+            .saturating_sub(1);
+        let base = segments.get(at).map_or(0, |segment| segment.base_offset());
+        crate::segment::log_path(&self.inner.dir, base)
+    }
+
     /// Closes the log (without a clean shutdown marker) and deletes its whole directory
     /// (topic deletion). `Bytes` already handed out stay valid: unlinking a mapped file
     /// does not shrink it.
