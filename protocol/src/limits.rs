@@ -54,13 +54,15 @@ const _: () = assert!(message_fits_frame(
 ));
 
 /// Why a topic name is refused. The messages are the ones the broker sends back with
-/// `InvalidTopic`.
+/// `InvalidTopic`; they quote the name through [`shown`](crate::shown), so a refused name
+/// of 65 KB costs its message no more than a short one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicNameError {
     /// Empty, too long, a byte outside `[A-Za-z0-9._-]`, or `.` or `..`: a name that
     /// cannot be a directory name.
     #[error(
-        "invalid topic name '{name}': use 1 to {max} characters from [A-Za-z0-9._-], not '.' or '..'",
+        "invalid topic name '{shown}': use 1 to {max} characters from [A-Za-z0-9._-], not '.' or '..'",
+        shown = crate::shown(.name),
         max = TOPIC_NAME_BYTES_MAX
     )]
     Invalid {
@@ -69,7 +71,8 @@ pub enum TopicNameError {
     },
     /// Starts with [`INTERNAL_TOPIC_PREFIX`].
     #[error(
-        "invalid topic name '{name}': names starting with '{prefix}' are reserved for the broker's internal logs",
+        "invalid topic name '{shown}': names starting with '{prefix}' are reserved for the broker's internal logs",
+        shown = crate::shown(.name),
         prefix = INTERNAL_TOPIC_PREFIX
     )]
     Reserved {
@@ -148,6 +151,15 @@ mod tests {
             check_topic_name("__consumer_offsets"),
             Err(TopicNameError::Reserved { .. })
         ));
+    }
+
+    #[test]
+    fn a_refused_name_is_quoted_cut_short() {
+        let huge = "t".repeat(65_534);
+        let message = check_topic_name(&huge).unwrap_err().to_string();
+        let quoted = format!("'{}…'", "t".repeat(crate::SHOWN_BYTES_MAX));
+        assert!(message.contains(&quoted), "{message}");
+        assert!(message.len() < 200, "{message}");
     }
 
     #[test]

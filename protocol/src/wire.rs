@@ -235,6 +235,37 @@ impl Sink for VectoredBuf {
     }
 }
 
+/// A sink that keeps nothing and only counts: [`encoded_bytes`] measures an encoding
+/// without allocating it.
+#[derive(Debug, Default)]
+pub struct ByteCounter {
+    written: usize,
+}
+
+impl Sink for ByteCounter {
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.written = self.written.saturating_add(bytes.len());
+    }
+
+    fn written(&self) -> usize {
+        self.written
+    }
+
+    fn patch_u32(&mut self, position: usize, _value: u32) {
+        assert!(
+            position.saturating_add(4) <= self.written,
+            "patch inside what was written"
+        );
+    }
+}
+
+/// Bytes of `value`'s encoding, counted without encoding it anywhere.
+pub fn encoded_bytes<T: Wire>(value: &T) -> usize {
+    let mut counter = ByteCounter::default();
+    value.encode(&mut counter);
+    counter.written
+}
+
 /// A type with a wire encoding.
 pub trait Wire: Sized {
     /// Appends the encoding of `self`.

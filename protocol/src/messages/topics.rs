@@ -140,6 +140,16 @@ wire_struct! {
     }
 }
 
+impl DescribedPartition {
+    /// Bytes of an entry's encoding with `replicas` replicas and `in_sync_replicas`
+    /// in-sync replicas: every other field has a fixed width. A broker sizes a response
+    /// from this before building it.
+    pub const fn encoded_bytes(replicas: usize, in_sync_replicas: usize) -> usize {
+        // partition, leader_id, leader_epoch, two u32 arrays, then four u64 offsets.
+        4 + 4 + 4 + (4 + 4 * replicas) + (4 + 4 * in_sync_replicas) + 4 * 8
+    }
+}
+
 wire_struct! {
     /// One topic in detail.
     pub struct DescribedTopic {
