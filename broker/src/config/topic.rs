@@ -50,7 +50,11 @@ pub const SEGMENT_BYTES_MIN: u64 = 1 << 14;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicConfigError {
     /// An override names no topic config.
-    #[error("unknown topic config '{key}'; the topic configs are {}", known.join(", "))]
+    #[error(
+        "unknown topic config '{}'; the topic configs are {}",
+        strata_protocol::shown(.key),
+        known.join(", ")
+    )]
     UnknownKey {
         /// The key given.
         key: String,
@@ -113,9 +117,10 @@ impl TopicConfig {
             table.insert(entry.key.clone(), parse_value(&entry.value));
         }
         let Ok(config) = toml::Value::Table(table.clone()).try_into::<TopicConfig>() else {
-            return Err(TopicConfigError::Value(blame::<TopicConfig>(
-                &valid, &table,
-            )));
+            let mut error = blame::<TopicConfig>(&valid, &table);
+            // A client's value, quoted once per topic of its request: cut it short.
+            error.given = strata_protocol::shown(&error.given).to_string();
+            return Err(TopicConfigError::Value(error));
         };
         config.check()?;
         Ok(config)
@@ -166,5 +171,35 @@ impl TopicConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::SHOWN_BYTES_MAX;
+
+    use super::*;
+
+    #[test]
+    fn an_override_is_quoted_cut_short() {
+        let huge = "k".repeat(65_000);
+        let refusal = |key: &str, value: &str| {
+            TopicConfig::default()
+                .with_overrides(&[ConfigEntry {
+                    key: key.into(),
+                    value: value.into(),
+                }])
+                .unwrap_err()
+                .to_string()
+        };
+        let cut = format!("{}…", "k".repeat(SHOWN_BYTES_MAX));
+        let unknown_key = refusal(&huge, "1");
+        assert!(
+            unknown_key.starts_with(&format!("unknown topic config '{cut}'")),
+            "{unknown_key}"
+        );
+        let bad_value = refusal("retention_ms", &huge);
+        assert!(bad_value.len() < 200, "{bad_value}");
+        assert!(bad_value.starts_with("retention_ms: expected an integer, got \"kkk"));
     }
 }
