@@ -5,6 +5,9 @@
 //! - Topics: at most `request_topics_max` per request, of any API.
 //! - Partition entries: at most `request_partitions_max` per request, over all topics.
 //! - Group ids (and ListGroups states): at most `request_groups_max`.
+//! - Names: a topic-partition request ([`check_topic_partitions`]) naming a topic longer
+//!   than any topic can be is refused with `InvalidTopic`, since some handlers copy or
+//!   hash the name once per partition entry.
 //! - Repeats: a request that names a topic twice, or a partition of a topic twice, is
 //!   refused with `InvalidRequest` ([`check_topic_partitions`], [`check_distinct_topics`]),
 //!   except where naming one again is harmless and is answered once ([`distinct`]:
@@ -14,6 +17,7 @@
 
 use std::collections::HashSet;
 
+use strata_protocol::limits::TOPIC_NAME_BYTES_MAX;
 use strata_protocol::messages::{
     FetchTopic, ListOffsetsTopic, OffsetCommitTopic, ProduceTopic, TopicPartitions,
 };
@@ -96,16 +100,29 @@ topic_entry! {
 }
 
 /// Checks a request's topics and their partitions: at most `request_topics_max` topics
-/// and `request_partitions_max` partition entries, each topic named once and each
-/// partition once within its topic. Costs one pass over the names, so it runs before
-/// anything is done per entry.
+/// and `request_partitions_max` partition entries, names no longer than a topic's can
+/// be, each topic named once and each partition once within its topic. Costs one pass
+/// over the names, so it runs before anything is done per entry.
 ///
 /// # Errors
-/// The reply: `LimitExceeded` naming the limit, or `InvalidRequest` naming the repeat.
+/// The reply: `LimitExceeded` naming the limit, `InvalidTopic` for a name too long, or
+/// `InvalidRequest` naming the repeat.
 pub fn check_topic_partitions<T: TopicEntry>(config: &Config, topics: &[T]) -> Result<(), Reply> {
     check_topic_count(config, topics.len())?;
     let partition_count = topics.iter().map(TopicEntry::partition_count).sum();
     check_partition_count(config, partition_count)?;
+    if let Some(long) = topics
+        .iter()
+        .map(|topic| topic.name().len())
+        .find(|length| *length > TOPIC_NAME_BYTES_MAX)
+    {
+        return Err(Reply::Error(
+            ErrorCode::InvalidTopic,
+            format!(
+                "the request names a topic of {long} bytes; topic names are at most {TOPIC_NAME_BYTES_MAX} bytes"
+            ),
+        ));
+    }
     check_distinct_topics(topics.iter().map(TopicEntry::name))?;
     let mut indexes = HashSet::new();
     for topic in topics {
@@ -231,14 +248,31 @@ mod tests {
     }
 
     #[test]
+    fn a_name_no_topic_can_have_is_refused_by_its_length() {
+        let longest = "t".repeat(TOPIC_NAME_BYTES_MAX);
+        assert!(check_topic_partitions(&Config::default(), &[fetch_topic(&longest, &[0])]).is_ok());
+        let long = "t".repeat(TOPIC_NAME_BYTES_MAX + 1);
+        assert_eq!(
+            refusal(check_topic_partitions(
+                &Config::default(),
+                &[fetch_topic(&long, &[0])]
+            )),
+            (
+                ErrorCode::InvalidTopic,
+                "the request names a topic of 250 bytes; topic names are at most 249 bytes".into()
+            )
+        );
+    }
+
+    #[test]
     fn a_repeated_topic_or_partition_is_refused_quoting_the_name_cut_short() {
         let config = Config::default();
-        let long = "t".repeat(65_000);
+        let long = "t".repeat(TOPIC_NAME_BYTES_MAX);
         let topics = [fetch_topic(&long, &[0]), fetch_topic(&long, &[1])];
         let (code, message) = refusal(check_topic_partitions(&config, &topics));
         assert_eq!(code, ErrorCode::InvalidRequest);
         assert!(message.ends_with("…' twice"), "{message}");
-        assert!(message.len() < 200, "{message}");
+        assert!(message.len() < 120, "{message}");
         let produce = [ProduceTopic {
             name: "t".into(),
             partitions: vec![

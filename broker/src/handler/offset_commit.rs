@@ -26,7 +26,8 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
     if let Err(reply) = check_group_id(&request.group_id) {
         return reply.into();
     }
-    // Before `to_commit`, which copies the topic name into every partition's entry.
+    // Before `to_commit`, which copies the topic name into every partition's entry: with
+    // at most `request_partitions_max` names of at most 249 bytes.
     if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
         return refusal.into();
     }
