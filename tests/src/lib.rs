@@ -9,10 +9,12 @@
 //! # Layout
 //! - This file: broker processes, the raw protocol [`Client`], records, bounded waits.
 //! - `cli`: running the `strata` CLI ([`strata`], [`assert_fails`]).
+//! - [`attacks`]: raw request frames that try to make a broker spend unbounded memory.
 //! - [`child`]: a `strata` run kept as a child process, its output read line by line.
 //! - [`io`]: I/O layers over the real file system that fail chosen files or log fsyncs.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 
+pub mod attacks;
 pub mod child;
 mod cli;
 pub mod group;
