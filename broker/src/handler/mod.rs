@@ -175,3 +175,51 @@ async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -
         .into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::messages::{ListGroupsResponse, ListedGroup};
+
+    use super::*;
+
+    fn groups(count: usize) -> Reply {
+        let group = ListedGroup {
+            group_id: "g".repeat(200),
+            state: "stable".into(),
+            member_count: 1,
+        };
+        ListGroupsResponse {
+            groups: vec![group; count],
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_reply_over_its_limit_becomes_limit_exceeded() {
+        let Reply::Response(response) = groups(100) else {
+            unreachable!("a response")
+        };
+        let bytes = frame::response_payload_bytes(&response);
+        assert!(matches!(
+            within(groups(100), bytes, "frame_bytes_max"),
+            Reply::Response(_)
+        ));
+        let Reply::Error(code, message) = within(groups(100), bytes - 1, "frame_bytes_max") else {
+            panic!("not refused")
+        };
+        assert_eq!(code, ErrorCode::LimitExceeded);
+        assert_eq!(
+            message,
+            format!(
+                "the response would be {bytes} bytes; frame_bytes_max is {}",
+                bytes - 1
+            )
+        );
+        assert!(matches!(within(Reply::Nothing, 0, "x"), Reply::Nothing));
+        let error = Reply::Error(ErrorCode::InvalidRequest, "why".repeat(100));
+        assert!(matches!(
+            within(error, 0, "x"),
+            Reply::Error(ErrorCode::InvalidRequest, _)
+        ));
+    }
+}
