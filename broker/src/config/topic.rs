@@ -61,6 +61,12 @@ pub enum TopicConfigError {
         /// Every topic config key.
         known: Vec<String>,
     },
+    /// An override names a key an earlier one named.
+    #[error("topic config '{key}' is given twice")]
+    RepeatedKey {
+        /// The key, one of the topic configs.
+        key: String,
+    },
     /// An override's value has the wrong type or is not one of the allowed words.
     #[error(transparent)]
     Value(ValueError),
@@ -98,15 +104,17 @@ pub enum TopicConfigError {
 }
 
 impl TopicConfig {
-    /// Applies `key=value` overrides.
+    /// Applies `key=value` overrides, each key at most once: so a request's list of
+    /// overrides costs at most one parse per topic config, however long it is.
     ///
     /// # Errors
-    /// [`TopicConfigError`] naming the unknown key or invalid value.
+    /// [`TopicConfigError`] naming the unknown or repeated key or the invalid value.
     pub fn with_overrides(&self, entries: &[ConfigEntry]) -> Result<Self, TopicConfigError> {
         let Ok(toml::Value::Table(valid)) = toml::Value::try_from(self) else {
             unreachable!("TopicConfig serializes to a table")
         };
         let mut table = valid.clone();
+        let mut given = Vec::new();
         for entry in entries {
             if !table.contains_key(&entry.key) {
                 return Err(TopicConfigError::UnknownKey {
@@ -114,6 +122,12 @@ impl TopicConfig {
                     known: table.keys().cloned().collect(),
                 });
             }
+            if given.contains(&entry.key.as_str()) {
+                return Err(TopicConfigError::RepeatedKey {
+                    key: entry.key.clone(),
+                });
+            }
+            given.push(entry.key.as_str());
             table.insert(entry.key.clone(), parse_value(&entry.value));
         }
         let Ok(config) = toml::Value::Table(table.clone()).try_into::<TopicConfig>() else {
@@ -201,5 +215,22 @@ mod tests {
         let bad_value = refusal("retention_ms", &huge);
         assert!(bad_value.len() < 200, "{bad_value}");
         assert!(bad_value.starts_with("retention_ms: expected an integer, got \"kkk"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let entry = |key: &str, value: &str| ConfigEntry {
+            key: key.into(),
+            value: value.into(),
+        };
+        let twice = TopicConfig::default().with_overrides(&[
+            entry("retention_ms", "1"),
+            entry("segment_ms", "2"),
+            entry("retention_ms", "3"),
+        ]);
+        assert_eq!(
+            twice.unwrap_err().to_string(),
+            "topic config 'retention_ms' is given twice"
+        );
     }
 }
