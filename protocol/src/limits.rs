@@ -37,6 +37,31 @@ pub const MESSAGE_BYTES_MAX_DEFAULT: u32 = 1 << 20;
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
 const _: () = assert!(CLIENT_FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT < CLIENT_FRAME_BYTES_MAX_DEFAULT);
+/// Memory a decoded request may take beyond its frame (array elements, copied strings),
+/// whatever the frame's size. A request within a broker's default limits takes far less:
+/// 10 000 partition entries of at most 64 bytes each, or 1000 names of at most 273.
+pub const REQUEST_DECODED_BYTES_MIN: usize = 4 << 20;
+
+/// Memory a decoded request may take beyond its frame, per byte of its body, once that is
+/// more than [`REQUEST_DECODED_BYTES_MIN`]. A string or a partition entry with its batches
+/// takes about as many bytes in memory as on the wire; only entries with nothing in them
+/// (a 1-byte topic name, a partition with no batches) take many times more, and only an
+/// attack sends millions of them: a 16 MiB Metadata request naming topic "a" 5.6 million
+/// times would take some 300 MB once decoded.
+pub const REQUEST_DECODED_BYTES_PER_BODY_BYTE: usize = 2;
+
+/// The memory budget of decoding a request body of `body_bytes`; see
+/// [`REQUEST_DECODED_BYTES_MIN`] and [`REQUEST_DECODED_BYTES_PER_BODY_BYTE`]. A request
+/// over it is refused (`LimitExceeded`) before the array that would pass it is allocated.
+pub const fn request_decoded_bytes_max(body_bytes: usize) -> usize {
+    let scaled = body_bytes.saturating_mul(REQUEST_DECODED_BYTES_PER_BODY_BYTE);
+    if scaled > REQUEST_DECODED_BYTES_MIN {
+        scaled
+    } else {
+        REQUEST_DECODED_BYTES_MIN
+    }
+}
+
 /// Room a frame keeps beside its largest batch for the rest of a produce request: the
 /// broker refuses a `max_message_bytes` closer than this to its `frame_bytes_max`.
 pub const PRODUCE_OVERHEAD_BYTES_MAX: usize = 1024;

@@ -65,6 +65,16 @@ async fn healthy_broker(settings: &[&str]) -> (tempfile::TempDir, BrokerProcess)
     (dir, broker)
 }
 
+/// Why a fan-out request is refused: for the memory it would take once decoded (a
+/// partition entry with nothing in it takes several times its wire bytes), or, once
+/// decoded, for its count.
+const DECODED_TOO_LARGE: &str = "bytes of memory";
+const PARTITIONS_OVER_LIMIT: &str = "partitions; request_partitions_max is 10000";
+
+/// A frame small enough to decode within its memory budget, with more partition entries
+/// than `request_partitions_max`.
+const SMALL_FAN_OUT_BYTES: usize = 256 << 10;
+
 #[tokio::test]
 async fn a_frame_full_of_partition_entries_is_refused_before_any_is_handled() {
     bounded(async {
@@ -73,35 +83,51 @@ async fn a_frame_full_of_partition_entries_is_refused_before_any_is_handled() {
         let produce = attacks::produce_fan_out(FRAME_BYTES_MAX, LONG_NAME_BYTES, 1);
         assert!(attacks::payload_bytes(&produce) > FRAME_BYTES_MAX - 8);
         let attacks = [
-            (ApiKey::Produce, produce),
+            (ApiKey::Produce, produce, DECODED_TOO_LARGE),
+            (
+                ApiKey::Produce,
+                attacks::produce_fan_out(SMALL_FAN_OUT_BYTES, 249, 2),
+                PARTITIONS_OVER_LIMIT,
+            ),
             (
                 ApiKey::Fetch,
-                attacks::fetch_fan_out(FRAME_BYTES_MAX, LONG_NAME_BYTES, 2),
+                attacks::fetch_fan_out(FRAME_BYTES_MAX, LONG_NAME_BYTES, 3),
+                PARTITIONS_OVER_LIMIT,
             ),
             (
                 ApiKey::ListOffsets,
-                attacks::list_offsets_fan_out(FRAME_BYTES_MAX, LONG_NAME_BYTES, 3),
+                attacks::list_offsets_fan_out(FRAME_BYTES_MAX, LONG_NAME_BYTES, 4),
+                PARTITIONS_OVER_LIMIT,
             ),
             (
                 ApiKey::OffsetCommit,
-                attacks::offset_commit_fan_out(FRAME_BYTES_MAX, "g", LONG_NAME_BYTES, 4),
+                attacks::offset_commit_fan_out(FRAME_BYTES_MAX, "g", LONG_NAME_BYTES, 5),
+                DECODED_TOO_LARGE,
+            ),
+            (
+                ApiKey::OffsetCommit,
+                attacks::offset_commit_fan_out(SMALL_FAN_OUT_BYTES, "g", 249, 6),
+                PARTITIONS_OVER_LIMIT,
             ),
             (
                 ApiKey::OffsetFetch,
-                attacks::offset_fetch_fan_out(FRAME_BYTES_MAX, "g", LONG_NAME_BYTES, 5),
+                attacks::offset_fetch_fan_out(FRAME_BYTES_MAX, "g", LONG_NAME_BYTES, 7),
+                PARTITIONS_OVER_LIMIT,
             ),
             (
                 ApiKey::ConsumerGroupHeartbeat,
-                attacks::heartbeat_fan_out(FRAME_BYTES_MAX, "g", LONG_NAME_BYTES, 6),
+                attacks::heartbeat_fan_out(FRAME_BYTES_MAX, "g", LONG_NAME_BYTES, 8),
+                PARTITIONS_OVER_LIMIT,
+            ),
+            (
+                ApiKey::Metadata,
+                attacks::names_repeated(ApiKey::Metadata, "a", (FRAME_BYTES_MAX - 20) / 3, 9),
+                DECODED_TOO_LARGE,
             ),
         ];
-        for (api, bytes) in attacks {
+        for (api, bytes, reason) in attacks {
             let result = send_frame(&mut attacker, api, &bytes).await;
-            assert_refused(
-                result,
-                ErrorCode::LimitExceeded,
-                "partitions; request_partitions_max is 10000",
-            );
+            assert_refused(result, ErrorCode::LimitExceeded, reason);
             assert_serves(&broker.address, api.name()).await;
         }
     })
