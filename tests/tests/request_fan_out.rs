@@ -435,11 +435,10 @@ async fn an_error_quotes_a_long_client_name_cut_short() {
     .await;
 }
 
-/// Creating a partition costs a few fsyncs, so a 4096-partition topic takes most of a
-/// minute on a busy disk. The frame limit is scaled down instead: at 8 KiB, one
-/// 512-partition topic's metadata (30 bytes a partition) or description (60 bytes a
-/// partition) is already too large, as a 4096-partition topic's would be at 16 MiB if
-/// it were answered once per time a request names it.
+/// A 4096-partition topic's whole metadata fits 16 MiB, so the frame limit is scaled
+/// down: at 8 KiB, one 512-partition topic's metadata (30 bytes a partition) or
+/// description (60 bytes a partition) is already too large, as a 4096-partition topic's
+/// would be at 16 MiB if it were answered once per time a request names it.
 const SMALL_FRAME: &[&str] = &["frame_bytes_max=8192", "max_message_bytes=4096"];
 
 #[tokio::test]
@@ -476,31 +475,63 @@ async fn a_response_that_would_outgrow_the_frame_limit_is_refused_before_it_is_b
     .await;
 }
 
+/// Creates `name` with `partitions` partitions, 512 at a time: a partition costs a few
+/// fsyncs, and one request for thousands could outlast a response wait on a busy disk.
+async fn create_wide_topic(client: &mut Client, name: &str, partitions: u32) {
+    client
+        .create_topic(name, 512, &[("durability", "never")])
+        .await;
+    for count in (1024..=partitions).step_by(512) {
+        let request = CreatePartitionsRequest {
+            topics: vec![PartitionCountChange {
+                name: name.into(),
+                partition_count: count,
+            }],
+            timeout_ms: 10_000,
+            validate_only: false,
+        };
+        let Response::CreatePartitions(response) = client.call(request).await else {
+            panic!("not a create partitions response")
+        };
+        assert_eq!(response.topics[0].error_code, ErrorCode::None, "{count}");
+    }
+}
+
 #[tokio::test]
-async fn a_topic_named_a_thousand_times_is_described_once() {
+async fn a_4096_partition_topic_named_a_thousand_times_is_answered_once() {
     bounded(async {
-        let (_dir, broker) = healthy_broker(SMALL_FRAME).await;
+        let (_dir, broker) = healthy_broker(&[]).await;
         let mut client = Client::connect(&broker.address).await;
-        // 64 partitions fit an 8 KiB response once; a thousand times they would not.
-        client.create_topic("mid", 64, &[]).await;
+        create_wide_topic(&mut client, "wide", 4096).await;
         let mut attacker = Client::connect(&broker.address).await;
-        let bytes = attacks::names_repeated(ApiKey::Metadata, "mid", 1000, 9);
+        // Answered per name, these would be 123 MB of metadata and 246 MB of
+        // descriptions.
+        let bytes = attacks::names_repeated(ApiKey::Metadata, "wide", 1000, 11);
         let Ok(Response::Metadata(metadata)) =
             send_frame(&mut attacker, ApiKey::Metadata, &bytes).await
         else {
             panic!("the metadata of one topic named 1000 times was refused")
         };
         assert_eq!(metadata.topics.len(), 1);
-        assert_eq!(metadata.topics[0].partitions.len(), 64);
-        let bytes = attacks::names_repeated(ApiKey::DescribeTopics, "mid", 1000, 10);
+        assert_eq!(metadata.topics[0].partitions.len(), 4096);
+        let bytes = attacks::names_repeated(ApiKey::DescribeTopics, "wide", 1000, 12);
         let Ok(Response::DescribeTopics(described)) =
             send_frame(&mut attacker, ApiKey::DescribeTopics, &bytes).await
         else {
             panic!("the description of one topic named 1000 times was refused")
         };
         assert_eq!(described.topics.len(), 1);
-        assert_eq!(described.topics[0].partitions.len(), 64);
-        assert_serves(&broker.address, "mid").await;
+        assert_eq!(described.topics[0].partitions.len(), 4096);
+        for api in [ApiKey::Metadata, ApiKey::DescribeTopics] {
+            let bytes = attacks::names_repeated(api, "wide", 1001, 13);
+            let result = send_frame(&mut attacker, api, &bytes).await;
+            assert_refused(
+                result,
+                ErrorCode::LimitExceeded,
+                "topics; request_topics_max is 1000",
+            );
+        }
+        assert_serves(&broker.address, "wide").await;
     })
     .await;
 }
