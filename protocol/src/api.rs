@@ -61,13 +61,16 @@ macro_rules! apis {
             }
 
             /// Decodes a body of the given API and version. The whole of `body` must be
-            /// consumed.
+            /// consumed, and the decoded request may take at most
+            /// [`request_memory_bytes_max`](crate::limits::request_decoded_bytes_max) of
+            /// memory beyond it.
             ///
             /// # Errors
-            /// [`DecodeError::UnknownApiKey`], [`DecodeError::UnsupportedVersion`], or any
-            /// error of a malformed body.
+            /// [`DecodeError::UnknownApiKey`], [`DecodeError::UnsupportedVersion`],
+            /// [`DecodeError::MemoryBudget`], or any error of a malformed body.
             pub fn decode(api_key: u16, api_version: u16, body: &Bytes) -> Result<Self, DecodeError> {
-                let mut reader = Reader::new(body);
+                let budget = crate::limits::request_decoded_bytes_max(body.len());
+                let mut reader = Reader::with_memory_budget(body, budget);
                 let request = match check_version(api_key, api_version)? {
                     $( ApiKey::$name => Request::$name($request::decode(&mut reader)?), )*
                 };

@@ -218,6 +218,17 @@ pub enum DecodeError {
         /// Bytes left over.
         count: usize,
     },
+    /// The decoded values would take more memory than the reader's budget (see
+    /// [`crate::limits::request_decoded_bytes_max`]).
+    #[error(
+        "decoding the message would take more than {budget} bytes of memory (stopped at byte {offset})"
+    )]
+    MemoryBudget {
+        /// Where decoding stopped.
+        offset: usize,
+        /// The budget.
+        budget: usize,
+    },
     /// The API key is unknown.
     #[error("unknown API key {api_key}")]
     UnknownApiKey {
@@ -240,6 +251,7 @@ impl DecodeError {
         match self {
             DecodeError::UnknownApiKey { .. } => ErrorCode::UnknownApiKey,
             DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            DecodeError::MemoryBudget { .. } => ErrorCode::LimitExceeded,
             _ => ErrorCode::InvalidRequest,
         }
     }

@@ -16,12 +16,14 @@ use bytes::Bytes;
 
 use crate::api::{Request, Response};
 use crate::error::{DecodeError, ErrorCode};
-use crate::wire::{Reader, Sink, Wire, wire_struct};
+use crate::wire::{ByteCounter, Reader, Sink, Wire, wire_struct};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// Smallest request payload: a header with an empty client id.
 pub const REQUEST_HEADER_BYTES_MIN: usize = 10;
+/// Bytes of a response header: the correlation id and the error code.
+pub const RESPONSE_HEADER_BYTES: usize = 6;
 
 wire_struct! {
     /// Precedes every request body.
@@ -51,7 +53,8 @@ wire_struct! {
 /// Returns the payload length.
 ///
 /// # Panics
-/// If the payload reaches 4 GiB.
+/// If the payload reaches 4 GiB. A broker measures each response with
+/// [`response_payload_bytes`] and refuses one that large instead of encoding it.
 pub fn write_frame<S: Sink + ?Sized>(out: &mut S, body: impl FnOnce(&mut S)) -> usize {
     let start = out.written();
     0u32.encode(out);
@@ -73,7 +76,18 @@ pub fn encode_request<S: Sink + ?Sized>(
     })
 }
 
+/// Bytes of the payload [`encode_response`] would write for `response`, counted
+/// without encoding it anywhere.
+pub fn response_payload_bytes(response: &Response) -> usize {
+    let mut counter = ByteCounter::default();
+    response.encode_body(&mut counter);
+    counter.written().saturating_add(RESPONSE_HEADER_BYTES)
+}
+
 /// Encodes a successful response frame. Returns the payload length.
+///
+/// # Panics
+/// If the payload reaches 4 GiB; see [`write_frame`].
 pub fn encode_response<S: Sink + ?Sized>(
     out: &mut S,
     correlation_id: u32,

@@ -33,6 +33,7 @@
 //! - [`limits`]: limits both client and broker check (group ids, topic names, frame
 //!   sizes), tied together with `const` assertions.
 //! - [`TopicPartition`]: how every crate names and prints a partition.
+//! - [`shown`]: a client string as an error message quotes it, cut to a bounded length.
 //! - [`error`]: wire [`ErrorCode`]s, [`DecodeError`] and [`BatchError`].
 //! - `codec` (feature `codec`): the tokio-util frame codec and a vectored frame writer,
 //!   the one place this crate touches async I/O.
@@ -45,10 +46,12 @@ pub mod error;
 pub mod frame;
 pub mod limits;
 pub mod messages;
+mod shown;
 mod topic_partition;
 pub mod wire;
 
 pub use api::{ApiKey, Request, Response};
 pub use error::{BatchError, DecodeError, ErrorCode};
 pub use frame::{RequestHeader, ResponseHeader};
+pub use shown::{SHOWN_BYTES_MAX, Shown, shown};
 pub use topic_partition::TopicPartition;

@@ -37,6 +37,31 @@ pub const MESSAGE_BYTES_MAX_DEFAULT: u32 = 1 << 20;
 const _: () = assert!(FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
 const _: () = assert!(CLIENT_FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT < CLIENT_FRAME_BYTES_MAX_DEFAULT);
+/// Memory a decoded request may take beyond its frame (array elements, copied strings),
+/// whatever the frame's size. A request within a broker's default limits takes far less:
+/// 10 000 partition entries of at most 64 bytes each, or 1000 names of at most 273.
+pub const REQUEST_DECODED_BYTES_MIN: usize = 4 << 20;
+
+/// Memory a decoded request may take beyond its frame, per byte of its body, once that is
+/// more than [`REQUEST_DECODED_BYTES_MIN`]. A string or a partition entry with its batches
+/// takes about as many bytes in memory as on the wire; only entries with nothing in them
+/// (a 1-byte topic name, a partition with no batches) take many times more, and only an
+/// attack sends millions of them: a 16 MiB Metadata request naming topic "a" 5.6 million
+/// times would take some 300 MB once decoded.
+pub const REQUEST_DECODED_BYTES_PER_BODY_BYTE: usize = 2;
+
+/// The memory budget of decoding a request body of `body_bytes`; see
+/// [`REQUEST_DECODED_BYTES_MIN`] and [`REQUEST_DECODED_BYTES_PER_BODY_BYTE`]. A request
+/// over it is refused (`LimitExceeded`) before the array that would pass it is allocated.
+pub const fn request_decoded_bytes_max(body_bytes: usize) -> usize {
+    let scaled = body_bytes.saturating_mul(REQUEST_DECODED_BYTES_PER_BODY_BYTE);
+    if scaled > REQUEST_DECODED_BYTES_MIN {
+        scaled
+    } else {
+        REQUEST_DECODED_BYTES_MIN
+    }
+}
+
 /// Room a frame keeps beside its largest batch for the rest of a produce request: the
 /// broker refuses a `max_message_bytes` closer than this to its `frame_bytes_max`.
 pub const PRODUCE_OVERHEAD_BYTES_MAX: usize = 1024;
@@ -54,13 +79,15 @@ const _: () = assert!(message_fits_frame(
 ));
 
 /// Why a topic name is refused. The messages are the ones the broker sends back with
-/// `InvalidTopic`.
+/// `InvalidTopic`; they quote the name through [`shown`](crate::shown), so a refused name
+/// of 65 KB costs its message no more than a short one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicNameError {
     /// Empty, too long, a byte outside `[A-Za-z0-9._-]`, or `.` or `..`: a name that
     /// cannot be a directory name.
     #[error(
-        "invalid topic name '{name}': use 1 to {max} characters from [A-Za-z0-9._-], not '.' or '..'",
+        "invalid topic name '{shown}': use 1 to {max} characters from [A-Za-z0-9._-], not '.' or '..'",
+        shown = crate::shown(.name),
         max = TOPIC_NAME_BYTES_MAX
     )]
     Invalid {
@@ -69,7 +96,8 @@ pub enum TopicNameError {
     },
     /// Starts with [`INTERNAL_TOPIC_PREFIX`].
     #[error(
-        "invalid topic name '{name}': names starting with '{prefix}' are reserved for the broker's internal logs",
+        "invalid topic name '{shown}': names starting with '{prefix}' are reserved for the broker's internal logs",
+        shown = crate::shown(.name),
         prefix = INTERNAL_TOPIC_PREFIX
     )]
     Reserved {
@@ -148,6 +176,15 @@ mod tests {
             check_topic_name("__consumer_offsets"),
             Err(TopicNameError::Reserved { .. })
         ));
+    }
+
+    #[test]
+    fn a_refused_name_is_quoted_cut_short() {
+        let huge = "t".repeat(65_534);
+        let message = check_topic_name(&huge).unwrap_err().to_string();
+        let quoted = format!("'{}…'", "t".repeat(crate::SHOWN_BYTES_MAX));
+        assert!(message.contains(&quoted), "{message}");
+        assert!(message.len() < 200, "{message}");
     }
 
     #[test]

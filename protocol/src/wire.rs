@@ -19,17 +19,51 @@ pub const NULL_ARRAY_COUNT: u32 = u32::MAX;
 /// at which it failed. Byte blobs are returned as [`Bytes`] slices that share the buffer,
 /// so payloads are never copied.
 ///
+/// A reader may hold a memory budget ([`Reader::with_memory_budget`]): the memory the
+/// decoded values take beyond the buffer (array elements, copied strings), charged
+/// before it is allocated. Without one, that memory is bounded only by the buffer.
+///
 /// Not thread-safe to share; cheap to create.
 #[derive(Debug)]
 pub struct Reader<'a> {
     buf: &'a Bytes,
     position: usize,
+    memory_budget: usize,
+    memory_charged: usize,
 }
 
 impl<'a> Reader<'a> {
-    /// A reader at the start of `buf`.
+    /// A reader at the start of `buf`, with no memory budget.
     pub fn new(buf: &'a Bytes) -> Self {
-        Self { buf, position: 0 }
+        Self::with_memory_budget(buf, usize::MAX)
+    }
+
+    /// A reader at the start of `buf` whose decoded values may take at most `bytes` of
+    /// memory beyond the buffer.
+    pub fn with_memory_budget(buf: &'a Bytes, bytes: usize) -> Self {
+        Self {
+            buf,
+            position: 0,
+            memory_budget: bytes,
+            memory_charged: 0,
+        }
+    }
+
+    /// Charges `bytes` of memory that a decoded value is about to allocate.
+    ///
+    /// # Errors
+    /// [`DecodeError::MemoryBudget`] if that would pass the budget.
+    pub fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        match self.memory_charged.checked_add(bytes) {
+            Some(charged) if charged <= self.memory_budget => {
+                self.memory_charged = charged;
+                Ok(())
+            }
+            _ => Err(DecodeError::MemoryBudget {
+                offset: self.position,
+                budget: self.memory_budget,
+            }),
+        }
     }
 
     /// Bytes consumed so far.
@@ -235,6 +269,37 @@ impl Sink for VectoredBuf {
     }
 }
 
+/// A sink that keeps nothing and only counts: [`encoded_bytes`] measures an encoding
+/// without allocating it.
+#[derive(Debug, Default)]
+pub struct ByteCounter {
+    written: usize,
+}
+
+impl Sink for ByteCounter {
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.written = self.written.saturating_add(bytes.len());
+    }
+
+    fn written(&self) -> usize {
+        self.written
+    }
+
+    fn patch_u32(&mut self, position: usize, _value: u32) {
+        assert!(
+            position.saturating_add(4) <= self.written,
+            "patch inside what was written"
+        );
+    }
+}
+
+/// Bytes of `value`'s encoding, counted without encoding it anywhere.
+pub fn encoded_bytes<T: Wire>(value: &T) -> usize {
+    let mut counter = ByteCounter::default();
+    value.encode(&mut counter);
+    counter.written
+}
+
 /// A type with a wire encoding.
 pub trait Wire: Sized {
     /// Appends the encoding of `self`.
@@ -298,6 +363,7 @@ pub fn encode_str<S: Sink + ?Sized>(value: &str, out: &mut S) {
 
 fn decode_str_body(reader: &mut Reader<'_>, length: u16) -> Result<String, DecodeError> {
     let offset = reader.position();
+    reader.charge(usize::from(length))?;
     let bytes = reader.take(usize::from(length))?;
     std::str::from_utf8(bytes)
         .map(str::to_owned)
@@ -380,6 +446,7 @@ fn decode_elements<T: Wire>(reader: &mut Reader<'_>, count: u32) -> Result<Vec<T
             remaining: reader.remaining(),
         });
     }
+    reader.charge(count.saturating_mul(size_of::<T>()))?;
     let mut elements = Vec::with_capacity(count.min(ARRAY_PREALLOCATE_MAX));
     for _ in 0..count {
         elements.push(T::decode(reader)?);

@@ -9,12 +9,14 @@
 //! # Layout
 //! - This file: broker processes, the raw protocol [`Client`], records, bounded waits.
 //! - `cli`: running the `strata` CLI ([`strata`], [`assert_fails`]).
+//! - [`attacks`]: raw request frames that try to make a broker spend unbounded memory.
 //! - [`child`]: a `strata` run kept as a child process, its output read line by line.
 //! - [`disk_full`]: a small tmpfs for a data directory, filled and freed on demand.
 //! - [`io`]: I/O layers over the real file system that fail chosen files or log fsyncs.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 //! - [`power_loss`]: a power loss of a broker process, from a log of what it fsync'd.
 
+pub mod attacks;
 pub mod child;
 mod cli;
 pub mod disk_full;

@@ -88,8 +88,15 @@ pub struct Config {
     pub partitions_max: u32,
     /// Partitions of one topic.
     pub topic_partitions_max: u32,
-    /// Topics in one admin request.
+    /// Topics named in one request, of any API (a Metadata or DescribeTopics request
+    /// for every topic names none).
     pub request_topics_max: usize,
+    /// Partition entries in one request, over all its topics (Produce, Fetch,
+    /// ListOffsets, OffsetCommit, OffsetFetch, a heartbeat's owned partitions).
+    pub request_partitions_max: usize,
+    /// Group ids in one DescribeGroups or DeleteGroups request, and states in one
+    /// ListGroups filter.
+    pub request_groups_max: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout_ms: u64,
     /// How often retention runs.
@@ -141,6 +148,8 @@ impl Default for Config {
             partitions_max: 10_000,
             topic_partitions_max: 4_096,
             request_topics_max: 1_000,
+            request_partitions_max: 10_000,
+            request_groups_max: 1_000,
             shutdown_timeout_ms: 30_000,
             retention_check_interval_ms: 60_000,
             topic_defaults: TopicConfig::default(),
@@ -404,6 +413,8 @@ impl Config {
             ("partitions_max", self.partitions_max.into()),
             ("topic_partitions_max", self.topic_partitions_max.into()),
             ("request_topics_max", self.request_topics_max as u64),
+            ("request_partitions_max", self.request_partitions_max as u64),
+            ("request_groups_max", self.request_groups_max as u64),
             (
                 "retention_check_interval_ms",
                 self.retention_check_interval_ms,
@@ -545,6 +556,31 @@ mod tests {
             ),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn request_fan_out_limits_are_positive_settings() {
+        let defaults = Config::default();
+        assert_eq!(defaults.request_topics_max, 1_000);
+        // One request may name every partition a default broker hosts.
+        assert_eq!(
+            defaults.request_partitions_max,
+            defaults.partitions_max as usize
+        );
+        assert_eq!(defaults.request_groups_max, 1_000);
+        let environment = env(&[("STRATA_REQUEST_PARTITIONS_MAX", "20000")]);
+        let flags = vec![("request_groups_max".to_owned(), "5".to_owned())];
+        let config = Config::load(None, environment, &flags).unwrap();
+        assert_eq!(config.request_partitions_max, 20_000);
+        assert_eq!(config.request_groups_max, 5);
+        for key in ["request_partitions_max", "request_groups_max"] {
+            let flags = vec![(key.to_owned(), "0".to_owned())];
+            let refused = Config::load(None, env(&[]), &flags);
+            assert!(
+                matches!(refused, Err(ConfigError::Zero { key: zero }) if zero == key),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -50,12 +50,22 @@ pub const SEGMENT_BYTES_MIN: u64 = 1 << 14;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicConfigError {
     /// An override names no topic config.
-    #[error("unknown topic config '{key}'; the topic configs are {}", known.join(", "))]
+    #[error(
+        "unknown topic config '{}'; the topic configs are {}",
+        strata_protocol::shown(.key),
+        known.join(", ")
+    )]
     UnknownKey {
         /// The key given.
         key: String,
         /// Every topic config key.
         known: Vec<String>,
+    },
+    /// An override names a key an earlier one named.
+    #[error("topic config '{key}' is given twice")]
+    RepeatedKey {
+        /// The key, one of the topic configs.
+        key: String,
     },
     /// An override's value has the wrong type or is not one of the allowed words.
     #[error(transparent)]
@@ -94,15 +104,17 @@ pub enum TopicConfigError {
 }
 
 impl TopicConfig {
-    /// Applies `key=value` overrides.
+    /// Applies `key=value` overrides, each key at most once: so a request's list of
+    /// overrides costs at most one parse per topic config, however long it is.
     ///
     /// # Errors
-    /// [`TopicConfigError`] naming the unknown key or invalid value.
+    /// [`TopicConfigError`] naming the unknown or repeated key or the invalid value.
     pub fn with_overrides(&self, entries: &[ConfigEntry]) -> Result<Self, TopicConfigError> {
         let Ok(toml::Value::Table(valid)) = toml::Value::try_from(self) else {
             unreachable!("TopicConfig serializes to a table")
         };
         let mut table = valid.clone();
+        let mut given = Vec::new();
         for entry in entries {
             if !table.contains_key(&entry.key) {
                 return Err(TopicConfigError::UnknownKey {
@@ -110,12 +122,19 @@ impl TopicConfig {
                     known: table.keys().cloned().collect(),
                 });
             }
+            if given.contains(&entry.key.as_str()) {
+                return Err(TopicConfigError::RepeatedKey {
+                    key: entry.key.clone(),
+                });
+            }
+            given.push(entry.key.as_str());
             table.insert(entry.key.clone(), parse_value(&entry.value));
         }
         let Ok(config) = toml::Value::Table(table.clone()).try_into::<TopicConfig>() else {
-            return Err(TopicConfigError::Value(blame::<TopicConfig>(
-                &valid, &table,
-            )));
+            let mut error = blame::<TopicConfig>(&valid, &table);
+            // A client's value, quoted once per topic of its request: cut it short.
+            error.given = strata_protocol::shown(&error.given).to_string();
+            return Err(TopicConfigError::Value(error));
         };
         config.check()?;
         Ok(config)
@@ -166,5 +185,52 @@ impl TopicConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::SHOWN_BYTES_MAX;
+
+    use super::*;
+
+    #[test]
+    fn an_override_is_quoted_cut_short() {
+        let huge = "k".repeat(65_000);
+        let refusal = |key: &str, value: &str| {
+            TopicConfig::default()
+                .with_overrides(&[ConfigEntry {
+                    key: key.into(),
+                    value: value.into(),
+                }])
+                .unwrap_err()
+                .to_string()
+        };
+        let cut = format!("{}…", "k".repeat(SHOWN_BYTES_MAX));
+        let unknown_key = refusal(&huge, "1");
+        assert!(
+            unknown_key.starts_with(&format!("unknown topic config '{cut}'")),
+            "{unknown_key}"
+        );
+        let bad_value = refusal("retention_ms", &huge);
+        assert!(bad_value.len() < 200, "{bad_value}");
+        assert!(bad_value.starts_with("retention_ms: expected an integer, got \"kkk"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let entry = |key: &str, value: &str| ConfigEntry {
+            key: key.into(),
+            value: value.into(),
+        };
+        let twice = TopicConfig::default().with_overrides(&[
+            entry("retention_ms", "1"),
+            entry("segment_ms", "2"),
+            entry("retention_ms", "3"),
+        ]);
+        assert_eq!(
+            twice.unwrap_err().to_string(),
+            "topic config 'retention_ms' is given twice"
+        );
     }
 }

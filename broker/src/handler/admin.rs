@@ -1,13 +1,14 @@
 //! What the topic admin handlers (CreateTopics, DeleteTopics, CreatePartitions,
-//! AlterTopicConfigs) share: each topic succeeds or fails on its own, and the registry does
-//! blocking file I/O, so the work runs on the blocking pool.
+//! AlterTopicConfigs) share: a request names each topic once and at most
+//! `request_topics_max` of them, each topic succeeds or fails on its own, and the registry
+//! does blocking file I/O, so the work runs on the blocking pool.
 
 use std::sync::Arc;
 
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::TopicResult;
 
-use super::Reply;
+use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::topics::AdminError;
 
@@ -27,19 +28,20 @@ pub fn result(name: String, outcome: Result<(), AdminError>) -> TopicResult {
     }
 }
 
-/// Runs `work` on the blocking pool after checking the request's topic count.
+/// Refuses a request naming more than `request_topics_max` topics, or one topic twice.
+pub fn check_topics<'a>(
+    broker: &Broker,
+    names: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), Reply> {
+    limits::check_topic_count(&broker.config, names.len())?;
+    limits::check_distinct_topics(names)
+}
+
+/// Runs `work` on the blocking pool.
 pub async fn run_blocking<T: Into<Reply> + Send + 'static>(
     broker: Arc<Broker>,
-    topic_count: usize,
     work: impl FnOnce(&Broker) -> T + Send + 'static,
 ) -> Reply {
-    let limit = broker.config.request_topics_max;
-    if topic_count > limit {
-        return Reply::Error(
-            ErrorCode::LimitExceeded,
-            format!("the request names {topic_count} topics; request_topics_max is {limit}"),
-        );
-    }
     match tokio::task::spawn_blocking(move || work(&broker)).await {
         Ok(reply) => reply.into(),
         Err(error) => Reply::Error(ErrorCode::Unknown, format!("admin task failed: {error}")),

@@ -7,7 +7,7 @@ use strata_protocol::messages::{
 };
 
 use super::groups::{check_group_id, error_reply, to_set, to_topic_partitions};
-use super::{Client, Reply};
+use super::{Client, Reply, limits};
 use crate::broker::Broker;
 use crate::group::engine::{Heartbeat, HeartbeatReply, MemberEpoch};
 
@@ -19,6 +19,9 @@ pub fn handle(
     if let Err(reply) = check_group_id(&request.group_id) {
         return reply;
     }
+    if let Err(refusal) = check_fan_out(broker, &request) {
+        return refusal;
+    }
     match broker
         .groups
         .heartbeat(to_heartbeat(request, client), &broker.topics)
@@ -26,6 +29,18 @@ pub fn handle(
         Ok(reply) => to_response(reply).into(),
         Err(error) => error_reply(&error),
     }
+}
+
+/// The subscription and the owned partitions within the request limits, before
+/// [`to_heartbeat`] copies each owned partition's topic name.
+fn check_fan_out(broker: &Broker, request: &ConsumerGroupHeartbeatRequest) -> Result<(), Reply> {
+    if let Some(topics) = &request.subscribed_topics {
+        limits::check_topic_count(&broker.config, topics.len())?;
+    }
+    if let Some(owned) = &request.owned_partitions {
+        limits::check_topic_partitions(&broker.config, owned)?;
+    }
+    Ok(())
 }
 
 fn to_heartbeat(request: ConsumerGroupHeartbeatRequest, client: &Client<'_>) -> Heartbeat {

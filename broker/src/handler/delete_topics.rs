@@ -6,12 +6,15 @@ use strata_protocol::ErrorCode;
 use strata_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use super::Reply;
-use super::admin::{result, run_blocking};
+use super::admin::{check_topics, result, run_blocking};
 use crate::broker::Broker;
 use crate::topics::AdminError;
 
 pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest) -> Reply {
-    run_blocking(broker, request.names.len(), move |broker| {
+    if let Err(refusal) = check_topics(&broker, request.names.iter().map(String::as_str)) {
+        return refusal;
+    }
+    run_blocking(broker, move |broker| {
         DeleteTopicsResponse {
             topics: request
                 .names

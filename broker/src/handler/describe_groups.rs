@@ -1,5 +1,5 @@
 //! DescribeGroups: members, assignment, committed offsets and lag against each
-//! partition's high watermark.
+//! partition's high watermark. A group named more than once is described once.
 
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
@@ -8,14 +8,20 @@ use strata_protocol::messages::{
 };
 
 use super::groups::to_topic_partitions;
+use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::group::engine::MemberDescription;
 use crate::group::service::{GroupReport, PartitionLag};
 
-pub fn handle(broker: &Broker, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let reports = broker.groups.describe(&request.group_ids, &broker.topics);
-    let groups = request
-        .group_ids
+pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> Reply {
+    if let Err(refusal) =
+        limits::check_group_count(&broker.config, request.group_ids.len(), "group ids")
+    {
+        return refusal;
+    }
+    let group_ids = limits::distinct(request.group_ids);
+    let reports = broker.groups.describe(&group_ids, &broker.topics);
+    let groups = group_ids
         .iter()
         .zip(reports)
         .map(|(group_id, report)| match report {
@@ -23,7 +29,7 @@ pub fn handle(broker: &Broker, request: &DescribeGroupsRequest) -> DescribeGroup
             None => not_found(group_id),
         })
         .collect();
-    DescribeGroupsResponse { groups }
+    DescribeGroupsResponse { groups }.into()
 }
 
 fn not_found(group_id: &str) -> DescribedGroup {

@@ -17,7 +17,7 @@ use strata_protocol::{ErrorCode, Response};
 use strata_storage::FileRange;
 use tokio::sync::watch;
 
-use super::Reply;
+use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::metrics;
 
@@ -104,6 +104,9 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
 }
 
 pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
+    if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
+        return refusal;
+    }
     let max_wait =
         Duration::from_millis(u64::from(request.max_wait_ms).min(broker.config.fetch_wait_ms_max));
     let deadline = tokio::time::Instant::from_std(Instant::now() + max_wait);

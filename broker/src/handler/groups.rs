@@ -14,16 +14,21 @@ use crate::group::service::CoordinatorError;
 /// Refuses a group id the coordinator would never accept, before it reaches the
 /// coordinator.
 pub fn check_group_id(group_id: &str) -> Result<(), Reply> {
-    if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX {
-        return Err(Reply::Error(
-            ErrorCode::InvalidGroupId,
-            format!(
-                "group id of {} bytes: group ids are 1 to {GROUP_ID_BYTES_MAX} bytes",
-                group_id.len()
-            ),
-        ));
+    match invalid_group_id(group_id) {
+        Some(message) => Err(Reply::Error(ErrorCode::InvalidGroupId, message)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Why no group can have this id, if none can. The message gives the id's length, not
+/// the id.
+pub fn invalid_group_id(group_id: &str) -> Option<String> {
+    (group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX).then(|| {
+        format!(
+            "group id of {} bytes: group ids are 1 to {GROUP_ID_BYTES_MAX} bytes",
+            group_id.len()
+        )
+    })
 }
 
 /// The wire code a client sees for each of the engine's refusals.

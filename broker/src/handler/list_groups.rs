@@ -1,10 +1,16 @@
 //! ListGroups: the groups this broker coordinates, optionally only those in some states.
+//! A filter names at most `request_groups_max` states.
 
 use strata_protocol::messages::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 
+use super::{Reply, limits};
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: &ListGroupsRequest) -> ListGroupsResponse {
+pub fn handle(broker: &Broker, request: &ListGroupsRequest) -> Reply {
+    let states = request.states_filter.len();
+    if let Err(refusal) = limits::check_group_count(&broker.config, states, "group states") {
+        return refusal;
+    }
     ListGroupsResponse {
         groups: broker
             .groups
@@ -24,4 +30,5 @@ pub fn handle(broker: &Broker, request: &ListGroupsRequest) -> ListGroupsRespons
             })
             .collect(),
     }
+    .into()
 }

@@ -6,9 +6,13 @@ use strata_protocol::messages::{
     ListOffsetsResponse, ListOffsetsTopicResponse, NONE,
 };
 
+use super::{Reply, limits};
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> Reply {
+    if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
+        return refusal;
+    }
     let topics = request
         .topics
         .into_iter()
@@ -56,5 +60,5 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsRespon
             }
         })
         .collect();
-    ListOffsetsResponse { topics }
+    ListOffsetsResponse { topics }.into()
 }

@@ -15,6 +15,7 @@ mod fetch;
 mod find_coordinator;
 mod groups;
 mod init_producer_id;
+mod limits;
 mod list_groups;
 mod list_offsets;
 mod metadata;
@@ -26,7 +27,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use strata_protocol::{ErrorCode, Request, Response};
+use strata_protocol::limits::FRAME_BYTES_MAX_LIMIT;
+use strata_protocol::{ApiKey, ErrorCode, Request, Response, frame};
 use strata_storage::FileRange;
 
 use crate::broker::Broker;
@@ -89,10 +91,47 @@ pub struct Client<'a> {
 /// behind another (or behind a topic creation) sees them applied in the order it sent
 /// them. Only waiting is left for later.
 ///
+/// Every reply is measured before it leaves: a response larger than its limit (see
+/// [`response_bytes_max`]) is replaced by `LimitExceeded`, so no reply reaches the
+/// encoder's 4 GiB frame limit.
+///
 /// # Cancel safety
 /// Not cancel safe: a produce may be half appended when dropped. The connection never
 /// drops it.
 pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -> Started {
+    let (limit, key) = response_bytes_max(broker, request.api_key());
+    match dispatch(broker, request, client).await {
+        Started::Ready(reply) => Started::Ready(within(reply, limit, key)),
+        Started::Waiting(wait) => {
+            Started::Waiting(Box::pin(async move { within(wait.await, limit, key) }))
+        }
+    }
+}
+
+/// The largest response payload an API may send, and the name of that limit. A fetch's
+/// size is set by `fetch_response_bytes_max` and its partitions' batches, and a client
+/// reads frames larger than the broker's `frame_bytes_max` for it; every other response
+/// must fit `frame_bytes_max`.
+fn response_bytes_max(broker: &Broker, api: ApiKey) -> (usize, &'static str) {
+    match api {
+        ApiKey::Fetch => (FRAME_BYTES_MAX_LIMIT, "the frame length limit"),
+        _ => (broker.config.frame_bytes_max, "frame_bytes_max"),
+    }
+}
+
+/// `reply`, or `LimitExceeded` if its response is over `limit` bytes. Counting walks the
+/// response without copying it; a fetch's records are counted by length.
+fn within(reply: Reply, limit: usize, key: &str) -> Reply {
+    let (Reply::Response(response) | Reply::Records(response, _)) = &reply else {
+        return reply;
+    };
+    match limits::check_response_bytes(frame::response_payload_bytes(response), limit, key) {
+        Ok(()) => reply,
+        Err(refusal) => refusal,
+    }
+}
+
+async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -> Started {
     match request {
         Request::ApiVersions(request) => api_versions::handle(&request).into(),
         Request::Metadata(request) => metadata::handle(broker, request).into(),
@@ -124,8 +163,8 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
         Request::OffsetCommit(request) => offset_commit::handle(broker, request),
         Request::OffsetFetch(request) => offset_fetch::handle(broker, &request).into(),
         Request::ListGroups(request) => list_groups::handle(broker, &request).into(),
-        Request::DescribeGroups(request) => describe_groups::handle(broker, &request).into(),
-        Request::DeleteGroups(request) => delete_groups::handle(broker, &request).into(),
+        Request::DescribeGroups(request) => describe_groups::handle(broker, request).into(),
+        Request::DeleteGroups(request) => delete_groups::handle(broker, request).into(),
         Request::InitProducerId(request) => init_producer_id::handle(broker.clone(), request)
             .await
             .into(),
@@ -134,5 +173,53 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
             format!("API {:?} has no handler", other.api_key()),
         )
         .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::messages::{ListGroupsResponse, ListedGroup};
+
+    use super::*;
+
+    fn groups(count: usize) -> Reply {
+        let group = ListedGroup {
+            group_id: "g".repeat(200),
+            state: "stable".into(),
+            member_count: 1,
+        };
+        ListGroupsResponse {
+            groups: vec![group; count],
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_reply_over_its_limit_becomes_limit_exceeded() {
+        let Reply::Response(response) = groups(100) else {
+            unreachable!("a response")
+        };
+        let bytes = frame::response_payload_bytes(&response);
+        assert!(matches!(
+            within(groups(100), bytes, "frame_bytes_max"),
+            Reply::Response(_)
+        ));
+        let Reply::Error(code, message) = within(groups(100), bytes - 1, "frame_bytes_max") else {
+            panic!("not refused")
+        };
+        assert_eq!(code, ErrorCode::LimitExceeded);
+        assert_eq!(
+            message,
+            format!(
+                "the response would be {bytes} bytes; frame_bytes_max is {}",
+                bytes - 1
+            )
+        );
+        assert!(matches!(within(Reply::Nothing, 0, "x"), Reply::Nothing));
+        let error = Reply::Error(ErrorCode::InvalidRequest, "why".repeat(100));
+        assert!(matches!(
+            within(error, 0, "x"),
+            Reply::Error(ErrorCode::InvalidRequest, _)
+        ));
     }
 }

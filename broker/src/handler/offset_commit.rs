@@ -16,7 +16,7 @@ use strata_protocol::messages::{
 };
 
 use super::groups::{check_group_id, error_reply};
-use super::{Reply, Started};
+use super::{Reply, Started, limits};
 use crate::broker::Broker;
 use crate::config::COMMIT_DURABLE_WAIT_MS_MAX;
 use crate::group::engine::{CommitOutcome, Committer, TopicPartition};
@@ -25,6 +25,11 @@ use crate::group::service::OffsetCommit;
 pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
     if let Err(reply) = check_group_id(&request.group_id) {
         return reply.into();
+    }
+    // Before `to_commit`, which copies the topic name into every partition's entry: with
+    // at most `request_partitions_max` names of at most 249 bytes.
+    if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
+        return refusal.into();
     }
     let commit = match to_commit(&request) {
         Ok(commit) => commit,

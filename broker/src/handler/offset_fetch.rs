@@ -8,14 +8,19 @@ use strata_protocol::messages::{
     TopicPartitions,
 };
 
-use super::Reply;
 use super::groups::{check_group_id, error_reply, to_topic_partitions};
+use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::group::engine::TopicPartition;
 
 pub fn handle(broker: &Broker, request: &OffsetFetchRequest) -> Reply {
     if let Err(reply) = check_group_id(&request.group_id) {
         return reply;
+    }
+    if let Some(topics) = &request.topics
+        && let Err(refusal) = limits::check_topic_partitions(&broker.config, topics)
+    {
+        return refusal;
     }
     let committed = match broker.groups.committed(&request.group_id) {
         Ok(committed) => committed,

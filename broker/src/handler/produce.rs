@@ -6,18 +6,21 @@
 //! for that partition. With `acks = all` the reply waits (on a
 //! notification from the flusher, never a sleep) until the topic's durability policy
 //! covers the appended offsets, or the request's timeout passes.
+//!
+//! A request over `request_topics_max` or `request_partitions_max`, or naming a topic or
+//! a partition twice, appends nothing (see `super::limits`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use strata_protocol::ErrorCode;
 use strata_protocol::messages::{
     Acks, ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse,
     ProduceTopicResponse,
 };
+use strata_protocol::{ErrorCode, shown};
 
-use super::{Reply, Started};
+use super::{Reply, Started, limits};
 use crate::broker::Broker;
 use crate::partition::{AppendResult, Partition, PartitionError, now_ms};
 use crate::topics::Topic;
@@ -43,7 +46,7 @@ fn append(
     let (topic, partition) = topic
         .and_then(|topic| Some((topic, topic.partitions.get(request.partition as usize)?)))
         .ok_or_else(|| PartitionError::UnknownPartition {
-            topic: name.to_owned(),
+            topic: shown(name).to_string(),
             partition: request.partition,
         })?;
     let appended = partition.append_from_client(
@@ -62,6 +65,14 @@ fn append(
 /// Appends every partition's batches now; with `acks = all`, returns the wait for
 /// durability as the part that runs later.
 pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
+    if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
+        // An `acks = none` client reads no response, so it gets none, refusal or not.
+        if request.acks == Acks::None {
+            tracing::debug!(?refusal, "acks = none produce refused");
+            return Started::Ready(Reply::Nothing);
+        }
+        return refusal.into();
+    }
     let timeout = Duration::from_millis(
         u64::from(request.timeout_ms).min(broker.config.produce_timeout_ms_max),
     );
@@ -101,7 +112,7 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(topic = %topic.name, partition = partition_request.partition, %error, "produce failed");
+                    tracing::debug!(topic = %shown(&topic.name), partition = partition_request.partition, %error, "produce failed");
                     failure(partition_request.partition, &error)
                 }
             };

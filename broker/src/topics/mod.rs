@@ -608,7 +608,7 @@ fn open_topic(
 fn unknown_topic(name: &str) -> AdminError {
     AdminError::new(
         ErrorCode::UnknownTopicOrPartition,
-        format!("topic '{name}' does not exist"),
+        format!("topic '{}' does not exist", strata_protocol::shown(name)),
     )
 }
 

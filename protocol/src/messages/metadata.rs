@@ -44,6 +44,16 @@ wire_struct! {
     }
 }
 
+impl PartitionMetadata {
+    /// Bytes of an entry's encoding with `replicas` replicas and `in_sync_replicas`
+    /// in-sync replicas: every other field has a fixed width. A broker sizes a response
+    /// from this before building it.
+    pub const fn encoded_bytes(replicas: usize, in_sync_replicas: usize) -> usize {
+        // error_code, partition, leader_id, leader_epoch, then two u32 arrays.
+        2 + 4 + 4 + 4 + (4 + 4 * replicas) + (4 + 4 * in_sync_replicas)
+    }
+}
+
 wire_struct! {
     /// One topic's metadata.
     pub struct TopicMetadata {

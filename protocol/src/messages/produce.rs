@@ -113,6 +113,8 @@ impl Wire for RecordBatches {
     }
 
     fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        // The one chunk's place in `chunks`.
+        reader.charge(size_of::<Bytes>())?;
         Bytes::decode(reader).map(Self::from)
     }
 }

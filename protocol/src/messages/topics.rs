@@ -145,6 +145,26 @@ wire_struct! {
     }
 }
 
+impl DescribedPartition {
+    /// Bytes of an entry's encoding with `replicas` replicas, `in_sync_replicas` in-sync
+    /// replicas and an error message of `error_message_bytes` bytes (`None` for no
+    /// message): every other field has a fixed width. A broker sizes a response from this
+    /// before building it.
+    pub const fn encoded_bytes(
+        replicas: usize,
+        in_sync_replicas: usize,
+        error_message_bytes: Option<usize>,
+    ) -> usize {
+        let error_message = match error_message_bytes {
+            Some(bytes) => 2 + bytes,
+            None => 2,
+        };
+        // error_code, error_message, partition, leader_id, leader_epoch, two u32 arrays,
+        // then four u64 offsets.
+        2 + error_message + 4 + 4 + 4 + (4 + 4 * replicas) + (4 + 4 * in_sync_replicas) + 4 * 8
+    }
+}
+
 wire_struct! {
     /// One topic in detail.
     pub struct DescribedTopic {
