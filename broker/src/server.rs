@@ -1,4 +1,5 @@
-//! The listener: accepts connections within `connections_max`, runs background jobs
+//! The listener: accepts connections within `connections_max`, gives them one request
+//! budget (`request_memory_bytes_max`) to share, runs background jobs
 //! (retention, group session expiry), and shuts down gracefully.
 //!
 //! Shutdown order: report not ready on `/readyz`; stop accepting; tell every connection
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::connection::RequestMemory;
 use crate::partition::Storage;
 use crate::startup::StartupError;
 use crate::{connection, metrics};
@@ -124,6 +126,7 @@ async fn bind(
 
 async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    let memory = RequestMemory::new(broker.config.request_memory_bytes_max);
     let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -147,10 +150,10 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
             drop(stream);
             continue;
         };
-        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        let (broker, memory, shutdown) = (broker.clone(), memory.clone(), shutdown.clone());
         connections.spawn(async move {
             metrics::connection_opened();
-            connection::serve(stream, broker, shutdown).await;
+            connection::serve(stream, broker, memory, shutdown).await;
             metrics::connection_closed();
             drop(slot);
         });

@@ -5,7 +5,16 @@
 //! `min_bytes` are available, a partition reports an error, or `max_wait_ms` passes.
 //! Records are `Bytes` slices of the log's mmap, and the reply carries their segment file
 //! ranges too, so large ones reach the socket by `sendfile` (see `crate::send`).
+//!
+//! A parked fetch holds a watch and a response entry per partition for up to
+//! `fetch_wait_ms_max`, so what it may watch is bounded: a fetch that may wait
+//! (`max_wait_ms` above 0) naming more than `fetch_wait_partitions_max` partitions is
+//! refused `LimitExceeded`, and one that would take its connection's parked fetches past
+//! `connection_fetch_wait_partitions_max` partitions is answered at once with what there
+//! is, as if its `max_wait_ms` were 0. A topic that names no partition counts as one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -103,25 +112,99 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
         .collect()
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
+/// The partitions one connection's parked fetches watch, against
+/// `connection_fetch_wait_partitions_max`. One per connection, shared with its fetch
+/// tasks. Thread-safe.
+#[derive(Debug)]
+pub struct FetchWatches {
+    free: AtomicUsize,
+}
+
+impl FetchWatches {
+    /// A connection's allowance of `partitions_max` watched partitions.
+    pub fn new(partitions_max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: AtomicUsize::new(partitions_max),
+        })
+    }
+
+    /// Takes `partitions` from the allowance until the returned guard drops, if that many
+    /// are free.
+    fn take(self: &Arc<Self>, partitions: usize) -> Option<Watching> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(partitions)
+            })
+            .ok()?;
+        Some(Watching {
+            watches: Arc::clone(self),
+            partitions,
+        })
+    }
+}
+
+/// Partitions taken from a connection's [`FetchWatches`] by one parked fetch.
+struct Watching {
+    watches: Arc<FetchWatches>,
+    partitions: usize,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.watches
+            .free
+            .fetch_add(self.partitions, Ordering::AcqRel);
+    }
+}
+
+/// The partitions a fetch names, a topic naming none counted as one: what it holds while
+/// parked.
+fn watched_partitions(request: &FetchRequest) -> usize {
+    request
+        .topics
+        .iter()
+        .map(|topic| topic.partitions.len().max(1))
+        .sum()
+}
+
+/// Answers a fetch; `watches` is its connection's allowance for parked fetches.
+pub async fn handle(broker: &Broker, request: FetchRequest, watches: Arc<FetchWatches>) -> Reply {
+    let watched = watched_partitions(&request);
+    let watched_max = broker.config.fetch_wait_partitions_max;
+    if request.max_wait_ms > 0 && watched > watched_max {
+        return Reply::Error(
+            ErrorCode::LimitExceeded,
+            format!(
+                "a fetch with max_wait_ms above 0 names {watched} partitions, more than fetch_wait_partitions_max = {watched_max}"
+            ),
+        );
+    }
+    let mut watching = None;
     let max_wait =
         Duration::from_millis(u64::from(request.max_wait_ms).min(broker.config.fetch_wait_ms_max));
     let deadline = tokio::time::Instant::from_std(Instant::now() + max_wait);
     let max_bytes = (request.max_bytes as usize).min(broker.config.fetch_response_bytes_max);
     let min_bytes = (request.min_bytes as usize).min(max_bytes);
     loop {
-        let mut watches = subscribe(broker, &request);
+        let mut changes = subscribe(broker, &request);
         let pass = read_all(broker, &request, max_bytes);
         let done = pass.bytes >= min_bytes.max(1)
             || pass.errors
-            || watches.is_empty()
+            || changes.is_empty()
             || tokio::time::Instant::now() >= deadline;
         if done {
             return pass.into_reply(broker);
         }
+        // Past the connection's allowance, answer now rather than park.
+        if watching.is_none() {
+            let Some(taken) = watches.take(watched) else {
+                return pass.into_reply(broker);
+            };
+            watching = Some(taken);
+        }
         // Subscribed before the read, so an append from here on wakes it.
         let _waiting = metrics::FetchWaiting::start();
-        let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
+        let changed = select_all(changes.iter_mut().map(|watch| Box::pin(watch.changed())));
         let woken = tokio::select! {
             _ = changed => true,
             () = tokio::time::sleep_until(deadline) => false,
@@ -161,4 +244,48 @@ fn count_records(records: &[u8]) -> u64 {
         .filter_map(Result::ok)
         .map(|batch| u64::from(batch.header.record_count))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::messages::{FetchPartition, FetchTopic};
+
+    use super::*;
+
+    #[test]
+    fn parked_fetches_share_their_connection_allowance_until_they_end() {
+        let watches = FetchWatches::new(10);
+        let first = watches.take(6).expect("6 of 10 free");
+        assert!(watches.take(5).is_none());
+        let second = watches.take(4).expect("4 of 4 free");
+        assert!(watches.take(1).is_none());
+        drop(first);
+        assert!(watches.take(7).is_none());
+        let third = watches.take(6).expect("6 of 6 free");
+        drop((second, third));
+        assert!(watches.take(10).is_some());
+    }
+
+    #[test]
+    fn a_topic_naming_no_partition_counts_as_one_watched() {
+        let partition = |partition| FetchPartition {
+            partition,
+            fetch_offset: 0,
+            partition_max_bytes: 1,
+        };
+        let topic = |partitions| FetchTopic {
+            name: "t".into(),
+            partitions,
+        };
+        let request = FetchRequest {
+            max_wait_ms: 1,
+            min_bytes: 1,
+            max_bytes: 1,
+            topics: vec![
+                topic(vec![]),
+                topic(vec![partition(0), partition(0), partition(1)]),
+            ],
+        };
+        assert_eq!(watched_partitions(&request), 4);
+    }
 }
