@@ -8,8 +8,9 @@
 //! their clients. Outside the budget, a connection keeps one small buffer
 //! ([`READ_BUFFER_BYTES`]) for length prefixes and for the start of the next frame.
 //!
-//! A frame must arrive whole within `frame_read_timeout_ms` of its reservation, so a
-//! client that announces a large frame and stalls holds the budget only that long.
+//! Once a frame's bytes are reserved, a read that brings none of them for
+//! `frame_read_timeout_ms` closes the connection, so a client that announces a large
+//! frame and stalls holds the budget only that long.
 
 use std::io;
 use std::sync::Arc;
@@ -107,7 +108,8 @@ impl AsRef<[u8]> for Reserved {
 pub(super) struct ReadTimeouts {
     /// For the next frame's length prefix (`connection_idle_ms_max`).
     pub(super) idle: Duration,
-    /// For a frame's body once its bytes are reserved (`frame_read_timeout_ms`).
+    /// For each read of a frame's body once its bytes are reserved
+    /// (`frame_read_timeout_ms`).
     pub(super) frame: Duration,
 }
 
@@ -160,21 +162,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// what is buffered is copied, the rest read straight into it, and nothing past it.
     ///
     /// # Errors
-    /// The socket's error; [`io::ErrorKind::UnexpectedEof`] if the stream ends first.
-    async fn read_payload(&mut self, length: usize, reservation: Reservation) -> io::Result<Bytes> {
+    /// The socket's error; [`io::ErrorKind::UnexpectedEof`] if the stream ends first;
+    /// [`io::ErrorKind::TimedOut`] if a read brings nothing for `stall_timeout`.
+    async fn read_payload(
+        &mut self,
+        length: usize,
+        reservation: Reservation,
+        stall_timeout: Duration,
+    ) -> io::Result<Bytes> {
         let mut payload = BytesMut::with_capacity(length);
         let buffered = self.buffer.len().min(length);
         payload.extend_from_slice(&self.buffer[..buffered]);
         self.buffer.advance(buffered);
         while payload.len() < length {
             let missing = (length - payload.len()) as u64;
-            if (&mut self.socket)
-                .take(missing)
-                .read_buf(&mut payload)
-                .await?
-                == 0
-            {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+            let mut socket = (&mut self.socket).take(missing);
+            match tokio::time::timeout(stall_timeout, socket.read_buf(&mut payload)).await {
+                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             }
         }
         Ok(Bytes::from_owner(Reserved {
@@ -188,8 +195,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 /// receiving a request (a copy out of the socket) overlaps appending the previous one
 /// (a copy into the page cache). A frame is read only once `frames` has room for it:
 /// at most `READ_AHEAD_FRAMES` wait, besides the one being read and the one running.
-/// Returns at end of stream, after the idle limit, when a frame is too slow, or at a
-/// framing error.
+/// Returns at end of stream, after the idle limit, when a frame stalls, or at a framing
+/// error.
 pub(super) async fn read_frames(
     mut socket: FrameReader<impl AsyncRead + Unpin>,
     timeouts: ReadTimeouts,
@@ -216,17 +223,20 @@ pub(super) async fn read_frames(
         };
         // No timeout while the budget is spent: the wait is the broker's, not the client's.
         let reservation = socket.memory.reserve(length).await;
-        match tokio::time::timeout(timeouts.frame, socket.read_payload(length, reservation)).await {
-            Ok(Ok(payload)) => room.send(Frame::Request {
+        match socket
+            .read_payload(length, reservation, timeouts.frame)
+            .await
+        {
+            Ok(payload) => room.send(Frame::Request {
                 payload,
                 received: Instant::now(),
             }),
-            Ok(Err(error)) => {
-                tracing::debug!(%peer, %error, "connection closed in the middle of a frame");
+            Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                tracing::debug!(%peer, length, "closing connection: a frame stalled for frame_read_timeout_ms");
                 return;
             }
-            Err(_) => {
-                tracing::debug!(%peer, length, "closing connection: a frame took longer than frame_read_timeout_ms");
+            Err(error) => {
+                tracing::debug!(%peer, %error, "connection closed in the middle of a frame");
                 return;
             }
         }
@@ -361,7 +371,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_frame_that_stalls_past_the_frame_timeout_closes_and_frees_its_bytes() {
+    async fn a_frame_that_stalls_for_the_frame_timeout_closes_and_frees_its_bytes() {
         let memory = RequestMemory::new(1 << 20);
         let timeouts = ReadTimeouts {
             idle: Duration::from_secs(600),
