@@ -84,8 +84,8 @@ pub struct Config {
     /// request is done with them. While it is spent, connections stop reading and TCP
     /// pushes back. At least `frame_bytes_max`, so any frame fits.
     pub request_memory_bytes_max: usize,
-    /// Longest a request frame may take to arrive once its bytes are reserved; a slower
-    /// frame closes its connection, so stalled clients cannot hold the request budget.
+    /// Once a request frame's bytes are reserved, a read that brings none of them for
+    /// this long closes the connection, so stalled clients cannot hold the request budget.
     pub frame_read_timeout_ms: u64,
     /// A reply write that makes no progress for this long closes its connection: a client
     /// that stops reading loses its queued replies, its waiting requests and the segment
