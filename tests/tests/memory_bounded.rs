@@ -405,12 +405,11 @@ fn peak_rss_bytes(pid: u32) -> u64 {
     kib << 10
 }
 
-/// Deleted segment files under `data_dir` that the broker still holds, by descriptor in
-/// `/proc/<pid>/fd` or by mapping in `/proc/<pid>/maps`.
+/// Deleted files under `data_dir` (segments, their indexes) that the broker still holds,
+/// by descriptor in `/proc/<pid>/fd` or by mapping in `/proc/<pid>/maps`.
 fn deleted_segments_held(pid: u32, data_dir: &Path) -> Vec<String> {
     let data_dir = data_dir.to_string_lossy();
-    let deleted_segment =
-        |path: &str| path.starts_with(&*data_dir) && path.ends_with(".log (deleted)");
+    let deleted_segment = |path: &str| path.starts_with(&*data_dir) && path.ends_with(" (deleted)");
     let mut held: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the broker's descriptors")
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
