@@ -23,11 +23,11 @@
 //! `connection_producer_id_requests_per_second_max` are answered `LimitExceeded`.
 //!
 //! Memory is bounded three ways. A frame's bytes come from the broker-wide request budget
-//! (`request_memory_bytes_max`, see [`RequestMemory`]) before the reader buffers them, so a spent
-//! budget stops reading on every connection. A reply write that makes no progress for
-//! `write_timeout_ms` ends the connection (see `crate::send::ReplySocket`): its queued
-//! replies are dropped, its waiting tasks aborted, and the segment files their records
-//! lie in are let go. And the partitions its parked fetches watch are bounded by
+//! (`request_memory_bytes_max`, see [`RequestMemory`]) before the reader buffers them, so
+//! a spent budget stops reading on every connection. A reply write that makes no
+//! progress for `write_timeout_ms` ends the connection (see `crate::send::ReplySocket`):
+//! its queued replies are dropped, its waiting tasks aborted, and the segment files their
+//! records lie in are let go. And the partitions its parked fetches watch are bounded by
 //! `connection_fetch_wait_partitions_max` (see `crate::handler::FetchWatches`).
 //!
 //! # Layout

@@ -3,8 +3,9 @@
 //! A frame's bytes are reserved from [`RequestMemory`] once its length prefix is read and
 //! before any of its body is buffered. The reservation lives as long as the payload's
 //! bytes do (a decoded produce's record batches are slices of the payload), so the budget
-//! counts every request byte the broker holds, however long a handler keeps them. While the budget is spent, readers wait without reading, and TCP pushes back on
-//! their clients. Outside the budget, a connection keeps one small buffer
+//! counts every request byte the broker holds, however long a handler keeps them. While
+//! the budget is spent, readers wait without reading, and TCP pushes back on their
+//! clients. Outside the budget, a connection keeps one small buffer
 //! ([`READ_BUFFER_BYTES`]) for length prefixes and for the start of the next frame.
 //!
 //! Once a frame's bytes are reserved, a read that brings none of them for
