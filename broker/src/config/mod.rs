@@ -92,10 +92,12 @@ pub struct Config {
     /// files they held.
     pub write_timeout_ms: u64,
     /// Partitions one long-poll fetch (`max_wait_ms` above 0) may name; past it the fetch
-    /// is answered `LimitExceeded`.
+    /// is answered `LimitExceeded`. The default is `partitions_max`'s, so a consumer of
+    /// every partition on the broker can still wait in one fetch.
     pub fetch_wait_partitions_max: usize,
     /// Partitions the parked fetches of one connection may watch together; a fetch that
-    /// would pass it is answered at once with what there is, without waiting.
+    /// would pass it is answered at once with what there is, without waiting. A consumer
+    /// keeps one fetch in flight per broker, so the default equals the per-fetch one.
     pub connection_fetch_wait_partitions_max: usize,
     /// Longest an `acks = all` produce waits for durability (its `timeout_ms` is capped).
     pub produce_timeout_ms_max: u64,
@@ -158,8 +160,8 @@ impl Default for Config {
             request_memory_bytes_max: 256 << 20,
             frame_read_timeout_ms: 30_000,
             write_timeout_ms: 30_000,
-            fetch_wait_partitions_max: 4_096,
-            connection_fetch_wait_partitions_max: 8_192,
+            fetch_wait_partitions_max: 10_000,
+            connection_fetch_wait_partitions_max: 10_000,
             produce_timeout_ms_max: 60_000,
             message_timestamp_after_ms_max: 3_600_000,
             partitions_max: 10_000,
@@ -616,8 +618,8 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(defaults.write_timeout_ms, 30_000);
         assert_eq!(defaults.frame_read_timeout_ms, 30_000);
-        assert_eq!(defaults.fetch_wait_partitions_max, 4_096);
-        assert_eq!(defaults.connection_fetch_wait_partitions_max, 8_192);
+        assert_eq!(defaults.fetch_wait_partitions_max, 10_000);
+        assert_eq!(defaults.connection_fetch_wait_partitions_max, 10_000);
         let flags = vec![("write_timeout_ms".to_owned(), "250".to_owned())];
         let config = Config::load(None, [], &flags).unwrap();
         assert_eq!(config.write_timeout(), Duration::from_millis(250));
