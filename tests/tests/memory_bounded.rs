@@ -10,8 +10,8 @@
 //!   `frame_read_timeout_ms`.
 //! - pipelined produces: 48 connections each pipeline four largest produce frames and
 //!   read nothing until all are sent; at most `request_memory_bytes_max` of them are held.
-//! - a slow reader: fetches a topic's segments again and again and reads nothing while the
-//!   topic is deleted; `write_timeout_ms` closes it and the segments are let go.
+//! - a slow reader: fetches a topic's first batch again and again and reads nothing while
+//!   the topic is deleted; `write_timeout_ms` closes it and the segment is let go.
 //! - parked fetches: a long-poll fetch over too many partitions is refused
 //!   `LimitExceeded`, and one past its connection's allowance is answered without waiting.
 //!
@@ -72,7 +72,7 @@ async fn attacks_are_refused_within_bounded_memory_while_a_bystander_works() {
             format!("frame_bytes_max={FRAME_BYTES_MAX}"),
             format!("request_memory_bytes_max={REQUEST_MEMORY_BYTES_MAX}"),
             "frame_read_timeout_ms=1000".to_owned(),
-            "write_timeout_ms=2000".to_owned(),
+            "write_timeout_ms=3000".to_owned(),
             format!("fetch_wait_partitions_max={FETCH_WAIT_PARTITIONS_MAX}"),
             format!(
                 "connection_fetch_wait_partitions_max={}",
@@ -208,7 +208,7 @@ async fn pipelined_produces(target: &Target) {
     }
 }
 
-/// A client fetches a topic's segments 32 times over and reads nothing; meanwhile the
+/// A client fetches a topic's first batch 32 times over and reads nothing; meanwhile the
 /// topic is deleted. Its queued replies hold the deleted segments until
 /// `write_timeout_ms` closes it; then none stays open.
 async fn slow_reader(target: &Target) {
@@ -231,22 +231,31 @@ async fn slow_reader(target: &Target) {
         .await
         .expect("connect timeout")
         .expect("connect");
+    // Each fetch gets the first batch alone (a response's first batch may pass its
+    // byte limit): 256 KiB, so 32 replies are more than the socket buffers take.
     let fetch = encode(&Request::Fetch(FetchRequest {
         max_wait_ms: 0,
         min_bytes: 0,
-        max_bytes: 16 << 20,
+        max_bytes: 1,
         topics: vec![FetchTopic {
             name: "doomed".into(),
             partitions: vec![FetchPartition {
                 partition: 0,
                 fetch_offset: 0,
-                partition_max_bytes: 16 << 20,
+                partition_max_bytes: 1,
             }],
         }],
     }));
     for _ in 0..32 {
         reader.write_all(&fetch).await.expect("send a fetch");
     }
+    // Every fetch has read its records, so the replies hold their segment before the
+    // topic goes.
+    wait_for_metrics(
+        &target.broker.metrics_address,
+        &["strata_records_out_total{topic=\"doomed\"} 8192"],
+    )
+    .await;
     let Response::DeleteTopics(deleted) = admin
         .call(DeleteTopicsRequest {
             names: vec!["doomed".into()],
