@@ -13,7 +13,8 @@
 //! - a slow reader: fetches a topic's first batch again and again and reads nothing while
 //!   the topic is deleted; `write_timeout_ms` closes it and the segment is let go.
 //! - parked fetches: a long-poll fetch over too many partitions is refused
-//!   `LimitExceeded`, and one past its connection's allowance is answered without waiting.
+//!   `LimitExceeded`, and one past its connection's or the broker's allowance is answered
+//!   without waiting.
 //!
 //! New attacks go into [`attacks`]: each is a future that returns once the broker has
 //! answered or disconnected every connection it opened.
@@ -27,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
 use strata_protocol::codec::{FrameCodec, RequestFrame};
-use strata_protocol::frame::RequestHeader;
+use strata_protocol::frame::{RequestHeader, ResponseResult};
 use strata_protocol::messages::*;
 use strata_protocol::{ApiKey, ErrorCode, Request, Response};
 use strata_tests::*;
@@ -77,6 +78,10 @@ async fn attacks_are_refused_within_bounded_memory_while_a_bystander_works() {
             format!(
                 "connection_fetch_wait_partitions_max={}",
                 FETCH_WAIT_PARTITIONS_MAX * 3 / 2
+            ),
+            format!(
+                "fetch_wait_partitions_total_max={}",
+                FETCH_WAIT_PARTITIONS_MAX * 5 / 2
             ),
         ];
         let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
@@ -289,50 +294,65 @@ async fn slow_reader(target: &Target) {
 }
 
 /// A long-poll fetch naming more than `fetch_wait_partitions_max` partitions is refused;
-/// one that would take its connection past `connection_fetch_wait_partitions_max` is
-/// answered at once instead of waiting its `max_wait_ms`.
+/// one that would take its connection past `connection_fetch_wait_partitions_max`, or
+/// the broker past `fetch_wait_partitions_total_max`, is answered at once instead of
+/// waiting its `max_wait_ms` (30 s, longer than any wait here).
 async fn parked_fetches(target: &Target) {
     let mut admin = Client::connect(target.address()).await;
     admin
         .create_topic("watched", FETCH_WAIT_PARTITIONS_MAX, &[])
         .await;
-    let mut client = Client::connect(target.address()).await;
+    let every_partition = || long_poll(0..FETCH_WAIT_PARTITIONS_MAX, 30_000);
+    let mut first = Client::connect(target.address()).await;
     let too_many = long_poll(0..=FETCH_WAIT_PARTITIONS_MAX, 30_000);
-    let Err((code, message)) = client.try_call(too_many).await else {
+    let Err((code, message)) = first.try_call(too_many).await else {
         panic!("a fetch over too many partitions was served")
     };
     assert_eq!(code, ErrorCode::LimitExceeded, "{message}");
     assert!(message.contains("fetch_wait_partitions_max"), "{message}");
-    // The first fetch parks on every partition: two thirds of the connection's allowance.
-    client
-        .send(long_poll(0..FETCH_WAIT_PARTITIONS_MAX, 30_000))
-        .await;
-    wait_for_metrics(
-        &target.broker.metrics_address,
-        &["strata_fetches_waiting 1"],
-    )
-    .await;
-    // The second would pass the allowance: it is answered without waiting its 30 s,
-    // right behind the first, which a produce wakes.
-    client
-        .send(long_poll(0..FETCH_WAIT_PARTITIONS_MAX, 30_000))
-        .await;
+    // Two thirds of the first connection's allowance, two fifths of the broker's.
+    first.send(every_partition()).await;
+    wait_for_fetches_waiting(target, 1).await;
+    // Past the first connection's allowance: answered right behind the fetch before it.
+    first.send(every_partition()).await;
+    // Four fifths of the broker's allowance.
+    let mut second = Client::connect(target.address()).await;
+    second.send(every_partition()).await;
+    wait_for_fetches_waiting(target, 2).await;
+    // Past the broker's allowance: answered at once, with nothing.
+    let mut third = Client::connect(target.address()).await;
+    let response = fetched(third.try_call(every_partition()).await);
+    assert!(
+        response.topics[0]
+            .partitions
+            .iter()
+            .all(|partition| partition.records.is_empty())
+    );
     let produced = admin
         .produce("watched", 3, Acks::Leader, batch_of("wake", 1))
         .await;
     assert_eq!(produced.error_code, ErrorCode::None);
     for _ in 0..2 {
-        let (_, result) = client.receive(ApiKey::Fetch).await;
-        let Ok(Response::Fetch(response)) = result else {
-            panic!("a fetch response: {result:?}")
-        };
-        assert!(
-            response.topics[0]
-                .partitions
-                .iter()
-                .all(|partition| partition.error_code == ErrorCode::None)
-        );
+        fetched(first.receive(ApiKey::Fetch).await.1);
     }
+    fetched(second.receive(ApiKey::Fetch).await.1);
+}
+
+/// Waits until the broker counts `count` parked fetches (the bystander's never wait).
+async fn wait_for_fetches_waiting(target: &Target, count: usize) {
+    let line = format!("strata_fetches_waiting {count}");
+    wait_for_metrics(&target.broker.metrics_address, &[&line]).await;
+}
+
+/// The fetch response in `result`, every partition without error.
+fn fetched(result: ResponseResult) -> FetchResponse {
+    let Ok(Response::Fetch(response)) = result else {
+        panic!("a fetch response: {result:?}")
+    };
+    for partition in &response.topics[0].partitions {
+        assert_eq!(partition.error_code, ErrorCode::None, "{partition:?}");
+    }
+    response
 }
 
 /// A fetch of `partitions` of `watched` that waits up to `max_wait_ms` for a record.

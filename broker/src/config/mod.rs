@@ -99,6 +99,10 @@ pub struct Config {
     /// would pass it is answered at once with what there is, without waiting. A consumer
     /// keeps one fetch in flight per broker, so the default equals the per-fetch one.
     pub connection_fetch_wait_partitions_max: usize,
+    /// Partitions the parked fetches of all connections may watch together (each costs
+    /// about 250 bytes while it waits); a fetch that would pass it is answered at once
+    /// with what there is, as past the per-connection limit.
+    pub fetch_wait_partitions_total_max: usize,
     /// Longest an `acks = all` produce waits for durability (its `timeout_ms` is capped).
     pub produce_timeout_ms_max: u64,
     /// How far ahead of the broker's clock a batch's max timestamp may be; a batch further
@@ -162,6 +166,7 @@ impl Default for Config {
             write_timeout_ms: 30_000,
             fetch_wait_partitions_max: 10_000,
             connection_fetch_wait_partitions_max: 10_000,
+            fetch_wait_partitions_total_max: 1_000_000,
             produce_timeout_ms_max: 60_000,
             message_timestamp_after_ms_max: 3_600_000,
             partitions_max: 10_000,
@@ -444,6 +449,10 @@ impl Config {
                 self.connection_fetch_wait_partitions_max as u64,
             ),
             (
+                "fetch_wait_partitions_total_max",
+                self.fetch_wait_partitions_total_max as u64,
+            ),
+            (
                 "message_timestamp_after_ms_max",
                 self.message_timestamp_after_ms_max,
             ),
@@ -620,6 +629,7 @@ mod tests {
         assert_eq!(defaults.frame_read_timeout_ms, 30_000);
         assert_eq!(defaults.fetch_wait_partitions_max, 10_000);
         assert_eq!(defaults.connection_fetch_wait_partitions_max, 10_000);
+        assert_eq!(defaults.fetch_wait_partitions_total_max, 1_000_000);
         let flags = vec![("write_timeout_ms".to_owned(), "250".to_owned())];
         let config = Config::load(None, [], &flags).unwrap();
         assert_eq!(config.write_timeout(), Duration::from_millis(250));
@@ -628,6 +638,7 @@ mod tests {
             "frame_read_timeout_ms",
             "fetch_wait_partitions_max",
             "connection_fetch_wait_partitions_max",
+            "fetch_wait_partitions_total_max",
         ] {
             let flags = vec![(key.to_owned(), "0".to_owned())];
             let refused = Config::load(None, [], &flags).unwrap_err();

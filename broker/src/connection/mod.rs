@@ -23,16 +23,18 @@
 //! `connection_producer_id_requests_per_second_max` are answered `LimitExceeded`.
 //!
 //! Memory is bounded three ways. A frame's bytes come from the broker-wide request budget
-//! (`request_memory_bytes_max`, see [`RequestMemory`]) before the reader buffers them, so
+//! (`request_memory_bytes_max`, see `read::RequestMemory`) before the reader buffers them, so
 //! a spent budget stops reading on every connection. A reply write that makes no
 //! progress for `write_timeout_ms` ends the connection (see `crate::send::ReplySocket`):
 //! its queued replies are dropped, its waiting tasks aborted, and the segment files their
 //! records lie in are let go. And the partitions its parked fetches watch are bounded by
-//! `connection_fetch_wait_partitions_max` (see `crate::handler::FetchWatches`).
+//! `connection_fetch_wait_partitions_max`, within the broker's
+//! `fetch_wait_partitions_total_max` (see `crate::handler::FetchWatches`). The two
+//! broker-wide budgets are a connection's [`Budgets`].
 //!
 //! # Layout
 //! - This file: the in-order loop, dispatch, and the writer.
-//! - `read`: the reader, and the request budget ([`RequestMemory`]) it reads within.
+//! - `read`: the reader, and the request budget (`RequestMemory`) it reads within.
 
 mod read;
 
@@ -51,9 +53,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-pub use self::read::RequestMemory;
-use self::read::{FrameReader, ReadTimeouts};
+use self::read::{FrameReader, ReadTimeouts, RequestMemory};
 use crate::broker::Broker;
+use crate::config::Config;
 use crate::handler::{self, FetchWatches, Reply, Started};
 use crate::metrics;
 use crate::send::{self, ReplySocket};
@@ -79,13 +81,32 @@ enum Pending {
     },
 }
 
+/// What every connection of a broker draws on: the request budget and the partitions
+/// parked fetches may watch. Clones share them. Thread-safe.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    memory: RequestMemory,
+    fetch_watches: Arc<FetchWatches>,
+}
+
+impl Budgets {
+    /// The budgets `config` sets: `request_memory_bytes_max` and
+    /// `fetch_wait_partitions_total_max`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            memory: RequestMemory::new(config.request_memory_bytes_max),
+            fetch_watches: FetchWatches::new(config.fetch_wait_partitions_total_max),
+        }
+    }
+}
+
 /// Serves one connection until the client closes it, it idles out, stops reading its
 /// replies, a framing error occurs, or `shutdown` fires. In-flight requests are answered
-/// before it returns. Its request frames are read within `memory`, the broker's budget.
+/// before it returns. It draws on the broker's `budgets`.
 pub async fn serve(
     stream: TcpStream,
     broker: Arc<Broker>,
-    memory: RequestMemory,
+    budgets: Budgets,
     shutdown: CancellationToken,
 ) {
     let peer = stream
@@ -106,14 +127,17 @@ pub async fn serve(
         frame: config.frame_read_timeout(),
     };
     let reader = tokio::spawn(read::read_frames(
-        FrameReader::new(read, config.frame_bytes_max, memory),
+        FrameReader::new(read, config.frame_bytes_max, budgets.memory),
         timeouts,
         read_ahead,
         peer.clone(),
     ));
     let mut requests = Requests {
         producer_ids: RateLimit::new(config.connection_producer_id_requests_per_second_max),
-        fetch_watches: FetchWatches::new(config.connection_fetch_wait_partitions_max),
+        fetch_watches: FetchWatches::within(
+            config.connection_fetch_wait_partitions_max,
+            &budgets.fetch_watches,
+        ),
     };
     loop {
         let next = tokio::select! {

@@ -32,14 +32,14 @@ pub const READ_BUFFER_BYTES: usize = 8 << 10;
 /// The broker-wide budget of request frame bytes (`request_memory_bytes_max`). Clones
 /// share one budget. Thread-safe.
 #[derive(Debug, Clone)]
-pub struct RequestMemory {
+pub(super) struct RequestMemory {
     permits: Arc<Semaphore>,
     bytes_max: usize,
 }
 
 impl RequestMemory {
     /// A budget of `bytes_max` bytes.
-    pub fn new(bytes_max: usize) -> Self {
+    pub(super) fn new(bytes_max: usize) -> Self {
         // A semaphore holds at most 2^61 permits on 64-bit targets: a budget above that is
         // no limit at all anyway.
         let bytes_max = bytes_max.min(Semaphore::MAX_PERMITS);

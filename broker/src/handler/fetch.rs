@@ -10,8 +10,9 @@
 //! `fetch_wait_ms_max`, so what it may watch is bounded: a fetch that may wait
 //! (`max_wait_ms` above 0) naming more than `fetch_wait_partitions_max` partitions is
 //! refused `LimitExceeded`, and one that would take its connection's parked fetches past
-//! `connection_fetch_wait_partitions_max` partitions is answered at once with what there
-//! is, as if its `max_wait_ms` were 0. A topic that names no partition counts as one.
+//! `connection_fetch_wait_partitions_max` partitions, or the broker's past
+//! `fetch_wait_partitions_total_max`, is answered at once with what there is, as if its
+//! `max_wait_ms` were 0. A topic that names no partition counts as one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,25 +113,42 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
         .collect()
 }
 
-/// The partitions one connection's parked fetches watch, against
-/// `connection_fetch_wait_partitions_max`. One per connection, shared with its fetch
-/// tasks. Thread-safe.
+/// An allowance of partitions that parked fetches may watch: the broker's
+/// (`fetch_wait_partitions_total_max`), or one connection's
+/// (`connection_fetch_wait_partitions_max`) within the broker's. Shared with the fetch
+/// tasks that draw on it. Thread-safe.
 #[derive(Debug)]
 pub struct FetchWatches {
     free: AtomicUsize,
+    /// The allowance this one is part of, which a take draws on too.
+    within: Option<Arc<FetchWatches>>,
 }
 
 impl FetchWatches {
-    /// A connection's allowance of `partitions_max` watched partitions.
+    /// The broker's allowance of `partitions_max` watched partitions.
     pub fn new(partitions_max: usize) -> Arc<Self> {
         Arc::new(Self {
             free: AtomicUsize::new(partitions_max),
+            within: None,
         })
     }
 
-    /// Takes `partitions` from the allowance until the returned guard drops, if that many
-    /// are free.
+    /// A connection's allowance of `partitions_max`, drawn from `broker`'s as well.
+    pub fn within(partitions_max: usize, broker: &Arc<Self>) -> Arc<Self> {
+        Arc::new(Self {
+            free: AtomicUsize::new(partitions_max),
+            within: Some(Arc::clone(broker)),
+        })
+    }
+
+    /// Takes `partitions` from this allowance and the one it is within until the
+    /// returned guard drops, if both have that many free.
     fn take(self: &Arc<Self>, partitions: usize) -> Option<Watching> {
+        let within = match &self.within {
+            Some(outer) => Some(Box::new(outer.take(partitions)?)),
+            None => None,
+        };
+        // If this allowance is short, `within` drops here and gives the outer one back.
         self.free
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
                 free.checked_sub(partitions)
@@ -139,14 +157,18 @@ impl FetchWatches {
         Some(Watching {
             watches: Arc::clone(self),
             partitions,
+            _within: within,
         })
     }
 }
 
-/// Partitions taken from a connection's [`FetchWatches`] by one parked fetch.
+/// Partitions taken from a [`FetchWatches`] (and the one it is within) by one parked
+/// fetch, given back when dropped.
 struct Watching {
     watches: Arc<FetchWatches>,
     partitions: usize,
+    /// The same partitions taken from the outer allowance.
+    _within: Option<Box<Watching>>,
 }
 
 impl Drop for Watching {
@@ -254,7 +276,8 @@ mod tests {
 
     #[test]
     fn parked_fetches_share_their_connection_allowance_until_they_end() {
-        let watches = FetchWatches::new(10);
+        let broker = FetchWatches::new(100);
+        let watches = FetchWatches::within(10, &broker);
         let first = watches.take(6).expect("6 of 10 free");
         assert!(watches.take(5).is_none());
         let second = watches.take(4).expect("4 of 4 free");
@@ -264,6 +287,24 @@ mod tests {
         let third = watches.take(6).expect("6 of 6 free");
         drop((second, third));
         assert!(watches.take(10).is_some());
+        assert_eq!(broker.free.load(Ordering::Acquire), 100);
+    }
+
+    #[test]
+    fn connections_share_the_broker_allowance_and_a_refused_take_keeps_nothing() {
+        let broker = FetchWatches::new(10);
+        let first = FetchWatches::within(8, &broker);
+        let second = FetchWatches::within(8, &broker);
+        let taken = first.take(6).expect("6 of 8 and of 10 free");
+        // The connection has 8 free, the broker only 4.
+        assert!(second.take(5).is_none());
+        assert_eq!(second.free.load(Ordering::Acquire), 8);
+        let rest = second.take(4).expect("4 of 8 and of 4 free");
+        drop(taken);
+        assert!(second.take(5).is_none(), "the second connection has 4 left");
+        assert!(first.take(6).is_some());
+        drop(rest);
+        assert_eq!(broker.free.load(Ordering::Acquire), 10);
     }
 
     #[test]
