@@ -189,7 +189,8 @@ fn watched_partitions(request: &FetchRequest) -> usize {
         .sum()
 }
 
-/// Answers a fetch; `watches` is its connection's allowance for parked fetches.
+/// Answers a fetch; `watches` is its connection's allowance for parked fetches (within
+/// the broker's).
 pub async fn handle(broker: &Broker, request: FetchRequest, watches: Arc<FetchWatches>) -> Reply {
     let watched = watched_partitions(&request);
     let watched_max = broker.config.fetch_wait_partitions_max;
@@ -217,7 +218,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, watches: Arc<FetchWa
         if done {
             return pass.into_reply(broker);
         }
-        // Past the connection's allowance, answer now rather than park.
+        // Past the connection's or the broker's allowance, answer now rather than park.
         if watching.is_none() {
             let Some(taken) = watches.take(watched) else {
                 return pass.into_reply(broker);
