@@ -14,29 +14,137 @@
 //! reads them; the broker never truncates below the high watermark, which bounds every
 //! fetch, so what the peer reads is what the range held (docs/storage.md, "Reads as file
 //! ranges").
+//!
+//! Every write goes through a [`ReplySocket`], which fails a write that makes no progress
+//! for `write_timeout_ms`: a client that stops reading cannot hold the connection, its
+//! queued replies and their segment files forever.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_protocol::codec;
 use strata_storage::FileRange;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::time::Sleep;
 
 /// Record chunks shorter than this are written with the rest of the response: below it,
 /// the extra system calls cost more than the copy they save.
 pub const SENDFILE_BYTES_MIN: usize = 16 << 10;
+
+/// A connection's write half whose writes fail with [`io::ErrorKind::TimedOut`] once the
+/// socket has taken no byte for `timeout`. Owned by the connection's writer task.
+#[derive(Debug)]
+pub struct ReplySocket {
+    socket: OwnedWriteHalf,
+    timeout: Duration,
+    /// Runs from the first write that had to wait, until a write makes progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl ReplySocket {
+    /// Writes to `socket`, giving up after `timeout` without progress.
+    pub fn new(socket: OwnedWriteHalf, timeout: Duration) -> Self {
+        Self {
+            socket,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    fn timed_out(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client read nothing for write_timeout_ms ({} ms)",
+                self.timeout.as_millis()
+            ),
+        )
+    }
+
+    /// Passes on a write's outcome; a write still waiting fails once it has waited
+    /// `timeout` since the last progress.
+    fn within_timeout<T>(
+        &mut self,
+        context: &mut Context<'_>,
+        outcome: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if outcome.is_ready() {
+            self.stalled = None;
+            return outcome;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(context) {
+            Poll::Ready(()) => Poll::Ready(Err(self.timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Waits until the socket can take bytes, within the timeout.
+    async fn writable(&self) -> io::Result<()> {
+        let stream: &TcpStream = self.socket.as_ref();
+        match tokio::time::timeout(self.timeout, stream.writable()).await {
+            Ok(ready) => ready,
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+}
+
+impl AsyncWrite for ReplySocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.socket).poll_write(context, bytes);
+        this.within_timeout(context, outcome)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.socket).poll_write_vectored(context, slices);
+        this.within_timeout(context, outcome)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.socket).poll_flush(context);
+        this.within_timeout(context, outcome)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let outcome = Pin::new(&mut this.socket).poll_shutdown(context);
+        this.within_timeout(context, outcome)
+    }
+}
 
 /// Writes `chunks` in order; the chunks that are one of `files` (and long enough) go by
 /// `sendfile`, runs of the others by vectored writes. Returns the bytes sent by
 /// `sendfile`.
 ///
 /// # Errors
-/// The socket's error; [`io::ErrorKind::WriteZero`] if it accepts nothing.
+/// The socket's error; [`io::ErrorKind::WriteZero`] if it accepts nothing;
+/// [`io::ErrorKind::TimedOut`] if it takes nothing for the socket's timeout.
 pub async fn write_chunks(
-    socket: &mut OwnedWriteHalf,
+    socket: &mut ReplySocket,
     chunks: Vec<Bytes>,
     files: &[FileRange],
 ) -> io::Result<usize> {
@@ -64,12 +172,12 @@ pub async fn write_chunks(
 /// Sends the whole range with `sendfile`, waiting for the socket to take more. If the file
 /// system cannot `sendfile`, the rest is written from the mapping. Returns the bytes sent
 /// by `sendfile`.
-async fn send_range(socket: &mut OwnedWriteHalf, range: &FileRange) -> io::Result<usize> {
+async fn send_range(socket: &mut ReplySocket, range: &FileRange) -> io::Result<usize> {
     let length = range.bytes().len();
     let mut sent = 0;
     while sent < length {
-        let stream: &TcpStream = socket.as_ref();
-        stream.writable().await?;
+        socket.writable().await?;
+        let stream: &TcpStream = socket.socket.as_ref();
         let offset = range.position() + sent as u64;
         let result = stream.try_io(Interest::WRITABLE, || {
             sendfile(stream.as_raw_fd(), range.as_raw_fd(), offset, length - sent)

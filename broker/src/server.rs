@@ -1,5 +1,6 @@
-//! The listener: accepts connections within `connections_max`, runs background jobs
-//! (retention, group session expiry), and shuts down gracefully.
+//! The listener: accepts connections within `connections_max`, gives them the broker's
+//! budgets to share (request memory, partitions watched by parked fetches), runs
+//! background jobs (retention, group session expiry), and shuts down gracefully.
 //!
 //! Shutdown order: report not ready on `/readyz`; stop accepting; tell every connection
 //! to stop reading; wait (up to `shutdown_timeout_ms`) for in-flight requests to be
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::connection::Budgets;
 use crate::partition::Storage;
 use crate::startup::StartupError;
 use crate::{connection, metrics};
@@ -126,6 +128,7 @@ async fn bind(
 
 async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    let budgets = Budgets::new(&broker.config);
     let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -149,10 +152,10 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
             drop(stream);
             continue;
         };
-        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+        let (broker, budgets, shutdown) = (broker.clone(), budgets.clone(), shutdown.clone());
         connections.spawn(async move {
             metrics::connection_opened();
-            connection::serve(stream, broker, shutdown).await;
+            connection::serve(stream, broker, budgets, shutdown).await;
             metrics::connection_closed();
             drop(slot);
         });

@@ -53,6 +53,21 @@ impl FrameCodec {
         self.frame_bytes_max
     }
 
+    /// Reads the length prefix at the start of `src`: the payload length of the frame that
+    /// starts there, checked against the limit, or `None` until 4 bytes are there. Lets a
+    /// reader reserve memory for a frame before it buffers the payload.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] if the announced length exceeds the limit.
+    pub fn decode_length(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
+        let Some(prefix) = src.get(..LENGTH_PREFIX_BYTES) else {
+            return Ok(None);
+        };
+        let length = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
+        self.check(length)?;
+        Ok(Some(length))
+    }
+
     fn check(&self, length: usize) -> Result<(), FrameError> {
         if length > self.frame_bytes_max {
             return Err(FrameError::TooLarge {
@@ -136,11 +151,9 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let Some(prefix) = src.get(..LENGTH_PREFIX_BYTES) else {
+        let Some(length) = self.decode_length(src)? else {
             return Ok(None);
         };
-        let length = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
-        self.check(length)?;
         let total = LENGTH_PREFIX_BYTES + length;
         if src.len() < total {
             src.reserve(total - src.len());
@@ -209,6 +222,20 @@ mod tests {
             })
         ));
         assert_eq!(src.capacity(), capacity);
+    }
+
+    #[test]
+    fn a_length_prefix_is_read_and_checked_alone() {
+        let codec = FrameCodec::new(1024);
+        assert_eq!(codec.decode_length(&[0, 0, 4]).unwrap(), None);
+        assert_eq!(codec.decode_length(&[0, 0, 4, 0, 9]).unwrap(), Some(1024));
+        assert!(matches!(
+            codec.decode_length(&[0, 0, 4, 1]),
+            Err(FrameError::TooLarge {
+                length: 1025,
+                max: 1024
+            })
+        ));
     }
 
     #[test]

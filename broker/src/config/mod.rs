@@ -78,6 +78,31 @@ pub struct Config {
     pub fetch_wait_ms_max: u64,
     /// Largest fetch response, in bytes (a request's `max_bytes` is capped to it).
     pub fetch_response_bytes_max: usize,
+
+    /// Request frame bytes held at once over all connections: a frame's bytes are reserved
+    /// once its length prefix is read, before its body is buffered, and released when the
+    /// request is done with them. While it is spent, connections stop reading and TCP
+    /// pushes back. At least `frame_bytes_max`, so any frame fits.
+    pub request_memory_bytes_max: usize,
+    /// Once a request frame's bytes are reserved, a read that brings none of them for
+    /// this long closes the connection, so stalled clients cannot hold the request budget.
+    pub frame_read_timeout_ms: u64,
+    /// A reply write that makes no progress for this long closes its connection: a client
+    /// that stops reading loses its queued replies, its waiting requests and the segment
+    /// files they held.
+    pub write_timeout_ms: u64,
+    /// Partitions one long-poll fetch (`max_wait_ms` above 0) may name; past it the fetch
+    /// is answered `LimitExceeded`. The default is `partitions_max`'s, so a consumer of
+    /// every partition on the broker can still wait in one fetch.
+    pub fetch_wait_partitions_max: usize,
+    /// Partitions the parked fetches of one connection may watch together; a fetch that
+    /// would pass it is answered at once with what there is, without waiting. A consumer
+    /// keeps one fetch in flight per broker, so the default equals the per-fetch one.
+    pub connection_fetch_wait_partitions_max: usize,
+    /// Partitions the parked fetches of all connections may watch together (each costs
+    /// about 250 bytes while it waits); a fetch that would pass it is answered at once
+    /// with what there is, as past the per-connection limit.
+    pub fetch_wait_partitions_total_max: usize,
     /// Longest an `acks = all` produce waits for durability (its `timeout_ms` is capped).
     pub produce_timeout_ms_max: u64,
     /// How far ahead of the broker's clock a batch's max timestamp may be; a batch further
@@ -143,6 +168,12 @@ impl Default for Config {
             connection_producer_id_requests_per_second_max: 10,
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: strata_protocol::limits::FETCH_RESPONSE_BYTES_MAX_DEFAULT,
+            request_memory_bytes_max: 256 << 20,
+            frame_read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            fetch_wait_partitions_max: 10_000,
+            connection_fetch_wait_partitions_max: 10_000,
+            fetch_wait_partitions_total_max: 1_000_000,
             produce_timeout_ms_max: 60_000,
             message_timestamp_after_ms_max: 3_600_000,
             partitions_max: 10_000,
@@ -234,6 +265,16 @@ pub enum ConfigError {
     MessageBytesNearFrame {
         /// `max_message_bytes`.
         max_message_bytes: u32,
+        /// `frame_bytes_max`.
+        frame_bytes_max: usize,
+    },
+    /// The request budget could not hold one largest frame.
+    #[error(
+        "invalid configuration: request_memory_bytes_max ({request_memory_bytes_max}) must be at least frame_bytes_max ({frame_bytes_max}), or a largest frame could never be read"
+    )]
+    RequestMemoryBelowFrame {
+        /// `request_memory_bytes_max`.
+        request_memory_bytes_max: usize,
         /// `frame_bytes_max`.
         frame_bytes_max: usize,
     },
@@ -406,6 +447,20 @@ impl Config {
                 "fetch_response_bytes_max",
                 self.fetch_response_bytes_max as u64,
             ),
+            ("frame_read_timeout_ms", self.frame_read_timeout_ms),
+            ("write_timeout_ms", self.write_timeout_ms),
+            (
+                "fetch_wait_partitions_max",
+                self.fetch_wait_partitions_max as u64,
+            ),
+            (
+                "connection_fetch_wait_partitions_max",
+                self.connection_fetch_wait_partitions_max as u64,
+            ),
+            (
+                "fetch_wait_partitions_total_max",
+                self.fetch_wait_partitions_total_max as u64,
+            ),
             (
                 "message_timestamp_after_ms_max",
                 self.message_timestamp_after_ms_max,
@@ -449,6 +504,12 @@ impl Config {
         {
             return Err(ConfigError::OffsetsFlushTooSlow { flush_interval_ms });
         }
+        if self.request_memory_bytes_max < self.frame_bytes_max {
+            return Err(ConfigError::RequestMemoryBelowFrame {
+                request_memory_bytes_max: self.request_memory_bytes_max,
+                frame_bytes_max: self.frame_bytes_max,
+            });
+        }
         let max_message_bytes = self.topic_defaults.max_message_bytes;
         if !message_fits_frame(max_message_bytes, self.frame_bytes_max) {
             return Err(ConfigError::MessageBytesNearFrame {
@@ -471,6 +532,16 @@ impl Config {
     /// `connection_idle_ms_max` as a duration.
     pub fn connection_idle(&self) -> Duration {
         Duration::from_millis(self.connection_idle_ms_max)
+    }
+
+    /// `frame_read_timeout_ms` as a duration.
+    pub fn frame_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.frame_read_timeout_ms)
+    }
+
+    /// `write_timeout_ms` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
 }
 
@@ -537,6 +608,56 @@ mod tests {
             config.topic_defaults.max_message_bytes,
             Config::default().topic_defaults.max_message_bytes
         );
+    }
+
+    #[test]
+    fn the_request_budget_holds_at_least_one_largest_frame() {
+        let defaults = Config::default();
+        assert_eq!(defaults.request_memory_bytes_max, 256 << 20);
+        assert!(defaults.request_memory_bytes_max >= defaults.frame_bytes_max);
+        let environment = env(&[("STRATA_REQUEST_MEMORY_BYTES_MAX", "2097152")]);
+        let flags = vec![("frame_bytes_max".to_owned(), "2097152".to_owned())];
+        let config = Config::load(None, environment, &flags).unwrap();
+        assert_eq!(config.request_memory_bytes_max, 2 << 20);
+        let environment = env(&[("STRATA_REQUEST_MEMORY_BYTES_MAX", "1048576")]);
+        let refused = Config::load(None, environment, &[]).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ConfigError::RequestMemoryBelowFrame {
+                    request_memory_bytes_max: 1_048_576,
+                    frame_bytes_max: 16_777_216,
+                }
+            ),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn connection_timeouts_and_fetch_wait_limits_are_positive_settings() {
+        let defaults = Config::default();
+        assert_eq!(defaults.write_timeout_ms, 30_000);
+        assert_eq!(defaults.frame_read_timeout_ms, 30_000);
+        assert_eq!(defaults.fetch_wait_partitions_max, 10_000);
+        assert_eq!(defaults.connection_fetch_wait_partitions_max, 10_000);
+        assert_eq!(defaults.fetch_wait_partitions_total_max, 1_000_000);
+        let flags = vec![("write_timeout_ms".to_owned(), "250".to_owned())];
+        let config = Config::load(None, [], &flags).unwrap();
+        assert_eq!(config.write_timeout(), Duration::from_millis(250));
+        for key in [
+            "write_timeout_ms",
+            "frame_read_timeout_ms",
+            "fetch_wait_partitions_max",
+            "connection_fetch_wait_partitions_max",
+            "fetch_wait_partitions_total_max",
+        ] {
+            let flags = vec![(key.to_owned(), "0".to_owned())];
+            let refused = Config::load(None, [], &flags).unwrap_err();
+            assert!(
+                matches!(refused, ConfigError::Zero { key: refused } if refused == key),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
@@ -660,10 +781,11 @@ mod tests {
         let error = Config::load(Some(&file), [], &[]).unwrap_err().to_string();
         assert!(
             error.starts_with(
-                "invalid configuration: unknown key 'segmnet_bytes'; the keys are advertised_listen, connection_idle_ms_max, "
+                "invalid configuration: unknown key 'segmnet_bytes'; the keys are advertised_listen, "
             ),
             "{error}"
         );
+        assert!(error.contains(", connection_idle_ms_max, "), "{error}");
         assert!(error.contains(", segment_bytes, "), "{error}");
         let flags = vec![("frame_bytes_max".to_owned(), "0".to_owned())];
         assert!(

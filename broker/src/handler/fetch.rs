@@ -5,7 +5,17 @@
 //! `min_bytes` are available, a partition reports an error, or `max_wait_ms` passes.
 //! Records are `Bytes` slices of the log's mmap, and the reply carries their segment file
 //! ranges too, so large ones reach the socket by `sendfile` (see `crate::send`).
+//!
+//! A parked fetch holds a watch and a response entry per partition for up to
+//! `fetch_wait_ms_max`, so what it may watch is bounded: a fetch that may wait
+//! (`max_wait_ms` above 0) naming more than `fetch_wait_partitions_max` partitions is
+//! refused `LimitExceeded`, and one that would take its connection's parked fetches past
+//! `connection_fetch_wait_partitions_max` partitions, or the broker's past
+//! `fetch_wait_partitions_total_max`, is answered at once with what there is, as if its
+//! `max_wait_ms` were 0. A topic that names no partition counts as one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -103,28 +113,124 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
         .collect()
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest) -> Reply {
+/// An allowance of partitions that parked fetches may watch: the broker's
+/// (`fetch_wait_partitions_total_max`), or one connection's
+/// (`connection_fetch_wait_partitions_max`) within the broker's. Shared with the fetch
+/// tasks that draw on it. Thread-safe.
+#[derive(Debug)]
+pub struct FetchWatches {
+    free: AtomicUsize,
+    /// The allowance this one is part of, which a take draws on too.
+    within: Option<Arc<FetchWatches>>,
+}
+
+impl FetchWatches {
+    /// The broker's allowance of `partitions_max` watched partitions.
+    pub fn new(partitions_max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: AtomicUsize::new(partitions_max),
+            within: None,
+        })
+    }
+
+    /// A connection's allowance of `partitions_max`, drawn from `broker`'s as well.
+    pub fn within(partitions_max: usize, broker: &Arc<Self>) -> Arc<Self> {
+        Arc::new(Self {
+            free: AtomicUsize::new(partitions_max),
+            within: Some(Arc::clone(broker)),
+        })
+    }
+
+    /// Takes `partitions` from this allowance and the one it is within until the
+    /// returned guard drops, if both have that many free.
+    fn take(self: &Arc<Self>, partitions: usize) -> Option<Watching> {
+        let within = match &self.within {
+            Some(outer) => Some(Box::new(outer.take(partitions)?)),
+            None => None,
+        };
+        // If this allowance is short, `within` drops here and gives the outer one back.
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(partitions)
+            })
+            .ok()?;
+        Some(Watching {
+            watches: Arc::clone(self),
+            partitions,
+            _within: within,
+        })
+    }
+}
+
+/// Partitions taken from a [`FetchWatches`] (and the one it is within) by one parked
+/// fetch, given back when dropped.
+struct Watching {
+    watches: Arc<FetchWatches>,
+    partitions: usize,
+    /// The same partitions taken from the outer allowance.
+    _within: Option<Box<Watching>>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.watches
+            .free
+            .fetch_add(self.partitions, Ordering::AcqRel);
+    }
+}
+
+/// The partitions a fetch names, a topic naming none counted as one: what it holds while
+/// parked.
+fn watched_partitions(request: &FetchRequest) -> usize {
+    request
+        .topics
+        .iter()
+        .map(|topic| topic.partitions.len().max(1))
+        .sum()
+}
+
+/// Answers a fetch; `watches` is its connection's allowance for parked fetches (within
+/// the broker's).
+pub async fn handle(broker: &Broker, request: FetchRequest, watches: Arc<FetchWatches>) -> Reply {
     if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
         return refusal;
     }
+    let watched = watched_partitions(&request);
+    let watched_max = broker.config.fetch_wait_partitions_max;
+    if request.max_wait_ms > 0 && watched > watched_max {
+        return Reply::Error(
+            ErrorCode::LimitExceeded,
+            format!(
+                "a fetch with max_wait_ms above 0 names {watched} partitions, more than fetch_wait_partitions_max = {watched_max}"
+            ),
+        );
+    }
+    let mut watching = None;
     let max_wait =
         Duration::from_millis(u64::from(request.max_wait_ms).min(broker.config.fetch_wait_ms_max));
     let deadline = tokio::time::Instant::from_std(Instant::now() + max_wait);
     let max_bytes = (request.max_bytes as usize).min(broker.config.fetch_response_bytes_max);
     let min_bytes = (request.min_bytes as usize).min(max_bytes);
     loop {
-        let mut watches = subscribe(broker, &request);
+        let mut changes = subscribe(broker, &request);
         let pass = read_all(broker, &request, max_bytes);
         let done = pass.bytes >= min_bytes.max(1)
             || pass.errors
-            || watches.is_empty()
+            || changes.is_empty()
             || tokio::time::Instant::now() >= deadline;
         if done {
             return pass.into_reply(broker);
         }
+        // Past the connection's or the broker's allowance, answer now rather than park.
+        if watching.is_none() {
+            let Some(taken) = watches.take(watched) else {
+                return pass.into_reply(broker);
+            };
+            watching = Some(taken);
+        }
         // Subscribed before the read, so an append from here on wakes it.
         let _waiting = metrics::FetchWaiting::start();
-        let changed = select_all(watches.iter_mut().map(|watch| Box::pin(watch.changed())));
+        let changed = select_all(changes.iter_mut().map(|watch| Box::pin(watch.changed())));
         let woken = tokio::select! {
             _ = changed => true,
             () = tokio::time::sleep_until(deadline) => false,
@@ -164,4 +270,67 @@ fn count_records(records: &[u8]) -> u64 {
         .filter_map(Result::ok)
         .map(|batch| u64::from(batch.header.record_count))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_protocol::messages::{FetchPartition, FetchTopic};
+
+    use super::*;
+
+    #[test]
+    fn parked_fetches_share_their_connection_allowance_until_they_end() {
+        let broker = FetchWatches::new(100);
+        let watches = FetchWatches::within(10, &broker);
+        let first = watches.take(6).expect("6 of 10 free");
+        assert!(watches.take(5).is_none());
+        let second = watches.take(4).expect("4 of 4 free");
+        assert!(watches.take(1).is_none());
+        drop(first);
+        assert!(watches.take(7).is_none());
+        let third = watches.take(6).expect("6 of 6 free");
+        drop((second, third));
+        assert!(watches.take(10).is_some());
+        assert_eq!(broker.free.load(Ordering::Acquire), 100);
+    }
+
+    #[test]
+    fn connections_share_the_broker_allowance_and_a_refused_take_keeps_nothing() {
+        let broker = FetchWatches::new(10);
+        let first = FetchWatches::within(8, &broker);
+        let second = FetchWatches::within(8, &broker);
+        let taken = first.take(6).expect("6 of 8 and of 10 free");
+        // The connection has 8 free, the broker only 4.
+        assert!(second.take(5).is_none());
+        assert_eq!(second.free.load(Ordering::Acquire), 8);
+        let rest = second.take(4).expect("4 of 8 and of 4 free");
+        drop(taken);
+        assert!(second.take(5).is_none(), "the second connection has 4 left");
+        assert!(first.take(6).is_some());
+        drop(rest);
+        assert_eq!(broker.free.load(Ordering::Acquire), 10);
+    }
+
+    #[test]
+    fn a_topic_naming_no_partition_counts_as_one_watched() {
+        let partition = |partition| FetchPartition {
+            partition,
+            fetch_offset: 0,
+            partition_max_bytes: 1,
+        };
+        let topic = |partitions| FetchTopic {
+            name: "t".into(),
+            partitions,
+        };
+        let request = FetchRequest {
+            max_wait_ms: 1,
+            min_bytes: 1,
+            max_bytes: 1,
+            topics: vec![
+                topic(vec![]),
+                topic(vec![partition(0), partition(0), partition(1)]),
+            ],
+        };
+        assert_eq!(watched_partitions(&request), 4);
+    }
 }

@@ -33,6 +33,8 @@ use strata_storage::FileRange;
 
 use crate::broker::Broker;
 
+pub use fetch::FetchWatches;
+
 /// What goes back to the client for one request.
 #[derive(Debug)]
 pub enum Reply {
@@ -84,6 +86,8 @@ pub struct Client<'a> {
     pub id: &'a str,
     /// The peer address of the connection.
     pub address: &'a str,
+    /// What the connection's parked fetches watch.
+    pub fetch_watches: &'a Arc<FetchWatches>,
 }
 
 /// Runs the part of a request that reads or changes state. The connection calls this for
@@ -147,9 +151,10 @@ async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -
         Request::Produce(request) => produce::handle(broker, &request),
         Request::Fetch(request) => {
             let broker = broker.clone();
-            Started::Waiting(Box::pin(
-                async move { fetch::handle(&broker, request).await },
-            ))
+            let watches = client.fetch_watches.clone();
+            Started::Waiting(Box::pin(async move {
+                fetch::handle(&broker, request, watches).await
+            }))
         }
         Request::ListOffsets(request) => list_offsets::handle(broker, request).into(),
         Request::DescribeTopics(request) => describe_topics::handle(broker, request).into(),

@@ -16,6 +16,7 @@
 //! | `strata_connections_active` | gauge | |
 //! | `strata_connections_rejected_total` | counter | |
 //! | `strata_fetches_waiting` | gauge | |
+//! | `strata_request_memory_bytes` | gauge | |
 //! | `strata_fsync_duration_seconds` | histogram | |
 //! | `strata_writeback_bytes_total` | counter | |
 //! | `strata_writeback_duration_seconds` | histogram | |
@@ -112,6 +113,10 @@ fn describe() {
         "strata_fetches_waiting",
         "Long-poll fetches waiting for data or for their max_wait_ms to pass."
     );
+    describe_gauge!(
+        "strata_request_memory_bytes",
+        "Request frame bytes reserved from request_memory_bytes_max: frames being read and requests not yet done with their bytes."
+    );
     describe_histogram!(
         "strata_fsync_duration_seconds",
         "Duration of each fsync by the flusher."
@@ -184,6 +189,16 @@ impl Drop for FetchWaiting {
     fn drop(&mut self) {
         metrics::gauge!("strata_fetches_waiting").decrement(1.0);
     }
+}
+
+/// Counts `bytes` more reserved from the request budget.
+pub fn request_memory_reserved(bytes: usize) {
+    metrics::gauge!("strata_request_memory_bytes").increment(bytes as f64);
+}
+
+/// Counts `bytes` given back to the request budget.
+pub fn request_memory_released(bytes: usize) {
+    metrics::gauge!("strata_request_memory_bytes").decrement(bytes as f64);
 }
 
 /// Records one fsync's duration.

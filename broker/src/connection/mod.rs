@@ -21,28 +21,44 @@
 //! (oversized length prefix, unreadable header) is answered where a correlation id can
 //! be read, and then closes this connection only. InitProducerId requests beyond
 //! `connection_producer_id_requests_per_second_max` are answered `LimitExceeded`.
+//!
+//! Memory is bounded three ways. A frame's bytes come from the broker-wide request budget
+//! (`request_memory_bytes_max`, see `read::RequestMemory`) before the reader buffers them, so
+//! a spent budget stops reading on every connection. A reply write that makes no
+//! progress for `write_timeout_ms` ends the connection (see `crate::send::ReplySocket`):
+//! its queued replies are dropped, its waiting tasks aborted, and the segment files their
+//! records lie in are let go. And the partitions its parked fetches watch are bounded by
+//! `connection_fetch_wait_partitions_max`, within the broker's
+//! `fetch_wait_partitions_total_max` (see `crate::handler::FetchWatches`). The two
+//! broker-wide budgets are a connection's [`Budgets`].
+//!
+//! # Layout
+//! - This file: the in-order loop, dispatch, and the writer.
+//! - `read`: the reader, and the request budget (`RequestMemory`) it reads within.
 
+mod read;
+
+use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use strata_protocol::codec::{FrameCodec, FrameError};
+use strata_protocol::codec::FrameError;
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::wire::VectoredBuf;
 use strata_protocol::{ApiKey, ErrorCode, Request};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
+use self::read::{FrameReader, ReadTimeouts, RequestMemory};
 use crate::broker::Broker;
-use crate::handler::{self, Reply, Started};
+use crate::config::Config;
+use crate::handler::{self, FetchWatches, Reply, Started};
 use crate::metrics;
-use crate::send;
+use crate::send::{self, ReplySocket};
 
 /// Request frames read ahead of the one the in-order loop is running.
 const READ_AHEAD_FRAMES: usize = 1;
@@ -51,10 +67,10 @@ const READ_AHEAD_FRAMES: usize = 1;
 enum Pending {
     /// A reply already known.
     Ready { correlation_id: u32, reply: Reply },
-    /// A request waiting in its own task.
+    /// A request waiting in its own task, aborted if the reply is dropped unsent.
     Waiting {
         correlation_id: u32,
-        task: JoinHandle<Reply>,
+        task: AbortOnDropHandle<Reply>,
     },
     /// An error decided by the reader; `close` ends the connection after it is sent.
     Failed {
@@ -65,9 +81,34 @@ enum Pending {
     },
 }
 
-/// Serves one connection until the client closes it, it idles out, a framing error
-/// occurs, or `shutdown` fires. In-flight requests are answered before it returns.
-pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: CancellationToken) {
+/// What every connection of a broker draws on: the request budget and the partitions
+/// parked fetches may watch. Clones share them. Thread-safe.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    memory: RequestMemory,
+    fetch_watches: Arc<FetchWatches>,
+}
+
+impl Budgets {
+    /// The budgets `config` sets: `request_memory_bytes_max` and
+    /// `fetch_wait_partitions_total_max`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            memory: RequestMemory::new(config.request_memory_bytes_max),
+            fetch_watches: FetchWatches::new(config.fetch_wait_partitions_total_max),
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, it idles out, stops reading its
+/// replies, a framing error occurs, or `shutdown` fires. In-flight requests are answered
+/// before it returns. It draws on the broker's `budgets`.
+pub async fn serve(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    budgets: Budgets,
+    shutdown: CancellationToken,
+) {
     let peer = stream
         .peer_addr()
         .map(|address| address.to_string())
@@ -75,27 +116,40 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
+    let config = &broker.config;
     let (read, write) = stream.into_split();
-    let (queue, pending) = mpsc::channel(broker.config.connection_in_flight_requests_max);
-    let writer = tokio::spawn(write_replies(write, pending));
+    let (queue, pending) = mpsc::channel(config.connection_in_flight_requests_max);
+    let socket = ReplySocket::new(write, config.write_timeout());
+    let writer = tokio::spawn(write_replies(socket, pending, peer.clone()));
     let (read_ahead, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
-    let reader = tokio::spawn(read_frames(
-        FramedRead::new(read, FrameCodec::new(broker.config.frame_bytes_max)),
-        broker.config.connection_idle(),
+    let timeouts = ReadTimeouts {
+        idle: config.connection_idle(),
+        frame: config.frame_read_timeout(),
+    };
+    let reader = tokio::spawn(read::read_frames(
+        FrameReader::new(read, config.frame_bytes_max, budgets.memory),
+        timeouts,
         read_ahead,
         peer.clone(),
     ));
-    let mut producer_id_requests =
-        RateLimit::new(broker.config.connection_producer_id_requests_per_second_max);
+    let mut requests = Requests {
+        producer_ids: RateLimit::new(config.connection_producer_id_requests_per_second_max),
+        fetch_watches: FetchWatches::within(
+            config.connection_fetch_wait_partitions_max,
+            &budgets.fetch_watches,
+        ),
+    };
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break,
+            // The writer gave up on the client: read nothing more.
+            () = queue.closed() => break,
             next = frames.recv() => next,
         };
         let pending = match next {
             None => break,
             Some(Frame::Request { payload, received }) => {
-                dispatch(&broker, payload, received, &peer, &mut producer_id_requests).await
+                dispatch(&broker, payload, received, &peer, &mut requests).await
             }
             Some(Frame::Failed(failed)) => failed,
         };
@@ -111,47 +165,20 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
     }
 }
 
+/// What one connection's in-order loop keeps across requests.
+struct Requests {
+    /// InitProducerId requests, against their rate limit.
+    producer_ids: RateLimit,
+    /// The partitions this connection's parked fetches watch.
+    fetch_watches: Arc<FetchWatches>,
+}
+
 /// What the socket reader hands to the connection's in-order loop.
 enum Frame {
     /// A request frame's payload, and when its last byte was read.
     Request { payload: Bytes, received: Instant },
     /// A framing error to answer; the reader has stopped.
     Failed(Pending),
-}
-
-/// Reads frames off the socket while the in-order loop runs the ones before them, so
-/// receiving a request (a copy out of the socket) overlaps appending the previous one
-/// (a copy into the page cache). A frame is read only once `frames` has room for it:
-/// at most [`READ_AHEAD_FRAMES`] wait, besides the one being read and the one running.
-/// Returns at end of stream, after the idle limit, or at a framing error.
-async fn read_frames(
-    mut socket: FramedRead<impl AsyncRead + Unpin, FrameCodec>,
-    idle: Duration,
-    frames: mpsc::Sender<Frame>,
-    peer: String,
-) {
-    while let Ok(room) = frames.reserve().await {
-        match tokio::time::timeout(idle, socket.next()).await {
-            Err(_) => {
-                tracing::debug!(%peer, "closing idle connection");
-                return;
-            }
-            Ok(None) => return,
-            Ok(Some(Ok(payload))) => room.send(Frame::Request {
-                payload,
-                received: Instant::now(),
-            }),
-            Ok(Some(Err(error))) => {
-                match framing_failure(&error, socket.read_buffer()) {
-                    Some(failed) => room.send(Frame::Failed(failed)),
-                    None => {
-                        tracing::debug!(%peer, %error, "closing connection after a framing error");
-                    }
-                }
-                return;
-            }
-        }
-    }
 }
 
 /// Reads the correlation id at bytes 4..8 of a request payload, present once the
@@ -183,16 +210,16 @@ async fn dispatch(
     payload: Bytes,
     received: Instant,
     peer: &str,
-    producer_id_requests: &mut RateLimit,
+    requests: &mut Requests,
 ) -> Pending {
     match frame::decode_request(&payload) {
-        Ok((header, Request::InitProducerId(_))) if !producer_id_requests.take(received) => {
+        Ok((header, Request::InitProducerId(_))) if !requests.producer_ids.take(received) => {
             Pending::Failed {
                 correlation_id: header.correlation_id,
                 code: ErrorCode::LimitExceeded,
                 message: format!(
                     "more than connection_producer_id_requests_per_second_max = {} InitProducerId requests a second on this connection",
-                    producer_id_requests.per_second
+                    requests.producer_ids.per_second
                 ),
                 close: false,
             }
@@ -208,6 +235,7 @@ async fn dispatch(
             let client = handler::Client {
                 id: &client_id,
                 address: peer,
+                fetch_watches: &requests.fetch_watches,
             };
             match handler::start(broker, request, &client).await {
                 Started::Ready(reply) => {
@@ -218,11 +246,11 @@ async fn dispatch(
                     }
                 }
                 Started::Waiting(rest) => {
-                    let task = tokio::spawn(async move {
+                    let task = AbortOnDropHandle::new(tokio::spawn(async move {
                         let reply = rest.await;
                         api.inspect(|api| metrics::record_request(*api, received.elapsed()));
                         reply
-                    });
+                    }));
                     Pending::Waiting {
                         correlation_id,
                         task,
@@ -280,7 +308,14 @@ impl RateLimit {
     }
 }
 
-async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<Pending>) {
+/// Writes replies in request order until the queue closes, the client goes away, or a
+/// write makes no progress for `write_timeout_ms`. Returning drops the replies still
+/// queued, which aborts their waiting tasks and lets go of their segment files.
+async fn write_replies(
+    mut socket: ReplySocket,
+    mut pending: mpsc::Receiver<Pending>,
+    peer: String,
+) {
     while let Some(next) = pending.recv().await {
         let (correlation_id, reply) = match next {
             Pending::Ready {
@@ -333,8 +368,12 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
         match send::write_chunks(&mut socket, out.into_chunks(), files).await {
             Ok(0) => {}
             Ok(by_sendfile) => metrics::record_sendfile(by_sendfile),
+            Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                tracing::info!(%peer, "closing a connection whose client stopped reading its replies for write_timeout_ms");
+                return;
+            }
             Err(error) => {
-                tracing::debug!(%error, "client went away while writing");
+                tracing::debug!(%peer, %error, "client went away while writing");
                 return;
             }
         }
@@ -344,72 +383,9 @@ async fn write_replies(mut socket: OwnedWriteHalf, mut pending: mpsc::Receiver<P
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use super::*;
-
-    /// A frame: the big-endian length prefix, then `length` bytes of `fill`.
-    fn frame(length: usize, fill: u8) -> Vec<u8> {
-        let mut frame = u32::try_from(length).unwrap().to_be_bytes().to_vec();
-        frame.resize(frame::LENGTH_PREFIX_BYTES + length, fill);
-        frame
-    }
-
-    async fn next_payload(frames: &mut mpsc::Receiver<Frame>) -> Bytes {
-        match frames.recv().await {
-            Some(Frame::Request { payload, .. }) => payload,
-            Some(Frame::Failed(_)) => panic!("a framing failure instead of a request"),
-            None => panic!("the reader stopped"),
-        }
-    }
-
-    // Paused time: the runtime moves the clock on only once every task is blocked.
-    #[tokio::test(start_paused = true)]
-    async fn the_reader_takes_no_more_off_the_socket_while_its_read_ahead_is_full() {
-        const FRAME_BYTES: usize = 64 * 1024;
-        const FRAMES: u8 = 4;
-        // The socket buffers 1 KiB, far less than a frame: a client gets a frame out only
-        // as fast as the reader takes it in.
-        let (mut client, socket) = tokio::io::duplex(1024);
-        let written = Arc::new(AtomicUsize::new(0));
-        let sender = tokio::spawn({
-            let written = Arc::clone(&written);
-            async move {
-                for fill in 0..FRAMES {
-                    client.write_all(&frame(FRAME_BYTES, fill)).await.unwrap();
-                    written.fetch_add(1, Ordering::AcqRel);
-                }
-                client
-            }
-        });
-        let (read_ahead, mut frames) = mpsc::channel(READ_AHEAD_FRAMES);
-        let reader = tokio::spawn(read_frames(
-            FramedRead::new(socket, FrameCodec::new(1 << 20)),
-            Duration::from_secs(30),
-            read_ahead,
-            "test".into(),
-        ));
-        // Nothing takes frames out: once the first fills the read-ahead, the reader stops
-        // reading, so the client cannot finish writing the second.
-        while frames.len() < READ_AHEAD_FRAMES {
-            tokio::task::yield_now().await;
-        }
-        // With the clock paused, this sleep ends only once the reader and the client are
-        // both blocked: a reader that did not stop would have taken the rest by then.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(written.load(Ordering::Acquire), 1);
-        // Taking frames out lets the rest through, whole and in order.
-        for fill in 0..FRAMES {
-            let payload = next_payload(&mut frames).await;
-            assert_eq!(payload.len(), FRAME_BYTES);
-            assert!(payload.iter().all(|byte| *byte == fill));
-        }
-        assert_eq!(written.load(Ordering::Acquire), usize::from(FRAMES));
-        // The client closing its end stops the reader.
-        drop(sender.await.unwrap());
-        assert!(frames.recv().await.is_none());
-        reader.await.unwrap();
-    }
 
     #[test]
     fn the_rate_limit_allows_a_second_of_requests_then_refills() {
