@@ -61,7 +61,7 @@ fn an_unknown_key_lists_the_keys_as_plain_words() {
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.starts_with(
-            "strata-broker: invalid configuration: unknown key 'segmnet_bytes'; the keys are advertised_listen, connection_idle_ms_max, "
+            "strata-broker: invalid configuration: unknown key 'segmnet_bytes'; the keys are advertised_listen, "
         ),
         "{stderr}"
     );
