@@ -12,7 +12,9 @@
 //! - [`child`]: a `strata` run kept as a child process, its output read line by line.
 //! - [`io`]: I/O layers over the real file system that fail chosen files or log fsyncs.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
+//! - [`chaos`]: the `strata-chaos` fault-injection harness and its checker.
 
+pub mod chaos;
 pub mod child;
 mod cli;
 pub mod group;
