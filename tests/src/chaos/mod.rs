@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`history`]: what a run did and saw, and the thread-safe recorder of it.
 //! - [`checker`]: the invariants over a history (pure, unit-tested on hand-made ones).
+//! - [`proxy`]: the TCP proxy every client connection goes through (cut, heal, delay).
 
 pub mod checker;
 pub mod history;
+pub mod proxy;
