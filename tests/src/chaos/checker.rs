@@ -273,14 +273,9 @@ fn non_monotonic_reads(history: &History, finding: &mut Finding) {
             }),
             Some(_) => {}
             None if session.resumes_from_commit => {
-                let committed = history
-                    .commits
-                    .iter()
-                    .filter(|commit| {
-                        commit.partition == session.partition
-                            && commit.acked_us <= session.started_us
-                    })
-                    .last();
+                let committed = history.commits.iter().rev().find(|commit| {
+                    commit.partition == session.partition && commit.acked_us <= session.started_us
+                });
                 if let Some(commit) = committed.filter(|commit| read.offset < commit.offset) {
                     finding.add(|| {
                         format!(

@@ -150,6 +150,11 @@ impl Recorder {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
+    /// The instant `offset` after the run started.
+    pub fn instant_at(&self, offset: std::time::Duration) -> Instant {
+        self.started + offset
+    }
+
     /// Runs `change` on the history under its lock.
     pub fn with<T>(&self, change: impl FnOnce(&mut History) -> T) -> T {
         change(&mut self.history.lock().unwrap_or_else(PoisonError::into_inner))
