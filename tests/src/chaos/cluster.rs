@@ -49,16 +49,6 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// How many brokers.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// The bootstrap list clients use: every proxy's address.
     pub fn bootstrap(&self) -> String {
         let addresses: Vec<String> = self

@@ -152,13 +152,24 @@ impl Nemesis for ClientCut {
     }
 }
 
+/// The cluster and the nemesis, handed back when a schedule ends. Dropping it kills the
+/// brokers first, then drops the nemesis (which may undo what `prepare` set up, such
+/// as a mount under a data directory).
+#[derive(Debug)]
+pub struct Played {
+    /// The cluster, healed.
+    pub cluster: Cluster,
+    /// The nemesis.
+    pub nemesis: Box<dyn Nemesis>,
+}
+
 /// Plays a schedule of faults on its own thread, recording each fault window. Owns the
-/// cluster while it plays and hands it back at the end; dropped early (the run was
-/// interrupted), it stops at once and the cluster's brokers are killed.
+/// cluster and the nemesis while it plays and hands them back at the end; dropped early
+/// (the run was interrupted), it stops at once and the cluster's brokers are killed.
 #[derive(Debug)]
 pub struct Driver {
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<(Cluster, Result<(), ChaosError>)>>,
+    thread: Option<JoinHandle<(Played, Result<(), ChaosError>)>>,
 }
 
 impl Driver {
@@ -171,8 +182,8 @@ impl Driver {
     ) -> Self {
         let (stop, stopped) = channel();
         let thread = std::thread::spawn(move || {
-            let played = play(&mut cluster, nemesis.as_mut(), &faults, &recorder, &stopped);
-            (cluster, played)
+            let outcome = play(&mut cluster, nemesis.as_mut(), &faults, &recorder, &stopped);
+            (Played { cluster, nemesis }, outcome)
         });
         Self {
             stop: Some(stop),
@@ -185,16 +196,17 @@ impl Driver {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Waits for the schedule to end (blocking); returns the cluster, healed.
+    /// Waits for the schedule to end (blocking); returns the cluster, healed, and the
+    /// nemesis.
     ///
     /// # Errors
     /// The error that stopped the schedule; the cluster is dropped with it.
-    pub fn finish(mut self) -> Result<Cluster, ChaosError> {
-        let (cluster, played) = self.join().expect("joined once");
-        played.map(|()| cluster)
+    pub fn finish(mut self) -> Result<Played, ChaosError> {
+        let (played, outcome) = self.join().expect("joined once");
+        outcome.map(|()| played)
     }
 
-    fn join(&mut self) -> Option<(Cluster, Result<(), ChaosError>)> {
+    fn join(&mut self) -> Option<(Played, Result<(), ChaosError>)> {
         let thread = self.thread.take()?;
         Some(thread.join().expect("the nemesis thread does not panic"))
     }

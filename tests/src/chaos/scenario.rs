@@ -311,12 +311,12 @@ pub async fn run(options: &Options) -> Result<Report, ChaosError> {
     tokio::time::timeout(Duration::from_secs(30), settled)
         .await
         .map_err(|_| ChaosError::TimedOut("stopping the workload"))?;
-    let cluster = tokio::task::block_in_place(|| driver.finish())?;
+    let played = tokio::task::block_in_place(|| driver.finish())?;
 
     let deadline = Instant::now() + DRAIN_WAIT;
     workload.drain(&recorder, deadline).await?;
     workload.read_final_commits(&recorder, deadline).await?;
-    drop(cluster);
+    drop(played);
     let history = recorder.snapshot();
     let verdict = check(&history, LIVENESS_MS_MAX);
     Ok(Report::new(

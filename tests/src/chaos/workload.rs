@@ -135,15 +135,16 @@ impl Workload {
     /// drained.
     ///
     /// # Errors
-    /// [`ChaosError::TimedOut`] if a partition could not be read whole by `deadline`.
+    /// The last error, if a partition could not be read whole by `deadline`.
     pub async fn drain(&self, recorder: &Recorder, deadline: Instant) -> Result<(), ChaosError> {
         let mut consumer = self.consumer()?;
         for partition in 0..self.partitions {
             let tp = TopicPartition::new(self.topic.clone(), partition);
             while let Err(error) = drain_partition(&mut consumer, &tp, recorder).await {
                 if Instant::now() > deadline {
-                    eprintln!("strata-chaos: draining {tp}: {error}");
-                    return Err(ChaosError::TimedOut("the final drain"));
+                    return Err(ChaosError::client(format!("the final drain of {tp}"))(
+                        error,
+                    ));
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
@@ -155,7 +156,7 @@ impl Workload {
     /// Reads the group's committed offsets into the history, retrying until `deadline`.
     ///
     /// # Errors
-    /// [`ChaosError::TimedOut`] if they could not be read by `deadline`.
+    /// The last error, if they could not be read by `deadline`.
     pub async fn read_final_commits(
         &self,
         recorder: &Recorder,
@@ -174,8 +175,9 @@ impl Workload {
                     return Ok(());
                 }
                 Err(error) if Instant::now() > deadline => {
-                    eprintln!("strata-chaos: reading the group's offsets: {error}");
-                    return Err(ChaosError::TimedOut("reading the committed offsets"));
+                    return Err(ChaosError::client("reading the group's committed offsets")(
+                        error,
+                    ));
                 }
                 Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
             }
