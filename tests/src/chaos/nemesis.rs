@@ -2,10 +2,9 @@
 //!
 //! A [`Nemesis`] injects one fault into a broker and heals it. The fault mechanisms
 //! that need more than signals and the proxy (power loss, disk full) plug in as further
-//! implementations: a nemesis names the broker binary it needs and may prepare a
-//! node's data directory before the broker first starts.
+//! implementations: before a broker first starts, a nemesis may change how it starts
+//! (another binary, an environment variable, a data directory on a disk of its own).
 
-use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -13,6 +12,7 @@ use std::time::Instant;
 use super::cluster::Cluster;
 use super::error::ChaosError;
 use super::history::{FaultWindow, Recorder};
+use super::node::NodeSpec;
 use super::schedule::PlannedFault;
 
 /// One kind of fault. Driven from one thread, outside the async runtime: its calls
@@ -21,16 +21,14 @@ pub trait Nemesis: Send + std::fmt::Debug {
     /// The name in reports, as given to `--nemesis`.
     fn name(&self) -> &'static str;
 
-    /// The broker binary the nemesis needs next to `strata-chaos`.
-    fn broker_binary(&self) -> &'static str {
-        "strata-broker"
-    }
-
-    /// Prepares a broker's data directory before its first start.
+    /// Adapts how a broker starts, before its first start: e.g. a broker binary that
+    /// records its fsyncs (with [`sibling_binary`](super::node::sibling_binary)), or a
+    /// data directory on a small disk the nemesis mounted and keeps until it is dropped.
+    /// The data directory is created after this.
     ///
     /// # Errors
-    /// If the directory cannot be prepared.
-    fn prepare(&mut self, _data_dir: &Path) -> Result<(), ChaosError> {
+    /// If the broker's start cannot be prepared.
+    fn prepare(&mut self, _spec: &mut NodeSpec) -> Result<(), ChaosError> {
         Ok(())
     }
 

@@ -50,11 +50,14 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf, ChaosError> {
     }
 }
 
-/// How to start one broker: its binary, data directory, log file and settings.
+/// How to start one broker: its binary, environment, data directory, log file and
+/// settings.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     /// The broker binary.
     pub binary: PathBuf,
+    /// Environment variables set for it (on top of the harness's own, `RUST_LOG` aside).
+    pub env: Vec<(String, String)>,
     /// Its data directory, kept across restarts.
     pub data_dir: PathBuf,
     /// Where its stderr goes (appended to across restarts).
@@ -114,6 +117,7 @@ impl Node {
             .arg("--data-dir")
             .arg(&self.spec.data_dir)
             .env_remove("RUST_LOG")
+            .envs(self.spec.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

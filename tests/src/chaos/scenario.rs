@@ -269,20 +269,22 @@ impl Scenario {
 pub async fn run(options: &Options) -> Result<Report, ChaosError> {
     options.validate()?;
     let mut nemesis = options.nemesis.build()?;
-    let binary = sibling_binary(nemesis.broker_binary())?;
     let directory = tempfile::Builder::new()
         .prefix("strata-chaos-")
         .tempdir()
         .map_err(ChaosError::io("create a temporary directory"))?;
-    let data_dir = directory.path().join("broker-0");
-    std::fs::create_dir(&data_dir).map_err(ChaosError::io("create the data directory"))?;
-    nemesis.prepare(&data_dir)?;
-    let spec = NodeSpec {
-        binary,
-        data_dir,
+    let mut spec = NodeSpec {
+        binary: sibling_binary("strata-broker")?,
+        env: Vec::new(),
+        data_dir: directory.path().join("broker-0"),
         log: directory.path().join("broker-0.log"),
         settings: Vec::new(),
     };
+    nemesis.prepare(&mut spec)?;
+    std::fs::create_dir_all(&spec.data_dir).map_err(ChaosError::io(format!(
+        "create the data directory {}",
+        spec.data_dir.display()
+    )))?;
     let cluster = Cluster::start(vec![spec]).await?;
     let workload = Workload {
         bootstrap: cluster.bootstrap(),
