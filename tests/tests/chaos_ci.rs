@@ -31,9 +31,20 @@ fn every_ci_scenario_passes_with_a_fixed_seed() {
     for expected in ["kill", "pause", "client-cut"] {
         assert!(names.iter().any(|name| name == expected), "{names:?}");
     }
+    let directory = strata_tests::data_dir();
     for name in &names {
+        let history_path = directory.path().join(format!("{name}.json"));
+        let history_arg = history_path.to_str().expect("a UTF-8 path");
         let run = chaos(
-            &["--scenario", name, "--seed", SEED, "--json"],
+            &[
+                "--scenario",
+                name,
+                "--seed",
+                SEED,
+                "--json",
+                "--history",
+                history_arg,
+            ],
             SCENARIO_TIME_MAX,
         );
         assert!(
@@ -65,6 +76,15 @@ fn every_ci_scenario_passes_with_a_fixed_seed() {
         assert_eq!(report["lost_writes"].as_u64(), Some(0));
         assert!(report["unavailability_ms_max"].is_u64(), "{report:#}");
         assert!(report["unavailability_ms_p99"].is_u64(), "{report:#}");
+        let history: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&history_path).expect("the history file"))
+                .expect("a JSON history");
+        let writes = history["writes"].as_array().expect("writes");
+        assert!(writes.len() as u64 >= report["acknowledged_writes"].as_u64().expect("a count"));
+        assert_eq!(
+            history["faults"].as_array().map(Vec::len),
+            report["faults"].as_u64().map(|faults| faults as usize)
+        );
     }
 }
 

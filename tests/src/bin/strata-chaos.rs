@@ -3,6 +3,7 @@
 //! violation, 1 a violation, 2 the run could not be carried out (bad input included),
 //! 130/143 interrupted (SIGINT/SIGTERM), with every broker it started killed.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,9 @@ struct Args {
     /// Print the report as JSON on stdout (the seed line goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Also write the whole history (every write, read, commit and fault) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
 }
 
 impl Args {
@@ -70,6 +74,7 @@ impl Args {
         options.idempotent = self.idempotent.unwrap_or(options.idempotent);
         options.seconds = self.seconds.unwrap_or(options.seconds);
         options.rate = self.rate.unwrap_or(options.rate);
+        options.history.clone_from(&self.history);
         options.validate()?;
         options.nemesis.build()?;
         Ok(options)

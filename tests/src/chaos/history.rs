@@ -3,14 +3,18 @@
 //! drain and the fault windows. Times are microseconds since the run started.
 //!
 //! [`Recorder`] is the thread-safe handle the workload and the nemesis write through;
-//! [`History`] is the plain value the checker reads, so tests build one by hand.
+//! [`History`] is the plain value the checker reads, so tests build one by hand. It
+//! serializes to JSON (`strata-chaos --history FILE`) for a look at what broke.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use serde::Serialize;
+
 /// How one producer attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WriteOutcome {
     /// The broker acknowledged the record at this offset.
     Acked {
@@ -29,7 +33,7 @@ pub enum WriteOutcome {
 }
 
 /// One record a producer tried to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WriteAttempt {
     /// The partition it was sent to.
     pub partition: u32,
@@ -45,7 +49,7 @@ pub struct WriteAttempt {
 
 /// Where one reader read one partition without a break: a consumer's ownership of a
 /// partition from `on_assigned` to its revocation, or the final drain of a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
     /// Who read (a consumer's name, or `drain`).
     pub reader: String,
@@ -59,7 +63,7 @@ pub struct Session {
 }
 
 /// One record a session read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Read {
     /// The index of its session in [`History::sessions`].
     pub session: usize,
@@ -70,7 +74,7 @@ pub struct Read {
 }
 
 /// One acknowledged commit of the consumer group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Commit {
     /// The partition.
     pub partition: u32,
@@ -84,7 +88,7 @@ pub struct Commit {
 }
 
 /// One fault: injected, then healed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FaultWindow {
     /// What the nemesis did.
     pub what: String,
@@ -95,7 +99,7 @@ pub struct FaultWindow {
 }
 
 /// Everything a run recorded. Commits are in the order they were acknowledged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct History {
     /// Whether the producers were idempotent: only then is a duplicate a violation.
     pub idempotent: bool,

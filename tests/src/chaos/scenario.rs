@@ -4,6 +4,7 @@
 //! acknowledgement (or the liveness bound passed), drain, read the committed offsets
 //! back, and check.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use strata_client::Acks;
@@ -108,6 +109,8 @@ pub struct Options {
     pub seed: u64,
     /// Records per second over all producers.
     pub rate: u32,
+    /// Where to write the whole history as JSON, if anywhere.
+    pub history: Option<PathBuf>,
 }
 
 impl Options {
@@ -252,6 +255,7 @@ impl Scenario {
             seconds: self.seconds,
             seed,
             rate: self.rate,
+            history: None,
         }
     }
 }
@@ -320,6 +324,10 @@ pub async fn run(options: &Options) -> Result<Report, ChaosError> {
     workload.read_final_commits(&recorder, deadline).await?;
     drop(played);
     let history = recorder.snapshot();
+    if let Some(path) = &options.history {
+        let json = serde_json::to_vec(&history).expect("a history serializes");
+        std::fs::write(path, json).map_err(ChaosError::io(format!("write {}", path.display())))?;
+    }
     let verdict = check(&history, LIVENESS_MS_MAX);
     Ok(Report::new(
         options,
