@@ -316,8 +316,21 @@ impl Sessions {
         if let Some(session) = self.open().get(&partition) {
             return *session;
         }
-        self.on_assigned(&[TopicPartition::new("", partition)]);
-        self.open()[&partition]
+        self.start(partition, self.recorder.now_us())
+    }
+
+    /// Opens a session of `partition` starting at `started_us`; returns its index.
+    fn start(&self, partition: u32, started_us: u64) -> usize {
+        let session = self.recorder.with(|history| {
+            history.open_session(Session {
+                reader: self.reader.clone(),
+                partition,
+                started_us,
+                resumes_from_commit: true,
+            })
+        });
+        self.open().insert(partition, session);
+        session
     }
 }
 
@@ -325,15 +338,7 @@ impl RebalanceListener for Sessions {
     fn on_assigned(&mut self, partitions: &[TopicPartition]) {
         let started_us = self.recorder.now_us();
         for tp in partitions {
-            let session = self.recorder.with(|history| {
-                history.open_session(Session {
-                    reader: self.reader.clone(),
-                    partition: tp.partition,
-                    started_us,
-                    resumes_from_commit: true,
-                })
-            });
-            self.open().insert(tp.partition, session);
+            self.start(tp.partition, started_us);
         }
     }
 
