@@ -15,8 +15,10 @@
 //! - [`io`]: I/O layers over the real file system that fail chosen files or log fsyncs.
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 //! - [`power_loss`]: a power loss of a broker process, from a log of what it fsync'd.
+//! - [`chaos`]: the `strata-chaos` fault-injection harness and its checker.
 
 pub mod attacks;
+pub mod chaos;
 pub mod child;
 mod cli;
 pub mod disk_full;

@@ -428,7 +428,13 @@ impl Partition {
             let (record_count, duplicate_batches) = if appended.duplicate {
                 (0, 1)
             } else {
-                self.high_watermark.send_replace(next_offset);
+                // Appends of concurrent requests finish out of order: the later one's
+                // end must not pull the high watermark back below records already read.
+                self.high_watermark.send_if_modified(|high_watermark| {
+                    let advanced = next_offset > *high_watermark;
+                    *high_watermark = (*high_watermark).max(next_offset);
+                    advanced
+                });
                 (u64::from(header.record_count), 0)
             };
             result = Some(match result {
