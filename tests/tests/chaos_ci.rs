@@ -1,9 +1,8 @@
 //! The CI set of `strata-chaos`: every scenario `--list` names runs with a fixed seed,
 //! exits 0, and reports acknowledged writes and no violation of any invariant. Also the
-//! tool's clear refusals: a cluster, a nemesis not built, an unknown scenario.
-//!
-//! The deliberately lossy run (`lossy-power-loss`: acks=leader, durability=never, power
-//! loss, which must report lost writes) joins this file with the power-loss nemesis.
+//! tool's clear refusals: a cluster, an unknown scenario. And the deliberately lossy run
+//! (`lossy-power-loss`: acks=leader, durability=never, power loss), which must report
+//! the writes it lost.
 
 use std::process::Command;
 use std::time::Duration;
@@ -28,7 +27,7 @@ fn ci_set() -> Vec<String> {
 #[test]
 fn every_ci_scenario_passes_with_a_fixed_seed() {
     let names = ci_set();
-    for expected in ["kill", "pause", "client-cut"] {
+    for expected in ["kill", "pause", "client-cut", "power-loss", "disk-full"] {
         assert!(names.iter().any(|name| name == expected), "{names:?}");
     }
     let directory = strata_tests::data_dir();
@@ -99,20 +98,19 @@ fn more_than_one_broker_is_not_yet_possible() {
 }
 
 #[test]
-fn a_nemesis_not_built_here_is_refused_unless_listed() {
-    let listed = ci_set();
-    for (nemesis, scenario) in [("power-loss", "power-loss"), ("disk-full", "disk-full")] {
-        if listed.iter().any(|name| name == scenario) {
-            continue; // built: the CI set runs it
-        }
-        let run = chaos(&["--nemesis", nemesis], Duration::from_secs(10));
-        assert_eq!(run.code, Some(2), "{run:?}");
-        assert!(
-            run.stderr
-                .contains(&format!("nemesis {nemesis} is not built on this branch")),
-            "{run:?}"
-        );
-    }
+fn power_loss_under_acks_leader_and_no_fsync_reports_the_lost_writes() {
+    let run = chaos(
+        &["--scenario", "lossy-power-loss", "--seed", SEED, "--json"],
+        SCENARIO_TIME_MAX,
+    );
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|error| panic!("no JSON report ({error}): {run:?}"));
+    assert_eq!(run.code, Some(1), "a loss is a violation: {report:#}");
+    assert!(report["lost_writes"].as_u64() > Some(0), "{report:#}");
+    assert!(
+        report["violations"]["lost_write"].as_u64() > Some(0),
+        "{report:#}"
+    );
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! - Appends run on the request's task: a `write` into the page cache is microseconds.
 //!   fsync never happens here; it runs on the storage flusher thread.
 //! - The high watermark is published through a `watch` channel that long-poll fetches
-//!   subscribe to. On a single node it equals the log end offset.
+//!   subscribe to. On a single node it is the log end offset under `durability = never`,
+//!   and the durable offset under a policy that fsyncs: consumers read only what a power
+//!   loss cannot take back.
 //! - The durable offset is published by the flusher's callback into another `watch`
 //!   channel that `acks = all` produces wait on. Poisoning the log pokes it too, so they
 //!   fail at once instead of at their timeout.
@@ -62,6 +64,17 @@ impl Storage {
             io,
         })
     }
+}
+
+/// Raises a high watermark to `offset` if that is higher. Appends of concurrent requests
+/// finish out of order, and durable offsets arrive from the flusher: neither may pull
+/// the high watermark back below records already read.
+fn raise(high_watermark: &watch::Sender<u64>, offset: u64) {
+    high_watermark.send_if_modified(|current| {
+        let advanced = offset > *current;
+        *current = (*current).max(offset);
+        advanced
+    });
 }
 
 /// Where a produce landed.
@@ -193,8 +206,10 @@ impl Partition {
         let log_end_offset = log.log_end_offset();
         let (high_watermark, _) = watch::channel(log_end_offset);
         let (durable_offset, _) = watch::channel(log.durable_offset());
-        let durable = durable_offset.clone();
+        let (durable, visible) = (durable_offset.clone(), high_watermark.clone());
         log.on_durable(Box::new(move |offset, elapsed| {
+            // Visible before acknowledged: a producer that reads its write back finds it.
+            raise(&visible, offset);
             durable.send_replace(offset);
             metrics::record_fsync(elapsed);
         }));
@@ -337,6 +352,9 @@ impl Partition {
             .settings
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Settings::of(config);
+        if config.durability == DurabilityPolicy::Never {
+            raise(&self.high_watermark, self.log_end_offset());
+        }
         Ok(())
     }
 
@@ -428,13 +446,12 @@ impl Partition {
             let (record_count, duplicate_batches) = if appended.duplicate {
                 (0, 1)
             } else {
-                // Appends of concurrent requests finish out of order: the later one's
-                // end must not pull the high watermark back below records already read.
-                self.high_watermark.send_if_modified(|high_watermark| {
-                    let advanced = next_offset > *high_watermark;
-                    *high_watermark = (*high_watermark).max(next_offset);
-                    advanced
-                });
+                // Under a policy that fsyncs, records become visible once durable (the
+                // flusher's callback raises the high watermark): a power loss can then
+                // take back no record a consumer has read.
+                if self.settings().durability == DurabilityPolicy::Never {
+                    raise(&self.high_watermark, next_offset);
+                }
                 (u64::from(header.record_count), 0)
             };
             result = Some(match result {

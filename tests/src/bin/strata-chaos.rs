@@ -76,7 +76,6 @@ impl Args {
         options.rate = self.rate.unwrap_or(options.rate);
         options.history.clone_from(&self.history);
         options.validate()?;
-        options.nemesis.build()?;
         Ok(options)
     }
 }

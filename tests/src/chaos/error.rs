@@ -14,9 +14,6 @@ pub enum ChaosError {
         "--brokers {0}: cluster scenarios are not yet available (replication has not landed); use --brokers 1"
     )]
     ClusterNotYet(u32),
-    /// A nemesis whose fault mechanism is not on this branch.
-    #[error("nemesis {0} is not built on this branch: its fault mechanism has not been merged yet")]
-    NemesisNotBuilt(&'static str),
     /// A binary the run needs is not next to `strata-chaos`.
     #[error("{} is missing: run `cargo build --workspace --bins` (it is looked for next to strata-chaos)", .0.display())]
     MissingBinary(PathBuf),

@@ -13,12 +13,15 @@
 //! - [`node`]: one broker process (start, `kill -9`, pause, resume).
 //! - [`cluster`]: the brokers of a run, each behind its proxy.
 //! - [`nemesis`]: the faults, and the driver that plays a [`schedule`] of them.
+//! - `faults`: the power-loss and disk-full nemeses, over [`crate::power_loss`] and
+//!   [`crate::disk_full`].
 //! - [`workload`]: producers, the consumer group and the final drain.
 //! - [`scenario`]: named scenarios, and a run from start to [`report`].
 
 pub mod checker;
 pub mod cluster;
 mod error;
+mod faults;
 pub mod history;
 pub mod nemesis;
 pub mod node;

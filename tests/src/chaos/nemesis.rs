@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::cluster::Cluster;
 use super::error::ChaosError;
+use super::faults::{DiskFull, PowerLoss};
 use super::history::{FaultWindow, Recorder};
 use super::node::NodeSpec;
 use super::schedule::PlannedFault;
@@ -74,17 +75,13 @@ impl NemesisKind {
 
     /// The nemesis of this kind.
     ///
-    /// # Errors
-    /// [`ChaosError::NemesisNotBuilt`] for a kind whose fault mechanism is not on this
-    /// branch.
-    pub fn build(self) -> Result<Box<dyn Nemesis>, ChaosError> {
+    pub fn build(self) -> Box<dyn Nemesis> {
         match self {
-            NemesisKind::Kill => Ok(Box::new(Kill)),
-            NemesisKind::Pause => Ok(Box::new(Pause)),
-            NemesisKind::Partition => Ok(Box::new(ClientCut)),
-            NemesisKind::PowerLoss | NemesisKind::DiskFull => {
-                Err(ChaosError::NemesisNotBuilt(self.name()))
-            }
+            NemesisKind::Kill => Box::new(Kill),
+            NemesisKind::Pause => Box::new(Pause),
+            NemesisKind::Partition => Box::new(ClientCut),
+            NemesisKind::PowerLoss => Box::<PowerLoss>::default(),
+            NemesisKind::DiskFull => Box::<DiskFull>::default(),
         }
     }
 }

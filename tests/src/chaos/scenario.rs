@@ -162,7 +162,7 @@ pub struct Scenario {
     pub seconds: u64,
     /// Its rate in CI.
     pub rate: u32,
-    /// Whether it is in the CI set (when its nemesis is built).
+    /// Whether it is in the CI set.
     pub ci: bool,
 }
 
@@ -236,11 +236,9 @@ impl Scenario {
             })
     }
 
-    /// The CI set: scenarios marked for CI whose nemesis is built on this branch.
+    /// The CI set: the scenarios marked for CI.
     pub fn ci_set() -> impl Iterator<Item = &'static Scenario> {
-        SCENARIOS
-            .iter()
-            .filter(|scenario| scenario.ci && scenario.nemesis.build().is_ok())
+        SCENARIOS.iter().filter(|scenario| scenario.ci)
     }
 
     /// The options of this scenario with `seed`.
@@ -272,7 +270,7 @@ impl Scenario {
 /// On a current-thread runtime.
 pub async fn run(options: &Options) -> Result<Report, ChaosError> {
     options.validate()?;
-    let mut nemesis = options.nemesis.build()?;
+    let mut nemesis = options.nemesis.build();
     let directory = tempfile::Builder::new()
         .prefix("strata-chaos-")
         .tempdir()
