@@ -186,9 +186,9 @@ fn load_partition(partition: &Partition) -> Result<Vec<Record>, GroupOpenError> 
     let index = partition.index();
     let mut records = Vec::new();
     let mut offset = partition.log_start_offset();
-    while offset < partition.high_watermark() {
+    while offset < partition.log_end_offset() {
         let bytes: Bytes = partition
-            .read(offset, LOAD_READ_BYTES)
+            .read_written(offset, LOAD_READ_BYTES)
             .map_err(|source| GroupOpenError::Read {
                 partition: index,
                 offset,

