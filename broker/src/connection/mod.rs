@@ -404,25 +404,27 @@ async fn write_replies(mut socket: ReplySocket, mut pending: mpsc::Receiver<Queu
         };
         let mut out = VectoredBuf::new();
         // Every error a client receives is counted here, whole-request or inside a body.
-        let files = match &reply {
+        // The reply is dropped once encoded, so a write that waits on a slow client holds
+        // one copy of it, the encoded one its reservation counts.
+        let files = match reply {
             Reply::Response(response) => {
-                metrics::record_response_errors(response);
-                frame::encode_response(&mut out, correlation_id, response);
-                &[][..]
+                metrics::record_response_errors(&response);
+                frame::encode_response(&mut out, correlation_id, &response);
+                Vec::new()
             }
             Reply::Records(response, files) => {
-                metrics::record_response_errors(response);
-                frame::encode_response(&mut out, correlation_id, response);
-                files.as_slice()
+                metrics::record_response_errors(&response);
+                frame::encode_response(&mut out, correlation_id, &response);
+                files
             }
             Reply::Error(code, message) => {
-                metrics::record_error(*code);
-                frame::encode_error_response(&mut out, correlation_id, *code, message);
-                &[][..]
+                metrics::record_error(code);
+                frame::encode_error_response(&mut out, correlation_id, code, &message);
+                Vec::new()
             }
             Reply::Nothing => continue,
         };
-        match send::write_chunks(&mut socket, out.into_chunks(), files).await {
+        match send::write_chunks(&mut socket, out.into_chunks(), &files).await {
             Ok(0) => {}
             Ok(by_sendfile) => metrics::record_sendfile(by_sendfile),
             Err(error) if error.kind() == io::ErrorKind::TimedOut => {
