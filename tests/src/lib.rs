@@ -338,6 +338,28 @@ impl Client {
         result
     }
 
+    /// Creates `name` with `partitions` partitions (a multiple of 512), 512 at a time and
+    /// with `durability = never`: a partition costs a few fsyncs, and one request for
+    /// thousands could outlast a response wait on a busy disk.
+    pub async fn create_wide_topic(&mut self, name: &str, partitions: u32) {
+        self.create_topic(name, 512, &[("durability", "never")])
+            .await;
+        for count in (1024..=partitions).step_by(512) {
+            let request = CreatePartitionsRequest {
+                topics: vec![PartitionCountChange {
+                    name: name.into(),
+                    partition_count: count,
+                }],
+                timeout_ms: 10_000,
+                validate_only: false,
+            };
+            let Response::CreatePartitions(response) = self.call(request).await else {
+                panic!("not a create partitions response")
+            };
+            assert_eq!(response.topics[0].error_code, ErrorCode::None, "{count}");
+        }
+    }
+
     /// Creates a topic and asserts success.
     pub async fn create_topic(&mut self, name: &str, partitions: u32, configs: &[(&str, &str)]) {
         let configs = configs

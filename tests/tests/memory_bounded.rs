@@ -15,6 +15,13 @@
 //! - parked fetches: a long-poll fetch over too many partitions is refused
 //!   `LimitExceeded`, and one past its connection's or the broker's allowance is answered
 //!   without waiting.
+//! - queued replies: six connections each pipeline 192 OffsetFetch, DescribeTopics and
+//!   Metadata requests with large replies and read none of them; at most
+//!   `response_memory_bytes_max` of replies are queued, and `write_timeout_ms` closes
+//!   every attacker.
+//! - fan-out: a frame full of partition entries for each API that takes them, and too
+//!   many topics or groups in one request, each answered `LimitExceeded`; a partition
+//!   named twice, answered `InvalidRequest`.
 //!
 //! New attacks go into [`attacks`]: each is a future that returns once the broker has
 //! answered or disconnected every connection it opened.
@@ -31,6 +38,7 @@ use strata_protocol::codec::{FrameCodec, RequestFrame};
 use strata_protocol::frame::{RequestHeader, ResponseResult};
 use strata_protocol::messages::*;
 use strata_protocol::{ApiKey, ErrorCode, Request, Response};
+use strata_tests::attacks;
 use strata_tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,6 +46,9 @@ use tokio_util::codec::Encoder;
 
 const FRAME_BYTES_MAX: usize = 8 << 20;
 const REQUEST_MEMORY_BYTES_MAX: usize = 256 << 20;
+/// A quarter of the default, as this test's frames are half the default's: replies of
+/// this many encoded bytes hold about three times as much heap as decoded values.
+const RESPONSE_MEMORY_BYTES_MAX: usize = 64 << 20;
 const FETCH_WAIT_PARTITIONS_MAX: u32 = 64;
 const PEAK_RSS_BYTES_MAX: u64 = 1 << 30;
 
@@ -62,6 +73,8 @@ fn attacks(target: &Target) -> Vec<(&'static str, BoxFuture<'_, ()>)> {
         ("pipelined produces", pipelined_produces(target).boxed()),
         ("slow reader", slow_reader(target).boxed()),
         ("parked fetches", parked_fetches(target).boxed()),
+        ("queued replies", queued_replies(target).boxed()),
+        ("fan-out", fan_out(target).boxed()),
     ]
 }
 
@@ -72,6 +85,7 @@ async fn attacks_are_refused_within_bounded_memory_while_a_bystander_works() {
         let settings = [
             format!("frame_bytes_max={FRAME_BYTES_MAX}"),
             format!("request_memory_bytes_max={REQUEST_MEMORY_BYTES_MAX}"),
+            format!("response_memory_bytes_max={RESPONSE_MEMORY_BYTES_MAX}"),
             "frame_read_timeout_ms=1000".to_owned(),
             "write_timeout_ms=3000".to_owned(),
             format!("fetch_wait_partitions_max={FETCH_WAIT_PARTITIONS_MAX}"),
@@ -110,10 +124,13 @@ async fn attacks_are_refused_within_bounded_memory_while_a_bystander_works() {
         stop.store(true, Ordering::Release);
         let rounds = bystander.await.expect("the bystander never failed");
         assert!(rounds > 0);
-        // Every reservation was given back: nothing holds request memory now.
+        // Every reservation was given back: nothing holds request or reply memory now.
         wait_for_metrics(
             &target.broker.metrics_address,
-            &["strata_request_memory_bytes 0"],
+            &[
+                "strata_request_memory_bytes 0",
+                "strata_response_memory_bytes 0",
+            ],
         )
         .await;
         still_serves(target.address()).await;
@@ -229,13 +246,7 @@ async fn slow_reader(target: &Target) {
     }
     let pid = target.broker.pid();
     // A receive buffer far smaller than one reply: the broker's writes stall at once.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let address = target.address().parse().expect("an IPv4 host:port");
-    let mut reader = tokio::time::timeout(WAIT, socket.connect(address))
-        .await
-        .expect("connect timeout")
-        .expect("connect");
+    let mut reader = connect_reading_slowly(target.address()).await;
     // Each fetch gets the first batch alone (a response's first batch may pass its
     // byte limit): 256 KiB, so 32 replies are more than the socket buffers take.
     let fetch = encode(&Request::Fetch(FetchRequest {
@@ -282,15 +293,7 @@ async fn slow_reader(target: &Target) {
         "no deleted segment held once write_timeout_ms closed the slow reader",
     )
     .await;
-    // What the socket had taken, then the end: the broker closed the connection.
-    let mut sink = vec![0; 1 << 20];
-    loop {
-        match tokio::time::timeout(WAIT, reader.read(&mut sink)).await {
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(_)) => {}
-            Err(_) => panic!("the slow reader was never closed"),
-        }
-    }
+    read_until_closed(&mut reader).await;
 }
 
 /// A long-poll fetch naming more than `fetch_wait_partitions_max` partitions is refused;
@@ -336,6 +339,205 @@ async fn parked_fetches(target: &Target) {
         fetched(first.receive(ApiKey::Fetch).await.1);
     }
     fetched(second.receive(ApiKey::Fetch).await.1);
+}
+
+/// Six connections each pipeline 192 requests and read nothing: OffsetFetch for every
+/// offset of a group that committed 2000 offsets with 4000 bytes of metadata each (8 MB
+/// a reply), in turn with DescribeTopics and Metadata for a 4096-partition topic (250 KB
+/// and 125 KB encoded, about three times that in heap). Unbounded, each connection would
+/// hold about 130 replies (`connection_in_flight_requests_max` queued, and those being
+/// written and built), over 2 GiB in all; the response budget holds 64 MiB of them.
+async fn queued_replies(target: &Target) {
+    const CONNECTIONS: usize = 6;
+    const REQUESTS: u32 = 192;
+    // Half the test's budget: the attack has spent it once this much is queued.
+    const QUEUED_BYTES_MIN: f64 = (32 << 20) as f64;
+    let mut admin = Client::connect(target.address()).await;
+    admin.create_wide_topic("wide", 4096).await;
+    let metadata = "m".repeat(4000);
+    for first in [0, 1000] {
+        let commit = OffsetCommitRequest {
+            group_id: "hoard".into(),
+            member_id: String::new(),
+            member_epoch: ADMIN_COMMIT_EPOCH,
+            topics: vec![OffsetCommitTopic {
+                name: "wide".into(),
+                partitions: (first..first + 1000)
+                    .map(|partition| OffsetCommitPartition {
+                        partition,
+                        offset: 0,
+                        metadata: Some(metadata.clone()),
+                    })
+                    .collect(),
+            }],
+        };
+        let Response::OffsetCommit(committed) = admin.call(commit).await else {
+            panic!("not an offset commit response")
+        };
+        let partitions = &committed.topics[0].partitions;
+        assert!(partitions.iter().all(|p| p.error_code == ErrorCode::None));
+    }
+    let every_offset = encode(&Request::OffsetFetch(OffsetFetchRequest {
+        group_id: "hoard".into(),
+        topics: None,
+    }));
+    let mut pipeline = Vec::new();
+    for correlation_id in 0..REQUESTS {
+        match correlation_id % 4 {
+            0 | 2 => pipeline.extend_from_slice(&every_offset),
+            1 => pipeline.extend(attacks::names_repeated(
+                ApiKey::DescribeTopics,
+                "wide",
+                1,
+                correlation_id,
+            )),
+            _ => pipeline.extend(attacks::names_repeated(
+                ApiKey::Metadata,
+                "wide",
+                1,
+                correlation_id,
+            )),
+        }
+    }
+    let pipeline = Bytes::from(pipeline);
+    let attackers = (0..CONNECTIONS).map(|_| {
+        let pipeline = pipeline.clone();
+        let address = target.address().to_owned();
+        tokio::spawn(async move {
+            let mut socket = connect_reading_slowly(&address).await;
+            socket
+                .write_all(&pipeline)
+                .await
+                .expect("send the pipeline");
+            socket
+        })
+    });
+    let attackers = join_all(attackers).await;
+    let metrics = &target.broker.metrics_address;
+    // The replies fill the budget; the connections stop reading until their writers
+    // give up on them.
+    wait_for_gauge(metrics, "strata_response_memory_bytes", |bytes| {
+        bytes >= QUEUED_BYTES_MIN
+    })
+    .await;
+    wait_for_gauge(metrics, "strata_response_memory_bytes", |bytes| {
+        bytes == 0.0
+    })
+    .await;
+    for attacker in attackers {
+        let mut socket = attacker.expect("every attacker sent its pipeline");
+        read_until_closed(&mut socket).await;
+    }
+}
+
+/// Each fan-out frame of [`attacks`], at this broker's `frame_bytes_max`, and a request
+/// naming too many topics or groups, refused `LimitExceeded`; a produce naming a
+/// partition twice, refused `InvalidRequest`.
+async fn fan_out(target: &Target) {
+    let mut attacker = Client::connect(target.address()).await;
+    let long = attacks::LONG_NAME_BYTES;
+    let mut refused = vec![
+        (
+            ApiKey::Produce,
+            attacks::produce_fan_out(FRAME_BYTES_MAX, long, 1),
+        ),
+        (
+            ApiKey::Fetch,
+            attacks::fetch_fan_out(FRAME_BYTES_MAX, long, 2),
+        ),
+        (
+            ApiKey::ListOffsets,
+            attacks::list_offsets_fan_out(FRAME_BYTES_MAX, long, 3),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            attacks::offset_commit_fan_out(FRAME_BYTES_MAX, "g", long, 4),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            attacks::offset_fetch_fan_out(FRAME_BYTES_MAX, "g", long, 5),
+        ),
+        (
+            ApiKey::ConsumerGroupHeartbeat,
+            attacks::heartbeat_fan_out(FRAME_BYTES_MAX, "g", long, 6),
+        ),
+    ];
+    for (api, name) in [
+        (ApiKey::Metadata, "steady"),
+        (ApiKey::DescribeTopics, "steady"),
+        (ApiKey::DescribeGroups, "g"),
+        (ApiKey::DeleteGroups, "g"),
+        (ApiKey::ListGroups, "stable"),
+    ] {
+        refused.push((api, attacks::names_repeated(api, name, 100_000, 7)));
+    }
+    for (api, frame) in refused {
+        attacker.send_raw(&frame).await;
+        let (_, result) = attacker.receive(api).await;
+        let Err((code, message)) = result else {
+            panic!("{api:?} fan-out answered: {result:?}")
+        };
+        assert_eq!(code, ErrorCode::LimitExceeded, "{api:?}: {message}");
+    }
+    let twice = ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: "steady".into(),
+            partitions: vec![
+                ProducePartition {
+                    partition: 0,
+                    records: batch_of("twice", 1).into(),
+                };
+                2
+            ],
+        }],
+    };
+    let Err((code, message)) = attacker.try_call(twice).await else {
+        panic!("a produce naming a partition twice was answered")
+    };
+    assert_eq!(code, ErrorCode::InvalidRequest, "{message}");
+}
+
+/// A connection whose receive buffer is far smaller than one reply: a client that reads
+/// nothing stalls the broker's writes at once.
+async fn connect_reading_slowly(address: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let address = address.parse().expect("an IPv4 host:port");
+    tokio::time::timeout(WAIT, socket.connect(address))
+        .await
+        .expect("connect timeout")
+        .expect("connect")
+}
+
+/// Reads what the socket had taken, then the end: asserts the broker closed it.
+async fn read_until_closed(socket: &mut TcpStream) {
+    let mut sink = vec![0; 1 << 20];
+    loop {
+        match tokio::time::timeout(WAIT, socket.read(&mut sink)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("a client that read nothing was never closed"),
+        }
+    }
+}
+
+/// Scrapes the broker's metrics until gauge `name` has a value that `holds`.
+async fn wait_for_gauge(address: &str, name: &str, holds: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = scrape_metrics(address).await;
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.parse().ok());
+        if value.is_some_and(&holds) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {value:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the broker counts `count` parked fetches (the bystander's never wait).

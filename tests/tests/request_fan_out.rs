@@ -475,34 +475,12 @@ async fn a_response_that_would_outgrow_the_frame_limit_is_refused_before_it_is_b
     .await;
 }
 
-/// Creates `name` with `partitions` partitions, 512 at a time: a partition costs a few
-/// fsyncs, and one request for thousands could outlast a response wait on a busy disk.
-async fn create_wide_topic(client: &mut Client, name: &str, partitions: u32) {
-    client
-        .create_topic(name, 512, &[("durability", "never")])
-        .await;
-    for count in (1024..=partitions).step_by(512) {
-        let request = CreatePartitionsRequest {
-            topics: vec![PartitionCountChange {
-                name: name.into(),
-                partition_count: count,
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        };
-        let Response::CreatePartitions(response) = client.call(request).await else {
-            panic!("not a create partitions response")
-        };
-        assert_eq!(response.topics[0].error_code, ErrorCode::None, "{count}");
-    }
-}
-
 #[tokio::test]
 async fn a_4096_partition_topic_named_a_thousand_times_is_answered_once() {
     bounded(async {
         let (_dir, broker) = healthy_broker(&[]).await;
         let mut client = Client::connect(&broker.address).await;
-        create_wide_topic(&mut client, "wide", 4096).await;
+        client.create_wide_topic("wide", 4096).await;
         let mut attacker = Client::connect(&broker.address).await;
         // Answered per name, these would be 123 MB of metadata and 246 MB of
         // descriptions.

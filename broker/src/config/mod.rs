@@ -84,6 +84,13 @@ pub struct Config {
     /// request is done with them. While it is spent, connections stop reading and TCP
     /// pushes back. At least `frame_bytes_max`, so any frame fits.
     pub request_memory_bytes_max: usize,
+    /// Reply bytes queued for connection writers at once over all connections: a reply's
+    /// bytes (its response less the record bytes sent from segment files) are reserved
+    /// before it is queued and released once it is written. While it is spent, the
+    /// connections with a reply to queue stop reading and TCP pushes back. A separate
+    /// budget from the request one, so connections that hold request frames and wait to
+    /// queue a reply never wait on each other. At least `frame_bytes_max`.
+    pub response_memory_bytes_max: usize,
     /// Once a request frame's bytes are reserved, a read that brings none of them for
     /// this long closes the connection, so stalled clients cannot hold the request budget.
     pub frame_read_timeout_ms: u64,
@@ -169,6 +176,7 @@ impl Default for Config {
             fetch_wait_ms_max: 30_000,
             fetch_response_bytes_max: strata_protocol::limits::FETCH_RESPONSE_BYTES_MAX_DEFAULT,
             request_memory_bytes_max: 256 << 20,
+            response_memory_bytes_max: 256 << 20,
             frame_read_timeout_ms: 30_000,
             write_timeout_ms: 30_000,
             fetch_wait_partitions_max: 10_000,
@@ -275,6 +283,16 @@ pub enum ConfigError {
     RequestMemoryBelowFrame {
         /// `request_memory_bytes_max`.
         request_memory_bytes_max: usize,
+        /// `frame_bytes_max`.
+        frame_bytes_max: usize,
+    },
+    /// The response budget could not hold one largest reply.
+    #[error(
+        "invalid configuration: response_memory_bytes_max ({response_memory_bytes_max}) must be at least frame_bytes_max ({frame_bytes_max}), so a largest reply fits the budget"
+    )]
+    ResponseMemoryBelowFrame {
+        /// `response_memory_bytes_max`.
+        response_memory_bytes_max: usize,
         /// `frame_bytes_max`.
         frame_bytes_max: usize,
     },
@@ -510,6 +528,12 @@ impl Config {
                 frame_bytes_max: self.frame_bytes_max,
             });
         }
+        if self.response_memory_bytes_max < self.frame_bytes_max {
+            return Err(ConfigError::ResponseMemoryBelowFrame {
+                response_memory_bytes_max: self.response_memory_bytes_max,
+                frame_bytes_max: self.frame_bytes_max,
+            });
+        }
         let max_message_bytes = self.topic_defaults.max_message_bytes;
         if !message_fits_frame(max_message_bytes, self.frame_bytes_max) {
             return Err(ConfigError::MessageBytesNearFrame {
@@ -630,6 +654,36 @@ mod tests {
                 }
             ),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_response_budget_holds_at_least_one_largest_reply() {
+        let defaults = Config::default();
+        assert_eq!(defaults.response_memory_bytes_max, 256 << 20);
+        assert!(defaults.response_memory_bytes_max >= defaults.frame_bytes_max);
+        let environment = env(&[("STRATA_RESPONSE_MEMORY_BYTES_MAX", "2097152")]);
+        let flags = vec![
+            ("frame_bytes_max".to_owned(), "2097152".to_owned()),
+            ("request_memory_bytes_max".to_owned(), "2097152".to_owned()),
+        ];
+        let config = Config::load(None, environment, &flags).unwrap();
+        assert_eq!(config.response_memory_bytes_max, 2 << 20);
+        let flags = vec![("response_memory_bytes_max".to_owned(), "1048576".to_owned())];
+        let refused = Config::load(None, [], &flags).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ConfigError::ResponseMemoryBelowFrame {
+                    response_memory_bytes_max: 1_048_576,
+                    frame_bytes_max: 16_777_216,
+                }
+            ),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            "invalid configuration: response_memory_bytes_max (1048576) must be at least frame_bytes_max (16777216), so a largest reply fits the budget"
         );
     }
 

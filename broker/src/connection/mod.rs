@@ -22,20 +22,31 @@
 //! be read, and then closes this connection only. InitProducerId requests beyond
 //! `connection_producer_id_requests_per_second_max` are answered `LimitExceeded`.
 //!
-//! Memory is bounded three ways. A frame's bytes come from the broker-wide request budget
-//! (`request_memory_bytes_max`, see `read::RequestMemory`) before the reader buffers them, so
-//! a spent budget stops reading on every connection. A reply write that makes no
-//! progress for `write_timeout_ms` ends the connection (see `crate::send::ReplySocket`):
-//! its queued replies are dropped, its waiting tasks aborted, and the segment files their
-//! records lie in are let go. And the partitions its parked fetches watch are bounded by
+//! Memory is bounded four ways. A frame's bytes come from the broker-wide request budget
+//! (`request_memory_bytes_max`) before the reader buffers them, so a spent budget stops
+//! reading on every connection. A reply's bytes come from the broker-wide response budget
+//! (`response_memory_bytes_max`) before it is queued for the writer, and go back once it
+//! is written: while that budget is spent, the in-order loop waits with its reply, reads
+//! nothing more, and TCP pushes back. A waiting request's task takes its reply's share
+//! when the reply is ready, at once and past the budget if it must (see
+//! `memory::MemoryBudget::overdraw`): replies queued behind it may hold the budget and
+//! leave only after it, so waiting would deadlock. The two budgets are separate for the
+//! same reason: a loop that holds request bytes while it waits to queue a reply must not
+//! wait for another that holds reply bytes while it waits to read. A reply write that
+//! makes no progress for `write_timeout_ms` ends the connection (see
+//! `crate::send::ReplySocket`): its queued replies are dropped, their bytes given back,
+//! its waiting tasks aborted, and the segment files their records lie in are let go. And
+//! the partitions its parked fetches watch are bounded by
 //! `connection_fetch_wait_partitions_max`, within the broker's
-//! `fetch_wait_partitions_total_max` (see `crate::handler::FetchWatches`). The two
-//! broker-wide budgets are a connection's [`Budgets`].
+//! `fetch_wait_partitions_total_max` (see `crate::handler::FetchWatches`). The broker-wide
+//! budgets are a connection's [`Budgets`].
 //!
 //! # Layout
 //! - This file: the in-order loop, dispatch, and the writer.
-//! - `read`: the reader, and the request budget (`RequestMemory`) it reads within.
+//! - `read`: the reader, which reads within the request budget.
+//! - `memory`: a budget of bytes (`MemoryBudget`), for requests and for replies.
 
+mod memory;
 mod read;
 
 use std::io;
@@ -53,7 +64,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use self::read::{FrameReader, ReadTimeouts, RequestMemory};
+use self::memory::{MemoryBudget, Reservation};
+use self::read::{FrameReader, ReadTimeouts};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::handler::{self, FetchWatches, Reply, Started};
@@ -67,10 +79,11 @@ const READ_AHEAD_FRAMES: usize = 1;
 enum Pending {
     /// A reply already known.
     Ready { correlation_id: u32, reply: Reply },
-    /// A request waiting in its own task, aborted if the reply is dropped unsent.
+    /// A request waiting in its own task, aborted if the reply is dropped unsent. The
+    /// task reserves its reply's bytes when the reply is ready.
     Waiting {
         correlation_id: u32,
-        task: AbortOnDropHandle<Reply>,
+        task: AbortOnDropHandle<(Reply, Reservation)>,
     },
     /// An error decided by the reader; `close` ends the connection after it is sent.
     Failed {
@@ -81,20 +94,46 @@ enum Pending {
     },
 }
 
-/// What every connection of a broker draws on: the request budget and the partitions
-/// parked fetches may watch. Clones share them. Thread-safe.
+impl Pending {
+    /// The bytes to reserve before queueing this for the writer; a waiting request's task
+    /// reserves its own.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Pending::Ready { reply, .. } => reply.heap_bytes(),
+            Pending::Waiting { .. } => 0,
+            Pending::Failed { message, .. } => message.len(),
+        }
+    }
+}
+
+/// A reply in the writer's queue, with its share of the response budget.
+struct Queued {
+    pending: Pending,
+    reservation: Reservation,
+}
+
+/// What every connection of a broker draws on: the request and response budgets and the
+/// partitions parked fetches may watch. Clones share them. Thread-safe.
 #[derive(Debug, Clone)]
 pub struct Budgets {
-    memory: RequestMemory,
+    requests: MemoryBudget,
+    replies: MemoryBudget,
     fetch_watches: Arc<FetchWatches>,
 }
 
 impl Budgets {
-    /// The budgets `config` sets: `request_memory_bytes_max` and
-    /// `fetch_wait_partitions_total_max`.
+    /// The budgets `config` sets: `request_memory_bytes_max`, `response_memory_bytes_max`
+    /// and `fetch_wait_partitions_total_max`.
     pub fn new(config: &Config) -> Self {
         Self {
-            memory: RequestMemory::new(config.request_memory_bytes_max),
+            requests: MemoryBudget::new(
+                config.request_memory_bytes_max,
+                "strata_request_memory_bytes",
+            ),
+            replies: MemoryBudget::new(
+                config.response_memory_bytes_max,
+                "strata_response_memory_bytes",
+            ),
             fetch_watches: FetchWatches::new(config.fetch_wait_partitions_total_max),
         }
     }
@@ -127,7 +166,7 @@ pub async fn serve(
         frame: config.frame_read_timeout(),
     };
     let reader = tokio::spawn(read::read_frames(
-        FrameReader::new(read, config.frame_bytes_max, budgets.memory),
+        FrameReader::new(read, config.frame_bytes_max, budgets.requests),
         timeouts,
         read_ahead,
         peer.clone(),
@@ -138,6 +177,7 @@ pub async fn serve(
             config.connection_fetch_wait_partitions_max,
             &budgets.fetch_watches,
         ),
+        replies: budgets.replies.clone(),
     };
     loop {
         let next = tokio::select! {
@@ -154,7 +194,16 @@ pub async fn serve(
             Some(Frame::Failed(failed)) => failed,
         };
         let closes = matches!(pending, Pending::Failed { close: true, .. });
-        if queue.send(pending).await.is_err() || closes {
+        // While the response budget is spent, this connection reads nothing more.
+        let reservation = tokio::select! {
+            () = queue.closed() => break,
+            reservation = budgets.replies.reserve(pending.heap_bytes()) => reservation,
+        };
+        let queued = Queued {
+            pending,
+            reservation,
+        };
+        if queue.send(queued).await.is_err() || closes {
             break;
         }
     }
@@ -171,6 +220,8 @@ struct Requests {
     producer_ids: RateLimit,
     /// The partitions this connection's parked fetches watch.
     fetch_watches: Arc<FetchWatches>,
+    /// The broker's response budget, which waiting requests' tasks draw on.
+    replies: MemoryBudget,
 }
 
 /// What the socket reader hands to the connection's in-order loop.
@@ -246,10 +297,14 @@ async fn dispatch(
                     }
                 }
                 Started::Waiting(rest) => {
+                    let replies = requests.replies.clone();
                     let task = AbortOnDropHandle::new(tokio::spawn(async move {
                         let reply = rest.await;
                         api.inspect(|api| metrics::record_request(*api, received.elapsed()));
-                        reply
+                        // Replies queued behind this one may hold the budget, and they
+                        // leave only after it: waiting for them would deadlock.
+                        let reservation = replies.overdraw(reply.heap_bytes());
+                        (reply, reservation)
                     }));
                     Pending::Waiting {
                         correlation_id,
@@ -311,22 +366,23 @@ impl RateLimit {
 /// Writes replies in request order until the queue closes, the client goes away, or a
 /// write makes no progress for `write_timeout_ms`. Returning drops the replies still
 /// queued, which aborts their waiting tasks and lets go of their segment files.
-async fn write_replies(
-    mut socket: ReplySocket,
-    mut pending: mpsc::Receiver<Pending>,
-    peer: String,
-) {
-    while let Some(next) = pending.recv().await {
-        let (correlation_id, reply) = match next {
+async fn write_replies(mut socket: ReplySocket, mut pending: mpsc::Receiver<Queued>, peer: String) {
+    // A reply's reservations are dropped, given back, once it is written.
+    while let Some(Queued {
+        pending: next,
+        reservation: _queued,
+    }) = pending.recv().await
+    {
+        let (correlation_id, reply, _reserved) = match next {
             Pending::Ready {
                 correlation_id,
                 reply,
-            } => (correlation_id, reply),
+            } => (correlation_id, reply, None),
             Pending::Waiting {
                 correlation_id,
                 task,
             } => match task.await {
-                Ok(reply) => (correlation_id, reply),
+                Ok((reply, reservation)) => (correlation_id, reply, Some(reservation)),
                 Err(error) => {
                     tracing::error!(%error, "request handler failed");
                     (
@@ -335,6 +391,7 @@ async fn write_replies(
                             ErrorCode::Unknown,
                             "the request handler failed; see the broker log".into(),
                         ),
+                        None,
                     )
                 }
             },
@@ -343,29 +400,31 @@ async fn write_replies(
                 code,
                 message,
                 ..
-            } => (correlation_id, Reply::Error(code, message)),
+            } => (correlation_id, Reply::Error(code, message), None),
         };
         let mut out = VectoredBuf::new();
         // Every error a client receives is counted here, whole-request or inside a body.
-        let files = match &reply {
+        // The reply is dropped once encoded, so a write that waits on a slow client holds
+        // one copy of it, the encoded one its reservation counts.
+        let files = match reply {
             Reply::Response(response) => {
-                metrics::record_response_errors(response);
-                frame::encode_response(&mut out, correlation_id, response);
-                &[][..]
+                metrics::record_response_errors(&response);
+                frame::encode_response(&mut out, correlation_id, &response);
+                Vec::new()
             }
             Reply::Records(response, files) => {
-                metrics::record_response_errors(response);
-                frame::encode_response(&mut out, correlation_id, response);
-                files.as_slice()
+                metrics::record_response_errors(&response);
+                frame::encode_response(&mut out, correlation_id, &response);
+                files
             }
             Reply::Error(code, message) => {
-                metrics::record_error(*code);
-                frame::encode_error_response(&mut out, correlation_id, *code, message);
-                &[][..]
+                metrics::record_error(code);
+                frame::encode_error_response(&mut out, correlation_id, code, &message);
+                Vec::new()
             }
             Reply::Nothing => continue,
         };
-        match send::write_chunks(&mut socket, out.into_chunks(), files).await {
+        match send::write_chunks(&mut socket, out.into_chunks(), &files).await {
             Ok(0) => {}
             Ok(by_sendfile) => metrics::record_sendfile(by_sendfile),
             Err(error) if error.kind() == io::ErrorKind::TimedOut => {

@@ -1,6 +1,6 @@
 //! Reading request frames off a socket within the broker-wide request budget.
 //!
-//! A frame's bytes are reserved from [`RequestMemory`] once its length prefix is read and
+//! A frame's bytes are reserved from the request budget (a [`MemoryBudget`]) once its length prefix is read and
 //! before any of its body is buffered. The reservation lives as long as the payload's
 //! bytes do (a decoded produce's record batches are slices of the payload), so the budget
 //! counts every request byte the broker holds, however long a handler keeps them. While
@@ -13,82 +13,20 @@
 //! frame and stalls holds the budget only that long.
 
 use std::io;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use strata_protocol::codec::{FrameCodec, FrameError};
 use strata_protocol::frame::LENGTH_PREFIX_BYTES;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
+use super::memory::{MemoryBudget, Reservation};
 use super::{Frame, framing_failure};
-use crate::metrics;
 
 /// Bytes read from the socket at once while looking for a length prefix: also the most a
 /// connection buffers outside the request budget.
 pub const READ_BUFFER_BYTES: usize = 8 << 10;
-
-/// The broker-wide budget of request frame bytes (`request_memory_bytes_max`). Clones
-/// share one budget. Thread-safe.
-#[derive(Debug, Clone)]
-pub(super) struct RequestMemory {
-    permits: Arc<Semaphore>,
-    bytes_max: usize,
-}
-
-impl RequestMemory {
-    /// A budget of `bytes_max` bytes.
-    pub(super) fn new(bytes_max: usize) -> Self {
-        // A semaphore holds at most 2^61 permits on 64-bit targets: a budget above that is
-        // no limit at all anyway.
-        let bytes_max = bytes_max.min(Semaphore::MAX_PERMITS);
-        Self {
-            permits: Arc::new(Semaphore::new(bytes_max)),
-            bytes_max,
-        }
-    }
-
-    /// Waits until `length` bytes of the budget are free, then reserves them. Waiters are
-    /// served in order, so a large frame is not starved by small ones.
-    ///
-    /// # Panics
-    /// If `length` exceeds the whole budget; the configuration check keeps
-    /// `request_memory_bytes_max` at least `frame_bytes_max`.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a cancelled wait reserves nothing.
-    async fn reserve(&self, length: usize) -> Reservation {
-        assert!(
-            length <= self.bytes_max,
-            "a frame of {length} bytes cannot fit a request budget of {}",
-            self.bytes_max
-        );
-        let count = u32::try_from(length).expect("a frame length fits its u32 prefix");
-        let permit = Arc::clone(&self.permits)
-            .acquire_many_owned(count)
-            .await
-            .expect("the request budget is never closed");
-        metrics::request_memory_reserved(length);
-        Reservation(permit)
-    }
-
-    /// Bytes of the budget not reserved now.
-    #[cfg(test)]
-    fn bytes_free(&self) -> usize {
-        self.permits.available_permits()
-    }
-}
-
-/// A frame's share of the [`RequestMemory`], given back when dropped.
-#[derive(Debug)]
-struct Reservation(OwnedSemaphorePermit);
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        metrics::request_memory_released(self.0.num_permits());
-    }
-}
 
 /// A frame payload and its reservation: the owner of the payload's [`Bytes`], so the
 /// reservation ends when the last slice of the payload is dropped.
@@ -119,7 +57,7 @@ pub(super) struct ReadTimeouts {
 pub(super) struct FrameReader<R> {
     socket: R,
     codec: FrameCodec,
-    memory: RequestMemory,
+    memory: MemoryBudget,
     /// Bytes read past the last frame: a partial length prefix, or the start of the next
     /// frame. At most [`READ_BUFFER_BYTES`].
     buffer: BytesMut,
@@ -127,7 +65,7 @@ pub(super) struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads frames of at most `frame_bytes_max` payload bytes from `socket` within `memory`.
-    pub(super) fn new(socket: R, frame_bytes_max: usize, memory: RequestMemory) -> Self {
+    pub(super) fn new(socket: R, frame_bytes_max: usize, memory: MemoryBudget) -> Self {
         Self {
             socket,
             codec: FrameCodec::new(frame_bytes_max),
@@ -245,11 +183,16 @@ pub(super) async fn read_frames(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::io::AsyncWriteExt;
 
     use super::*;
+
+    fn request_memory(bytes_max: usize) -> MemoryBudget {
+        MemoryBudget::new(bytes_max, "strata_request_memory_bytes")
+    }
 
     const TIMEOUTS: ReadTimeouts = ReadTimeouts {
         idle: Duration::from_secs(30),
@@ -275,7 +218,7 @@ mod tests {
     /// and the frames read.
     fn reader(
         socket_bytes: usize,
-        memory: &RequestMemory,
+        memory: &MemoryBudget,
         timeouts: ReadTimeouts,
     ) -> (tokio::io::DuplexStream, mpsc::Receiver<Frame>) {
         let (client, socket) = tokio::io::duplex(socket_bytes);
@@ -296,7 +239,7 @@ mod tests {
         const FRAMES: u8 = 4;
         // The socket buffers 1 KiB, far less than a frame: a client gets a frame out only
         // as fast as the reader takes it in.
-        let memory = RequestMemory::new(1 << 20);
+        let memory = request_memory(1 << 20);
         let (mut client, mut frames) = reader(1024, &memory, TIMEOUTS);
         let written = Arc::new(AtomicUsize::new(0));
         let sender = tokio::spawn({
@@ -334,7 +277,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_spent_budget_stops_reading_until_a_payload_is_dropped() {
         const FRAME_BYTES: usize = 256 * 1024;
-        let memory = RequestMemory::new(2 * FRAME_BYTES);
+        let memory = request_memory(2 * FRAME_BYTES);
         // Two clients each announce a frame and send only its first bytes: both frames
         // hold their reservation while they wait for the rest.
         let mut stalled = Vec::new();
@@ -372,7 +315,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_frame_that_stalls_for_the_frame_timeout_closes_and_frees_its_bytes() {
-        let memory = RequestMemory::new(1 << 20);
+        let memory = request_memory(1 << 20);
         let timeouts = ReadTimeouts {
             idle: Duration::from_secs(600),
             frame: Duration::from_secs(2),
@@ -391,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_frames_behind_one_another_in_one_read_each_get_their_own_payload() {
-        let memory = RequestMemory::new(1 << 20);
+        let memory = request_memory(1 << 20);
         let (mut client, mut frames) = reader(64 << 10, &memory, TIMEOUTS);
         let mut bytes = Vec::new();
         for fill in 0..5 {

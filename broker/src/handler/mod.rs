@@ -49,6 +49,23 @@ pub enum Reply {
     Nothing,
 }
 
+impl Reply {
+    /// The bytes this reply holds in memory until it is written, as its encoded size: a
+    /// response's payload less its record bytes that lie in segment files (mapped, so
+    /// they cost no heap), or an error's message.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Reply::Response(response) => frame::response_payload_bytes(response),
+            Reply::Records(response, files) => {
+                let in_files: usize = files.iter().map(|range| range.bytes().len()).sum();
+                frame::response_payload_bytes(response).saturating_sub(in_files)
+            }
+            Reply::Error(_, message) => message.len(),
+            Reply::Nothing => 0,
+        }
+    }
+}
+
 impl<T: Into<Response>> From<T> for Reply {
     fn from(response: T) -> Self {
         Reply::Response(response.into())

@@ -17,6 +17,7 @@
 //! | `strata_connections_rejected_total` | counter | |
 //! | `strata_fetches_waiting` | gauge | |
 //! | `strata_request_memory_bytes` | gauge | |
+//! | `strata_response_memory_bytes` | gauge | |
 //! | `strata_fsync_duration_seconds` | histogram | |
 //! | `strata_writeback_bytes_total` | counter | |
 //! | `strata_writeback_duration_seconds` | histogram | |
@@ -117,6 +118,10 @@ fn describe() {
         "strata_request_memory_bytes",
         "Request frame bytes reserved from request_memory_bytes_max: frames being read and requests not yet done with their bytes."
     );
+    describe_gauge!(
+        "strata_response_memory_bytes",
+        "Reply bytes reserved from response_memory_bytes_max: replies queued for connection writers and not yet written."
+    );
     describe_histogram!(
         "strata_fsync_duration_seconds",
         "Duration of each fsync by the flusher."
@@ -191,14 +196,15 @@ impl Drop for FetchWaiting {
     }
 }
 
-/// Counts `bytes` more reserved from the request budget.
-pub fn request_memory_reserved(bytes: usize) {
-    metrics::gauge!("strata_request_memory_bytes").increment(bytes as f64);
+/// Counts `bytes` more reserved from the memory budget that `gauge` shows
+/// (`strata_request_memory_bytes`, `strata_response_memory_bytes`).
+pub fn memory_reserved(gauge: &'static str, bytes: usize) {
+    metrics::gauge!(gauge).increment(bytes as f64);
 }
 
-/// Counts `bytes` given back to the request budget.
-pub fn request_memory_released(bytes: usize) {
-    metrics::gauge!("strata_request_memory_bytes").decrement(bytes as f64);
+/// Counts `bytes` given back to the memory budget that `gauge` shows.
+pub fn memory_released(gauge: &'static str, bytes: usize) {
+    metrics::gauge!(gauge).decrement(bytes as f64);
 }
 
 /// Records one fsync's duration.
