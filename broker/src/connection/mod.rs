@@ -58,6 +58,7 @@ use strata_protocol::codec::FrameError;
 use strata_protocol::frame::{self, RequestHeader};
 use strata_protocol::wire::VectoredBuf;
 use strata_protocol::{ApiKey, ErrorCode, Request};
+use strata_storage::FileRange;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -77,13 +78,17 @@ const READ_AHEAD_FRAMES: usize = 1;
 
 /// A reply on its way to the writer.
 enum Pending {
-    /// A reply already known.
-    Ready { correlation_id: u32, reply: Reply },
+    /// A reply already known, encoded (`None`: nothing is sent), and the heap bytes it
+    /// holds.
+    Ready {
+        encoded: Option<Encoded>,
+        heap_bytes: usize,
+    },
     /// A request waiting in its own task, aborted if the reply is dropped unsent. The
-    /// task reserves its reply's bytes when the reply is ready.
+    /// task reserves its reply's bytes when the reply is ready, and encodes it.
     Waiting {
         correlation_id: u32,
-        task: AbortOnDropHandle<(Reply, Reservation)>,
+        task: AbortOnDropHandle<(Option<Encoded>, Reservation)>,
     },
     /// An error decided by the reader; `close` ends the connection after it is sent.
     Failed {
@@ -99,11 +104,47 @@ impl Pending {
     /// reserves its own.
     fn heap_bytes(&self) -> usize {
         match self {
-            Pending::Ready { reply, .. } => reply.heap_bytes(),
+            Pending::Ready { heap_bytes, .. } => *heap_bytes,
             Pending::Waiting { .. } => 0,
             Pending::Failed { message, .. } => message.len(),
         }
     }
+}
+
+/// A reply encoded for the socket: the frame's chunks, and the segment file ranges its
+/// records lie in (which the writer may send with `sendfile`).
+struct Encoded {
+    chunks: Vec<Bytes>,
+    files: Vec<FileRange>,
+}
+
+/// Encodes `reply` to `correlation_id`, dropping its decoded form: a queued reply holds
+/// one copy, the one its reservation counts. `None` for [`Reply::Nothing`]. Every error a
+/// client is sent is counted here, whole-request or inside a body.
+fn encode(correlation_id: u32, reply: Reply) -> Option<Encoded> {
+    let mut out = VectoredBuf::new();
+    let files = match reply {
+        Reply::Response(response) => {
+            metrics::record_response_errors(&response);
+            frame::encode_response(&mut out, correlation_id, &response);
+            Vec::new()
+        }
+        Reply::Records(response, files) => {
+            metrics::record_response_errors(&response);
+            frame::encode_response(&mut out, correlation_id, &response);
+            files
+        }
+        Reply::Error(code, message) => {
+            metrics::record_error(code);
+            frame::encode_error_response(&mut out, correlation_id, code, &message);
+            Vec::new()
+        }
+        Reply::Nothing => return None,
+    };
+    Some(Encoded {
+        chunks: out.into_chunks(),
+        files,
+    })
 }
 
 /// A reply in the writer's queue, with its share of the response budget.
@@ -292,8 +333,8 @@ async fn dispatch(
                 Started::Ready(reply) => {
                     api.inspect(|api| metrics::record_request(*api, received.elapsed()));
                     Pending::Ready {
-                        correlation_id,
-                        reply,
+                        heap_bytes: reply.heap_bytes(),
+                        encoded: encode(correlation_id, reply),
                     }
                 }
                 Started::Waiting(rest) => {
@@ -304,7 +345,7 @@ async fn dispatch(
                         // Replies queued behind this one may hold the budget, and they
                         // leave only after it: waiting for them would deadlock.
                         let reservation = replies.overdraw(reply.heap_bytes());
-                        (reply, reservation)
+                        (encode(correlation_id, reply), reservation)
                     }));
                     Pending::Waiting {
                         correlation_id,
@@ -373,26 +414,20 @@ async fn write_replies(mut socket: ReplySocket, mut pending: mpsc::Receiver<Queu
         reservation: _queued,
     }) = pending.recv().await
     {
-        let (correlation_id, reply, _reserved) = match next {
-            Pending::Ready {
-                correlation_id,
-                reply,
-            } => (correlation_id, reply, None),
+        let (encoded, _reserved) = match next {
+            Pending::Ready { encoded, .. } => (encoded, None),
             Pending::Waiting {
                 correlation_id,
                 task,
             } => match task.await {
-                Ok((reply, reservation)) => (correlation_id, reply, Some(reservation)),
+                Ok((encoded, reservation)) => (encoded, Some(reservation)),
                 Err(error) => {
                     tracing::error!(%error, "request handler failed");
-                    (
-                        correlation_id,
-                        Reply::Error(
-                            ErrorCode::Unknown,
-                            "the request handler failed; see the broker log".into(),
-                        ),
-                        None,
-                    )
+                    let reply = Reply::Error(
+                        ErrorCode::Unknown,
+                        "the request handler failed; see the broker log".into(),
+                    );
+                    (encode(correlation_id, reply), None)
                 }
             },
             Pending::Failed {
@@ -400,31 +435,12 @@ async fn write_replies(mut socket: ReplySocket, mut pending: mpsc::Receiver<Queu
                 code,
                 message,
                 ..
-            } => (correlation_id, Reply::Error(code, message), None),
+            } => (encode(correlation_id, Reply::Error(code, message)), None),
         };
-        let mut out = VectoredBuf::new();
-        // Every error a client receives is counted here, whole-request or inside a body.
-        // The reply is dropped once encoded, so a write that waits on a slow client holds
-        // one copy of it, the encoded one its reservation counts.
-        let files = match reply {
-            Reply::Response(response) => {
-                metrics::record_response_errors(&response);
-                frame::encode_response(&mut out, correlation_id, &response);
-                Vec::new()
-            }
-            Reply::Records(response, files) => {
-                metrics::record_response_errors(&response);
-                frame::encode_response(&mut out, correlation_id, &response);
-                files
-            }
-            Reply::Error(code, message) => {
-                metrics::record_error(code);
-                frame::encode_error_response(&mut out, correlation_id, code, &message);
-                Vec::new()
-            }
-            Reply::Nothing => continue,
+        let Some(Encoded { chunks, files }) = encoded else {
+            continue;
         };
-        match send::write_chunks(&mut socket, out.into_chunks(), &files).await {
+        match send::write_chunks(&mut socket, chunks, &files).await {
             Ok(0) => {}
             Ok(by_sendfile) => metrics::record_sendfile(by_sendfile),
             Err(error) if error.kind() == io::ErrorKind::TimedOut => {
