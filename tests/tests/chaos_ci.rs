@@ -27,7 +27,14 @@ fn ci_set() -> Vec<String> {
 #[test]
 fn every_ci_scenario_passes_with_a_fixed_seed() {
     let names = ci_set();
-    for expected in ["kill", "pause", "client-cut", "power-loss", "disk-full"] {
+    for expected in [
+        "kill",
+        "pause",
+        "client-cut",
+        "lost-replies",
+        "power-loss",
+        "disk-full",
+    ] {
         assert!(names.iter().any(|name| name == expected), "{names:?}");
     }
     let directory = strata_tests::data_dir();

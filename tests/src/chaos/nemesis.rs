@@ -14,6 +14,7 @@ use super::error::ChaosError;
 use super::faults::{DiskFull, PowerLoss};
 use super::history::{FaultWindow, Recorder};
 use super::node::NodeSpec;
+use super::proxy::Direction;
 use super::schedule::PlannedFault;
 
 /// One kind of fault. Driven from one thread, outside the async runtime: its calls
@@ -59,6 +60,9 @@ pub enum NemesisKind {
     DiskFull,
     /// Cut the clients off a broker at its proxy, then heal the cut.
     Partition,
+    /// Discard a broker's replies at its proxy while its clients' requests still reach
+    /// it, then heal by resetting the connections.
+    OneWayCut,
 }
 
 impl NemesisKind {
@@ -70,6 +74,7 @@ impl NemesisKind {
             NemesisKind::PowerLoss => "power-loss",
             NemesisKind::DiskFull => "disk-full",
             NemesisKind::Partition => "partition",
+            NemesisKind::OneWayCut => "one-way-cut",
         }
     }
 
@@ -80,6 +85,7 @@ impl NemesisKind {
             NemesisKind::Kill => Box::new(Kill),
             NemesisKind::Pause => Box::new(Pause),
             NemesisKind::Partition => Box::new(ClientCut),
+            NemesisKind::OneWayCut => Box::new(RepliesLost),
             NemesisKind::PowerLoss => Box::<PowerLoss>::default(),
             NemesisKind::DiskFull => Box::<DiskFull>::default(),
         }
@@ -143,6 +149,31 @@ impl Nemesis for ClientCut {
 
     fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
         cluster.proxy(node).heal();
+        Ok(())
+    }
+}
+
+/// A one-way cut at the broker's proxy: requests reach the broker and are carried out,
+/// but every reply is discarded, so clients see only timeouts. Healed by resetting the
+/// connections, as the network would once the reply stream is broken: a client's
+/// retries then meet what the broker already did.
+#[derive(Debug)]
+struct RepliesLost;
+
+impl Nemesis for RepliesLost {
+    fn name(&self) -> &'static str {
+        "one-way-cut"
+    }
+
+    fn inject(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
+        cluster.proxy(node).cut_one_way(Direction::ToClient);
+        Ok(())
+    }
+
+    fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
+        let proxy = cluster.proxy(node);
+        proxy.heal();
+        proxy.drop_connections();
         Ok(())
     }
 }

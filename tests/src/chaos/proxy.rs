@@ -1,14 +1,15 @@
 //! An in-process TCP proxy that the harness controls: clients connect to it and it
 //! forwards each connection to the current upstream (a broker). It can cut (drop every
-//! connection and close new ones at once), heal, add a delay to every chunk it forwards,
-//! and switch upstream (a broker restarted on a new port). No iptables, nothing to
-//! install: it runs anywhere.
+//! connection and close new ones at once), cut one way (discard what one side sends while
+//! the connection stays open), heal, add a delay to every chunk it forwards, and switch
+//! upstream (a broker restarted on a new port). No iptables, nothing to install: it runs
+//! anywhere.
 //!
 //! The cluster's cuts (one node off, asymmetric, majority and minority) are built from
 //! one proxy per link.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -20,11 +21,24 @@ use tokio::task::JoinHandle;
 /// Bytes forwarded per read.
 const CHUNK_BYTES_MAX: usize = 64 << 10;
 
+/// The way bytes go through a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the upstream.
+    ToUpstream,
+    /// From the upstream back to the client.
+    ToClient,
+}
+
 /// The control state shared by the proxy's tasks and its handle.
 #[derive(Debug)]
 struct Control {
     upstream: Mutex<Option<SocketAddr>>,
     cut: AtomicBool,
+    /// Per [`Direction`]: whether bytes going that way are discarded.
+    one_way_cut: [AtomicBool; 2],
+    /// Bytes discarded by one-way cuts so far.
+    discarded: AtomicUsize,
     delay_ms: AtomicU64,
     /// Bumped to end every open connection.
     generation: watch::Sender<u64>,
@@ -52,6 +66,8 @@ impl Proxy {
         let control = Arc::new(Control {
             upstream: Mutex::new(None),
             cut: AtomicBool::new(false),
+            one_way_cut: [AtomicBool::new(false), AtomicBool::new(false)],
+            discarded: AtomicUsize::new(0),
             delay_ms: AtomicU64::new(0),
             generation: watch::channel(0).0,
         });
@@ -83,9 +99,25 @@ impl Proxy {
         self.drop_connections();
     }
 
-    /// Heals a cut: new connections are forwarded again.
+    /// Cuts the link one way: from now on, what goes in `direction` is read and
+    /// discarded, while connections stay open and the other way still flows. The side
+    /// that sends is not heard; the one that listens hears nothing and cannot tell.
+    pub fn cut_one_way(&self, direction: Direction) {
+        self.control.one_way_cut[direction as usize].store(true, Ordering::SeqCst);
+    }
+
+    /// Bytes discarded by one-way cuts so far.
+    pub fn discarded_bytes(&self) -> usize {
+        self.control.discarded.load(Ordering::SeqCst)
+    }
+
+    /// Heals a cut, full or one-way: new connections are forwarded again, and open ones
+    /// forward both ways.
     pub fn heal(&self) {
         self.control.cut.store(false, Ordering::SeqCst);
+        for cut in &self.control.one_way_cut {
+            cut.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Whether the link is cut.
@@ -147,8 +179,8 @@ async fn forward(
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = pump(client_read, server_write, &control) => {}
-        _ = pump(server_read, client_write, &control) => {}
+        _ = pump(client_read, server_write, &control, Direction::ToUpstream) => {}
+        _ = pump(server_read, client_write, &control, Direction::ToClient) => {}
         _ = generation.changed() => {}
     }
 }
@@ -157,6 +189,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     control: &Control,
+    direction: Direction,
 ) {
     let mut buffer = vec![0; CHUNK_BYTES_MAX];
     loop {
@@ -164,6 +197,10 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
+        if control.one_way_cut[direction as usize].load(Ordering::SeqCst) {
+            control.discarded.fetch_add(read, Ordering::SeqCst);
+            continue;
+        }
         let delay_ms = control.delay_ms.load(Ordering::SeqCst);
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -252,6 +289,45 @@ mod tests {
             round_trip(&mut healed, b"d").await.as_deref(),
             Some(&b"d"[..])
         );
+    }
+
+    /// Polls until the proxy has discarded `bytes` in all.
+    async fn discarded(proxy: &Proxy, bytes: usize) {
+        let deadline = Instant::now() + WAIT;
+        while proxy.discarded_bytes() < bytes {
+            assert!(Instant::now() < deadline, "{bytes} bytes never discarded");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_one_way_cut_discards_that_way_only_and_keeps_the_connection() {
+        // Replies are lost: the echo of "lost" never arrives, the open connection does
+        // and, once healed, carries the next echo.
+        let proxy = proxy_to_echo().await;
+        let mut socket = connect(&proxy).await;
+        proxy.cut_one_way(Direction::ToClient);
+        socket.write_all(b"lost").await.expect("write");
+        discarded(&proxy, 4).await;
+        proxy.heal();
+        assert_eq!(
+            round_trip(&mut socket, b"kept").await.as_deref(),
+            Some(&b"kept"[..])
+        );
+
+        // Requests are lost: the upstream never hears "gone", and hears "here" after.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        proxy.set_upstream(listener.local_addr().expect("address"));
+        let mut socket = connect(&proxy).await;
+        let (mut upstream, _) = listener.accept().await.expect("accept");
+        proxy.cut_one_way(Direction::ToUpstream);
+        socket.write_all(b"gone").await.expect("write");
+        discarded(&proxy, 8).await;
+        proxy.heal();
+        socket.write_all(b"here").await.expect("write");
+        let mut heard = [0; 4];
+        upstream.read_exact(&mut heard).await.expect("read");
+        assert_eq!(&heard, b"here");
     }
 
     #[tokio::test]

@@ -180,7 +180,7 @@ const fn scenario(name: &'static str, about: &'static str, nemesis: NemesisKind)
 }
 
 /// Every named scenario.
-pub const SCENARIOS: [Scenario; 6] = [
+pub const SCENARIOS: [Scenario; 7] = [
     scenario(
         "kill",
         "kill -9 the broker, restart it on the same data",
@@ -195,6 +195,11 @@ pub const SCENARIOS: [Scenario; 6] = [
         "client-cut",
         "cut every client off the broker at the proxy, then heal",
         NemesisKind::Partition,
+    ),
+    scenario(
+        "lost-replies",
+        "discard the broker's replies while requests still reach it, then reset the connections",
+        NemesisKind::OneWayCut,
     ),
     scenario(
         "power-loss",
