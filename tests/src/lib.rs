@@ -391,6 +391,24 @@ impl Client {
         );
     }
 
+    /// Deletes a topic and asserts success.
+    pub async fn delete_topic(&mut self, name: &str) {
+        let request = DeleteTopicsRequest {
+            names: vec![name.into()],
+            timeout_ms: 10_000,
+        };
+        let Response::DeleteTopics(response) = self.call(request).await else {
+            panic!("wrong response type")
+        };
+        let result = &response.topics[0];
+        assert_eq!(
+            result.error_code,
+            ErrorCode::None,
+            "delete {name}: {:?}",
+            result.error_message
+        );
+    }
+
     /// Produces `records` to one partition and returns the partition's response.
     pub async fn produce(
         &mut self,

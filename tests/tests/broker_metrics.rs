@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use strata_protocol::batch;
 use strata_protocol::messages::{
-    Acks, CreatableTopic, CreateTopicsRequest, DeleteTopicsRequest, InitProducerIdRequest,
-    ProducePartition, ProduceRequest, ProduceTopic,
+    Acks, CreatableTopic, CreateTopicsRequest, InitProducerIdRequest, ProducePartition,
+    ProduceRequest, ProduceTopic,
 };
 use strata_protocol::{ErrorCode, Response};
 use strata_tests::*;
@@ -111,14 +111,7 @@ async fn a_deleted_topics_series_leave_and_a_failed_creation_leaves_none() {
     }
     assert!(!before.contains("topic=\"broken\""), "{before}");
 
-    let request = DeleteTopicsRequest {
-        names: vec!["doomed".into()],
-        timeout_ms: 10_000,
-    };
-    let Response::DeleteTopics(deleted) = client.call(request).await else {
-        panic!("wrong response type")
-    };
-    assert_eq!(deleted.topics[0].error_code, ErrorCode::None);
+    client.delete_topic("doomed").await;
     let after = scrape_metrics(&broker.metrics_address).await;
     assert!(!after.contains("topic=\"doomed\""), "{after}");
     assert!(!after.contains("topic=\"broken\""), "{after}");

@@ -272,16 +272,7 @@ async fn slow_reader(target: &Target) {
         &["strata_records_out_total{topic=\"doomed\"} 8192"],
     )
     .await;
-    let Response::DeleteTopics(deleted) = admin
-        .call(DeleteTopicsRequest {
-            names: vec!["doomed".into()],
-            timeout_ms: 10_000,
-        })
-        .await
-    else {
-        panic!("a DeleteTopics response")
-    };
-    assert_eq!(deleted.topics[0].error_code, ErrorCode::None);
+    admin.delete_topic("doomed").await;
     let data_dir = &target.data_dir;
     wait_until(
         || !deleted_segments_held(pid, data_dir).is_empty(),

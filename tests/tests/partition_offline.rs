@@ -183,24 +183,6 @@ async fn offline_groups(client: &mut Client, groups: &[String]) -> usize {
     refused
 }
 
-async fn delete_topic(client: &mut Client, topic: &str) {
-    let Response::DeleteTopics(response) = client
-        .call(DeleteTopicsRequest {
-            names: vec![topic.into()],
-            timeout_ms: 10_000,
-        })
-        .await
-    else {
-        panic!("wrong response type")
-    };
-    assert_eq!(
-        response.topics[0].error_code,
-        ErrorCode::None,
-        "{:?}",
-        response.topics[0].error_message
-    );
-}
-
 #[tokio::test]
 async fn a_flipped_byte_takes_only_its_partition_offline() {
     bounded(async {
@@ -299,7 +281,7 @@ async fn a_flipped_byte_takes_only_its_partition_offline() {
 
         // The operator's way out: delete the topic (its damaged files go too) and
         // create it again.
-        delete_topic(&mut client, "damaged").await;
+        client.delete_topic("damaged").await;
         assert!(
             !dir.path().join("damaged-0").exists(),
             "damaged files removed"

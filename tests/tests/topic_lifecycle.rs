@@ -30,24 +30,6 @@ async fn try_create(client: &mut Client, name: &str, partitions: u32) -> TopicRe
     response.topics.remove(0)
 }
 
-async fn delete(client: &mut Client, name: &str) {
-    let Response::DeleteTopics(response) = client
-        .call(DeleteTopicsRequest {
-            names: vec![name.into()],
-            timeout_ms: 10_000,
-        })
-        .await
-    else {
-        panic!("wrong response type")
-    };
-    assert_eq!(
-        response.topics[0].error_code,
-        ErrorCode::None,
-        "delete {name}: {:?}",
-        response.topics[0].error_message
-    );
-}
-
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -248,7 +230,7 @@ async fn a_recreated_topic_has_no_committed_offsets_of_the_deleted_one() {
         }
         assert_eq!(client.committed("g", "t", 2).await, vec![7, 7]);
 
-        delete(&mut client, "t").await;
+        client.delete_topic("t").await;
         client.create_topic("t", 2, &[]).await;
         assert_eq!(client.committed("g", "t", 2).await, vec![-1, -1]);
         assert_eq!(client.committed("g", "other", 1).await, vec![7]);
