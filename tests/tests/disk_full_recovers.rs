@@ -3,7 +3,8 @@
 //! was acknowledged, retention still deletes old segments, and once space is freed an
 //! `acks = all` produce succeeds on the same process, without a restart. Index files
 //! that cannot be created do not poison a partition either, and an `acks = all` produce
-//! whose fsync a lack of descriptors holds back is answered `StorageFull` at once.
+//! whose fsync a lack of descriptors holds back is answered `StorageFull` at once; the
+//! idempotent producer's retry of it succeeds once descriptors are free.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,12 +14,15 @@ use strata_broker::config::{Config, DurabilityPolicy, TopicConfig};
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
 use strata_protocol::messages::{
-    Acks, AlterTopicConfigsRequest, ConfigEntry, MetadataRequest, TopicConfigChange,
+    Acks, AlterTopicConfigsRequest, ConfigEntry, InitProducerIdRequest, MetadataRequest,
+    TopicConfigChange,
 };
 use strata_protocol::{ErrorCode, Response};
 use strata_storage::Io;
 use strata_tests::io::{Fault, FaultyIo, in_process_config};
-use strata_tests::{Client, batch_of, bounded, data_dir, scrape_metrics, values, wait_until};
+use strata_tests::{
+    Client, batch_of, bounded, data_dir, idempotent_batch_of, scrape_metrics, values, wait_until,
+};
 
 /// Records per batch: about 6 KB, so a 16 KiB segment rolls every third batch.
 const RECORDS: usize = 200;
@@ -211,6 +215,58 @@ async fn an_acks_all_produce_held_back_by_too_few_descriptors_is_answered_at_onc
         for value in &acknowledged {
             assert!(rest.any(|read| read == value), "{value} lost: {read:?}");
         }
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_retry_of_a_held_back_produce_succeeds_once_descriptors_are_free() {
+    bounded(async {
+        let dir = data_dir();
+        let io = FaultyIo::new("t-0", Fault::DirSync(libc::EMFILE));
+        let (server, mut client, no_descriptors) = start(dir.path(), io).await;
+        let Response::InitProducerId(producer) = client
+            .call(InitProducerIdRequest {
+                producer_id: -1,
+                producer_epoch: -1,
+            })
+            .await
+        else {
+            panic!("wrong response type")
+        };
+        let id = (producer.producer_id, producer.producer_epoch);
+        no_descriptors.store(true, Ordering::SeqCst);
+        let mut held = None;
+        for index in 0..10 {
+            let prefix = format!("b{index}");
+            let sequence = i32::try_from(index * RECORDS).unwrap();
+            let batch = idempotent_batch_of(&prefix, RECORDS, id, sequence);
+            let response = client.produce("t", 0, Acks::All, batch.clone()).await;
+            match response.error_code {
+                ErrorCode::None => {}
+                ErrorCode::StorageFull => {
+                    held = Some((prefix, batch));
+                    break;
+                }
+                other => panic!("{other:?}: {:?}", response.error_message),
+            }
+        }
+        let (prefix, batch) = held.expect("a roll came and went");
+
+        // The retry is a duplicate, which appends nothing: it must still bring a new
+        // flush, and wait for it rather than fail on the one that was held back.
+        no_descriptors.store(false, Ordering::SeqCst);
+        let retried = client.produce("t", 0, Acks::All, batch).await;
+        assert_eq!(
+            retried.error_code,
+            ErrorCode::None,
+            "{:?}",
+            retried.error_message
+        );
+        let read = values(&client.read_all("t", 0, 0).await);
+        let last = format!("{prefix}-{}", RECORDS - 1);
+        assert!(read.contains(&last), "{last} is not visible: {read:?}");
         server.shutdown().await;
     })
     .await;

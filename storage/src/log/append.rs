@@ -55,6 +55,12 @@ impl Log {
         if let Verdict::Duplicate(base_offset, last_offset, max_timestamp) =
             state.producers.check(&header)?
         {
+            drop(state);
+            // The retry of a batch whose flush ran out of space or descriptors: flush
+            // again, and let the retry wait for that attempt, not fail on the last one.
+            if last_offset >= self.durable_offset() {
+                self.inner.retry_held_flush();
+            }
             return Ok(AppendInfo {
                 base_offset,
                 last_offset,

@@ -359,6 +359,20 @@ impl LogInner {
         self.write_snapshots(&work.snapshots)
     }
 
+    /// If the last flush failed for lack of space or descriptors before it made its
+    /// offsets durable, forgets that failure for the waiters (they wait for the next
+    /// attempt, which reports its own) and asks the flusher for that attempt. Under
+    /// `every_batch` only appends ask for flushes, and a retried batch appends nothing.
+    pub(super) fn retry_held_flush(&self) {
+        let held = lock(&self.write_failure)
+            .as_mut()
+            .and_then(|failure| failure.held_below.take())
+            .is_some();
+        if held {
+            self.request_flush();
+        }
+    }
+
     /// Poisons the log unless `error` ran out of space or descriptors; then it puts the
     /// work back for the next flush (sealed segments stay unsynced until the recovery
     /// point passes them) and records the failure. `held_below`: the flush's target, if
