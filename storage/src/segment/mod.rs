@@ -453,7 +453,9 @@ impl Segment {
         let started = Instant::now();
         if let Err(error) = self.file.write_back(offset, step) {
             *failed = true;
-            return Err(StorageError::io(&self.log_path, error));
+            // Writing back is the first half of an fsync: its failure, `ENOSPC` included,
+            // leaves the page cache's state unknown, as a failed fsync does.
+            return Err(StorageError::fsync(&self.log_path, error));
         }
         self.written_back.fetch_max(offset + step, Ordering::AcqRel);
         Ok(Some((step, started.elapsed())))
