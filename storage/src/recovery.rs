@@ -50,14 +50,21 @@ struct OnDisk {
 /// or header checks, a file ends inside a batch, or segments are missing in between.
 pub fn recover(io: &dyn Io, dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let taken = checkpoint::take_clean_shutdown(io, dir)?;
-    recover_segments(io, dir, config, taken).or_else(|error| {
+    recover_segments(io, dir, config, taken).map_err(|mut error| {
         // Trusted data is never cut, so failing on damage to it changed no data: put the
         // marker back, so the next open trusts the same bytes and reports the same damage
         // instead of cutting a cleanly closed active segment as if its tail were torn.
-        if let (StorageError::CorruptBelowRecoveryPoint { .. }, Some(marker)) = (&error, taken) {
-            checkpoint::write_clean_shutdown(io, dir, &marker)?;
+        // Failing to put it back must not hide the damage (the broker takes a damaged
+        // partition offline, but refuses to start on an I/O error): it is told instead.
+        if let (StorageError::CorruptBelowRecoveryPoint { reason, .. }, Some(marker)) =
+            (&mut error, taken)
+            && let Err(put_back) = checkpoint::write_clean_shutdown(io, dir, &marker)
+        {
+            reason.push_str(&format!(
+                "; the clean-shutdown marker could not be put back ({put_back}), so the next start will cut a damaged active segment as a torn tail: copy the directory aside first"
+            ));
         }
-        Err(error)
+        error
     })
 }
 
