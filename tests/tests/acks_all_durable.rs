@@ -1,15 +1,16 @@
 //! With `durability = every_batch`, an `acks = all` produce is answered only after an
 //! fsync that covers the batch has completed. Checked through the storage I/O seam: a
 //! recording `Io` logs, for every completed fsync of a segment file, the file length it
-//! covered, and every acknowledgement is compared against that log.
+//! covered, and every acknowledgement is compared against that log. A produce waiting
+//! for an fsync is answered once its topic turns to `durability = never`.
 
 use std::sync::Arc;
 
 use strata_broker::config::{Config, DurabilityPolicy, TopicConfig};
 use strata_broker::partition::Storage;
 use strata_broker::server::Server;
-use strata_protocol::ErrorCode;
-use strata_protocol::messages::Acks;
+use strata_protocol::messages::{Acks, AlterTopicConfigsRequest, ConfigEntry, TopicConfigChange};
+use strata_protocol::{ErrorCode, Response};
 use strata_tests::io::{RecordingIo, fsync_covered, in_process_config};
 use strata_tests::{Client, batch_of, data_dir};
 
@@ -48,5 +49,50 @@ async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
             "round {round}: acked with {end} bytes written, fsync covered {covered:?}"
         );
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_acks_all_produce_is_answered_when_its_topic_turns_to_never() {
+    let dir = data_dir();
+    let server = Server::start_with(
+        in_process_config(dir.path()),
+        Storage::with_io(Arc::new(RecordingIo::default())).unwrap(),
+    )
+    .await
+    .unwrap();
+    let address = server.address.to_string();
+    let mut admin = Client::connect(&address).await;
+    // An fsync every ten minutes: the produce below waits for one, far past its timeout.
+    let interval = [("durability", "interval"), ("flush_interval_ms", "600000")];
+    admin.create_topic("slow", 1, &interval).await;
+    let mut producer = Client::connect(&address).await;
+    let waiting = tokio::spawn(async move {
+        producer
+            .produce("slow", 0, Acks::All, batch_of("w", 3))
+            .await
+    });
+    let alter = AlterTopicConfigsRequest {
+        topics: vec![TopicConfigChange {
+            name: "slow".into(),
+            configs: vec![ConfigEntry {
+                key: "durability".into(),
+                value: "never".into(),
+            }],
+        }],
+        validate_only: false,
+    };
+    let Response::AlterTopicConfigs(altered) = admin.call(alter).await else {
+        panic!("wrong response type")
+    };
+    assert_eq!(altered.topics[0].error_code, ErrorCode::None);
+    // Answered as `never` answers it, not `RequestTimedOut` at the produce's timeout.
+    let response = waiting.await.unwrap();
+    assert_eq!(
+        response.error_code,
+        ErrorCode::None,
+        "{:?}",
+        response.error_message
+    );
     server.shutdown().await;
 }

@@ -354,6 +354,9 @@ impl Partition {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Settings::of(config);
         if config.durability == DurabilityPolicy::Never {
             raise(&self.high_watermark, self.log_end_offset());
+            // `acks = all` produces waiting for an fsync that `never` no longer makes
+            // are answered now, as `never` answers them.
+            self.durable_offset.send_modify(|_| ());
         }
         Ok(())
     }
@@ -544,17 +547,20 @@ impl Partition {
             return Ok(());
         }
         let mut durable = self.durable_offset.subscribe();
+        let covered = |durable: u64| {
+            durable >= offset || self.settings().durability == DurabilityPolicy::Never
+        };
         let reached = tokio::time::timeout_at(
             deadline.into(),
             durable.wait_for(|durable| {
-                *durable >= offset
+                covered(*durable)
                     || log.poisoned().is_some()
                     || log.durability_stalled(offset).is_some()
             }),
         )
         .await;
         match reached {
-            Ok(Ok(durable)) if *durable >= offset => Ok(()),
+            Ok(Ok(durable)) if covered(*durable) => Ok(()),
             _ => match (log.check_poisoned(), log.durability_stalled(offset)) {
                 (Err(error), _) | (Ok(()), Some(error)) => Err(error.into()),
                 (Ok(()), None) => Err(PartitionError::Timeout),
