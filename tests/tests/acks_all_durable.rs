@@ -2,7 +2,8 @@
 //! fsync that covers the batch has completed. Checked through the storage I/O seam: a
 //! recording `Io` logs, for every completed fsync of a segment file, the file length it
 //! covered, and every acknowledgement is compared against that log. A produce waiting
-//! for an fsync is answered once its topic turns to `durability = never`.
+//! for an fsync is answered once its topic turns to `durability = never`, and a topic
+//! turned from `never` to `every_batch` fsyncs what it already holds.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use strata_broker::server::Server;
 use strata_protocol::messages::{Acks, AlterTopicConfigsRequest, ConfigEntry, TopicConfigChange};
 use strata_protocol::{ErrorCode, Response};
 use strata_tests::io::{RecordingIo, fsync_covered, in_process_config};
-use strata_tests::{Client, batch_of, data_dir};
+use strata_tests::{Client, batch_of, data_dir, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_is_answered_only_after_an_fsync_covers_the_batch() {
@@ -94,5 +95,48 @@ async fn a_waiting_acks_all_produce_is_answered_when_its_topic_turns_to_never() 
         "{:?}",
         response.error_message
     );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_a_topic_from_never_to_every_batch_fsyncs_what_it_holds() {
+    let dir = data_dir();
+    let io = RecordingIo::default();
+    let synced = Arc::clone(&io.synced);
+    let server = Server::start_with(
+        in_process_config(dir.path()),
+        Storage::with_io(Arc::new(io)).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut client = Client::connect(&server.address.to_string()).await;
+    client
+        .create_topic("late", 1, &[("durability", "never")])
+        .await;
+    let batch = batch_of("n", 3);
+    let written = batch.len() as u64;
+    let response = client.produce("late", 0, Acks::Leader, batch).await;
+    assert_eq!(response.error_code, ErrorCode::None);
+    let alter = AlterTopicConfigsRequest {
+        topics: vec![TopicConfigChange {
+            name: "late".into(),
+            configs: vec![ConfigEntry {
+                key: "durability".into(),
+                value: "every_batch".into(),
+            }],
+        }],
+        validate_only: false,
+    };
+    let Response::AlterTopicConfigs(altered) = client.call(alter).await else {
+        panic!("wrong response type")
+    };
+    assert_eq!(altered.topics[0].error_code, ErrorCode::None);
+    // No append follows: the change itself brings the fsync.
+    let segment = dir.path().join("late-0").join(format!("{:020}.log", 0));
+    wait_until(
+        || fsync_covered(&synced, &segment).is_some_and(|covered| covered >= written),
+        "an fsync covering what was written under never",
+    )
+    .await;
     server.shutdown().await;
 }

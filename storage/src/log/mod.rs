@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::checkpoint;
-use crate::config::LogConfig;
+use crate::config::{Durability, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::flusher::{Flushable, Flusher};
 use crate::io::{DirLock, Io, sync_parent};
@@ -252,8 +252,9 @@ impl Log {
     }
 
     /// Replaces the config of an open log. New limits apply from the next append, roll or
-    /// retention pass; a durability change re-schedules the flusher. Data already written
-    /// is not rewritten.
+    /// retention pass; a durability change re-schedules the flusher, and a change to a
+    /// policy that fsyncs flushes what is not durable yet. Data already written is not
+    /// rewritten.
     ///
     /// # Errors
     /// [`StorageError::InvalidConfig`] and the old config stays.
@@ -268,6 +269,11 @@ impl Log {
             self.inner
                 .flusher
                 .set_interval(*id, flush_interval(config.durability));
+        }
+        // A policy that fsyncs covers what `never` left unsynced too, without waiting for
+        // the next append to ask.
+        if config.durability != Durability::Never && self.durable_offset() < self.log_end_offset() {
+            self.inner.request_flush();
         }
         Ok(())
     }
