@@ -48,6 +48,16 @@ pub struct Args {
     /// This broker's node id [default: 0].
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
+    /// Host and port clients are told to connect to [default: the bound --listen address].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_listen: Option<String>,
+    /// Address for inter-broker and controller traffic [default: 127.0.0.1:9402].
+    #[arg(long, value_name = "ADDR")]
+    cluster_listen: Option<String>,
+    /// The controller voters' cluster addresses, this broker included, as
+    /// ID@HOST:PORT,... (3 or 5 of them) [default: none, a one-node cluster].
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    peers: Option<String>,
     /// Log filter such as info or strata_broker=debug; RUST_LOG overrides it.
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -76,6 +86,9 @@ impl Args {
             ("metrics_listen", &self.metrics_listen),
             ("data_dir", &self.data_dir),
             ("node_id", &self.node_id),
+            ("advertised_listen", &self.advertised_listen),
+            ("cluster_listen", &self.cluster_listen),
+            ("peers", &self.peers),
             ("log_level", &self.log_level),
             ("log_format", &self.log_format),
         ];

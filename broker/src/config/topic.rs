@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use strata_protocol::messages::ConfigEntry;
 use strata_storage::SEGMENT_BYTES_MAX;
 
-use super::{DurabilityPolicy, ValueError, blame, parse_value};
+use super::load::{blame, parse_value};
+use super::{DurabilityPolicy, ValueError};
 
 /// The settings of one topic: the broker defaults with the topic's overrides applied.
 /// Persisted with the topic. The broker's defaults are a value of this type too
@@ -231,6 +232,86 @@ mod tests {
         assert_eq!(
             twice.unwrap_err().to_string(),
             "topic config 'retention_ms' is given twice"
+        );
+    }
+
+    #[test]
+    fn topic_overrides_are_validated() {
+        let defaults = crate::config::Config::default().topic_defaults;
+        let entry = |key: &str, value: &str| ConfigEntry {
+            key: key.into(),
+            value: value.into(),
+        };
+        let custom = defaults
+            .with_overrides(&[
+                entry("retention_ms", "1000"),
+                entry("durability", "every_batch"),
+            ])
+            .unwrap();
+        assert_eq!(
+            (custom.retention_ms, custom.durability),
+            (1000, DurabilityPolicy::EveryBatch)
+        );
+        assert!(
+            defaults
+                .with_overrides(&[entry("retention", "1")])
+                .unwrap_err()
+                .to_string()
+                .contains("unknown topic config")
+        );
+        assert!(
+            defaults
+                .with_overrides(&[entry("segment_bytes", "10")])
+                .is_err()
+        );
+        assert!(
+            defaults
+                .with_overrides(&[entry("retention_ms", "soon")])
+                .is_err()
+        );
+        let round_trip = defaults.with_overrides(&custom.entries()).unwrap();
+        assert_eq!(round_trip, custom);
+    }
+
+    #[test]
+    fn topic_config_errors_read_as_clients_see_them() {
+        let defaults = TopicConfig::default();
+        let reason = |key: &str, value: &str| {
+            defaults
+                .with_overrides(&[ConfigEntry {
+                    key: key.into(),
+                    value: value.into(),
+                }])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            reason("retention", "1"),
+            "unknown topic config 'retention'; the topic configs are durability, flush_interval_ms, max_message_bytes, retention_bytes, retention_ms, segment_bytes, segment_ms"
+        );
+        assert_eq!(
+            reason("retention_ms", "abc"),
+            "retention_ms: expected an integer, got \"abc\""
+        );
+        assert_eq!(
+            reason("durability", "7"),
+            "durability: expected one of every_batch, interval, never, got 7"
+        );
+        assert_eq!(
+            reason("retention_bytes", "-2"),
+            "retention_ms and retention_bytes must be -1 (unlimited) or non-negative"
+        );
+        assert_eq!(
+            reason("flush_interval_ms", "0"),
+            "segment_ms and flush_interval_ms must be at least 1"
+        );
+        assert_eq!(
+            reason("max_message_bytes", "1"),
+            "max_message_bytes is smaller than the smallest batch"
+        );
+        assert_eq!(
+            reason("max_message_bytes", "2000000000"),
+            "max_message_bytes must not exceed segment_bytes"
         );
     }
 }
