@@ -161,6 +161,8 @@ apis! {
     DeleteGroups = 16, versions 0..=0, DeleteGroupsRequest, DeleteGroupsResponse;
     /// Gives an idempotent producer its id and epoch.
     InitProducerId = 17, versions 0..=0, InitProducerIdRequest, InitProducerIdResponse;
+    /// The controller quorum, the brokers and partition counts, for cluster status.
+    DescribeCluster = 18, versions 0..=0, DescribeClusterRequest, DescribeClusterResponse;
 }
 
 fn check_version(api_key: u16, api_version: u16) -> Result<ApiKey, DecodeError> {

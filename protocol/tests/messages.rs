@@ -43,11 +43,70 @@ fn acks() -> impl Strategy<Value = Acks> {
 }
 
 fn requests() -> impl Strategy<Value = Request> {
-    prop_oneof![topic_requests().boxed(), group_requests().boxed()]
+    prop_oneof![
+        topic_requests().boxed(),
+        group_requests().boxed(),
+        Just(DescribeClusterRequest {}.into()).boxed(),
+    ]
 }
 
 fn responses() -> impl Strategy<Value = Response> {
-    prop_oneof![topic_responses().boxed(), group_responses().boxed()]
+    prop_oneof![
+        topic_responses().boxed(),
+        group_responses().boxed(),
+        cluster_response().boxed(),
+    ]
+}
+
+fn cluster_response() -> impl Strategy<Value = Response> {
+    let voter = (any::<u32>(), any::<i64>()).prop_map(|(id, lag)| ClusterVoter { id, lag });
+    let broker = (
+        any::<u32>(),
+        name(),
+        any::<u8>(),
+        any::<u64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(id, address, state, incarnation, applied_lag)| ClusterBroker {
+                id,
+                address,
+                state,
+                incarnation,
+                applied_lag,
+            },
+        );
+    (
+        (error_code(), proptest::option::of(name())),
+        (any::<i32>(), any::<u64>(), vec(voter)),
+        vec(broker),
+        (any::<u32>(), any::<u32>(), any::<u32>()),
+    )
+        .prop_map(
+            |(
+                (error_code, error_message),
+                (leader, term, voters),
+                brokers,
+                (total, offline, under_replicated),
+            )| {
+                DescribeClusterResponse {
+                    error_code,
+                    error_message,
+                    controller: ClusterController {
+                        leader,
+                        term,
+                        voters,
+                    },
+                    brokers,
+                    partitions: ClusterPartitions {
+                        total,
+                        offline,
+                        under_replicated,
+                    },
+                }
+                .into()
+            },
+        )
 }
 
 fn topic_requests() -> impl Strategy<Value = Request> {
@@ -942,4 +1001,48 @@ fn versions_negotiate_to_the_highest_shared_version() {
     }];
     assert_eq!(negotiate(ApiKey::Fetch, &newer), None);
     assert_eq!(negotiate(ApiKey::Produce, &newer), None);
+}
+
+#[test]
+fn describe_cluster_is_laid_out_as_the_protocol_document_draws_it() {
+    let response = DescribeClusterResponse {
+        error_code: ErrorCode::None,
+        error_message: None,
+        controller: ClusterController {
+            leader: 1,
+            term: 4,
+            voters: vec![ClusterVoter { id: 1, lag: 0 }],
+        },
+        brokers: vec![ClusterBroker {
+            id: 1,
+            address: "127.0.0.1:9400".into(),
+            state: BROKER_STATE_ALIVE,
+            incarnation: 7,
+            applied_lag: 0,
+        }],
+        partitions: ClusterPartitions {
+            total: 12,
+            offline: 0,
+            under_replicated: 0,
+        },
+    };
+    let mut body = BytesMut::new();
+    Response::from(response.clone()).encode_body(&mut body);
+    let mut expected = vec![0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4];
+    expected.extend([0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend([0, 0, 0, 1, 0, 0, 0, 1, 0x00, 0x0e]);
+    expected.extend(b"127.0.0.1:9400");
+    expected.extend([0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend([0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(body.to_vec(), expected);
+    assert_eq!(body.len(), 85);
+    assert_eq!(
+        Response::decode(ApiKey::DescribeCluster as u16, 0, &body.freeze()),
+        Ok(Response::DescribeCluster(response))
+    );
+    let mut request = BytesMut::new();
+    Request::from(DescribeClusterRequest {}).encode_body(&mut request);
+    assert!(request.is_empty());
+    assert_eq!(ApiKey::DescribeCluster as u16, 18);
+    assert!(Request::decode(18, 0, &Bytes::from_static(&[0])).is_err());
 }

@@ -52,6 +52,7 @@ pub fn for_each_error(response: &Response, mut each: impl FnMut(ErrorCode)) {
         Response::DescribeGroups(body) => body.groups.iter().for_each(|g| note(g.error_code)),
         Response::DeleteGroups(body) => body.groups.iter().for_each(|g| note(g.error_code)),
         Response::InitProducerId(body) => note(body.error_code),
+        Response::DescribeCluster(body) => note(body.error_code),
         // ApiVersions, FindCoordinator, ConsumerGroupHeartbeat and ListGroups carry no
         // error code: they fail as a whole. A new API with codes in its body goes above.
         _ => {}

@@ -1,6 +1,7 @@
 //! Request and response bodies, one file per API.
 
 pub mod api_versions;
+pub mod describe_cluster;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
@@ -10,6 +11,7 @@ pub mod produce;
 pub mod topics;
 
 pub use api_versions::*;
+pub use describe_cluster::*;
 pub use fetch::*;
 pub use groups::*;
 pub use init_producer_id::*;
