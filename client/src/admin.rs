@@ -1,5 +1,7 @@
-//! Cluster administration: topics, partitions, metadata, consumer groups.
+//! Cluster administration: topics, partitions, metadata, consumer groups, the cluster's
+//! state.
 
+mod cluster;
 mod groups;
 
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use crate::cluster::{BrokerInfo, Cluster, ClusterMetadata, TopicInfo, unexpected
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
+pub use cluster::{
+    BrokerDescription, BrokerState, ClusterDescription, ControllerDescription, PartitionCounts,
+    VoterDescription,
+};
 pub use groups::{
     GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, OffsetSpec,
 };

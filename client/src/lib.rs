@@ -191,8 +191,10 @@ pub use strata_protocol as protocol;
 pub use strata_protocol::messages::Acks;
 
 pub use admin::{
-    Admin, GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, NewTopic,
-    OffsetSpec, PartitionDetails, TopicDescription, TopicDetails,
+    Admin, BrokerDescription, BrokerState, ClusterDescription, ControllerDescription,
+    GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, NewTopic,
+    OffsetSpec, PartitionCounts, PartitionDetails, TopicDescription, TopicDetails,
+    VoterDescription,
 };
 pub use cluster::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::{AutoOffsetReset, ClientConfig, ConsumerConfig, OnBufferFull, ProducerConfig};
