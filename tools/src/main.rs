@@ -5,16 +5,16 @@
 //! - Goals: every command talks to the cluster only through `strata-client`; messages
 //!   say what went wrong and what to do; exit codes are 0 (success), 1 (runtime error)
 //!   and 2 (usage error, from clap).
-//! - Not yet: `cluster` commands (need clustering).
 //!
 //! # Layout
 //! - `main`: arguments (and the checks of `--bootstrap` and group ids), runtime, exit
 //!   codes, `completion`.
 //! - `error`: the CLI's error type and how client errors are worded.
 //! - `output`: table and JSON rendering.
-//! - `topic`, `group`, `produce`, `consume`, `bench`: one module per command.
+//! - `topic`, `group`, `cluster`, `produce`, `consume`, `bench`: one module per command.
 
 mod bench;
+mod cluster;
 mod consume;
 mod error;
 mod group;
@@ -30,8 +30,8 @@ use strata_client::protocol::limits::GROUP_ID_BYTES_MAX;
 
 use crate::error::CliError;
 
-/// Manage and exercise a Strata cluster: topics, consumer groups, console produce and
-/// consume, bench.
+/// Manage and exercise a Strata cluster: topics, consumer groups, cluster status, console
+/// produce and consume, bench.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 struct Args {
@@ -54,14 +54,15 @@ struct Args {
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// Aligned columns for people.
+    /// Aligned columns for people (`text` is the same).
+    #[value(alias = "text")]
     Table,
     /// JSON for scripts.
     Json,
 }
 
-/// `--output`, on the commands that print results (`topic`, `group`, `bench` and their
-/// subcommands); `produce` and `consume` read and write raw lines instead.
+/// `--output`, on the commands that print results (`topic`, `group`, `cluster`, `bench`
+/// and their subcommands); `produce` and `consume` read and write raw lines instead.
 #[derive(Debug, Clone, Copy, clap::Args)]
 struct OutputArg {
     /// How results are printed: a table for people or JSON for scripts.
@@ -84,6 +85,13 @@ enum Command {
         output: OutputArg,
         #[command(subcommand)]
         command: group::GroupCommand,
+    },
+    /// Show the cluster's state: controller quorum, brokers, partition counts.
+    Cluster {
+        #[command(flatten)]
+        output: OutputArg,
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
     },
     /// Produce one record per line of stdin.
     Produce(produce::ProduceArgs),
@@ -135,6 +143,9 @@ async fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Command::Topic { output, command } => topic::run(bootstrap, output.output, command).await,
         Command::Group { output, command } => group::run(bootstrap, output.output, command).await,
+        Command::Cluster { output, command } => {
+            cluster::run(bootstrap, output.output, command).await
+        }
         Command::Produce(produce) => produce::run(bootstrap, produce).await,
         Command::Consume(consume) => consume::run(bootstrap, consume).await,
         Command::Bench { output, command } => bench::run(bootstrap, output.output, command).await,
@@ -243,6 +254,8 @@ mod tests {
         assert!(parse(&["strata", "topic", "list", "--output", "json"]).is_ok());
         assert!(parse(&["strata", "topic", "--output", "json", "list"]).is_ok());
         assert!(parse(&["strata", "group", "list", "--output", "json"]).is_ok());
+        assert!(parse(&["strata", "cluster", "status", "--output", "json"]).is_ok());
+        assert!(parse(&["strata", "cluster", "status", "--output", "text"]).is_ok());
         assert!(parse(&["strata", "bench", "produce", "--output", "json"]).is_ok());
         assert!(parse(&["strata", "--output", "json", "topic", "list"]).is_err());
         assert!(parse(&["strata", "produce", "t", "--output", "json"]).is_err());
