@@ -9,7 +9,7 @@ use crate::wire::{Reader, Sink, Wire};
 
 macro_rules! apis {
     ($( $(#[$doc:meta])* $name:ident = $key:literal, versions $min:literal ..= $max:literal,
-        $request:ident, $response:ident; )*) => {
+        $request:ty, $response:ty; )*) => {
         /// An API's numeric key. Keys are never renumbered or reused; new APIs take the
         /// next free key.
         #[repr(u16)]
@@ -72,7 +72,7 @@ macro_rules! apis {
                 let budget = crate::limits::request_decoded_bytes_max(body.len());
                 let mut reader = Reader::with_memory_budget(body, budget);
                 let request = match check_version(api_key, api_version)? {
-                    $( ApiKey::$name => Request::$name($request::decode(&mut reader)?), )*
+                    $( ApiKey::$name => Request::$name(<$request as Wire>::decode(&mut reader)?), )*
                 };
                 reader.finish()?;
                 Ok(request)
@@ -105,7 +105,7 @@ macro_rules! apis {
             pub fn decode(api_key: u16, api_version: u16, body: &Bytes) -> Result<Self, DecodeError> {
                 let mut reader = Reader::new(body);
                 let response = match check_version(api_key, api_version)? {
-                    $( ApiKey::$name => Response::$name($response::decode(&mut reader)?), )*
+                    $( ApiKey::$name => Response::$name(<$response as Wire>::decode(&mut reader)?), )*
                 };
                 reader.finish()?;
                 Ok(response)
@@ -162,7 +162,14 @@ apis! {
     /// Gives an idempotent producer its id and epoch.
     InitProducerId = 17, versions 0..=0, InitProducerIdRequest, InitProducerIdResponse;
     /// The controller quorum, the brokers and partition counts, for cluster status.
-    DescribeCluster = 18, versions 0..=0, DescribeClusterRequest, DescribeClusterResponse;
+    /// Boxed: it is the largest body, and every `Response` would otherwise carry its size.
+    DescribeCluster = 18, versions 0..=0, DescribeClusterRequest, Box<DescribeClusterResponse>;
+}
+
+impl From<DescribeClusterResponse> for Response {
+    fn from(body: DescribeClusterResponse) -> Self {
+        Response::DescribeCluster(Box::new(body))
+    }
 }
 
 fn check_version(api_key: u16, api_version: u16) -> Result<ApiKey, DecodeError> {

@@ -490,6 +490,17 @@ impl<T: Wire> Wire for Option<Vec<T>> {
     }
 }
 
+impl<T: Wire> Wire for Box<T> {
+    /// Encodes as `T`: boxing changes where a value lives, not its encoding.
+    fn encode<S: Sink + ?Sized>(&self, out: &mut S) {
+        (**self).encode(out);
+    }
+
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        T::decode(reader).map(Box::new)
+    }
+}
+
 /// Defines a struct whose wire encoding is its fields in declaration order, and derives
 /// [`Wire`] for it. Field order is the wire order: never reorder fields of a released
 /// version; add a new API version instead.

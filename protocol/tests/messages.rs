@@ -1038,7 +1038,7 @@ fn describe_cluster_is_laid_out_as_the_protocol_document_draws_it() {
     assert_eq!(body.len(), 85);
     assert_eq!(
         Response::decode(ApiKey::DescribeCluster as u16, 0, &body.freeze()),
-        Ok(Response::DescribeCluster(response))
+        Ok(Response::DescribeCluster(Box::new(response)))
     );
     let mut request = BytesMut::new();
     Request::from(DescribeClusterRequest {}).encode_body(&mut request);

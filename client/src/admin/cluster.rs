@@ -179,7 +179,7 @@ impl Admin {
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let request = DescribeClusterRequest {}.into();
         match self.cluster.call_any(&request).await? {
-            Response::DescribeCluster(response) => ClusterDescription::from_wire(response),
+            Response::DescribeCluster(response) => ClusterDescription::from_wire(*response),
             other => Err(unexpected(&other)),
         }
     }
