@@ -196,9 +196,40 @@ async fn serve(config: Config, io: Arc<dyn Io>) -> Result<(), StartupError> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    use crate::config::{Config, Peer};
     use crate::startup::FailureKind;
 
-    use super::EXIT_CODES;
+    use super::{Args, EXIT_CODES};
+
+    #[test]
+    fn cluster_flags_set_their_keys() {
+        let args = Args::parse_from([
+            "strata-broker",
+            "--node-id",
+            "2",
+            "--listen",
+            "0.0.0.0:9410",
+            "--advertised-listen",
+            "broker2.example:9410",
+            "--cluster-listen",
+            "0.0.0.0:9412",
+            "--peers",
+            "1@broker1.example:9402,2@broker2.example:9412,3@broker3.example:9422",
+        ]);
+        let config = Config::load(None, [], &args.overrides().unwrap()).unwrap();
+        assert_eq!(config.advertised(), ("broker2.example".to_owned(), 9410));
+        assert_eq!(config.cluster_listen, "0.0.0.0:9412".parse().unwrap());
+        assert_eq!(
+            config.peers[1],
+            Peer {
+                id: 2,
+                address: "broker2.example:9412".to_owned()
+            }
+        );
+        assert_eq!(config.cluster_address(), "broker2.example:9412");
+    }
 
     #[test]
     fn help_lists_every_exit_code() {
