@@ -39,17 +39,11 @@ pub struct Peer {
     pub address: String,
 }
 
-/// Why a `peers` entry could not be read.
+/// Why a `peers` entry could not be read: it is not `ID@HOST:PORT` with a `u32` id, a
+/// host and a port from 1 to 65535.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", expected_peer(.0))]
+#[error("{0:?} is not ID@HOST:PORT, such as 1@127.0.0.1:9402")]
 pub struct PeerSyntaxError(String);
-
-fn expected_peer(entry: &str) -> String {
-    format!(
-        "invalid value: string {}, expected {PEER_FORM}",
-        toml::Value::String(entry.to_owned())
-    )
-}
 
 impl FromStr for Peer {
     type Err = PeerSyntaxError;
@@ -120,18 +114,23 @@ pub(super) fn deserialize_peers<'de, D: Deserializer<'de>>(
             if text.trim().is_empty() {
                 return Ok(Vec::new());
             }
-            text.split(',')
-                .map(|entry| entry.parse().map_err(E::custom))
-                .collect()
+            text.split(',').map(parse_entry).collect()
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut entries: A) -> Result<Vec<Peer>, A::Error> {
             let mut peers = Vec::new();
             while let Some(entry) = entries.next_element::<String>()? {
-                peers.push(entry.parse().map_err(de::Error::custom)?);
+                peers.push(parse_entry(&entry)?);
             }
             Ok(peers)
         }
+    }
+
+    /// One entry, refused in serde's words so the config error names `peers`' form.
+    fn parse_entry<E: de::Error>(entry: &str) -> Result<Peer, E> {
+        entry
+            .parse()
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(entry.trim()), &Peers))
     }
 
     deserializer.deserialize_any(Peers)
@@ -532,6 +531,11 @@ mod tests {
         let round_trip = toml::to_string(&config).unwrap();
         let again: Config = toml::from_str(&round_trip).unwrap();
         assert_eq!(again.peers, config.peers);
+        assert_eq!(
+            "1@".parse::<Peer>().unwrap_err().to_string(),
+            "\"1@\" is not ID@HOST:PORT, such as 1@127.0.0.1:9402"
+        );
+        assert_eq!(peer(7, "h:1").to_string(), "7@h:1");
     }
 
     #[test]
