@@ -1,1 +1,2 @@
+pub mod metadata;
 pub mod placement;
