@@ -1,2 +1,3 @@
+pub mod controller;
 pub mod metadata;
 pub mod placement;
