@@ -331,6 +331,17 @@ impl Image {
             .ok_or(LeaderError::LeaderNotAvailable)
     }
 
+    /// Every partition that has a replica on broker `id`, as topic, index and record:
+    /// the partitions whose logs that broker keeps.
+    pub fn partitions_on(&self, id: u32) -> impl Iterator<Item = (&str, u32, &PartitionRecord)> {
+        self.topics.iter().flat_map(move |(name, topic)| {
+            (0u32..)
+                .zip(&topic.partitions)
+                .filter(move |(_, partition)| partition.replicas.contains(&id))
+                .map(move |(index, partition)| (name.as_str(), index, partition))
+        })
+    }
+
     /// How many partitions there are, and how many are offline or under-replicated.
     pub fn partition_counts(&self) -> PartitionCounts {
         let mut counts = PartitionCounts::default();

@@ -152,6 +152,21 @@ fn a_new_topic_is_led_by_its_first_replicas_spread_over_the_brokers() {
 }
 
 #[test]
+fn each_broker_knows_the_partitions_it_keeps() {
+    let mut log = three_brokers();
+    log.done(&create("a", 3, 2));
+    log.done(&create("b", 2, 1));
+    let on_2: Vec<(&str, u32)> = log
+        .image
+        .partitions_on(2)
+        .map(|(topic, index, _)| (topic, index))
+        .collect();
+    // "a" is on [1, 2], [2, 3], [3, 1]; "b" on [1], [2].
+    assert_eq!(on_2, vec![("a", 0), ("a", 1), ("b", 1)]);
+    assert_eq!(log.image.partitions_on(4).count(), 0);
+}
+
+#[test]
 fn small_topics_take_turns_on_the_brokers() {
     let mut log = three_brokers();
     for name in ["a", "b", "c", "d"] {
