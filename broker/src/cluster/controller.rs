@@ -46,7 +46,8 @@ pub enum HeartbeatReply {
     /// The session is renewed.
     Ok,
     /// The broker is fenced at this incarnation: the controller proposes `UnfenceBroker`,
-    /// and the broker is alive once that is applied.
+    /// and the broker is alive once that is applied. Heartbeats until then get this reply
+    /// again; a repeated unfence is applied as a no-op.
     Unfence,
     /// The image has no such broker, or it has another incarnation of it: the broker must
     /// register again. A broker ignores this answer to a heartbeat it sent before its
