@@ -18,6 +18,7 @@
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod data_dir;

@@ -1,0 +1,3 @@
+pub mod controller;
+pub mod metadata;
+pub mod placement;
