@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`process`]: `strata-broker` as a process: flags, logs, signals, exit codes.
+//! - [`cluster`]: the cluster's metadata quorum.
 //! - [`server`]: listeners, connection limit, background jobs, graceful shutdown.
 //! - [`startup`]: why a start failed, and the exit code for each kind of failure.
 //! - [`data_dir`]: the data directory's lock and cluster id.

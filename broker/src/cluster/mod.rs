@@ -1,3 +1,4 @@
 pub mod controller;
 pub mod metadata;
 pub mod placement;
+pub mod raft;
