@@ -198,19 +198,6 @@ pub fn decode_request(bytes: &[u8]) -> Result<LeaderRequest, String> {
         .map_err(|error| format!("undecodable controller request: {error}"))
 }
 
-/// A heartbeat reply as bytes.
-pub fn encode_heartbeat_reply(reply: HeartbeatReply) -> Vec<u8> {
-    serde_json::to_vec(&reply).expect("a heartbeat reply always serializes")
-}
-
-/// A heartbeat reply from the controller's bytes.
-///
-/// # Errors
-/// The bytes are no heartbeat reply; the message says where decoding stopped.
-pub fn decode_heartbeat_reply(bytes: &[u8]) -> Result<HeartbeatReply, String> {
-    serde_json::from_slice(bytes).map_err(|error| format!("undecodable heartbeat reply: {error}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_and_replies_round_trip_and_garbage_is_an_error() {
+    fn requests_round_trip_and_garbage_is_an_error() {
         let heartbeat = LeaderRequest::Heartbeat {
             id: 2,
             incarnation: 5,
@@ -420,20 +407,8 @@ mod tests {
         for request in [heartbeat, LeaderRequest::Status] {
             assert_eq!(decode_request(&encode_request(&request)), Ok(request));
         }
-        for reply in [
-            HeartbeatReply::Ok,
-            HeartbeatReply::Unfence,
-            HeartbeatReply::Register,
-            HeartbeatReply::ControllerBehind,
-        ] {
-            assert_eq!(
-                decode_heartbeat_reply(&encode_heartbeat_reply(reply)),
-                Ok(reply)
-            );
-        }
         for garbage in [&b""[..], b"{", b"\xff\xfe", b"{\"Heartbeat\":{\"id\":-1}}"] {
             assert!(decode_request(garbage).is_err());
-            assert!(decode_heartbeat_reply(garbage).is_err());
         }
     }
 }

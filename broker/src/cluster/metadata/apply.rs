@@ -236,6 +236,7 @@ impl Image {
             replication_factor,
         );
         let topic = TopicRecord {
+            id: self.applied,
             config: config.clone(),
             partitions: replica_lists
                 .into_iter()

@@ -118,6 +118,9 @@ impl PartitionRecord {
 /// A topic: its config and partitions (at least one, by index).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicRecord {
+    /// The log index of the create: a topic deleted and created again under its name is
+    /// another topic, and a broker that missed both tells its old copy from the new.
+    pub id: u64,
     /// The effective config.
     pub config: TopicConfig,
     /// The partitions, by index.
