@@ -295,6 +295,7 @@ impl Inner {
             if self.cancel.is_cancelled() {
                 return Err(ProposeError::ShuttingDown);
             }
+            let hinted = hint.is_some();
             let target = hint.take().or(*leader.borrow_and_update());
             if let Some(target) = target {
                 match timeout_at(deadline, attempt(target)).await {
@@ -312,7 +313,9 @@ impl Inner {
             if Instant::now() >= deadline {
                 return Err(ProposeError::Unavailable(failure));
             }
-            if hint.is_none() {
+            // A hint is followed at once, but only once per pause, so two nodes that each
+            // name the other do not spin.
+            if hint.is_none() || hinted {
                 let retry_at = (Instant::now() + RETRY_BACKOFF).min(deadline);
                 tokio::select! {
                     () = self.cancel.cancelled() => return Err(ProposeError::ShuttingDown),
