@@ -106,7 +106,7 @@ pub enum ProposeError {
     /// No leader could be reached before the deadline (election, partition, dead voters). Retriable.
     #[error("the metadata quorum is unavailable: {0}")]
     Unavailable(String),
-    /// The quorum is shutting down.
+    /// The quorum is shutting down, or its Raft engine stopped (see [`Quorum::failure`]).
     #[error("the metadata quorum is shutting down")]
     ShuttingDown,
 }

@@ -36,7 +36,8 @@ use super::{
 /// The pause before trying again when no leader is known or the leader did not answer.
 const RETRY_BACKOFF: Duration = Duration::from_millis(25);
 
-/// A running quorum member. Cheap to clone; clones share it; thread-safe.
+/// A running quorum member. Cheap to clone; clones share it; thread-safe. Its tasks run
+/// until [`Quorum::shutdown`]: dropping every clone does not stop them.
 #[derive(Clone)]
 pub struct Quorum {
     inner: Arc<Inner>,
@@ -248,6 +249,15 @@ impl Quorum {
         self.inner.leader.clone()
     }
 
+    /// Why this node's Raft engine stopped (a failed fsync, say, or [`Quorum::shutdown`]);
+    /// `None` while it runs. A stopped engine never restarts: proposals on this node answer
+    /// [`ProposeError::ShuttingDown`].
+    pub fn failure(&self) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        let running = &metrics.borrow().running_state;
+        running.as_ref().err().map(ToString::to_string)
+    }
+
     /// Stops Raft and the listener; the log stays on disk.
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
@@ -292,7 +302,8 @@ impl Inner {
         let mut hint = None;
         let mut failure = "no leader is known".to_string();
         loop {
-            if self.cancel.is_cancelled() {
+            let stopped = self.raft.metrics().borrow().running_state.is_err();
+            if stopped || self.cancel.is_cancelled() {
                 return Err(ProposeError::ShuttingDown);
             }
             let hinted = hint.is_some();
@@ -462,9 +473,17 @@ async fn publish_metrics(
     leader: watch::Sender<Option<u64>>,
     cancel: CancellationToken,
 ) {
+    let mut failure_reported = false;
     loop {
         {
             let now = metrics.borrow_and_update();
+            if let Err(fatal) = &now.running_state
+                && !failure_reported
+                && !cancel.is_cancelled()
+            {
+                tracing::error!(%fatal, "the metadata quorum's Raft engine stopped");
+                failure_reported = true;
+            }
             let index = now.last_applied.map_or(0, |applied| applied.index);
             applied.send_if_modified(|applied| std::mem::replace(applied, index) != index);
             let current = now.current_leader;

@@ -415,7 +415,9 @@ async fn a_proposal_with_no_quorum_is_unavailable_at_its_deadline() {
             matches!(error, super::ProposeError::Unavailable(_)),
             "{error}"
         );
+        assert_eq!(cluster.quorum(3).failure(), None);
         cluster.quorum(3).shutdown().await;
+        assert!(cluster.quorum(3).failure().is_some());
         let error = cluster
             .quorum(3)
             .propose(b"late".to_vec(), Instant::now() + PROPOSE_TIMEOUT)
