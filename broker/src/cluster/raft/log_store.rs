@@ -346,3 +346,66 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|error| storage_error(ErrorSubject::Logs, error))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::cluster::raft::types::Payload;
+
+    fn entry(index: u64) -> (u64, Vec<u8>) {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
+        let entry = Entry {
+            log_id,
+            payload: EntryPayload::Normal(Payload(vec![index as u8])),
+        };
+        (index, serde_json::to_vec(&entry).unwrap())
+    }
+
+    fn reopen(dir: &Path, purged: Option<u64>) -> (LogDisk, Vec<u64>) {
+        let (disk, entries) = LogDisk::open(dir, purged).unwrap();
+        (disk, entries.into_keys().collect())
+    }
+
+    #[test]
+    fn truncate_purge_and_append_keep_offsets_right_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = reopen(dir.path(), None);
+        disk.append((0..10).map(entry).collect()).unwrap();
+        disk.truncate(7).unwrap();
+        let (mut disk, indexes) = reopen(dir.path(), None);
+        assert_eq!(indexes, (0..7).collect::<Vec<_>>());
+        disk.purge(3).unwrap();
+        disk.append((7..10).map(entry).collect()).unwrap();
+        let (mut disk, indexes) = reopen(dir.path(), Some(3));
+        assert_eq!(indexes, (4..10).collect::<Vec<_>>());
+        disk.truncate(8).unwrap();
+        disk.purge(5).unwrap();
+        let (_, indexes) = reopen(dir.path(), Some(5));
+        assert_eq!(indexes, vec![6, 7]);
+    }
+
+    #[test]
+    fn entries_a_crash_left_below_purged_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = reopen(dir.path(), None);
+        disk.append((0..5).map(entry).collect()).unwrap();
+        let (_, indexes) = reopen(dir.path(), Some(2));
+        assert_eq!(indexes, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_gap_in_the_log_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = reopen(dir.path(), None);
+        disk.append(vec![entry(0), entry(1), entry(3)]).unwrap();
+        let Err(error) = LogDisk::open(dir.path(), None) else {
+            panic!("a gap must not open");
+        };
+        assert!(
+            error.to_string().contains("entry 3 where entry 2 belongs"),
+            "{error}"
+        );
+    }
+}

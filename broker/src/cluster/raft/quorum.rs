@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::log_store::LogStore;
 use super::network::{NetworkFactory, Peers, SNAPSHOT_CHUNK_BYTES};
 use super::record;
-use super::state_machine::StateMachineStore;
+use super::state_machine::{SnapshotWrites, StateMachineStore};
 use super::types::{Forwarded, Payload, Request, Response, TypeConfig};
 use super::{
     COMMAND_BYTES_MAX, LeaderService, ProposeError, Proposed, QuorumConfig, QuorumError,
@@ -53,6 +53,7 @@ pub(crate) struct Inner {
     applied: watch::Receiver<u64>,
     leader: watch::Receiver<Option<u64>>,
     committed: Arc<AtomicU64>,
+    snapshot_writes: SnapshotWrites,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -111,6 +112,7 @@ impl Quorum {
         .await
         .map_err(|error| QuorumError::Raft(error.to_string()))??;
         let committed = log.committed_index();
+        let snapshot_writes = machine.writes();
         let voters = Arc::new(config.voters.clone());
         let network = NetworkFactory::new(voters.clone());
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
@@ -127,6 +129,7 @@ impl Quorum {
             applied,
             leader,
             committed,
+            snapshot_writes,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -264,6 +267,7 @@ impl Quorum {
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "the metadata quorum's Raft task ended badly");
         }
+        *self.inner.snapshot_writes.lock().await = true;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }

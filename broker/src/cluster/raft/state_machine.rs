@@ -44,13 +44,20 @@ struct Applied<M> {
 pub(crate) struct StateMachineStore<M> {
     applied: Arc<Mutex<Applied<M>>>,
     dir: PathBuf,
+    writes: SnapshotWrites,
 }
+
+/// Held while a snapshot is written; `true` once the quorum has shut down. openraft does
+/// not wait for a snapshot being built when it stops, so shutdown closes this instead: no
+/// file changes after [`Quorum::shutdown`](super::Quorum::shutdown) returns.
+pub(crate) type SnapshotWrites = Arc<tokio::sync::Mutex<bool>>;
 
 impl<M> Clone for StateMachineStore<M> {
     fn clone(&self) -> Self {
         StateMachineStore {
             applied: self.applied.clone(),
             dir: self.dir.clone(),
+            writes: self.writes.clone(),
         }
     }
 }
@@ -85,13 +92,29 @@ impl<M: StateMachine> StateMachineStore<M> {
         Ok(StateMachineStore {
             applied: Arc::new(Mutex::new(applied)),
             dir: dir.to_path_buf(),
+            writes: SnapshotWrites::default(),
         })
+    }
+
+    /// The gate that shutdown closes.
+    pub(crate) fn writes(&self) -> SnapshotWrites {
+        self.writes.clone()
     }
 
     /// Writes `snapshot` to disk on the blocking pool and makes it the current one.
     async fn keep(&self, snapshot: StoredSnapshot) -> Result<(), StorageError> {
         let path = self.dir.join(SNAPSHOT_FILE);
         let signature = snapshot.meta.signature();
+        let closed = self.writes.lock().await;
+        if *closed {
+            let error = io::Error::other("the metadata quorum has shut down");
+            let subject = ErrorSubject::Snapshot(Some(signature));
+            return Err(StorageError::from_io_error(
+                subject,
+                ErrorVerb::Write,
+                error,
+            ));
+        }
         let written = tokio::task::spawn_blocking(move || {
             let body = encode_snapshot(&snapshot)?;
             record::write_single(&path, &body).map_err(io::Error::other)?;

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::QuorumError;
 use super::SNAPSHOT_INTERVAL_ENTRIES;
-use super::log_store::LOG_FILE;
+use super::log_store::{LOG_FILE, STATE_FILE};
 use super::record::HEADER_BYTES;
 use super::state_machine::SNAPSHOT_FILE;
 use super::tests::{Cluster, bounded, poll, propose};
@@ -119,8 +119,47 @@ async fn a_lagging_voter_catches_up_from_a_snapshot() {
         cluster.restart(lagging).await.unwrap();
         let expected: Vec<&str> = commands.iter().map(String::as_str).collect();
         cluster.converge(&expected).await;
-        let installed = cluster.quorum(lagging).metrics().borrow().snapshot;
-        assert!(installed.is_some(), "caught up from the leader's snapshot");
+        // Its log starts after the leader's purge point, so only a snapshot could bring it here.
+        let metrics = cluster.quorum(lagging).metrics();
+        poll(|| metrics.borrow().snapshot.map(|_| ())).await;
+        cluster.stop_all().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_or_snapshot_file_is_a_clear_error() {
+    bounded(async {
+        let mut cluster = Cluster::start(1, 2).await;
+        let mut last = 0;
+        for command in ["a", "b", "c"] {
+            last = propose(cluster.quorum(1), command).await;
+        }
+        cluster.quorum(1).snapshot_now().await;
+        let metrics = cluster.quorum(1).metrics();
+        // Stopped only once no snapshot is being built, or one would overwrite the damage.
+        poll(|| {
+            (metrics.borrow().snapshot.map(|snapshot| snapshot.index) == Some(last)).then_some(())
+        })
+        .await;
+        cluster.stop(1).await;
+        for name in [STATE_FILE, SNAPSHOT_FILE] {
+            let path = cluster.dir(1).join(name);
+            let intact = std::fs::read(&path).unwrap();
+            let mut damaged = intact.clone();
+            damaged[HEADER_BYTES] ^= 1;
+            std::fs::write(&path, damaged).unwrap();
+            let Err(error) = cluster.restart(1).await else {
+                panic!("a damaged {name} must not open");
+            };
+            assert!(
+                matches!(&error, QuorumError::Corrupt { path: named, .. } if *named == path),
+                "{error}"
+            );
+            std::fs::write(&path, intact).unwrap();
+        }
+        cluster.restart(1).await.unwrap();
+        cluster.converge(&["a", "b", "c"]).await;
         cluster.stop_all().await;
     })
     .await;
