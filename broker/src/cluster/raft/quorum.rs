@@ -272,7 +272,7 @@ impl Quorum {
         self.inner.tasks.wait().await;
     }
 
-    /// Builds a snapshot now and waits for it; for tests.
+    /// Asks openraft to build a snapshot (ignored while one is being built); for tests.
     #[cfg(test)]
     pub(crate) async fn snapshot_now(&self) {
         self.inner

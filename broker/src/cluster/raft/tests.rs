@@ -258,6 +258,20 @@ pub(super) async fn poll<T>(mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Waits until `quorum` has a snapshot through `index`, asking for one until it does
+/// (openraft ignores the request while another snapshot is being built).
+pub(super) async fn snapshot_through(quorum: &Quorum, index: u64) {
+    let mut metrics = quorum.metrics();
+    loop {
+        let snapshot = metrics.borrow_and_update().snapshot;
+        if snapshot.is_some_and(|snapshot| snapshot.index >= index) {
+            return;
+        }
+        quorum.snapshot_now().await;
+        let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+    }
+}
+
 /// Runs `test` within [`TEST_TIMEOUT`].
 pub(super) async fn bounded(test: impl Future<Output = ()>) {
     tokio::time::timeout(TEST_TIMEOUT, test)

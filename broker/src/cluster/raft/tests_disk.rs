@@ -9,7 +9,7 @@ use super::SNAPSHOT_INTERVAL_ENTRIES;
 use super::log_store::{LOG_FILE, STATE_FILE};
 use super::record::HEADER_BYTES;
 use super::state_machine::SNAPSHOT_FILE;
-use super::tests::{Cluster, bounded, poll, propose};
+use super::tests::{Cluster, bounded, poll, propose, snapshot_through};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_log_tail_is_cut_at_restart() {
@@ -76,15 +76,10 @@ async fn a_snapshot_purges_the_log_and_restores_the_state_after_restart() {
         for command in &commands {
             last = propose(cluster.quorum(1), command).await;
         }
-        cluster.quorum(1).snapshot_now().await;
+        snapshot_through(cluster.quorum(1), last).await;
         let metrics = cluster.quorum(1).metrics();
-        poll(|| {
-            let metrics = metrics.borrow();
-            let purged = metrics.purged.map_or(0, |purged| purged.index);
-            (metrics.snapshot.map(|snapshot| snapshot.index) == Some(last) && purged == last)
-                .then_some(())
-        })
-        .await;
+        poll(|| (metrics.borrow().purged.map_or(0, |purged| purged.index) == last).then_some(()))
+            .await;
         cluster.stop(1).await;
         assert!(cluster.dir(1).join(SNAPSHOT_FILE).exists());
         let log = std::fs::read(cluster.dir(1).join(LOG_FILE)).unwrap();
@@ -135,13 +130,7 @@ async fn a_damaged_state_or_snapshot_file_is_a_clear_error() {
         for command in ["a", "b", "c"] {
             last = propose(cluster.quorum(1), command).await;
         }
-        cluster.quorum(1).snapshot_now().await;
-        let metrics = cluster.quorum(1).metrics();
-        // Stopped only once no snapshot is being built, or one would overwrite the damage.
-        poll(|| {
-            (metrics.borrow().snapshot.map(|snapshot| snapshot.index) == Some(last)).then_some(())
-        })
-        .await;
+        snapshot_through(cluster.quorum(1), last).await;
         cluster.stop(1).await;
         for name in [STATE_FILE, SNAPSHOT_FILE] {
             let path = cluster.dir(1).join(name);
