@@ -151,17 +151,29 @@ impl Quorum {
         Ok(quorum)
     }
 
-    /// Initialises the cluster with every voter if this node's log and vote are brand new.
+    /// Initialises the cluster with every voter if this node's log and vote are brand new;
+    /// otherwise checks that the log's voters are the configured ones.
     async fn initialize(&self) -> Result<(), QuorumError> {
         let raft = &self.inner.raft;
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|error| QuorumError::Raft(error.to_string()))?;
+        let members: BTreeSet<u64> = self.inner.voters.iter().copied().collect();
         if initialized {
+            let logged: BTreeSet<u64> = {
+                let metrics = raft.metrics();
+                let membership = metrics.borrow().membership_config.clone();
+                membership.membership().voter_ids().collect()
+            };
+            if !logged.is_empty() && logged != members {
+                return Err(QuorumError::Config(format!(
+                    "the metadata log's voters are {logged:?} but the configured ones are \
+                     {members:?}; changing the voters is not supported"
+                )));
+            }
             return Ok(());
         }
-        let members: BTreeSet<u64> = self.inner.voters.iter().copied().collect();
         match raft.initialize(members).await {
             // Another voter's entries arrived first: the cluster is formed already.
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),

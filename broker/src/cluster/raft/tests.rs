@@ -147,9 +147,19 @@ impl Cluster {
 
     /// Starts node `id` on `listener` from its directory.
     async fn open(&self, id: u64, listener: TcpListener) -> Result<Member, QuorumError> {
+        self.open_with(id, listener, self.voters.clone()).await
+    }
+
+    /// Starts node `id` on `listener` from its directory, with `voters` configured.
+    async fn open_with(
+        &self,
+        id: u64,
+        listener: TcpListener,
+        voters: BTreeMap<u64, String>,
+    ) -> Result<Member, QuorumError> {
         let config = QuorumConfig {
             node_id: id,
-            voters: self.voters.clone(),
+            voters,
             dir: self.dirs[&id].clone(),
             heartbeat_interval: Duration::from_millis(50),
             election_timeout_min: Duration::from_millis(200),
@@ -440,6 +450,24 @@ async fn a_proposal_with_no_quorum_is_unavailable_at_its_deadline() {
             matches!(error, Err(super::ProposeError::ShuttingDown)),
             "{error:?}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_formed_with_other_voters_refuses_to_start() {
+    bounded(async {
+        let mut cluster = Cluster::start(1, SNAPSHOT_INTERVAL_ENTRIES).await;
+        propose(cluster.quorum(1), "a").await;
+        cluster.stop(1).await;
+        let listener = TcpListener::bind(&cluster.voters[&1]).await.unwrap();
+        let mut voters = cluster.voters.clone();
+        voters.insert(2, "127.0.0.1:1".to_string());
+        let Err(error) = cluster.open_with(1, listener, voters).await else {
+            panic!("other voters must not start");
+        };
+        assert!(matches!(error, QuorumError::Config(_)), "{error}");
+        assert!(error.to_string().contains("changing the voters"), "{error}");
     })
     .await;
 }
