@@ -354,7 +354,7 @@ mod tests {
     use super::*;
     use crate::cluster::raft::types::Payload;
 
-    fn entry(index: u64) -> (u64, Vec<u8>) {
+    pub(super) fn entry(index: u64) -> (u64, Vec<u8>) {
         let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
         let entry = Entry {
             log_id,
@@ -407,5 +407,96 @@ mod tests {
             error.to_string().contains("entry 3 where entry 2 belongs"),
             "{error}"
         );
+    }
+}
+
+/// The log's files against a model: appends, truncates, purges, torn tails and reopens.
+#[cfg(test)]
+mod model_tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::tests::entry;
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u64),
+        Truncate(u64),
+        Purge(u64),
+        TearTail(Vec<u8>),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (1u64..5).prop_map(Op::Append),
+            1 => any::<u64>().prop_map(Op::Truncate),
+            1 => any::<u64>().prop_map(Op::Purge),
+            1 => proptest::collection::vec(any::<u8>(), 1..12).prop_map(Op::TearTail),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// Applies `ops` to the disk and to a set of indexes, checking them against each other
+    /// after every reopen.
+    fn run(ops: &[Op]) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = LogDisk::open(dir.path(), None).unwrap();
+        let mut model = BTreeSet::new();
+        let mut purged: Option<u64> = None;
+        for op in ops {
+            let pick = |pick: u64| {
+                let kept: Vec<u64> = model.iter().copied().collect();
+                (!kept.is_empty()).then(|| kept[(pick % kept.len() as u64) as usize])
+            };
+            match op {
+                Op::Append(count) => {
+                    let next = model
+                        .last()
+                        .map_or(purged.map_or(0, |purged| purged + 1), |last| last + 1);
+                    disk.append((next..next + count).map(entry).collect())
+                        .unwrap();
+                    model.extend(next..next + count);
+                }
+                Op::Truncate(pick_at) => {
+                    if let Some(index) = pick(*pick_at) {
+                        disk.truncate(index).unwrap();
+                        model.split_off(&index);
+                    }
+                }
+                Op::Purge(pick_at) => {
+                    if let Some(index) = pick(*pick_at) {
+                        purged = Some(index);
+                        disk.purge(index).unwrap();
+                        model = model.split_off(&(index + 1));
+                    }
+                }
+                Op::TearTail(garbage) => {
+                    // A partial header, or a header promising more bytes than follow.
+                    let mut torn = 1000u32.to_le_bytes().to_vec();
+                    torn.extend_from_slice(garbage);
+                    torn.truncate(garbage.len());
+                    disk.file.write_all(&torn).unwrap();
+                    disk = LogDisk::open(dir.path(), purged).unwrap().0;
+                }
+                Op::Reopen => {
+                    let (reopened, entries) = LogDisk::open(dir.path(), purged).unwrap();
+                    assert_eq!(entries.into_keys().collect::<BTreeSet<_>>(), model);
+                    disk = reopened;
+                }
+            }
+        }
+        let (_, entries) = LogDisk::open(dir.path(), purged).unwrap();
+        assert_eq!(entries.into_keys().collect::<BTreeSet<_>>(), model);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn the_log_reopens_to_the_model(ops in proptest::collection::vec(op(), 1..30)) {
+            run(&ops);
+        }
     }
 }
