@@ -77,7 +77,9 @@ fn reconcile(broker: &Broker, previous: &Image, image: &Image) -> bool {
         if name == OFFSETS_LOG {
             continue;
         }
-        complete &= logged(name, "bring in step", bring_in_step(broker, me, name, record));
+        let outcome = bring_in_step(broker, me, name, record);
+        broker.cluster.set_local_failure(name, outcome.as_ref().err().cloned());
+        complete &= logged(name, "bring in step", outcome);
     }
     complete
 }

@@ -10,7 +10,9 @@
 //! last record cut short, or whose checksum fails with nothing after it. Damage anywhere
 //! else is corruption and is reported with the file and byte offset.
 
-use std::fs::{self, File, OpenOptions};
+use crate::data_dir::{DIR_MODE, FILE_MODE, create_private_file};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -140,7 +142,7 @@ pub(crate) fn write_single(path: &Path, body: &[u8]) -> Result<(), QuorumError> 
 /// Any I/O failure, with the file it happened on.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), QuorumError> {
     let temporary = temporary_path(path);
-    let mut file = File::create(&temporary).map_err(io_error(&temporary))?;
+    let mut file = create_private_file(&temporary).map_err(io_error(&temporary))?;
     file.write_all(bytes).map_err(io_error(&temporary))?;
     file.sync_all().map_err(io_error(&temporary))?;
     fs::rename(&temporary, path).map_err(io_error(path))?;
@@ -157,6 +159,7 @@ pub(crate) fn open_append(path: &Path) -> Result<File, QuorumError> {
         .create(true)
         .append(true)
         .read(true)
+        .mode(FILE_MODE)
         .open(path)
         .map_err(io_error(path))?;
     if !existed {
@@ -176,7 +179,7 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), QuorumError> {
     if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         create_dir(parent)?;
     }
-    match fs::create_dir(dir) {
+    match DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => sync_parent(dir),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(error) => Err(io_error(dir)(error)),
