@@ -68,19 +68,38 @@ async fn init(client: &mut Client) -> (i64, i16) {
     (response.producer_id, response.producer_epoch)
 }
 
+/// The metadata `client`'s broker gives for `topic`.
+async fn metadata(client: &mut Client, topic: &str) -> MetadataResponse {
+    let Response::Metadata(response) = client
+        .call(MetadataRequest {
+            topics: Some(vec![topic.into()]),
+        })
+        .await
+    else {
+        panic!("wrong response type")
+    };
+    response
+}
+
+/// Waits until `client`'s broker knows all three brokers alive, so a topic is placed on
+/// all of them.
+async fn await_brokers(client: &mut Client) {
+    let deadline = Instant::now() + WAIT;
+    while metadata(client, "spread").await.brokers.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the brokers did not all register"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Each partition's leader, once every partition of `topic` has one.
 async fn leaders(client: &mut Client, topic: &str) -> Vec<u32> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let Response::Metadata(response) = client
-            .call(MetadataRequest {
-                topics: Some(vec![topic.into()]),
-            })
+        let leaders: Vec<u32> = metadata(client, topic)
             .await
-        else {
-            panic!("wrong response type")
-        };
-        let leaders: Vec<u32> = response
             .topics
             .iter()
             .flat_map(|topic| &topic.partitions)
@@ -123,6 +142,7 @@ async fn producer_ids_are_distinct_across_brokers_and_accepted_by_every_leader()
         for broker in &brokers {
             clients.push(Client::connect(&broker.address).await);
         }
+        await_brokers(&mut clients[0]).await;
         clients[0].create_topic("spread", PARTITIONS, &[]).await;
         let leaders = leaders(&mut clients[0], "spread").await;
         let led: BTreeSet<u32> = leaders.iter().copied().collect();
