@@ -19,11 +19,11 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::cluster::{Cluster, reconcile};
 use crate::config::Config;
-use crate::connection::Budgets;
 use crate::data_dir::DataDirLock;
+use crate::topics::AdminError;
+use crate::connection::Budgets;
 use crate::partition::Storage;
 use crate::startup::StartupError;
-use crate::topics::AdminError;
 use crate::{connection, metrics};
 
 /// A started broker: its bound addresses and the handle to stop it.
@@ -71,7 +71,8 @@ impl Server {
         } else {
             config.cluster_listen
         };
-        let (cluster_listener, cluster_address) = bind(cluster_listen, "for the cluster").await?;
+        let (cluster_listener, cluster_address) =
+            bind(cluster_listen, "for the cluster").await?;
         let endpoint = Arc::new(metrics::Endpoint::new(metrics::install()));
         let stop_metrics = CancellationToken::new();
         tokio::spawn(metrics::serve(

@@ -26,10 +26,7 @@ pub async fn handle(broker: Arc<Broker>) -> Reply {
         Some(status) => status
             .voters
             .iter()
-            .map(|&(id, behind)| ClusterVoter {
-                id,
-                lag: lag(behind),
-            })
+            .map(|&(id, behind)| ClusterVoter { id, lag: lag(behind) })
             .collect(),
         None => quorum
             .voters
@@ -73,9 +70,7 @@ pub async fn handle(broker: Arc<Broker>) -> Reply {
                 || quorum.leader.map_or(NO_CONTROLLER, |leader| leader as i32),
                 |status| status.leader as i32,
             ),
-            term: controller
-                .as_ref()
-                .map_or(quorum.term, |status| status.term),
+            term: controller.as_ref().map_or(quorum.term, |status| status.term),
             voters,
         },
         brokers,

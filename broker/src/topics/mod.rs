@@ -280,12 +280,7 @@ impl TopicRegistry {
             .write()
             .expect("topics lock")
             .insert(name.to_owned(), topic);
-        tracing::info!(
-            topic = name,
-            partitions = count,
-            hosted = hosted.len(),
-            "created topic"
-        );
+        tracing::info!(topic = name, partitions = count, hosted = hosted.len(), "created topic");
         Ok(())
     }
 
@@ -357,12 +352,7 @@ impl TopicRegistry {
             .write()
             .expect("topics lock")
             .insert(name.to_owned(), grown);
-        tracing::info!(
-            topic = name,
-            partitions = count,
-            added = adding.len(),
-            "added partitions"
-        );
+        tracing::info!(topic = name, partitions = count, added = adding.len(), "added partitions");
         Ok(())
     }
 
@@ -420,11 +410,7 @@ impl TopicRegistry {
             partitions: topic.partitions.clone(),
             traffic: topic.traffic.clone(),
         });
-        tracing::info!(
-            topic = name,
-            id,
-            "adopted the topic into the cluster metadata"
-        );
+        tracing::info!(topic = name, id, "adopted the topic into the cluster metadata");
         Ok(())
     }
 

@@ -80,8 +80,9 @@ impl LogStore {
         let state_path = dir.join(STATE_FILE);
         let state = match record::read_single(&state_path)? {
             None => DurableState::default(),
-            Some(body) => serde_json::from_slice(&body)
-                .map_err(|error| record::corrupt(&state_path, HEADER_BYTES, error.to_string()))?,
+            Some(body) => serde_json::from_slice(&body).map_err(|error| {
+                record::corrupt(&state_path, HEADER_BYTES, error.to_string())
+            })?,
         };
         let (disk, entries) = LogDisk::open(dir, state.purged.map(|purged| purged.index))?;
         let committed = state.committed.map_or(0, |committed| committed.index);
@@ -133,8 +134,7 @@ impl LogDisk {
                 file_bytes = bytes.len(),
                 "cutting the torn tail of the metadata log"
             );
-            file.set_len(scan.valid_bytes)
-                .map_err(record::io_error(&path))?;
+            file.set_len(scan.valid_bytes).map_err(record::io_error(&path))?;
             file.sync_all().map_err(record::io_error(&path))?;
         }
         let mut entries = BTreeMap::new();
@@ -142,9 +142,8 @@ impl LogDisk {
         let mut expected = purged.map_or(0, |purged| purged + 1);
         for (offset, body) in scan.records {
             let at = offset as usize + HEADER_BYTES;
-            let entry: Entry = serde_json::from_slice(body).map_err(|error| {
-                record::corrupt(&path, at, format!("an undecodable entry: {error}"))
-            })?;
+            let entry: Entry = serde_json::from_slice(body)
+                .map_err(|error| record::corrupt(&path, at, format!("an undecodable entry: {error}")))?;
             let index = entry.log_id.index;
             if purged.is_some_and(|purged| index <= purged) {
                 continue; // purged, but a crash came before the log was rewritten
@@ -157,12 +156,7 @@ impl LogDisk {
             offsets.insert(index, offset);
             entries.insert(index, entry);
         }
-        let disk = LogDisk {
-            dir: dir.to_path_buf(),
-            file,
-            offsets,
-            log_bytes: scan.valid_bytes,
-        };
+        let disk = LogDisk { dir: dir.to_path_buf(), file, offsets, log_bytes: scan.valid_bytes };
         Ok((disk, entries))
     }
 
@@ -170,8 +164,7 @@ impl LogDisk {
     fn append(&mut self, records: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
         let mut bytes = Vec::new();
         for (index, body) in records {
-            self.offsets
-                .insert(index, self.log_bytes + bytes.len() as u64);
+            self.offsets.insert(index, self.log_bytes + bytes.len() as u64);
             record::encode(&body, &mut bytes);
         }
         self.file.write_all(&bytes)?;
@@ -194,14 +187,9 @@ impl LogDisk {
 
     /// Rewrites `log` without the entries up to `index`.
     fn purge(&mut self, index: u64) -> io::Result<()> {
-        let kept_from = self
-            .offsets
-            .range(index + 1..)
-            .next()
-            .map(|(_, &offset)| offset);
+        let kept_from = self.offsets.range(index + 1..).next().map(|(_, &offset)| offset);
         let kept_from = kept_from.unwrap_or(self.log_bytes);
-        let mut kept =
-            vec![0; usize::try_from(self.log_bytes - kept_from).map_err(io::Error::other)?];
+        let mut kept = vec![0; usize::try_from(self.log_bytes - kept_from).map_err(io::Error::other)?];
         self.file.read_exact_at(&mut kept, kept_from)?;
         let path = self.dir.join(LOG_FILE);
         record::replace_file(&path, &kept).map_err(io::Error::other)?;
@@ -233,10 +221,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let entries = self.entries.read().expect("log entries lock");
-        Ok(entries
-            .range(range)
-            .map(|(_, entry)| entry.clone())
-            .collect())
+        Ok(entries.range(range).map(|(_, entry)| entry.clone()).collect())
     }
 }
 
@@ -245,11 +230,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        LogReader {
-            entries: self.entries.clone(),
-        }
-        .try_get_log_entries(range)
-        .await
+        LogReader { entries: self.entries.clone() }.try_get_log_entries(range).await
     }
 }
 
@@ -259,16 +240,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let entries = self.entries.read().expect("log entries lock");
         let last = entries.last_key_value().map(|(_, entry)| entry.log_id);
-        Ok(LogState {
-            last_purged_log_id: self.state.purged,
-            last_log_id: last.or(self.state.purged),
-        })
+        Ok(LogState { last_purged_log_id: self.state.purged, last_log_id: last.or(self.state.purged) })
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
-        LogReader {
-            entries: self.entries.clone(),
-        }
+        LogReader { entries: self.entries.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -292,11 +268,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.state.committed)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -324,10 +296,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.entries
-            .write()
-            .expect("log entries lock")
-            .split_off(&log_id.index);
+        self.entries.write().expect("log entries lock").split_off(&log_id.index);
         self.on_disk(move |disk| disk.truncate(log_id.index))
             .await
             .map_err(|error| storage_error(ErrorSubject::Logs, error))

@@ -28,6 +28,7 @@ mod server;
 mod state_machine;
 mod types;
 
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

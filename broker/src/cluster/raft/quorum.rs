@@ -29,8 +29,8 @@ use super::record;
 use super::state_machine::StateMachineStore;
 use super::types::{Forwarded, Payload, Request, Response, TypeConfig};
 use super::{
-    LeaderService, ProposeError, Proposed, QuorumConfig, QuorumError, QuorumStatus,
-    SNAPSHOT_INTERVAL_ENTRIES, StateMachine, VoterStatus,
+    LeaderService, ProposeError, Proposed, QuorumConfig, QuorumError, QuorumStatus, SNAPSHOT_INTERVAL_ENTRIES,
+    StateMachine, VoterStatus,
 };
 
 /// The pause before trying again when no leader is known or the leader did not answer.
@@ -80,14 +80,7 @@ impl Quorum {
         state_machine: impl StateMachine,
         service: Arc<dyn LeaderService>,
     ) -> Result<Self, QuorumError> {
-        Self::start_with(
-            config,
-            listener,
-            state_machine,
-            service,
-            SNAPSHOT_INTERVAL_ENTRIES,
-        )
-        .await
+        Self::start_with(config, listener, state_machine, service, SNAPSHOT_INTERVAL_ENTRIES).await
     }
 
     /// [`Quorum::start`], with a snapshot every `snapshot_interval_entries` applied entries.
@@ -102,10 +95,7 @@ impl Quorum {
         let dir = config.dir.clone();
         let (log, machine) = tokio::task::spawn_blocking(move || {
             record::create_dir(&dir)?;
-            Ok::<_, QuorumError>((
-                LogStore::open(&dir)?,
-                StateMachineStore::open(&dir, state_machine)?,
-            ))
+            Ok::<_, QuorumError>((LogStore::open(&dir)?, StateMachineStore::open(&dir, state_machine)?))
         })
         .await
         .map_err(|error| QuorumError::Raft(error.to_string()))??;
@@ -129,16 +119,9 @@ impl Quorum {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        let metrics = publish_metrics(
-            raft.metrics(),
-            applied_sender,
-            leader_sender,
-            inner.cancel.clone(),
-        );
+        let metrics = publish_metrics(raft.metrics(), applied_sender, leader_sender, inner.cancel.clone());
         inner.tasks.spawn(metrics);
-        inner
-            .tasks
-            .spawn(super::server::serve(listener, inner.clone()));
+        inner.tasks.spawn(super::server::serve(listener, inner.clone()));
         let quorum = Quorum { inner };
         if let Err(error) = quorum.initialize().await {
             quorum.shutdown().await;
@@ -150,10 +133,7 @@ impl Quorum {
     /// Initialises the cluster with every voter if this node's log and vote are brand new.
     async fn initialize(&self) -> Result<(), QuorumError> {
         let raft = &self.inner.raft;
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|error| QuorumError::Raft(error.to_string()))?;
+        let initialized = raft.is_initialized().await.map_err(|error| QuorumError::Raft(error.to_string()))?;
         if initialized {
             return Ok(());
         }
@@ -175,17 +155,9 @@ impl Quorum {
     ///
     /// # Cancel safety
     /// Not cancel safe: a cancelled proposal may still be committed.
-    pub async fn propose(
-        &self,
-        command: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<Proposed, ProposeError> {
+    pub async fn propose(&self, command: Vec<u8>, deadline: Instant) -> Result<Proposed, ProposeError> {
         let inner = &self.inner;
-        let proposed = inner
-            .with_leader(deadline, |leader| {
-                inner.propose_at(leader, &command, deadline)
-            })
-            .await?;
+        let proposed = inner.with_leader(deadline, |leader| inner.propose_at(leader, &command, deadline)).await?;
         inner.wait_applied(proposed.index, deadline).await?;
         Ok(proposed)
     }
@@ -194,15 +166,9 @@ impl Quorum {
     ///
     /// # Errors
     /// As [`Quorum::propose`].
-    pub async fn call_leader(
-        &self,
-        request: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, ProposeError> {
+    pub async fn call_leader(&self, request: Vec<u8>, deadline: Instant) -> Result<Vec<u8>, ProposeError> {
         let inner = &self.inner;
-        inner
-            .with_leader(deadline, |leader| inner.call_at(leader, &request, deadline))
-            .await
+        inner.with_leader(deadline, |leader| inner.call_at(leader, &request, deadline)).await
     }
 
     /// Where this node stands; voters' `matched` is known only on the leader.
@@ -223,15 +189,7 @@ impl Quorum {
             last_log_index,
             committed: self.inner.committed.load(Ordering::Acquire),
             applied: metrics.last_applied.map_or(0, |applied| applied.index),
-            voters: self
-                .inner
-                .voters
-                .iter()
-                .map(|&id| VoterStatus {
-                    id,
-                    matched: matched(id),
-                })
-                .collect(),
+            voters: self.inner.voters.iter().map(|&id| VoterStatus { id, matched: matched(id) }).collect(),
         }
     }
 
@@ -258,12 +216,7 @@ impl Quorum {
     /// Builds a snapshot now and waits for it; for tests.
     #[cfg(test)]
     pub(crate) async fn snapshot_now(&self) {
-        self.inner
-            .raft
-            .trigger()
-            .snapshot()
-            .await
-            .expect("trigger a snapshot");
+        self.inner.raft.trigger().snapshot().await.expect("trigger a snapshot");
     }
 
     /// The raw openraft metrics; for tests.
@@ -276,11 +229,7 @@ impl Quorum {
 impl Inner {
     /// Runs `attempt` against the leader this node knows of until it is answered, the
     /// deadline passes or the quorum shuts down.
-    async fn with_leader<T, F, Fut>(
-        &self,
-        deadline: Instant,
-        mut attempt: F,
-    ) -> Result<T, ProposeError>
+    async fn with_leader<T, F, Fut>(&self, deadline: Instant, mut attempt: F) -> Result<T, ProposeError>
     where
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = Forwarded<T>>,
@@ -300,9 +249,7 @@ impl Inner {
                         failure = format!("node {target} does not lead");
                         hint = known.filter(|&known| known != target);
                     }
-                    Ok(Forwarded::Unavailable(reason)) => {
-                        failure = format!("node {target}: {reason}")
-                    }
+                    Ok(Forwarded::Unavailable(reason)) => failure = format!("node {target}: {reason}"),
                     Err(_) => failure = format!("node {target} did not answer in time"),
                 }
             }
@@ -323,19 +270,11 @@ impl Inner {
     }
 
     /// Proposes `command` to `leader`: here, or forwarded.
-    async fn propose_at(
-        &self,
-        leader: u64,
-        command: &[u8],
-        deadline: Instant,
-    ) -> Forwarded<Proposed> {
+    async fn propose_at(&self, leader: u64, command: &[u8], deadline: Instant) -> Forwarded<Proposed> {
         if leader == self.node_id {
             return self.propose_here(command.to_vec()).await;
         }
-        let request = Request::Propose {
-            command: command.to_vec(),
-            timeout_ms: remaining_ms(deadline),
-        };
+        let request = Request::Propose { command: command.to_vec(), timeout_ms: remaining_ms(deadline) };
         match self.peers.call(leader, &request, deadline).await {
             Ok(Response::Propose(forwarded)) => forwarded,
             Ok(_) => Forwarded::Unavailable("a response to another request".to_string()),
@@ -346,14 +285,9 @@ impl Inner {
     /// Commits `command` if this node leads.
     pub(crate) async fn propose_here(&self, command: Vec<u8>) -> Forwarded<Proposed> {
         match self.raft.client_write(Payload(command)).await {
-            Ok(written) => Forwarded::Done(Proposed {
-                index: written.log_id.index,
-                outcome: written.data,
-            }),
+            Ok(written) => Forwarded::Done(Proposed { index: written.log_id.index, outcome: written.data }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Forwarded::NotLeader {
-                    leader: forward.leader_id,
-                }
+                Forwarded::NotLeader { leader: forward.leader_id }
             }
             Err(error) => Forwarded::Unavailable(error.to_string()),
         }
@@ -365,11 +299,7 @@ impl Inner {
             return self.call_here(self.node_id, request.to_vec()).await;
         }
         let from = self.node_id;
-        let request = Request::CallLeader {
-            from,
-            request: request.to_vec(),
-            timeout_ms: remaining_ms(deadline),
-        };
+        let request = Request::CallLeader { from, request: request.to_vec(), timeout_ms: remaining_ms(deadline) };
         match self.peers.call(leader, &request, deadline).await {
             Ok(Response::CallLeader(forwarded)) => forwarded,
             Ok(_) => Forwarded::Unavailable("a response to another request".to_string()),
@@ -401,25 +331,14 @@ impl Inner {
 
 /// The milliseconds left until `deadline`.
 fn remaining_ms(deadline: Instant) -> u64 {
-    u64::try_from(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
+    u64::try_from(deadline.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// openraft's configuration for `config`.
-fn raft_config(
-    config: &QuorumConfig,
-    snapshot_interval_entries: u64,
-) -> Result<openraft::Config, QuorumError> {
+fn raft_config(config: &QuorumConfig, snapshot_interval_entries: u64) -> Result<openraft::Config, QuorumError> {
     if !config.voters.contains_key(&config.node_id) {
         let voters: Vec<&u64> = config.voters.keys().collect();
-        return Err(QuorumError::Config(format!(
-            "node {} is not among the voters {voters:?}",
-            config.node_id
-        )));
+        return Err(QuorumError::Config(format!("node {} is not among the voters {voters:?}", config.node_id)));
     }
     let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     openraft::Config {

@@ -23,11 +23,7 @@ pub(crate) const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Appends one record holding `body` to `out`.
 pub(crate) fn encode(body: &[u8], out: &mut Vec<u8>) {
-    assert!(
-        body.len() <= RECORD_BYTES_MAX,
-        "record of {} bytes",
-        body.len()
-    );
+    assert!(body.len() <= RECORD_BYTES_MAX, "record of {} bytes", body.len());
     let length = u32::try_from(body.len()).expect("bounded by RECORD_BYTES_MAX");
     out.extend_from_slice(&length.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
@@ -75,27 +71,17 @@ pub(crate) fn scan<'a>(path: &Path, bytes: &'a [u8]) -> Result<Scan<'a>, QuorumE
         records.push((offset as u64, body));
         offset = end;
     }
-    Ok(Scan {
-        records,
-        valid_bytes: offset as u64,
-    })
+    Ok(Scan { records, valid_bytes: offset as u64 })
 }
 
 /// A [`QuorumError::Corrupt`] for `path` at `offset`.
 pub(crate) fn corrupt(path: &Path, offset: usize, reason: String) -> QuorumError {
-    QuorumError::Corrupt {
-        path: path.to_path_buf(),
-        offset: offset as u64,
-        reason,
-    }
+    QuorumError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason }
 }
 
 /// A [`QuorumError::Io`] for `path`.
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> QuorumError + '_ {
-    move |source| QuorumError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| QuorumError::Io { path: path.to_path_buf(), source }
 }
 
 /// Reads the single record of a state or snapshot file; `None` when the file does not exist.
@@ -181,9 +167,7 @@ fn sync_parent(path: &Path) -> Result<(), QuorumError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error(parent))
+    File::open(parent).and_then(|dir| dir.sync_all()).map_err(io_error(parent))
 }
 
 /// Where [`replace_file`] writes before renaming.
@@ -233,19 +217,13 @@ mod tests {
         bytes[HEADER_BYTES] ^= 1;
         let error = scan(Path::new("dir/log"), &bytes).expect_err("corrupt");
         let message = error.to_string();
-        assert!(
-            message.contains("dir/log") && message.contains("byte 0"),
-            "{message}"
-        );
+        assert!(message.contains("dir/log") && message.contains("byte 0"), "{message}");
     }
 
     #[test]
     fn a_length_over_the_maximum_is_corruption_even_at_the_tail() {
         let mut bytes = records(&[b"first", b"second"]);
         bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            scan(Path::new("log"), &bytes),
-            Err(QuorumError::Corrupt { offset: 0, .. })
-        ));
+        assert!(matches!(scan(Path::new("log"), &bytes), Err(QuorumError::Corrupt { offset: 0, .. })));
     }
 }

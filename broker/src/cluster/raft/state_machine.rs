@@ -16,9 +16,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 
 use super::record::{self, HEADER_BYTES};
-use super::types::{
-    Entry, LogId, Payload, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use super::types::{Entry, LogId, Payload, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use super::{QuorumError, StateMachine};
 
 /// The snapshot file's name in the quorum directory.
@@ -48,10 +46,7 @@ pub(crate) struct StateMachineStore<M> {
 
 impl<M> Clone for StateMachineStore<M> {
     fn clone(&self) -> Self {
-        StateMachineStore {
-            applied: self.applied.clone(),
-            dir: self.dir.clone(),
-        }
+        StateMachineStore { applied: self.applied.clone(), dir: self.dir.clone() }
     }
 }
 
@@ -82,10 +77,7 @@ impl<M: StateMachine> StateMachineStore<M> {
             applied.membership = snapshot.meta.last_membership.clone();
             applied.snapshot = Some(snapshot);
         }
-        Ok(StateMachineStore {
-            applied: Arc::new(Mutex::new(applied)),
-            dir: dir.to_path_buf(),
-        })
+        Ok(StateMachineStore { applied: Arc::new(Mutex::new(applied)), dir: dir.to_path_buf() })
     }
 
     /// Writes `snapshot` to disk on the blocking pool and makes it the current one.
@@ -98,11 +90,7 @@ impl<M: StateMachine> StateMachineStore<M> {
             .map_err(io::Error::other)
             .and_then(|written| written.map_err(io::Error::other))
             .map_err(|error| {
-                StorageError::from_io_error(
-                    ErrorSubject::Snapshot(Some(signature)),
-                    ErrorVerb::Write,
-                    error,
-                )
+                StorageError::from_io_error(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write, error)
             })?;
         self.applied.lock().expect("state machine lock").snapshot = Some(snapshot);
         Ok(())
@@ -130,15 +118,10 @@ fn decode_snapshot(path: &Path, body: &[u8]) -> Result<StoredSnapshot, QuorumErr
         .split_first_chunk::<4>()
         .ok_or_else(|| damaged("no metadata length".to_string()))?;
     let length = u32::from_le_bytes(*length) as usize;
-    let meta = rest
-        .get(..length)
-        .ok_or_else(|| damaged("metadata cut short".to_string()))?;
-    let meta: SnapshotMeta = serde_json::from_slice(meta)
-        .map_err(|error| damaged(format!("undecodable metadata: {error}")))?;
-    Ok(StoredSnapshot {
-        meta,
-        data: rest[length..].to_vec(),
-    })
+    let meta = rest.get(..length).ok_or_else(|| damaged("metadata cut short".to_string()))?;
+    let meta: SnapshotMeta =
+        serde_json::from_slice(meta).map_err(|error| damaged(format!("undecodable metadata: {error}")))?;
+    Ok(StoredSnapshot { meta, data: rest[length..].to_vec() })
 }
 
 impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<M> {
@@ -157,10 +140,7 @@ impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<M> {
             }
         };
         self.keep(snapshot.clone()).await?;
-        Ok(Snapshot {
-            meta: snapshot.meta,
-            snapshot: Box::new(Cursor::new(snapshot.data)),
-        })
+        Ok(Snapshot { meta: snapshot.meta, snapshot: Box::new(Cursor::new(snapshot.data)) })
     }
 }
 
@@ -194,11 +174,7 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
                     Vec::new()
                 }
             };
-            debug_assert_eq!(
-                applied.machine.applied(),
-                index,
-                "the state machine's applied index"
-            );
+            debug_assert_eq!(applied.machine.applied(), index, "the state machine's applied index");
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -227,11 +203,7 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
-        self.keep(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        })
-        .await
+        self.keep(StoredSnapshot { meta: meta.clone(), data }).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
