@@ -2,9 +2,9 @@
 //! metadata, and checked on every idempotent produce.
 //!
 //! Ids are handed out in blocks of [`BLOCK`] by the cluster metadata: when its block is
-//! used up, a broker proposes [`Command::AllocateProducerIds`] (the InitProducerId handler
-//! does, asking for one block at a time) and the quorum gives it the next `BLOCK` ids of
-//! the cluster's counter ([`Image::next_producer_id`]). An id is the plain counter value,
+//! used up, a broker proposes [`AllocateProducerIds`] (the InitProducerId handler does,
+//! asking for one block at a time) and the quorum gives it the next `BLOCK` ids of the
+//! cluster's counter ([`Image::next_producer_id`]). An id is the plain counter value,
 //! so no two brokers give the same id, a restart continues above every id given before
 //! it (the block's record is in the fsynced Raft log before the first id of it is given),
 //! and only one id in `BLOCK` costs a metadata write.
@@ -34,6 +34,8 @@
 //! above the next one this broker has applied may come from a block another broker was
 //! just given: it is refused with a retriable error, since this broker learns of the
 //! block within a metadata round trip.
+//!
+//! [`AllocateProducerIds`]: crate::cluster::metadata::Command::AllocateProducerIds
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -44,8 +46,6 @@ use strata_protocol::ErrorCode;
 use strata_protocol::batch::NO_PRODUCER_ID;
 use tokio::sync::watch;
 
-#[cfg(doc)]
-use crate::cluster::metadata::Command;
 use crate::cluster::metadata::Image;
 use crate::topics::AdminError;
 
@@ -278,8 +278,8 @@ impl ProducerIds {
         state.next == state.end
     }
 
-    /// The lowest id a block for this broker may start at (the `at_least` of
-    /// [`Command::AllocateProducerIds`]).
+    /// The lowest id a block for this broker may start at: the `at_least` of its
+    /// `AllocateProducerIds` commands.
     pub fn at_least(&self) -> i64 {
         self.at_least
     }
