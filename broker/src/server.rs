@@ -19,11 +19,11 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::cluster::{Cluster, reconcile};
 use crate::config::Config;
-use crate::data_dir::DataDirLock;
-use crate::topics::AdminError;
 use crate::connection::Budgets;
+use crate::data_dir::DataDirLock;
 use crate::partition::Storage;
 use crate::startup::StartupError;
+use crate::topics::AdminError;
 use crate::{connection, metrics};
 
 /// How long a one-node cluster may take to elect itself and register before its start
@@ -76,8 +76,7 @@ impl Server {
         } else {
             config.cluster_listen
         };
-        let (cluster_listener, cluster_address) =
-            bind(cluster_listen, "for the cluster").await?;
+        let (cluster_listener, cluster_address) = bind(cluster_listen, "for the cluster").await?;
         let endpoint = Arc::new(metrics::Endpoint::new(metrics::install()));
         let stop_metrics = CancellationToken::new();
         tokio::spawn(metrics::serve(

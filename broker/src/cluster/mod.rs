@@ -232,12 +232,13 @@ impl Cluster {
     /// Waits until the local logs reflect the image at `index`.
     async fn await_reconciled(&self, index: u64, deadline: Instant) -> Result<(), AdminError> {
         let mut reconciled = self.reconciled.subscribe();
-        match tokio::time::timeout_at(deadline, reconciled.wait_for(|done| *done >= index)).await
-        {
+        match tokio::time::timeout_at(deadline, reconciled.wait_for(|done| *done >= index)).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(AdminError::new(
                 ErrorCode::LeaderNotAvailable,
-                format!("the change was committed at metadata offset {index}, but this broker has not applied it yet; retry"),
+                format!(
+                    "the change was committed at metadata offset {index}, but this broker has not applied it yet; retry"
+                ),
             )),
         }
     }
@@ -280,10 +281,9 @@ impl Cluster {
 
 fn propose_error(error: &ProposeError) -> AdminError {
     match error {
-        ProposeError::ShuttingDown => AdminError::new(
-            ErrorCode::BrokerShuttingDown,
-            "the broker is shutting down",
-        ),
+        ProposeError::ShuttingDown => {
+            AdminError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+        }
         ProposeError::Unavailable(why) => AdminError::new(
             ErrorCode::LeaderNotAvailable,
             format!("the metadata quorum did not answer: {why}; retry"),

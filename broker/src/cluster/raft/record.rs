@@ -12,8 +12,8 @@
 
 use crate::data_dir::{DIR_MODE, FILE_MODE, create_private_file};
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::QuorumError;
