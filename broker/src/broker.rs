@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::data_dir::{DataDirLock, load_or_create_cluster_id};
 use crate::group::service::Groups;
@@ -18,8 +19,10 @@ use crate::topics::TopicRegistry;
 pub struct Broker {
     /// The configuration in force.
     pub config: Arc<Config>,
-    /// The topics.
+    /// This broker's copies of the topics placed on it.
     pub topics: TopicRegistry,
+    /// The cluster: its metadata, and this broker's part in it.
+    pub cluster: Arc<Cluster>,
     /// The consumer group coordinator.
     pub groups: Arc<Groups>,
     /// A stable id generated when the data directory was first used.
@@ -33,14 +36,17 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the data directory: creates and locks it, and recovers every topic, the
-    /// consumer groups and the producer-id reservation.
+    /// Opens the data directory: recovers every local topic, the consumer groups and
+    /// the producer-id reservation. `lock` keeps other brokers off the directory.
     ///
     /// # Errors
-    /// [`StartupError`] naming what could not be locked, read or created.
-    pub fn open(config: Config, storage: Storage) -> Result<Self, StartupError> {
-        let config = Arc::new(config);
-        let lock = DataDirLock::acquire(&config.data_dir)?;
+    /// [`StartupError`] naming what could not be read or created.
+    pub fn open(
+        config: Arc<Config>,
+        storage: Storage,
+        cluster: Arc<Cluster>,
+        lock: DataDirLock,
+    ) -> Result<Self, StartupError> {
         let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
         let groups = Arc::new(Groups::open(&config, &storage)?);
         let topics = TopicRegistry::open(config.clone(), storage)?;
@@ -48,6 +54,7 @@ impl Broker {
         Ok(Self {
             config,
             topics,
+            cluster,
             groups,
             cluster_id,
             producer_ids,

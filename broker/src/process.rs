@@ -148,7 +148,7 @@ fn run(config: Config, io: Arc<dyn Io>) -> Result<(), StartupError> {
 
 fn init_tracing(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(quiet_raft(level)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -156,6 +156,16 @@ fn init_tracing(level: &str, format: LogFormat) {
     match format {
         LogFormat::Text => logs.with_ansi(colour()).init(),
         LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
+/// `level`, with the Raft library's routine lines (elections, votes) at `warn` unless
+/// `level` names it: the broker logs what matters of them itself.
+fn quiet_raft(level: &str) -> String {
+    if level.contains("openraft") {
+        level.to_owned()
+    } else {
+        format!("{level},openraft=warn")
     }
 }
 

@@ -10,13 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_protocol::ErrorCode;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
+use crate::cluster::{Cluster, reconcile};
 use crate::config::Config;
+use crate::data_dir::DataDirLock;
+use crate::topics::AdminError;
 use crate::connection::Budgets;
 use crate::partition::Storage;
 use crate::startup::StartupError;
@@ -60,6 +64,15 @@ impl Server {
         let (listener, address) = bind(config.listen, "for clients").await?;
         let (metrics_listener, metrics_address) =
             bind(config.metrics_listen, "for metrics").await?;
+        // A one-node cluster has no peers to talk to: its Raft listener only needs to
+        // exist, on a port of its own, so that brokers side by side never collide.
+        let cluster_listen = if config.peers.is_empty() {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            config.cluster_listen
+        };
+        let (cluster_listener, cluster_address) =
+            bind(cluster_listen, "for the cluster").await?;
         let endpoint = Arc::new(metrics::Endpoint::new(metrics::install()));
         let stop_metrics = CancellationToken::new();
         tokio::spawn(metrics::serve(
@@ -73,22 +86,43 @@ impl Server {
         if config.advertised_listen.is_none() {
             config.advertised_listen = Some(address.to_string());
         }
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config, storage)).await??;
+        let config = Arc::new(config);
+        let data_dir = config.data_dir.clone();
+        let lock = tokio::task::spawn_blocking(move || DataDirLock::acquire(&data_dir)).await??;
+        let cluster = Cluster::start(&config, cluster_listener).await?;
+        let opening = (config.clone(), cluster.clone());
+        let broker = tokio::task::spawn_blocking(move || {
+            let (config, cluster) = opening;
+            Broker::open(config, storage, cluster, lock)
+        })
+        .await??;
         let broker = Arc::new(broker);
+        check_no_older_topics(&broker)?;
         let shutdown = broker.shutdown.clone();
+        let joining = join(broker.clone(), cluster_address);
+        if cluster.is_multi_node() {
+            tokio::spawn(async move {
+                if let Err(error) = joining.await {
+                    tracing::error!(%error.message, "cannot enter this data directory's topics into the cluster");
+                }
+            });
+        } else {
+            joining.await.map_err(StartupError::Import)?;
+        }
         let source = broker.clone();
         endpoint.ready(Arc::new(move || {
             let mut text = metrics::topic::render(&source.topics.all());
             text.push_str(&source.groups.lag_metrics(&source.topics));
             let offline = source.topics.offline_count() + source.groups.offline_count();
             text.push_str(&metrics::topic::render_offline(offline));
+            text.push_str(&metrics::cluster::render(&source.cluster));
             text
         }));
         failed.disarm();
         tokio::spawn(broker.groups.clone().expire_sessions(shutdown.clone()));
         tokio::spawn(retention(broker.clone(), shutdown.clone()));
         let done = tokio::spawn(accept(listener, broker, shutdown.clone()));
-        tracing::info!(%address, %metrics_address, "strata-broker serving");
+        tracing::info!(%address, %metrics_address, %cluster_address, "strata-broker serving");
         Ok(Server {
             address,
             metrics_address,
@@ -109,6 +143,59 @@ impl Server {
         }
         self.stop_metrics.cancel();
     }
+}
+
+/// Registers the broker with the cluster and, once registered, keeps its logs in step
+/// with the metadata; a one-node cluster then enters the topics of an older data
+/// directory into the metadata and creates the offsets log, before it serves.
+async fn join(broker: Arc<Broker>, cluster_address: SocketAddr) -> Result<(), AdminError> {
+    let config = &broker.config;
+    let (host, port) = config.advertised();
+    let address = format!("{host}:{port}");
+    let cluster_address = if config.peers.is_empty() {
+        cluster_address.to_string()
+    } else {
+        config.cluster_address()
+    };
+    let stop = broker.shutdown.clone();
+    if !broker
+        .cluster
+        .join(config, address, cluster_address, stop.clone())
+        .await
+    {
+        return Ok(());
+    }
+    tokio::spawn(reconcile::follow(broker.clone(), stop));
+    if !broker.cluster.is_multi_node() {
+        reconcile::import(&broker).await?;
+        reconcile::create_offsets_log(&broker).await?;
+    }
+    Ok(())
+}
+
+/// Refuses to join a cluster with topics of an older single node's data directory: they
+/// would need placing, and their names may be taken in the cluster.
+fn check_no_older_topics(broker: &Broker) -> Result<(), StartupError> {
+    if !broker.cluster.is_multi_node() {
+        return Ok(());
+    }
+    let older: Vec<String> = broker
+        .topics
+        .all()
+        .iter()
+        .filter(|topic| topic.id.is_none())
+        .map(|topic| topic.name.clone())
+        .collect();
+    if older.is_empty() {
+        return Ok(());
+    }
+    Err(StartupError::Import(AdminError::new(
+        ErrorCode::InvalidConfig,
+        format!(
+            "the data directory holds topics of a single-node broker ({}); start it without --peers to keep them, or give this broker an empty data directory to join a cluster",
+            older.join(", ")
+        ),
+    )))
 }
 
 /// Binds `address`; returns the listener and the address it got (the port, given 0).
@@ -161,6 +248,7 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
         });
     }
     drop(listener);
+    broker.cluster.leave().await;
     connections.close();
     let grace = Duration::from_millis(broker.config.shutdown_timeout_ms);
     if tokio::time::timeout(grace, connections.wait())
@@ -175,6 +263,7 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
     if let Err(error) = tokio::task::spawn_blocking(move || closing.close()).await {
         tracing::error!(%error, "closing logs failed");
     }
+    broker.cluster.shutdown().await;
     tracing::info!("strata-broker stopped");
 }
 

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 
 use strata_storage::StorageError;
 
+use crate::cluster::ClusterStartError;
 use crate::config::ConfigError;
 use crate::data_dir::DataDirError;
 use crate::group::open_error::GroupOpenError;
 use crate::partition::PartitionError;
 use crate::producer_ids::ProducerIdsOpenError;
-use crate::topics::TopicsOpenError;
+use crate::topics::{AdminError, TopicsOpenError};
 
 /// What kind of failure stopped the broker. The discriminant is `strata-broker`'s exit
 /// code, documented in `docs/operations.md` and `strata-broker --help`; a code is never
@@ -43,7 +44,7 @@ pub enum StartupError {
     /// A listener could not be bound.
     #[error("cannot listen {purpose} on {address}: {source}")]
     Listen {
-        /// `"for clients"` or `"for metrics"`.
+        /// `"for clients"`, `"for metrics"` or `"for the cluster"`.
         purpose: &'static str,
         /// The address.
         address: SocketAddr,
@@ -70,6 +71,13 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// The metadata quorum could not start: its log cannot be read back.
+    #[error(transparent)]
+    Cluster(#[from] ClusterStartError),
+    /// The topics of an older single node's data directory could not be entered into
+    /// the cluster metadata.
+    #[error("cannot enter this data directory's topics into the cluster metadata: {}", .0.message)]
+    Import(AdminError),
     /// Opening the data directory panicked.
     #[error("broker startup failed: {0}")]
     Panicked(#[from] tokio::task::JoinError),
@@ -93,8 +101,10 @@ impl StartupError {
                 FailureKind::DataDir
             }
             Self::Listen { .. } => FailureKind::Address,
-            Self::Topics(_) | Self::Groups(_) | Self::ProducerIds(_) => FailureKind::Recovery,
-            Self::Process { .. } | Self::Panicked(_) => FailureKind::Other,
+            Self::Topics(_) | Self::Groups(_) | Self::ProducerIds(_) | Self::Cluster(_) => {
+                FailureKind::Recovery
+            }
+            Self::Process { .. } | Self::Panicked(_) | Self::Import(_) => FailureKind::Other,
         }
     }
 }

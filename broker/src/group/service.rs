@@ -28,6 +28,7 @@ use crate::group::open_error::GroupOpenError;
 use crate::group::records::Record;
 use crate::group::store::{Appended, OffsetsLog};
 use crate::partition::{PartitionError, Storage, now_ms};
+use crate::cluster::metadata::Image;
 use crate::topics::TopicRegistry;
 
 /// Why a group request failed as a whole.
@@ -211,14 +212,18 @@ impl Groups {
     pub fn heartbeat(
         &self,
         mut heartbeat: Heartbeat,
-        topics: &TopicRegistry,
+        metadata: &Image,
     ) -> Result<HeartbeatReply, CoordinatorError> {
         self.check_group(&heartbeat.group_id)?;
         if heartbeat.member_epoch == MemberEpoch::Join && heartbeat.member_id.is_empty() {
             heartbeat.new_member_id = self.new_member_id(&heartbeat.client_id);
         }
-        let partition_count =
-            |topic: &str| topics.get(topic).map(|topic| topic.partitions.len() as u32);
+        let partition_count = |topic: &str| {
+            metadata
+                .topics
+                .get(topic)
+                .map(|topic| topic.partitions.len() as u32)
+        };
         let mut records = Vec::new();
         let reply = {
             let mut engine = self.engine();
@@ -240,12 +245,13 @@ impl Groups {
     pub fn commit(
         &self,
         commit: &OffsetCommit,
-        topics: &TopicRegistry,
+        metadata: &Image,
     ) -> Result<PendingCommit, CoordinatorError> {
         self.check_group(&commit.group_id)?;
         let (offsets, unknown): (Vec<_>, Vec<_>) =
             commit.offsets.iter().cloned().partition(|(tp, _, _)| {
-                topics
+                metadata
+                    .topics
                     .get(&tp.topic)
                     .is_some_and(|topic| tp.partition < topic.partitions.len() as u32)
             });

@@ -110,7 +110,7 @@ impl OffsetsLog {
 
     /// The partition a group's records live in.
     pub fn partition_of(&self, group_id: &str) -> usize {
-        (fnv1a(group_id.as_bytes()) % self.partitions.len() as u64) as usize
+        offsets_partition(group_id, self.partitions.len() as u32) as usize
     }
 
     /// `Ok` unless the group's partition is offline. Its records were not loaded, so
@@ -261,6 +261,12 @@ fn existing_partitions(data_dir: &Path) -> u32 {
         count += 1;
     }
     count
+}
+
+/// The partition of a log of `partitions` partitions that `group_id`'s records live in;
+/// its leader coordinates the group.
+pub fn offsets_partition(group_id: &str, partitions: u32) -> u32 {
+    (fnv1a(group_id.as_bytes()) % u64::from(partitions.max(1))) as u32
 }
 
 /// 64-bit FNV-1a: stable across versions and platforms, unlike `std`'s hasher.

@@ -1,10 +1,10 @@
 //! What the topic admin handlers (CreateTopics, DeleteTopics, CreatePartitions,
 //! AlterTopicConfigs) share: a request names each topic once and at most
-//! `request_topics_max` of them, each topic succeeds or fails on its own, and the registry
-//! does blocking file I/O, so the work runs on the blocking pool.
+//! `request_topics_max` of them, and each topic succeeds or fails on its own: checked
+//! against the metadata this broker applied, then proposed to the metadata quorum, all
+//! topics of a request at once.
 
-use std::sync::Arc;
-
+use futures_util::future::join_all;
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::TopicResult;
 
@@ -37,13 +37,10 @@ pub fn check_topics<'a>(
     limits::check_distinct_topics(names)
 }
 
-/// Runs `work` on the blocking pool.
-pub async fn run_blocking<T: Into<Reply> + Send + 'static>(
-    broker: Arc<Broker>,
-    work: impl FnOnce(&Broker) -> T + Send + 'static,
-) -> Reply {
-    match tokio::task::spawn_blocking(move || work(&broker)).await {
-        Ok(reply) => reply.into(),
-        Err(error) => Reply::Error(ErrorCode::Unknown, format!("admin task failed: {error}")),
-    }
+/// Runs `change` on every item at once; each gives its topic's result.
+pub async fn each_topic<T, F>(items: Vec<T>, change: impl Fn(T) -> F) -> Vec<TopicResult>
+where
+    F: Future<Output = TopicResult>,
+{
+    join_all(items.into_iter().map(change)).await
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use strata_protocol::messages::{AlterTopicConfigsRequest, AlterTopicConfigsResponse};
 
 use super::Reply;
-use super::admin::{check_topics, result, run_blocking};
+use super::admin::{check_topics, each_topic, result};
 use crate::broker::Broker;
+use crate::cluster::metadata::Command;
+use crate::topics::checks::check_alter;
 
 pub async fn handle(broker: Arc<Broker>, request: AlterTopicConfigsRequest) -> Reply {
     if let Err(refusal) = check_topics(
@@ -15,19 +17,30 @@ pub async fn handle(broker: Arc<Broker>, request: AlterTopicConfigsRequest) -> R
     ) {
         return refusal;
     }
-    run_blocking(broker, move |broker| AlterTopicConfigsResponse {
-        topics: request
-            .topics
-            .into_iter()
-            .map(|change| {
-                let outcome = broker.topics.alter_config(
-                    &change.name,
-                    &change.configs,
-                    request.validate_only,
-                );
-                result(change.name, outcome)
-            })
-            .collect(),
+    let validate_only = request.validate_only;
+    let topics = each_topic(request.topics, |change| {
+        let broker = broker.clone();
+        async move {
+            let checked = check_alter(
+                &broker.config,
+                &broker.cluster.image(),
+                &change.name,
+                &change.configs,
+            );
+            let outcome = match checked {
+                Ok(config) if !validate_only => {
+                    let command = Command::AlterTopicConfig {
+                        name: change.name.clone(),
+                        config,
+                    };
+                    broker.cluster.change(&command).await.map(drop)
+                }
+                Ok(_) => Ok(()),
+                Err(error) => Err(error),
+            };
+            result(change.name, outcome)
+        }
     })
-    .await
+    .await;
+    AlterTopicConfigsResponse { topics }.into()
 }

@@ -6,7 +6,7 @@ use strata_protocol::messages::{
     STATIC_LEAVE_EPOCH,
 };
 
-use super::groups::{check_group_id, error_reply, to_set, to_topic_partitions};
+use super::groups::{check_coordinator, check_group_id, error_reply, to_set, to_topic_partitions};
 use super::{Client, Reply, limits};
 use crate::broker::Broker;
 use crate::group::engine::{Heartbeat, HeartbeatReply, MemberEpoch};
@@ -19,12 +19,15 @@ pub fn handle(
     if let Err(reply) = check_group_id(&request.group_id) {
         return reply;
     }
+    if let Err(reply) = check_coordinator(broker, &request.group_id) {
+        return reply;
+    }
     if let Err(refusal) = check_fan_out(broker, &request) {
         return refusal;
     }
     match broker
         .groups
-        .heartbeat(to_heartbeat(request, client), &broker.topics)
+        .heartbeat(to_heartbeat(request, client), &broker.cluster.image())
     {
         Ok(reply) => to_response(reply).into(),
         Err(error) => error_reply(&error),

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use strata_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::Reply;
-use super::admin::{check_topics, result, run_blocking};
+use super::admin::{check_topics, each_topic, result};
 use crate::broker::Broker;
+use crate::cluster::metadata::Command;
+use crate::topics::checks::check_grow;
 
 pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest) -> Reply {
     if let Err(refusal) = check_topics(
@@ -15,19 +17,29 @@ pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest) -> Re
     ) {
         return refusal;
     }
-    run_blocking(broker, move |broker| CreatePartitionsResponse {
-        topics: request
-            .topics
-            .into_iter()
-            .map(|change| {
-                let outcome = broker.topics.add_partitions(
-                    &change.name,
-                    change.partition_count,
-                    request.validate_only,
-                );
-                result(change.name, outcome)
-            })
-            .collect(),
+    let validate_only = request.validate_only;
+    let topics = each_topic(request.topics, |change| {
+        let broker = broker.clone();
+        async move {
+            let checked = check_grow(
+                &broker.config,
+                &broker.cluster.image(),
+                &change.name,
+                change.partition_count,
+            );
+            let outcome = match checked {
+                Ok(()) if !validate_only => {
+                    let command = Command::CreatePartitions {
+                        name: change.name.clone(),
+                        partitions: change.partition_count,
+                    };
+                    broker.cluster.change(&command).await.map(drop)
+                }
+                outcome => outcome,
+            };
+            result(change.name, outcome)
+        }
     })
-    .await
+    .await;
+    CreatePartitionsResponse { topics }.into()
 }

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use strata_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use strata_protocol::messages::{CreatableTopic, CreateTopicsRequest, CreateTopicsResponse};
 
 use super::Reply;
-use super::admin::{check_topics, result, run_blocking};
+use super::admin::{check_topics, each_topic, result};
 use crate::broker::Broker;
+use crate::cluster::metadata::Command;
+use crate::topics::AdminError;
+use crate::topics::checks::check_create;
 
 pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest) -> Reply {
     if let Err(refusal) = check_topics(
@@ -15,21 +18,39 @@ pub async fn handle(broker: Arc<Broker>, request: CreateTopicsRequest) -> Reply 
     ) {
         return refusal;
     }
-    run_blocking(broker, move |broker| CreateTopicsResponse {
-        topics: request
-            .topics
-            .into_iter()
-            .map(|topic| {
-                let outcome = broker.topics.create(
-                    &topic.name,
-                    topic.partition_count,
-                    topic.replication_factor,
-                    &topic.configs,
-                    request.validate_only,
-                );
-                result(topic.name, outcome)
-            })
-            .collect(),
+    let validate_only = request.validate_only;
+    let topics = each_topic(request.topics, |topic| {
+        let broker = broker.clone();
+        async move {
+            let outcome = create(&broker, &topic, validate_only).await;
+            result(topic.name, outcome)
+        }
     })
-    .await
+    .await;
+    CreateTopicsResponse { topics }.into()
+}
+
+async fn create(
+    broker: &Broker,
+    topic: &CreatableTopic,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let checked = check_create(
+        &broker.config,
+        &broker.cluster.image(),
+        &topic.name,
+        topic.partition_count,
+        topic.replication_factor,
+        &topic.configs,
+    )?;
+    if validate_only {
+        return Ok(());
+    }
+    let command = Command::CreateTopic {
+        name: topic.name.clone(),
+        config: checked.config,
+        partitions: topic.partition_count,
+        replication_factor: checked.replication_factor,
+    };
+    broker.cluster.change(&command).await.map(drop)
 }

@@ -4,7 +4,7 @@
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupResult};
 
-use super::groups::{error_code, invalid_group_id};
+use super::groups::{error_code, invalid_group_id, not_coordinated};
 use super::{Reply, limits};
 use crate::broker::Broker;
 
@@ -20,10 +20,13 @@ pub fn handle(broker: &Broker, request: DeleteGroupsRequest) -> Reply {
             // Refused before the coordinator, whose error would quote the id whole.
             let outcome = match invalid_group_id(&group_id) {
                 Some(message) => Err((ErrorCode::InvalidGroupId, message)),
-                None => broker
+                None => match not_coordinated(broker, &group_id) {
+                    Some(why) => Err((ErrorCode::NotCoordinator, why)),
+                    None => broker
                     .groups
                     .delete(&group_id)
                     .map_err(|error| (error_code(&error), error.to_string())),
+                },
             };
             let (error_code, error_message) = match outcome {
                 Ok(()) => (ErrorCode::None, None),

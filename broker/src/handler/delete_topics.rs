@@ -1,39 +1,33 @@
-//! DeleteTopics: deletes topics and their data.
+//! DeleteTopics: deletes topics; every broker then removes its copy and the group
+//! offsets committed for them (`cluster::reconcile`).
 
 use std::sync::Arc;
 
-use strata_protocol::ErrorCode;
 use strata_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use super::Reply;
-use super::admin::{check_topics, result, run_blocking};
+use super::admin::{check_topics, each_topic, result};
 use crate::broker::Broker;
-use crate::topics::AdminError;
+use crate::cluster::metadata::Command;
+use crate::topics::checks::existing;
 
 pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest) -> Reply {
     if let Err(refusal) = check_topics(&broker, request.names.iter().map(String::as_str)) {
         return refusal;
     }
-    run_blocking(broker, move |broker| {
-        DeleteTopicsResponse {
-            topics: request
-                .names
-                .into_iter()
-                .map(|name| {
-                    let outcome = broker.topics.delete(&name).and_then(|()| {
-                        broker.groups.delete_topic_offsets(&name).map_err(|error| {
-                            AdminError {
-                                code: ErrorCode::StorageError,
-                                message: format!(
-                                    "topic '{name}' is deleted, but its committed group offsets are not: {error}"
-                                ),
-                            }
-                        })
-                    });
-                    result(name, outcome)
-                })
-                .collect(),
+    let topics = each_topic(request.names, |name| {
+        let broker = broker.clone();
+        async move {
+            let outcome = match existing(&broker.cluster.image(), &name) {
+                Ok(_) => {
+                    let command = Command::DeleteTopic { name: name.clone() };
+                    broker.cluster.change(&command).await.map(drop)
+                }
+                Err(error) => Err(error),
+            };
+            result(name, outcome)
         }
     })
-    .await
+    .await;
+    DeleteTopicsResponse { topics }.into()
 }

@@ -7,7 +7,7 @@ use strata_protocol::messages::{
     GroupOffsetPartition, GroupOffsetTopic, NO_OFFSET,
 };
 
-use super::groups::to_topic_partitions;
+use super::groups::{not_coordinated, to_topic_partitions};
 use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::group::engine::MemberDescription;
@@ -24,18 +24,19 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> Reply {
     let groups = group_ids
         .iter()
         .zip(reports)
-        .map(|(group_id, report)| match report {
-            Some(report) => described(group_id, report),
-            None => not_found(group_id),
+        .map(|(group_id, report)| match (not_coordinated(broker, group_id), report) {
+            (Some(_), _) => refused(group_id, ErrorCode::NotCoordinator),
+            (None, Some(report)) => described(group_id, report),
+            (None, None) => refused(group_id, ErrorCode::GroupIdNotFound),
         })
         .collect();
     DescribeGroupsResponse { groups }.into()
 }
 
-fn not_found(group_id: &str) -> DescribedGroup {
+fn refused(group_id: &str, error_code: ErrorCode) -> DescribedGroup {
     DescribedGroup {
         group_id: group_id.to_owned(),
-        error_code: ErrorCode::GroupIdNotFound,
+        error_code,
         state: String::new(),
         group_epoch: 0,
         assignment_epoch: 0,

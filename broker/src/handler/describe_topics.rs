@@ -1,34 +1,39 @@
 //! DescribeTopics: each topic's effective config and each partition's placement, offsets
 //! and size on disk.
 //!
-//! A topic named more than once is described once. The response is sized from its
-//! topics' partition counts before the partitions are described, and refused with
-//! `LimitExceeded` if it would not fit `frame_bytes_max`.
+//! Placement (leader, replicas, in-sync replicas, leader epoch) comes from the cluster
+//! metadata; offsets and size from this broker's copy of each partition, and are 0 for a
+//! partition this broker does not hold. A topic named more than once is described once.
+//! The response is sized from its topics' partitions before they are described, and
+//! refused with `LimitExceeded` if it would not fit `frame_bytes_max`.
 
 use std::sync::Arc;
 
+use strata_protocol::ErrorCode;
 use strata_protocol::frame::RESPONSE_HEADER_BYTES;
 use strata_protocol::messages::{
     DescribeTopicsRequest, DescribeTopicsResponse, DescribedPartition, DescribedTopic,
 };
 use strata_protocol::wire::encoded_bytes;
-use strata_protocol::{ErrorCode, shown};
 
 use super::{Reply, limits};
 use crate::broker::Broker;
-use crate::topics::Topic;
+use crate::cluster::metadata::{PartitionRecord, TopicRecord};
+use crate::group::store::OFFSETS_LOG;
+use crate::partition::Partition;
+use crate::topics::checks::existing;
 
 /// One requested topic, described but for its partitions.
-struct Wanted {
+struct Wanted<'a> {
     /// The entry without its partitions.
     entry: DescribedTopic,
-    /// The topic, if it exists.
-    topic: Option<Arc<Topic>>,
+    /// The topic's metadata and this broker's copy of each partition, if it exists.
+    topic: Option<(&'a TopicRecord, Vec<Option<Arc<Partition>>>)>,
 }
 
 /// A topic's entry with its configs and no partitions yet.
-fn found(broker: &Broker, topic: Arc<Topic>) -> Wanted {
-    let configs = topic.config.entries();
+fn found<'a>(broker: &Broker, name: String, record: &'a TopicRecord) -> Wanted<'a> {
+    let configs = record.config.entries();
     // A topic stores its effective values, not which were given at create or alter
     // time: its own values are those that differ from the broker's defaults (it keeps
     // them when the defaults change later).
@@ -38,24 +43,27 @@ fn found(broker: &Broker, topic: Arc<Topic>) -> Wanted {
         .filter(|entry| !defaults.contains(entry))
         .map(|entry| entry.key.clone())
         .collect();
+    let local = (0..record.partitions.len() as u32)
+        .map(|index| broker.topics.partition(&name, index))
+        .collect();
     Wanted {
         entry: DescribedTopic {
             error_code: ErrorCode::None,
             error_message: None,
-            name: topic.name.clone(),
+            name,
             configs,
             overridden_keys,
             partitions: Vec::new(),
         },
-        topic: Some(topic),
+        topic: Some((record, local)),
     }
 }
 
-fn unknown(name: String) -> Wanted {
+fn unknown(name: String, message: String) -> Wanted<'static> {
     Wanted {
         entry: DescribedTopic {
             error_code: ErrorCode::UnknownTopicOrPartition,
-            error_message: Some(format!("topic '{}' does not exist", shown(&name))),
+            error_message: Some(message),
             name,
             configs: Vec::new(),
             overridden_keys: Vec::new(),
@@ -65,35 +73,81 @@ fn unknown(name: String) -> Wanted {
     }
 }
 
-fn partitions(topic: &Topic, replicas: &[u32]) -> Vec<DescribedPartition> {
-    topic
+/// Why a partition cannot be used, if it cannot: it has no leader, or this broker's copy
+/// failed its checks.
+fn problem(record: &PartitionRecord, local: Option<&Partition>) -> (ErrorCode, Option<String>) {
+    if let Some(reason) = local.and_then(Partition::offline_reason) {
+        return (ErrorCode::PartitionOffline, Some(reason.to_owned()));
+    }
+    match record.leader {
+        Some(_) => (ErrorCode::None, None),
+        None => (
+            ErrorCode::LeaderNotAvailable,
+            Some(format!(
+                "no leader: its replicas (brokers {:?}) are fenced or shutting down",
+                record.replicas
+            )),
+        ),
+    }
+}
+
+fn partition_bytes(record: &TopicRecord, local: &[Option<Arc<Partition>>]) -> usize {
+    record
         .partitions
         .iter()
-        .map(|partition| DescribedPartition {
-            error_code: partition
-                .check_online()
-                .map_or_else(|error| error.code(), |()| ErrorCode::None),
-            error_message: partition.offline_reason().map(str::to_owned),
-            partition: partition.index(),
-            leader_id: replicas.first().map_or(-1, |&leader| leader as i32),
-            leader_epoch: partition.leader_epoch(),
-            replicas: replicas.to_vec(),
-            in_sync_replicas: replicas.to_vec(),
-            log_start_offset: partition.log_start_offset(),
-            high_watermark: partition.high_watermark(),
-            log_end_offset: partition.log_end_offset(),
-            size_bytes: partition.size_bytes(),
+        .zip(local)
+        .map(|(partition, local)| {
+            let (_, message) = problem(partition, local.as_deref());
+            DescribedPartition::encoded_bytes(
+                partition.replicas.len(),
+                partition.isr.len(),
+                message.as_deref().map(str::len),
+            )
+        })
+        .sum()
+}
+
+fn partitions(record: &TopicRecord, local: &[Option<Arc<Partition>>]) -> Vec<DescribedPartition> {
+    record
+        .partitions
+        .iter()
+        .zip(local)
+        .enumerate()
+        .map(|(index, (partition, local))| {
+            let (error_code, error_message) = problem(partition, local.as_deref());
+            let offsets = local.as_ref().map_or((0, 0, 0, 0), |local| {
+                (
+                    local.log_start_offset(),
+                    local.high_watermark(),
+                    local.log_end_offset(),
+                    local.size_bytes(),
+                )
+            });
+            DescribedPartition {
+                error_code,
+                error_message,
+                partition: index as u32,
+                leader_id: partition.leader.map_or(-1, |leader| leader as i32),
+                leader_epoch: partition.leader_epoch,
+                replicas: partition.replicas.clone(),
+                in_sync_replicas: partition.isr.clone(),
+                log_start_offset: offsets.0,
+                high_watermark: offsets.1,
+                log_end_offset: offsets.2,
+                size_bytes: offsets.3,
+            }
         })
         .collect()
 }
 
 pub fn handle(broker: &Broker, request: DescribeTopicsRequest) -> Reply {
+    let image = broker.cluster.image();
     let wanted: Vec<Wanted> = match request.names {
-        None => broker
+        None => image
             .topics
-            .all()
-            .into_iter()
-            .map(|topic| found(broker, topic))
+            .iter()
+            .filter(|(name, _)| *name != OFFSETS_LOG)
+            .map(|(name, record)| found(broker, name.clone(), record))
             .collect(),
         Some(names) => {
             if let Err(refusal) = limits::check_topic_count(&broker.config, names.len()) {
@@ -101,34 +155,28 @@ pub fn handle(broker: &Broker, request: DescribeTopicsRequest) -> Reply {
             }
             limits::distinct(names)
                 .into_iter()
-                .map(|name| match broker.topics.get(&name) {
-                    Some(topic) => found(broker, topic),
-                    None => unknown(name),
+                .map(|name| match existing(&image, &name) {
+                    Ok(record) => found(broker, name, record),
+                    Err(error) => unknown(name, error.message),
                 })
                 .collect()
         }
     };
-    let replicas = [broker.config.node_id];
     let sizes = wanted.iter().map(|Wanted { entry, topic }| {
-        let (partitions, messages) = topic.as_ref().map_or((0, 0), |topic| {
-            let messages = topic
-                .partitions
-                .iter()
-                .filter_map(|partition| partition.offline_reason().map(str::len))
-                .sum();
-            (topic.partitions.len(), messages)
-        });
-        (entry, partitions, messages)
+        let bytes = topic
+            .as_ref()
+            .map_or(0, |(record, local)| partition_bytes(record, local));
+        (entry, bytes)
     });
-    let bytes = response_bytes(sizes, replicas.len());
+    let bytes = response_bytes(sizes);
     if let Err(refusal) = limits::check_response_frame(&broker.config, bytes) {
         return refusal;
     }
     let topics = wanted
         .into_iter()
         .map(|Wanted { mut entry, topic }| {
-            if let Some(topic) = topic {
-                entry.partitions = partitions(&topic, &replicas);
+            if let Some((record, local)) = topic {
+                entry.partitions = partitions(record, &local);
             }
             entry
         })
@@ -136,21 +184,14 @@ pub fn handle(broker: &Broker, request: DescribeTopicsRequest) -> Reply {
     DescribeTopicsResponse { topics }.into()
 }
 
-/// The response payload's bytes with `topics` (each an entry without partitions, how many
-/// it will have, and the bytes of their error messages together), each partition with
-/// `replicas` replicas, all in sync: the header, the topic array's count, the entries as
-/// they are now, and each partition by its formula.
-fn response_bytes<'a>(
-    topics: impl Iterator<Item = (&'a DescribedTopic, usize, usize)>,
-    replicas: usize,
-) -> usize {
-    let partition_bytes = DescribedPartition::encoded_bytes(replicas, replicas, None);
+/// The response payload's bytes with `topics` (each an entry without partitions, and the
+/// bytes its partitions will take): the header, the topic array's count, the entries as
+/// they are now, and the partitions.
+fn response_bytes<'a>(topics: impl Iterator<Item = (&'a DescribedTopic, usize)>) -> usize {
     let empty = encoded_bytes(&DescribeTopicsResponse { topics: Vec::new() });
     topics.fold(
         RESPONSE_HEADER_BYTES + empty,
-        |bytes, (entry, partitions, messages)| {
-            bytes + encoded_bytes(entry) + partitions * partition_bytes + messages
-        },
+        |bytes, (entry, partitions)| bytes + encoded_bytes(entry) + partitions,
     )
 }
 
@@ -188,13 +229,17 @@ mod tests {
             ];
             let offline = "segment 00000000000000000000.log: crc mismatch at 4096";
             let sizes = topics.iter().map(|(entry, count)| {
+                let each = DescribedPartition::encoded_bytes(
+                    replicas as usize,
+                    replicas as usize,
+                    None,
+                );
                 (
                     entry,
-                    *count as usize,
-                    offline.len() * usize::from(*count > 1),
+                    *count as usize * each + offline.len() * usize::from(*count > 1),
                 )
             });
-            let estimate = response_bytes(sizes, replicas as usize);
+            let estimate = response_bytes(sizes);
             let nodes: Vec<u32> = (0..replicas).collect();
             let response = DescribeTopicsResponse {
                 topics: topics

@@ -65,9 +65,12 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
                 log_start_offset: 0,
                 records: Bytes::new(),
             };
-            match broker.topics.partition(&topic.name, wanted.partition) {
-                None => response.error_code = ErrorCode::UnknownTopicOrPartition,
-                Some(partition) => {
+            match broker
+                .cluster
+                .route(&broker.topics, &topic.name, wanted.partition)
+            {
+                Err(error) => response.error_code = error.code(),
+                Ok(partition) => {
                     let budget = (wanted.partition_max_bytes as usize)
                         .min(max_bytes.saturating_sub(pass.bytes));
                     // Once something is in the response, a partition gets data only within the
@@ -107,7 +110,12 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
             topic
                 .partitions
                 .iter()
-                .filter_map(|wanted| broker.topics.partition(&topic.name, wanted.partition))
+                .filter_map(|wanted| {
+                    broker
+                        .cluster
+                        .route(&broker.topics, &topic.name, wanted.partition)
+                        .ok()
+                })
         })
         .map(|partition| partition.subscribe())
         .collect()

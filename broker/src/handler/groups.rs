@@ -8,8 +8,10 @@ use strata_protocol::limits::GROUP_ID_BYTES_MAX;
 use strata_protocol::messages::TopicPartitions;
 
 use super::Reply;
+use crate::broker::Broker;
 use crate::group::engine::{GroupError, TopicPartition};
 use crate::group::service::CoordinatorError;
+use crate::group::store::{OFFSETS_LOG, offsets_partition};
 
 /// Refuses a group id the coordinator would never accept, before it reaches the
 /// coordinator.
@@ -17,6 +19,44 @@ pub fn check_group_id(group_id: &str) -> Result<(), Reply> {
     match invalid_group_id(group_id) {
         Some(message) => Err(Reply::Error(ErrorCode::InvalidGroupId, message)),
         None => Ok(()),
+    }
+}
+
+/// The broker that coordinates `group_id`: the leader of the group's partition of the
+/// offsets log.
+///
+/// # Errors
+/// Why no broker coordinates it now: the offsets log is not created yet, or the
+/// partition has no leader.
+pub fn coordinator(broker: &Broker, group_id: &str) -> Result<u32, String> {
+    let index = offsets_partition(group_id, broker.config.group_offsets_partitions);
+    let image = broker.cluster.image();
+    let partition = image
+        .partition(OFFSETS_LOG, index)
+        .ok_or_else(|| "the offsets log is not created yet".to_owned())?;
+    partition.leader.ok_or_else(|| {
+        format!(
+            "partition {index} of the offsets log, which holds this group, has no leader: broker {:?} is fenced or shutting down",
+            partition.replicas
+        )
+    })
+}
+
+/// Refuses a group this broker does not coordinate, with `NotCoordinator` (retriable:
+/// the client finds the coordinator again).
+pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), Reply> {
+    match not_coordinated(broker, group_id) {
+        Some(why) => Err(Reply::Error(ErrorCode::NotCoordinator, why)),
+        None => Ok(()),
+    }
+}
+
+/// Why this broker does not coordinate `group_id`, if it does not.
+pub fn not_coordinated(broker: &Broker, group_id: &str) -> Option<String> {
+    match coordinator(broker, group_id) {
+        Ok(node) if node == broker.config.node_id => None,
+        Ok(node) => Some(format!("broker {node} coordinates this group, not this broker")),
+        Err(why) => Some(why),
     }
 }
 

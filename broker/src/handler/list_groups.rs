@@ -3,6 +3,7 @@
 
 use strata_protocol::messages::{ListGroupsRequest, ListGroupsResponse, ListedGroup};
 
+use super::groups::not_coordinated;
 use super::{Reply, limits};
 use crate::broker::Broker;
 
@@ -16,6 +17,7 @@ pub fn handle(broker: &Broker, request: &ListGroupsRequest) -> Reply {
             .groups
             .list()
             .into_iter()
+            .filter(|group| not_coordinated(broker, &group.group_id).is_none())
             .filter(|group| {
                 request.states_filter.is_empty()
                     || request

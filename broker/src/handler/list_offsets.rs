@@ -27,11 +27,17 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> Reply {
                         timestamp: NONE,
                         offset: NONE,
                     };
-                    let Some(partition) = broker.topics.partition(&topic.name, query.partition)
-                    else {
-                        response.error_code = ErrorCode::UnknownTopicOrPartition;
-                        return response;
-                    };
+                    let partition =
+                        match broker
+                            .cluster
+                            .route(&broker.topics, &topic.name, query.partition)
+                        {
+                            Ok(partition) => partition,
+                            Err(error) => {
+                                response.error_code = error.code();
+                                return response;
+                            }
+                        };
                     if let Err(error) = partition.check_online() {
                         response.error_code = error.code();
                         return response;

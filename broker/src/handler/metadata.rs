@@ -1,10 +1,9 @@
-//! Metadata: this broker, and the requested topics with their partitions.
+//! Metadata: the brokers that are alive, and the requested topics with each partition's
+//! leader, replicas and in-sync replicas, from the cluster metadata this broker applied.
 //!
 //! A topic named more than once is answered once. The response is sized from its topics'
-//! partition counts before it is built, and refused with `LimitExceeded` if it would not
-//! fit `frame_bytes_max`.
-
-use std::sync::Arc;
+//! partitions before it is built, and refused with `LimitExceeded` if it would not fit
+//! `frame_bytes_max`.
 
 use strata_protocol::ErrorCode;
 use strata_protocol::frame::RESPONSE_HEADER_BYTES;
@@ -15,23 +14,18 @@ use strata_protocol::wire::encoded_bytes;
 
 use super::{Reply, limits};
 use crate::broker::Broker;
-use crate::topics::Topic;
-
-/// One requested topic, before its partitions are described.
-struct Wanted {
-    /// The entry without its partitions.
-    entry: TopicMetadata,
-    /// The topic, if it exists.
-    topic: Option<Arc<Topic>>,
-}
+use crate::cluster::metadata::{BrokerState, TopicRecord};
+use crate::group::store::OFFSETS_LOG;
+use crate::topics::checks::existing;
 
 pub fn handle(broker: &Broker, request: MetadataRequest) -> Reply {
-    let wanted: Vec<Wanted> = match request.topics {
-        None => broker
+    let image = broker.cluster.image();
+    let wanted: Vec<(TopicMetadata, Option<&TopicRecord>)> = match request.topics {
+        None => image
             .topics
-            .all()
-            .into_iter()
-            .map(|topic| found(topic.name.clone(), topic))
+            .iter()
+            .filter(|(name, _)| *name != OFFSETS_LOG)
+            .map(|(name, record)| (entry(ErrorCode::None, name.clone()), Some(record.as_ref())))
             .collect(),
         Some(names) => {
             if let Err(refusal) = limits::check_topic_count(&broker.config, names.len()) {
@@ -39,62 +33,90 @@ pub fn handle(broker: &Broker, request: MetadataRequest) -> Reply {
             }
             limits::distinct(names)
                 .into_iter()
-                .map(|name| match broker.topics.get(&name) {
-                    Some(topic) => found(name, topic),
-                    None => Wanted {
-                        entry: entry(ErrorCode::UnknownTopicOrPartition, name),
-                        topic: None,
-                    },
+                .map(|name| match existing(&image, &name) {
+                    Ok(record) => (entry(ErrorCode::None, name), Some(record)),
+                    Err(_) => (entry(ErrorCode::UnknownTopicOrPartition, name), None),
                 })
                 .collect()
         }
     };
-    let node_id = broker.config.node_id;
-    let (host, port) = broker.config.advertised();
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|record| record.state == BrokerState::Alive)
+        .filter_map(|record| {
+            let (host, port) = record.address.rsplit_once(':')?;
+            Some(BrokerMetadata {
+                node_id: record.id,
+                host: host.to_owned(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect();
+    let controller_id = broker
+        .cluster
+        .quorum_status()
+        .leader
+        .map_or(-1, |leader| leader as i32);
     let mut response = MetadataResponse {
         cluster_id: broker.cluster_id.clone(),
-        controller_id: node_id as i32,
-        brokers: vec![BrokerMetadata {
-            node_id,
-            host,
-            port,
-        }],
+        controller_id,
+        brokers,
         topics: Vec::new(),
     };
-    let replicas = vec![node_id];
-    let sizes = wanted.iter().map(|Wanted { entry, topic }| {
-        (
-            entry,
-            topic.as_ref().map_or(0, |topic| topic.partitions.len()),
-        )
+    let sizes = wanted.iter().map(|(entry, record)| {
+        let bytes = record.map_or(0, |record| {
+            record
+                .partitions
+                .iter()
+                .map(|partition| {
+                    PartitionMetadata::encoded_bytes(partition.replicas.len(), partition.isr.len())
+                })
+                .sum()
+        });
+        (entry, bytes)
     });
-    let bytes = response_bytes(&response, sizes, replicas.len());
+    let bytes = response_bytes(&response, sizes);
     if let Err(refusal) = limits::check_response_frame(&broker.config, bytes) {
         return refusal;
     }
     response.topics = wanted
         .into_iter()
-        .map(|Wanted { mut entry, topic }| {
-            if let Some(topic) = topic {
-                entry.partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|partition| PartitionMetadata {
-                        error_code: partition
-                            .check_online()
-                            .map_or_else(|error| error.code(), |()| ErrorCode::None),
-                        partition: partition.index(),
-                        leader_id: node_id as i32,
-                        leader_epoch: partition.leader_epoch(),
-                        replicas: replicas.clone(),
-                        in_sync_replicas: replicas.clone(),
-                    })
-                    .collect();
+        .map(|(mut entry, record)| {
+            if let Some(record) = record {
+                entry.partitions = partitions(broker, &entry.name, record);
             }
             entry
         })
         .collect();
     response.into()
+}
+
+fn partitions(broker: &Broker, name: &str, record: &TopicRecord) -> Vec<PartitionMetadata> {
+    record
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, partition)| {
+            let offline = broker
+                .topics
+                .partition(name, index as u32)
+                .and_then(|local| local.check_online().err());
+            let error_code = match (offline, partition.leader) {
+                (Some(error), _) => error.code(),
+                (None, None) => ErrorCode::LeaderNotAvailable,
+                (None, Some(_)) => ErrorCode::None,
+            };
+            PartitionMetadata {
+                error_code,
+                partition: index as u32,
+                leader_id: partition.leader.map_or(-1, |leader| leader as i32),
+                leader_epoch: partition.leader_epoch,
+                replicas: partition.replicas.clone(),
+                in_sync_replicas: partition.isr.clone(),
+            }
+        })
+        .collect()
 }
 
 fn entry(error_code: ErrorCode, name: String) -> TopicMetadata {
@@ -105,26 +127,16 @@ fn entry(error_code: ErrorCode, name: String) -> TopicMetadata {
     }
 }
 
-fn found(name: String, topic: Arc<Topic>) -> Wanted {
-    Wanted {
-        entry: entry(ErrorCode::None, name),
-        topic: Some(topic),
-    }
-}
-
-/// The response payload's bytes once `topics` (each an entry without partitions, and
-/// how many it will have) fill `response`, each partition with `replicas` replicas, all
-/// in sync: the header, the response and entries as they are now, and each partition by
-/// its formula.
+/// The response payload's bytes once `topics` (each an entry without partitions, and the
+/// bytes its partitions will take) fill `response`: the header, the response and entries
+/// as they are now, and the partitions.
 fn response_bytes<'a>(
     response: &MetadataResponse,
     topics: impl Iterator<Item = (&'a TopicMetadata, usize)>,
-    replicas: usize,
 ) -> usize {
-    let partition_bytes = PartitionMetadata::encoded_bytes(replicas, replicas);
     topics.fold(
         RESPONSE_HEADER_BYTES + encoded_bytes(response),
-        |bytes, (entry, partitions)| bytes + encoded_bytes(entry) + partitions * partition_bytes,
+        |bytes, (entry, partitions)| bytes + encoded_bytes(entry) + partitions,
     )
 }
 
@@ -158,8 +170,11 @@ mod tests {
                 ),
                 (entry(ErrorCode::None, "t".into()), 1),
             ];
-            let sizes = topics.iter().map(|(entry, count)| (entry, *count as usize));
-            let estimate = response_bytes(&response, sizes, replicas);
+            let each = PartitionMetadata::encoded_bytes(replicas, replicas);
+            let sizes = topics
+                .iter()
+                .map(|(entry, count)| (entry, *count as usize * each));
+            let estimate = response_bytes(&response, sizes);
             response.topics = topics
                 .into_iter()
                 .map(|(mut entry, count)| {

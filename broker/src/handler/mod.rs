@@ -9,6 +9,7 @@ mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
+mod describe_cluster;
 mod describe_groups;
 mod describe_topics;
 mod fetch;
@@ -178,7 +179,9 @@ async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -
         Request::AlterTopicConfigs(request) => alter_topic_configs::handle(broker.clone(), request)
             .await
             .into(),
-        Request::FindCoordinator(request) => find_coordinator::handle(broker, &request).into(),
+        Request::FindCoordinator(request) => find_coordinator::handle(broker.clone(), request)
+            .await
+            .into(),
         Request::ConsumerGroupHeartbeat(request) => {
             consumer_group_heartbeat::handle(broker, request, client).into()
         }
@@ -190,6 +193,7 @@ async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -
         Request::InitProducerId(request) => init_producer_id::handle(broker.clone(), request)
             .await
             .into(),
+        Request::DescribeCluster(_) => describe_cluster::handle(broker.clone()).await.into(),
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),

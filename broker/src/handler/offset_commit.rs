@@ -15,7 +15,7 @@ use strata_protocol::messages::{
     PartitionResult,
 };
 
-use super::groups::{check_group_id, error_reply};
+use super::groups::{check_coordinator, check_group_id, error_reply};
 use super::{Reply, Started, limits};
 use crate::broker::Broker;
 use crate::config::COMMIT_DURABLE_WAIT_MS_MAX;
@@ -24,6 +24,9 @@ use crate::group::service::OffsetCommit;
 
 pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
     if let Err(reply) = check_group_id(&request.group_id) {
+        return reply.into();
+    }
+    if let Err(reply) = check_coordinator(broker, &request.group_id) {
         return reply.into();
     }
     // Before `to_commit`, which copies the topic name into every partition's entry: with
@@ -35,7 +38,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> Started {
         Ok(commit) => commit,
         Err(reply) => return reply.into(),
     };
-    let pending = match broker.groups.commit(&commit, &broker.topics) {
+    let pending = match broker.groups.commit(&commit, &broker.cluster.image()) {
         Ok(pending) => pending,
         Err(error) => return error_reply(&error).into(),
     };

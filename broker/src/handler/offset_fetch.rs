@@ -8,13 +8,16 @@ use strata_protocol::messages::{
     TopicPartitions,
 };
 
-use super::groups::{check_group_id, error_reply, to_topic_partitions};
+use super::groups::{check_coordinator, check_group_id, error_reply, to_topic_partitions};
 use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::group::engine::TopicPartition;
 
 pub fn handle(broker: &Broker, request: &OffsetFetchRequest) -> Reply {
     if let Err(reply) = check_group_id(&request.group_id) {
+        return reply;
+    }
+    if let Err(reply) = check_coordinator(broker, &request.group_id) {
         return reply;
     }
     if let Some(topics) = &request.topics

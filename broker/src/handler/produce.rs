@@ -23,7 +23,6 @@ use strata_protocol::{ErrorCode, shown};
 use super::{Reply, Started, limits};
 use crate::broker::Broker;
 use crate::partition::{AppendResult, Partition, PartitionError, now_ms};
-use crate::topics::Topic;
 
 fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
     ProducePartitionResponse {
@@ -38,28 +37,26 @@ fn failure(partition: u32, error: &PartitionError) -> ProducePartitionResponse {
 
 fn append(
     broker: &Broker,
-    topic: Option<&Topic>,
     name: &str,
     request: &ProducePartition,
     latest_timestamp_ms: i64,
 ) -> Result<(Arc<Partition>, AppendResult), PartitionError> {
-    let (topic, partition) = topic
-        .and_then(|topic| Some((topic, topic.partitions.get(request.partition as usize)?)))
-        .ok_or_else(|| PartitionError::UnknownPartition {
-            topic: shown(name).to_string(),
-            partition: request.partition,
-        })?;
+    let partition = broker
+        .cluster
+        .route(&broker.topics, name, request.partition)?;
     let appended = partition.append_from_client(
         &request.records.to_bytes(),
         latest_timestamp_ms,
         &broker.producer_ids,
     )?;
-    topic.traffic.record_produce(
+    if let Some(topic) = broker.topics.get(name) {
+        topic.traffic.record_produce(
         request.records.len(),
         appended.record_count,
         appended.duplicate_batches,
     );
-    Ok((partition.clone(), appended))
+    }
+    Ok((partition, appended))
 }
 
 /// Appends every partition's batches now; with `acks = all`, returns the wait for
@@ -83,12 +80,10 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
     let mut waits = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        let found = broker.topics.get(&topic.name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition_request in &topic.partitions {
             let response = match append(
                 broker,
-                found.as_deref(),
                 &topic.name,
                 partition_request,
                 latest_timestamp_ms,

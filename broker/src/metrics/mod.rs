@@ -37,6 +37,7 @@
 //! - `process`: `process_*` from `/proc/self`.
 //! - `response_errors`: the per-partition, per-topic and per-group errors of a response.
 
+pub mod cluster;
 mod http;
 mod process;
 mod response_errors;

@@ -89,7 +89,7 @@ pub fn render(topics: &[Arc<Topic>]) -> String {
         "# HELP strata_log_end_offset The offset the next record appended to the partition gets.\n# TYPE strata_log_end_offset gauge\n",
     );
     for topic in topics {
-        for partition in &topic.partitions {
+        for partition in topic.local() {
             let _ = writeln!(
                 text,
                 "strata_log_end_offset{{topic=\"{}\",partition=\"{}\"}} {}",

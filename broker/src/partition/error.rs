@@ -79,6 +79,28 @@ pub enum PartitionError {
         /// The storage error recovery reported: the file, where, and what is wrong.
         reason: String,
     },
+    /// Another broker leads the partition.
+    #[error("broker {leader} at {address} leads partition {topic}-{partition}, not this broker")]
+    NotLeader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The leader's node id.
+        leader: u32,
+        /// The leader's client address.
+        address: String,
+    },
+    /// No broker can serve the partition right now.
+    #[error("partition {topic}-{partition} has no leader: {reason}")]
+    LeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Why.
+        reason: String,
+    },
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -98,6 +120,8 @@ impl PartitionError {
             PartitionError::ProducerId { source, .. } => source.code(),
             PartitionError::Timeout => ErrorCode::RequestTimedOut,
             PartitionError::Offline { .. } => ErrorCode::PartitionOffline,
+            PartitionError::NotLeader { .. } => ErrorCode::NotLeader,
+            PartitionError::LeaderNotAvailable { .. } => ErrorCode::LeaderNotAvailable,
             PartitionError::Storage(error) => match error {
                 error if error.out_of_resources() => ErrorCode::StorageFull,
                 StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,

@@ -1,14 +1,21 @@
-//! The topic registry: which topics exist, their configs and partitions, persisted in
-//! `<data_dir>/topics/<name>.toml` so a restart brings everything back.
+//! The topic registry: this broker's copies of the topics placed on it, their configs
+//! and partition logs, recorded in `<data_dir>/topics/<name>.toml` so a restart opens
+//! and recovers them before the metadata is read back.
+//!
+//! The cluster metadata (`crate::cluster`) is the truth about which topics exist; the
+//! registry follows it (`cluster::reconcile` creates, grows, reconfigures and deletes
+//! local copies), and [`checks`] holds what an admin change must pass before it is
+//! proposed.
 //!
 //! Reads (every produce and fetch) take a short read lock on a map of `Arc<Topic>`;
-//! admin changes are serialised by their own mutex and replace a topic's `Arc`
-//! copy-on-write, so a request never sees a half-changed topic. Admin methods do blocking
-//! file I/O: call them from `spawn_blocking`.
+//! changes are serialised by their own mutex and replace a topic's `Arc` copy-on-write,
+//! so a request never sees a half-changed topic. Changes do blocking file I/O: call them
+//! from `spawn_blocking`.
 //!
 //! A create or grow that fails removes the partition directories it made, and startup
 //! removes the ones a crash left behind (`orphans`).
 
+pub mod checks;
 mod orphans;
 
 use std::collections::BTreeMap;
@@ -18,9 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use strata_protocol::ErrorCode;
-use strata_protocol::limits::{
-    TopicNameError, check_topic_name, message_fits_frame, topic_collision_key,
-};
+use strata_protocol::limits::TopicNameError;
 
 use crate::config::{Config, TopicConfig};
 use crate::data_dir::{create_private_dir, create_private_file};
@@ -33,25 +38,47 @@ const TOPICS_DIR: &str = "topics";
 /// the longest topic name, and it cannot be taken for a topic's `.toml`.
 const TEMPORARY_FILE: &str = "write.tmp";
 
-/// A topic and its partitions. Immutable: a change makes a new `Topic`.
+/// This broker's copy of a topic: its config and the partitions placed here. Immutable:
+/// a change makes a new `Topic`.
 #[derive(Debug)]
 pub struct Topic {
     /// The name.
     pub name: String,
+    /// The metadata's id for the topic (the log index of its create), or `None` for a
+    /// topic of an older single node not yet entered into the metadata.
+    pub id: Option<u64>,
     /// The effective config.
     pub config: TopicConfig,
-    /// Partitions by index.
-    pub partitions: Vec<Arc<Partition>>,
+    /// Every partition by index: `Some` for those placed on this broker.
+    pub partitions: Vec<Option<Arc<Partition>>>,
     /// Traffic counters, shared by every version of the topic, so that its series in
     /// `/metrics` live exactly as long as the topic.
     pub traffic: Arc<TopicTraffic>,
 }
 
-/// What is written to the topic's metadata file.
+impl Topic {
+    /// The partitions placed on this broker.
+    pub fn local(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
+
+    /// The indexes of the partitions placed on this broker.
+    pub fn hosted(&self) -> Vec<u32> {
+        self.local().map(|partition| partition.index()).collect()
+    }
+}
+
+/// What is written to the topic's local metadata file.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopicRecord {
+    /// `None` in files an older single node wrote.
+    #[serde(default)]
+    id: Option<u64>,
     partition_count: u32,
+    /// The partitions on this broker; `None` (older files) for all of them.
+    #[serde(default)]
+    hosted: Option<Vec<u32>>,
     config: TopicConfig,
 }
 
@@ -65,7 +92,8 @@ pub struct AdminError {
 }
 
 impl AdminError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -191,9 +219,9 @@ impl TopicRegistry {
         self.topics.read().expect("topics lock").get(name).cloned()
     }
 
-    /// The partition, if it exists.
+    /// The partition, if this broker has it.
     pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition>> {
-        self.get(topic)?.partitions.get(index as usize).cloned()
+        self.get(topic)?.partitions.get(index as usize)?.clone()
     }
 
     /// Every topic, by name.
@@ -206,82 +234,33 @@ impl TopicRegistry {
             .collect()
     }
 
-    fn partition_total(&self) -> u64 {
-        self.topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .map(|topic| topic.partitions.len() as u64)
-            .sum()
-    }
-
-    fn check_partition_budget(
-        &self,
-        topic: &str,
-        count: u32,
-        adding: u32,
-    ) -> Result<(), AdminError> {
-        let limit = self.config.topic_partitions_max;
-        if count == 0 || count > limit {
-            return Err(AdminError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "topic '{topic}' would have {count} partitions; allowed are 1 to topic_partitions_max = {limit}"
-                ),
-            ));
-        }
-        let total = self.partition_total() + u64::from(adding);
-        if total > u64::from(self.config.partitions_max) {
-            return Err(AdminError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "the broker would host {total} partitions, above partitions_max = {}",
-                    self.config.partitions_max
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Creates a topic (or only checks that it could be created).
+    /// Creates the local copy of topic `id` named `name`, with the partitions `hosted` of
+    /// its `count`, placed here by the metadata. Directories a crash or an earlier topic of
+    /// the name left are removed first.
     ///
     /// # Errors
-    /// `InvalidTopic`, `TopicAlreadyExists`, `InvalidPartitions`,
-    /// `InvalidReplicationFactor`, `InvalidConfig`, or a storage error.
-    pub fn create(
+    /// A storage error; what was created is removed again.
+    pub fn create_local(
         &self,
         name: &str,
-        partition_count: u32,
-        replication_factor: u16,
-        overrides: &[strata_protocol::messages::ConfigEntry],
-        validate_only: bool,
+        id: u64,
+        count: u32,
+        hosted: &[u32],
+        config: &TopicConfig,
     ) -> Result<(), AdminError> {
-        check_topic_name(name)?;
         let _admin = self.admin.lock().expect("admin lock");
-        self.check_new_name(name)?;
-        self.check_partition_budget(name, partition_count, partition_count)?;
-        if replication_factor != 1 {
-            return Err(AdminError::new(
-                ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "replication factor {replication_factor} is not possible: this cluster has 1 broker"
-                ),
-            ));
-        }
-        let config = self.checked_config(&self.config.topic_defaults, overrides)?;
-        if validate_only {
-            return Ok(());
-        }
-        let mut partitions = Vec::new();
+        let mut partitions = vec![None; count as usize];
         let record = TopicRecord {
-            partition_count,
+            id: Some(id),
+            partition_count: count,
+            hosted: Some(hosted.to_vec()),
             config: config.clone(),
         };
         if let Err(error) = self
-            .open_partitions(name, 0..partition_count, &config, &mut partitions)
+            .open_partitions(name, hosted, config, &mut partitions)
             .and_then(|()| self.write_record(name, &record))
         {
-            self.discard(name, &partitions, partitions.len() as u32..partition_count);
+            self.discard(name, &partitions, hosted);
             let path = self.record_path(name);
             if let Err(remove_error) = std::fs::remove_file(&path)
                 && remove_error.kind() != std::io::ErrorKind::NotFound
@@ -292,7 +271,8 @@ impl TopicRegistry {
         }
         let topic = Arc::new(Topic {
             name: name.to_owned(),
-            config,
+            id: Some(id),
+            config: config.clone(),
             partitions,
             traffic: Arc::default(),
         });
@@ -300,11 +280,11 @@ impl TopicRegistry {
             .write()
             .expect("topics lock")
             .insert(name.to_owned(), topic);
-        tracing::info!(topic = name, partitions = partition_count, "created topic");
+        tracing::info!(topic = name, partitions = count, hosted = hosted.len(), "created topic");
         Ok(())
     }
 
-    /// Deletes a topic and all its data.
+    /// Deletes a topic's local copy and all its data.
     ///
     /// # Errors
     /// `UnknownTopicOrPartition`, or a storage error.
@@ -321,54 +301,49 @@ impl TopicRegistry {
         let path = self.record_path(name);
         std::fs::remove_file(&path).map_err(|error| io_error("cannot delete", &path, &error))?;
         sync_dir(&self.topics_dir())?;
-        for partition in &topic.partitions {
+        for partition in topic.local() {
             partition.delete()?;
         }
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
 
-    /// Grows a topic to `partition_count` partitions.
+    /// Grows the local copy to `count` partitions, of which this broker hosts `hosted`.
     ///
     /// # Errors
-    /// `UnknownTopicOrPartition`, `InvalidPartitions`, or a storage error.
-    pub fn add_partitions(
-        &self,
-        name: &str,
-        partition_count: u32,
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
+    /// `UnknownTopicOrPartition`, or a storage error.
+    pub fn grow_local(&self, name: &str, count: u32, hosted: &[u32]) -> Result<(), AdminError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
-        let current = topic.partitions.len() as u32;
-        if partition_count <= current {
-            return Err(AdminError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "topic '{name}' has {current} partitions; the new count {partition_count} must be larger"
-                ),
-            ));
-        }
-        self.check_partition_budget(name, partition_count, partition_count - current)?;
-        if validate_only {
-            return Ok(());
-        }
-        let mut added = Vec::new();
+        let mut partitions = topic.partitions.clone();
+        partitions.resize(count.max(partitions.len() as u32) as usize, None);
+        let adding: Vec<u32> = hosted
+            .iter()
+            .copied()
+            .filter(|&index| partitions[index as usize].is_none())
+            .collect();
+        let before = partitions.clone();
         let record = TopicRecord {
-            partition_count,
+            id: topic.id,
+            partition_count: partitions.len() as u32,
+            hosted: Some(hosted.to_vec()),
             config: topic.config.clone(),
         };
         if let Err(error) = self
-            .open_partitions(name, current..partition_count, &topic.config, &mut added)
+            .open_partitions(name, &adding, &topic.config, &mut partitions)
             .and_then(|()| self.write_record(name, &record))
         {
-            self.discard(name, &added, current + added.len() as u32..partition_count);
+            let opened: Vec<Option<Arc<Partition>>> = partitions
+                .iter()
+                .zip(&before)
+                .map(|(now, was)| if was.is_none() { now.clone() } else { None })
+                .collect();
+            self.discard(name, &opened, &adding);
             return Err(error);
         }
-        let mut partitions = topic.partitions.clone();
-        partitions.extend(added);
         let grown = Arc::new(Topic {
             name: name.to_owned(),
+            id: topic.id,
             config: topic.config.clone(),
             partitions,
             traffic: topic.traffic.clone(),
@@ -377,146 +352,114 @@ impl TopicRegistry {
             .write()
             .expect("topics lock")
             .insert(name.to_owned(), grown);
-        tracing::info!(
-            topic = name,
-            from = current,
-            to = partition_count,
-            "added partitions"
-        );
+        tracing::info!(topic = name, partitions = count, added = adding.len(), "added partitions");
         Ok(())
     }
 
-    /// Sets some of a topic's configs on the live topic and persists them. Keys not
-    /// listed keep their values.
+    /// Sets the local copy's config on its live partitions and persists it.
     ///
     /// # Errors
-    /// `UnknownTopicOrPartition`, `InvalidConfig`, or a storage error.
-    pub fn alter_config(
-        &self,
-        name: &str,
-        entries: &[strata_protocol::messages::ConfigEntry],
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
+    /// `UnknownTopicOrPartition`, or a storage error.
+    pub fn set_config(&self, name: &str, config: &TopicConfig) -> Result<(), AdminError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
-        let config = self.checked_config(&topic.config, entries)?;
-        if validate_only {
-            return Ok(());
-        }
         self.write_record(
             name,
             &TopicRecord {
+                id: topic.id,
                 partition_count: topic.partitions.len() as u32,
+                hosted: Some(topic.hosted()),
                 config: config.clone(),
             },
         )?;
-        for partition in &topic.partitions {
-            partition.set_config(&config)?;
+        for partition in topic.local() {
+            partition.set_config(config)?;
         }
-        let altered = Arc::new(Topic {
+        self.replace(Topic {
             name: name.to_owned(),
-            config,
+            id: topic.id,
+            config: config.clone(),
             partitions: topic.partitions.clone(),
             traffic: topic.traffic.clone(),
         });
+        tracing::info!(topic = name, "altered topic config");
+        Ok(())
+    }
+
+    /// Marks a topic of an older single node's data directory as the copy of metadata
+    /// topic `id`, which was created from it.
+    ///
+    /// # Errors
+    /// `UnknownTopicOrPartition`, or a storage error.
+    pub fn adopt(&self, name: &str, id: u64) -> Result<(), AdminError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
+        self.write_record(
+            name,
+            &TopicRecord {
+                id: Some(id),
+                partition_count: topic.partitions.len() as u32,
+                hosted: Some(topic.hosted()),
+                config: topic.config.clone(),
+            },
+        )?;
+        self.replace(Topic {
+            name: name.to_owned(),
+            id: Some(id),
+            config: topic.config.clone(),
+            partitions: topic.partitions.clone(),
+            traffic: topic.traffic.clone(),
+        });
+        tracing::info!(topic = name, id, "adopted the topic into the cluster metadata");
+        Ok(())
+    }
+
+    fn replace(&self, topic: Topic) {
         self.topics
             .write()
             .expect("topics lock")
-            .insert(name.to_owned(), altered);
-        tracing::info!(
-            topic = name,
-            changed = entries.len(),
-            "altered topic config"
-        );
-        Ok(())
+            .insert(topic.name.clone(), Arc::new(topic));
     }
 
-    /// Refuses a name that an existing topic has, or collides with: the same but for
-    /// case, or `.` versus `_`. Call it holding the admin lock.
-    fn check_new_name(&self, name: &str) -> Result<(), AdminError> {
-        if self.get(name).is_some() {
-            return Err(AdminError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
-        }
-        let key = topic_collision_key(name);
-        let topics = self.topics.read().expect("topics lock");
-        match topics
-            .keys()
-            .find(|existing| topic_collision_key(existing) == key)
-        {
-            Some(existing) => Err(AdminError::new(
-                ErrorCode::InvalidTopic,
-                format!(
-                    "topic '{name}' collides with existing topic '{existing}': names that differ only in case or in '.' versus '_' share a directory on some file systems and a metric name"
-                ),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// Opens (creating) partitions `indexes` of a new or growing topic into `opened`,
-    /// first removing any directory an earlier topic of the name left. Stops at the
-    /// first failure, leaving in `opened` those that did open.
+    /// Opens (creating) partitions `indexes` of a new or growing topic into their slots
+    /// of `opened`, first removing any directory an earlier topic of the name left. Stops
+    /// at the first failure, leaving in `opened` those that did open.
     fn open_partitions(
         &self,
         name: &str,
-        indexes: std::ops::Range<u32>,
+        indexes: &[u32],
         config: &TopicConfig,
-        opened: &mut Vec<Arc<Partition>>,
+        opened: &mut [Option<Arc<Partition>>],
     ) -> Result<(), AdminError> {
         let data_dir = &self.config.data_dir;
-        for index in indexes {
+        for &index in indexes {
             Partition::remove_files(data_dir, name, index)?;
             let partition = Partition::open(data_dir, name, index, config, &self.storage)?;
-            opened.push(Arc::new(partition));
+            opened[index as usize] = Some(Arc::new(partition));
         }
         Ok(())
     }
 
-    /// Undoes a failed create or grow: deletes the partitions it opened and whatever
-    /// it may have begun of the partitions `unopened`. Failures are logged: startup
-    /// removes what is left.
-    fn discard(&self, name: &str, opened: &[Arc<Partition>], unopened: std::ops::Range<u32>) {
-        for partition in opened {
-            if let Err(error) = partition.delete() {
-                tracing::error!(topic = name, partition = partition.index(), %error, "cannot remove a partition of a failed create");
-            }
-        }
-        for index in unopened {
-            if let Err(error) = Partition::remove_files(&self.config.data_dir, name, index) {
+    /// Undoes a failed create or grow: deletes the partitions it opened and whatever it
+    /// may have begun of the rest of `indexes`. Failures are logged: startup removes what
+    /// is left.
+    fn discard(&self, name: &str, opened: &[Option<Arc<Partition>>], indexes: &[u32]) {
+        for &index in indexes {
+            let outcome = match opened.get(index as usize).and_then(Option::as_ref) {
+                Some(partition) => partition.delete(),
+                None => Partition::remove_files(&self.config.data_dir, name, index),
+            };
+            if let Err(error) = outcome {
                 tracing::error!(topic = name, partition = index, %error, "cannot remove a partition of a failed create");
             }
         }
-    }
-
-    /// `base` with `entries` applied, checked against the broker's limits.
-    fn checked_config(
-        &self,
-        base: &TopicConfig,
-        entries: &[strata_protocol::messages::ConfigEntry],
-    ) -> Result<TopicConfig, AdminError> {
-        let config = base
-            .with_overrides(entries)
-            .map_err(|error| AdminError::new(ErrorCode::InvalidConfig, error.to_string()))?;
-        if !message_fits_frame(config.max_message_bytes, self.config.frame_bytes_max) {
-            return Err(AdminError::new(
-                ErrorCode::InvalidConfig,
-                format!(
-                    "max_message_bytes {} must be at least 1 KiB below the broker's frame_bytes_max {}",
-                    config.max_message_bytes, self.config.frame_bytes_max
-                ),
-            ));
-        }
-        Ok(config)
     }
 
     /// How many partitions are offline because their data failed its checks at startup.
     pub fn offline_count(&self) -> usize {
         self.all()
             .iter()
-            .flat_map(|topic| &topic.partitions)
+            .flat_map(|topic| topic.local().cloned().collect::<Vec<_>>())
             .filter(|partition| partition.offline_reason().is_some())
             .count()
     }
@@ -524,7 +467,7 @@ impl TopicRegistry {
     /// Applies retention to every partition.
     pub fn apply_retention(&self, now_ms: i64) {
         for topic in self.all() {
-            for partition in &topic.partitions {
+            for partition in topic.local() {
                 partition.apply_retention(now_ms);
             }
         }
@@ -533,7 +476,7 @@ impl TopicRegistry {
     /// Flushes and closes every partition so the next start skips recovery.
     pub fn close(&self) {
         for topic in self.all() {
-            for partition in &topic.partitions {
+            for partition in topic.local() {
                 partition.close();
             }
         }
@@ -583,9 +526,17 @@ fn open_topic(
         path: path.to_owned(),
         source,
     })?;
+    let hosted = record
+        .hosted
+        .clone()
+        .unwrap_or_else(|| (0..record.partition_count).collect());
     let partitions = (0..record.partition_count)
         .map(|index| {
-            Partition::open_or_offline(data_dir, name, index, &record.config, storage).map(Arc::new)
+            if !hosted.contains(&index) {
+                return Ok(None);
+            }
+            Partition::open_or_offline(data_dir, name, index, &record.config, storage)
+                .map(|partition| Some(Arc::new(partition)))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TopicsOpenError::Partition {
@@ -599,6 +550,7 @@ fn open_topic(
     );
     Ok(Topic {
         name: name.to_owned(),
+        id: record.id,
         config: record.config,
         partitions,
         traffic: Arc::default(),

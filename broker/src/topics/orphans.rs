@@ -1,7 +1,7 @@
 //! Startup's sweep for partition directories no topic owns: a `<topic>-<n>` directory
 //! whose topic has no metadata (a create that crashed before writing it, a delete that
-//! crashed after removing it), or whose `n` is beyond the topic's partition count (a
-//! grow that crashed). Left alone, one would come back as a stale log when a topic of
+//! crashed after removing it), or whose `n` is not a partition the topic has on this
+//! broker (a grow that crashed). Left alone, one would come back as a stale log when a topic of
 //! that name is created or grown.
 //!
 //! Only directories that hold nothing but files a partition log writes are removed, so a
@@ -39,8 +39,8 @@ pub(super) fn remove_orphans(
         };
         let reason = match topics.get(topic) {
             None => "its topic has no metadata",
-            Some(owner) if index as usize >= owner.partitions.len() => {
-                "it is beyond its topic's partition count"
+            Some(owner) if owner.partitions.get(index as usize).is_none_or(Option::is_none) => {
+                "its topic has no such partition on this broker"
             }
             Some(_) => continue,
         };

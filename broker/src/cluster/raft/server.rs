@@ -1,0 +1,109 @@
+//! Answers peers on the cluster listener: Raft RPCs go to openraft, forwarded proposals
+//! and leader calls to this node's [`Quorum`](super::Quorum).
+//!
+//! One task per connection reads a request, answers it, and reads the next. A frame over
+//! the limit or a body that does not decode closes that connection only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+use super::network::frame;
+use super::quorum::Inner;
+use super::types::{Forwarded, Request, Response};
+
+/// The longest a forwarded call may ask the leader to wait.
+const FORWARDED_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+/// The pause after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Accepts peers on `listener` until the quorum shuts down.
+pub(crate) async fn serve(listener: TcpListener, quorum: Arc<Inner>) {
+    loop {
+        let accepted = tokio::select! {
+            () = quorum.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                quorum.tasks.spawn(serve_connection(stream, quorum.clone()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "metadata quorum listener cannot accept");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Answers one peer's requests, one at a time, until it hangs up or sends a bad frame.
+async fn serve_connection(stream: TcpStream, quorum: Arc<Inner>) {
+    let peer = stream.peer_addr().ok();
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY on a metadata quorum connection");
+    }
+    let mut connection = frame(stream);
+    loop {
+        let frame = tokio::select! {
+            () = quorum.cancel.cancelled() => return,
+            frame = connection.next() => frame,
+        };
+        let request: Request = match frame.map(|frame| frame.map(|body| serde_json::from_slice(&body))) {
+            None => return,
+            Some(Ok(Ok(request))) => request,
+            Some(Ok(Err(error))) => {
+                tracing::warn!(?peer, %error, "closing a metadata quorum connection: undecodable request");
+                return;
+            }
+            Some(Err(error)) => {
+                tracing::warn!(?peer, %error, "closing a metadata quorum connection: bad frame");
+                return;
+            }
+        };
+        let response = tokio::select! {
+            () = quorum.cancel.cancelled() => return,
+            response = answer(&quorum, request) => response,
+        };
+        let body = match serde_json::to_vec(&response) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a metadata quorum response");
+                return;
+            }
+        };
+        if connection.send(Bytes::from(body)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The response to `request`.
+async fn answer(quorum: &Inner, request: Request) -> Response {
+    match request {
+        Request::AppendEntries(rpc) => Response::AppendEntries(quorum.raft.append_entries(rpc).await),
+        Request::Vote(rpc) => Response::Vote(quorum.raft.vote(rpc).await),
+        Request::InstallSnapshot(rpc) => Response::InstallSnapshot(quorum.raft.install_snapshot(rpc).await),
+        Request::Propose { command, timeout_ms } => {
+            let answered = timeout(bounded(timeout_ms), quorum.propose_here(command)).await;
+            Response::Propose(answered.unwrap_or_else(|_| timed_out()))
+        }
+        Request::CallLeader { from, request, timeout_ms } => {
+            let answered = timeout(bounded(timeout_ms), quorum.call_here(from, request)).await;
+            Response::CallLeader(answered.unwrap_or_else(|_| timed_out()))
+        }
+    }
+}
+
+/// A caller's timeout, capped.
+fn bounded(timeout_ms: u64) -> Duration {
+    Duration::from_millis(timeout_ms).min(FORWARDED_TIMEOUT_MAX)
+}
+
+/// The answer to a forwarded call that ran out of time here.
+fn timed_out<T>() -> Forwarded<T> {
+    Forwarded::Unavailable("the leader did not finish before the caller's deadline".to_string())
+}
