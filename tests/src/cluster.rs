@@ -427,6 +427,47 @@ impl Cluster {
         }
     }
 
+    /// Waits until every broker knows a leader for each partition of `topic` and each
+    /// leader serves its partition (a fetch there succeeds); returns the leaders by
+    /// partition. A leader opens its log only once it applied the topic, so a produce
+    /// sent before may be answered with a retriable error.
+    ///
+    /// # Panics
+    /// If that does not happen within [`WAIT`].
+    pub async fn wait_serving(&self, topic: &str) -> Vec<u32> {
+        self.wait_for_topics(
+            &self.running(),
+            |topics| {
+                topics
+                    .get(topic)
+                    .is_some_and(|leaders| leaders.iter().all(Option::is_some))
+            },
+            &format!("{topic} with a leader per partition"),
+        )
+        .await;
+        let leaders: Vec<u32> = self.topics_on(self.running()[0]).await[topic]
+            .iter()
+            .map(|leader| leader.expect("a leader"))
+            .collect();
+        let deadline = Instant::now() + WAIT;
+        for (partition, &leader) in leaders.iter().enumerate() {
+            let mut client = crate::Client::connect(&self.address(leader)).await;
+            loop {
+                let fetched = client.fetch(topic, partition as u32, 0, 0, 0).await;
+                if fetched.error_code.is_ok() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{topic}-{partition} not served by its leader {leader}: {:?}",
+                    fetched.error_code
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        leaders
+    }
+
     /// The partitions of `topic` whose log directories are in broker `id`'s data
     /// directory, ascending.
     pub fn partition_dirs(&self, id: u32, topic: &str) -> Vec<u32> {

@@ -16,21 +16,7 @@ async fn a_killed_broker_is_fenced_and_comes_back() {
         let mut cluster = Cluster::start().await;
         let mut client = Client::connect(&cluster.address(1)).await;
         client.create_topic("orders", PARTITIONS, &[]).await;
-        cluster
-            .wait_for_topics(
-                &cluster.ids(),
-                |topics| {
-                    topics
-                        .get("orders")
-                        .is_some_and(|leaders| leaders.iter().all(Option::is_some))
-                },
-                "orders with a leader per partition",
-            )
-            .await;
-        let leaders: Vec<u32> = cluster.topics_on(1).await["orders"]
-            .iter()
-            .map(|leader| leader.expect("a leader"))
-            .collect();
+        let leaders = cluster.wait_serving("orders").await;
         for (partition, &leader) in leaders.iter().enumerate() {
             let mut client = Client::connect(&cluster.address(leader)).await;
             let written = client

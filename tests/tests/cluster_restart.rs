@@ -110,37 +110,23 @@ async fn everything_with_leaders(cluster: &Cluster) -> BTreeMap<String, Vec<Opti
     cluster.topics_on(1).await
 }
 
-/// Waits until `topics` have a leader per partition everywhere; returns the leaders.
+/// Waits until `topics` are served by their leaders; returns the leaders.
 async fn wait_layout(cluster: &Cluster, topics: &[&str]) -> BTreeMap<String, Vec<u32>> {
-    cluster
-        .wait_for_topics(
-            &cluster.ids(),
-            |known| {
-                topics.iter().all(|topic| {
-                    known
-                        .get(*topic)
-                        .is_some_and(|leaders| leaders.iter().all(Option::is_some))
-                })
-            },
-            "the topics with a leader per partition",
-        )
-        .await;
-    let known = cluster.topics_on(1).await;
-    topics
-        .iter()
-        .map(|topic| {
-            let leaders = known[*topic]
-                .iter()
-                .map(|leader| leader.expect("a leader"))
-                .collect();
-            ((*topic).to_owned(), leaders)
-        })
-        .collect()
+    let mut layout = BTreeMap::new();
+    for topic in topics {
+        layout.insert((*topic).to_owned(), cluster.wait_serving(topic).await);
+    }
+    layout
 }
 
 /// Every partition of `layout` holds its four records, read from its leader.
 async fn check_records(cluster: &Cluster, layout: &BTreeMap<String, Vec<u32>>) {
     for (topic, leaders) in layout {
+        assert_eq!(
+            &cluster.wait_serving(topic).await,
+            leaders,
+            "{topic} keeps its leaders"
+        );
         for (partition, leader) in leaders.iter().enumerate() {
             let mut on_leader = Client::connect(&cluster.address(*leader)).await;
             let records =

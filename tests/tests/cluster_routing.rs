@@ -35,18 +35,12 @@ async fn produce_and_consume_reach_every_partition(cluster: &Cluster) {
         .create_topic(NewTopic::new("routed", PARTITIONS))
         .await
         .expect("create routed");
-    cluster
-        .wait_for_topics(
-            &cluster.ids(),
-            |topics| {
-                topics
-                    .get("routed")
-                    .is_some_and(|leaders| leaders.iter().all(Option::is_some))
-            },
-            "routed with a leader per partition",
-        )
-        .await;
-    let leaders = cluster.topics_on(1).await["routed"].clone();
+    let leaders: Vec<Option<u32>> = cluster
+        .wait_serving("routed")
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
     for id in cluster.ids() {
         assert!(
             leaders.contains(&Some(id)),
