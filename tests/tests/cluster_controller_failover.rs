@@ -51,14 +51,11 @@ async fn creates_survive_a_kill_of_the_controller_leader() {
         cluster.kill_9(leader);
         let killed_at = Instant::now();
         killed_sender.send_replace(Some(killed_at));
-        let creates = tokio::time::timeout(WAIT * 2, looping)
+        tokio::time::timeout(WAIT * 2, looping)
             .await
             .expect("the create loop ends in time")
             .expect("the create loop");
-        let creates = Arc::try_unwrap(creates)
-            .expect("the loop is done")
-            .into_inner()
-            .expect("lock");
+        let creates = std::mem::take(&mut *creates.lock().expect("lock"));
         let first_after = creates
             .acknowledged
             .iter()
@@ -153,7 +150,7 @@ async fn create_loop(
     admin: Admin,
     creates: Arc<Mutex<Creates>>,
     killed: tokio::sync::watch::Receiver<Option<Instant>>,
-) -> Arc<Mutex<Creates>> {
+) {
     let mut after_kill = 0;
     for index in 0.. {
         let name = format!("loop-{index}");
@@ -181,10 +178,13 @@ async fn create_loop(
                     code: ErrorCode::TopicAlreadyExists,
                     ..
                 })) => break,
-                Ok(Err(error)) => assert!(
-                    Instant::now() < deadline,
-                    "create {name} kept failing: {error}"
-                ),
+                Ok(Err(error)) => {
+                    eprintln!("create {name}: {error}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "create {name} kept failing: {error}"
+                    );
+                }
                 Err(_) => panic!("create {name} did not answer within {WAIT:?}"),
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -193,7 +193,6 @@ async fn create_loop(
             break;
         }
     }
-    creates
 }
 
 /// Waits until the log of `name`'s `partition` is on its leader's disk and no other's.
