@@ -96,8 +96,8 @@ impl Cluster {
         Self::start_with(ClusterOptions::default()).await
     }
 
-    /// Starts the brokers, all at once, and waits until a controller leads and every
-    /// broker is registered and alive.
+    /// Starts the brokers, all at once, and waits until every broker knows the
+    /// controller leader and sees every broker registered and alive.
     ///
     /// # Panics
     /// If a broker does not start (other than on a taken port), or the cluster is not
@@ -130,13 +130,18 @@ impl Cluster {
                         links,
                         root,
                     };
-                    cluster
-                        .wait_for(
-                            |status| status.has_leader() && status.alive().len() == ids.len(),
-                            WAIT,
-                            "a controller leader and every broker alive",
-                        )
-                        .await;
+                    // Each broker's own view: a broker that has not applied the
+                    // registrations yet refuses to place a topic.
+                    for &id in &ids {
+                        cluster
+                            .wait_for_from(
+                                id,
+                                |status| status.has_leader() && status.alive().len() == ids.len(),
+                                WAIT,
+                                "a controller leader and every broker alive",
+                            )
+                            .await;
+                    }
                     return cluster;
                 }
                 Err(failure) if failure.address_in_use() => last_failure = Some(failure),
