@@ -17,13 +17,21 @@
 //! The fixture blocks while brokers start: use it from a multi-thread tokio runtime, so
 //! the proxies keep forwarding meanwhile. When a test fails, the end of every broker's
 //! log is printed.
+//!
+//! # Layout
+//! - This file: starting the brokers, killing and restarting them, cuts, and the status.
+//! - `status`: `strata cluster status --output json` as types.
+//! - `views`: each broker's own answers (its metadata, its partitions' logs).
+
+mod status;
+mod views;
+
+pub use status::{BrokerStatus, ClusterStatus, ControllerStatus, PartitionStatus, VoterStatus};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use serde::Deserialize;
 
 use crate::chaos::proxy::Proxy;
 use crate::{BrokerProcess, Launch, StartFailure, WAIT, binary, log_tail, run_bounded};
@@ -381,114 +389,6 @@ impl Cluster {
     }
 }
 
-impl Cluster {
-    /// Broker `id`'s own view of every topic, from a `Metadata` request to it alone:
-    /// each topic's partitions' leaders, by index (`None` for a partition without one).
-    pub async fn topics_on(&self, id: u32) -> BTreeMap<String, Vec<Option<u32>>> {
-        let mut client = crate::Client::connect(&self.address(id)).await;
-        let request = strata_protocol::messages::MetadataRequest { topics: None };
-        let strata_protocol::Response::Metadata(response) = client.call(request).await else {
-            panic!("not a metadata response")
-        };
-        response
-            .topics
-            .into_iter()
-            .filter(|topic| topic.error_code.is_ok())
-            .map(|topic| {
-                let leaders = topic
-                    .partitions
-                    .iter()
-                    .map(|partition| u32::try_from(partition.leader_id).ok())
-                    .collect();
-                (topic.name, leaders)
-            })
-            .collect()
-    }
-
-    /// Polls every broker in `ids` until each one's [`topics_on`](Self::topics_on)
-    /// satisfies `condition`.
-    ///
-    /// # Panics
-    /// If some broker's view does not within [`WAIT`], with that view.
-    pub async fn wait_for_topics(
-        &self,
-        ids: &[u32],
-        condition: impl Fn(&BTreeMap<String, Vec<Option<u32>>>) -> bool,
-        what: &str,
-    ) {
-        let deadline = Instant::now() + WAIT;
-        for &id in ids {
-            loop {
-                let topics = self.topics_on(id).await;
-                if condition(&topics) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{WAIT:?} passed, broker {id} still does not show {what}: {topics:?}"
-                );
-                tokio::time::sleep(POLL).await;
-            }
-        }
-    }
-
-    /// Waits until every broker knows a leader for each partition of `topic` and each
-    /// leader serves its partition (a fetch there succeeds); returns the leaders by
-    /// partition. A leader opens its log only once it applied the topic, so a produce
-    /// sent before may be answered with a retriable error.
-    ///
-    /// # Panics
-    /// If that does not happen within [`WAIT`].
-    pub async fn wait_serving(&self, topic: &str) -> Vec<u32> {
-        self.wait_for_topics(
-            &self.running(),
-            |topics| {
-                topics
-                    .get(topic)
-                    .is_some_and(|leaders| leaders.iter().all(Option::is_some))
-            },
-            &format!("{topic} with a leader per partition"),
-        )
-        .await;
-        let leaders: Vec<u32> = self.topics_on(self.running()[0]).await[topic]
-            .iter()
-            .map(|leader| leader.expect("a leader"))
-            .collect();
-        let deadline = Instant::now() + WAIT;
-        for (partition, &leader) in leaders.iter().enumerate() {
-            let mut client = crate::Client::connect(&self.address(leader)).await;
-            loop {
-                let fetched = client.fetch(topic, partition as u32, 0, 0, 0).await;
-                if fetched.error_code.is_ok() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{topic}-{partition} not served by its leader {leader}: {:?}",
-                    fetched.error_code
-                );
-                tokio::time::sleep(POLL).await;
-            }
-        }
-        leaders
-    }
-
-    /// The partitions of `topic` whose log directories are in broker `id`'s data
-    /// directory, ascending.
-    pub fn partition_dirs(&self, id: u32, topic: &str) -> Vec<u32> {
-        let mut partitions: Vec<u32> = std::fs::read_dir(self.data_dir(id))
-            .expect("read a data dir")
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name().into_string().ok()?;
-                let (name, index) = name.rsplit_once('-')?;
-                (name == topic).then(|| index.parse().ok())?
-            })
-            .collect();
-        partitions.sort_unstable();
-        partitions
-    }
-}
-
 impl Drop for Cluster {
     fn drop(&mut self) {
         if !std::thread::panicking() {
@@ -606,92 +506,4 @@ fn free_ports(count: usize) -> Vec<SocketAddr> {
         .iter()
         .map(|listener| listener.local_addr().expect("bound address"))
         .collect()
-}
-
-/// `strata cluster status --output json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClusterStatus {
-    /// The controller quorum.
-    pub controller: ControllerStatus,
-    /// Every registered broker.
-    pub brokers: Vec<BrokerStatus>,
-    /// Partition counts.
-    pub partitions: PartitionStatus,
-}
-
-/// The controller quorum in [`ClusterStatus`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct ControllerStatus {
-    /// The leader's id, if one is known.
-    pub leader: Option<u32>,
-    /// The Raft term.
-    pub term: u64,
-    /// Every voter.
-    pub voters: Vec<VoterStatus>,
-}
-
-/// One voter in [`ClusterStatus`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct VoterStatus {
-    /// Its node id.
-    pub id: u32,
-    /// Log entries it is behind the leader, if known.
-    pub lag: Option<u64>,
-}
-
-/// One broker in [`ClusterStatus`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct BrokerStatus {
-    /// Its node id.
-    pub id: u32,
-    /// Its client address.
-    pub address: String,
-    /// `alive`, `fenced` or `shutting_down`.
-    pub state: String,
-    /// 1 at its first registration, one more at each restart.
-    pub incarnation: u64,
-    /// Metadata entries it has yet to apply, if known.
-    pub applied_lag: Option<u64>,
-}
-
-/// Partition counts in [`ClusterStatus`].
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct PartitionStatus {
-    /// Every partition.
-    pub total: u32,
-    /// Partitions without a leader.
-    pub offline: u32,
-    /// Partitions with fewer in-sync replicas than replicas.
-    pub under_replicated: u32,
-}
-
-impl ClusterStatus {
-    /// Whether a controller leader is known.
-    pub fn has_leader(&self) -> bool {
-        self.controller.leader.is_some()
-    }
-
-    /// Broker `id`, if registered.
-    pub fn broker(&self, id: u32) -> Option<&BrokerStatus> {
-        self.brokers.iter().find(|broker| broker.id == id)
-    }
-
-    /// Whether broker `id` is registered in `state`.
-    pub fn is(&self, id: u32, state: &str) -> bool {
-        self.broker(id).is_some_and(|broker| broker.state == state)
-    }
-
-    /// The ids of the alive brokers.
-    pub fn alive(&self) -> Vec<u32> {
-        self.brokers
-            .iter()
-            .filter(|broker| broker.state == "alive")
-            .map(|broker| broker.id)
-            .collect()
-    }
-
-    /// Broker `id`'s incarnation, 0 if it is not registered.
-    pub fn incarnation(&self, id: u32) -> u64 {
-        self.broker(id).map_or(0, |broker| broker.incarnation)
-    }
 }
