@@ -1,12 +1,14 @@
 //! `kill -9` of a broker that is not the controller: `strata cluster status` shows it
 //! fenced and its partitions offline, a produce to one of them gets a retriable
 //! `LeaderNotAvailable` while the other partitions serve, and after a restart it is alive
-//! in a new incarnation and serves its partitions again, data intact.
+//! in a new incarnation and serves its partitions again, data intact. The metrics count
+//! the alive brokers and the partitions without a leader, and a topic deleted while the
+//! broker was down leaves no data on it once it is back.
 
 use strata_protocol::ErrorCode;
 use strata_protocol::messages::Acks;
 use strata_tests::cluster::Cluster;
-use strata_tests::{Client, WAIT, batch_of, bounded, values};
+use strata_tests::{Client, WAIT, batch_of, bounded, values, wait_for_metrics};
 
 const PARTITIONS: u32 = 6;
 
@@ -41,6 +43,13 @@ async fn a_killed_broker_is_fenced_and_comes_back() {
             .into_iter()
             .find(|&id| id != victim)
             .expect("a survivor");
+        // A topic with a partition on every broker, deleted while the victim is down.
+        client.create_topic("doomed", 3, &[]).await;
+        let doomed = cluster.wait_serving("doomed").await;
+        assert!(
+            doomed.contains(&victim),
+            "a doomed partition on {victim}: {doomed:?}"
+        );
         // Every partition the victim leads, of every topic (the offsets log's included).
         let everything = cluster.topics_on(survivor).await;
         let led_by_victim: usize = everything
@@ -69,6 +78,22 @@ async fn a_killed_broker_is_fenced_and_comes_back() {
             )
             .await;
         assert_eq!(status.alive().len(), 2, "{status:#?}");
+        wait_for_metrics(
+            &cluster.metrics_address(survivor),
+            &[
+                "strata_cluster_brokers_alive 2",
+                &format!("strata_partitions_without_leader {led_by_victim}"),
+            ],
+        )
+        .await;
+        Client::connect(&cluster.address(survivor))
+            .await
+            .delete_topic("doomed")
+            .await;
+        assert!(
+            !cluster.partition_dirs(victim, "doomed").is_empty(),
+            "the victim, down, still holds its doomed partition"
+        );
 
         // Its partitions answer a retriable error through a live broker; the others serve.
         let mut client = Client::connect(&cluster.address(survivor)).await;
@@ -126,6 +151,14 @@ async fn a_killed_broker_is_fenced_and_comes_back() {
                 "orders with a leader per partition again",
             )
             .await;
+        let deadline = std::time::Instant::now() + WAIT;
+        while !cluster.partition_dirs(victim, "doomed").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the restarted broker still holds the deleted topic's log"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let now: Vec<Option<u32>> = cluster.topics_on(victim).await["orders"].clone();
         for (partition, &leader) in leaders.iter().enumerate() {
             assert_eq!(

@@ -1,6 +1,7 @@
 //! Three real brokers share one metadata log: `strata cluster status` shows the quorum
 //! and the brokers, a topic created through any broker is visible on all of them,
-//! partitions' leaders spread over every broker with each log on its leader's disk, and
+//! partitions' leaders spread over every broker with each log on its leader's disk (added
+//! partitions too), and
 //! `strata topic delete` removes the data on every broker. One cluster serves every check,
 //! in order.
 
@@ -173,6 +174,32 @@ async fn partitions_spread_over_every_broker(cluster: &Cluster) {
             .collect();
         assert_eq!(led.len(), 2, "broker {id} leads two of six: {leaders:?}");
         // Each partition's log is on its leader's disk, and only there.
+        wait_dirs(cluster, id, "spread", &led).await;
+    }
+
+    // Added partitions keep the spread: three of nine each.
+    let run = cluster
+        .cli(3, &["topic", "alter", "spread", "--partitions", "9"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    cluster
+        .wait_for_topics(
+            &cluster.ids(),
+            |topics| {
+                topics
+                    .get("spread")
+                    .is_some_and(|leaders| leaders.len() == 9)
+            },
+            "spread with nine partitions",
+        )
+        .await;
+    let leaders = cluster.wait_serving("spread").await;
+    assert_eq!(leaders.len(), 9, "{leaders:?}");
+    for id in cluster.ids() {
+        let led: Vec<u32> = (0..9u32)
+            .filter(|&partition| leaders[partition as usize] == id)
+            .collect();
+        assert_eq!(led.len(), 3, "broker {id} leads three of nine: {leaders:?}");
         wait_dirs(cluster, id, "spread", &led).await;
     }
 }

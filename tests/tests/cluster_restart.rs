@@ -1,6 +1,7 @@
-//! Restarts of every voter: one at a time (`kill -9`, start, alive again in a new
-//! incarnation, and the quorum takes a create meanwhile), then all three at once. The
-//! cluster comes back with the same topics, partitions and leaders, and every record.
+//! Restarts of every voter: one at a time (the first stopped by `SIGTERM`, which leaves it
+//! shutting down, the others by `kill -9`; each alive again in a new incarnation, while
+//! the other two take a create), then all three at once. The cluster comes back with the
+//! same topics, partitions and leaders, and every record.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +35,19 @@ async fn every_voter_restarts_one_at_a_time_and_all_at_once() {
 
         for id in cluster.ids() {
             let incarnation = cluster.status().await.incarnation(id);
-            cluster.kill_9(id);
+            if id == 1 {
+                // A graceful stop: the broker says so before it goes.
+                assert_eq!(cluster.terminate(id), Some(0), "a clean exit on SIGTERM");
+                cluster
+                    .wait_for(
+                        |status| status.is(id, "shutting_down"),
+                        WAIT,
+                        "the stopped broker shutting down",
+                    )
+                    .await;
+            } else {
+                cluster.kill_9(id);
+            }
             // The two others still form a quorum.
             let survivor = cluster.running()[0];
             let mut on_survivor = Client::connect(&cluster.address(survivor)).await;

@@ -1,6 +1,7 @@
 //! Clients that know one broker of three reach every partition: a producer bootstrapped
 //! on broker 1 writes to partitions led by each broker, a consumer bootstrapped on
-//! broker 2 reads them all back, and a consumer group whose coordinator is another
+//! broker 2 reads them all back, a broker that does not lead a partition answers
+//! `NotLeader` naming the one that does, and a consumer group whose coordinator is another
 //! broker than its bootstrap one commits and resumes from its offsets. One cluster
 //! serves every check.
 
@@ -11,10 +12,10 @@ use strata_client::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer,
     ProducerConfig, ProducerRecord, TopicPartition,
 };
-use strata_protocol::Response;
-use strata_protocol::messages::FindCoordinatorRequest;
+use strata_protocol::messages::{Acks, FindCoordinatorRequest};
+use strata_protocol::{ErrorCode, Response};
 use strata_tests::cluster::Cluster;
-use strata_tests::{Client, WAIT, assert_polls_nothing, bounded, read_records};
+use strata_tests::{Client, WAIT, assert_polls_nothing, batch_of, bounded, read_records};
 
 const PARTITIONS: u32 = 6;
 const PER_PARTITION: u32 = 5;
@@ -115,6 +116,41 @@ async fn produce_and_consume_reach_every_partition(cluster: &Cluster) {
         );
     }
     assert_polls_nothing(&mut consumer, "every record was read once").await;
+
+    // A broker that does not lead a partition says so, naming the leader.
+    for (partition, leader) in leaders.iter().enumerate() {
+        let leader = leader.expect("a leader");
+        let other = cluster
+            .ids()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("another broker");
+        let mut client = Client::connect(&cluster.address(other)).await;
+        let refused = client
+            .produce(
+                "routed",
+                partition as u32,
+                Acks::All,
+                batch_of("misrouted", 1),
+            )
+            .await;
+        assert_eq!(
+            refused.error_code,
+            ErrorCode::NotLeader,
+            "partition {partition} on {other}"
+        );
+        let hint = refused.error_message.unwrap_or_default();
+        assert!(
+            hint.contains(&cluster.address(leader)),
+            "the leader's address in {hint:?}"
+        );
+        let fetched = client.fetch("routed", partition as u32, 0, 0, 0).await;
+        assert_eq!(
+            fetched.error_code,
+            ErrorCode::NotLeader,
+            "fetch {partition} on {other}"
+        );
+    }
 }
 
 async fn a_group_coordinated_elsewhere_commits_and_resumes(cluster: &Cluster) {
