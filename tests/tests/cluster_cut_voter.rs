@@ -1,7 +1,9 @@
 //! One voter cut off from the other two by the fault harness's proxies (every
 //! voter→voter link goes through one): the majority keeps creating topics, and after the
 //! heal the cut voter catches up and shows them. First a follower is cut, then the
-//! controller leader, whose place the majority fills with a new election.
+//! controller leader, whose place the majority fills with a new election. Last, a voter
+//! cut off for longer than its session is fenced, its partitions offline, and after the
+//! heal it is alive again in the same incarnation and serves them.
 
 use strata_tests::cluster::{Cluster, ClusterOptions};
 use strata_tests::{Client, WAIT, bounded};
@@ -24,8 +26,49 @@ async fn the_majority_serves_metadata_and_a_cut_voter_catches_up() {
 
         let leader = cluster.leader().await;
         cut_create_heal(&cluster, leader, "leader").await;
+
+        fenced_by_a_long_cut(&cluster).await;
     })
     .await;
+}
+
+/// Cuts a voter off until the controller fences it, then heals.
+async fn fenced_by_a_long_cut(cluster: &Cluster) {
+    let mut client = Client::connect(&cluster.address(1)).await;
+    client.create_topic("served", 3, &[]).await;
+    let leaders = cluster.wait_serving("served").await;
+    let controller = cluster.leader().await;
+    let cut = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != controller)
+        .expect("a follower");
+    let incarnation = cluster.status_from(controller).await.incarnation(cut);
+    let led = leaders.iter().filter(|&&leader| leader == cut).count() as u32;
+    cluster.cut_off(cut);
+    cluster
+        .wait_for_from(
+            controller,
+            |status| status.is(cut, "fenced") && status.partitions.offline == led,
+            WAIT,
+            "the cut voter fenced, its partitions offline",
+        )
+        .await;
+    cluster.heal(cut);
+    let status = cluster
+        .wait_for_from(
+            controller,
+            |status| status.is(cut, "alive") && status.partitions.offline == 0,
+            WAIT,
+            "the healed voter alive, nothing offline",
+        )
+        .await;
+    assert_eq!(
+        status.incarnation(cut),
+        incarnation,
+        "not restarted, the same incarnation: {status:#?}"
+    );
+    assert_eq!(cluster.wait_serving("served").await, leaders);
 }
 
 /// Cuts `cut` off, creates topics on the other two, heals, and waits for `cut` to show
