@@ -37,7 +37,7 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the data directory: recovers every local topic, the consumer groups and
-    /// the producer-id reservation. `lock` keeps other brokers off the directory.
+    /// the legacy producer-id reservation. `lock` keeps other brokers off the directory.
     ///
     /// # Errors
     /// [`StartupError`] naming what could not be read or created.
@@ -50,7 +50,12 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
         let groups = Arc::new(Groups::open(&config, &storage)?);
         let topics = TopicRegistry::open(config.clone(), storage)?;
-        let producer_ids = ProducerIds::open(&config.data_dir, config.node_id)?;
+        let producer_ids = ProducerIds::open(
+            &config.data_dir,
+            config.node_id,
+            cluster.subscribe(),
+            !cluster.is_multi_node(),
+        )?;
         Ok(Self {
             config,
             topics,

@@ -19,12 +19,17 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::cluster::{Cluster, reconcile};
 use crate::config::Config;
-use crate::data_dir::DataDirLock;
-use crate::topics::AdminError;
 use crate::connection::Budgets;
+use crate::data_dir::DataDirLock;
 use crate::partition::Storage;
 use crate::startup::StartupError;
+use crate::topics::AdminError;
 use crate::{connection, metrics};
+
+/// How long a one-node cluster may take to elect itself and register before its start
+/// fails: it needs no network, so only a data directory made for another node id (whose
+/// Raft log names other voters) takes longer.
+const SINGLE_NODE_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A started broker: its bound addresses and the handle to stop it.
 #[derive(Debug)]
@@ -71,8 +76,7 @@ impl Server {
         } else {
             config.cluster_listen
         };
-        let (cluster_listener, cluster_address) =
-            bind(cluster_listen, "for the cluster").await?;
+        let (cluster_listener, cluster_address) = bind(cluster_listen, "for the cluster").await?;
         let endpoint = Arc::new(metrics::Endpoint::new(metrics::install()));
         let stop_metrics = CancellationToken::new();
         tokio::spawn(metrics::serve(
@@ -107,7 +111,18 @@ impl Server {
                 }
             });
         } else {
-            joining.await.map_err(StartupError::Import)?;
+            match tokio::time::timeout(SINGLE_NODE_JOIN_TIMEOUT, joining).await {
+                Ok(joined) => joined.map_err(StartupError::Import)?,
+                Err(_) => {
+                    return Err(StartupError::Import(AdminError::new(
+                        ErrorCode::LeaderNotAvailable,
+                        format!(
+                            "the one-node metadata quorum elected no leader within {} s; if node_id changed since this data directory was first used, start with the node_id it had",
+                            SINGLE_NODE_JOIN_TIMEOUT.as_secs()
+                        ),
+                    )));
+                }
+            }
         }
         let source = broker.clone();
         endpoint.ready(Arc::new(move || {

@@ -125,7 +125,7 @@ error_codes! {
     /// An idempotent producer's epoch is older than the producer's current one.
     ProducerFenced = 36, retriable: false, "a newer epoch of this producer id has written to the partition; this producer instance is fenced";
     /// An idempotent batch names a producer id the broker never gave out.
-    UnknownProducerId = 37, retriable: false, "the batch's producer id was never given out by this broker; ask InitProducerId for one";
+    UnknownProducerId = 37, retriable: false, "the batch's producer id was never given out in the cluster; ask InitProducerId for one";
     /// An idempotent batch carries an epoch newer than the broker gave for its producer id.
     InvalidProducerEpoch = 38, retriable: false, "the batch's producer epoch is newer than the one InitProducerId gave for its producer id";
     /// The partition's data failed its checks when the broker opened it, so it is offline.

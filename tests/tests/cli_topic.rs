@@ -317,7 +317,7 @@ fn usage_errors_exit_2() {
         ],
         &["consume", "orders", "--group", "g", "--offset", "3"],
         &["consume", "orders", "--instance-id", "i"],
-        &["cluster", "status"],
+        &["cluster", "status", "--output", "yaml"],
     ] {
         let run = strata(Some("127.0.0.1:9"), args, b"");
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");

@@ -40,7 +40,7 @@ async fn produce(client: &mut Client, batch: Bytes) -> ProducePartitionResponse 
 async fn retries_are_answered_with_the_original_offsets_and_gaps_are_refused() {
     let dir = data_dir();
     let mut broker = BrokerProcess::start(dir.path(), &[]);
-    let (bumped, given) = bounded(async {
+    let (bumped, other, given) = bounded(async {
         let mut client = Client::connect(&broker.address).await;
         client.create_topic("idem", 1, &[]).await;
         let id = init(&mut client, -1, -1).await;
@@ -89,7 +89,7 @@ async fn retries_are_answered_with_the_original_offsets_and_gaps_are_refused() {
         assert_eq!(again, (id.0, 2));
         let restart_at_one = produce(&mut client, numbered("h", 1, again, 1)).await;
         assert_eq!(restart_at_one.error_code, ErrorCode::OutOfOrderSequence);
-        (bumped, id.0.max(other.0))
+        (bumped, other, id.0.max(other.0))
     })
     .await;
 
@@ -105,13 +105,19 @@ async fn retries_are_answered_with_the_original_offsets_and_gaps_are_refused() {
         assert_eq!((retry.error_code, retry.base_offset), (ErrorCode::None, 7));
         let next = produce(&mut client, numbered("i", 1, bumped, 1)).await;
         assert_eq!(next.base_offset, 8);
+        // An id given before the restart and never bumped is still accepted.
+        let other_next = produce(&mut client, numbered("y", 1, other, 1)).await;
+        assert_eq!(
+            (other_next.error_code, other_next.base_offset),
+            (ErrorCode::None, 9)
+        );
         let (after_restart, _) = init(&mut client, -1, -1).await;
         assert!(
             after_restart > given,
             "id {after_restart} was given before the kill"
         );
         let values = values(&client.read_all("idem", 0, 0).await);
-        assert_eq!(values.len(), 9, "{values:?}");
+        assert_eq!(values.len(), 10, "{values:?}");
     })
     .await;
 }

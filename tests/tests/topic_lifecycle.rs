@@ -201,7 +201,7 @@ async fn the_data_directory_is_0700_and_its_files_0600() {
         let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let names = entries(&data);
-        for file in [".lock", "cluster_id", "producer-ids", "topics", "private-0"] {
+        for file in [".lock", "cluster_id", "metadata", "topics", "private-0"] {
             assert!(names.contains(&file.to_owned()), "{file}: {names:?}");
         }
         assert_private(&data);

@@ -85,9 +85,9 @@ impl ControllerService {
 
     fn heartbeat(&self, id: u32, incarnation: u64, applied: u64) -> BoxFuture<'static, Vec<u8>> {
         let image = self.image.borrow().clone();
-        let reply = self
-            .sessions()
-            .heartbeat(id, incarnation, applied, std::time::Instant::now(), &image);
+        let reply =
+            self.sessions()
+                .heartbeat(id, incarnation, applied, std::time::Instant::now(), &image);
         let quorum = self.quorum.get().cloned();
         async move {
             if let (HeartbeatReply::Unfence, Some(quorum)) = (&reply, quorum) {
@@ -183,7 +183,12 @@ pub(super) async fn join(
         return false;
     }
     let interval = config.broker_heartbeat_interval();
-    tokio::spawn(heartbeats(cluster.clone(), register, interval, stop.clone()));
+    tokio::spawn(heartbeats(
+        cluster.clone(),
+        register,
+        interval,
+        stop.clone(),
+    ));
     tokio::spawn(control(cluster.clone(), interval, stop));
     true
 }
@@ -201,7 +206,11 @@ async fn register_until(cluster: &Cluster, register: &Command, stop: &Cancellati
                 cluster
                     .incarnation
                     .store(incarnation, std::sync::atomic::Ordering::Release);
-                tracing::info!(node_id = cluster.node_id, incarnation, "registered with the cluster");
+                tracing::info!(
+                    node_id = cluster.node_id,
+                    incarnation,
+                    "registered with the cluster"
+                );
                 return true;
             }
             Ok((_, outcome)) => tracing::warn!(?outcome, "registration refused; retrying"),
@@ -250,7 +259,9 @@ async fn heartbeats(
         if let Ok(LeaderReply::Heartbeat(HeartbeatReply::Register)) =
             serde_json::from_slice::<LeaderReply>(&reply)
         {
-            tracing::warn!("the controller does not know this broker's incarnation; registering again");
+            tracing::warn!(
+                "the controller does not know this broker's incarnation; registering again"
+            );
             register_until(&cluster, &register, &stop).await;
         }
     }

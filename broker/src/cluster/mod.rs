@@ -57,6 +57,8 @@ pub struct Cluster {
     reconciled: watch::Sender<u64>,
     /// Whether `--peers` named other brokers.
     multi_node: bool,
+    /// Topics whose local copy the last reconcile could not bring in step, and why.
+    local_failures: std::sync::Mutex<BTreeMap<String, AdminError>>,
 }
 
 /// Why the metadata quorum could not start.
@@ -109,6 +111,7 @@ impl Cluster {
             incarnation: AtomicU64::new(0),
             reconciled: watch::Sender::new(0),
             multi_node: !config.peers.is_empty(),
+            local_failures: std::sync::Mutex::default(),
         }))
     }
 
@@ -204,15 +207,38 @@ impl Cluster {
         }
     }
 
+    /// Why this broker's copy of `topic` could not follow the metadata at the last
+    /// reconcile, if it could not (a full disk, a file in the way).
+    pub fn local_failure(&self, topic: &str) -> Option<AdminError> {
+        self.local_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(topic)
+            .cloned()
+    }
+
+    /// Records whether `topic`'s local copy followed the metadata.
+    fn set_local_failure(&self, topic: &str, failure: Option<AdminError>) {
+        let mut failures = self
+            .local_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match failure {
+            Some(error) => failures.insert(topic.to_owned(), error),
+            None => failures.remove(topic),
+        };
+    }
+
     /// Waits until the local logs reflect the image at `index`.
     async fn await_reconciled(&self, index: u64, deadline: Instant) -> Result<(), AdminError> {
         let mut reconciled = self.reconciled.subscribe();
-        match tokio::time::timeout_at(deadline, reconciled.wait_for(|done| *done >= index)).await
-        {
+        match tokio::time::timeout_at(deadline, reconciled.wait_for(|done| *done >= index)).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(AdminError::new(
                 ErrorCode::LeaderNotAvailable,
-                format!("the change was committed at metadata offset {index}, but this broker has not applied it yet; retry"),
+                format!(
+                    "the change was committed at metadata offset {index}, but this broker has not applied it yet; retry"
+                ),
             )),
         }
     }
@@ -255,10 +281,9 @@ impl Cluster {
 
 fn propose_error(error: &ProposeError) -> AdminError {
     match error {
-        ProposeError::ShuttingDown => AdminError::new(
-            ErrorCode::BrokerShuttingDown,
-            "the broker is shutting down",
-        ),
+        ProposeError::ShuttingDown => {
+            AdminError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+        }
         ProposeError::Unavailable(why) => AdminError::new(
             ErrorCode::LeaderNotAvailable,
             format!("the metadata quorum did not answer: {why}; retry"),

@@ -77,7 +77,11 @@ fn reconcile(broker: &Broker, previous: &Image, image: &Image) -> bool {
         if name == OFFSETS_LOG {
             continue;
         }
-        complete &= logged(name, "bring in step", bring_in_step(broker, me, name, record));
+        let outcome = bring_in_step(broker, me, name, record);
+        broker
+            .cluster
+            .set_local_failure(name, outcome.as_ref().err().cloned());
+        complete &= logged(name, "bring in step", outcome);
     }
     complete
 }
@@ -100,9 +104,12 @@ fn bring_in_step(
             .create_local(name, record.id, count, &hosted, &record.config),
         Some(local) if local.id != Some(record.id) => Ok(()),
         Some(local) => {
-            let missing = hosted
-                .iter()
-                .any(|&index| local.partitions.get(index as usize).is_none_or(Option::is_none));
+            let missing = hosted.iter().any(|&index| {
+                local
+                    .partitions
+                    .get(index as usize)
+                    .is_none_or(Option::is_none)
+            });
             if missing || local.partitions.len() as u32 != count {
                 broker.topics.grow_local(name, count, &hosted)?;
             }
@@ -143,7 +150,10 @@ pub async fn import(broker: &Broker) -> Result<(), AdminError> {
             replication_factor: 1,
         };
         broker.cluster.change(&command).await?;
-        tracing::info!(topic = topic.name, "entered a topic of this data directory into the cluster metadata");
+        tracing::info!(
+            topic = topic.name,
+            "entered a topic of this data directory into the cluster metadata"
+        );
     }
     Ok(())
 }

@@ -44,9 +44,11 @@ impl Cluster {
             reason,
         };
         match record.leader {
-            Some(leader) if leader == self.node_id => topics
-                .partition(topic, index)
-                .ok_or_else(|| not_available("this broker leads it but has not opened its log yet".into())),
+            Some(leader) if leader == self.node_id => {
+                topics.partition(topic, index).ok_or_else(|| {
+                    not_available("this broker leads it but has not opened its log yet".into())
+                })
+            }
             Some(leader) => Err(PartitionError::NotLeader {
                 topic: topic.to_owned(),
                 partition: index,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::metadata::Image;
 use crate::config::Config;
 use crate::group::engine::{
     CommitOutcome, Committer, Coordinator, GroupConfig, GroupDescription, GroupError, GroupSummary,
@@ -28,7 +29,6 @@ use crate::group::open_error::GroupOpenError;
 use crate::group::records::Record;
 use crate::group::store::{Appended, OffsetsLog};
 use crate::partition::{PartitionError, Storage, now_ms};
-use crate::cluster::metadata::Image;
 use crate::topics::TopicRegistry;
 
 /// Why a group request failed as a whole.

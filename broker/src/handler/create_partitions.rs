@@ -8,6 +8,7 @@ use super::Reply;
 use super::admin::{check_topics, each_topic, result};
 use crate::broker::Broker;
 use crate::cluster::metadata::Command;
+use crate::topics::AdminError;
 use crate::topics::checks::check_grow;
 
 pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest) -> Reply {
@@ -33,7 +34,18 @@ pub async fn handle(broker: Arc<Broker>, request: CreatePartitionsRequest) -> Re
                         name: change.name.clone(),
                         partitions: change.partition_count,
                     };
-                    broker.cluster.change(&command).await.map(drop)
+                    match broker.cluster.change(&command).await {
+                        Ok(_) => broker.cluster.local_failure(&change.name).map_or(Ok(()), |error| {
+                            Err(AdminError::new(
+                                error.code,
+                                format!(
+                                    "the topic has {} partitions now, but this broker cannot open its new ones yet and keeps trying: {}",
+                                    change.partition_count, error.message
+                                ),
+                            ))
+                        }),
+                        Err(error) => Err(error),
+                    }
                 }
                 outcome => outcome,
             };

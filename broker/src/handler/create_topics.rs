@@ -52,5 +52,17 @@ async fn create(
         partitions: topic.partition_count,
         replication_factor: checked.replication_factor,
     };
-    broker.cluster.change(&command).await.map(drop)
+    broker.cluster.change(&command).await?;
+    // This broker could not create its partitions (a full disk, a file in the way): the
+    // create fails as a whole, and the topic goes again.
+    if let Some(error) = broker.cluster.local_failure(&topic.name) {
+        let delete = Command::DeleteTopic {
+            name: topic.name.clone(),
+        };
+        if let Err(undo) = broker.cluster.change(&delete).await {
+            tracing::error!(topic = %topic.name, %undo.message, "cannot delete a topic whose create failed");
+        }
+        return Err(error);
+    }
+    Ok(())
 }

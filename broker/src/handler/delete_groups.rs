@@ -23,9 +23,9 @@ pub fn handle(broker: &Broker, request: DeleteGroupsRequest) -> Reply {
                 None => match not_coordinated(broker, &group_id) {
                     Some(why) => Err((ErrorCode::NotCoordinator, why)),
                     None => broker
-                    .groups
-                    .delete(&group_id)
-                    .map_err(|error| (error_code(&error), error.to_string())),
+                        .groups
+                        .delete(&group_id)
+                        .map_err(|error| (error_code(&error), error.to_string())),
                 },
             };
             let (error_code, error_message) = match outcome {

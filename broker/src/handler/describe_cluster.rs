@@ -26,7 +26,10 @@ pub async fn handle(broker: Arc<Broker>) -> Reply {
         Some(status) => status
             .voters
             .iter()
-            .map(|&(id, behind)| ClusterVoter { id, lag: lag(behind) })
+            .map(|&(id, behind)| ClusterVoter {
+                id,
+                lag: lag(behind),
+            })
             .collect(),
         None => quorum
             .voters
@@ -70,7 +73,9 @@ pub async fn handle(broker: Arc<Broker>) -> Reply {
                 || quorum.leader.map_or(NO_CONTROLLER, |leader| leader as i32),
                 |status| status.leader as i32,
             ),
-            term: controller.as_ref().map_or(quorum.term, |status| status.term),
+            term: controller
+                .as_ref()
+                .map_or(quorum.term, |status| status.term),
             voters,
         },
         brokers,

@@ -24,11 +24,13 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> Reply {
     let groups = group_ids
         .iter()
         .zip(reports)
-        .map(|(group_id, report)| match (not_coordinated(broker, group_id), report) {
-            (Some(_), _) => refused(group_id, ErrorCode::NotCoordinator),
-            (None, Some(report)) => described(group_id, report),
-            (None, None) => refused(group_id, ErrorCode::GroupIdNotFound),
-        })
+        .map(
+            |(group_id, report)| match (not_coordinated(broker, group_id), report) {
+                (Some(_), _) => refused(group_id, ErrorCode::NotCoordinator),
+                (None, Some(report)) => described(group_id, report),
+                (None, None) => refused(group_id, ErrorCode::GroupIdNotFound),
+            },
+        )
         .collect();
     DescribeGroupsResponse { groups }.into()
 }

@@ -229,11 +229,8 @@ mod tests {
             ];
             let offline = "segment 00000000000000000000.log: crc mismatch at 4096";
             let sizes = topics.iter().map(|(entry, count)| {
-                let each = DescribedPartition::encoded_bytes(
-                    replicas as usize,
-                    replicas as usize,
-                    None,
-                );
+                let each =
+                    DescribedPartition::encoded_bytes(replicas as usize, replicas as usize, None);
                 (
                     entry,
                     *count as usize * each + offline.len() * usize::from(*count > 1),

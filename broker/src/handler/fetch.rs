@@ -107,15 +107,12 @@ fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64
         .topics
         .iter()
         .flat_map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .filter_map(|wanted| {
-                    broker
-                        .cluster
-                        .route(&broker.topics, &topic.name, wanted.partition)
-                        .ok()
-                })
+            topic.partitions.iter().filter_map(|wanted| {
+                broker
+                    .cluster
+                    .route(&broker.topics, &topic.name, wanted.partition)
+                    .ok()
+            })
         })
         .map(|partition| partition.subscribe())
         .collect()

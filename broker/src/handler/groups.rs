@@ -55,7 +55,9 @@ pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), Reply> {
 pub fn not_coordinated(broker: &Broker, group_id: &str) -> Option<String> {
     match coordinator(broker, group_id) {
         Ok(node) if node == broker.config.node_id => None,
-        Ok(node) => Some(format!("broker {node} coordinates this group, not this broker")),
+        Ok(node) => Some(format!(
+            "broker {node} coordinates this group, not this broker"
+        )),
         Err(why) => Some(why),
     }
 }

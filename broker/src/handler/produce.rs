@@ -51,10 +51,10 @@ fn append(
     )?;
     if let Some(topic) = broker.topics.get(name) {
         topic.traffic.record_produce(
-        request.records.len(),
-        appended.record_count,
-        appended.duplicate_batches,
-    );
+            request.records.len(),
+            appended.record_count,
+            appended.duplicate_batches,
+        );
     }
     Ok((partition, appended))
 }
@@ -82,12 +82,8 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition_request in &topic.partitions {
-            let response = match append(
-                broker,
-                &topic.name,
-                partition_request,
-                latest_timestamp_ms,
-            ) {
+            let response = match append(broker, &topic.name, partition_request, latest_timestamp_ms)
+            {
                 Ok((partition, appended)) => {
                     if request.acks == Acks::All {
                         waits.push((

@@ -26,14 +26,37 @@ pub fn render(cluster: &Cluster) -> String {
     let lag = status.committed.saturating_sub(status.applied);
     let mut text = String::new();
     let gauges: [(&str, &str, i64); 5] = [
-        ("strata_cluster_brokers_alive", "Brokers registered and not fenced, as this broker's metadata says.", alive as i64),
-        ("strata_cluster_controller", "The node id of the metadata quorum's leader as this broker knows it; -1 for none.", controller),
-        ("strata_metadata_applied_offset", "The metadata log offset this broker has applied.", status.applied as i64),
-        ("strata_metadata_applied_lag", "Committed metadata log entries this broker has not applied yet.", lag as i64),
-        ("strata_partitions_without_leader", "Partitions in the cluster with no leader: offline while their replicas are fenced.", leaderless as i64),
+        (
+            "strata_cluster_brokers_alive",
+            "Brokers registered and not fenced, as this broker's metadata says.",
+            alive as i64,
+        ),
+        (
+            "strata_cluster_controller",
+            "The node id of the metadata quorum's leader as this broker knows it; -1 for none.",
+            controller,
+        ),
+        (
+            "strata_metadata_applied_offset",
+            "The metadata log offset this broker has applied.",
+            status.applied as i64,
+        ),
+        (
+            "strata_metadata_applied_lag",
+            "Committed metadata log entries this broker has not applied yet.",
+            lag as i64,
+        ),
+        (
+            "strata_partitions_without_leader",
+            "Partitions in the cluster with no leader: offline while their replicas are fenced.",
+            leaderless as i64,
+        ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
     text
 }

@@ -45,7 +45,7 @@ pub enum PartitionError {
         /// The latest max timestamp accepted now.
         latest_ms: i64,
     },
-    /// A batch's producer id or epoch was never given out by this broker.
+    /// A batch's producer id or epoch was never given out in the cluster.
     #[error("batch {index}: {source}")]
     ProducerId {
         /// The batch's position in the request.

@@ -67,12 +67,19 @@ pub fn check_create(
 ///
 /// # Errors
 /// `UnknownTopicOrPartition` or `InvalidPartitions`.
-pub fn check_grow(config: &Config, image: &Image, name: &str, count: u32) -> Result<(), AdminError> {
+pub fn check_grow(
+    config: &Config,
+    image: &Image,
+    name: &str,
+    count: u32,
+) -> Result<(), AdminError> {
     let current = existing(image, name)?.partitions.len() as u32;
     if count <= current {
         return Err(AdminError::new(
             ErrorCode::InvalidPartitions,
-            format!("topic '{name}' has {current} partitions; the new count {count} must be larger"),
+            format!(
+                "topic '{name}' has {current} partitions; the new count {count} must be larger"
+            ),
         ));
     }
     check_partition_budget(config, image, name, count, count - current)

@@ -280,7 +280,12 @@ impl TopicRegistry {
             .write()
             .expect("topics lock")
             .insert(name.to_owned(), topic);
-        tracing::info!(topic = name, partitions = count, hosted = hosted.len(), "created topic");
+        tracing::info!(
+            topic = name,
+            partitions = count,
+            hosted = hosted.len(),
+            "created topic"
+        );
         Ok(())
     }
 
@@ -352,7 +357,12 @@ impl TopicRegistry {
             .write()
             .expect("topics lock")
             .insert(name.to_owned(), grown);
-        tracing::info!(topic = name, partitions = count, added = adding.len(), "added partitions");
+        tracing::info!(
+            topic = name,
+            partitions = count,
+            added = adding.len(),
+            "added partitions"
+        );
         Ok(())
     }
 
@@ -410,7 +420,11 @@ impl TopicRegistry {
             partitions: topic.partitions.clone(),
             traffic: topic.traffic.clone(),
         });
-        tracing::info!(topic = name, id, "adopted the topic into the cluster metadata");
+        tracing::info!(
+            topic = name,
+            id,
+            "adopted the topic into the cluster metadata"
+        );
         Ok(())
     }
 

@@ -39,7 +39,12 @@ pub(super) fn remove_orphans(
         };
         let reason = match topics.get(topic) {
             None => "its topic has no metadata",
-            Some(owner) if owner.partitions.get(index as usize).is_none_or(Option::is_none) => {
+            Some(owner)
+                if owner
+                    .partitions
+                    .get(index as usize)
+                    .is_none_or(Option::is_none) =>
+            {
                 "its topic has no such partition on this broker"
             }
             Some(_) => continue,

@@ -80,9 +80,8 @@ impl LogStore {
         let state_path = dir.join(STATE_FILE);
         let state = match record::read_single(&state_path)? {
             None => DurableState::default(),
-            Some(body) => serde_json::from_slice(&body).map_err(|error| {
-                record::corrupt(&state_path, HEADER_BYTES, error.to_string())
-            })?,
+            Some(body) => serde_json::from_slice(&body)
+                .map_err(|error| record::corrupt(&state_path, HEADER_BYTES, error.to_string()))?,
         };
         let (disk, entries) = LogDisk::open(dir, state.purged.map(|purged| purged.index))?;
         let committed = state.committed.map_or(0, |committed| committed.index);
@@ -134,7 +133,8 @@ impl LogDisk {
                 file_bytes = bytes.len(),
                 "cutting the torn tail of the metadata log"
             );
-            file.set_len(scan.valid_bytes).map_err(record::io_error(&path))?;
+            file.set_len(scan.valid_bytes)
+                .map_err(record::io_error(&path))?;
             file.sync_all().map_err(record::io_error(&path))?;
         }
         let mut entries = BTreeMap::new();
@@ -142,8 +142,9 @@ impl LogDisk {
         let mut expected = purged.map_or(0, |purged| purged + 1);
         for (offset, body) in scan.records {
             let at = offset as usize + HEADER_BYTES;
-            let entry: Entry = serde_json::from_slice(body)
-                .map_err(|error| record::corrupt(&path, at, format!("an undecodable entry: {error}")))?;
+            let entry: Entry = serde_json::from_slice(body).map_err(|error| {
+                record::corrupt(&path, at, format!("an undecodable entry: {error}"))
+            })?;
             let index = entry.log_id.index;
             if purged.is_some_and(|purged| index <= purged) {
                 continue; // purged, but a crash came before the log was rewritten
@@ -156,19 +157,26 @@ impl LogDisk {
             offsets.insert(index, offset);
             entries.insert(index, entry);
         }
-        let disk = LogDisk { dir: dir.to_path_buf(), file, offsets, log_bytes: scan.valid_bytes };
+        let disk = LogDisk {
+            dir: dir.to_path_buf(),
+            file,
+            offsets,
+            log_bytes: scan.valid_bytes,
+        };
         Ok((disk, entries))
     }
 
     /// Appends `records` (index and encoded entry) and fsyncs.
     fn append(&mut self, records: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
         let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(records.len());
         for (index, body) in records {
-            self.offsets.insert(index, self.log_bytes + bytes.len() as u64);
-            record::encode(&body, &mut bytes);
+            offsets.push((index, self.log_bytes + bytes.len() as u64));
+            record::encode(&body, &mut bytes)?;
         }
         self.file.write_all(&bytes)?;
         self.file.sync_data()?;
+        self.offsets.extend(offsets);
         self.log_bytes += bytes.len() as u64;
         Ok(())
     }
@@ -187,9 +195,14 @@ impl LogDisk {
 
     /// Rewrites `log` without the entries up to `index`.
     fn purge(&mut self, index: u64) -> io::Result<()> {
-        let kept_from = self.offsets.range(index + 1..).next().map(|(_, &offset)| offset);
+        let kept_from = self
+            .offsets
+            .range(index + 1..)
+            .next()
+            .map(|(_, &offset)| offset);
         let kept_from = kept_from.unwrap_or(self.log_bytes);
-        let mut kept = vec![0; usize::try_from(self.log_bytes - kept_from).map_err(io::Error::other)?];
+        let mut kept =
+            vec![0; usize::try_from(self.log_bytes - kept_from).map_err(io::Error::other)?];
         self.file.read_exact_at(&mut kept, kept_from)?;
         let path = self.dir.join(LOG_FILE);
         record::replace_file(&path, &kept).map_err(io::Error::other)?;
@@ -221,7 +234,10 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let entries = self.entries.read().expect("log entries lock");
-        Ok(entries.range(range).map(|(_, entry)| entry.clone()).collect())
+        Ok(entries
+            .range(range)
+            .map(|(_, entry)| entry.clone())
+            .collect())
     }
 }
 
@@ -230,7 +246,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        LogReader { entries: self.entries.clone() }.try_get_log_entries(range).await
+        LogReader {
+            entries: self.entries.clone(),
+        }
+        .try_get_log_entries(range)
+        .await
     }
 }
 
@@ -240,11 +260,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let entries = self.entries.read().expect("log entries lock");
         let last = entries.last_key_value().map(|(_, entry)| entry.log_id);
-        Ok(LogState { last_purged_log_id: self.state.purged, last_log_id: last.or(self.state.purged) })
+        Ok(LogState {
+            last_purged_log_id: self.state.purged,
+            last_log_id: last.or(self.state.purged),
+        })
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
-        LogReader { entries: self.entries.clone() }
+        LogReader {
+            entries: self.entries.clone(),
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -268,7 +293,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.state.committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -296,7 +325,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.entries.write().expect("log entries lock").split_off(&log_id.index);
+        self.entries
+            .write()
+            .expect("log entries lock")
+            .split_off(&log_id.index);
         self.on_disk(move |disk| disk.truncate(log_id.index))
             .await
             .map_err(|error| storage_error(ErrorSubject::Logs, error))
@@ -312,5 +344,159 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.on_disk(move |disk| disk.purge(log_id.index))
             .await
             .map_err(|error| storage_error(ErrorSubject::Logs, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::cluster::raft::types::Payload;
+
+    pub(super) fn entry(index: u64) -> (u64, Vec<u8>) {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
+        let entry = Entry {
+            log_id,
+            payload: EntryPayload::Normal(Payload(vec![index as u8])),
+        };
+        (index, serde_json::to_vec(&entry).unwrap())
+    }
+
+    fn reopen(dir: &Path, purged: Option<u64>) -> (LogDisk, Vec<u64>) {
+        let (disk, entries) = LogDisk::open(dir, purged).unwrap();
+        (disk, entries.into_keys().collect())
+    }
+
+    #[test]
+    fn truncate_purge_and_append_keep_offsets_right_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = reopen(dir.path(), None);
+        disk.append((0..10).map(entry).collect()).unwrap();
+        disk.truncate(7).unwrap();
+        let (mut disk, indexes) = reopen(dir.path(), None);
+        assert_eq!(indexes, (0..7).collect::<Vec<_>>());
+        disk.purge(3).unwrap();
+        disk.append((7..10).map(entry).collect()).unwrap();
+        let (mut disk, indexes) = reopen(dir.path(), Some(3));
+        assert_eq!(indexes, (4..10).collect::<Vec<_>>());
+        disk.truncate(8).unwrap();
+        disk.purge(5).unwrap();
+        let (_, indexes) = reopen(dir.path(), Some(5));
+        assert_eq!(indexes, vec![6, 7]);
+    }
+
+    #[test]
+    fn entries_a_crash_left_below_purged_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = reopen(dir.path(), None);
+        disk.append((0..5).map(entry).collect()).unwrap();
+        let (_, indexes) = reopen(dir.path(), Some(2));
+        assert_eq!(indexes, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_gap_in_the_log_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = reopen(dir.path(), None);
+        disk.append(vec![entry(0), entry(1), entry(3)]).unwrap();
+        let Err(error) = LogDisk::open(dir.path(), None) else {
+            panic!("a gap must not open");
+        };
+        assert!(
+            error.to_string().contains("entry 3 where entry 2 belongs"),
+            "{error}"
+        );
+    }
+}
+
+/// The log's files against a model: appends, truncates, purges, torn tails and reopens.
+#[cfg(test)]
+mod model_tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::tests::entry;
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u64),
+        Truncate(u64),
+        Purge(u64),
+        TearTail(Vec<u8>),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (1u64..5).prop_map(Op::Append),
+            1 => any::<u64>().prop_map(Op::Truncate),
+            1 => any::<u64>().prop_map(Op::Purge),
+            1 => proptest::collection::vec(any::<u8>(), 1..12).prop_map(Op::TearTail),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// Applies `ops` to the disk and to a set of indexes, checking them against each other
+    /// after every reopen.
+    fn run(ops: &[Op]) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut disk, _) = LogDisk::open(dir.path(), None).unwrap();
+        let mut model = BTreeSet::new();
+        let mut purged: Option<u64> = None;
+        for op in ops {
+            let pick = |pick: u64| {
+                let kept: Vec<u64> = model.iter().copied().collect();
+                (!kept.is_empty()).then(|| kept[(pick % kept.len() as u64) as usize])
+            };
+            match op {
+                Op::Append(count) => {
+                    let next = model
+                        .last()
+                        .map_or(purged.map_or(0, |purged| purged + 1), |last| last + 1);
+                    disk.append((next..next + count).map(entry).collect())
+                        .unwrap();
+                    model.extend(next..next + count);
+                }
+                Op::Truncate(pick_at) => {
+                    if let Some(index) = pick(*pick_at) {
+                        disk.truncate(index).unwrap();
+                        model.split_off(&index);
+                    }
+                }
+                Op::Purge(pick_at) => {
+                    if let Some(index) = pick(*pick_at) {
+                        purged = Some(index);
+                        disk.purge(index).unwrap();
+                        model = model.split_off(&(index + 1));
+                    }
+                }
+                Op::TearTail(garbage) => {
+                    // A partial header, or a header promising more bytes than follow.
+                    let mut torn = 1000u32.to_le_bytes().to_vec();
+                    torn.extend_from_slice(garbage);
+                    torn.truncate(garbage.len());
+                    disk.file.write_all(&torn).unwrap();
+                    disk = LogDisk::open(dir.path(), purged).unwrap().0;
+                }
+                Op::Reopen => {
+                    let (reopened, entries) = LogDisk::open(dir.path(), purged).unwrap();
+                    assert_eq!(entries.into_keys().collect::<BTreeSet<_>>(), model);
+                    disk = reopened;
+                }
+            }
+        }
+        let (_, entries) = LogDisk::open(dir.path(), purged).unwrap();
+        assert_eq!(entries.into_keys().collect::<BTreeSet<_>>(), model);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn the_log_reopens_to_the_model(ops in proptest::collection::vec(op(), 1..30)) {
+            run(&ops);
+        }
     }
 }

@@ -28,6 +28,10 @@ mod server;
 mod state_machine;
 mod types;
 
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_disk;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +45,11 @@ pub use quorum::Quorum;
 /// How many entries are applied between two snapshots; the log behind a snapshot is
 /// purged, so this also bounds the log kept on disk and in memory.
 pub const SNAPSHOT_INTERVAL_ENTRIES: u64 = 1000;
+
+/// The largest command or leader request accepted. JSON writes each byte as up to four
+/// characters, and an entry must fit in one log record and one frame.
+pub const COMMAND_BYTES_MAX: usize = 8 * 1024 * 1024;
+const _: () = assert!(COMMAND_BYTES_MAX * 5 < record::RECORD_BYTES_MAX);
 
 /// What the quorum replicates. Called only from the adapter's apply task, one call at a time.
 pub trait StateMachine: Send + 'static {
@@ -97,7 +106,7 @@ pub enum ProposeError {
     /// No leader could be reached before the deadline (election, partition, dead voters). Retriable.
     #[error("the metadata quorum is unavailable: {0}")]
     Unavailable(String),
-    /// The quorum is shutting down.
+    /// The quorum is shutting down, or its Raft engine stopped (see [`Quorum::failure`]).
     #[error("the metadata quorum is shutting down")]
     ShuttingDown,
 }

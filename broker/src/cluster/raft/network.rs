@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use openraft::EmptyNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -27,7 +28,6 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::EmptyNode;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -49,7 +49,9 @@ pub(crate) type Connection = Framed<TcpStream, LengthDelimitedCodec>;
 
 /// Frames a connection with the quorum's length codec.
 pub(crate) fn frame(stream: TcpStream) -> Connection {
-    let codec = LengthDelimitedCodec::builder().max_frame_length(FRAME_BYTES_MAX).new_codec();
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(FRAME_BYTES_MAX)
+        .new_codec();
     Framed::new(stream, codec)
 }
 
@@ -98,19 +100,33 @@ pub(crate) enum CallError {
 
 /// Opens a framed connection to `target` at `address`.
 async fn connect(target: u64, address: &str) -> Result<Connection, CallError> {
-    let stream = TcpStream::connect(address).await.map_err(|source| CallError::Connect {
-        target,
-        address: address.to_string(),
-        source,
-    })?;
-    stream.set_nodelay(true).map_err(|source| CallError::Io { target, source })?;
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|source| CallError::Connect {
+            target,
+            address: address.to_string(),
+            source,
+        })?;
+    stream
+        .set_nodelay(true)
+        .map_err(|source| CallError::Io { target, source })?;
     Ok(frame(stream))
 }
 
 /// Sends `request` and reads its response.
-async fn exchange(target: u64, connection: &mut Connection, request: &Request) -> Result<Response, CallError> {
-    let body = serde_json::to_vec(request).map_err(|error| CallError::Io { target, source: error.into() })?;
-    connection.send(Bytes::from(body)).await.map_err(|source| CallError::Io { target, source })?;
+async fn exchange(
+    target: u64,
+    connection: &mut Connection,
+    request: &Request,
+) -> Result<Response, CallError> {
+    let body = serde_json::to_vec(request).map_err(|error| CallError::Io {
+        target,
+        source: error.into(),
+    })?;
+    connection
+        .send(Bytes::from(body))
+        .await
+        .map_err(|source| CallError::Io { target, source })?;
     let reply = match connection.next().await {
         Some(Ok(reply)) => reply,
         Some(Err(source)) => return Err(CallError::Io { target, source }),
@@ -119,7 +135,10 @@ async fn exchange(target: u64, connection: &mut Connection, request: &Request) -
             return Err(CallError::Io { target, source });
         }
     };
-    serde_json::from_slice(&reply).map_err(|error| CallError::BadReply { target, reason: error.to_string() })
+    serde_json::from_slice(&reply).map_err(|error| CallError::BadReply {
+        target,
+        reason: error.to_string(),
+    })
 }
 
 /// Forwarded calls to peers, over pooled connections. Thread-safe.
@@ -132,16 +151,32 @@ pub(crate) struct Peers {
 impl Peers {
     /// Peers at the voters' configured addresses.
     pub(crate) fn new(voters: Arc<BTreeMap<u64, String>>) -> Self {
-        Peers { voters, idle: Mutex::new(HashMap::new()) }
+        Peers {
+            voters,
+            idle: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Sends `request` to `target` and returns its response, by `deadline`.
     ///
     /// # Errors
     /// No address, connection failure, bad reply or timeout; the connection is dropped.
-    pub(crate) async fn call(&self, target: u64, request: &Request, deadline: Instant) -> Result<Response, CallError> {
-        let address = self.voters.get(&target).ok_or(CallError::NoAddress { target })?;
-        let idle = self.idle.lock().expect("idle connections lock").get_mut(&target).and_then(Vec::pop);
+    pub(crate) async fn call(
+        &self,
+        target: u64,
+        request: &Request,
+        deadline: Instant,
+    ) -> Result<Response, CallError> {
+        let address = self
+            .voters
+            .get(&target)
+            .ok_or(CallError::NoAddress { target })?;
+        let idle = self
+            .idle
+            .lock()
+            .expect("idle connections lock")
+            .get_mut(&target)
+            .and_then(Vec::pop);
         let call = async {
             let mut connection = match idle {
                 Some(connection) => connection,
@@ -150,7 +185,9 @@ impl Peers {
             let response = exchange(target, &mut connection, request).await?;
             Ok((connection, response))
         };
-        let (connection, response) = timeout_at(deadline, call).await.map_err(|_| CallError::Timeout { target })??;
+        let (connection, response) = timeout_at(deadline, call)
+            .await
+            .map_err(|_| CallError::Timeout { target })??;
         let mut idle = self.idle.lock().expect("idle connections lock");
         let pool = idle.entry(target).or_default();
         if pool.len() < IDLE_CONNECTIONS_MAX {
@@ -176,7 +213,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, _node: &EmptyNode) -> PeerClient {
-        PeerClient { target, address: self.voters.get(&target).cloned(), connection: None }
+        PeerClient {
+            target,
+            address: self.voters.get(&target).cloned(),
+            connection: None,
+        }
     }
 }
 
@@ -191,7 +232,10 @@ impl PeerClient {
     /// Sends `request` within `ttl`, connecting first if needed.
     async fn call(&mut self, request: Request, ttl: Duration) -> Result<Response, CallError> {
         let target = self.target;
-        let address = self.address.as_deref().ok_or(CallError::NoAddress { target })?;
+        let address = self
+            .address
+            .as_deref()
+            .ok_or(CallError::NoAddress { target })?;
         let connection = &mut self.connection;
         let call = async {
             if connection.is_none() {
@@ -200,7 +244,9 @@ impl PeerClient {
             let open = connection.as_mut().expect("connected above");
             exchange(target, open, &request).await
         };
-        let result = timeout_at(Instant::now() + ttl, call).await.unwrap_or(Err(CallError::Timeout { target }));
+        let result = timeout_at(Instant::now() + ttl, call)
+            .await
+            .unwrap_or(Err(CallError::Timeout { target }));
         if result.is_err() {
             self.connection = None;
         }
@@ -209,7 +255,10 @@ impl PeerClient {
 
     /// A reply of the wrong kind.
     fn wrong_reply(&self) -> CallError {
-        CallError::BadReply { target: self.target, reason: "a response to another request".to_string() }
+        CallError::BadReply {
+            target: self.target,
+            reason: "a response to another request".to_string(),
+        }
     }
 }
 
@@ -219,7 +268,9 @@ fn rpc_error<E: std::error::Error>(error: &CallError) -> RPCError<u64, EmptyNode
         CallError::NoAddress { .. } | CallError::Connect { .. } | CallError::Timeout { .. } => {
             RPCError::Unreachable(Unreachable::new(error))
         }
-        CallError::Io { .. } | CallError::BadReply { .. } => RPCError::Network(NetworkError::new(error)),
+        CallError::Io { .. } | CallError::BadReply { .. } => {
+            RPCError::Network(NetworkError::new(error))
+        }
     }
 }
 
@@ -234,8 +285,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, EmptyNode, RaftError<u64>>> {
-        match self.call(Request::AppendEntries(rpc), option.hard_ttl()).await {
-            Ok(Response::AppendEntries(result)) => result.map_err(|error| remote(self.target, error)),
+        match self
+            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(Response::AppendEntries(result)) => {
+                result.map_err(|error| remote(self.target, error))
+            }
             Ok(_) => Err(rpc_error(&self.wrong_reply())),
             Err(error) => Err(rpc_error(&error)),
         }
@@ -245,9 +301,17 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, EmptyNode, RaftError<u64, InstallSnapshotError>>> {
-        match self.call(Request::InstallSnapshot(rpc), option.hard_ttl()).await {
-            Ok(Response::InstallSnapshot(result)) => result.map_err(|error| remote(self.target, error)),
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, EmptyNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self
+            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(Response::InstallSnapshot(result)) => {
+                result.map_err(|error| remote(self.target, error))
+            }
             Ok(_) => Err(rpc_error(&self.wrong_reply())),
             Err(error) => Err(rpc_error(&error)),
         }

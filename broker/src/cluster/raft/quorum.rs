@@ -26,17 +26,18 @@ use tokio_util::task::TaskTracker;
 use super::log_store::LogStore;
 use super::network::{NetworkFactory, Peers, SNAPSHOT_CHUNK_BYTES};
 use super::record;
-use super::state_machine::StateMachineStore;
+use super::state_machine::{SnapshotWrites, StateMachineStore};
 use super::types::{Forwarded, Payload, Request, Response, TypeConfig};
 use super::{
-    LeaderService, ProposeError, Proposed, QuorumConfig, QuorumError, QuorumStatus, SNAPSHOT_INTERVAL_ENTRIES,
-    StateMachine, VoterStatus,
+    COMMAND_BYTES_MAX, LeaderService, ProposeError, Proposed, QuorumConfig, QuorumError,
+    QuorumStatus, SNAPSHOT_INTERVAL_ENTRIES, StateMachine, VoterStatus,
 };
 
 /// The pause before trying again when no leader is known or the leader did not answer.
 const RETRY_BACKOFF: Duration = Duration::from_millis(25);
 
-/// A running quorum member. Cheap to clone; clones share it; thread-safe.
+/// A running quorum member. Cheap to clone; clones share it; thread-safe. Its tasks run
+/// until [`Quorum::shutdown`]: dropping every clone does not stop them.
 #[derive(Clone)]
 pub struct Quorum {
     inner: Arc<Inner>,
@@ -52,6 +53,7 @@ pub(crate) struct Inner {
     applied: watch::Receiver<u64>,
     leader: watch::Receiver<Option<u64>>,
     committed: Arc<AtomicU64>,
+    snapshot_writes: SnapshotWrites,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -80,7 +82,14 @@ impl Quorum {
         state_machine: impl StateMachine,
         service: Arc<dyn LeaderService>,
     ) -> Result<Self, QuorumError> {
-        Self::start_with(config, listener, state_machine, service, SNAPSHOT_INTERVAL_ENTRIES).await
+        Self::start_with(
+            config,
+            listener,
+            state_machine,
+            service,
+            SNAPSHOT_INTERVAL_ENTRIES,
+        )
+        .await
     }
 
     /// [`Quorum::start`], with a snapshot every `snapshot_interval_entries` applied entries.
@@ -95,11 +104,15 @@ impl Quorum {
         let dir = config.dir.clone();
         let (log, machine) = tokio::task::spawn_blocking(move || {
             record::create_dir(&dir)?;
-            Ok::<_, QuorumError>((LogStore::open(&dir)?, StateMachineStore::open(&dir, state_machine)?))
+            Ok::<_, QuorumError>((
+                LogStore::open(&dir)?,
+                StateMachineStore::open(&dir, state_machine)?,
+            ))
         })
         .await
         .map_err(|error| QuorumError::Raft(error.to_string()))??;
         let committed = log.committed_index();
+        let snapshot_writes = machine.writes();
         let voters = Arc::new(config.voters.clone());
         let network = NetworkFactory::new(voters.clone());
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, machine)
@@ -116,12 +129,20 @@ impl Quorum {
             applied,
             leader,
             committed,
+            snapshot_writes,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        let metrics = publish_metrics(raft.metrics(), applied_sender, leader_sender, inner.cancel.clone());
+        let metrics = publish_metrics(
+            raft.metrics(),
+            applied_sender,
+            leader_sender,
+            inner.cancel.clone(),
+        );
         inner.tasks.spawn(metrics);
-        inner.tasks.spawn(super::server::serve(listener, inner.clone()));
+        inner
+            .tasks
+            .spawn(super::server::serve(listener, inner.clone()));
         let quorum = Quorum { inner };
         if let Err(error) = quorum.initialize().await {
             quorum.shutdown().await;
@@ -130,14 +151,29 @@ impl Quorum {
         Ok(quorum)
     }
 
-    /// Initialises the cluster with every voter if this node's log and vote are brand new.
+    /// Initialises the cluster with every voter if this node's log and vote are brand new;
+    /// otherwise checks that the log's voters are the configured ones.
     async fn initialize(&self) -> Result<(), QuorumError> {
         let raft = &self.inner.raft;
-        let initialized = raft.is_initialized().await.map_err(|error| QuorumError::Raft(error.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|error| QuorumError::Raft(error.to_string()))?;
+        let members: BTreeSet<u64> = self.inner.voters.iter().copied().collect();
         if initialized {
+            let logged: BTreeSet<u64> = {
+                let metrics = raft.metrics();
+                let membership = metrics.borrow().membership_config.clone();
+                membership.membership().voter_ids().collect()
+            };
+            if !logged.is_empty() && logged != members {
+                return Err(QuorumError::Config(format!(
+                    "the metadata log's voters are {logged:?} but the configured ones are \
+                     {members:?}; changing the voters is not supported"
+                )));
+            }
             return Ok(());
         }
-        let members: BTreeSet<u64> = self.inner.voters.iter().copied().collect();
         match raft.initialize(members).await {
             // Another voter's entries arrived first: the cluster is formed already.
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
@@ -151,13 +187,23 @@ impl Quorum {
     ///
     /// # Errors
     /// [`ProposeError::Unavailable`] when no leader committed it by `deadline` (or this node
-    /// had not applied it by then); [`ProposeError::ShuttingDown`].
+    /// had not applied it by then), or at once for a command over [`COMMAND_BYTES_MAX`];
+    /// [`ProposeError::ShuttingDown`].
     ///
     /// # Cancel safety
     /// Not cancel safe: a cancelled proposal may still be committed.
-    pub async fn propose(&self, command: Vec<u8>, deadline: Instant) -> Result<Proposed, ProposeError> {
+    pub async fn propose(
+        &self,
+        command: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Proposed, ProposeError> {
+        check_size(&command)?;
         let inner = &self.inner;
-        let proposed = inner.with_leader(deadline, |leader| inner.propose_at(leader, &command, deadline)).await?;
+        let proposed = inner
+            .with_leader(deadline, |leader| {
+                inner.propose_at(leader, &command, deadline)
+            })
+            .await?;
         inner.wait_applied(proposed.index, deadline).await?;
         Ok(proposed)
     }
@@ -166,9 +212,16 @@ impl Quorum {
     ///
     /// # Errors
     /// As [`Quorum::propose`].
-    pub async fn call_leader(&self, request: Vec<u8>, deadline: Instant) -> Result<Vec<u8>, ProposeError> {
+    pub async fn call_leader(
+        &self,
+        request: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ProposeError> {
+        check_size(&request)?;
         let inner = &self.inner;
-        inner.with_leader(deadline, |leader| inner.call_at(leader, &request, deadline)).await
+        inner
+            .with_leader(deadline, |leader| inner.call_at(leader, &request, deadline))
+            .await
     }
 
     /// Where this node stands; voters' `matched` is known only on the leader.
@@ -189,7 +242,15 @@ impl Quorum {
             last_log_index,
             committed: self.inner.committed.load(Ordering::Acquire),
             applied: metrics.last_applied.map_or(0, |applied| applied.index),
-            voters: self.inner.voters.iter().map(|&id| VoterStatus { id, matched: matched(id) }).collect(),
+            voters: self
+                .inner
+                .voters
+                .iter()
+                .map(|&id| VoterStatus {
+                    id,
+                    matched: matched(id),
+                })
+                .collect(),
         }
     }
 
@@ -203,20 +264,35 @@ impl Quorum {
         self.inner.leader.clone()
     }
 
+    /// Why this node's Raft engine stopped (a failed fsync, say, or [`Quorum::shutdown`]);
+    /// `None` while it runs. A stopped engine never restarts: proposals on this node answer
+    /// [`ProposeError::ShuttingDown`].
+    pub fn failure(&self) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        let running = &metrics.borrow().running_state;
+        running.as_ref().err().map(ToString::to_string)
+    }
+
     /// Stops Raft and the listener; the log stays on disk.
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
         if let Err(error) = self.inner.raft.shutdown().await {
             tracing::warn!(%error, "the metadata quorum's Raft task ended badly");
         }
+        *self.inner.snapshot_writes.lock().await = true;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
 
-    /// Builds a snapshot now and waits for it; for tests.
+    /// Asks openraft to build a snapshot (ignored while one is being built); for tests.
     #[cfg(test)]
     pub(crate) async fn snapshot_now(&self) {
-        self.inner.raft.trigger().snapshot().await.expect("trigger a snapshot");
+        self.inner
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .expect("trigger a snapshot");
     }
 
     /// The raw openraft metrics; for tests.
@@ -229,7 +305,11 @@ impl Quorum {
 impl Inner {
     /// Runs `attempt` against the leader this node knows of until it is answered, the
     /// deadline passes or the quorum shuts down.
-    async fn with_leader<T, F, Fut>(&self, deadline: Instant, mut attempt: F) -> Result<T, ProposeError>
+    async fn with_leader<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<T, ProposeError>
     where
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = Forwarded<T>>,
@@ -238,9 +318,11 @@ impl Inner {
         let mut hint = None;
         let mut failure = "no leader is known".to_string();
         loop {
-            if self.cancel.is_cancelled() {
+            let stopped = self.raft.metrics().borrow().running_state.is_err();
+            if stopped || self.cancel.is_cancelled() {
                 return Err(ProposeError::ShuttingDown);
             }
+            let hinted = hint.is_some();
             let target = hint.take().or(*leader.borrow_and_update());
             if let Some(target) = target {
                 match timeout_at(deadline, attempt(target)).await {
@@ -249,14 +331,18 @@ impl Inner {
                         failure = format!("node {target} does not lead");
                         hint = known.filter(|&known| known != target);
                     }
-                    Ok(Forwarded::Unavailable(reason)) => failure = format!("node {target}: {reason}"),
+                    Ok(Forwarded::Unavailable(reason)) => {
+                        failure = format!("node {target}: {reason}");
+                    }
                     Err(_) => failure = format!("node {target} did not answer in time"),
                 }
             }
             if Instant::now() >= deadline {
                 return Err(ProposeError::Unavailable(failure));
             }
-            if hint.is_none() {
+            // A hint is followed at once, but only once per pause, so two nodes that each
+            // name the other do not spin.
+            if hint.is_none() || hinted {
                 let retry_at = (Instant::now() + RETRY_BACKOFF).min(deadline);
                 tokio::select! {
                     () = self.cancel.cancelled() => return Err(ProposeError::ShuttingDown),
@@ -270,11 +356,19 @@ impl Inner {
     }
 
     /// Proposes `command` to `leader`: here, or forwarded.
-    async fn propose_at(&self, leader: u64, command: &[u8], deadline: Instant) -> Forwarded<Proposed> {
+    async fn propose_at(
+        &self,
+        leader: u64,
+        command: &[u8],
+        deadline: Instant,
+    ) -> Forwarded<Proposed> {
         if leader == self.node_id {
             return self.propose_here(command.to_vec()).await;
         }
-        let request = Request::Propose { command: command.to_vec(), timeout_ms: remaining_ms(deadline) };
+        let request = Request::Propose {
+            command: command.to_vec(),
+            timeout_ms: remaining_ms(deadline),
+        };
         match self.peers.call(leader, &request, deadline).await {
             Ok(Response::Propose(forwarded)) => forwarded,
             Ok(_) => Forwarded::Unavailable("a response to another request".to_string()),
@@ -285,9 +379,14 @@ impl Inner {
     /// Commits `command` if this node leads.
     pub(crate) async fn propose_here(&self, command: Vec<u8>) -> Forwarded<Proposed> {
         match self.raft.client_write(Payload(command)).await {
-            Ok(written) => Forwarded::Done(Proposed { index: written.log_id.index, outcome: written.data }),
+            Ok(written) => Forwarded::Done(Proposed {
+                index: written.log_id.index,
+                outcome: written.data,
+            }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Forwarded::NotLeader { leader: forward.leader_id }
+                Forwarded::NotLeader {
+                    leader: forward.leader_id,
+                }
             }
             Err(error) => Forwarded::Unavailable(error.to_string()),
         }
@@ -299,7 +398,11 @@ impl Inner {
             return self.call_here(self.node_id, request.to_vec()).await;
         }
         let from = self.node_id;
-        let request = Request::CallLeader { from, request: request.to_vec(), timeout_ms: remaining_ms(deadline) };
+        let request = Request::CallLeader {
+            from,
+            request: request.to_vec(),
+            timeout_ms: remaining_ms(deadline),
+        };
         match self.peers.call(leader, &request, deadline).await {
             Ok(Response::CallLeader(forwarded)) => forwarded,
             Ok(_) => Forwarded::Unavailable("a response to another request".to_string()),
@@ -329,16 +432,39 @@ impl Inner {
     }
 }
 
+/// Refuses a command or request over [`COMMAND_BYTES_MAX`]: it could not be logged or sent.
+fn check_size(bytes: &[u8]) -> Result<(), ProposeError> {
+    if bytes.len() > COMMAND_BYTES_MAX {
+        let reason = format!(
+            "{} bytes, over the {COMMAND_BYTES_MAX}-byte maximum of a command",
+            bytes.len()
+        );
+        return Err(ProposeError::Unavailable(reason));
+    }
+    Ok(())
+}
+
 /// The milliseconds left until `deadline`.
 fn remaining_ms(deadline: Instant) -> u64 {
-    u64::try_from(deadline.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
 }
 
 /// openraft's configuration for `config`.
-fn raft_config(config: &QuorumConfig, snapshot_interval_entries: u64) -> Result<openraft::Config, QuorumError> {
+fn raft_config(
+    config: &QuorumConfig,
+    snapshot_interval_entries: u64,
+) -> Result<openraft::Config, QuorumError> {
     if !config.voters.contains_key(&config.node_id) {
         let voters: Vec<&u64> = config.voters.keys().collect();
-        return Err(QuorumError::Config(format!("node {} is not among the voters {voters:?}", config.node_id)));
+        return Err(QuorumError::Config(format!(
+            "node {} is not among the voters {voters:?}",
+            config.node_id
+        )));
     }
     let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     openraft::Config {
@@ -363,9 +489,17 @@ async fn publish_metrics(
     leader: watch::Sender<Option<u64>>,
     cancel: CancellationToken,
 ) {
+    let mut failure_reported = false;
     loop {
         {
             let now = metrics.borrow_and_update();
+            if let Err(fatal) = &now.running_state
+                && !failure_reported
+                && !cancel.is_cancelled()
+            {
+                tracing::error!(%fatal, "the metadata quorum's Raft engine stopped");
+                failure_reported = true;
+            }
             let index = now.last_applied.map_or(0, |applied| applied.index);
             applied.send_if_modified(|applied| std::mem::replace(applied, index) != index);
             let current = now.current_leader;

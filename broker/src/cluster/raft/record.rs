@@ -10,8 +10,10 @@
 //! last record cut short, or whose checksum fails with nothing after it. Damage anywhere
 //! else is corruption and is reported with the file and byte offset.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use crate::data_dir::{DIR_MODE, FILE_MODE, create_private_file};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::QuorumError;
@@ -22,12 +24,24 @@ pub(crate) const HEADER_BYTES: usize = 8;
 pub(crate) const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Appends one record holding `body` to `out`.
-pub(crate) fn encode(body: &[u8], out: &mut Vec<u8>) {
-    assert!(body.len() <= RECORD_BYTES_MAX, "record of {} bytes", body.len());
-    let length = u32::try_from(body.len()).expect("bounded by RECORD_BYTES_MAX");
+///
+/// # Errors
+/// `body` is over [`RECORD_BYTES_MAX`].
+pub(crate) fn encode(body: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let length = u32::try_from(body.len())
+        .ok()
+        .filter(|&length| length as usize <= RECORD_BYTES_MAX)
+        .ok_or_else(|| {
+            let message = format!(
+                "a record of {} bytes, over the {RECORD_BYTES_MAX} maximum",
+                body.len()
+            );
+            io::Error::new(io::ErrorKind::InvalidInput, message)
+        })?;
     out.extend_from_slice(&length.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
     out.extend_from_slice(body);
+    Ok(())
 }
 
 /// The records found in a file's bytes.
@@ -71,17 +85,27 @@ pub(crate) fn scan<'a>(path: &Path, bytes: &'a [u8]) -> Result<Scan<'a>, QuorumE
         records.push((offset as u64, body));
         offset = end;
     }
-    Ok(Scan { records, valid_bytes: offset as u64 })
+    Ok(Scan {
+        records,
+        valid_bytes: offset as u64,
+    })
 }
 
 /// A [`QuorumError::Corrupt`] for `path` at `offset`.
 pub(crate) fn corrupt(path: &Path, offset: usize, reason: String) -> QuorumError {
-    QuorumError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason }
+    QuorumError::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    }
 }
 
 /// A [`QuorumError::Io`] for `path`.
-pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> QuorumError + '_ {
-    move |source| QuorumError::Io { path: path.to_path_buf(), source }
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> QuorumError + '_ {
+    move |source| QuorumError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads the single record of a state or snapshot file; `None` when the file does not exist.
@@ -91,7 +115,7 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> QuorumErro
 pub(crate) fn read_single(path: &Path) -> Result<Option<Vec<u8>>, QuorumError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(io_error(path)(error)),
     };
     let scan = scan(path, &bytes)?;
@@ -108,7 +132,7 @@ pub(crate) fn read_single(path: &Path) -> Result<Option<Vec<u8>>, QuorumError> {
 /// Any I/O failure, with the file it happened on.
 pub(crate) fn write_single(path: &Path, body: &[u8]) -> Result<(), QuorumError> {
     let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
-    encode(body, &mut bytes);
+    encode(body, &mut bytes).map_err(io_error(path))?;
     replace_file(path, &bytes)
 }
 
@@ -118,7 +142,7 @@ pub(crate) fn write_single(path: &Path, body: &[u8]) -> Result<(), QuorumError> 
 /// Any I/O failure, with the file it happened on.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), QuorumError> {
     let temporary = temporary_path(path);
-    let mut file = File::create(&temporary).map_err(io_error(&temporary))?;
+    let mut file = create_private_file(&temporary).map_err(io_error(&temporary))?;
     file.write_all(bytes).map_err(io_error(&temporary))?;
     file.sync_all().map_err(io_error(&temporary))?;
     fs::rename(&temporary, path).map_err(io_error(path))?;
@@ -135,6 +159,7 @@ pub(crate) fn open_append(path: &Path) -> Result<File, QuorumError> {
         .create(true)
         .append(true)
         .read(true)
+        .mode(FILE_MODE)
         .open(path)
         .map_err(io_error(path))?;
     if !existed {
@@ -154,9 +179,9 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), QuorumError> {
     if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         create_dir(parent)?;
     }
-    match fs::create_dir(dir) {
+    match DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => sync_parent(dir),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(error) => Err(io_error(dir)(error)),
     }
 }
@@ -167,7 +192,9 @@ fn sync_parent(path: &Path) -> Result<(), QuorumError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    File::open(parent).and_then(|dir| dir.sync_all()).map_err(io_error(parent))
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(parent))
 }
 
 /// Where [`replace_file`] writes before renaming.
@@ -184,7 +211,7 @@ mod tests {
     fn records(bodies: &[&[u8]]) -> Vec<u8> {
         let mut bytes = Vec::new();
         for body in bodies {
-            encode(body, &mut bytes);
+            encode(body, &mut bytes).unwrap();
         }
         bytes
     }
@@ -217,13 +244,19 @@ mod tests {
         bytes[HEADER_BYTES] ^= 1;
         let error = scan(Path::new("dir/log"), &bytes).expect_err("corrupt");
         let message = error.to_string();
-        assert!(message.contains("dir/log") && message.contains("byte 0"), "{message}");
+        assert!(
+            message.contains("dir/log") && message.contains("byte 0"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_length_over_the_maximum_is_corruption_even_at_the_tail() {
         let mut bytes = records(&[b"first", b"second"]);
         bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(scan(Path::new("log"), &bytes), Err(QuorumError::Corrupt { offset: 0, .. })));
+        assert!(matches!(
+            scan(Path::new("log"), &bytes),
+            Err(QuorumError::Corrupt { offset: 0, .. })
+        ));
     }
 }

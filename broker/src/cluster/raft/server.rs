@@ -52,7 +52,9 @@ async fn serve_connection(stream: TcpStream, quorum: Arc<Inner>) {
             () = quorum.cancel.cancelled() => return,
             frame = connection.next() => frame,
         };
-        let request: Request = match frame.map(|frame| frame.map(|body| serde_json::from_slice(&body))) {
+        let request: Request = match frame
+            .map(|frame| frame.map(|body| serde_json::from_slice(&body)))
+        {
             None => return,
             Some(Ok(Ok(request))) => request,
             Some(Ok(Err(error))) => {
@@ -84,14 +86,25 @@ async fn serve_connection(stream: TcpStream, quorum: Arc<Inner>) {
 /// The response to `request`.
 async fn answer(quorum: &Inner, request: Request) -> Response {
     match request {
-        Request::AppendEntries(rpc) => Response::AppendEntries(quorum.raft.append_entries(rpc).await),
+        Request::AppendEntries(rpc) => {
+            Response::AppendEntries(quorum.raft.append_entries(rpc).await)
+        }
         Request::Vote(rpc) => Response::Vote(quorum.raft.vote(rpc).await),
-        Request::InstallSnapshot(rpc) => Response::InstallSnapshot(quorum.raft.install_snapshot(rpc).await),
-        Request::Propose { command, timeout_ms } => {
+        Request::InstallSnapshot(rpc) => {
+            Response::InstallSnapshot(quorum.raft.install_snapshot(rpc).await)
+        }
+        Request::Propose {
+            command,
+            timeout_ms,
+        } => {
             let answered = timeout(bounded(timeout_ms), quorum.propose_here(command)).await;
             Response::Propose(answered.unwrap_or_else(|_| timed_out()))
         }
-        Request::CallLeader { from, request, timeout_ms } => {
+        Request::CallLeader {
+            from,
+            request,
+            timeout_ms,
+        } => {
             let answered = timeout(bounded(timeout_ms), quorum.call_here(from, request)).await;
             Response::CallLeader(answered.unwrap_or_else(|_| timed_out()))
         }

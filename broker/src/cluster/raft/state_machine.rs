@@ -16,7 +16,9 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 
 use super::record::{self, HEADER_BYTES};
-use super::types::{Entry, LogId, Payload, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::types::{
+    Entry, LogId, Payload, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use super::{QuorumError, StateMachine};
 
 /// The snapshot file's name in the quorum directory.
@@ -42,11 +44,21 @@ struct Applied<M> {
 pub(crate) struct StateMachineStore<M> {
     applied: Arc<Mutex<Applied<M>>>,
     dir: PathBuf,
+    writes: SnapshotWrites,
 }
+
+/// Held while a snapshot is written; `true` once the quorum has shut down. openraft does
+/// not wait for a snapshot being built when it stops, so shutdown closes this instead: no
+/// file changes after [`Quorum::shutdown`](super::Quorum::shutdown) returns.
+pub(crate) type SnapshotWrites = Arc<tokio::sync::Mutex<bool>>;
 
 impl<M> Clone for StateMachineStore<M> {
     fn clone(&self) -> Self {
-        StateMachineStore { applied: self.applied.clone(), dir: self.dir.clone() }
+        StateMachineStore {
+            applied: self.applied.clone(),
+            dir: self.dir.clone(),
+            writes: self.writes.clone(),
+        }
     }
 }
 
@@ -77,33 +89,56 @@ impl<M: StateMachine> StateMachineStore<M> {
             applied.membership = snapshot.meta.last_membership.clone();
             applied.snapshot = Some(snapshot);
         }
-        Ok(StateMachineStore { applied: Arc::new(Mutex::new(applied)), dir: dir.to_path_buf() })
+        Ok(StateMachineStore {
+            applied: Arc::new(Mutex::new(applied)),
+            dir: dir.to_path_buf(),
+            writes: SnapshotWrites::default(),
+        })
+    }
+
+    /// The gate that shutdown closes.
+    pub(crate) fn writes(&self) -> SnapshotWrites {
+        self.writes.clone()
     }
 
     /// Writes `snapshot` to disk on the blocking pool and makes it the current one.
     async fn keep(&self, snapshot: StoredSnapshot) -> Result<(), StorageError> {
         let path = self.dir.join(SNAPSHOT_FILE);
-        let body = encode_snapshot(&snapshot)?;
         let signature = snapshot.meta.signature();
-        tokio::task::spawn_blocking(move || record::write_single(&path, &body))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|written| written.map_err(io::Error::other))
-            .map_err(|error| {
-                StorageError::from_io_error(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write, error)
-            })?;
+        let closed = self.writes.lock().await;
+        if *closed {
+            let error = io::Error::other("the metadata quorum has shut down");
+            let subject = ErrorSubject::Snapshot(Some(signature));
+            return Err(StorageError::from_io_error(
+                subject,
+                ErrorVerb::Write,
+                error,
+            ));
+        }
+        let written = tokio::task::spawn_blocking(move || {
+            let body = encode_snapshot(&snapshot)?;
+            record::write_single(&path, &body).map_err(io::Error::other)?;
+            Ok(snapshot)
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|written| written);
+        let snapshot = written.map_err(|error| {
+            StorageError::from_io_error(
+                ErrorSubject::Snapshot(Some(signature)),
+                ErrorVerb::Write,
+                error,
+            )
+        })?;
         self.applied.lock().expect("state machine lock").snapshot = Some(snapshot);
         Ok(())
     }
 }
 
 /// The snapshot file's body for `snapshot`.
-fn encode_snapshot(snapshot: &StoredSnapshot) -> Result<Vec<u8>, StorageError> {
-    let meta = serde_json::to_vec(&snapshot.meta).map_err(|error| {
-        let subject = ErrorSubject::Snapshot(Some(snapshot.meta.signature()));
-        StorageError::from_io_error(subject, ErrorVerb::Write, io::Error::other(error))
-    })?;
-    let meta_bytes = u32::try_from(meta.len()).expect("snapshot metadata under 4 GiB");
+fn encode_snapshot(snapshot: &StoredSnapshot) -> io::Result<Vec<u8>> {
+    let meta = serde_json::to_vec(&snapshot.meta)?;
+    let meta_bytes = u32::try_from(meta.len()).map_err(io::Error::other)?;
     let mut body = Vec::with_capacity(4 + meta.len() + snapshot.data.len());
     body.extend_from_slice(&meta_bytes.to_le_bytes());
     body.extend_from_slice(&meta);
@@ -118,10 +153,15 @@ fn decode_snapshot(path: &Path, body: &[u8]) -> Result<StoredSnapshot, QuorumErr
         .split_first_chunk::<4>()
         .ok_or_else(|| damaged("no metadata length".to_string()))?;
     let length = u32::from_le_bytes(*length) as usize;
-    let meta = rest.get(..length).ok_or_else(|| damaged("metadata cut short".to_string()))?;
-    let meta: SnapshotMeta =
-        serde_json::from_slice(meta).map_err(|error| damaged(format!("undecodable metadata: {error}")))?;
-    Ok(StoredSnapshot { meta, data: rest[length..].to_vec() })
+    let meta = rest
+        .get(..length)
+        .ok_or_else(|| damaged("metadata cut short".to_string()))?;
+    let meta: SnapshotMeta = serde_json::from_slice(meta)
+        .map_err(|error| damaged(format!("undecodable metadata: {error}")))?;
+    Ok(StoredSnapshot {
+        meta,
+        data: rest[length..].to_vec(),
+    })
 }
 
 impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<M> {
@@ -140,7 +180,10 @@ impl<M: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<M> {
             }
         };
         self.keep(snapshot.clone()).await?;
-        Ok(Snapshot { meta: snapshot.meta, snapshot: Box::new(Cursor::new(snapshot.data)) })
+        Ok(Snapshot {
+            meta: snapshot.meta,
+            snapshot: Box::new(Cursor::new(snapshot.data)),
+        })
     }
 }
 
@@ -174,7 +217,11 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
                     Vec::new()
                 }
             };
-            debug_assert_eq!(applied.machine.applied(), index, "the state machine's applied index");
+            debug_assert_eq!(
+                applied.machine.applied(),
+                index,
+                "the state machine's applied index"
+            );
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -203,7 +250,11 @@ impl<M: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
-        self.keep(StoredSnapshot { meta: meta.clone(), data }).await
+        self.keep(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
