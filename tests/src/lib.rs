@@ -16,11 +16,13 @@
 //! - [`group`]: consumer group requests, and a [`group::Member`] speaking them by hand.
 //! - [`power_loss`]: a power loss of a broker process, from a log of what it fsync'd.
 //! - [`chaos`]: the `strata-chaos` fault-injection harness and its checker.
+//! - [`cluster`]: a cluster of brokers on loopback, its status, and cuts between voters.
 
 pub mod attacks;
 pub mod chaos;
 pub mod child;
 mod cli;
+pub mod cluster;
 pub mod disk_full;
 pub mod group;
 pub mod io;
@@ -76,8 +78,49 @@ pub struct BrokerProcess {
     pub metrics_address: String,
     data_dir: PathBuf,
     settings: Vec<String>,
-    /// The binary and the flags it takes beyond `strata-broker`'s.
-    program: (PathBuf, Vec<std::ffi::OsString>),
+    launch: Launch,
+}
+
+/// How a broker process is started beyond its data directory and settings.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The binary.
+    pub binary: PathBuf,
+    /// Flags given ahead of the settings.
+    pub flags: Vec<std::ffi::OsString>,
+    /// Whether `--listen` and `--metrics-listen` on port 0 and `--log-level warn` are
+    /// added; `false` when `flags` give them.
+    pub default_flags: bool,
+    /// A file its stderr is appended to, or `None` to share the test's stderr.
+    pub stderr: Option<PathBuf>,
+}
+
+impl Launch {
+    /// `strata-broker` with the usual flags and `flags` on top.
+    pub fn broker(flags: Vec<std::ffi::OsString>) -> Self {
+        Self {
+            binary: binary("strata-broker"),
+            flags,
+            default_flags: true,
+            stderr: None,
+        }
+    }
+}
+
+/// Why a broker process did not start.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Its exit code, `None` if it was killed (or still running at the deadline).
+    pub code: Option<i32>,
+    /// What happened, with the end of its stderr when that went to a file.
+    pub detail: String,
+}
+
+impl StartFailure {
+    /// Whether it failed because a listen address was in use (exit code 4).
+    pub fn address_in_use(&self) -> bool {
+        self.code == Some(4)
+    }
 }
 
 impl BrokerProcess {
@@ -90,11 +133,7 @@ impl BrokerProcess {
             .iter()
             .map(|setting| (*setting).to_owned())
             .collect();
-        Self::spawn(
-            data_dir.to_owned(),
-            settings,
-            (binary("strata-broker"), Vec::new()),
-        )
+        Self::spawn(data_dir.to_owned(), settings, Launch::broker(Vec::new()))
     }
 
     /// Starts `strata-recorded-broker` on `data_dir`, writing what it fsyncs to
@@ -107,38 +146,71 @@ impl BrokerProcess {
             .iter()
             .map(|setting| (*setting).to_owned())
             .collect();
-        let flags = vec!["--sync-log".into(), sync_log.into()];
-        let program = (binary("strata-recorded-broker"), flags);
-        Self::spawn(data_dir.to_owned(), settings, program)
+        let launch = Launch {
+            binary: binary("strata-recorded-broker"),
+            ..Launch::broker(vec!["--sync-log".into(), sync_log.into()])
+        };
+        Self::spawn(data_dir.to_owned(), settings, launch)
     }
 
-    fn spawn(
+    /// Starts a broker as `launch` says, on `data_dir` with `--set KEY=VALUE` settings.
+    ///
+    /// # Errors
+    /// [`StartFailure`] if it exits, or prints no address within [`WAIT`].
+    pub fn try_start(
+        data_dir: &Path,
+        settings: Vec<String>,
+        launch: Launch,
+    ) -> Result<Self, StartFailure> {
+        Self::try_spawn(data_dir.to_owned(), settings, launch)
+    }
+
+    fn spawn(data_dir: PathBuf, settings: Vec<String>, launch: Launch) -> Self {
+        Self::try_spawn(data_dir, settings, launch)
+            .unwrap_or_else(|failure| panic!("strata-broker did not start: {failure:?}"))
+    }
+
+    fn try_spawn(
         data_dir: PathBuf,
         settings: Vec<String>,
-        program: (PathBuf, Vec<std::ffi::OsString>),
-    ) -> Self {
-        let mut command = Command::new(&program.0);
-        command
-            .args(&program.1)
-            .args([
+        launch: Launch,
+    ) -> Result<Self, StartFailure> {
+        let mut command = Command::new(&launch.binary);
+        command.args(&launch.flags);
+        if launch.default_flags {
+            command.args([
                 "--listen",
                 "127.0.0.1:0",
                 "--metrics-listen",
                 "127.0.0.1:0",
                 "--log-level",
                 "warn",
-            ])
+            ]);
+        }
+        command
             .arg("--data-dir")
             .arg(&data_dir)
             .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
+        match &launch.stderr {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap_or_else(|error| panic!("open {}: {error}", path.display()));
+                command.stderr(file);
+            }
+            None => {
+                command.stderr(Stdio::inherit());
+            }
+        }
         for setting in &settings {
             command.args(["--set", setting]);
         }
         let mut child = command
             .spawn()
-            .unwrap_or_else(|error| panic!("spawn {}: {error}", program.0.display()));
+            .unwrap_or_else(|error| panic!("spawn {}: {error}", launch.binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -150,10 +222,16 @@ impl BrokerProcess {
             Ok(line) if !line.is_empty() => line,
             other => {
                 let _ = child.kill();
-                panic!(
-                    "strata-broker did not start: {other:?}, status {:?}",
-                    child.wait()
-                );
+                let status = child.wait();
+                let log = launch
+                    .stderr
+                    .as_deref()
+                    .map(|path| log_tail(path, 20))
+                    .unwrap_or_default();
+                return Err(StartFailure {
+                    code: status.as_ref().ok().and_then(|status| status.code()),
+                    detail: format!("{other:?}, status {status:?}\n{log}"),
+                });
             }
         };
         // "strata-broker listening on ADDR (metrics on ADDR)"
@@ -166,14 +244,14 @@ impl BrokerProcess {
             .get(6)
             .map(|word| word.trim_end_matches(')').to_owned())
             .unwrap_or_default();
-        Self {
+        Ok(Self {
             child,
             address,
             metrics_address,
             data_dir,
             settings,
-            program,
-        }
+            launch,
+        })
     }
 
     /// The process id.
@@ -211,9 +289,24 @@ impl BrokerProcess {
         *self = Self::spawn(
             self.data_dir.clone(),
             self.settings.clone(),
-            self.program.clone(),
+            self.launch.clone(),
         );
     }
+
+    /// Makes later restarts listen on the client and metrics ports this process got,
+    /// so that addresses given out before a restart stay valid after it.
+    pub fn keep_ports(&mut self) {
+        self.settings.push(format!("listen={}", self.address));
+        self.settings
+            .push(format!("metrics_listen={}", self.metrics_address));
+    }
+}
+
+/// The last `lines` lines of the text file at `path` (empty if it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl Drop for BrokerProcess {
