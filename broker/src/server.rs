@@ -95,13 +95,15 @@ impl Server {
         let lock = tokio::task::spawn_blocking(move || DataDirLock::acquire(&data_dir)).await??;
         let cluster = Cluster::start(&config, cluster_listener).await?;
         let opening = (config.clone(), cluster.clone());
-        let broker = tokio::task::spawn_blocking(move || {
+        let opened = tokio::task::spawn_blocking(move || {
             let (config, cluster) = opening;
             Broker::open(config, storage, cluster, lock)
         })
-        .await??;
-        let broker = Arc::new(broker);
-        check_no_older_topics(&broker)?;
+        .await
+        .map_err(StartupError::from)
+        .and_then(|opened| opened);
+        let broker = Arc::new(stop_on_error(&cluster, opened).await?);
+        stop_on_error(&cluster, check_no_older_topics(&broker)).await?;
         let shutdown = broker.shutdown.clone();
         let joining = join(broker.clone(), cluster_address);
         if cluster.is_multi_node() {
@@ -111,18 +113,17 @@ impl Server {
                 }
             });
         } else {
-            match tokio::time::timeout(SINGLE_NODE_JOIN_TIMEOUT, joining).await {
-                Ok(joined) => joined.map_err(StartupError::Import)?,
-                Err(_) => {
-                    return Err(StartupError::Import(AdminError::new(
-                        ErrorCode::LeaderNotAvailable,
-                        format!(
-                            "the one-node metadata quorum elected no leader within {} s; if node_id changed since this data directory was first used, start with the node_id it had",
-                            SINGLE_NODE_JOIN_TIMEOUT.as_secs()
-                        ),
-                    )));
-                }
-            }
+            let joined = match tokio::time::timeout(SINGLE_NODE_JOIN_TIMEOUT, joining).await {
+                Ok(joined) => joined.map_err(StartupError::Import),
+                Err(_) => Err(StartupError::Import(AdminError::new(
+                    ErrorCode::LeaderNotAvailable,
+                    format!(
+                        "the one-node metadata quorum elected no leader within {} s; if node_id changed since this data directory was first used, start with the node_id it had",
+                        SINGLE_NODE_JOIN_TIMEOUT.as_secs()
+                    ),
+                ))),
+            };
+            stop_on_error(&cluster, joined).await?;
         }
         let source = broker.clone();
         endpoint.ready(Arc::new(move || {
@@ -188,17 +189,30 @@ async fn join(broker: Arc<Broker>, cluster_address: SocketAddr) -> Result<(), Ad
     Ok(())
 }
 
+/// Stops the metadata quorum if `result` is a failed start, so that none of its tasks
+/// outlives the start (or writes to the data directory once its lock is released).
+async fn stop_on_error<T>(
+    cluster: &Cluster,
+    result: Result<T, StartupError>,
+) -> Result<T, StartupError> {
+    if result.is_err() {
+        cluster.shutdown().await;
+    }
+    result
+}
+
 /// Refuses to join a cluster with topics of an older single node's data directory: they
 /// would need placing, and their names may be taken in the cluster.
 fn check_no_older_topics(broker: &Broker) -> Result<(), StartupError> {
     if !broker.cluster.is_multi_node() {
         return Ok(());
     }
+    let log_id = broker.cluster.image().log_id.clone();
     let older: Vec<String> = broker
         .topics
         .all()
         .iter()
-        .filter(|topic| topic.id.is_none())
+        .filter(|topic| !topic.is_of(&log_id))
         .map(|topic| topic.name.clone())
         .collect();
     if older.is_empty() {
@@ -207,7 +221,7 @@ fn check_no_older_topics(broker: &Broker) -> Result<(), StartupError> {
     Err(StartupError::Import(AdminError::new(
         ErrorCode::InvalidConfig,
         format!(
-            "the data directory holds topics of a single-node broker ({}); start it without --peers to keep them, or give this broker an empty data directory to join a cluster",
+            "the data directory holds topics that this cluster's metadata log did not make ({}): of a single-node broker, or of a metadata log since wiped; start it without --peers to keep them, or give this broker an empty data directory to join a cluster",
             older.join(", ")
         ),
     )))

@@ -211,6 +211,7 @@ mod tests {
             id,
             address: format!("127.0.0.1:{}", 9400 + id),
             cluster_address: format!("127.0.0.1:{}", 9500 + id),
+            log_id: "test-log".to_owned(),
         };
         match image.apply(index, &command) {
             Outcome::Registered { incarnation } => incarnation,

@@ -178,6 +178,7 @@ pub(super) async fn join(
         id: config.node_id,
         address,
         cluster_address,
+        log_id: fresh_log_id(config.node_id),
     };
     if !register_until(cluster, &register, &stop).await {
         return false;
@@ -191,6 +192,14 @@ pub(super) async fn join(
     ));
     tokio::spawn(control(cluster.clone(), interval, stop));
     true
+}
+
+/// A name for a metadata log that no other log has: the time, the process and the node.
+fn fresh_log_id(node_id: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{nanos:x}-{:x}-{node_id}", std::process::id())
 }
 
 /// Proposes `register` until it is applied; stores the incarnation it gave.

@@ -57,6 +57,9 @@ pub struct Cluster {
     reconciled: watch::Sender<u64>,
     /// Whether `--peers` named other brokers.
     multi_node: bool,
+    /// Set once registered and the local logs followed the metadata of the registration:
+    /// until then the image may be a stale one read back from the local log.
+    ready: std::sync::atomic::AtomicBool,
     /// Topics whose local copy the last reconcile could not bring in step, and why.
     local_failures: std::sync::Mutex<BTreeMap<String, AdminError>>,
 }
@@ -111,6 +114,7 @@ impl Cluster {
             incarnation: AtomicU64::new(0),
             reconciled: watch::Sender::new(0),
             multi_node: !config.peers.is_empty(),
+            ready: std::sync::atomic::AtomicBool::new(false),
             local_failures: std::sync::Mutex::default(),
         }))
     }
@@ -153,6 +157,12 @@ impl Cluster {
             membership::LeaderReply::Status(status) => Some(status),
             _ => None,
         }
+    }
+
+    /// Whether this broker has registered and its logs follow the metadata: until then it
+    /// serves no partition and takes no admin change, since its image may be stale.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// This broker's incarnation, once registered.

@@ -3,10 +3,12 @@
 //! deleted topics are gone, with the group offsets committed for them.
 //!
 //! Local topics carry the id of the metadata entry that created them (the log index of
-//! the create), so a topic deleted and created again under the same name while this
-//! broker was down is never mistaken for the old one. A topic from before the cluster
-//! existed (a data directory of an older single node) has no id; it is left alone until
-//! [`import`] enters it into the metadata and adopts it.
+//! the create) and the name of the metadata log (`Image::log_id`), so a topic deleted and
+//! created again under the same name while this broker was down is never mistaken for the
+//! old one. A topic this log did not make (one from an older single node's data
+//! directory, or from a metadata log since wiped) is never deleted on its word: it is
+//! left alone until [`import`] enters it into the metadata and adopts it (a one-node
+//! cluster), and a broker with peers refuses to start with one.
 //!
 //! The work is file I/O, so it runs on the blocking pool; a failure (a full disk) is
 //! logged and retried on the next change or after [`RETRY`].
@@ -19,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::metadata::{Command, Image, TopicRecord};
 use crate::broker::Broker;
 use crate::group::store::OFFSETS_LOG;
+use strata_protocol::ErrorCode;
+
 use crate::topics::AdminError;
 
 /// How soon a failed step is tried again when nothing else changes.
@@ -28,13 +32,15 @@ const RETRY: Duration = Duration::from_secs(1);
 pub async fn follow(broker: Arc<Broker>, stop: CancellationToken) {
     let cluster = broker.cluster.clone();
     let mut images = cluster.subscribe();
-    let mut previous = Arc::new(Image::default());
+    // The first pass compares with no image: the topics deleted while this broker was
+    // down are those with committed offsets that the image does not have.
+    let mut previous: Option<Arc<Image>> = None;
     loop {
         let image = images.borrow_and_update().clone();
-        let step = (broker.clone(), previous.clone(), image.clone());
+        let step = (broker.clone(), previous.take(), image.clone());
         let complete = tokio::task::spawn_blocking(move || {
             let (broker, previous, image) = step;
-            reconcile(&broker, &previous, &image)
+            reconcile(&broker, previous.as_deref(), &image)
         })
         .await
         .unwrap_or_else(|error| {
@@ -42,7 +48,10 @@ pub async fn follow(broker: Arc<Broker>, stop: CancellationToken) {
             false
         });
         cluster.reconciled.send_replace(image.applied);
-        previous = image;
+        cluster
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        previous = Some(image);
         tokio::select! {
             () = stop.cancelled() => return,
             changed = images.changed() => if changed.is_err() { return },
@@ -51,25 +60,48 @@ pub async fn follow(broker: Arc<Broker>, stop: CancellationToken) {
     }
 }
 
-/// Brings the local logs in step with `image`; `previous` is the image last reconciled.
-/// Returns false if a step failed and should be retried.
-fn reconcile(broker: &Broker, previous: &Image, image: &Image) -> bool {
-    let me = broker.cluster.node_id();
+/// Brings the local logs in step with `image`; `previous` is the image last reconciled,
+/// `None` at the first pass. Returns false if a step failed and should be retried.
+fn reconcile(broker: &Broker, previous: Option<&Image>, image: &Image) -> bool {
     let mut complete = true;
-    for (name, record) in &previous.topics {
-        let replaced = image.topics.get(name).is_none_or(|now| now.id != record.id);
-        if replaced && let Err(error) = broker.groups.delete_topic_offsets(name) {
+    let gone: Vec<String> = match previous {
+        Some(previous) => previous
+            .topics
+            .iter()
+            .filter(|(name, record)| {
+                image
+                    .topics
+                    .get(*name)
+                    .is_none_or(|now| now.id != record.id)
+            })
+            .map(|(name, _)| name.clone())
+            .collect(),
+        None => broker
+            .groups
+            .committed_topics()
+            .into_iter()
+            .filter(|name| !image.topics.contains_key(name))
+            .collect(),
+    };
+    for name in gone {
+        if let Err(error) = broker.groups.delete_topic_offsets(&name) {
             tracing::error!(topic = name, %error, "cannot delete the group offsets of a deleted topic");
         }
     }
+    let single = !broker.cluster.is_multi_node();
     for topic in broker.topics.all() {
-        let outcome = match (topic.id, image.topics.get(&topic.name)) {
-            (None, Some(record)) if record.partitions.len() == topic.partitions.len() => {
-                broker.topics.adopt(&topic.name, record.id)
+        let ours = topic.is_of(&image.log_id);
+        let outcome = match image.topics.get(&topic.name) {
+            // Entered into the metadata from this copy by `import`.
+            Some(record)
+                if !ours && single && record.partitions.len() == topic.partitions.len() =>
+            {
+                broker.topics.adopt(&topic.name, (&image.log_id, record.id))
             }
-            (None, _) => Ok(()),
-            (Some(id), Some(record)) if id == record.id => Ok(()),
-            (Some(_), _) => broker.topics.delete(&topic.name),
+            // Not made by this log: never deleted on its word.
+            _ if !ours => Ok(()),
+            Some(record) if topic.id == Some(record.id) => Ok(()),
+            _ => broker.topics.delete(&topic.name),
         };
         complete &= logged(&topic.name, "remove", outcome);
     }
@@ -77,7 +109,7 @@ fn reconcile(broker: &Broker, previous: &Image, image: &Image) -> bool {
         if name == OFFSETS_LOG {
             continue;
         }
-        let outcome = bring_in_step(broker, me, name, record);
+        let outcome = bring_in_step(broker, image, name, record);
         broker
             .cluster
             .set_local_failure(name, outcome.as_ref().err().cloned());
@@ -89,20 +121,31 @@ fn reconcile(broker: &Broker, previous: &Image, image: &Image) -> bool {
 /// Creates, grows or reconfigures the local copy of `record`.
 fn bring_in_step(
     broker: &Broker,
-    me: u32,
+    image: &Image,
     name: &str,
     record: &TopicRecord,
 ) -> Result<(), AdminError> {
+    let me = broker.cluster.node_id();
     let hosted: Vec<u32> = (0..record.partitions.len() as u32)
         .filter(|&index| record.partitions[index as usize].replicas.contains(&me))
         .collect();
     let count = record.partitions.len() as u32;
     match broker.topics.get(name) {
         None if hosted.is_empty() => Ok(()),
-        None => broker
-            .topics
-            .create_local(name, record.id, count, &hosted, &record.config),
-        Some(local) if local.id != Some(record.id) => Ok(()),
+        None => broker.topics.create_local(
+            name,
+            (&image.log_id, record.id),
+            count,
+            &hosted,
+            &record.config,
+        ),
+        Some(local) if local.is_of(&image.log_id) && local.id != Some(record.id) => {
+            Err(AdminError::new(
+                ErrorCode::StorageError,
+                format!("the local copy of an earlier topic named '{name}' is not deleted yet"),
+            ))
+        }
+        Some(local) if !local.is_of(&image.log_id) => Ok(()),
         Some(local) => {
             let missing = hosted.iter().any(|&index| {
                 local
@@ -140,7 +183,8 @@ fn logged(topic: &str, what: &str, outcome: Result<(), AdminError>) -> bool {
 /// The first topic the quorum did not take.
 pub async fn import(broker: &Broker) -> Result<(), AdminError> {
     for topic in broker.topics.all() {
-        if topic.id.is_some() || broker.cluster.image().topics.contains_key(&topic.name) {
+        let image = broker.cluster.image();
+        if topic.is_of(&image.log_id) || image.topics.contains_key(&topic.name) {
             continue;
         }
         let command = Command::CreateTopic {
@@ -171,7 +215,7 @@ pub async fn create_offsets_log(broker: &Broker) -> Result<(), AdminError> {
         replication_factor: 1,
     };
     match broker.cluster.change(&command).await {
-        Err(error) if error.code != strata_protocol::ErrorCode::TopicAlreadyExists => Err(error),
+        Err(error) if error.code != ErrorCode::TopicAlreadyExists => Err(error),
         _ => Ok(()),
     }
 }

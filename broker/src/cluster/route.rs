@@ -33,10 +33,10 @@ impl Cluster {
             return Err(unknown());
         }
         let image = self.image();
-        let record = image
+        let (id, record) = image
             .topics
             .get(topic)
-            .and_then(|record| record.partitions.get(index as usize))
+            .and_then(|record| Some((record.id, record.partitions.get(index as usize)?)))
             .ok_or_else(unknown)?;
         let not_available = |reason: String| PartitionError::LeaderNotAvailable {
             topic: topic.to_owned(),
@@ -44,11 +44,16 @@ impl Cluster {
             reason,
         };
         match record.leader {
-            Some(leader) if leader == self.node_id => {
-                topics.partition(topic, index).ok_or_else(|| {
+            Some(_) if !self.is_ready() => Err(not_available(
+                "this broker is still joining the cluster".into(),
+            )),
+            Some(leader) if leader == self.node_id => topics
+                .get(topic)
+                .filter(|local| local.is_copy_of(&image.log_id, id))
+                .and_then(|local| local.partitions.get(index as usize)?.clone())
+                .ok_or_else(|| {
                     not_available("this broker leads it but has not opened its log yet".into())
-                })
-            }
+                }),
             Some(leader) => Err(PartitionError::NotLeader {
                 topic: topic.to_owned(),
                 partition: index,

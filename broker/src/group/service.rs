@@ -347,6 +347,15 @@ impl Groups {
     /// # Errors
     /// A storage failure; then no offset was deleted.
     pub fn delete_topic_offsets(&self, topic: &str) -> Result<(), CoordinatorError> {
+        self.forget(topic)
+    }
+
+    /// Every topic some group has committed offsets for.
+    pub fn committed_topics(&self) -> BTreeSet<String> {
+        self.engine().committed_topics()
+    }
+
+    fn forget(&self, topic: &str) -> Result<(), CoordinatorError> {
         let mut records = Vec::new();
         let mut engine = self.engine();
         engine.forget_topic(topic, &mut records);

@@ -34,7 +34,14 @@ pub fn check_topics<'a>(
     names: impl ExactSizeIterator<Item = &'a str>,
 ) -> Result<(), Reply> {
     limits::check_topic_count(&broker.config, names.len())?;
-    limits::check_distinct_topics(names)
+    limits::check_distinct_topics(names)?;
+    if !broker.cluster.is_ready() {
+        return Err(Reply::Error(
+            ErrorCode::LeaderNotAvailable,
+            "this broker is still joining the cluster; retry".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `change` on every item at once; each gives its topic's result.

@@ -28,10 +28,14 @@ pub async fn handle(broker: Arc<Broker>, request: AlterTopicConfigsRequest) -> R
                 &change.configs,
             );
             let outcome = match checked {
-                Ok(config) if !validate_only => {
+                Ok(_) if !validate_only => {
                     let command = Command::AlterTopicConfig {
                         name: change.name.clone(),
-                        config,
+                        entries: change
+                            .configs
+                            .iter()
+                            .map(|entry| (entry.key.clone(), entry.value.clone()))
+                            .collect(),
                     };
                     broker.cluster.change(&command).await.map(drop)
                 }

@@ -58,6 +58,12 @@ async fn create(
     if let Some(error) = broker.cluster.local_failure(&topic.name) {
         let delete = Command::DeleteTopic {
             name: topic.name.clone(),
+            id: broker
+                .cluster
+                .image()
+                .topics
+                .get(&topic.name)
+                .map(|record| record.id),
         };
         if let Err(undo) = broker.cluster.change(&delete).await {
             tracing::error!(topic = %topic.name, %undo.message, "cannot delete a topic whose create failed");

@@ -19,8 +19,11 @@ pub async fn handle(broker: Arc<Broker>, request: DeleteTopicsRequest) -> Reply 
         let broker = broker.clone();
         async move {
             let outcome = match existing(&broker.cluster.image(), &name) {
-                Ok(_) => {
-                    let command = Command::DeleteTopic { name: name.clone() };
+                Ok(record) => {
+                    let command = Command::DeleteTopic {
+                        name: name.clone(),
+                        id: Some(record.id),
+                    };
                     broker.cluster.change(&command).await.map(drop)
                 }
                 Err(error) => Err(error),

@@ -29,8 +29,14 @@ pub fn check_group_id(group_id: &str) -> Result<(), Reply> {
 /// Why no broker coordinates it now: the offsets log is not created yet, or the
 /// partition has no leader.
 pub fn coordinator(broker: &Broker, group_id: &str) -> Result<u32, String> {
-    let index = offsets_partition(group_id, broker.config.group_offsets_partitions);
     let image = broker.cluster.image();
+    // The count the offsets log was created with, not this broker's config: brokers
+    // configured apart must still agree on every group's coordinator.
+    let count = image
+        .topic(OFFSETS_LOG)
+        .map(|log| log.partitions.len() as u32)
+        .ok_or_else(|| "the offsets log is not created yet".to_owned())?;
+    let index = offsets_partition(group_id, count);
     let partition = image
         .partition(OFFSETS_LOG, index)
         .ok_or_else(|| "the offsets log is not created yet".to_owned())?;

@@ -53,7 +53,7 @@ pub fn check_create(
     }
     if alive == 0 {
         return Err(AdminError::new(
-            ErrorCode::InvalidReplicationFactor,
+            ErrorCode::LeaderNotAvailable,
             "no broker is alive to place the topic on; retry once brokers have registered",
         ));
     }

@@ -47,6 +47,8 @@ pub struct Topic {
     /// The metadata's id for the topic (the log index of its create), or `None` for a
     /// topic of an older single node not yet entered into the metadata.
     pub id: Option<u64>,
+    /// The metadata log `id` belongs to (its `log_id`); `None` with `id`.
+    pub log_id: Option<String>,
     /// The effective config.
     pub config: TopicConfig,
     /// Every partition by index: `Some` for those placed on this broker.
@@ -57,6 +59,17 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// Whether this is the local copy of topic `id` of the metadata log `log_id`.
+    pub fn is_copy_of(&self, log_id: &str, id: u64) -> bool {
+        self.id == Some(id) && self.log_id.as_deref() == Some(log_id)
+    }
+
+    /// Whether the metadata log `log_id` made this copy; if not, it comes from an older
+    /// single node's data directory or from a metadata log since wiped.
+    pub fn is_of(&self, log_id: &str) -> bool {
+        self.id.is_some() && self.log_id.as_deref() == Some(log_id)
+    }
+
     /// The partitions placed on this broker.
     pub fn local(&self) -> impl Iterator<Item = &Arc<Partition>> {
         self.partitions.iter().flatten()
@@ -75,6 +88,9 @@ struct TopicRecord {
     /// `None` in files an older single node wrote.
     #[serde(default)]
     id: Option<u64>,
+    /// The metadata log the id belongs to.
+    #[serde(default)]
+    log_id: Option<String>,
     partition_count: u32,
     /// The partitions on this broker; `None` (older files) for all of them.
     #[serde(default)]
@@ -243,7 +259,7 @@ impl TopicRegistry {
     pub fn create_local(
         &self,
         name: &str,
-        id: u64,
+        (log_id, id): (&str, u64),
         count: u32,
         hosted: &[u32],
         config: &TopicConfig,
@@ -252,6 +268,7 @@ impl TopicRegistry {
         let mut partitions = vec![None; count as usize];
         let record = TopicRecord {
             id: Some(id),
+            log_id: Some(log_id.to_owned()),
             partition_count: count,
             hosted: Some(hosted.to_vec()),
             config: config.clone(),
@@ -272,6 +289,7 @@ impl TopicRegistry {
         let topic = Arc::new(Topic {
             name: name.to_owned(),
             id: Some(id),
+            log_id: Some(log_id.to_owned()),
             config: config.clone(),
             partitions,
             traffic: Arc::default(),
@@ -330,6 +348,7 @@ impl TopicRegistry {
         let before = partitions.clone();
         let record = TopicRecord {
             id: topic.id,
+            log_id: topic.log_id.clone(),
             partition_count: partitions.len() as u32,
             hosted: Some(hosted.to_vec()),
             config: topic.config.clone(),
@@ -349,6 +368,7 @@ impl TopicRegistry {
         let grown = Arc::new(Topic {
             name: name.to_owned(),
             id: topic.id,
+            log_id: topic.log_id.clone(),
             config: topic.config.clone(),
             partitions,
             traffic: topic.traffic.clone(),
@@ -377,6 +397,7 @@ impl TopicRegistry {
             name,
             &TopicRecord {
                 id: topic.id,
+                log_id: topic.log_id.clone(),
                 partition_count: topic.partitions.len() as u32,
                 hosted: Some(topic.hosted()),
                 config: config.clone(),
@@ -388,6 +409,7 @@ impl TopicRegistry {
         self.replace(Topic {
             name: name.to_owned(),
             id: topic.id,
+            log_id: topic.log_id.clone(),
             config: config.clone(),
             partitions: topic.partitions.clone(),
             traffic: topic.traffic.clone(),
@@ -401,13 +423,14 @@ impl TopicRegistry {
     ///
     /// # Errors
     /// `UnknownTopicOrPartition`, or a storage error.
-    pub fn adopt(&self, name: &str, id: u64) -> Result<(), AdminError> {
+    pub fn adopt(&self, name: &str, (log_id, id): (&str, u64)) -> Result<(), AdminError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self.get(name).ok_or_else(|| unknown_topic(name))?;
         self.write_record(
             name,
             &TopicRecord {
                 id: Some(id),
+                log_id: Some(log_id.to_owned()),
                 partition_count: topic.partitions.len() as u32,
                 hosted: Some(topic.hosted()),
                 config: topic.config.clone(),
@@ -416,6 +439,7 @@ impl TopicRegistry {
         self.replace(Topic {
             name: name.to_owned(),
             id: Some(id),
+            log_id: Some(log_id.to_owned()),
             config: topic.config.clone(),
             partitions: topic.partitions.clone(),
             traffic: topic.traffic.clone(),
@@ -565,6 +589,7 @@ fn open_topic(
     Ok(Topic {
         name: name.to_owned(),
         id: record.id,
+        log_id: record.log_id,
         config: record.config,
         partitions,
         traffic: Arc::default(),

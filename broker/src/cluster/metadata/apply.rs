@@ -21,9 +21,24 @@ use std::sync::Arc;
 
 use strata_protocol::ErrorCode;
 use strata_protocol::limits::topic_collision_key;
+use strata_protocol::messages::ConfigEntry;
 
 use super::{BrokerRecord, BrokerState, Command, Image, Outcome, PartitionRecord, TopicRecord};
 use crate::cluster::placement;
+
+/// The most partitions a topic may have, whatever the broker's config says: a bound on
+/// what one command may cost every broker to apply (and to apply again at each replay),
+/// should the cluster listener take a command no broker's checks passed.
+const TOPIC_PARTITIONS_MAX: u32 = 1_000_000;
+
+fn too_many_partitions(name: &str, partitions: u32) -> Outcome {
+    Outcome::refused(
+        ErrorCode::InvalidPartitions,
+        format!(
+            "topic '{name}' would have {partitions} partitions, above the {TOPIC_PARTITIONS_MAX} any topic may have"
+        ),
+    )
+}
 use crate::config::TopicConfig;
 
 impl Image {
@@ -43,7 +58,13 @@ impl Image {
                 id,
                 address,
                 cluster_address,
-            } => self.register_broker(*id, address, cluster_address),
+                log_id,
+            } => {
+                if self.log_id.is_empty() {
+                    self.log_id.clone_from(log_id);
+                }
+                self.register_broker(*id, address, cluster_address)
+            }
             Command::FenceBroker { id, incarnation } => {
                 self.leave(*id, *incarnation, BrokerState::Fenced)
             }
@@ -57,11 +78,11 @@ impl Image {
                 partitions,
                 replication_factor,
             } => self.create_topic(name, config, *partitions, *replication_factor),
-            Command::DeleteTopic { name } => self.delete_topic(name),
+            Command::DeleteTopic { name, id } => self.delete_topic(name, *id),
             Command::CreatePartitions { name, partitions } => {
                 self.create_partitions(name, *partitions)
             }
-            Command::AlterTopicConfig { name, config } => self.alter_topic_config(name, config),
+            Command::AlterTopicConfig { name, entries } => self.alter_topic_config(name, entries),
             Command::AllocateProducerIds {
                 broker,
                 count,
@@ -218,6 +239,9 @@ impl Image {
                 ),
             );
         }
+        if partitions > TOPIC_PARTITIONS_MAX {
+            return too_many_partitions(name, partitions);
+        }
         if partitions == 0 {
             return Outcome::refused(
                 ErrorCode::InvalidPartitions,
@@ -252,6 +276,9 @@ impl Image {
             return unknown_topic(name);
         };
         let current = topic.partitions.len();
+        if total > TOPIC_PARTITIONS_MAX {
+            return too_many_partitions(name, total);
+        }
         let added = match usize::try_from(total)
             .ok()
             .and_then(|t| t.checked_sub(current))
@@ -291,6 +318,13 @@ impl Image {
     /// The alive brokers, if there are at least `replication_factor` (and it is not 0).
     fn alive_for(&self, replication_factor: u16) -> Result<Vec<u32>, Outcome> {
         let alive = self.alive_brokers();
+        if alive.is_empty() {
+            // Brokers fenced or restarting: a wait, not a wrong request.
+            return Err(Outcome::refused(
+                ErrorCode::LeaderNotAvailable,
+                "no broker is alive to place partitions on; retry once brokers have registered",
+            ));
+        }
         if replication_factor == 0 || usize::from(replication_factor) > alive.len() {
             return Err(Outcome::refused(
                 ErrorCode::InvalidReplicationFactor,
@@ -313,20 +347,39 @@ impl Image {
         )
     }
 
-    fn delete_topic(&mut self, name: &str) -> Outcome {
-        match self.topics.remove(name) {
-            Some(_) => Outcome::Done,
+    fn delete_topic(&mut self, name: &str, id: Option<u64>) -> Outcome {
+        match self.topics.get(name) {
+            Some(topic) if id.is_none_or(|id| id == topic.id) => {
+                self.topics.remove(name);
+                Outcome::Done
+            }
+            Some(_) => Outcome::refused(
+                ErrorCode::UnknownTopicOrPartition,
+                format!(
+                    "topic '{name}' was deleted and created again since this delete was asked for"
+                ),
+            ),
             None => unknown_topic(name),
         }
     }
 
-    fn alter_topic_config(&mut self, name: &str, config: &TopicConfig) -> Outcome {
-        match self.topics.get_mut(name) {
-            Some(topic) => {
-                Arc::make_mut(topic).config = config.clone();
+    fn alter_topic_config(&mut self, name: &str, entries: &[(String, String)]) -> Outcome {
+        let Some(topic) = self.topics.get_mut(name) else {
+            return unknown_topic(name);
+        };
+        let entries: Vec<ConfigEntry> = entries
+            .iter()
+            .map(|(key, value)| ConfigEntry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        match topic.config.with_overrides(&entries) {
+            Ok(config) => {
+                Arc::make_mut(topic).config = config;
                 Outcome::Done
             }
-            None => unknown_topic(name),
+            Err(error) => Outcome::refused(ErrorCode::InvalidConfig, error.to_string()),
         }
     }
 

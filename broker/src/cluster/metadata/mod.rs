@@ -140,6 +140,11 @@ pub struct Image {
     pub topics: BTreeMap<String, Arc<TopicRecord>>,
     /// The first producer id not yet handed to a broker.
     pub next_producer_id: i64,
+    /// Names this metadata log: set by the first registration, never changed. A broker's
+    /// local copy of a topic records it with the topic's id, so a copy made under another
+    /// log (one since wiped or re-formed, whose ids may repeat) is never taken for, or
+    /// deleted as, a topic of this one.
+    pub log_id: String,
 }
 
 /// A change to the metadata, as proposed to the quorum.
@@ -153,6 +158,8 @@ pub enum Command {
         address: String,
         /// The cluster listener's address.
         cluster_address: String,
+        /// A fresh name for the log, taken if the log has none yet.
+        log_id: String,
     },
     /// The controller saw no heartbeat for a session timeout.
     FenceBroker {
@@ -190,6 +197,9 @@ pub enum Command {
     DeleteTopic {
         /// The name.
         name: String,
+        /// The topic's id when the delete was asked for: a topic created again under the
+        /// name since (a retried delete landing late) is not deleted. `None` for any.
+        id: Option<u64>,
     },
     /// Grows a topic to `partitions` in total.
     CreatePartitions {
@@ -198,12 +208,14 @@ pub enum Command {
         /// The new total.
         partitions: u32,
     },
-    /// Replaces a topic's config.
+    /// Sets some of a topic's config keys; the others keep their values. The change is
+    /// applied to the config as it is when the command applies, so two alters of
+    /// different keys never undo each other.
     AlterTopicConfig {
         /// The name.
         name: String,
-        /// The new effective config.
-        config: TopicConfig,
+        /// The keys to set and their values.
+        entries: Vec<(String, String)>,
     },
     /// Hands a block of `count` producer ids to a broker, none below `at_least`.
     AllocateProducerIds {

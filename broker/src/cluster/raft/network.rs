@@ -236,21 +236,27 @@ impl PeerClient {
             .address
             .as_deref()
             .ok_or(CallError::NoAddress { target })?;
-        let connection = &mut self.connection;
+        // The connection is out of `self` while the call runs and goes back only after a
+        // whole response was read: a call dropped half way (openraft times it out with a
+        // timer of its own) must not leave a connection whose next read would return this
+        // call's late response as the answer to the next request.
+        let taken = self.connection.take();
         let call = async {
-            if connection.is_none() {
-                *connection = Some(connect(target, address).await?);
-            }
-            let open = connection.as_mut().expect("connected above");
-            exchange(target, open, &request).await
+            let mut open = match taken {
+                Some(open) => open,
+                None => connect(target, address).await?,
+            };
+            let response = exchange(target, &mut open, &request).await?;
+            Ok((open, response))
         };
-        let result = timeout_at(Instant::now() + ttl, call)
-            .await
-            .unwrap_or(Err(CallError::Timeout { target }));
-        if result.is_err() {
-            self.connection = None;
+        match timeout_at(Instant::now() + ttl, call).await {
+            Ok(Ok((open, response))) => {
+                self.connection = Some(open);
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(CallError::Timeout { target }),
         }
-        result
     }
 
     /// A reply of the wrong kind.
@@ -286,7 +292,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, EmptyNode, RaftError<u64>>> {
         match self
-            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .call(Request::AppendEntries(rpc), option.soft_ttl())
             .await
         {
             Ok(Response::AppendEntries(result)) => {
@@ -306,7 +312,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         RPCError<u64, EmptyNode, RaftError<u64, InstallSnapshotError>>,
     > {
         match self
-            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
+            .call(Request::InstallSnapshot(rpc), option.soft_ttl())
             .await
         {
             Ok(Response::InstallSnapshot(result)) => {
@@ -322,7 +328,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, EmptyNode, RaftError<u64>>> {
-        match self.call(Request::Vote(rpc), option.hard_ttl()).await {
+        match self.call(Request::Vote(rpc), option.soft_ttl()).await {
             Ok(Response::Vote(result)) => result.map_err(|error| remote(self.target, error)),
             Ok(_) => Err(rpc_error(&self.wrong_reply())),
             Err(error) => Err(rpc_error(&error)),

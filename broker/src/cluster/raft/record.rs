@@ -54,7 +54,8 @@ pub(crate) struct Scan<'a> {
 }
 
 /// Splits `bytes` into records. A last record that is cut short, or fails its checksum with
-/// nothing after it, is a torn tail: left out of `records` and beyond `valid_bytes`.
+/// nothing after it, or zeros to the end, are a torn tail: left out of `records` and
+/// beyond `valid_bytes`.
 ///
 /// # Errors
 /// A record longer than the maximum, or one that fails its checksum with bytes after it.
@@ -65,6 +66,15 @@ pub(crate) fn scan<'a>(path: &Path, bytes: &'a [u8]) -> Result<Scan<'a>, QuorumE
         let (length, crc) = header.split_at(4);
         let length = u32::from_le_bytes(length.try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        if length == 0 && crc == 0 && bytes[offset..].iter().all(|&byte| byte == 0) {
+            // No record is empty: zeros to the end are space a crash left allocated but
+            // never written (as etcd's log treats zeroed sectors), a torn tail.
+            break;
+        }
+        if length == 0 {
+            let reason = "an empty record, which the log never writes".to_string();
+            return Err(corrupt(path, offset, reason));
+        }
         if length > RECORD_BYTES_MAX {
             // A torn write leaves a short record, never a length past the maximum.
             let reason = format!("a record of {length} bytes, over the {RECORD_BYTES_MAX} maximum");
@@ -257,6 +267,21 @@ mod tests {
         assert!(matches!(
             scan(Path::new("log"), &bytes),
             Err(QuorumError::Corrupt { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn zeros_to_the_end_are_a_torn_tail_and_zeros_before_data_are_corruption() {
+        let mut bytes = records(&[b"first", b"second"]);
+        let whole = bytes.len() as u64;
+        bytes.extend([0u8; 4096]);
+        let scan_zeros = scan(Path::new("log"), &bytes).expect("zero-filled tail");
+        assert_eq!(scan_zeros.records.len(), 2);
+        assert_eq!(scan_zeros.valid_bytes, whole);
+        bytes.extend(records(&[b"after"]));
+        assert!(matches!(
+            scan(Path::new("log"), &bytes),
+            Err(QuorumError::Corrupt { .. })
         ));
     }
 }

@@ -115,6 +115,18 @@ impl<M: StateMachine> StateMachineStore<M> {
                 error,
             ));
         }
+        // A build runs beside an install: a snapshot built from an older state must not
+        // replace a newer one installed meanwhile (the log behind that one is purged).
+        let superseded = self
+            .applied
+            .lock()
+            .expect("state machine lock")
+            .snapshot
+            .as_ref()
+            .is_some_and(|kept| kept.meta.last_log_id >= snapshot.meta.last_log_id);
+        if superseded {
+            return Ok(());
+        }
         let written = tokio::task::spawn_blocking(move || {
             let body = encode_snapshot(&snapshot)?;
             record::write_single(&path, &body).map_err(io::Error::other)?;

@@ -178,6 +178,14 @@ impl Coordinator {
         }
     }
 
+    /// Every topic some group has committed offsets for.
+    pub fn committed_topics(&self) -> std::collections::BTreeSet<String> {
+        self.groups
+            .values()
+            .flat_map(|group| group.offsets.keys().map(|tp| tp.topic.clone()))
+            .collect()
+    }
+
     /// Every group, sorted by group id.
     pub fn list_groups(&self) -> Vec<GroupSummary> {
         self.groups

@@ -80,6 +80,7 @@ pub(super) fn register(id: u32) -> Command {
         id,
         address: format!("127.0.0.1:{}", 9400 + id),
         cluster_address: format!("127.0.0.1:{}", 9500 + id),
+        log_id: "test-log".to_owned(),
     }
 }
 
@@ -122,6 +123,7 @@ fn registering_again_is_a_new_incarnation_at_the_new_addresses() {
         id: 4,
         address: "10.0.0.4:9400".to_owned(),
         cluster_address: "10.0.0.4:9402".to_owned(),
+        log_id: "another".to_owned(),
     };
     assert_eq!(log.apply(&moved), Outcome::Registered { incarnation: 2 });
     let broker = log.image.broker(4).unwrap();
@@ -352,13 +354,14 @@ fn topics_are_deleted_and_reconfigured_by_name() {
     };
     let alter = |name: &str| Command::AlterTopicConfig {
         name: name.to_owned(),
-        config: config.clone(),
+        entries: vec![("retention_ms".to_owned(), "60000".to_owned())],
     };
     log.done(&alter("orders"));
     assert_eq!(log.image.topic("orders").unwrap().config, config);
     log.refused(&alter("payments"), ErrorCode::UnknownTopicOrPartition);
     let delete = |name: &str| Command::DeleteTopic {
         name: name.to_owned(),
+        id: None,
     };
     log.done(&delete("orders"));
     assert!(log.image.topic("orders").is_none());

@@ -100,6 +100,7 @@ pub(super) fn command(op: &Op, image: &Image) -> Command {
         } => create(TOPICS[topic], partitions, replication_factor),
         Op::Delete { topic } => Command::DeleteTopic {
             name: TOPICS[topic].to_owned(),
+            id: None,
         },
         Op::Grow { topic, partitions } => Command::CreatePartitions {
             name: TOPICS[topic].to_owned(),
@@ -110,10 +111,7 @@ pub(super) fn command(op: &Op, image: &Image) -> Command {
             retention_ms,
         } => Command::AlterTopicConfig {
             name: TOPICS[topic].to_owned(),
-            config: TopicConfig {
-                retention_ms,
-                ..TopicConfig::default()
-            },
+            entries: vec![("retention_ms".to_owned(), retention_ms.to_string())],
         },
         Op::ProducerIds {
             broker,
