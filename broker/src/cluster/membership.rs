@@ -24,6 +24,7 @@ use super::controller::{HeartbeatReply, LeaderRequest, Sessions, decode_request,
 use super::metadata::{Command, Image, Outcome};
 use super::raft::{LeaderService, Quorum};
 use crate::config::Config;
+use crate::group::store::OFFSETS_LOG;
 
 /// The controller's answer to a [`LeaderRequest`].
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +60,10 @@ pub(super) struct ControllerService {
     sessions: Mutex<Sessions>,
     image: watch::Receiver<Arc<Image>>,
     quorum: OnceLock<Quorum>,
+    /// How many brokers the cluster was configured with.
+    voters: usize,
+    /// The create of the offsets log, proposed once every configured broker is alive.
+    offsets_log: Command,
 }
 
 impl ControllerService {
@@ -68,6 +73,13 @@ impl ControllerService {
             sessions: Mutex::new(Sessions::new(config.broker_session_timeout())),
             image,
             quorum: OnceLock::new(),
+            voters: config.peers.len().max(1),
+            offsets_log: Command::CreateTopic {
+                name: OFFSETS_LOG.to_owned(),
+                config: config.topic_defaults.clone(),
+                partitions: config.group_offsets_partitions,
+                replication_factor: 1,
+            },
         })
     }
 
@@ -308,6 +320,17 @@ async fn control(cluster: Arc<Cluster>, interval: Duration, stop: CancellationTo
                 let deadline = Instant::now() + Duration::from_secs(2);
                 if let Err(error) = cluster.commit(&command, deadline).await {
                     tracing::warn!(%error.message, "cannot fence broker");
+                }
+            }
+            // The offsets log goes over every broker once all are up, so groups spread;
+            // a FindCoordinator before that creates it over those alive then.
+            let image = cluster.image();
+            if !image.topics.contains_key(OFFSETS_LOG)
+                && image.alive_brokers().len() >= service.voters
+            {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                if let Err(error) = cluster.commit(&service.offsets_log, deadline).await {
+                    tracing::warn!(%error.message, "cannot create the offsets log");
                 }
             }
         }
