@@ -15,6 +15,7 @@ use strata_protocol::messages::{
 use super::Reply;
 use crate::broker::Broker;
 use crate::cluster::metadata::BrokerState;
+use crate::group::store::OFFSETS_LOG;
 
 pub async fn handle(broker: Arc<Broker>) -> Reply {
     let cluster = &broker.cluster;
@@ -61,7 +62,12 @@ pub async fn handle(broker: Arc<Broker>) -> Reply {
             }
         })
         .collect();
-    let partitions = image.topics.values().flat_map(|topic| &topic.partitions);
+    // The topics' partitions, as Metadata lists them: the offsets log is internal.
+    let partitions = image
+        .topics
+        .iter()
+        .filter(|(name, _)| *name != OFFSETS_LOG)
+        .flat_map(|(_, topic)| &topic.partitions);
     let count = |keep: &dyn Fn(&&crate::cluster::metadata::PartitionRecord) -> bool| {
         partitions.clone().filter(keep).count() as u32
     };

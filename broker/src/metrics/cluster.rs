@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use crate::cluster::Cluster;
 use crate::cluster::metadata::BrokerState;
+use crate::group::store::OFFSETS_LOG;
 
 /// The cluster's gauges in the Prometheus text format.
 pub fn render(cluster: &Cluster) -> String {
@@ -18,8 +19,9 @@ pub fn render(cluster: &Cluster) -> String {
         .count();
     let leaderless = image
         .topics
-        .values()
-        .flat_map(|topic| &topic.partitions)
+        .iter()
+        .filter(|(name, _)| *name != OFFSETS_LOG)
+        .flat_map(|(_, topic)| &topic.partitions)
         .filter(|partition| partition.leader.is_none())
         .count();
     let controller = status.leader.map_or(-1, |leader| leader as i64);
@@ -48,7 +50,7 @@ pub fn render(cluster: &Cluster) -> String {
         ),
         (
             "strata_partitions_without_leader",
-            "Partitions in the cluster with no leader: offline while their replicas are fenced.",
+            "Partitions of topics with no leader: offline while their replicas are fenced.",
             leaderless as i64,
         ),
     ];
