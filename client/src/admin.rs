@@ -1,6 +1,7 @@
 //! Cluster administration: topics, partitions, metadata, consumer groups, the cluster's
 //! state.
 
+mod broker_metadata;
 mod cluster;
 mod groups;
 

@@ -499,7 +499,7 @@ impl Cluster {
     }
 }
 
-fn topic_info(topic: &strata_protocol::messages::TopicMetadata) -> TopicInfo {
+pub(crate) fn topic_info(topic: &strata_protocol::messages::TopicMetadata) -> TopicInfo {
     let mut partitions: Vec<PartitionInfo> = topic
         .partitions
         .iter()

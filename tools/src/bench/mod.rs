@@ -8,6 +8,8 @@
 //! - `e2e`: consumers take their positions at the log end, then producers write;
 //!   latency is from each record's send, stamped in microseconds into the first 8 bytes
 //!   of its value (as `nats-bench` does), to its receipt by a consumer.
+//! - `metadata`: how long the cluster takes to create topics and to show them on every
+//!   broker ([`metadata`]).
 //!
 //! Paced runs (`--rate`) also report the send delay: how late each send went out against
 //! the schedule (the OpenMessaging Benchmark's publish delay). Latency is timed from the
@@ -17,6 +19,7 @@
 //! window as the run's throughput: setup (topic, connections) is left out.
 
 mod cpu;
+mod metadata;
 mod report;
 mod stamp;
 mod workers;
@@ -67,6 +70,9 @@ pub enum BenchCommand {
         #[command(flatten)]
         consumer: ConsumerArgs,
     },
+    /// Time to create a topic of many partitions and to create small topics one after
+    /// another, until every broker's metadata shows them.
+    Metadata(metadata::MetadataArgs),
 }
 
 /// Arguments every bench takes.
@@ -173,6 +179,7 @@ pub async fn run(bootstrap: &str, output: Output, command: BenchCommand) -> Resu
             let outcome = workers::e2e(&config, &common, &producer, &consumer, partitions).await?;
             (common, outcome)
         }
+        BenchCommand::Metadata(args) => return metadata::run(bootstrap, output, args).await,
     };
     outcome.finish(&common.topic, output == Output::Json)
 }
