@@ -427,15 +427,7 @@ impl Admin {
     /// Cancel-safe.
     pub async fn cluster_metadata(&self) -> Result<ClusterMetadata> {
         let response = self.cluster.fetch_metadata(None).await?;
-        let mut brokers: Vec<BrokerInfo> = response
-            .brokers
-            .iter()
-            .map(|broker| BrokerInfo {
-                node_id: broker.node_id,
-                address: format!("{}:{}", broker.host, broker.port),
-            })
-            .collect();
-        brokers.sort_by_key(|broker| broker.node_id);
+        let brokers = broker_metadata::broker_infos(&response);
         let mut topics: Vec<TopicInfo> = response
             .topics
             .iter()

@@ -253,13 +253,8 @@ async fn heartbeats(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = ticker(interval);
+    while next_tick(&mut ticks, &stop).await {
         let Some(incarnation) = cluster.incarnation() else {
             continue;
         };
@@ -302,12 +297,10 @@ async fn control(cluster: Arc<Cluster>, interval: Duration, stop: CancellationTo
         service
             .sessions()
             .reset(std::time::Instant::now(), &cluster.image());
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = ticker(interval);
         loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticks.tick() => {}
+            if !next_tick(&mut ticks, &stop).await {
+                return;
             }
             if *leader.borrow_and_update() != Some(me) {
                 break;
@@ -334,5 +327,20 @@ async fn control(cluster: Arc<Cluster>, interval: Duration, stop: CancellationTo
                 }
             }
         }
+    }
+}
+
+/// Ticks every `interval`; a late tick delays the next instead of bunching them up.
+fn ticker(interval: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick; false once `stop` fires.
+async fn next_tick(ticks: &mut tokio::time::Interval, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        _ = ticks.tick() => true,
     }
 }

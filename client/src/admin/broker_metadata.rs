@@ -50,8 +50,8 @@ impl Admin {
     }
 }
 
-/// The answer in client types: brokers and topics sorted, unknown topics left out.
-fn described(response: &MetadataResponse) -> ClusterMetadata {
+/// The brokers of a Metadata response in client types, by node id.
+pub(crate) fn broker_infos(response: &MetadataResponse) -> Vec<BrokerInfo> {
     let mut brokers: Vec<BrokerInfo> = response
         .brokers
         .iter()
@@ -61,6 +61,12 @@ fn described(response: &MetadataResponse) -> ClusterMetadata {
         })
         .collect();
     brokers.sort_by_key(|broker| broker.node_id);
+    brokers
+}
+
+/// The answer in client types: brokers and topics sorted, unknown topics left out.
+fn described(response: &MetadataResponse) -> ClusterMetadata {
+    let brokers = broker_infos(response);
     let mut topics: Vec<_> = response
         .topics
         .iter()
