@@ -15,7 +15,7 @@ use strata_protocol::messages::{
 use strata_protocol::{ErrorCode, Request, Response};
 
 use crate::backoff::Backoff;
-use crate::cluster::{BrokerInfo, Cluster, ClusterMetadata, TopicInfo, unexpected};
+use crate::cluster::{Cluster, ClusterMetadata, TopicInfo, unexpected};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
