@@ -4,6 +4,7 @@
 mod broker_metadata;
 mod cluster;
 mod groups;
+mod leader_offsets;
 
 use std::sync::Arc;
 
@@ -377,7 +378,8 @@ impl Admin {
     }
 
     /// Describes topics in detail (configs, offsets, sizes): the named ones, or every
-    /// topic with `None`. Each topic succeeds or fails on its own.
+    /// topic with `None`. Each topic succeeds or fails on its own. In a cluster each
+    /// partition's offsets and size come from its leader, asked in turn.
     ///
     /// # Errors
     /// The outer error if the request as a whole failed; per topic,
@@ -392,14 +394,15 @@ impl Admin {
         let request = Request::DescribeTopics(DescribeTopicsRequest {
             names: names.map(|names| names.iter().map(|name| (*name).to_owned()).collect()),
         });
-        match self.cluster.call_any(&request).await? {
-            Response::DescribeTopics(response) => Ok(response
-                .topics
-                .into_iter()
-                .map(|topic| (topic.name.clone(), TopicDetails::from_wire(topic)))
-                .collect()),
-            other => Err(unexpected(&other)),
-        }
+        let mut topics = match self.cluster.call_any(&request).await? {
+            Response::DescribeTopics(response) => response.topics,
+            other => return Err(unexpected(&other)),
+        };
+        leader_offsets::from_leaders(&self.cluster, &mut topics).await;
+        Ok(topics
+            .into_iter()
+            .map(|topic| (topic.name.clone(), TopicDetails::from_wire(topic)))
+            .collect())
     }
 
     /// The names of every topic, sorted.

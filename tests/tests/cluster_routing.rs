@@ -117,6 +117,24 @@ async fn produce_and_consume_reach_every_partition(cluster: &Cluster) {
     }
     assert_polls_nothing(&mut consumer, "every record was read once").await;
 
+    // An admin that knows one broker describes every partition with its leader's
+    // figures, not the zeros that broker has for partitions it does not hold.
+    let mut described = admin
+        .describe_topics(Some(&["routed"]))
+        .await
+        .expect("describe routed");
+    let (_, details) = described.pop().expect("one topic");
+    for partition in &details.expect("routed described").partitions {
+        assert_eq!(
+            partition.high_watermark,
+            u64::from(PER_PARTITION),
+            "partition {} led by {:?}",
+            partition.partition,
+            partition.leader
+        );
+        assert!(partition.size_bytes > 0, "{partition:?}");
+    }
+
     // A broker that does not lead a partition says so, naming the leader.
     for (partition, leader) in leaders.iter().enumerate() {
         let leader = leader.expect("a leader");
