@@ -5,8 +5,13 @@
 
 use std::path::Path;
 
+use strata_client::{Admin, ClientConfig, TopicPartition};
 use strata_protocol::messages::*;
 use strata_tests::*;
+
+fn admin(address: &str) -> Admin {
+    Admin::new(ClientConfig::new(address)).expect("admin")
+}
 
 async fn topics(client: &mut Client) -> Vec<(String, usize)> {
     let strata_protocol::Response::Metadata(metadata) =
@@ -21,8 +26,8 @@ async fn topics(client: &mut Client) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// Starts a broker on `dir`, creates topic `kept` with 2 partitions holding records, and
-/// stops it with SIGTERM.
+/// Starts a broker on `dir`, creates topic `kept` with 2 partitions holding records and
+/// group `keeper`'s committed offset 2 on partition 0, and stops it with SIGTERM.
 async fn a_stopped_broker_with_data(dir: &Path) {
     let mut broker = BrokerProcess::start(dir, &[]);
     let mut client = Client::connect(&broker.address).await;
@@ -38,12 +43,21 @@ async fn a_stopped_broker_with_data(dir: &Path) {
             .await;
     }
     drop(client);
+    admin(&broker.address)
+        .reset_group_offsets("keeper", &[(TopicPartition::new("kept", 0), 2)])
+        .await
+        .expect("commit keeper's offset");
     assert_eq!(broker.terminate(), Some(0));
 }
 
 /// Checks that `kept` has its records, `appended` of them added by earlier calls, and
 /// takes one more.
 async fn assert_kept(broker: &BrokerProcess, appended: u64) {
+    let committed = admin(&broker.address)
+        .group_offsets("keeper")
+        .await
+        .expect("keeper's offsets");
+    assert_eq!(committed, [(TopicPartition::new("kept", 0), 2)]);
     let mut client = Client::connect(&broker.address).await;
     assert_eq!(topics(&mut client).await, [("kept".to_owned(), 2)]);
     for partition in 0..2 {

@@ -76,11 +76,13 @@ fn reconcile(broker: &Broker, previous: Option<&Image>, image: &Image) -> bool {
             })
             .map(|(name, _)| name.clone())
             .collect(),
+        // A local copy the log has not taken in yet (an older directory's topic, before
+        // `import`) keeps its offsets.
         None => broker
             .groups
             .committed_topics()
             .into_iter()
-            .filter(|name| !image.topics.contains_key(name))
+            .filter(|name| !image.topics.contains_key(name) && broker.topics.get(name).is_none())
             .collect(),
     };
     for name in gone {
