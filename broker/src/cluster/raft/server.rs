@@ -61,8 +61,14 @@ async fn serve_connection(stream: TcpStream, quorum: Arc<Inner>) {
                 tracing::warn!(?peer, %error, "closing a metadata quorum connection: undecodable request");
                 return;
             }
-            Some(Err(error)) => {
+            // A peer that dropped the connection (it timed a call out, or restarted) is
+            // routine; a frame over the limit is not.
+            Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::warn!(?peer, %error, "closing a metadata quorum connection: bad frame");
+                return;
+            }
+            Some(Err(error)) => {
+                tracing::debug!(?peer, %error, "a metadata quorum connection ended");
                 return;
             }
         };
