@@ -1,8 +1,9 @@
 //! Answers peers on the cluster listener: Raft RPCs go to openraft, forwarded proposals
 //! and leader calls to this node's [`Quorum`](super::Quorum).
 //!
-//! One task per connection reads a request, answers it, and reads the next. A frame over
-//! the limit or a body that does not decode closes that connection only.
+//! One task per connection, at most [`CONNECTIONS_MAX`] at once, reads a request,
+//! answers it, and reads the next. A frame over the limit or a body that does not decode
+//! closes that connection only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::network::frame;
@@ -20,17 +22,30 @@ use super::types::{Forwarded, Request, Response};
 const FORWARDED_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 /// The pause after a failed accept (out of descriptors, say) before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// Connections served at once. Each voter opens two to a peer (openraft's RPCs and the
+/// forwarded calls), so five voters need ten; the rest bounds what a stray client of the
+/// cluster port can hold (each connection buffers up to one 64 MiB frame).
+const CONNECTIONS_MAX: usize = 32;
 
 /// Accepts peers on `listener` until the quorum shuts down.
 pub(crate) async fn serve(listener: TcpListener, quorum: Arc<Inner>) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {
             () = quorum.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
-                quorum.tasks.spawn(serve_connection(stream, quorum.clone()));
+            Ok((stream, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = CONNECTIONS_MAX, "too many metadata quorum connections; closing a new one");
+                    continue;
+                };
+                let serving = serve_connection(stream, quorum.clone());
+                quorum.tasks.spawn(async move {
+                    serving.await;
+                    drop(slot);
+                });
             }
             Err(error) => {
                 tracing::warn!(%error, "metadata quorum listener cannot accept");
