@@ -49,22 +49,12 @@ async fn produce_and_consume_reach_every_partition(cluster: &Cluster) {
         );
     }
 
-    let producer = Producer::new(ProducerConfig::new(&cluster.address(1))).expect("producer");
-    let mut acks = Vec::new();
-    for index in 0..PER_PARTITION {
-        for partition in 0..PARTITIONS {
-            let record =
-                ProducerRecord::new("routed", format!("{partition}-{index}")).partition(partition);
-            acks.push(producer.send(record).await.expect("queue a record"));
-        }
-    }
-    for ack in acks {
-        tokio::time::timeout(WAIT, ack)
-            .await
-            .expect("delivered in time")
-            .expect("delivered");
-    }
-    producer.close().await;
+    let records = (0..PER_PARTITION).flat_map(|index| {
+        (0..PARTITIONS).map(move |partition| {
+            ProducerRecord::new("routed", format!("{partition}-{index}")).partition(partition)
+        })
+    });
+    send_all(&cluster.address(1), records).await;
 
     // Each partition's records are on its leader, read there directly.
     for partition in 0..PARTITIONS {
@@ -279,10 +269,17 @@ async fn group_coordinated_away_from(cluster: &Cluster, bootstrap: u32) -> Strin
 }
 
 async fn produce(bootstrap: &str, topic: &str, prefix: &str, count: u32) {
+    let records = (0..count)
+        .map(|index| ProducerRecord::new(topic, format!("{prefix}-{index}")).partition(index % 3));
+    send_all(bootstrap, records).await;
+}
+
+/// Sends `records` through a producer bootstrapped at `bootstrap` and waits until every
+/// one is delivered.
+async fn send_all(bootstrap: &str, records: impl Iterator<Item = ProducerRecord>) {
     let producer = Producer::new(ProducerConfig::new(bootstrap)).expect("producer");
     let mut acks = Vec::new();
-    for index in 0..count {
-        let record = ProducerRecord::new(topic, format!("{prefix}-{index}")).partition(index % 3);
+    for record in records {
         acks.push(producer.send(record).await.expect("queue a record"));
     }
     for ack in acks {
