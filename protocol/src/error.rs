@@ -130,6 +130,22 @@ error_codes! {
     InvalidProducerEpoch = 38, retriable: false, "the batch's producer epoch is newer than the one InitProducerId gave for its producer id";
     /// The partition's data failed its checks when the broker opened it, so it is offline.
     PartitionOffline = 39, retriable: false, "the partition is offline: its data on the broker's disk failed its checks at startup; the error message and the broker log name the file (see docs/storage.md for recovery)";
+    /// The request's leader epoch is older than the partition's current one (KIP-320).
+    FencedLeaderEpoch = 40, retriable: true, "the leader epoch in the request is older than the partition's current one; refresh metadata and retry";
+    /// The request's leader epoch is newer than this broker knows of yet.
+    UnknownLeaderEpoch = 41, retriable: true, "the leader epoch in the request is newer than this broker knows of; retry once its metadata catches up";
+    /// A new leader's high watermark is still below the offset asked for (KIP-207).
+    OffsetNotAvailable = 42, retriable: true, "the new leader's high watermark has not reached this offset yet; retry shortly";
+    /// The write was appended, but the in-sync set shrank below the minimum before every member had it.
+    NotEnoughReplicasAfterAppend = 43, retriable: true, "the write was appended but the in-sync replicas fell below min_insync_replicas before it was replicated; retry (an idempotent producer's retry is deduplicated)";
+    /// A partition change was based on a partition epoch that is no longer current.
+    InvalidUpdateVersion = 44, retriable: true, "the partition changed since this update was prepared; it is retried against the current state";
+    /// A replica may not join the in-sync set or lead: it is not alive at its current incarnation, or not caught up (KIP-903).
+    IneligibleReplica = 45, retriable: true, "the replica is not eligible to join the in-sync set or lead yet";
+    /// The preferred replica already leads the partition.
+    ElectionNotNeeded = 46, retriable: false, "the partition already has the leader this election would choose";
+    /// No replica is eligible to lead: none in the in-sync set or eligible leader set is alive.
+    EligibleLeadersNotAvailable = 47, retriable: true, "no in-sync or eligible replica is alive to lead; wait for one to return, or force an unclean election (which may lose acknowledged records)";
 }
 
 impl ErrorCode {
