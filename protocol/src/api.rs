@@ -164,6 +164,12 @@ apis! {
     /// The controller quorum, the brokers and partition counts, for cluster status.
     /// Boxed: it is the largest body, and every `Response` would otherwise carry its size.
     DescribeCluster = 18, versions 0..=0, DescribeClusterRequest, Box<DescribeClusterResponse>;
+    /// A follower reads record batches from a partition's leader; served only on the
+    /// cluster listener.
+    ReplicaFetch = 19, versions 0..=0, ReplicaFetchRequest, ReplicaFetchResponse;
+    /// Elects partition leaders: the preferred replica, or (unclean) any alive replica of
+    /// a partition without a leader.
+    ElectLeaders = 20, versions 0..=0, ElectLeadersRequest, ElectLeadersResponse;
 }
 
 impl From<DescribeClusterResponse> for Response {

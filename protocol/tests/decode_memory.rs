@@ -70,6 +70,31 @@ fn millions_of_partitions_without_batches_are_refused() {
     refused(decode(ApiKey::Produce, &body));
 }
 
+/// A body of `count` topics with empty names and no partitions, behind `prefix`; each
+/// topic after `name` is `topic_rest` bytes long.
+fn empty_topics(prefix: &[u8], topic_rest: usize) -> BytesMut {
+    let mut body = BytesMut::with_capacity(FRAME_BYTES);
+    body.put_slice(prefix);
+    let count = (FRAME_BYTES - prefix.len() - 4) / (2 + topic_rest);
+    body.put_u32(count as u32);
+    for _ in 0..count {
+        String::new().encode(&mut body);
+        body.put_bytes(0, topic_rest);
+    }
+    body
+}
+
+#[test]
+fn millions_of_topics_without_partitions_are_refused_by_the_replication_apis() {
+    // ReplicaFetch: replica, incarnation, wait and size, then topics of an id and an
+    // empty partition array.
+    let replica_fetch = empty_topics(&[0; 20], 8 + 4);
+    refused(decode(ApiKey::ReplicaFetch, &replica_fetch));
+    // ElectLeaders: `unclean`, then topics of an empty partition array.
+    let elect_leaders = empty_topics(&[0], 4);
+    refused(decode(ApiKey::ElectLeaders, &elect_leaders));
+}
+
 #[test]
 fn requests_within_the_default_limits_decode() {
     let names = vec!["t".repeat(249); 1000];
@@ -107,7 +132,34 @@ fn requests_within_the_default_limits_decode() {
                 .collect(),
         }],
     });
-    for request in [metadata, produce, commit] {
+    let replica_fetch = Request::from(ReplicaFetchRequest {
+        replica_id: 2,
+        replica_incarnation: 1,
+        max_wait_ms: 500,
+        max_bytes: 1 << 20,
+        topics: vec![ReplicaFetchTopic {
+            name: "t".repeat(249),
+            topic_id: 1,
+            partitions: (0..10_000)
+                .map(|partition| ReplicaFetchPartition {
+                    partition,
+                    current_leader_epoch: 0,
+                    fetch_offset: 0,
+                    last_fetched_epoch: NO_EPOCH,
+                    durable_offset: 0,
+                    partition_max_bytes: 1 << 20,
+                })
+                .collect(),
+        }],
+    });
+    let elect_leaders = Request::from(ElectLeadersRequest {
+        unclean: false,
+        topics: vec![ElectLeadersTopic {
+            name: "t".repeat(249),
+            partitions: (0..10_000).collect(),
+        }],
+    });
+    for request in [metadata, produce, commit, replica_fetch, elect_leaders] {
         let mut body = BytesMut::new();
         request.encode_body(&mut body);
         assert_eq!(decode(request.api_key(), &body), Ok(request));

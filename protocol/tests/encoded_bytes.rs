@@ -109,6 +109,36 @@ fn a_counted_response_is_as_long_as_its_encoded_frame() {
             }],
         }
         .into(),
+        ReplicaFetchResponse {
+            topics: vec![ReplicaFetchTopicResponse {
+                name: "t".into(),
+                partitions: vec![ReplicaFetchPartitionResponse {
+                    partition: 0,
+                    error_code: ErrorCode::None,
+                    leader_epoch: 3,
+                    high_watermark: 1,
+                    log_start_offset: 0,
+                    log_end_offset: 2,
+                    diverging_epoch: NO_EPOCH,
+                    diverging_end_offset: 0,
+                    records: Bytes::from(vec![7; 4096]),
+                }],
+            }],
+        }
+        .into(),
+        ElectLeadersResponse {
+            topics: vec![ElectLeadersTopicResponse {
+                name: "t".into(),
+                partitions: vec![ElectLeadersPartitionResponse {
+                    partition: 0,
+                    error_code: ErrorCode::EligibleLeadersNotAvailable,
+                    error_message: Some("replicas 2 and 3 are fenced".into()),
+                    leader: NO_ELECTED_LEADER,
+                    leader_epoch: 4,
+                }],
+            }],
+        }
+        .into(),
         ProduceResponse {
             topics: vec![ProduceTopicResponse {
                 name: long_name,

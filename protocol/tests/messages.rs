@@ -47,6 +47,7 @@ fn requests() -> impl Strategy<Value = Request> {
         topic_requests().boxed(),
         group_requests().boxed(),
         Just(DescribeClusterRequest {}.into()).boxed(),
+        replication_requests().boxed(),
     ]
 }
 
@@ -55,6 +56,7 @@ fn responses() -> impl Strategy<Value = Response> {
         topic_responses().boxed(),
         group_responses().boxed(),
         cluster_response().boxed(),
+        replication_responses().boxed(),
     ]
 }
 
@@ -107,6 +109,135 @@ fn cluster_response() -> impl Strategy<Value = Response> {
                 .into()
             },
         )
+}
+
+/// An epoch field: often [`NO_EPOCH`], else any.
+fn epoch() -> impl Strategy<Value = u32> {
+    prop_oneof![Just(NO_EPOCH), any::<u32>()]
+}
+
+fn replica_fetch_partition() -> impl Strategy<Value = ReplicaFetchPartition> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<[u64; 2]>(),
+        epoch(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(
+                partition,
+                current_leader_epoch,
+                [fetch_offset, durable_offset],
+                last_fetched_epoch,
+                partition_max_bytes,
+            )| ReplicaFetchPartition {
+                partition,
+                current_leader_epoch,
+                fetch_offset,
+                last_fetched_epoch,
+                durable_offset,
+                partition_max_bytes,
+            },
+        )
+}
+
+fn replica_fetch_partition_response() -> impl Strategy<Value = ReplicaFetchPartitionResponse> {
+    (
+        (any::<u32>(), error_code(), any::<u32>()),
+        any::<[u64; 4]>(),
+        epoch(),
+        blob(),
+    )
+        .prop_map(
+            |(
+                (partition, error_code, leader_epoch),
+                [
+                    high_watermark,
+                    log_start_offset,
+                    log_end_offset,
+                    diverging_end_offset,
+                ],
+                diverging_epoch,
+                records,
+            )| ReplicaFetchPartitionResponse {
+                partition,
+                error_code,
+                leader_epoch,
+                high_watermark,
+                log_start_offset,
+                log_end_offset,
+                diverging_epoch,
+                diverging_end_offset,
+                records,
+            },
+        )
+}
+
+fn replication_requests() -> impl Strategy<Value = Request> {
+    let fetch_topic = (name(), any::<u64>(), vec(replica_fetch_partition())).prop_map(
+        |(name, topic_id, partitions)| ReplicaFetchTopic {
+            name,
+            topic_id,
+            partitions,
+        },
+    );
+    let elect_topic = (name(), vec(any::<u32>()))
+        .prop_map(|(name, partitions)| ElectLeadersTopic { name, partitions });
+    prop_oneof![
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<[u32; 2]>(),
+            vec(fetch_topic)
+        )
+            .prop_map(
+                |(replica_id, replica_incarnation, [max_wait_ms, max_bytes], topics)| {
+                    ReplicaFetchRequest {
+                        replica_id,
+                        replica_incarnation,
+                        max_wait_ms,
+                        max_bytes,
+                        topics,
+                    }
+                    .into()
+                }
+            ),
+        (any::<bool>(), vec(elect_topic)).prop_map(|(unclean, topics)| ElectLeadersRequest {
+            unclean,
+            topics
+        }
+        .into()),
+    ]
+}
+
+fn replication_responses() -> impl Strategy<Value = Response> {
+    let fetch_topic = (name(), vec(replica_fetch_partition_response()))
+        .prop_map(|(name, partitions)| ReplicaFetchTopicResponse { name, partitions });
+    let elected = (
+        any::<u32>(),
+        error_code(),
+        proptest::option::of(name()),
+        prop_oneof![Just(NO_ELECTED_LEADER), any::<u32>()],
+        any::<u32>(),
+    )
+        .prop_map(
+            |(partition, error_code, error_message, leader, leader_epoch)| {
+                ElectLeadersPartitionResponse {
+                    partition,
+                    error_code,
+                    error_message,
+                    leader,
+                    leader_epoch,
+                }
+            },
+        );
+    let elect_topic = (name(), vec(elected))
+        .prop_map(|(name, partitions)| ElectLeadersTopicResponse { name, partitions });
+    prop_oneof![
+        vec(fetch_topic).prop_map(|topics| ReplicaFetchResponse { topics }.into()),
+        vec(elect_topic).prop_map(|topics| ElectLeadersResponse { topics }.into()),
+    ]
 }
 
 fn topic_requests() -> impl Strategy<Value = Request> {
@@ -1045,4 +1176,156 @@ fn describe_cluster_is_laid_out_as_the_protocol_document_draws_it() {
     assert!(request.is_empty());
     assert_eq!(ApiKey::DescribeCluster as u16, 18);
     assert!(Request::decode(18, 0, &Bytes::from_static(&[0])).is_err());
+}
+
+/// Encodes a request body and checks it against `expected`, then decodes it back.
+fn assert_request_layout(request: Request, expected: &[u8]) {
+    let mut body = BytesMut::new();
+    request.encode_body(&mut body);
+    assert_eq!(body.to_vec(), expected, "{:?}", request.api_key());
+    assert_eq!(
+        Request::decode(request.api_key() as u16, 0, &body.freeze()),
+        Ok(request)
+    );
+}
+
+/// As [`assert_request_layout`], for a response body.
+fn assert_response_layout(response: Response, expected: &[u8]) {
+    let mut body = BytesMut::new();
+    response.encode_body(&mut body);
+    assert_eq!(body.to_vec(), expected, "{:?}", response.api_key());
+    assert_eq!(
+        Response::decode(response.api_key() as u16, 0, &body.freeze()),
+        Ok(response)
+    );
+}
+
+#[test]
+fn replica_fetch_is_laid_out_as_the_protocol_document_draws_it() {
+    assert_eq!(ApiKey::ReplicaFetch as u16, 19);
+    let request = ReplicaFetchRequest {
+        replica_id: 2,
+        replica_incarnation: 3,
+        max_wait_ms: 500,
+        max_bytes: 1 << 20,
+        topics: vec![ReplicaFetchTopic {
+            name: "t".into(),
+            topic_id: 7,
+            partitions: vec![ReplicaFetchPartition {
+                partition: 0,
+                current_leader_epoch: 4,
+                fetch_offset: 100,
+                last_fetched_epoch: 4,
+                durable_offset: 96,
+                partition_max_bytes: 1 << 20,
+            }],
+        }],
+    };
+    let mut expected = vec![0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0x01, 0xf4];
+    expected.extend([0x00, 0x10, 0, 0, 0, 0, 0, 1, 0x00, 0x01, b't']);
+    expected.extend([0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4]);
+    expected.extend([0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 4]);
+    expected.extend([0, 0, 0, 0, 0, 0, 0, 96, 0x00, 0x10, 0, 0]);
+    assert_eq!(expected.len(), 71);
+    assert_request_layout(request.into(), &expected);
+
+    let diverged = ReplicaFetchResponse {
+        topics: vec![ReplicaFetchTopicResponse {
+            name: "t".into(),
+            partitions: vec![ReplicaFetchPartitionResponse {
+                partition: 0,
+                error_code: ErrorCode::None,
+                leader_epoch: 5,
+                high_watermark: 90,
+                log_start_offset: 0,
+                log_end_offset: 120,
+                diverging_epoch: 4,
+                diverging_end_offset: 95,
+                records: Bytes::new(),
+            }],
+        }],
+    };
+    let mut expected = vec![0, 0, 0, 1, 0x00, 0x01, b't', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    expected.extend([0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 90]);
+    expected.extend([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 120]);
+    expected.extend([0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 95, 0, 0, 0, 0]);
+    assert_eq!(expected.len(), 61);
+    assert_response_layout(diverged.into(), &expected);
+    assert_eq!(NO_EPOCH.to_be_bytes(), [0xff; 4]);
+}
+
+#[test]
+fn elect_leaders_is_laid_out_as_the_protocol_document_draws_it() {
+    assert_eq!(ApiKey::ElectLeaders as u16, 20);
+    let request = ElectLeadersRequest {
+        unclean: false,
+        topics: vec![ElectLeadersTopic {
+            name: "orders".into(),
+            partitions: vec![0, 2],
+        }],
+    };
+    let mut expected = vec![0x00, 0, 0, 0, 1, 0x00, 0x06];
+    expected.extend(b"orders");
+    expected.extend([0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2]);
+    assert_eq!(expected.len(), 25);
+    assert_request_layout(request.into(), &expected);
+    assert!(Request::decode(20, 0, &Bytes::from_static(&[2, 0, 0, 0, 0])).is_err());
+
+    let elected = |partition, error_code, leader, leader_epoch| ElectLeadersPartitionResponse {
+        partition,
+        error_code,
+        error_message: None,
+        leader,
+        leader_epoch,
+    };
+    let response = ElectLeadersResponse {
+        topics: vec![ElectLeadersTopicResponse {
+            name: "orders".into(),
+            partitions: vec![
+                elected(0, ErrorCode::None, 1, 3),
+                elected(2, ErrorCode::ElectionNotNeeded, 1, 2),
+            ],
+        }],
+    };
+    let mut expected = vec![0, 0, 0, 1, 0x00, 0x06];
+    expected.extend(b"orders");
+    expected.extend([0, 0, 0, 2]);
+    expected.extend([0, 0, 0, 0, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 3]);
+    expected.extend([0, 0, 0, 2, 0x00, 0x2e, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 2]);
+    assert_eq!(expected.len(), 48);
+    assert_response_layout(response.into(), &expected);
+    assert_eq!(NO_ELECTED_LEADER.to_be_bytes(), [0xff; 4]);
+}
+
+#[test]
+fn replica_fetch_records_stay_shared_in_a_vectored_frame() {
+    // The broker writes responses from a `VectoredBuf` and sends a chunk that is a
+    // segment's bytes with `sendfile`: a follower's batches must be that chunk, as a
+    // consumer's are.
+    let records = Bytes::from(vec![7u8; 64 << 10]);
+    let response = Response::from(ReplicaFetchResponse {
+        topics: vec![ReplicaFetchTopicResponse {
+            name: "t".into(),
+            partitions: vec![ReplicaFetchPartitionResponse {
+                partition: 0,
+                error_code: ErrorCode::None,
+                leader_epoch: 0,
+                high_watermark: 10,
+                log_start_offset: 0,
+                log_end_offset: 10,
+                diverging_epoch: NO_EPOCH,
+                diverging_end_offset: 0,
+                records: records.clone(),
+            }],
+        }],
+    });
+    let mut out = VectoredBuf::new();
+    frame::encode_response(&mut out, 1, &response);
+    let chunks = out.into_chunks();
+    assert!(
+        chunks
+            .iter()
+            .any(|chunk| std::ptr::eq(chunk.as_ref(), records.as_ref())),
+        "the records were copied"
+    );
 }
