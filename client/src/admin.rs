@@ -1,8 +1,9 @@
 //! Cluster administration: topics, partitions, metadata, consumer groups, the cluster's
-//! state.
+//! state, partition leader elections.
 
 mod broker_metadata;
 mod cluster;
+mod elections;
 mod groups;
 mod leader_offsets;
 
@@ -24,6 +25,7 @@ pub use cluster::{
     BrokerDescription, BrokerState, ClusterDescription, ControllerDescription, PartitionCounts,
     VoterDescription,
 };
+pub use elections::ElectResult;
 pub use groups::{
     GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, OffsetSpec,
 };

@@ -165,7 +165,8 @@
 //! - `consumer`: the public API and buffer; `consumer::position` (seeks, resets),
 //!   `consumer::fetcher` (fetch requests, one task per leader), `consumer::decode`
 //!   (batches into records) and `consumer::subscription` (its consumer group part).
-//! - `admin`: topics and metadata; `admin::groups` holds its consumer group part.
+//! - `admin`: topics and metadata; `admin::groups` holds its consumer group part,
+//!   `admin::elections` partition leader elections.
 //! - `group`: group membership (the heartbeat task) and the pure reconciliation;
 //!   `coordinator`: finding a group's coordinator, OffsetFetch and OffsetCommit.
 //! - `record`, `error`: public data types.
@@ -191,7 +192,7 @@ pub use strata_protocol as protocol;
 pub use strata_protocol::messages::Acks;
 
 pub use admin::{
-    Admin, BrokerDescription, BrokerState, ClusterDescription, ControllerDescription,
+    Admin, BrokerDescription, BrokerState, ClusterDescription, ControllerDescription, ElectResult,
     GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffset, NewTopic,
     OffsetSpec, PartitionCounts, PartitionDetails, TopicDescription, TopicDetails,
     VoterDescription,
