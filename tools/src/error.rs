@@ -99,6 +99,23 @@ pub enum CliError {
     /// finish (records went missing); the message says which and what to do.
     #[error("{0}")]
     Bench(String),
+    /// An unclean election asked for without `--yes`: what it puts at risk.
+    #[error("{0}")]
+    Unconfirmed(String),
+    /// Elections that left partitions without the leader asked for (refused, not merely
+    /// not needed).
+    #[error(
+        "{failed} of {total} partitions of topic '{topic}' got no leader; the table above \
+         says why"
+    )]
+    NotElected {
+        /// The topic.
+        topic: String,
+        /// Partitions whose election failed.
+        failed: usize,
+        /// Partitions asked for.
+        total: usize,
+    },
     /// `consume --offset` outside the partition's log.
     #[error(
         "offset {offset} is out of range for partition {partition} of topic '{topic}'; \

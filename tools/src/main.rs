@@ -11,7 +11,8 @@
 //!   codes, `completion`.
 //! - `error`: the CLI's error type and how client errors are worded.
 //! - `output`: table and JSON rendering.
-//! - `topic`, `group`, `cluster`, `produce`, `consume`, `bench`: one module per command.
+//! - `topic`, `partition`, `group`, `cluster`, `produce`, `consume`, `bench`: one module
+//!   per command.
 
 mod bench;
 mod cluster;
@@ -19,6 +20,7 @@ mod consume;
 mod error;
 mod group;
 mod output;
+mod partition;
 mod produce;
 mod topic;
 
@@ -30,8 +32,8 @@ use strata_client::protocol::limits::GROUP_ID_BYTES_MAX;
 
 use crate::error::CliError;
 
-/// Manage and exercise a Strata cluster: topics, consumer groups, cluster status, console
-/// produce and consume, bench.
+/// Manage and exercise a Strata cluster: topics, partition leaders, consumer groups,
+/// cluster status, console produce and consume, bench.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 struct Args {
@@ -61,8 +63,9 @@ pub enum Output {
     Json,
 }
 
-/// `--output`, on the commands that print results (`topic`, `group`, `cluster`, `bench`
-/// and their subcommands); `produce` and `consume` read and write raw lines instead.
+/// `--output`, on the commands that print results (`topic`, `partition`, `group`,
+/// `cluster`, `bench` and their subcommands); `produce` and `consume` read and write raw
+/// lines instead.
 #[derive(Debug, Clone, Copy, clap::Args)]
 struct OutputArg {
     /// How results are printed: a table for people or JSON for scripts.
@@ -78,6 +81,13 @@ enum Command {
         output: OutputArg,
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// Elect partition leaders: preferred, or unclean for a partition without one.
+    Partition {
+        #[command(flatten)]
+        output: OutputArg,
+        #[command(subcommand)]
+        command: partition::PartitionCommand,
     },
     /// List, describe, reset the offsets of, and delete consumer groups.
     Group {
@@ -142,6 +152,9 @@ async fn run(args: Args) -> Result<(), CliError> {
     let bootstrap = args.bootstrap.as_str();
     match args.command {
         Command::Topic { output, command } => topic::run(bootstrap, output.output, command).await,
+        Command::Partition { output, command } => {
+            partition::run(bootstrap, output.output, command).await
+        }
         Command::Group { output, command } => group::run(bootstrap, output.output, command).await,
         Command::Cluster { output, command } => {
             cluster::run(bootstrap, output.output, command).await
@@ -255,6 +268,7 @@ mod tests {
         assert!(parse(&["strata", "topic", "--output", "json", "list"]).is_ok());
         assert!(parse(&["strata", "group", "list", "--output", "json"]).is_ok());
         assert!(parse(&["strata", "cluster", "status", "--output", "json"]).is_ok());
+        assert!(parse(&["strata", "partition", "elect", "t", "--output", "json"]).is_ok());
         assert!(parse(&["strata", "cluster", "status", "--output", "text"]).is_ok());
         assert!(parse(&["strata", "bench", "produce", "--output", "json"]).is_ok());
         assert!(parse(&["strata", "--output", "json", "topic", "list"]).is_err());
