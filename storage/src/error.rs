@@ -140,6 +140,15 @@ pub enum StorageError {
         /// The producer's current epoch.
         current_epoch: i16,
     },
+    /// A batch carries a leader epoch older than the newest epoch in the log: a leader
+    /// that lost its leadership (or a follower fed by one) wrote it. Nothing was written.
+    #[error("leader epoch {epoch} is older than the log's latest leader epoch {latest}")]
+    StaleLeaderEpoch {
+        /// The batch's (or the append's) leader epoch.
+        epoch: u32,
+        /// The newest leader epoch in the log.
+        latest: u32,
+    },
     /// A [`LogConfig`](crate::LogConfig) value is out of range.
     #[error("invalid log config: {reason}")]
     InvalidConfig {

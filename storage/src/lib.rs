@@ -16,6 +16,7 @@
 //! - `producer`: idempotent producer state and its snapshot files.
 //! - `recovery`: opening a directory after a clean shutdown or a crash.
 //! - `checkpoint`: the recovery point and clean shutdown files.
+//! - `epochs`: the leader-epoch cache and its checkpoint file.
 //! - [`flusher`](crate::Flusher): the shared fsync thread and group commit.
 //! - [`io`]: the I/O seam ([`io::Io`], [`io::IoFile`]): every file-system operation.
 //! - [`sim`]: a simulated disk that loses what was not fsync'd at a power loss, for tests.
@@ -23,6 +24,7 @@
 
 mod checkpoint;
 mod config;
+mod epochs;
 mod error;
 mod flusher;
 mod index;

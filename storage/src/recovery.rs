@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{self, CleanShutdown};
 use crate::config::LogConfig;
+use crate::epochs::{self, RecoveredEpochs};
 use crate::error::{Result, StorageError};
 use crate::index::SegmentIndex;
 use crate::io::{Io, IoFile, read_if_exists, remove_if_exists, sync_parent};
@@ -23,6 +24,8 @@ pub struct Recovered {
     pub clean: bool,
     /// The recovery point read from disk.
     pub recovery_point: u64,
+    /// The leader-epoch entries of the recovered batches.
+    pub epochs: RecoveredEpochs,
 }
 
 /// How one segment was recovered.
@@ -81,17 +84,27 @@ fn recover_segments(
         // A new log starts at 0. A crash inside `truncate_fully` after it unlinked every
         // segment restarts at the new start, to which it lowered the recovery point first.
         let interval = config.index_interval_bytes;
-        let segment = Segment::create(io, dir, recovery_point, interval)?;
+        let segments = vec![Arc::new(Segment::create(
+            io,
+            dir,
+            recovery_point,
+            interval,
+        )?)];
+        let epochs = epochs::recover(io, dir, &segments, recovery_point)?;
         return Ok(Recovered {
-            segments: vec![Arc::new(segment)],
+            segments,
             clean: false,
             recovery_point,
+            epochs,
         });
     };
     let last_bytes = open_segment(io, dir, last_base)?.file_bytes;
     let marker = clean.filter(|marker| matches_marker(marker, last_base, last_bytes));
     let clean = marker.is_some();
     let mut scanned_any = false;
+    // The base of the first segment recovery did not trust: the batches from there on
+    // were all read, and the leader-epoch checkpoint may not know them yet.
+    let mut untrusted_from = None;
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
     for (position, &base_offset) in bases.iter().enumerate() {
         let is_last = position + 1 == bases.len();
@@ -106,6 +119,9 @@ fn recover_segments(
             remove_segments(io, dir, bases.get(position..).unwrap_or_default())?;
             break;
         }
+        if !trusted {
+            untrusted_from.get_or_insert(base_offset);
+        }
         let on_disk = open_segment(io, dir, base_offset)?;
         // After a clean shutdown the last segment must also end where the marker says.
         let expected_end = marker
@@ -119,10 +135,13 @@ fn recover_segments(
             break;
         }
     }
+    let log_end = segments.last().map_or(0, |segment| segment.next_offset());
+    let epochs = epochs::recover(io, dir, &segments, untrusted_from.unwrap_or(log_end))?;
     Ok(Recovered {
         segments,
         clean: clean && !scanned_any,
         recovery_point,
+        epochs,
     })
 }
 

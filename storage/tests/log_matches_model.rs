@@ -1,7 +1,8 @@
 //! Model-based test: random sequences of append, replicated append, read, roll,
 //! truncate_to, retention, timestamp lookup, clean close + reopen, and crash (drop without
 //! close, optionally cutting the last segment file) + reopen, checked after every step
-//! against an in-memory model. Reproducible: the seed is printed and `STRATA_TEST_SEED`
+//! against an in-memory model, leader-epoch entries included (appends at random epochs,
+//! the stale ones refused). Reproducible: the seed is printed and `STRATA_TEST_SEED`
 //! replays it.
 
 mod common;
@@ -20,6 +21,7 @@ enum Op {
         records: usize,
         value_bytes: usize,
         timestamp_step: i64,
+        epoch: u32,
     },
     AppendReplicated {
         records: usize,
@@ -57,10 +59,10 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (1usize..6, 0usize..700, -50i64..100).prop_map(|(records, value_bytes, timestamp_step)| {
-            Op::Append { records, value_bytes, timestamp_step }
+        8 => (1usize..6, 0usize..700, -50i64..100, 5u32..9).prop_map(|(records, value_bytes, timestamp_step, epoch)| {
+            Op::Append { records, value_bytes, timestamp_step, epoch }
         }),
-        2 => (1usize..4, 0usize..300, 0u32..5).prop_map(|(records, value_bytes, epoch)| {
+        2 => (1usize..4, 0usize..300, 0u32..9).prop_map(|(records, value_bytes, epoch)| {
             Op::AppendReplicated { records, value_bytes, epoch }
         }),
         3 => (any::<u64>(), 1usize..3000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
@@ -107,6 +109,7 @@ fn config() -> impl Strategy<Value = LogConfig> {
 #[derive(Debug, Clone)]
 struct Stored {
     base_offset: u64,
+    leader_epoch: u32,
     bytes: Vec<u8>,
     timestamps: Vec<i64>,
 }
@@ -139,6 +142,7 @@ impl Model {
         self.end = header.next_offset();
         self.batches.push(Stored {
             base_offset: header.base_offset,
+            leader_epoch: header.leader_epoch,
             bytes,
             timestamps,
         });
@@ -166,6 +170,27 @@ impl Model {
         );
         self.batches.retain(|stored| stored.base_offset >= offset);
         self.start = offset;
+    }
+
+    /// The leader-epoch entries the batches call for: one per epoch change.
+    fn epochs(&self) -> Vec<(u32, u64)> {
+        let mut entries: Vec<(u32, u64)> = Vec::new();
+        for stored in &self.batches {
+            if entries
+                .last()
+                .is_none_or(|&(epoch, _)| epoch != stored.leader_epoch)
+            {
+                entries.push((stored.leader_epoch, stored.base_offset));
+            }
+        }
+        entries
+    }
+
+    /// Whether an append at `epoch` is refused as stale.
+    fn stale(&self, epoch: u32) -> bool {
+        self.epochs()
+            .last()
+            .is_some_and(|&(latest, _)| epoch < latest)
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -198,6 +223,13 @@ impl Case {
         let log = self.log();
         assert_eq!(log.log_end_offset(), self.model.end, "log end offset");
         assert_eq!(log.log_start_offset(), self.model.start, "log start offset");
+        let epochs = self.model.epochs();
+        assert_eq!(log.epoch_entries(), epochs, "leader-epoch entries");
+        assert_eq!(
+            log.latest_epoch(),
+            epochs.last().map(|&(epoch, _)| epoch),
+            "latest epoch"
+        );
         let size: usize = self
             .model
             .batches
@@ -213,21 +245,30 @@ impl Case {
                 records,
                 value_bytes,
                 timestamp_step,
+                epoch,
             } => {
                 self.model.clock_ms += timestamp_step;
                 self.seed += 1;
                 let batch = common::batch(records, value_bytes, self.model.clock_ms, self.seed);
+                if self.model.stale(epoch) {
+                    let result = self.log().append(&batch, epoch);
+                    assert!(
+                        matches!(result, Err(StorageError::StaleLeaderEpoch { epoch: refused, .. }) if refused == epoch),
+                        "{result:?}"
+                    );
+                    return self.check();
+                }
                 if batch.len() as u64 > self.config.segment_bytes {
-                    let result = self.log().append(&batch, 7);
+                    let result = self.log().append(&batch, epoch);
                     assert!(
                         matches!(result, Err(StorageError::BatchTooLarge { .. })),
                         "{result:?}"
                     );
                     return;
                 }
-                let info = self.log().append(&batch, 7).expect("append");
+                let info = self.log().append(&batch, epoch).expect("append");
                 let mut stored = batch.to_vec();
-                stamp(&mut stored, self.model.end, 7);
+                stamp(&mut stored, self.model.end, epoch);
                 assert_eq!(info.base_offset, self.model.end);
                 self.model.push(stored);
                 assert_eq!(info.log_end_offset, self.model.end);
@@ -247,6 +288,14 @@ impl Case {
                     "{gap:?}"
                 );
                 stamp(&mut bytes, self.model.end, epoch);
+                if self.model.stale(epoch) {
+                    let result = self.log().append_replicated(&bytes);
+                    assert!(
+                        matches!(result, Err(StorageError::StaleLeaderEpoch { .. })),
+                        "{result:?}"
+                    );
+                    return self.check();
+                }
                 self.log()
                     .append_replicated(&bytes)
                     .expect("replicated append");

@@ -106,7 +106,7 @@ async fn a_clients_topic_config_is_judged_by_its_key() {
     assert_eq!(
         unknown.error_message.as_deref(),
         Some(
-            "unknown topic config 'retention'; the topic configs are durability, flush_interval_ms, max_message_bytes, retention_bytes, retention_ms, segment_bytes, segment_ms"
+            "unknown topic config 'retention'; the topic configs are durability, flush_interval_ms, max_message_bytes, min_insync_replicas, retention_bytes, retention_ms, segment_bytes, segment_ms"
         )
     );
 }

@@ -212,6 +212,7 @@ mod tests {
             address: format!("127.0.0.1:{}", 9400 + id),
             cluster_address: format!("127.0.0.1:{}", 9500 + id),
             log_id: "test-log".to_owned(),
+            unclean: false,
         };
         match image.apply(index, &command) {
             Outcome::Registered { incarnation } => incarnation,

@@ -191,6 +191,7 @@ pub(super) async fn join(
         address,
         cluster_address,
         log_id: fresh_log_id(config.node_id),
+        unclean: false,
     };
     if !register_until(cluster, &register, &stop).await {
         return false;

@@ -451,7 +451,8 @@ mod tests {
             Duration::from_millis(250)
         );
         assert_eq!(config.broker_session_timeout(), Duration::from_secs(3));
-        assert_eq!(config.default_replication_factor, 1);
+        assert_eq!(config.default_replication_factor, 3);
+        assert_eq!(config.default_replication_factor_clamped(), 1);
         assert_eq!(
             config.metadata_heartbeat_interval(),
             Duration::from_millis(100)
@@ -489,7 +490,7 @@ mod tests {
         let config = Config::load(
             Some(&file),
             environment,
-            &flags(&[("default_replication_factor", "3")]),
+            &flags(&[("default_replication_factor", "5")]),
         )
         .unwrap();
         assert_eq!(config.cluster_listen, "127.0.0.1:9412".parse().unwrap());
@@ -505,7 +506,8 @@ mod tests {
         assert_eq!(config.broker_session_timeout_ms, 1_000);
         assert_eq!(config.metadata_heartbeat_interval_ms, 50);
         assert_eq!(config.metadata_election_timeout_ms, 300);
-        assert_eq!(config.default_replication_factor, 3);
+        assert_eq!(config.default_replication_factor, 5);
+        assert_eq!(config.default_replication_factor_clamped(), 3);
         assert_eq!(config.cluster_address(), "127.0.0.1:9412");
         assert_eq!(config.voters().len(), 3);
         assert_eq!(config.voters()[&3], "127.0.0.1:9422");

@@ -174,7 +174,9 @@ pub struct Config {
     /// A broker whose heartbeats stop for this long is fenced: its partitions lose their
     /// leader. More than twice the heartbeat interval.
     pub broker_session_timeout_ms: u64,
-    /// Replicas of a new topic's partitions when its create names no replication factor.
+    /// Replicas of a new topic's partitions when its create names no replication factor;
+    /// at most the brokers the cluster is configured with
+    /// ([`default_replication_factor_clamped`](Self::default_replication_factor_clamped)).
     pub default_replication_factor: u16,
     /// How often the Raft leader of the metadata log heartbeats its followers.
     pub metadata_heartbeat_interval_ms: u64,
@@ -228,7 +230,7 @@ impl Default for Config {
             peers: Vec::new(),
             broker_heartbeat_interval_ms: 250,
             broker_session_timeout_ms: 3_000,
-            default_replication_factor: 1,
+            default_replication_factor: 3,
             metadata_heartbeat_interval_ms: 100,
             metadata_election_timeout_ms: 500,
         }
@@ -243,6 +245,14 @@ impl Config {
             .and_then(|text| text.rsplit_once(':'))
             .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
             .unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
+    }
+
+    /// The replication factor of a create that names none: `default_replication_factor`,
+    /// but no more than the brokers the cluster is configured with (its voters), so the
+    /// default of 3 gives a one-node cluster topics of one replica.
+    pub fn default_replication_factor_clamped(&self) -> u16 {
+        let brokers = u16::try_from(self.peers.len().max(1)).unwrap_or(u16::MAX);
+        self.default_replication_factor.min(brokers)
     }
 
     /// `connection_idle_ms_max` as a duration.

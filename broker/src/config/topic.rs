@@ -27,6 +27,16 @@ pub struct TopicConfig {
     pub flush_interval_ms: u64,
     /// Largest record batch accepted, in bytes.
     pub max_message_bytes: u32,
+    /// How many in-sync replicas an `acks = all` write needs, and below how many the high
+    /// watermark stops; at most the partition's replicas count (see
+    /// `PartitionRecord::min_isr`). Defaulted so configs stored before it was a key decode.
+    #[serde(default = "min_insync_replicas_default")]
+    pub min_insync_replicas: u16,
+}
+
+/// The default `min_insync_replicas`: with three replicas, a write survives one loss.
+fn min_insync_replicas_default() -> u16 {
+    2
 }
 
 impl Default for TopicConfig {
@@ -40,6 +50,7 @@ impl Default for TopicConfig {
             durability: DurabilityPolicy::Never,
             flush_interval_ms: 1_000,
             max_message_bytes: strata_protocol::limits::MESSAGE_BYTES_MAX_DEFAULT,
+            min_insync_replicas: min_insync_replicas_default(),
         }
     }
 }
@@ -88,6 +99,9 @@ pub enum TopicConfigError {
     /// A segment age or fsync interval is 0.
     #[error("segment_ms and flush_interval_ms must be at least 1")]
     ZeroInterval,
+    /// `min_insync_replicas` is 0: a write would need no replica at all.
+    #[error("min_insync_replicas must be at least 1")]
+    ZeroMinInsyncReplicas,
     /// No batch could be that small.
     #[error("max_message_bytes is smaller than the smallest batch")]
     MessageBytesBelowBatch {
@@ -178,6 +192,9 @@ impl TopicConfig {
             return Err(TopicConfigError::MessageBytesBelowBatch {
                 max_message_bytes: self.max_message_bytes,
             });
+        }
+        if self.min_insync_replicas == 0 {
+            return Err(TopicConfigError::ZeroMinInsyncReplicas);
         }
         if u64::from(self.max_message_bytes) > self.segment_bytes {
             return Err(TopicConfigError::MessageBytesAboveSegment {
@@ -287,7 +304,7 @@ mod tests {
         };
         assert_eq!(
             reason("retention", "1"),
-            "unknown topic config 'retention'; the topic configs are durability, flush_interval_ms, max_message_bytes, retention_bytes, retention_ms, segment_bytes, segment_ms"
+            "unknown topic config 'retention'; the topic configs are durability, flush_interval_ms, max_message_bytes, min_insync_replicas, retention_bytes, retention_ms, segment_bytes, segment_ms"
         );
         assert_eq!(
             reason("retention_ms", "abc"),
@@ -313,5 +330,22 @@ mod tests {
             reason("max_message_bytes", "2000000000"),
             "max_message_bytes must not exceed segment_bytes"
         );
+        assert_eq!(
+            reason("min_insync_replicas", "0"),
+            "min_insync_replicas must be at least 1"
+        );
+    }
+
+    #[test]
+    fn a_config_stored_before_min_insync_replicas_decodes_with_its_default() {
+        // Topic records are stored as TOML on disk and as JSON in the metadata image.
+        let mut table = toml::Table::try_from(TopicConfig::default()).unwrap();
+        table.remove("min_insync_replicas");
+        let config: TopicConfig = table.try_into().unwrap();
+        assert_eq!(config.min_insync_replicas, 2);
+        let mut json = serde_json::to_value(TopicConfig::default()).unwrap();
+        json.as_object_mut().unwrap().remove("min_insync_replicas");
+        let config: TopicConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.min_insync_replicas, 2);
     }
 }

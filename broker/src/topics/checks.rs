@@ -18,7 +18,8 @@ use crate::group::store::OFFSETS_LOG;
 pub struct CheckedCreate {
     /// The broker's defaults with the request's overrides.
     pub config: TopicConfig,
-    /// The factor asked for, or `default_replication_factor` for 0.
+    /// The factor asked for, or for 0 `default_replication_factor` (at most the configured
+    /// brokers).
     pub replication_factor: u16,
 }
 
@@ -39,22 +40,22 @@ pub fn check_create(
     check_new_name(image, name)?;
     check_partition_budget(config, image, name, count, count)?;
     let replication_factor = match replication_factor {
-        0 => config.default_replication_factor,
+        0 => config.default_replication_factor_clamped(),
         factor => factor,
     };
     let alive = image.alive_brokers().len();
-    if replication_factor != 1 {
-        return Err(AdminError::new(
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "replication factor {replication_factor} is not supported yet: partitions have one replica until replication lands (the cluster has {alive} live brokers)"
-            ),
-        ));
-    }
     if alive == 0 {
         return Err(AdminError::new(
             ErrorCode::LeaderNotAvailable,
             "no broker is alive to place the topic on; retry once brokers have registered",
+        ));
+    }
+    if usize::from(replication_factor) > alive {
+        return Err(AdminError::new(
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {replication_factor} needs that many alive brokers; the cluster has {alive}"
+            ),
         ));
     }
     Ok(CheckedCreate {

@@ -2,7 +2,6 @@
 //! relative-offset range.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use strata_protocol::BatchError;
 use strata_protocol::batch::{self, BatchHeader, STAMPED_PREFIX_BYTES};
@@ -42,14 +41,18 @@ impl Log {
     /// `leader_epoch`, stamped into its first 16 bytes on the way to disk (the CRC does not
     /// cover them). The caller has validated it with `batch::validate`. The batch is in the
     /// page cache when this returns (it survives `kill -9`); durability follows the policy.
+    /// A `leader_epoch` newer than the log's latest starts a leader-epoch entry at the
+    /// batch's base offset.
     ///
     /// # Errors
+    /// [`StorageError::StaleLeaderEpoch`] if `leader_epoch` is older than the latest,
     /// [`StorageError::Poisoned`], [`StorageError::BatchTooLarge`],
     /// [`StorageError::InvalidBatch`] if the length or counts disagree,
     /// [`StorageError::NoSpace`] or [`StorageError::Io`] (nothing became visible).
     pub fn append(&self, batch: &[u8], leader_epoch: u32) -> Result<AppendInfo> {
         let mut state = lock(&self.inner.append);
         self.inner.check_writable()?;
+        LogInner::check_epoch(&state, leader_epoch)?;
         let base_offset = self.inner.log_end_offset();
         let header = check_shape(batch, base_offset)?;
         if let Verdict::Duplicate(base_offset, last_offset, max_timestamp) =
@@ -80,7 +83,8 @@ impl Log {
     }
 
     /// Appends a batch as a follower: keeps its own offsets and epoch, which must start
-    /// exactly at the log end offset. Its CRC is verified.
+    /// exactly at the log end offset. Its CRC is verified. Its leader epoch follows the
+    /// rule of [`append`](Self::append).
     ///
     /// # Errors
     /// [`StorageError::NonContiguous`], [`StorageError::InvalidBatch`], and as
@@ -98,6 +102,7 @@ impl Log {
                 log_end_offset,
             });
         }
+        LogInner::check_epoch(&state, header.leader_epoch)?;
         let (prefix, rest) = batch.split_at(STAMPED_PREFIX_BYTES);
         self.inner.write_batch(&mut state, prefix, rest, &header)
     }
@@ -147,8 +152,12 @@ impl LogInner {
         state
             .producers
             .apply(header, now_ms, self.config().producers_max);
-        self.log_end_offset
-            .store(header.next_offset(), Ordering::Release);
+        self.publish_batch(
+            state,
+            header.leader_epoch,
+            header.base_offset,
+            header.next_offset(),
+        );
         if self.config().durability == Durability::EveryBatch {
             self.request_flush();
         }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Log, LogInner, Maintenance, WriteFailure, lock};
 use crate::checkpoint::{self, CleanShutdown};
 use crate::config::Durability;
+use crate::epochs::{self, LeaderEpochs};
 use crate::error::{Result, StorageError};
 use crate::flusher::Flushable;
 use crate::io::write_file_atomically;
@@ -115,8 +116,8 @@ impl Log {
         self.inner.flush(true)
     }
 
-    /// Clean shutdown: fsyncs all data, writes every index file, the recovery point and
-    /// the clean shutdown marker, so the next open reads no data bytes. Afterwards writes
+    /// Clean shutdown: fsyncs all data, writes every index file, the leader-epoch
+    /// checkpoint, the recovery point and the clean shutdown marker, so the next open reads no data bytes. Afterwards writes
     /// fail with [`StorageError::Closed`](crate::StorageError::Closed), reads of what is there still work, and the
     /// directory lock is released. Closing a closed log does nothing.
     ///
@@ -144,6 +145,9 @@ impl Log {
         active.seal_index();
         active.persist_index(inner.io.as_ref())?;
         active.sync()?;
+        if let Some(entries) = lock(&inner.epochs).take_dirty() {
+            epochs::write(inner.io.as_ref(), &inner.dir, &entries)?;
+        }
         checkpoint::write_recovery_point(inner.io.as_ref(), &inner.dir, active.base_offset())?;
         let log_end_offset = inner.log_end_offset();
         let snapshot = producer::snapshot_path(&inner.dir, log_end_offset);
@@ -254,6 +258,9 @@ struct FlushWork {
     active: Option<Arc<Segment>>,
     snapshots: Vec<(u64, Vec<u8>)>,
     dir_unsynced: bool,
+    /// The leader-epoch entries, if the checkpoint file lags them and the flush moves the
+    /// recovery point.
+    epochs: Option<LeaderEpochs>,
 }
 
 impl LogInner {
@@ -302,7 +309,7 @@ impl LogInner {
 
     /// Takes what is dirty: the flush owns it until it succeeds or puts it back.
     fn take_flush_work(&self, with_active: bool) -> FlushWork {
-        let (target, sealed, active, snapshots, dir_unsynced) = {
+        let (target, sealed, active, snapshots, dir_unsynced, epochs) = {
             let mut state = lock(&self.append);
             let snapshots = std::mem::take(&mut state.snapshots);
             let current = self.active();
@@ -322,12 +329,18 @@ impl LogInner {
                     None => (current.base_offset(), None),
                 }
             };
+            // Only a flush that moves the recovery point past sealed segments needs the
+            // checkpoint to cover them; taken with the segment list, it does.
+            let epochs = (!sealed.is_empty())
+                .then(|| lock(&self.epochs).take_dirty())
+                .flatten();
             (
                 target,
                 sealed,
                 active,
                 snapshots,
                 std::mem::take(&mut state.dir_unsynced),
+                epochs,
             )
         };
         FlushWork {
@@ -336,6 +349,7 @@ impl LogInner {
             active,
             snapshots,
             dir_unsynced,
+            epochs,
         }
     }
 
@@ -351,12 +365,17 @@ impl LogInner {
     }
 
     /// The new files a flush writes once the data under them is durable: the sealed
-    /// segments' index files and the producer snapshots.
+    /// segments' index files, the producer snapshots and the leader-epoch checkpoint
+    /// (which must be on disk before the recovery point passes the batches it covers).
     fn write_sealed_files(&self, work: &FlushWork) -> Result<()> {
         for segment in &work.sealed {
             segment.persist_index(self.io.as_ref())?;
         }
-        self.write_snapshots(&work.snapshots)
+        self.write_snapshots(&work.snapshots)?;
+        match &work.epochs {
+            Some(entries) => epochs::write(self.io.as_ref(), &self.dir, entries),
+            None => Ok(()),
+        }
     }
 
     /// If the last flush failed for lack of space or descriptors before it made its
@@ -393,6 +412,8 @@ impl LogInner {
             let mut snapshots = work.snapshots;
             snapshots.append(&mut state.snapshots);
             state.snapshots = snapshots;
+            // The entries now are at least as new as those the flush failed to write.
+            lock(&self.epochs).dirty |= work.epochs.is_some();
         }
         self.write_failed(&error, held_below);
         error

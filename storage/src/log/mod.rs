@@ -4,12 +4,14 @@
 //! - here: the state, `open`, reads, accessors, `delete`.
 //! - `append`: leader and follower appends, and rolling to a new segment.
 //! - `durability`: flushes, the recovery point, durable-offset waiters, `close`.
+//! - `epochs`: the leader-epoch cache's accessors and changes.
 //! - `truncation`: `truncate_to` and `truncate_fully`.
 //! - `retention`: deleting old segments by time and size.
 //! - `producers`: rebuilding idempotent producer state, and its snapshot files.
 
 mod append;
 mod durability;
+mod epochs;
 mod producers;
 mod retention;
 mod truncation;
@@ -23,6 +25,7 @@ use bytes::Bytes;
 
 use crate::checkpoint;
 use crate::config::{Durability, LogConfig};
+use crate::epochs::{self as epoch_checkpoint, LeaderEpochs};
 use crate::error::{Result, StorageError};
 use crate::flusher::{Flushable, Flusher};
 use crate::io::{DirLock, Io, sync_parent};
@@ -31,6 +34,7 @@ use crate::recovery;
 use crate::segment::{FileRange, Segment};
 
 use self::durability::flush_interval;
+use self::epochs::EpochState;
 
 /// What an append stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +114,8 @@ struct AppendState {
     /// inline in the roll held the append lock for up to 300 ms while writeback ran
     /// (docs/benchmarks.md#d-roll-dir-fsync-off-append).
     dir_unsynced: bool,
+    /// The latest leader epoch of `LogInner::epochs`, for the append path's check.
+    latest_epoch: Option<u32>,
 }
 
 /// State of maintenance operations (flush, truncate, retention, close), which exclude each
@@ -132,6 +138,8 @@ struct LogInner {
     /// Readers clone the `Arc` and drop the lock before touching data.
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     log_end_offset: AtomicU64,
+    /// The leader-epoch entries. Lock order: append, then this.
+    epochs: Mutex<EpochState>,
     durable: Mutex<u64>,
     durable_changed: Condvar,
     poisoned: OnceLock<String>,
@@ -218,10 +226,16 @@ impl Log {
         // Writing the checkpoint fsyncs the directory, which also makes the active
         // segment's entry durable if a crash came between its roll and the next flush. If
         // the checkpoint already names it, a flush fsync'd the directory after the roll.
+        // Before the recovery point moves past the batches recovery read: they become
+        // trusted, and only the checkpoint will know their epochs.
+        if recovered.epochs.changed {
+            epoch_checkpoint::write(io.as_ref(), &dir, &recovered.epochs.epochs)?;
+        }
         if recovered.recovery_point != active.base_offset() {
             checkpoint::write_recovery_point(io.as_ref(), &dir, active.base_offset())?;
         }
-        let inner = Arc::new(LogInner::new(dir, config, io, flusher, segments));
+        let epochs = recovered.epochs.epochs;
+        let inner = Arc::new(LogInner::new(dir, config, io, flusher, segments, epochs));
         let producers = inner.rebuild_producers(inner.log_end_offset())?;
         lock(&inner.append).producers = producers;
         let interval = flush_interval(config.durability);
@@ -458,6 +472,7 @@ impl LogInner {
         io: Arc<dyn Io>,
         flusher: Flusher,
         segments: Vec<Arc<Segment>>,
+        epochs: LeaderEpochs,
     ) -> Self {
         let active = Arc::clone(segments.last().expect("recovery leaves a segment"));
         let log_end_offset = active.next_offset();
@@ -474,6 +489,7 @@ impl LogInner {
                 producers: ProducerStates::default(),
                 snapshots: Vec::new(),
                 dir_unsynced: false,
+                latest_epoch: epochs.latest(),
             }),
             maintenance: Mutex::new(Maintenance {
                 closed: false,
@@ -481,6 +497,10 @@ impl LogInner {
             }),
             segments: RwLock::new(Arc::new(segments)),
             log_end_offset: AtomicU64::new(log_end_offset),
+            epochs: Mutex::new(EpochState {
+                cache: epochs,
+                dirty: false,
+            }),
             // The active segment was fsync'd during open, and sealed ones before it.
             durable: Mutex::new(log_end_offset),
             durable_changed: Condvar::new(),

@@ -10,7 +10,8 @@ impl Log {
     /// Deletes the oldest sealed segments while their newest timestamp is older than
     /// `retention_ms` before `now_ms`, or while the log would still hold at least
     /// `retention_bytes` without them. Never deletes the active segment. Advances the log
-    /// start offset to the first remaining segment. Runs on a log whose writes fail for
+    /// start offset to the first remaining segment, and the leader-epoch entries with it
+    /// (the last one at or below the new start moves there). Runs on a log whose writes fail for
     /// lack of space or descriptors, which are not poisoned: deleting is how space comes
     /// back.
     ///
@@ -37,6 +38,11 @@ impl Log {
             return Ok(outcome);
         }
         self.inner.replace_segments(kept.to_vec());
+        let log_end_offset = self.inner.log_end_offset();
+        self.inner
+            .change_epochs(&mut state, log_end_offset, |epochs| {
+                epochs.truncate_from_start(outcome.log_start_offset);
+            });
         state
             .unsynced
             .retain(|segment| !removed.iter().any(|gone| Arc::ptr_eq(gone, segment)));

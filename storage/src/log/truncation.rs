@@ -2,17 +2,17 @@
 //! offset (`truncate_fully`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::{AppendState, Log, LogInner, Maintenance, lock};
 use crate::checkpoint;
+use crate::epochs::LeaderEpochs;
 use crate::error::{Result, StorageError};
 use crate::segment::{Locate, Segment};
 
 impl Log {
-    /// Deletes every batch at and after `offset` (follower truncation). `offset` must be a
-    /// batch boundary; at or above the log end offset this does nothing. The result is
-    /// fsync'd before returning.
+    /// Deletes every batch at and after `offset` (follower truncation), and the
+    /// leader-epoch entries starting there. `offset` must be a batch boundary; at or above
+    /// the log end offset this does nothing. The result is fsync'd before returning.
     ///
     /// # Errors
     /// [`StorageError::OffsetOutOfRange`] below the log start,
@@ -68,7 +68,7 @@ impl Log {
 
     /// Deletes every segment and restarts the log, empty, at `start_offset` (a follower
     /// whose log end is below the leader's log start offset). Both the log start and end
-    /// offsets become `start_offset`. A crash part-way leaves a contiguous part of the
+    /// offsets become `start_offset`, and the leader-epoch entries are cleared. A crash part-way leaves a contiguous part of the
     /// old log or the new empty one (see `docs/storage.md`); repeat the call after reopen.
     ///
     /// # Errors
@@ -119,7 +119,8 @@ impl LogInner {
         let mut kept = segments.get(..at).unwrap_or_default().to_vec();
         kept.push(Arc::clone(&truncated));
         self.replace_segments(kept);
-        self.log_end_offset.store(offset, Ordering::Release);
+        // The leader-epoch entries at and after `offset` go with the batches.
+        self.change_epochs(state, offset, |_| {});
         state.unsynced.retain(|segment| {
             !Arc::ptr_eq(segment, target) && !removed.iter().any(|gone| Arc::ptr_eq(gone, segment))
         });
@@ -169,7 +170,7 @@ impl LogInner {
         }
         self.sync_dir()?;
         self.replace_segments(vec![Arc::new(fresh)]);
-        self.log_end_offset.store(start_offset, Ordering::Release);
+        self.change_epochs(state, start_offset, LeaderEpochs::clear);
         state.unsynced.clear();
         state.active_since_ms = None;
         checkpoint::write_recovery_point(self.io.as_ref(), &self.dir, start_offset)?;

@@ -83,12 +83,21 @@ pub struct PartitionRecord {
     pub leader: Option<u32>,
     /// One more each time a broker becomes leader.
     pub leader_epoch: u32,
-    /// One more on every change to the record (leader, ISR).
+    /// One more on every change to the record (leader, ISR, ELR).
     pub partition_epoch: u32,
-    /// The in-sync replicas: never empty, a subset of `replicas`.
+    /// The in-sync replicas, in the order the leader gave them: never empty, a subset of
+    /// `replicas`.
     pub isr: Vec<u32>,
-    /// Eligible leader replicas (KIP-966); empty until replication lands.
+    /// Eligible leader replicas (KIP-966), in replica order: replicas that left the ISR
+    /// while it was below the effective min ISR, so hold every record below the high
+    /// watermark. Disjoint from `isr`; empty whenever the ISR is at least the min ISR.
     pub elr: Vec<u32>,
+    /// The last ISR member restarted having lost unflushed writes (an unclean
+    /// registration) and no eligible replica was left: no clean election picks it, and
+    /// the partition waits, leaderless, for an unclean election. Absent from images
+    /// written before it existed.
+    #[serde(default)]
+    pub last_isr_unclean: bool,
 }
 
 impl PartitionRecord {
@@ -100,6 +109,7 @@ impl PartitionRecord {
             partition_epoch: 0,
             isr: replicas.clone(),
             elr: Vec::new(),
+            last_isr_unclean: false,
             replicas,
         }
     }
@@ -112,6 +122,16 @@ impl PartitionRecord {
     /// Whether fewer replicas are in sync than there are replicas.
     pub fn is_under_replicated(&self) -> bool {
         self.isr.len() < self.replicas.len()
+    }
+
+    /// The effective min ISR under the topic's `config`: `min_insync_replicas`, but no
+    /// more than the replicas (a partition of one replica needs one) and at least 1. An
+    /// `acks = all` write needs this many in-sync replicas, and the high watermark does
+    /// not advance while the ISR is smaller.
+    pub fn min_isr(&self, config: &TopicConfig) -> usize {
+        usize::from(config.min_insync_replicas)
+            .min(self.replicas.len())
+            .max(1)
     }
 }
 
@@ -160,6 +180,11 @@ pub enum Command {
         cluster_address: String,
         /// A fresh name for the log, taken if the log has none yet.
         log_id: String,
+        /// The broker may have lost writes it had not flushed (it stopped without a clean
+        /// shutdown, under a durability policy that does not fsync every batch): it
+        /// leaves every ELR and is not elected as the last member of an ISR.
+        #[serde(default)]
+        unclean: bool,
     },
     /// The controller saw no heartbeat for a session timeout.
     FenceBroker {
@@ -216,6 +241,36 @@ pub enum Command {
         name: String,
         /// The keys to set and their values.
         entries: Vec<(String, String)>,
+    },
+    /// A partition's leader changes its ISR (a follower fell behind or caught up).
+    AlterPartition {
+        /// The topic's name.
+        topic: String,
+        /// The topic's id, so a change meant for a deleted topic's namesake is refused.
+        topic_id: u64,
+        /// The partition index.
+        partition: u32,
+        /// The broker asking: it must be the current leader.
+        leader: u32,
+        /// The leader epoch the leader holds: it must be the current one.
+        leader_epoch: u32,
+        /// The partition epoch the change is based on: it must be the current one.
+        partition_epoch: u32,
+        /// The new ISR: distinct replicas, the leader among them.
+        isr: Vec<u32>,
+    },
+    /// An operator (or a client) asks for a leader election on one partition.
+    ElectLeader {
+        /// The topic's name.
+        topic: String,
+        /// The topic's id.
+        topic_id: u64,
+        /// The partition index.
+        partition: u32,
+        /// `false`: the preferred replica takes over if it is alive and in sync. `true`:
+        /// a partition without a leader elects any alive replica, at the risk of losing
+        /// acknowledged records that only the missing replicas hold.
+        unclean: bool,
     },
     /// Hands a block of `count` producer ids to a broker, none below `at_least`.
     AllocateProducerIds {
@@ -371,7 +426,8 @@ impl Image {
     /// Checks what every applied image holds: each broker under its own id with an
     /// incarnation; each topic with partitions; each partition on distinct registered
     /// brokers, with a non-empty ISR among its replicas, led (if at all) by an alive
-    /// member of its ISR. [`MetadataStateMachine::restore`] refuses a snapshot that fails
+    /// member of its ISR, with an ELR of other replicas only while the ISR is below the
+    /// min ISR. [`MetadataStateMachine::restore`] refuses a snapshot that fails
     /// it, and the tests check it after every command.
     ///
     /// # Errors
@@ -387,7 +443,7 @@ impl Image {
                 return Err(format!("topic '{name}' has no partitions"));
             }
             for (index, partition) in topic.partitions.iter().enumerate() {
-                self.check_partition(partition)
+                self.check_partition(partition, &topic.config)
                     .map_err(|rule| format!("partition {name}-{index} {rule}: {partition:?}"))?;
             }
         }
@@ -400,9 +456,14 @@ impl Image {
         Ok(())
     }
 
-    fn check_partition(&self, partition: &PartitionRecord) -> Result<(), &'static str> {
+    fn check_partition(
+        &self,
+        partition: &PartitionRecord,
+        config: &TopicConfig,
+    ) -> Result<(), &'static str> {
         let replicas: BTreeSet<u32> = partition.replicas.iter().copied().collect();
         let isr: BTreeSet<u32> = partition.isr.iter().copied().collect();
+        let elr: BTreeSet<u32> = partition.elr.iter().copied().collect();
         if replicas.is_empty() || replicas.len() != partition.replicas.len() {
             return Err("has no replicas or one twice");
         }
@@ -412,8 +473,18 @@ impl Image {
         if isr.is_empty() || isr.len() != partition.isr.len() || !isr.is_subset(&replicas) {
             return Err("has an empty ISR, one member twice, or a member that is no replica");
         }
-        if !partition.elr.iter().all(|id| replicas.contains(id)) {
-            return Err("has an eligible leader that is no replica");
+        if elr.len() != partition.elr.len() || !elr.is_subset(&replicas) || !elr.is_disjoint(&isr) {
+            return Err("has an eligible leader twice, one that is no replica, or one in the ISR");
+        }
+        if !elr.is_empty() && isr.len() >= partition.min_isr(config) {
+            return Err("has eligible leaders while its ISR is at the min ISR");
+        }
+        if partition.last_isr_unclean
+            && (partition.leader.is_some() || isr.len() != 1 || !elr.is_empty())
+        {
+            return Err(
+                "waits for an unclean election but has a leader, an ELR, or several in sync",
+            );
         }
         match partition.leader {
             Some(leader) if !isr.contains(&leader) => Err("is led from outside its ISR"),

@@ -81,6 +81,7 @@ pub(super) fn register(id: u32) -> Command {
         address: format!("127.0.0.1:{}", 9400 + id),
         cluster_address: format!("127.0.0.1:{}", 9500 + id),
         log_id: "test-log".to_owned(),
+        unclean: false,
     }
 }
 
@@ -124,6 +125,7 @@ fn registering_again_is_a_new_incarnation_at_the_new_addresses() {
         address: "10.0.0.4:9400".to_owned(),
         cluster_address: "10.0.0.4:9402".to_owned(),
         log_id: "another".to_owned(),
+        unclean: false,
     };
     assert_eq!(log.apply(&moved), Outcome::Registered { incarnation: 2 });
     let broker = log.image.broker(4).unwrap();
@@ -297,6 +299,9 @@ fn with_several_replicas_a_fence_moves_leadership_within_the_isr() {
     let moved = log.partition("orders", 0);
     assert_eq!((moved.leader, moved.isr.as_slice()), (Some(2), &[2][..]));
     assert_eq!((moved.leader_epoch, moved.partition_epoch), (1, 1));
+    // The ISR fell below the min ISR (2) without broker 1: it still has every record
+    // below the high watermark, so it is an eligible leader.
+    assert_eq!(moved.elr, vec![1]);
     let shrunk = log.partition("orders", 2);
     assert_eq!((shrunk.leader, shrunk.isr.as_slice()), (Some(3), &[3][..]));
     assert_eq!((shrunk.leader_epoch, shrunk.partition_epoch), (0, 1));
@@ -307,7 +312,33 @@ fn with_several_replicas_a_fence_moves_leadership_within_the_isr() {
     log.done(&fence(2, 1));
     let waiting = log.partition("orders", 0);
     assert_eq!((waiting.leader, waiting.isr.as_slice()), (None, &[2][..]));
-    // Back from the fence, only the ISR member leads again: broker 1 left the ISR.
+    assert_eq!(waiting.elr, vec![1]);
+    // Back from the fence, the eligible broker 1 leads, and broker 2 becomes eligible.
+    log.register(1);
+    let back = log.partition("orders", 0);
+    assert_eq!((back.leader, back.isr.as_slice()), (Some(1), &[1][..]));
+    assert_eq!((back.elr.as_slice(), back.leader_epoch), (&[2][..], 2));
+    log.register(2);
+    assert_eq!(log.partition("orders", 0).leader, Some(1));
+}
+
+#[test]
+fn with_a_min_isr_of_one_a_replica_that_left_the_isr_is_not_eligible() {
+    let mut log = three_brokers();
+    log.done(&Command::CreateTopic {
+        name: "orders".to_owned(),
+        config: TopicConfig {
+            min_insync_replicas: 1,
+            ..TopicConfig::default()
+        },
+        partitions: 1,
+        replication_factor: 2,
+    });
+    log.done(&fence(1, 1));
+    assert_eq!(log.partition("orders", 0).elr, Vec::<u32>::new());
+    log.done(&fence(2, 1));
+    // Only the ISR member leads again: broker 1 left the ISR while the high watermark
+    // moved on without it.
     log.register(1);
     assert_eq!(log.partition("orders", 0).leader, None);
     log.register(2);
