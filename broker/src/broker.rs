@@ -11,6 +11,7 @@ use crate::data_dir::{DataDirLock, load_or_create_cluster_id};
 use crate::group::service::Groups;
 use crate::partition::Storage;
 use crate::producer_ids::ProducerIds;
+use crate::replication::Replication;
 use crate::startup::StartupError;
 use crate::topics::TopicRegistry;
 
@@ -29,6 +30,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Ids for idempotent producers.
     pub producer_ids: ProducerIds,
+    /// Partition replication: the fetchers of the partitions this broker follows.
+    pub replication: Replication,
     /// Fires when a graceful shutdown starts; long waits (fetch) end early on it.
     pub shutdown: CancellationToken,
     /// Keeps other brokers off the data directory until [`close`](Self::close).
@@ -56,6 +59,7 @@ impl Broker {
             cluster.subscribe(),
             !cluster.is_multi_node(),
         )?;
+        let shutdown = CancellationToken::new();
         Ok(Self {
             config,
             topics,
@@ -63,7 +67,8 @@ impl Broker {
             groups,
             cluster_id,
             producer_ids,
-            shutdown: CancellationToken::new(),
+            replication: Replication::new(shutdown.child_token()),
+            shutdown,
             lock,
         })
     }

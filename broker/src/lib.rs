@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod partition;
 pub mod process;
 pub mod producer_ids;
+pub mod replication;
 mod send;
 pub mod server;
 pub mod startup;

@@ -11,17 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_protocol::ErrorCode;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::cluster::{Cluster, reconcile};
 use crate::config::Config;
-use crate::connection::Budgets;
+use crate::connection::{Budgets, Origin};
 use crate::data_dir::DataDirLock;
 use crate::partition::Storage;
+use crate::replication::Replication;
 use crate::startup::StartupError;
 use crate::topics::AdminError;
 use crate::{connection, metrics};
@@ -137,6 +138,10 @@ impl Server {
         failed.disarm();
         tokio::spawn(broker.groups.clone().expire_sessions(shutdown.clone()));
         tokio::spawn(retention(broker.clone(), shutdown.clone()));
+        Replication::start(&broker);
+        if let Some(replicas) = broker.cluster.take_replication_streams() {
+            tokio::spawn(serve_replicas(replicas, broker.clone(), shutdown.clone()));
+        }
         let done = tokio::spawn(accept(listener, broker, shutdown.clone()));
         tracing::info!(%address, %metrics_address, %cluster_address, "strata-broker serving");
         Ok(Server {
@@ -271,7 +276,7 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
         let (broker, budgets, shutdown) = (broker.clone(), budgets.clone(), shutdown.clone());
         connections.spawn(async move {
             metrics::connection_opened();
-            connection::serve(stream, broker, budgets, shutdown).await;
+            connection::serve(stream, broker, (budgets, Origin::Clients), shutdown).await;
             metrics::connection_closed();
             drop(slot);
         });
@@ -294,6 +299,42 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
     }
     broker.cluster.shutdown().await;
     tracing::info!("strata-broker stopped");
+}
+
+/// Replica connections served at once: each broker opens one to each leader it follows.
+const REPLICA_CONNECTIONS_MAX: usize = 64;
+
+/// Serves the replicas' connections the cluster listener hands over, with the same
+/// connection code as clients' (the replica-fetch API is answered only here).
+async fn serve_replicas(
+    mut replicas: mpsc::Receiver<TcpStream>,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let budgets = Budgets::new(&broker.config);
+    let slots = Arc::new(Semaphore::new(REPLICA_CONNECTIONS_MAX));
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return,
+            stream = replicas.recv() => match stream {
+                Some(stream) => stream,
+                None => return,
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = REPLICA_CONNECTIONS_MAX,
+                "too many replica connections; closing a new one"
+            );
+            continue;
+        };
+        let serving = (broker.clone(), budgets.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let (broker, budgets, shutdown) = serving;
+            connection::serve(stream, broker, (budgets, Origin::Cluster), shutdown).await;
+            drop(slot);
+        });
+    }
 }
 
 async fn retention(broker: Arc<Broker>, shutdown: CancellationToken) {

@@ -453,8 +453,21 @@ impl Client {
         }
     }
 
-    /// Creates a topic and asserts success.
+    /// Creates a topic with one replica per partition and asserts success.
     pub async fn create_topic(&mut self, name: &str, partitions: u32, configs: &[(&str, &str)]) {
+        self.create_replicated_topic(name, partitions, 1, configs)
+            .await;
+    }
+
+    /// Creates a topic with `replication_factor` replicas per partition and asserts
+    /// success.
+    pub async fn create_replicated_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        configs: &[(&str, &str)],
+    ) {
         let configs = configs
             .iter()
             .map(|(key, value)| ConfigEntry {
@@ -466,7 +479,7 @@ impl Client {
             topics: vec![CreatableTopic {
                 name: name.into(),
                 partition_count: partitions,
-                replication_factor: 1,
+                replication_factor,
                 configs,
             }],
             timeout_ms: 10_000,

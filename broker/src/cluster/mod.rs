@@ -17,6 +17,7 @@
 //! docs/cluster.md has the whole design and the reasons behind it.
 
 pub mod controller;
+pub mod listener;
 pub mod membership;
 pub mod metadata;
 pub mod placement;
@@ -30,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_protocol::ErrorCode;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +63,10 @@ pub struct Cluster {
     ready: std::sync::atomic::AtomicBool,
     /// Topics whose local copy the last reconcile could not bring in step, and why.
     local_failures: std::sync::Mutex<BTreeMap<String, AdminError>>,
+    /// Replicas' connections to the cluster listener, until the server takes them.
+    replication_streams: std::sync::Mutex<Option<mpsc::Receiver<TcpStream>>>,
+    /// Stops the cluster listener.
+    stop_listener: CancellationToken,
 }
 
 /// Why the metadata quorum could not start.
@@ -70,7 +75,8 @@ pub struct Cluster {
 pub struct ClusterStartError(#[from] raft::QuorumError);
 
 impl Cluster {
-    /// Starts the metadata quorum over `<data_dir>/metadata`, serving Raft on `listener`.
+    /// Starts the metadata quorum over `<data_dir>/metadata`, serving Raft on `listener`,
+    /// which it shares with partition replication ([`listener`]).
     ///
     /// # Errors
     /// [`ClusterStartError`] if the Raft log cannot be opened or read back.
@@ -98,13 +104,16 @@ impl Cluster {
         };
         let (published, image) = watch::channel(Arc::new(Image::default()));
         let service = membership::ControllerService::new(config, image.clone());
+        let stop_listener = CancellationToken::new();
+        let split = listener::split(listener, stop_listener.clone());
         let quorum = Quorum::start(
             quorum_config,
-            listener,
+            raft::Incoming::Streams(split.quorum),
             MetadataStateMachine::new(published),
             service.clone(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| stop_listener.cancel())?;
         service.attach(quorum.clone());
         Ok(Arc::new(Self {
             node_id: config.node_id,
@@ -116,6 +125,8 @@ impl Cluster {
             multi_node: !config.peers.is_empty(),
             ready: std::sync::atomic::AtomicBool::new(false),
             local_failures: std::sync::Mutex::default(),
+            replication_streams: std::sync::Mutex::new(Some(split.replication)),
+            stop_listener,
         }))
     }
 
@@ -270,9 +281,34 @@ impl Cluster {
         }
     }
 
-    /// Stops the quorum. Call it after the broker stopped serving.
+    /// Stops the quorum and the cluster listener. Call it after the broker stopped
+    /// serving.
     pub async fn shutdown(&self) {
+        self.stop_listener.cancel();
         self.quorum.shutdown().await;
+    }
+
+    /// Replicas' connections to the cluster listener; `None` after the first call.
+    pub fn take_replication_streams(&self) -> Option<mpsc::Receiver<TcpStream>> {
+        self.replication_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Proposes `command` and returns what applying it gave, once this broker applied
+    /// it, without waiting for its logs to follow: for changes this broker's own
+    /// replication makes (an in-sync set), which its logs need not reflect first.
+    ///
+    /// # Errors
+    /// As [`propose`](Self::propose).
+    pub async fn commit_within(
+        &self,
+        command: &Command,
+        timeout: Duration,
+    ) -> Result<Outcome, AdminError> {
+        let (_, outcome) = self.commit(command, Instant::now() + timeout).await?;
+        Ok(outcome)
     }
 
     /// Registers this broker, retrying until the quorum answers or `stop` fires, then

@@ -13,6 +13,7 @@
 //! The work is file I/O, so it runs on the blocking pool; a failure (a full disk) is
 //! logged and retried on the next change or after [`RETRY`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::metadata::{Command, Image, TopicRecord};
 use crate::broker::Broker;
 use crate::group::store::OFFSETS_LOG;
+use crate::partition::Leadership;
+use crate::replication::Followed;
 use strata_protocol::ErrorCode;
 
 use crate::topics::AdminError;
@@ -40,7 +43,9 @@ pub async fn follow(broker: Arc<Broker>, stop: CancellationToken) {
         let step = (broker.clone(), previous.take(), image.clone());
         let complete = tokio::task::spawn_blocking(move || {
             let (broker, previous, image) = step;
-            reconcile(&broker, previous.as_deref(), &image)
+            let complete = reconcile(&broker, previous.as_deref(), &image);
+            assign_roles(&broker, &image);
+            complete
         })
         .await
         .unwrap_or_else(|error| {
@@ -164,6 +169,50 @@ fn bring_in_step(
             Ok(())
         }
     }
+}
+
+/// Gives every local partition of the image's topics the role the image gives it, and
+/// hands the partitions this broker follows to replication, by leader.
+fn assign_roles(broker: &Arc<Broker>, image: &Image) {
+    let me = broker.cluster.node_id();
+    let mut by_leader: BTreeMap<u32, Vec<Followed>> = BTreeMap::new();
+    for (name, record) in &image.topics {
+        let Some(local) = broker
+            .topics
+            .get(name)
+            .filter(|local| name != OFFSETS_LOG && local.is_copy_of(&image.log_id, record.id))
+        else {
+            continue;
+        };
+        for (placed, partition) in record.partitions.iter().zip(&local.partitions) {
+            let Some(partition) = partition.clone().filter(|p| p.check_online().is_ok()) else {
+                continue;
+            };
+            match placed.leader {
+                Some(leader) if leader == me => partition.lead(Leadership {
+                    me,
+                    epoch: placed.leader_epoch,
+                    partition_epoch: placed.partition_epoch,
+                    replicas: placed.replicas.clone(),
+                    isr: placed.isr.clone(),
+                    min_isr: usize::from(record.config.min_insync_replicas)
+                        .clamp(1, placed.replicas.len().max(1)),
+                }),
+                leader => {
+                    partition.follow(leader, placed.leader_epoch);
+                    if let Some(leader) = leader {
+                        by_leader.entry(leader).or_default().push(Followed {
+                            topic: name.clone(),
+                            topic_id: record.id,
+                            partition,
+                            leader_epoch: placed.leader_epoch,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    broker.replication.follow(broker, by_leader);
 }
 
 fn logged(topic: &str, what: &str, outcome: Result<(), AdminError>) -> bool {

@@ -254,6 +254,7 @@ impl Config {
                 self.broker_heartbeat_interval_ms,
             ),
             ("broker_session_timeout_ms", self.broker_session_timeout_ms),
+            ("replica_lag_max_ms", self.replica_lag_max_ms),
             (
                 "metadata_heartbeat_interval_ms",
                 self.metadata_heartbeat_interval_ms,
@@ -708,6 +709,7 @@ mod tests {
         for key in [
             "broker_heartbeat_interval_ms",
             "broker_session_timeout_ms",
+            "replica_lag_max_ms",
             "metadata_heartbeat_interval_ms",
             "metadata_election_timeout_ms",
             "default_replication_factor",

@@ -178,6 +178,8 @@ pub struct Config {
     /// at most the brokers the cluster is configured with
     /// ([`default_replication_factor_clamped`](Self::default_replication_factor_clamped)).
     pub default_replication_factor: u16,
+    /// A follower not caught up with its leader for this long leaves the in-sync set.
+    pub replica_lag_max_ms: u64,
     /// How often the Raft leader of the metadata log heartbeats its followers.
     pub metadata_heartbeat_interval_ms: u64,
     /// The shortest time a voter waits without hearing from a leader before it calls an
@@ -230,6 +232,7 @@ impl Default for Config {
             peers: Vec::new(),
             broker_heartbeat_interval_ms: 250,
             broker_session_timeout_ms: 3_000,
+            replica_lag_max_ms: 5_000,
             default_replication_factor: 3,
             metadata_heartbeat_interval_ms: 100,
             metadata_election_timeout_ms: 500,

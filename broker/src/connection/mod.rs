@@ -180,13 +180,22 @@ impl Budgets {
     }
 }
 
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client listener.
+    Clients,
+    /// The cluster listener: a replica of this broker's partitions.
+    Cluster,
+}
+
 /// Serves one connection until the client closes it, it idles out, stops reading its
 /// replies, a framing error occurs, or `shutdown` fires. In-flight requests are answered
 /// before it returns. It draws on the broker's `budgets`.
 pub async fn serve(
     stream: TcpStream,
     broker: Arc<Broker>,
-    budgets: Budgets,
+    (budgets, origin): (Budgets, Origin),
     shutdown: CancellationToken,
 ) {
     let peer = stream
@@ -213,6 +222,7 @@ pub async fn serve(
         peer.clone(),
     ));
     let mut requests = Requests {
+        origin,
         producer_ids: RateLimit::new(config.connection_producer_id_requests_per_second_max),
         fetch_watches: FetchWatches::within(
             config.connection_fetch_wait_partitions_max,
@@ -257,6 +267,8 @@ pub async fn serve(
 
 /// What one connection's in-order loop keeps across requests.
 struct Requests {
+    /// Which listener the connection came in on.
+    origin: Origin,
     /// InitProducerId requests, against their rate limit.
     producer_ids: RateLimit,
     /// The partitions this connection's parked fetches watch.
@@ -328,6 +340,7 @@ async fn dispatch(
                 id: &client_id,
                 address: peer,
                 fetch_watches: &requests.fetch_watches,
+                origin: requests.origin,
             };
             match handler::start(broker, request, &client).await {
                 Started::Ready(reply) => {

@@ -248,7 +248,7 @@ impl Appended {
     /// Cancel safe: it only waits.
     pub async fn wait_durable(&self, deadline: Instant) -> Result<(), PartitionError> {
         for (partition, end) in &self.ends {
-            partition.wait_durable(*end, deadline).await?;
+            partition.wait_committed(*end, deadline).await?;
         }
         Ok(())
     }

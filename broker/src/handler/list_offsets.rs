@@ -38,7 +38,13 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> Reply {
                                 return response;
                             }
                         };
-                    if let Err(error) = partition.check_online() {
+                    // A new leader answers no offset until its high watermark has
+                    // reached its own log end (KIP-207): a reset to it could skip
+                    // records consumers have not read.
+                    if let Err(error) = partition
+                        .check_online()
+                        .and_then(|()| partition.check_offsets_available())
+                    {
                         response.error_code = error.code();
                         return response;
                     }

@@ -12,6 +12,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
 mod describe_topics;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod groups;
@@ -23,6 +24,7 @@ mod metadata;
 mod offset_commit;
 mod offset_fetch;
 mod produce;
+mod replica_fetch;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +35,7 @@ use strata_protocol::{ApiKey, ErrorCode, Request, Response, frame};
 use strata_storage::FileRange;
 
 use crate::broker::Broker;
+use crate::connection::Origin;
 
 pub use fetch::FetchWatches;
 
@@ -106,6 +109,8 @@ pub struct Client<'a> {
     pub address: &'a str,
     /// What the connection's parked fetches watch.
     pub fetch_watches: &'a Arc<FetchWatches>,
+    /// Which listener the connection came in on.
+    pub origin: Origin,
 }
 
 /// Runs the part of a request that reads or changes state. The connection calls this for
@@ -136,7 +141,7 @@ pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) 
 /// must fit `frame_bytes_max`.
 fn response_bytes_max(broker: &Broker, api: ApiKey) -> (usize, &'static str) {
     match api {
-        ApiKey::Fetch => (FRAME_BYTES_MAX_LIMIT, "the frame length limit"),
+        ApiKey::Fetch | ApiKey::ReplicaFetch => (FRAME_BYTES_MAX_LIMIT, "the frame length limit"),
         _ => (broker.config.frame_bytes_max, "frame_bytes_max"),
     }
 }
@@ -194,6 +199,20 @@ async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -
             .await
             .into(),
         Request::DescribeCluster(_) => describe_cluster::handle(broker.clone()).await.into(),
+        Request::ElectLeaders(request) => {
+            elect_leaders::handle(broker.clone(), request).await.into()
+        }
+        Request::ReplicaFetch(request) if client.origin == Origin::Cluster => {
+            let broker = broker.clone();
+            Started::Waiting(Box::pin(async move {
+                replica_fetch::handle(&broker, request).await
+            }))
+        }
+        Request::ReplicaFetch(_) => Reply::Error(
+            ErrorCode::UnknownApiKey,
+            "ReplicaFetch is served on the cluster listener only".to_owned(),
+        )
+        .into(),
         other => Reply::Error(
             ErrorCode::UnknownApiKey,
             format!("API {:?} has no handler", other.api_key()),

@@ -3,9 +3,10 @@
 //! A partition's batches are all validated before any is appended, so a bad batch (one
 //! stamped more than `message_timestamp_after_ms_max` ahead of the broker's clock, or
 //! one with a producer id or epoch the broker never gave out, included) appends nothing
-//! for that partition. With `acks = all` the reply waits (on a
-//! notification from the flusher, never a sleep) until the topic's durability policy
-//! covers the appended offsets, or the request's timeout passes.
+//! for that partition. `acks = all` is refused, with nothing appended, while fewer
+//! replicas are in sync than `min_insync_replicas` (KIP-966); otherwise the reply waits
+//! (on a notification, never a sleep) until every in-sync replica covers the appended
+//! offsets under the topic's durability policy, or the request's timeout passes.
 //!
 //! A request over `request_topics_max` or `request_partitions_max`, or naming a topic or
 //! a partition twice, appends nothing (see `super::limits`).
@@ -39,11 +40,14 @@ fn append(
     broker: &Broker,
     name: &str,
     request: &ProducePartition,
-    latest_timestamp_ms: i64,
+    (latest_timestamp_ms, acks): (i64, Acks),
 ) -> Result<(Arc<Partition>, AppendResult), PartitionError> {
     let partition = broker
         .cluster
         .route(&broker.topics, name, request.partition)?;
+    if acks == Acks::All {
+        partition.check_acks_all()?;
+    }
     let appended = partition.append_from_client(
         &request.records.to_bytes(),
         latest_timestamp_ms,
@@ -82,8 +86,8 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition_request in &topic.partitions {
-            let response = match append(broker, &topic.name, partition_request, latest_timestamp_ms)
-            {
+            let limits = (latest_timestamp_ms, request.acks);
+            let response = match append(broker, &topic.name, partition_request, limits) {
                 Ok((partition, appended)) => {
                     if request.acks == Acks::All {
                         waits.push((
@@ -117,13 +121,13 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
     match request.acks {
         Acks::None => Started::Ready(Reply::Nothing),
         Acks::Leader => ProduceResponse { topics }.into(),
-        Acks::All => Started::Waiting(Box::pin(wait_durable(topics, waits, deadline))),
+        Acks::All => Started::Waiting(Box::pin(wait_committed(topics, waits, deadline))),
     }
 }
 
 type Wait = (usize, usize, Arc<Partition>, u64);
 
-async fn wait_durable(
+async fn wait_committed(
     mut topics: Vec<ProduceTopicResponse>,
     waits: Vec<Wait>,
     deadline: Instant,
@@ -131,7 +135,7 @@ async fn wait_durable(
     let outcomes = join_all(
         waits
             .iter()
-            .map(|(_, _, partition, offset)| partition.wait_durable(*offset, deadline)),
+            .map(|(_, _, partition, offset)| partition.wait_committed(*offset, deadline)),
     )
     .await;
     for ((topic, index, _, _), outcome) in waits.iter().zip(outcomes) {

@@ -64,8 +64,10 @@ pub enum PartitionError {
         /// The limit.
         max: u32,
     },
-    /// `acks = all` did not become durable within the request timeout.
-    #[error("the write was appended but not confirmed durable within the request timeout")]
+    /// `acks = all` was not confirmed on every in-sync replica within the request timeout.
+    #[error(
+        "the write was appended but not confirmed on every in-sync replica within the request timeout"
+    )]
     Timeout,
     /// The partition's data failed its checks when the broker opened it.
     #[error(
@@ -101,6 +103,72 @@ pub enum PartitionError {
         /// Why.
         reason: String,
     },
+    /// `acks = all` while fewer replicas are in sync than the topic's minimum: nothing
+    /// was written.
+    #[error(
+        "partition {topic}-{partition} has {in_sync} in-sync replicas, below min_insync_replicas {min}: an acks=all write is refused"
+    )]
+    NotEnoughReplicas {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Replicas in sync now.
+        in_sync: usize,
+        /// The effective minimum.
+        min: usize,
+    },
+    /// The write was appended, but the in-sync set fell below the minimum before it
+    /// was replicated to every member.
+    #[error(
+        "the write was appended, but partition {topic}-{partition}'s in-sync replicas fell below min_insync_replicas before every one had it"
+    )]
+    NotEnoughReplicasAfterAppend {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A replica fetch named an older leader epoch than this leader's.
+    #[error("leader epoch {given} is older than partition {topic}-{partition}'s {current}")]
+    FencedLeaderEpoch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The epoch the request named.
+        given: u32,
+        /// This broker's.
+        current: u32,
+    },
+    /// A replica fetch named a newer leader epoch than this broker knows.
+    #[error(
+        "leader epoch {given} of partition {topic}-{partition} is newer than this broker's {current}"
+    )]
+    UnknownLeaderEpoch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The epoch the request named.
+        given: u32,
+        /// This broker's.
+        current: u32,
+    },
+    /// A new leader's high watermark has not reached the start of its own epoch yet.
+    #[error(
+        "partition {topic}-{partition}'s new leader has not yet confirmed its log up to offset {epoch_start} (its high watermark is {high_watermark}); retry"
+    )]
+    OffsetNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The high watermark now.
+        high_watermark: u64,
+        /// Where this leader's epoch starts.
+        epoch_start: u64,
+    },
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -122,6 +190,13 @@ impl PartitionError {
             PartitionError::Offline { .. } => ErrorCode::PartitionOffline,
             PartitionError::NotLeader { .. } => ErrorCode::NotLeader,
             PartitionError::LeaderNotAvailable { .. } => ErrorCode::LeaderNotAvailable,
+            PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+                ErrorCode::NotEnoughReplicasAfterAppend
+            }
+            PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+            PartitionError::OffsetNotAvailable { .. } => ErrorCode::OffsetNotAvailable,
             PartitionError::Storage(error) => match error {
                 error if error.out_of_resources() => ErrorCode::StorageFull,
                 StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,

@@ -4,19 +4,25 @@
 //! - Appends run on the request's task: a `write` into the page cache is microseconds.
 //!   fsync never happens here; it runs on the storage flusher thread.
 //! - The high watermark is published through a `watch` channel that long-poll fetches
-//!   subscribe to. On a single node it is the log end offset under `durability = never`,
-//!   and the durable offset under a policy that fsyncs: consumers read only what a power
-//!   loss cannot take back.
+//!   and `acks = all` produces wait on. It follows the partition's role in replication
+//!   (`replica`): alone, it is the log end offset under `durability = never` and the
+//!   durable offset under a policy that fsyncs, so consumers read only what a power loss
+//!   cannot take back; led with followers, it is what every in-sync replica covers.
 //! - The durable offset is published by the flusher's callback into another `watch`
-//!   channel that `acks = all` produces wait on. Poisoning the log pokes it too, so they
-//!   fail at once instead of at their timeout.
+//!   channel. Poisoning the log, or a flush that runs out of space, pokes it, so that
+//!   `acks = all` waiters fail at once instead of at their timeout.
+//!
+//! # Layout
+//! - this file: opening, appending as the leader, reads, retention, close.
+//! - `replica`: the role and the high watermark.
+//! - `replication`: what the leader and the follower do to the log (replica fetches,
+//!   follower appends and truncation, `acks = all` waits).
 //!
 //! Thread-safe; shared as `Arc<Partition>`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use bytes::Bytes;
 use strata_protocol::batch::{self, BatchHeader, NO_PRODUCER_ID, TimestampType};
@@ -28,8 +34,15 @@ use crate::metrics;
 use crate::producer_ids::ProducerIds;
 
 mod error;
+mod replica;
+mod replication;
 
 pub use error::PartitionError;
+pub use replica::{Leadership, Leading, Role};
+pub use replication::{ReplicaRead, ReplicaUpdate};
+
+use crate::replication::engine::Coverage;
+use replica::Replica;
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -64,17 +77,6 @@ impl Storage {
             io,
         })
     }
-}
-
-/// Raises a high watermark to `offset` if that is higher. Appends of concurrent requests
-/// finish out of order, and durable offsets arrive from the flusher: neither may pull
-/// the high watermark back below records already read.
-fn raise(high_watermark: &watch::Sender<u64>, offset: u64) {
-    high_watermark.send_if_modified(|current| {
-        let advanced = offset > *current;
-        *current = (*current).max(offset);
-        advanced
-    });
 }
 
 /// Where a produce landed.
@@ -115,6 +117,14 @@ impl Settings {
     }
 }
 
+/// What counts toward the high watermark under `durability`.
+fn coverage(durability: DurabilityPolicy) -> Coverage {
+    match durability {
+        DurabilityPolicy::Never => Coverage::LogEnd,
+        DurabilityPolicy::Interval | DurabilityPolicy::EveryBatch => Coverage::Durable,
+    }
+}
+
 /// One partition of a topic, led by this broker.
 #[derive(Debug)]
 pub struct Partition {
@@ -124,10 +134,10 @@ pub struct Partition {
     /// The log, or why recovery refused it: an offline partition answers every request
     /// with [`PartitionError::Offline`] and reports empty offsets.
     log: Result<Log, String>,
-    leader_epoch: u32,
     /// The topic settings the broker applies itself; swapped whole by `set_config`.
     settings: RwLock<Settings>,
-    high_watermark: watch::Sender<u64>,
+    /// The role in replication and the high watermark.
+    replica: Arc<Replica>,
     durable_offset: watch::Sender<u64>,
 }
 
@@ -203,13 +213,17 @@ impl Partition {
     }
 
     fn online(topic: &str, index: u32, dir: PathBuf, log: Log, config: &TopicConfig) -> Self {
-        let log_end_offset = log.log_end_offset();
-        let (high_watermark, _) = watch::channel(log_end_offset);
+        let replica = Arc::new(Replica::new(
+            log.log_end_offset(),
+            log.durable_offset(),
+            coverage(config.durability),
+            log.latest_epoch().unwrap_or(0),
+        ));
         let (durable_offset, _) = watch::channel(log.durable_offset());
-        let (durable, visible) = (durable_offset.clone(), high_watermark.clone());
+        let (durable, visible) = (durable_offset.clone(), replica.clone());
         log.on_durable(Box::new(move |offset, elapsed| {
             // Visible before acknowledged: a producer that reads its write back finds it.
-            raise(&visible, offset);
+            visible.on_durable(offset);
             durable.send_replace(offset);
             metrics::record_fsync(elapsed);
         }));
@@ -239,9 +253,8 @@ impl Partition {
             index,
             dir,
             log: Ok(log),
-            leader_epoch: 0,
             settings: RwLock::new(Settings::of(config)),
-            high_watermark,
+            replica,
             durable_offset,
         }
     }
@@ -258,9 +271,8 @@ impl Partition {
             index,
             dir,
             log: Err(reason),
-            leader_epoch: 0,
             settings: RwLock::new(Settings::of(config)),
-            high_watermark: watch::channel(0).0,
+            replica: Arc::new(Replica::new(0, 0, coverage(config.durability), 0)),
             durable_offset: watch::channel(0).0,
         }
     }
@@ -275,7 +287,7 @@ impl Partition {
         Self {
             log: Err(reason),
             settings: RwLock::new(settings),
-            high_watermark: watch::channel(0).0,
+            replica: Arc::new(Replica::new(0, 0, coverage(settings.durability), 0)),
             durable_offset: watch::channel(0).0,
             ..self
         }
@@ -352,12 +364,9 @@ impl Partition {
             .settings
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Settings::of(config);
-        if config.durability == DurabilityPolicy::Never {
-            raise(&self.high_watermark, self.log_end_offset());
-            // `acks = all` produces waiting for an fsync that `never` no longer makes
-            // are answered now, as `never` answers them.
-            self.durable_offset.send_modify(|_| ());
-        }
+        // `acks = all` produces waiting for an fsync that `never` no longer makes are
+        // answered now, as `never` answers them.
+        self.replica.set_coverage(coverage(config.durability));
         Ok(())
     }
 
@@ -368,12 +377,12 @@ impl Partition {
 
     /// The leader epoch batches are stamped with.
     pub fn leader_epoch(&self) -> u32 {
-        self.leader_epoch
+        self.replica.stamp_epoch()
     }
 
     /// Offsets below this are visible to consumers.
     pub fn high_watermark(&self) -> u64 {
-        *self.high_watermark.borrow()
+        *self.replica.high_watermark.borrow()
     }
 
     /// The first offset in the log; 0 when offline.
@@ -393,7 +402,7 @@ impl Partition {
 
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.high_watermark.subscribe()
+        self.replica.high_watermark.subscribe()
     }
 
     /// Validates every batch in `records`, then appends them in order. Nothing is
@@ -426,6 +435,7 @@ impl Partition {
         producer_ids: &ProducerIds,
     ) -> Result<AppendResult, PartitionError> {
         self.check_online()?;
+        self.check_leader()?;
         let batches = self.validate(records, latest_timestamp_ms)?;
         for (index, (_, header)) in batches.iter().enumerate() {
             if header.producer_id != NO_PRODUCER_ID {
@@ -444,17 +454,15 @@ impl Partition {
         let log = self.log()?;
         let mut result: Option<AppendResult> = None;
         for (bytes, header) in batches {
-            let appended = log.append(bytes, self.leader_epoch)?;
+            let appended = log.append(bytes, self.replica.stamp_epoch())?;
             let next_offset = appended.last_offset + 1;
             let (record_count, duplicate_batches) = if appended.duplicate {
                 (0, 1)
             } else {
                 // Under a policy that fsyncs, records become visible once durable (the
-                // flusher's callback raises the high watermark): a power loss can then
+                // flusher's callback moves the high watermark): a power loss can then
                 // take back no record a consumer has read.
-                if self.settings().durability == DurabilityPolicy::Never {
-                    raise(&self.high_watermark, next_offset);
-                }
+                self.replica.on_log_end(appended.log_end_offset, false);
                 (u64::from(header.record_count), 0)
             };
             result = Some(match result {
@@ -529,43 +537,6 @@ impl Partition {
             return Err(PartitionError::Empty);
         }
         Ok(batches)
-    }
-
-    /// Waits until everything below `offset` is covered by the topic's durability policy,
-    /// or `deadline` passes.
-    ///
-    /// # Errors
-    /// [`PartitionError::Timeout`] at the deadline; a storage error if the log is poisoned,
-    /// or if a flush ran out of disk space or descriptors before the offset was durable
-    /// (`StorageFull`: the broker retries, and so may the client).
-    ///
-    /// # Cancel safety
-    /// Cancel safe: it only waits.
-    pub async fn wait_durable(&self, offset: u64, deadline: Instant) -> Result<(), PartitionError> {
-        let log = self.log()?;
-        if self.settings().durability == DurabilityPolicy::Never {
-            return Ok(());
-        }
-        let mut durable = self.durable_offset.subscribe();
-        let covered = |durable: u64| {
-            durable >= offset || self.settings().durability == DurabilityPolicy::Never
-        };
-        let reached = tokio::time::timeout_at(
-            deadline.into(),
-            durable.wait_for(|durable| {
-                covered(*durable)
-                    || log.poisoned().is_some()
-                    || log.durability_stalled(offset).is_some()
-            }),
-        )
-        .await;
-        match reached {
-            Ok(Ok(durable)) if covered(*durable) => Ok(()),
-            _ => match (log.check_poisoned(), log.durability_stalled(offset)) {
-                (Err(error), _) | (Ok(()), Some(error)) => Err(error.into()),
-                (Ok(()), None) => Err(PartitionError::Timeout),
-            },
-        }
     }
 
     /// Whole batches from `offset`, at most about `max_bytes` (at least one batch if any is

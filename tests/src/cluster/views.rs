@@ -31,6 +31,52 @@ impl Cluster {
             .collect()
     }
 
+    /// Broker `id`'s `Metadata` answer for one partition: leader, epoch, replicas and
+    /// in-sync set.
+    pub async fn partition_on(
+        &self,
+        id: u32,
+        topic: &str,
+        partition: u32,
+    ) -> strata_protocol::messages::PartitionMetadata {
+        let mut client = crate::Client::connect(&self.address(id)).await;
+        let request = strata_protocol::messages::MetadataRequest {
+            topics: Some(vec![topic.to_owned()]),
+        };
+        let strata_protocol::Response::Metadata(mut response) = client.call(request).await else {
+            panic!("not a metadata response")
+        };
+        let mut found = response.topics.remove(0);
+        assert!(found.error_code.is_ok(), "metadata of {topic}: {found:?}");
+        found.partitions.remove(partition as usize)
+    }
+
+    /// Polls broker `id` until its view of `topic`'s `partition` satisfies `condition`;
+    /// returns that view.
+    ///
+    /// # Panics
+    /// If it does not within [`WAIT`], with the last view.
+    pub async fn wait_partition(
+        &self,
+        id: u32,
+        (topic, partition): (&str, u32),
+        condition: impl Fn(&strata_protocol::messages::PartitionMetadata) -> bool,
+        what: &str,
+    ) -> strata_protocol::messages::PartitionMetadata {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let view = self.partition_on(id, topic, partition).await;
+            if condition(&view) {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {id}: {topic}-{partition} not {what} within {WAIT:?}: {view:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Polls every broker in `ids` until each one's [`topics_on`](Self::topics_on)
     /// satisfies `condition`.
     ///

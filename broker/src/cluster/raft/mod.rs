@@ -41,6 +41,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use quorum::Quorum;
+pub use server::Incoming;
 
 /// How many entries are applied between two snapshots; the log behind a snapshot is
 /// purged, so this also bounds the log kept on disk and in memory.

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::server::Incoming;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Raft, RaftMetrics, SnapshotPolicy};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -69,7 +69,8 @@ impl fmt::Debug for Quorum {
 
 impl Quorum {
     /// Opens the log in `config.dir` (creating it, fsynced), serves Raft and forwarded calls on
-    /// `listener` (the broker's cluster listener, already bound), and initialises a brand-new
+    /// `listener` (a listener already bound, or the connections the cluster listener hands
+    /// over), and initialises a brand-new
     /// cluster (every voter may call this with the same voters; an existing log is never
     /// re-initialised). `state_machine` starts empty: it is rebuilt from the last snapshot
     /// and the log.
@@ -78,7 +79,7 @@ impl Quorum {
     /// A bad configuration, unreadable or damaged files, or openraft failing to start.
     pub async fn start(
         config: QuorumConfig,
-        listener: TcpListener,
+        listener: impl Into<Incoming>,
         state_machine: impl StateMachine,
         service: Arc<dyn LeaderService>,
     ) -> Result<Self, QuorumError> {
@@ -95,7 +96,7 @@ impl Quorum {
     /// [`Quorum::start`], with a snapshot every `snapshot_interval_entries` applied entries.
     pub(crate) async fn start_with(
         config: QuorumConfig,
-        listener: TcpListener,
+        listener: impl Into<Incoming>,
         state_machine: impl StateMachine,
         service: Arc<dyn LeaderService>,
         snapshot_interval_entries: u64,
@@ -142,7 +143,7 @@ impl Quorum {
         inner.tasks.spawn(metrics);
         inner
             .tasks
-            .spawn(super::server::serve(listener, inner.clone()));
+            .spawn(super::server::serve(listener.into(), inner.clone()));
         let quorum = Quorum { inner };
         if let Err(error) = quorum.initialize().await {
             quorum.shutdown().await;

@@ -3,15 +3,17 @@
 //!
 //! One task per connection, at most [`CONNECTIONS_MAX`] at once, reads a request,
 //! answers it, and reads the next. A frame over the limit or a body that does not decode
-//! closes that connection only.
+//! closes that connection only. Connections come from the listener itself, or from the
+//! broker's cluster listener, which hands the quorum the connections that are not
+//! partition replication's ([`Incoming`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::timeout;
 
 use super::network::frame;
@@ -27,27 +29,65 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// cluster port can hold (each connection buffers up to one 64 MiB frame).
 const CONNECTIONS_MAX: usize = 32;
 
-/// Accepts peers on `listener` until the quorum shuts down.
-pub(crate) async fn serve(listener: TcpListener, quorum: Arc<Inner>) {
+/// Where the quorum's connections come from.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A listener of the quorum's own.
+    Listener(TcpListener),
+    /// Connections accepted elsewhere, each with the bytes already read from it: the
+    /// broker's cluster listener, shared with partition replication, reads a connection's
+    /// first bytes to tell whose it is. Ends when the sender is dropped.
+    Streams(mpsc::Receiver<(TcpStream, BytesMut)>),
+}
+
+impl From<TcpListener> for Incoming {
+    fn from(listener: TcpListener) -> Self {
+        Incoming::Listener(listener)
+    }
+}
+
+impl Incoming {
+    /// The next connection; `None` once a stream source has ended.
+    async fn next(&mut self) -> Option<std::io::Result<(TcpStream, BytesMut)>> {
+        match self {
+            Incoming::Listener(listener) => Some(
+                listener
+                    .accept()
+                    .await
+                    .map(|(stream, _)| (stream, BytesMut::new())),
+            ),
+            Incoming::Streams(streams) => streams.recv().await.map(Ok),
+        }
+    }
+}
+
+/// Serves the peers that `incoming` brings until the quorum shuts down.
+pub(crate) async fn serve(mut incoming: Incoming, quorum: Arc<Inner>) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {
             () = quorum.cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = incoming.next() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            None => return,
+            Some(Ok((stream, read))) => {
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, limit = CONNECTIONS_MAX, "too many metadata quorum connections; closing a new one");
+                    let peer = stream.peer_addr().ok();
+                    tracing::warn!(
+                        ?peer,
+                        limit = CONNECTIONS_MAX,
+                        "too many metadata quorum connections; closing a new one"
+                    );
                     continue;
                 };
-                let serving = serve_connection(stream, quorum.clone());
+                let serving = serve_connection(stream, read, quorum.clone());
                 quorum.tasks.spawn(async move {
                     serving.await;
                     drop(slot);
                 });
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 tracing::warn!(%error, "metadata quorum listener cannot accept");
                 tokio::time::sleep(ACCEPT_RETRY).await;
             }
@@ -56,12 +96,14 @@ pub(crate) async fn serve(listener: TcpListener, quorum: Arc<Inner>) {
 }
 
 /// Answers one peer's requests, one at a time, until it hangs up or sends a bad frame.
-async fn serve_connection(stream: TcpStream, quorum: Arc<Inner>) {
+/// `read` holds the bytes already read from the connection.
+async fn serve_connection(stream: TcpStream, read: BytesMut, quorum: Arc<Inner>) {
     let peer = stream.peer_addr().ok();
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY on a metadata quorum connection");
     }
     let mut connection = frame(stream);
+    *connection.read_buffer_mut() = read;
     loop {
         let frame = tokio::select! {
             () = quorum.cancel.cancelled() => return,
