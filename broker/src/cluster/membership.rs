@@ -316,6 +316,7 @@ async fn control(cluster: Arc<Cluster>, interval: Duration, stop: CancellationTo
                     tracing::warn!(%error.message, "cannot fence broker");
                 }
             }
+            elect_preferred(&cluster).await;
             // The offsets log goes over every broker once all are up, so groups spread;
             // a FindCoordinator before that creates it over those alive then.
             let image = cluster.image();
@@ -327,6 +328,52 @@ async fn control(cluster: Arc<Cluster>, interval: Duration, stop: CancellationTo
                     tracing::warn!(%error.message, "cannot create the offsets log");
                 }
             }
+        }
+    }
+}
+
+/// The most preferred-leader elections the controller asks for per tick.
+const PREFERRED_ELECTIONS_MAX: usize = 100;
+
+/// Gives each partition back to its preferred replica (the first) once that replica is
+/// alive and in sync again, as Kafka's automatic leader rebalance does: after a restart
+/// or a failover, leadership spreads as placement meant it to.
+async fn elect_preferred(cluster: &Cluster) {
+    let image = cluster.image();
+    let alive = image.alive_brokers();
+    let elections: Vec<Command> = image
+        .topics
+        .iter()
+        .flat_map(|(name, topic)| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, partition)| {
+                    partition.replicas.first().is_some_and(|&preferred| {
+                        partition.leader.is_some()
+                            && partition.leader != Some(preferred)
+                            && partition.isr.contains(&preferred)
+                            && alive.contains(&preferred)
+                    })
+                })
+                .map(move |(index, _)| Command::ElectLeader {
+                    topic: name.clone(),
+                    topic_id: topic.id,
+                    partition: index as u32,
+                    unclean: false,
+                })
+        })
+        .take(PREFERRED_ELECTIONS_MAX)
+        .collect();
+    for command in elections {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        match cluster.commit(&command, deadline).await {
+            Ok((_, Outcome::Refused { message, .. })) => {
+                tracing::debug!(?command, %message, "preferred leader election refused");
+            }
+            Ok(_) => tracing::info!(?command, "preferred leader elected"),
+            Err(error) => tracing::warn!(%error.message, "cannot elect a preferred leader"),
         }
     }
 }

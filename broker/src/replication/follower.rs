@@ -117,13 +117,22 @@ async fn pause(
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
 }
 
+/// Opens a connection to `leader`'s cluster listener: at the address this broker's
+/// `peers` gives it, the one the metadata quorum dials too (so a network cut between
+/// two brokers cuts both), else at the address it registered.
 async fn connect(broker: &Broker, leader: u32) -> Result<Connection, String> {
-    let address = broker
-        .cluster
-        .image()
-        .brokers
-        .get(&leader)
-        .map(|registered| registered.cluster_address.clone())
+    let configured = (!broker.config.peers.is_empty())
+        .then(|| broker.config.voters().remove(&u64::from(leader)))
+        .flatten();
+    let address = configured
+        .or_else(|| {
+            broker
+                .cluster
+                .image()
+                .brokers
+                .get(&leader)
+                .map(|registered| registered.cluster_address.clone())
+        })
         .ok_or_else(|| format!("broker {leader} is not registered"))?;
     let mut stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(&address))
         .await
