@@ -3,6 +3,7 @@
 
 mod invariants;
 mod model;
+mod partitions;
 mod producer_ids;
 mod replay;
 
