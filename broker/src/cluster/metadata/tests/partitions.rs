@@ -4,7 +4,7 @@
 use strata_protocol::ErrorCode;
 
 use super::super::*;
-use super::{Log, create, fence, register, three_brokers, unfence};
+use super::{Log, create, fence, registration, three_brokers, unfence};
 
 /// An `AlterPartition` from the current leader at the current epochs.
 fn alter(log: &Log, topic: &str, index: u32, isr: &[u32]) -> Command {
@@ -26,25 +26,6 @@ fn elect(log: &Log, topic: &str, index: u32, unclean: bool) -> Command {
         topic_id: log.image.topic(topic).expect("exists").id,
         partition: index,
         unclean,
-    }
-}
-
-fn register_unclean(id: u32) -> Command {
-    match register(id) {
-        Command::RegisterBroker {
-            id,
-            address,
-            cluster_address,
-            log_id,
-            ..
-        } => Command::RegisterBroker {
-            id,
-            address,
-            cluster_address,
-            log_id,
-            unclean: true,
-        },
-        _ => unreachable!(),
     }
 }
 
@@ -200,7 +181,7 @@ fn a_fenced_follower_below_the_min_isr_stays_eligible() {
 fn an_unclean_restart_leaves_every_elr() {
     let mut log = replicated(3);
     log.done(&alter(&log, "t", 0, &[1]));
-    log.apply(&register_unclean(2));
+    log.apply(&registration(2, true));
     assert_eq!(isr_and_elr(&log), (vec![1], vec![3]));
     assert_eq!(log.partition("t", 0).leader, Some(1));
 }
@@ -213,7 +194,7 @@ fn an_unclean_last_isr_member_hands_the_partition_to_an_eligible_replica() {
     log.done(&fence(3, 1));
     log.done(&fence(1, 1));
     assert_eq!(isr_and_elr(&log), (vec![1], vec![2, 3]));
-    log.apply(&register_unclean(1));
+    log.apply(&registration(1, true));
     let partition = log.partition("t", 0);
     assert_eq!(
         (partition.leader, partition.isr, partition.elr),
@@ -235,7 +216,7 @@ fn an_unclean_last_isr_member_without_eligible_replicas_waits_for_an_unclean_ele
     log.done(&fence(3, 1));
     log.done(&fence(1, 1));
     assert_eq!(isr_and_elr(&log), (vec![1], vec![]));
-    log.apply(&register_unclean(1));
+    log.apply(&registration(1, true));
     let waiting = log.partition("t", 0);
     assert!(waiting.last_isr_unclean);
     assert_eq!(waiting.leader, None);
@@ -264,7 +245,7 @@ fn an_unclean_restart_of_the_only_replica_leads_again() {
     let mut log = three_brokers();
     log.done(&create("t", 1, 1));
     log.done(&fence(1, 1));
-    log.apply(&register_unclean(1));
+    log.apply(&registration(1, true));
     let partition = log.partition("t", 0);
     assert_eq!(partition.leader, Some(1));
     assert!(!partition.last_isr_unclean);
@@ -308,7 +289,7 @@ fn an_unclean_election_takes_the_isr_then_the_elr_then_any_replica() {
         &elect(&log, "t", 0, true),
         ErrorCode::EligibleLeadersNotAvailable,
     );
-    log.apply(&register_unclean(3));
+    log.apply(&registration(3, true));
     // Broker 3 lost its eligibility; only an unclean election takes it.
     assert_eq!(isr_and_elr(&log), (vec![2], vec![1]));
     log.done(&elect(&log, "t", 0, true));
