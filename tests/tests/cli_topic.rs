@@ -107,7 +107,7 @@ fn describe_shows_partition_offsets_sizes_and_configs_as_json_and_as_a_table() {
         ["1", "0", "0", "0", "0", "0", "2", "2", "77"]
     );
     assert!(
-        lines.contains(&"retention_ms       86400000    topic"),
+        lines.contains(&"retention_ms         86400000    topic"),
         "configs are listed: {described:?}"
     );
 }
