@@ -3,7 +3,9 @@
 //! with the power cut at random points, between operations and inside them (and inside
 //! the recovery that follows). After each cut, recovery must return exactly what was
 //! durable: every batch below the durable offset the log last reported is there, and the
-//! log is a contiguous run of the batches written, byte for byte. The flusher is manual,
+//! log is a contiguous run of the batches written, byte for byte, and its leader-epoch
+//! entries describe exactly the epochs of those batches (appends move to a new epoch now
+//! and then). The flusher is manual,
 //! so a seed replays the same run: `STRATA_TEST_SEED`.
 
 mod common;
@@ -64,6 +66,8 @@ struct Case {
     batches: Vec<Stored>,
     /// The durable offset the log reported last.
     durable: u64,
+    /// The leader epoch appends use; it only grows, so no append is stale.
+    epoch: u32,
     clock_ms: i64,
     _root: tempfile::TempDir,
 }
@@ -98,6 +102,7 @@ impl Case {
             end: 0,
             batches: Vec::new(),
             durable: 0,
+            epoch: 0,
             clock_ms: 1_000_000,
             _root: root,
         };
@@ -161,10 +166,13 @@ impl Case {
         let value_bytes = self.rng.below(150) as usize;
         let seed = self.rng.next();
         let batch = common::batch(records, value_bytes, self.clock_ms, seed);
-        let info = self.log().append(&batch, 1)?;
+        if self.rng.below(8) == 0 {
+            self.epoch += 1;
+        }
+        let info = self.log().append(&batch, self.epoch)?;
         assert_eq!(info.base_offset, self.end, "seed {}", self.seed);
         let mut bytes = batch.to_vec();
-        stamp(&mut bytes, self.end, 1);
+        stamp(&mut bytes, self.end, self.epoch);
         self.batches.push(Stored {
             base_offset: self.end,
             next_offset: info.log_end_offset,
@@ -211,6 +219,7 @@ impl Case {
         self.log.take().expect("open").close()?;
         let log = self.open()?;
         assert!(log.opened_clean(), "seed {}: clean reopen", self.seed);
+        check_epochs(&log, self.seed);
         self.log = Some(log);
         Ok(())
     }
@@ -241,6 +250,7 @@ impl Case {
         };
         self.io.cancel_cut();
         self.check_recovered(&log, may_lose);
+        check_epochs(&log, self.seed);
         self.durable = log.durable_offset();
         assert_eq!(
             self.durable, self.end,
@@ -310,6 +320,15 @@ impl Case {
         );
         (self.start, self.end) = (start, end);
     }
+}
+
+/// The leader-epoch entries describe exactly the log's batches.
+fn check_epochs(log: &Log, seed: u64) {
+    assert_eq!(
+        log.epoch_entries(),
+        common::epochs_of_batches(log),
+        "seed {seed}: leader-epoch entries"
+    );
 }
 
 #[test]

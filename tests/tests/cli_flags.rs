@@ -216,5 +216,5 @@ fn describe_marks_overridden_configs_and_prints_numbers_in_json() {
         };
         assert_eq!(source, expected, "{key}: {}", table.stdout);
     }
-    assert_eq!(sources.len(), 7, "{}", table.stdout);
+    assert_eq!(sources.len(), 8, "{}", table.stdout);
 }

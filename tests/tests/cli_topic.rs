@@ -83,7 +83,8 @@ fn describe_shows_partition_offsets_sizes_and_configs_as_json_and_as_a_table() {
         )
     };
     let configs = "{\"durability\":\"never\",\"flush_interval_ms\":1000,\
-                   \"max_message_bytes\":1048576,\"retention_bytes\":-1,\
+                   \"max_message_bytes\":1048576,\"min_insync_replicas\":2,\
+                   \"retention_bytes\":-1,\
                    \"retention_ms\":86400000,\"segment_bytes\":1073741824,\
                    \"segment_ms\":604800000}";
     assert_eq!(
@@ -106,7 +107,7 @@ fn describe_shows_partition_offsets_sizes_and_configs_as_json_and_as_a_table() {
         ["1", "0", "0", "0", "0", "0", "2", "2", "77"]
     );
     assert!(
-        lines.contains(&"retention_ms       86400000    topic"),
+        lines.contains(&"retention_ms         86400000    topic"),
         "configs are listed: {described:?}"
     );
 }

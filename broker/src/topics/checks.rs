@@ -194,3 +194,70 @@ fn checked_config(
     }
     Ok(checked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata::Command;
+    use crate::config::Peer;
+
+    /// An image with brokers `1..=alive` registered.
+    fn image(alive: u32) -> Image {
+        let mut image = Image::default();
+        for id in 1..=alive {
+            image.apply(
+                u64::from(id),
+                &Command::RegisterBroker {
+                    id,
+                    address: format!("127.0.0.1:{}", 9400 + id),
+                    cluster_address: format!("127.0.0.1:{}", 9500 + id),
+                    log_id: "test-log".to_owned(),
+                    unclean: false,
+                },
+            );
+        }
+        image
+    }
+
+    fn factor(config: &Config, image: &Image, asked: u16) -> Result<u16, ErrorCode> {
+        check_create(config, image, "orders", 1, asked, &[])
+            .map(|checked| checked.replication_factor)
+            .map_err(|error| error.code)
+    }
+
+    #[test]
+    fn a_factor_above_one_needs_as_many_alive_brokers() {
+        let config = Config::default();
+        assert_eq!(factor(&config, &image(3), 3), Ok(3));
+        assert_eq!(
+            factor(&config, &image(2), 3),
+            Err(ErrorCode::InvalidReplicationFactor)
+        );
+        assert_eq!(
+            factor(&config, &image(0), 1),
+            Err(ErrorCode::LeaderNotAvailable)
+        );
+    }
+
+    #[test]
+    fn the_default_factor_is_at_most_the_configured_brokers() {
+        let one_node = Config::default();
+        assert_eq!(factor(&one_node, &image(1), 0), Ok(1));
+        let three_nodes = Config {
+            node_id: 1,
+            peers: (1..=3)
+                .map(|id| Peer {
+                    id,
+                    address: format!("127.0.0.1:{}", 9500 + id),
+                })
+                .collect(),
+            ..Config::default()
+        };
+        assert_eq!(factor(&three_nodes, &image(3), 0), Ok(3));
+        // One broker down: the default factor is not lowered to fit.
+        assert_eq!(
+            factor(&three_nodes, &image(2), 0),
+            Err(ErrorCode::InvalidReplicationFactor)
+        );
+    }
+}

@@ -117,9 +117,10 @@ impl Log {
     }
 
     /// Clean shutdown: fsyncs all data, writes every index file, the leader-epoch
-    /// checkpoint, the recovery point and the clean shutdown marker, so the next open reads no data bytes. Afterwards writes
-    /// fail with [`StorageError::Closed`](crate::StorageError::Closed), reads of what is there still work, and the
-    /// directory lock is released. Closing a closed log does nothing.
+    /// checkpoint, the recovery point and the clean shutdown marker, so the next open
+    /// reads no data bytes. Afterwards writes fail with
+    /// [`StorageError::Closed`](crate::StorageError::Closed), reads of what is there still
+    /// work, and the directory lock is released. Closing a closed log does nothing.
     ///
     /// # Errors
     /// [`StorageError::Poisoned`](crate::StorageError::Poisoned) (no marker is written; the next open recovers), or an

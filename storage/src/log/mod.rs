@@ -223,14 +223,14 @@ impl Log {
         // Recovered bytes may only be in the page cache: make them durable before anyone
         // is told so. After a clean shutdown this finds nothing dirty.
         active.sync()?;
-        // Writing the checkpoint fsyncs the directory, which also makes the active
-        // segment's entry durable if a crash came between its roll and the next flush. If
-        // the checkpoint already names it, a flush fsync'd the directory after the roll.
         // Before the recovery point moves past the batches recovery read: they become
-        // trusted, and only the checkpoint will know their epochs.
+        // trusted, and only the leader-epoch checkpoint will know their epochs.
         if recovered.epochs.changed {
             epoch_checkpoint::write(io.as_ref(), &dir, &recovered.epochs.epochs)?;
         }
+        // Writing the checkpoint fsyncs the directory, which also makes the active
+        // segment's entry durable if a crash came between its roll and the next flush. If
+        // the checkpoint already names it, a flush fsync'd the directory after the roll.
         if recovered.recovery_point != active.base_offset() {
             checkpoint::write_recovery_point(io.as_ref(), &dir, active.base_offset())?;
         }

@@ -11,9 +11,9 @@ impl Log {
     /// `retention_ms` before `now_ms`, or while the log would still hold at least
     /// `retention_bytes` without them. Never deletes the active segment. Advances the log
     /// start offset to the first remaining segment, and the leader-epoch entries with it
-    /// (the last one at or below the new start moves there). Runs on a log whose writes fail for
-    /// lack of space or descriptors, which are not poisoned: deleting is how space comes
-    /// back.
+    /// (the last one at or below the new start moves there, unless the log is left
+    /// empty). Runs on a log whose writes fail for lack of space or descriptors, which are
+    /// not poisoned: deleting is how space comes back.
     ///
     /// # Errors
     /// [`StorageError::Poisoned`](crate::StorageError::Poisoned),

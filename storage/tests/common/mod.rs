@@ -337,3 +337,22 @@ pub fn read_all(log: &strata_storage::Log, max_bytes: usize) -> Vec<u8> {
     assert_eq!(offset, end);
     out
 }
+
+/// The leader-epoch entries the log's batches call for, read from the batches themselves:
+/// `(epoch, base offset)` of every batch whose epoch differs from the one before.
+pub fn epochs_of_batches(log: &strata_storage::Log) -> Vec<(u32, u64)> {
+    let bytes = read_all(log, 1 << 20);
+    let mut entries: Vec<(u32, u64)> = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let header = strata_protocol::batch::BatchHeader::parse(rest).expect("batch header");
+        if entries
+            .last()
+            .is_none_or(|&(epoch, _)| epoch != header.leader_epoch)
+        {
+            entries.push((header.leader_epoch, header.base_offset));
+        }
+        rest = &rest[header.total_len()..];
+    }
+    entries
+}

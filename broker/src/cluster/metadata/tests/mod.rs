@@ -3,6 +3,7 @@
 
 mod invariants;
 mod model;
+mod partitions;
 mod producer_ids;
 mod replay;
 
@@ -76,12 +77,17 @@ impl Log {
 }
 
 pub(super) fn register(id: u32) -> Command {
+    registration(id, false)
+}
+
+/// A registration of `id`, after a clean shutdown or not.
+pub(super) fn registration(id: u32, unclean: bool) -> Command {
     Command::RegisterBroker {
         id,
         address: format!("127.0.0.1:{}", 9400 + id),
         cluster_address: format!("127.0.0.1:{}", 9500 + id),
         log_id: "test-log".to_owned(),
-        unclean: false,
+        unclean,
     }
 }
 
