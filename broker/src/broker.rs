@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::data_dir::{DataDirLock, load_or_create_cluster_id};
+use crate::data_dir::{DataDirLock, load_or_create_cluster_id, rebooted_since_last_start};
 use crate::group::service::Groups;
 use crate::partition::Storage;
 use crate::producer_ids::ProducerIds;
@@ -32,6 +32,10 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// Partition replication: the fetchers of the partitions this broker follows.
     pub replication: Replication,
+    /// The machine rebooted since the last run, which did not close every log cleanly:
+    /// writes only in the page cache may be lost, so this broker registers as unclean
+    /// and is never elected as the last in-sync replica on what it holds (KIP-966).
+    pub unclean_start: bool,
     /// Fires when a graceful shutdown starts; long waits (fetch) end early on it.
     pub shutdown: CancellationToken,
     /// Keeps other brokers off the data directory until [`close`](Self::close).
@@ -53,6 +57,18 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
         let groups = Arc::new(Groups::open(&config, &storage)?);
         let topics = TopicRegistry::open(config.clone(), storage)?;
+        let rebooted = rebooted_since_last_start(&config.data_dir, &config.boot_id_file)?;
+        let unclean_start = rebooted
+            && topics
+                .all()
+                .iter()
+                .flat_map(|topic| topic.local())
+                .any(|partition| !partition.opened_clean());
+        if unclean_start {
+            tracing::warn!(
+                "the machine rebooted since this broker last ran, and it did not shut down cleanly: it registers as unclean, so it is not elected on data a power loss may have cut"
+            );
+        }
         let producer_ids = ProducerIds::open(
             &config.data_dir,
             config.node_id,
@@ -68,6 +84,7 @@ impl Broker {
             cluster_id,
             producer_ids,
             replication: Replication::new(shutdown.child_token()),
+            unclean_start,
             shutdown,
             lock,
         })

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 const LOCK_FILE: &str = ".lock";
 const CLUSTER_ID_FILE: &str = "cluster_id";
+const BOOT_ID_FILE: &str = "boot_id";
 /// Mode of the directories the broker creates.
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of the files the broker creates.
@@ -84,6 +85,14 @@ pub enum DataDirError {
     /// The cluster id could not be written.
     #[error("cannot write {path}: {source}")]
     WriteClusterId {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The boot id could not be recorded.
+    #[error("cannot write {path}: {source}")]
+    WriteBootId {
         /// The file.
         path: PathBuf,
         /// Why.
@@ -178,6 +187,43 @@ pub fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, DataDirError
     Ok(id)
 }
 
+/// Records the operating system's boot id (read from `boot_id_file`) in `data_dir`,
+/// and says whether it differs from the one the last start recorded: the machine
+/// rebooted since, so if the last run did not shut down cleanly, writes that were only
+/// in the page cache may be gone. `false` on a first start, or where no boot id can be
+/// read (not Linux).
+///
+/// # Errors
+/// [`DataDirError::WriteBootId`] if the new id cannot be stored.
+pub fn rebooted_since_last_start(
+    data_dir: &Path,
+    boot_id_file: &Path,
+) -> Result<bool, DataDirError> {
+    let Ok(current) = std::fs::read_to_string(boot_id_file) else {
+        tracing::debug!(file = %boot_id_file.display(), "no boot id to tell a reboot by");
+        return Ok(false);
+    };
+    let current = current.trim();
+    let path = data_dir.join(BOOT_ID_FILE);
+    let previous = std::fs::read_to_string(&path).ok();
+    if previous.as_deref().map(str::trim) == Some(current) {
+        return Ok(false);
+    }
+    let temporary = data_dir.join(format!("{BOOT_ID_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = create_private_file(&temporary)?;
+        file.write_all(current.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        File::open(data_dir)?.sync_all()
+    };
+    write().map_err(|source| DataDirError::WriteBootId {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(previous.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +252,20 @@ mod tests {
         assert_eq!(mode(&data_dir), DIR_MODE);
         assert_eq!(mode(&data_dir.join(LOCK_FILE)), FILE_MODE);
         assert_eq!(mode(&data_dir.join(CLUSTER_ID_FILE)), FILE_MODE);
+    }
+
+    #[test]
+    fn a_changed_boot_id_is_a_reboot_and_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        std::fs::write(&boot, "one\n").unwrap();
+        assert!(!rebooted_since_last_start(dir.path(), &boot).unwrap());
+        assert!(!rebooted_since_last_start(dir.path(), &boot).unwrap());
+        std::fs::write(&boot, "two\n").unwrap();
+        assert!(rebooted_since_last_start(dir.path(), &boot).unwrap());
+        assert!(!rebooted_since_last_start(dir.path(), &boot).unwrap());
+        let missing = dir.path().join("missing");
+        assert!(!rebooted_since_last_start(dir.path(), &missing).unwrap());
     }
 
     #[test]

@@ -181,7 +181,12 @@ async fn join(broker: Arc<Broker>, cluster_address: SocketAddr) -> Result<(), Ad
     let stop = broker.shutdown.clone();
     if !broker
         .cluster
-        .join(config, address, cluster_address, stop.clone())
+        .join(
+            config,
+            (address, cluster_address),
+            broker.unclean_start,
+            stop.clone(),
+        )
         .await
     {
         return Ok(());

@@ -182,8 +182,8 @@ fn encode(reply: &LeaderReply) -> Vec<u8> {
 pub(super) async fn join(
     cluster: &Arc<Cluster>,
     config: &Config,
-    address: String,
-    cluster_address: String,
+    (address, cluster_address): (String, String),
+    unclean: bool,
     stop: CancellationToken,
 ) -> bool {
     let register = Command::RegisterBroker {
@@ -191,18 +191,30 @@ pub(super) async fn join(
         address,
         cluster_address,
         log_id: fresh_log_id(config.node_id),
-        unclean: false,
+        unclean,
     };
     if !register_until(cluster, &register, &stop).await {
         return false;
     }
     let interval = config.broker_heartbeat_interval();
-    tokio::spawn(heartbeats(
-        cluster.clone(),
-        register,
-        interval,
-        stop.clone(),
-    ));
+    // A registration again, by a process that never stopped, lost nothing.
+    let again = match register {
+        Command::RegisterBroker {
+            id,
+            address,
+            cluster_address,
+            log_id,
+            ..
+        } => Command::RegisterBroker {
+            id,
+            address,
+            cluster_address,
+            log_id,
+            unclean: false,
+        },
+        other => other,
+    };
+    tokio::spawn(heartbeats(cluster.clone(), again, interval, stop.clone()));
     tokio::spawn(control(cluster.clone(), interval, stop));
     true
 }

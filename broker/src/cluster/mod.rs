@@ -317,11 +317,11 @@ impl Cluster {
     pub async fn join(
         self: &Arc<Self>,
         config: &Config,
-        address: String,
-        cluster_address: String,
+        (address, cluster_address): (String, String),
+        unclean: bool,
         stop: CancellationToken,
     ) -> bool {
-        membership::join(self, config, address, cluster_address, stop).await
+        membership::join(self, config, (address, cluster_address), unclean, stop).await
     }
 }
 

@@ -61,6 +61,11 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Where topic metadata and partition logs live.
     pub data_dir: PathBuf,
+    /// Where the operating system's boot id is read: a broker that crashed and finds
+    /// a new boot id may have lost writes that were only in the page cache (a power
+    /// loss), and says so when it registers (KIP-966). Tests point it at a file of their
+    /// own to play a reboot.
+    pub boot_id_file: PathBuf,
     /// A tracing filter such as `info` or `strata_broker=debug`; `RUST_LOG` overrides it.
     pub log_level: String,
     /// Text or JSON log lines.
@@ -196,6 +201,7 @@ impl Default for Config {
             advertised_listen: None,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9401)),
             data_dir: PathBuf::from("./strata-data"),
+            boot_id_file: PathBuf::from("/proc/sys/kernel/random/boot_id"),
             log_level: "info".into(),
             log_format: LogFormat::Text,
             frame_bytes_max: strata_protocol::limits::FRAME_BYTES_MAX_DEFAULT,

@@ -202,6 +202,7 @@ impl PartitionError {
                 StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
                 StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
                 StorageError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+                StorageError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
                 _ => ErrorCode::StorageError,
             },
         }

@@ -311,6 +311,11 @@ impl Partition {
         })
     }
 
+    /// Whether the log was last closed cleanly (an offline partition was not).
+    pub fn opened_clean(&self) -> bool {
+        self.log.as_ref().is_ok_and(Log::opened_clean)
+    }
+
     /// Why the partition is offline (the file and the damage recovery found), if it is.
     pub fn offline_reason(&self) -> Option<&str> {
         self.log.as_ref().err().map(String::as_str)
