@@ -497,6 +497,26 @@ impl Client {
         );
     }
 
+    /// Asks for a new idempotent producer id and epoch, asserting success.
+    pub async fn init_producer_id(&mut self) -> (i64, i16) {
+        let Response::InitProducerId(response) = self
+            .call(InitProducerIdRequest {
+                producer_id: -1,
+                producer_epoch: -1,
+            })
+            .await
+        else {
+            panic!("wrong response type")
+        };
+        assert_eq!(
+            response.error_code,
+            ErrorCode::None,
+            "{:?}",
+            response.error_message
+        );
+        (response.producer_id, response.producer_epoch)
+    }
+
     /// Deletes a topic and asserts success.
     pub async fn delete_topic(&mut self, name: &str) {
         let request = DeleteTopicsRequest {

@@ -14,25 +14,6 @@ use strata_tests::*;
 
 const PARTITIONS: u32 = 6;
 
-async fn init(client: &mut Client) -> (i64, i16) {
-    let Response::InitProducerId(response) = client
-        .call(InitProducerIdRequest {
-            producer_id: -1,
-            producer_epoch: -1,
-        })
-        .await
-    else {
-        panic!("wrong response type")
-    };
-    assert_eq!(
-        response.error_code,
-        ErrorCode::None,
-        "{:?}",
-        response.error_message
-    );
-    (response.producer_id, response.producer_epoch)
-}
-
 /// Produces one batch under `id` to `partition` through its leader, retrying while the
 /// leader has not yet applied the block that holds `id` (a retriable error).
 async fn produce_until_known(
@@ -85,7 +66,7 @@ async fn producer_ids_are_distinct_across_brokers_and_accepted_by_every_leader()
         // Each broker gives its own ids, and every leader accepts every broker's.
         let mut ids = BTreeSet::new();
         for client in &mut clients {
-            let id = init(client).await;
+            let id = client.init_producer_id().await;
             assert_eq!(id.1, 0);
             assert!(ids.insert(id.0), "id {} given twice", id.0);
         }

@@ -278,6 +278,36 @@ impl Cluster {
         }
     }
 
+    /// Cuts the connections between voters `a` and `b`, both ways; every other link
+    /// stays up.
+    ///
+    /// # Panics
+    /// If the cluster is not [`proxied`](ClusterOptions::proxied).
+    pub fn cut_between(&self, a: u32, b: u32) {
+        for proxy in self.links_between(a, b) {
+            proxy.cut();
+        }
+    }
+
+    /// Joins voters `a` and `b` again after [`cut_between`](Self::cut_between).
+    pub fn heal_between(&self, a: u32, b: u32) {
+        for proxy in self.links_between(a, b) {
+            proxy.heal();
+        }
+    }
+
+    fn links_between(&self, a: u32, b: u32) -> Vec<&Proxy> {
+        assert!(
+            !self.links.is_empty(),
+            "the cluster was started without proxies"
+        );
+        self.links
+            .iter()
+            .filter(|((from, to), _)| (*from, *to) == (a, b) || (*from, *to) == (b, a))
+            .map(|(_, proxy)| proxy)
+            .collect()
+    }
+
     fn links_of(&self, id: u32) -> Vec<&Proxy> {
         assert!(
             !self.links.is_empty(),
