@@ -557,7 +557,9 @@ impl Client {
                 name: topic.into(),
                 partitions: vec![FetchPartition {
                     partition,
+                    current_leader_epoch: NO_EPOCH,
                     fetch_offset: offset,
+                    last_fetched_epoch: NO_EPOCH,
                     partition_max_bytes: 16 << 20,
                 }],
             }],

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_protocol::messages::{FetchPartition, FetchRequest, FetchTopic};
+use strata_protocol::messages::{FetchPartition, FetchRequest, FetchTopic, NO_EPOCH};
 use strata_protocol::{ErrorCode, Request, Response};
 use tokio::time::Instant;
 
@@ -225,7 +225,9 @@ async fn fetch(
     for (tp, offset, _) in &partitions {
         let partition = FetchPartition {
             partition: tp.partition,
+            current_leader_epoch: NO_EPOCH,
             fetch_offset: *offset,
+            last_fetched_epoch: NO_EPOCH,
             partition_max_bytes: config.partition_fetch_bytes_max,
         };
         match topics.iter_mut().find(|topic| topic.name == tp.topic) {
