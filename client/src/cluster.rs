@@ -22,6 +22,7 @@ use strata_protocol::messages::{
 use strata_protocol::{Request, Response};
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::config::ClientConfig;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -319,6 +320,14 @@ impl Cluster {
     /// The leader's node id of a partition, from the cache (fetching the topic if needed,
     /// or if the partition is beyond the cached count).
     pub(crate) async fn leader(&self, topic: &str, partition: u32) -> Result<u32> {
+        self.leader_and_epoch(topic, partition)
+            .await
+            .map(|(leader, _)| leader)
+    }
+
+    /// The leader's node id of a partition and its leader epoch, as for
+    /// [`leader`](Self::leader).
+    pub(crate) async fn leader_and_epoch(&self, topic: &str, partition: u32) -> Result<(u32, u32)> {
         let mut info = self.topic(topic).await?;
         if info.partitions.len() <= partition as usize {
             // The topic may have grown since it was cached.
@@ -334,6 +343,7 @@ impl Cluster {
         };
         partition_info
             .leader
+            .map(|leader| (leader, partition_info.leader_epoch))
             .ok_or_else(|| Error::LeaderNotAvailable {
                 topic: topic.to_owned(),
                 partition,
@@ -429,9 +439,50 @@ impl Cluster {
     /// request per leader. Here rather than in the consumer because the admin's offset
     /// lookups need it too.
     ///
+    /// A new leader answers `OffsetNotAvailable` until its high watermark reaches the
+    /// log end it took over (KIP-207): its answer could still be below what consumers
+    /// read from the old leader. Those partitions are asked again after `backoff`,
+    /// until `request_timeout_ms` has passed; then the error is theirs, and it is
+    /// retriable. It is never taken for a missing offset.
+    ///
     /// [`EARLIEST_TIMESTAMP`]: strata_protocol::messages::EARLIEST_TIMESTAMP
     /// [`LATEST_TIMESTAMP`]: strata_protocol::messages::LATEST_TIMESTAMP
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only reads.
     pub(crate) async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+        backoff: Backoff,
+    ) -> Vec<(TopicPartition, Result<u64>)> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut asking = partitions.to_vec();
+        let mut failures = 0;
+        loop {
+            let answers = self.list_offsets_once(&asking, timestamp).await;
+            let (unavailable, done): (Vec<_>, Vec<_>) = answers
+                .into_iter()
+                .partition(|(_, result)| offset_not_available(result));
+            results.extend(done);
+            failures += 1;
+            let retry_at = Instant::now() + backoff.delay(failures);
+            if unavailable.is_empty() || retry_at > deadline {
+                results.extend(unavailable);
+                return results;
+            }
+            tracing::debug!(
+                partitions = unavailable.len(),
+                "a new leader has no offsets to give yet (OffsetNotAvailable); asking again"
+            );
+            asking = unavailable.into_iter().map(|(tp, _)| tp).collect();
+            tokio::time::sleep_until(retry_at).await;
+        }
+    }
+
+    /// One round of [`list_offsets`](Self::list_offsets), without retries.
+    async fn list_offsets_once(
         &self,
         partitions: &[TopicPartition],
         timestamp: i64,
@@ -499,6 +550,11 @@ impl Cluster {
     }
 }
 
+/// Whether a lookup failed because the leader is new and its offsets not yet known.
+fn offset_not_available(result: &Result<u64>) -> bool {
+    matches!(result, Err(error) if error.code() == Some(ErrorCode::OffsetNotAvailable))
+}
+
 pub(crate) fn topic_info(topic: &strata_protocol::messages::TopicMetadata) -> TopicInfo {
     let mut partitions: Vec<PartitionInfo> = topic
         .partitions
@@ -539,5 +595,114 @@ async fn refresh_periodically(cluster: Weak<Cluster>, period: Duration) {
         if has_topics && let Err(error) = cluster.refresh(None).await {
             tracing::debug!(%error, "periodic metadata refresh failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use strata_protocol::messages::{
+        BrokerMetadata, LATEST_TIMESTAMP, ListOffsetsPartitionResponse, ListOffsetsResponse,
+        ListOffsetsTopicResponse, PartitionMetadata, TopicMetadata,
+    };
+
+    use super::*;
+    use crate::test_support::scripted_broker;
+
+    /// A broker leading `t-0` whose ListOffsets answers `OffsetNotAvailable` `refusals`
+    /// times, then offset 42; and the number of ListOffsets it was sent.
+    async fn new_leader(refusals: usize) -> (String, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let port = Arc::new(AtomicU64::new(0));
+        let (counted, known_port) = (Arc::clone(&asked), Arc::clone(&port));
+        let address = scripted_broker(move |request| match request {
+            Request::Metadata(_) => Response::from(MetadataResponse {
+                cluster_id: "c".into(),
+                controller_id: 0,
+                brokers: vec![BrokerMetadata {
+                    node_id: 0,
+                    host: "127.0.0.1".into(),
+                    port: known_port.load(Ordering::Acquire) as u16,
+                }],
+                topics: vec![TopicMetadata {
+                    error_code: ErrorCode::None,
+                    name: "t".into(),
+                    partitions: vec![PartitionMetadata {
+                        error_code: ErrorCode::None,
+                        partition: 0,
+                        leader_id: 0,
+                        leader_epoch: 3,
+                        replicas: vec![0],
+                        in_sync_replicas: vec![0],
+                    }],
+                }],
+            }),
+            Request::ListOffsets(_) => {
+                let refused = counted.fetch_add(1, Ordering::AcqRel) < refusals;
+                Response::from(ListOffsetsResponse {
+                    topics: vec![ListOffsetsTopicResponse {
+                        name: "t".into(),
+                        partitions: vec![ListOffsetsPartitionResponse {
+                            partition: 0,
+                            error_code: if refused {
+                                ErrorCode::OffsetNotAvailable
+                            } else {
+                                ErrorCode::None
+                            },
+                            timestamp: -1,
+                            offset: if refused { -1 } else { 42 },
+                        }],
+                    }],
+                })
+            }
+            other => panic!("unexpected request {other:?}"),
+        })
+        .await;
+        let bound: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+        port.store(u64::from(bound), Ordering::Release);
+        (address, asked)
+    }
+
+    fn cluster(address: &str, request_timeout_ms: u64) -> Arc<Cluster> {
+        Cluster::new(ClientConfig {
+            request_timeout_ms,
+            ..ClientConfig::new(address)
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn offset_not_available_is_asked_again_after_a_backoff_not_taken_for_an_offset() {
+        let (address, asked) = new_leader(2).await;
+        let cluster = cluster(&address, 30_000);
+        let tp = TopicPartition::new("t", 0);
+        let found = cluster
+            .list_offsets(
+                std::slice::from_ref(&tp),
+                LATEST_TIMESTAMP,
+                Backoff::new(1, 5),
+            )
+            .await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1.as_ref().ok(), Some(&42));
+        assert_eq!(asked.load(Ordering::Acquire), 3);
+    }
+
+    #[tokio::test]
+    async fn offset_not_available_past_the_request_timeout_stays_a_retriable_error() {
+        let (address, _) = new_leader(usize::MAX).await;
+        let cluster = cluster(&address, 50);
+        let tp = TopicPartition::new("t", 0);
+        let found = cluster
+            .list_offsets(
+                std::slice::from_ref(&tp),
+                LATEST_TIMESTAMP,
+                Backoff::new(20, 20),
+            )
+            .await;
+        let error = found[0].1.clone().unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::OffsetNotAvailable));
+        assert!(error.is_retriable());
     }
 }

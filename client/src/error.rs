@@ -155,6 +155,23 @@ pub enum Error {
         /// The offset that was out of range.
         offset: u64,
     },
+    /// The partition's leader no longer has records this consumer read (its log was
+    /// truncated after an unclean election, or a write acknowledged by fewer than all
+    /// in-sync replicas was lost), and `auto_offset_reset` is `Error`. The partition is
+    /// paused until the application seeks; see `Consumer::take_truncations`.
+    #[error(
+        "{topic}-{partition}: the log no longer has the records this consumer read from offset {diverging_end_offset} up to its position {position} (log truncation); auto_offset_reset is error, so seek to recover ({diverging_end_offset} reads on from where the log diverged)"
+    )]
+    LogTruncated {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The consumer's position when the truncation was found.
+        position: u64,
+        /// Where the leader's log diverges from what the consumer read.
+        diverging_end_offset: u64,
+    },
     /// The partition has no position and `auto_offset_reset` is `Error`.
     #[error("{topic}-{partition} has no position and auto_offset_reset is error; seek first")]
     NoPosition {
@@ -246,6 +263,8 @@ impl Error {
                 ErrorCode::NotLeader
                     | ErrorCode::UnknownTopicOrPartition
                     | ErrorCode::LeaderNotAvailable
+                    | ErrorCode::FencedLeaderEpoch
+                    | ErrorCode::UnknownLeaderEpoch
             )
         ) || matches!(
             self,

@@ -199,7 +199,7 @@ pub use admin::{
 };
 pub use cluster::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::{AutoOffsetReset, ClientConfig, ConsumerConfig, OnBufferFull, ProducerConfig};
-pub use consumer::{CommitHandle, Consumer};
+pub use consumer::{CommitHandle, Consumer, LogTruncation};
 pub use delivery::DeliveryFuture;
 pub use error::{Error, Result};
 pub use group::{GroupMetadata, RebalanceListener};

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::error::DecodeError;
 use crate::messages::*;
-use crate::wire::{Reader, Sink, Wire};
+use crate::wire::{Reader, Sink, Versioned};
 
 macro_rules! apis {
     ($( $(#[$doc:meta])* $name:ident = $key:literal, versions $min:literal ..= $max:literal,
@@ -55,9 +55,12 @@ macro_rules! apis {
                 match self { $( Request::$name(_) => ApiKey::$name, )* }
             }
 
-            /// Encodes the body (without header or frame).
-            pub fn encode_body<S: Sink + ?Sized>(&self, out: &mut S) {
-                match self { $( Request::$name(body) => body.encode(out), )* }
+            /// Encodes the body (without header or frame) at `api_version`, which the
+            /// caller has checked the API supports.
+            pub fn encode_body<S: Sink + ?Sized>(&self, api_version: u16, out: &mut S) {
+                match self {
+                    $( Request::$name(body) => body.encode_versioned(api_version, out), )*
+                }
             }
 
             /// Decodes a body of the given API and version. The whole of `body` must be
@@ -72,7 +75,9 @@ macro_rules! apis {
                 let budget = crate::limits::request_decoded_bytes_max(body.len());
                 let mut reader = Reader::with_memory_budget(body, budget);
                 let request = match check_version(api_key, api_version)? {
-                    $( ApiKey::$name => Request::$name(<$request as Wire>::decode(&mut reader)?), )*
+                    $( ApiKey::$name => Request::$name(
+                        <$request as Versioned>::decode_versioned(&mut reader, api_version)?,
+                    ), )*
                 };
                 reader.finish()?;
                 Ok(request)
@@ -92,9 +97,12 @@ macro_rules! apis {
                 match self { $( Response::$name(_) => ApiKey::$name, )* }
             }
 
-            /// Encodes the body (without header or frame).
-            pub fn encode_body<S: Sink + ?Sized>(&self, out: &mut S) {
-                match self { $( Response::$name(body) => body.encode(out), )* }
+            /// Encodes the body (without header or frame) at `api_version`: the
+            /// version of the request it answers.
+            pub fn encode_body<S: Sink + ?Sized>(&self, api_version: u16, out: &mut S) {
+                match self {
+                    $( Response::$name(body) => body.encode_versioned(api_version, out), )*
+                }
             }
 
             /// Decodes a body of the given API and version. The whole of `body` must be
@@ -105,7 +113,9 @@ macro_rules! apis {
             pub fn decode(api_key: u16, api_version: u16, body: &Bytes) -> Result<Self, DecodeError> {
                 let mut reader = Reader::new(body);
                 let response = match check_version(api_key, api_version)? {
-                    $( ApiKey::$name => Response::$name(<$response as Wire>::decode(&mut reader)?), )*
+                    $( ApiKey::$name => Response::$name(
+                        <$response as Versioned>::decode_versioned(&mut reader, api_version)?,
+                    ), )*
                 };
                 reader.finish()?;
                 Ok(response)
@@ -137,8 +147,8 @@ apis! {
     CreatePartitions = 4, versions 0..=0, CreatePartitionsRequest, CreatePartitionsResponse;
     /// Appends record batches.
     Produce = 5, versions 0..=0, ProduceRequest, ProduceResponse;
-    /// Reads record batches.
-    Fetch = 6, versions 0..=0, FetchRequest, FetchResponse;
+    /// Reads record batches; version 1 adds leader epochs (KIP-320).
+    Fetch = 6, versions 0..=1, FetchRequest, FetchResponse;
     /// Finds offsets by time, or the log's start and end.
     ListOffsets = 7, versions 0..=0, ListOffsetsRequest, ListOffsetsResponse;
     /// Describes topics with configs, offsets and sizes.

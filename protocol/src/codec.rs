@@ -188,6 +188,8 @@ impl Encoder<RequestFrame<'_>> for FrameCodec {
 pub struct ResponseFrame<'a> {
     /// The request's correlation id.
     pub correlation_id: u32,
+    /// The request's API version, at which the body is encoded.
+    pub api_version: u16,
     /// The body, or the error code and message.
     pub body: Result<&'a Response, (ErrorCode, &'a str)>,
 }
@@ -197,7 +199,9 @@ impl Encoder<ResponseFrame<'_>> for FrameCodec {
 
     fn encode(&mut self, item: ResponseFrame<'_>, dst: &mut BytesMut) -> Result<(), FrameError> {
         self.encode_checked(dst, |dst| match item.body {
-            Ok(response) => frame::encode_response(dst, item.correlation_id, response),
+            Ok(response) => {
+                frame::encode_response(dst, item.correlation_id, item.api_version, response)
+            }
             Err((code, message)) => {
                 frame::encode_error_response(dst, item.correlation_id, code, message)
             }

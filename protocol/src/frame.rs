@@ -72,25 +72,27 @@ pub fn encode_request<S: Sink + ?Sized>(
 ) -> usize {
     write_frame(out, |out| {
         header.encode(out);
-        request.encode_body(out);
+        request.encode_body(header.api_version, out);
     })
 }
 
-/// Bytes of the payload [`encode_response`] would write for `response`, counted
-/// without encoding it anywhere.
-pub fn response_payload_bytes(response: &Response) -> usize {
+/// Bytes of the payload [`encode_response`] would write for `response` at
+/// `api_version`, counted without encoding it anywhere.
+pub fn response_payload_bytes(response: &Response, api_version: u16) -> usize {
     let mut counter = ByteCounter::default();
-    response.encode_body(&mut counter);
+    response.encode_body(api_version, &mut counter);
     counter.written().saturating_add(RESPONSE_HEADER_BYTES)
 }
 
-/// Encodes a successful response frame. Returns the payload length.
+/// Encodes a successful response frame, its body at `api_version` (the request's).
+/// Returns the payload length.
 ///
 /// # Panics
 /// If the payload reaches 4 GiB; see [`write_frame`].
 pub fn encode_response<S: Sink + ?Sized>(
     out: &mut S,
     correlation_id: u32,
+    api_version: u16,
     response: &Response,
 ) -> usize {
     write_frame(out, |out| {
@@ -99,7 +101,7 @@ pub fn encode_response<S: Sink + ?Sized>(
             error_code: ErrorCode::None,
         }
         .encode(out);
-        response.encode_body(out);
+        response.encode_body(api_version, out);
     })
 }
 

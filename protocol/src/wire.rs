@@ -434,6 +434,14 @@ fn encode_count<S: Sink + ?Sized>(count: usize, out: &mut S) {
 const ARRAY_PREALLOCATE_MAX: usize = 64;
 
 fn decode_elements<T: Wire>(reader: &mut Reader<'_>, count: u32) -> Result<Vec<T>, DecodeError> {
+    decode_elements_with(reader, count, T::decode)
+}
+
+fn decode_elements_with<T>(
+    reader: &mut Reader<'_>,
+    count: u32,
+    mut decode: impl FnMut(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
     // Every element takes at least one byte, so a count above the bytes left is a lie:
     // refuse it at once. Reserve only a little up front, so memory grows with elements
     // actually decoded rather than with what a peer announced.
@@ -449,7 +457,7 @@ fn decode_elements<T: Wire>(reader: &mut Reader<'_>, count: u32) -> Result<Vec<T
     reader.charge(count.saturating_mul(size_of::<T>()))?;
     let mut elements = Vec::with_capacity(count.min(ARRAY_PREALLOCATE_MAX));
     for _ in 0..count {
-        elements.push(T::decode(reader)?);
+        elements.push(decode(reader)?);
     }
     Ok(elements)
 }
@@ -498,6 +506,63 @@ impl<T: Wire> Wire for Box<T> {
 
     fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         T::decode(reader).map(Box::new)
+    }
+}
+
+/// A message body, or a part of one, as an API version encodes it. Every [`Wire`] type
+/// is one, encoded the same at every version. A type whose fields changed between
+/// versions implements this by hand and not [`Wire`], so it cannot be encoded without
+/// saying at which version: a field a version lacks is left out of its encoding, and
+/// takes its "not given" value when decoded from it.
+pub trait Versioned: Sized {
+    /// Appends the encoding of `self` at `version`.
+    fn encode_versioned<S: Sink + ?Sized>(&self, version: u16, out: &mut S);
+
+    /// Decodes one value encoded at `version`.
+    ///
+    /// # Errors
+    /// As for [`Wire::decode`].
+    fn decode_versioned(reader: &mut Reader<'_>, version: u16) -> Result<Self, DecodeError>;
+}
+
+impl<T: Wire> Versioned for T {
+    fn encode_versioned<S: Sink + ?Sized>(&self, _version: u16, out: &mut S) {
+        self.encode(out);
+    }
+
+    fn decode_versioned(reader: &mut Reader<'_>, _version: u16) -> Result<Self, DecodeError> {
+        T::decode(reader)
+    }
+}
+
+/// Encodes an array of [`Versioned`] elements at `version`, as `Vec<T>` encodes.
+pub fn encode_versioned_array<T: Versioned, S: Sink + ?Sized>(
+    elements: &[T],
+    version: u16,
+    out: &mut S,
+) {
+    encode_count(elements.len(), out);
+    for element in elements {
+        element.encode_versioned(version, out);
+    }
+}
+
+/// Decodes an array of [`Versioned`] elements encoded at `version`, checked and charged
+/// to the memory budget as `Vec<T>` is.
+///
+/// # Errors
+/// As for `Vec<T>`'s [`Wire::decode`].
+pub fn decode_versioned_array<T: Versioned>(
+    reader: &mut Reader<'_>,
+    version: u16,
+) -> Result<Vec<T>, DecodeError> {
+    let offset = reader.position();
+    match u32::decode(reader)? {
+        NULL_ARRAY_COUNT => Err(DecodeError::UnexpectedNull {
+            field: "array",
+            offset,
+        }),
+        count => decode_elements_with(reader, count, |reader| T::decode_versioned(reader, version)),
     }
 }
 

@@ -96,6 +96,16 @@ fn millions_of_topics_without_partitions_are_refused_by_the_replication_apis() {
 }
 
 #[test]
+fn millions_of_fetch_topics_without_partitions_are_refused_at_every_version() {
+    // Wait, minimum and maximum bytes, then topics of an empty partition array: the
+    // versioned arrays of Fetch are charged as every other array is.
+    let fetch = Bytes::copy_from_slice(&empty_topics(&[0; 12], 4));
+    for api_version in ApiKey::Fetch.versions() {
+        refused(Request::decode(ApiKey::Fetch as u16, api_version, &fetch));
+    }
+}
+
+#[test]
 fn requests_within_the_default_limits_decode() {
     let names = vec!["t".repeat(249); 1000];
     let metadata = Request::from(MetadataRequest {
@@ -161,7 +171,7 @@ fn requests_within_the_default_limits_decode() {
     });
     for request in [metadata, produce, commit, replica_fetch, elect_leaders] {
         let mut body = BytesMut::new();
-        request.encode_body(&mut body);
+        request.encode_body(0, &mut body);
         assert_eq!(decode(request.api_key(), &body), Ok(request));
     }
 }
@@ -189,7 +199,7 @@ fn responses_decode_without_a_budget() {
         }],
     });
     let mut body = BytesMut::new();
-    response.encode_body(&mut body);
+    response.encode_body(0, &mut body);
     let decoded = strata_protocol::Response::decode(
         ApiKey::Metadata as u16,
         0,

@@ -72,9 +72,9 @@ fn a_described_partition_entry_is_as_long_as_its_formula_says() {
     }
 }
 
-fn encoded_frame_payload(response: &Response) -> usize {
+fn encoded_frame_payload(response: &Response, api_version: u16) -> usize {
     let mut out = BytesMut::new();
-    frame::encode_response(&mut out, 1, response)
+    frame::encode_response(&mut out, 1, api_version, response)
 }
 
 #[test]
@@ -102,8 +102,11 @@ fn a_counted_response_is_as_long_as_its_encoded_frame() {
                 partitions: vec![FetchPartitionResponse {
                     partition: 0,
                     error_code: ErrorCode::None,
+                    leader_epoch: 2,
                     high_watermark: 1,
                     log_start_offset: 0,
+                    diverging_epoch: NO_EPOCH,
+                    diverging_end_offset: 0,
                     records: Bytes::from(vec![7; 4096]),
                 }],
             }],
@@ -156,12 +159,14 @@ fn a_counted_response_is_as_long_as_its_encoded_frame() {
         ListGroupsResponse { groups: Vec::new() }.into(),
     ];
     for response in &responses {
-        assert_eq!(
-            frame::response_payload_bytes(response),
-            encoded_frame_payload(response),
-            "{:?}",
-            response.api_key()
-        );
+        for api_version in response.api_key().versions() {
+            assert_eq!(
+                frame::response_payload_bytes(response, api_version),
+                encoded_frame_payload(response, api_version),
+                "{:?} version {api_version}",
+                response.api_key()
+            );
+        }
     }
     let empty = ListGroupsResponse { groups: Vec::new() };
     assert_eq!(encoded_bytes(&empty) + RESPONSE_HEADER_BYTES, 10);

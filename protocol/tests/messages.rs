@@ -329,13 +329,28 @@ fn topic_requests() -> impl Strategy<Value = Request> {
             any::<u32>(),
             vec((
                 name(),
-                vec((any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
-                    |(partition, fetch_offset, partition_max_bytes)| FetchPartition {
-                        partition,
-                        fetch_offset,
-                        partition_max_bytes
-                    }
-                ))
+                vec((
+                    any::<u32>(),
+                    any::<u32>(),
+                    any::<u64>(),
+                    any::<u32>(),
+                    any::<u32>()
+                )
+                    .prop_map(
+                        |(
+                            partition,
+                            current_leader_epoch,
+                            fetch_offset,
+                            last_fetched_epoch,
+                            partition_max_bytes,
+                        )| FetchPartition {
+                            partition,
+                            current_leader_epoch,
+                            fetch_offset,
+                            last_fetched_epoch,
+                            partition_max_bytes,
+                        }
+                    ))
             ))
         )
             .prop_map(|(max_wait_ms, min_bytes, max_bytes, topics)| FetchRequest {
@@ -540,19 +555,26 @@ fn topic_responses() -> impl Strategy<Value = Response> {
         vec((
             name(),
             vec((
-                any::<u32>(),
-                error_code(),
-                any::<u64>(),
-                any::<u64>(),
+                (any::<u32>(), error_code(), any::<u32>()),
+                (any::<u64>(), any::<u64>()),
+                (any::<u32>(), any::<u64>()),
                 blob()
             )
                 .prop_map(
-                    |(partition, error_code, high_watermark, log_start_offset, records)| {
+                    |(
+                        (partition, error_code, leader_epoch),
+                        (high_watermark, log_start_offset),
+                        (diverging_epoch, diverging_end_offset),
+                        records,
+                    )| {
                         FetchPartitionResponse {
                             partition,
                             error_code,
+                            leader_epoch,
                             high_watermark,
                             log_start_offset,
+                            diverging_epoch,
+                            diverging_end_offset,
                             records,
                         }
                     }
@@ -903,10 +925,16 @@ fn group_responses() -> impl Strategy<Value = Response> {
     ]
 }
 
+/// The newest version of `api` this build supports: the one whose bodies carry every
+/// field the strategies fill.
+fn newest(api: ApiKey) -> u16 {
+    *api.versions().end()
+}
+
 fn request_frame(request: &Request, correlation_id: u32, client_id: String) -> Bytes {
     let header = RequestHeader {
         api_key: request.api_key() as u16,
-        api_version: 0,
+        api_version: newest(request.api_key()),
         correlation_id,
         client_id,
     };
@@ -945,7 +973,7 @@ fn decode_arbitrary_body(api: ApiKey, api_version: u16, body: &Bytes) -> Result<
     prop_assert_eq!(&framed, &request);
     if let Ok(request) = request {
         let mut encoded = BytesMut::new();
-        request.encode_body(&mut encoded);
+        request.encode_body(api_version, &mut encoded);
         prop_assert_eq!(
             Request::decode(api_key, api_version, &encoded.freeze()),
             Ok(request)
@@ -965,7 +993,7 @@ fn decode_arbitrary_body(api: ApiKey, api_version: u16, body: &Bytes) -> Result<
     prop_assert_eq!(&framed, &response.clone().map(Ok));
     if let Ok(response) = response {
         let mut encoded = BytesMut::new();
-        response.encode_body(&mut encoded);
+        response.encode_body(api_version, &mut encoded);
         prop_assert_eq!(
             Response::decode(api_key, api_version, &encoded.freeze()),
             Ok(response)
@@ -991,7 +1019,7 @@ proptest! {
         let flat = request_frame(&request, correlation_id, "client".into());
         let header = RequestHeader {
             api_key: request.api_key() as u16,
-            api_version: 0,
+            api_version: newest(request.api_key()),
             correlation_id,
             client_id: "client".into(),
         };
@@ -1003,15 +1031,17 @@ proptest! {
 
     #[test]
     fn responses_round_trip_through_both_sinks(response in responses(), correlation_id: u32) {
+        let api_version = newest(response.api_key());
         let mut flat = BytesMut::new();
-        frame::encode_response(&mut flat, correlation_id, &response);
+        frame::encode_response(&mut flat, correlation_id, api_version, &response);
         let mut vectored = VectoredBuf::new();
-        frame::encode_response(&mut vectored, correlation_id, &response);
+        frame::encode_response(&mut vectored, correlation_id, api_version, &response);
         prop_assert_eq!(vectored.written(), flat.len());
         prop_assert_eq!(concat(&vectored.into_chunks()), flat.to_vec());
 
         let payload = flat.freeze().slice(4..);
-        let (id, decoded) = frame::decode_response(&payload, response.api_key() as u16, 0).unwrap();
+        let (id, decoded) =
+            frame::decode_response(&payload, response.api_key() as u16, api_version).unwrap();
         prop_assert_eq!(id, correlation_id);
         prop_assert_eq!(decoded.unwrap(), response);
     }
@@ -1027,11 +1057,14 @@ proptest! {
 
     #[test]
     fn every_truncated_response_is_an_error(response in responses()) {
-        let mut out = BytesMut::new();
-        frame::encode_response(&mut out, 7, &response);
-        let payload = out.freeze().slice(4..);
-        for length in 0..payload.len() {
-            prop_assert!(frame::decode_response(&payload.slice(..length), response.api_key() as u16, 0).is_err());
+        let api = response.api_key();
+        for api_version in api.versions() {
+            let mut out = BytesMut::new();
+            frame::encode_response(&mut out, 7, api_version, &response);
+            let payload = out.freeze().slice(4..);
+            for length in 0..payload.len() {
+                prop_assert!(frame::decode_response(&payload.slice(..length), api as u16, api_version).is_err());
+            }
         }
     }
 
@@ -1095,7 +1128,7 @@ fn unknown_api_and_version_are_named_errors_that_keep_the_header() {
         let mut out = BytesMut::new();
         frame::write_frame(&mut out, |out| {
             Wire::encode(&header, out);
-            request.encode_body(out);
+            request.encode_body(0, out);
         });
         let (kept, error) = frame::decode_request(&out.freeze().slice(4..)).unwrap_err();
         assert_eq!(kept.unwrap().correlation_id, 5);
@@ -1124,14 +1157,22 @@ fn versions_negotiate_to_the_highest_shared_version() {
     use strata_protocol::api::{negotiate, supported_versions};
     let ours = supported_versions();
     assert_eq!(ours.len(), ApiKey::ALL.len());
-    assert_eq!(negotiate(ApiKey::Fetch, &ours), Some(0));
+    assert_eq!(negotiate(ApiKey::Fetch, &ours), Some(1));
+    assert_eq!(negotiate(ApiKey::Produce, &ours), Some(0));
     let newer = [ApiVersionRange {
         api_key: ApiKey::Fetch as u16,
-        min_version: 1,
+        min_version: 2,
         max_version: 4,
     }];
     assert_eq!(negotiate(ApiKey::Fetch, &newer), None);
     assert_eq!(negotiate(ApiKey::Produce, &newer), None);
+    // A broker that knows only Fetch version 0 is sent version 0.
+    let older = [ApiVersionRange {
+        api_key: ApiKey::Fetch as u16,
+        min_version: 0,
+        max_version: 0,
+    }];
+    assert_eq!(negotiate(ApiKey::Fetch, &older), Some(0));
 }
 
 #[test]
@@ -1158,7 +1199,7 @@ fn describe_cluster_is_laid_out_as_the_protocol_document_draws_it() {
         },
     };
     let mut body = BytesMut::new();
-    Response::from(response.clone()).encode_body(&mut body);
+    Response::from(response.clone()).encode_body(0, &mut body);
     let mut expected = vec![0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4];
     expected.extend([0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
     expected.extend([0, 0, 0, 1, 0, 0, 0, 1, 0x00, 0x0e]);
@@ -1172,7 +1213,7 @@ fn describe_cluster_is_laid_out_as_the_protocol_document_draws_it() {
         Ok(Response::DescribeCluster(Box::new(response)))
     );
     let mut request = BytesMut::new();
-    Request::from(DescribeClusterRequest {}).encode_body(&mut request);
+    Request::from(DescribeClusterRequest {}).encode_body(0, &mut request);
     assert!(request.is_empty());
     assert_eq!(ApiKey::DescribeCluster as u16, 18);
     assert!(Request::decode(18, 0, &Bytes::from_static(&[0])).is_err());
@@ -1181,7 +1222,7 @@ fn describe_cluster_is_laid_out_as_the_protocol_document_draws_it() {
 /// Encodes a request body and checks it against `expected`, then decodes it back.
 fn assert_request_layout(request: Request, expected: &[u8]) {
     let mut body = BytesMut::new();
-    request.encode_body(&mut body);
+    request.encode_body(0, &mut body);
     assert_eq!(body.to_vec(), expected, "{:?}", request.api_key());
     assert_eq!(
         Request::decode(request.api_key() as u16, 0, &body.freeze()),
@@ -1192,7 +1233,7 @@ fn assert_request_layout(request: Request, expected: &[u8]) {
 /// As [`assert_request_layout`], for a response body.
 fn assert_response_layout(response: Response, expected: &[u8]) {
     let mut body = BytesMut::new();
-    response.encode_body(&mut body);
+    response.encode_body(0, &mut body);
     assert_eq!(body.to_vec(), expected, "{:?}", response.api_key());
     assert_eq!(
         Response::decode(response.api_key() as u16, 0, &body.freeze()),
@@ -1320,7 +1361,7 @@ fn replica_fetch_records_stay_shared_in_a_vectored_frame() {
         }],
     });
     let mut out = VectoredBuf::new();
-    frame::encode_response(&mut out, 1, &response);
+    frame::encode_response(&mut out, 1, 0, &response);
     let chunks = out.into_chunks();
     assert!(
         chunks
@@ -1328,4 +1369,131 @@ fn replica_fetch_records_stay_shared_in_a_vectored_frame() {
             .any(|chunk| std::ptr::eq(chunk.as_ref(), records.as_ref())),
         "the records were copied"
     );
+}
+
+fn fetch_request_of(current_leader_epoch: u32, last_fetched_epoch: u32) -> Request {
+    Request::from(FetchRequest {
+        max_wait_ms: 500,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        topics: vec![FetchTopic {
+            name: "t".into(),
+            partitions: vec![FetchPartition {
+                partition: 2,
+                current_leader_epoch,
+                fetch_offset: 7,
+                last_fetched_epoch,
+                partition_max_bytes: 4096,
+            }],
+        }],
+    })
+}
+
+fn fetch_response_of(
+    leader_epoch: u32,
+    diverging_epoch: u32,
+    diverging_end_offset: u64,
+) -> Response {
+    Response::from(FetchResponse {
+        topics: vec![FetchTopicResponse {
+            name: "t".into(),
+            partitions: vec![FetchPartitionResponse {
+                partition: 2,
+                error_code: ErrorCode::None,
+                leader_epoch,
+                high_watermark: 9,
+                log_start_offset: 0,
+                diverging_epoch,
+                diverging_end_offset,
+                records: Bytes::from_static(&[0xAB, 0xCD]),
+            }],
+        }],
+    })
+}
+
+/// Encodes `request` at `api_version`, checks the bytes, and decodes them back.
+fn fetch_request_layout(request: &Request, api_version: u16, expected: &[u8]) -> Request {
+    let mut body = BytesMut::new();
+    request.encode_body(api_version, &mut body);
+    assert_eq!(body.to_vec(), expected, "version {api_version}");
+    Request::decode(ApiKey::Fetch as u16, api_version, &body.freeze()).unwrap()
+}
+
+/// As [`fetch_request_layout`], for a response.
+fn fetch_response_layout(response: &Response, api_version: u16, expected: &[u8]) -> Response {
+    let mut body = BytesMut::new();
+    response.encode_body(api_version, &mut body);
+    assert_eq!(body.to_vec(), expected, "version {api_version}");
+    Response::decode(ApiKey::Fetch as u16, api_version, &body.freeze()).unwrap()
+}
+
+#[test]
+fn fetch_v1_adds_leader_epochs_and_v0_keeps_its_layout() {
+    assert_eq!(ApiKey::Fetch.versions(), 0..=1);
+    let head = [
+        0, 0, 1, 0xF4, 0, 0, 0, 1, 0, 0x10, 0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1,
+    ];
+    let request = fetch_request_of(4, 3);
+
+    let mut v0 = head.to_vec();
+    v0.extend([0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0x10, 0]);
+    // Version 0 has no epochs: they come back as "not given".
+    assert_eq!(
+        fetch_request_layout(&request, 0, &v0),
+        fetch_request_of(NO_EPOCH, NO_EPOCH)
+    );
+
+    let mut v1 = head.to_vec();
+    v1.extend([0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 7]);
+    v1.extend([0, 0, 0, 3, 0, 0, 0x10, 0]);
+    assert_eq!(fetch_request_layout(&request, 1, &v1), request);
+
+    let response = fetch_response_of(5, 3, 6);
+    let head = [0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1, 0, 0, 0, 2, 0, 0];
+    let offsets = [0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+    let records = [0, 0, 0, 2, 0xAB, 0xCD];
+
+    let v0 = [&head[..], &offsets, &records].concat();
+    assert_eq!(
+        fetch_response_layout(&response, 0, &v0),
+        fetch_response_of(NO_EPOCH, NO_EPOCH, 0)
+    );
+
+    let diverging = [0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 6];
+    let v1 = [&head[..], &[0, 0, 0, 5], &offsets, &diverging, &records].concat();
+    assert_eq!(fetch_response_layout(&response, 1, &v1), response);
+}
+
+#[test]
+fn a_fetch_response_keeps_its_records_by_reference_at_every_version() {
+    let records = Bytes::from(vec![7u8; 4096]);
+    let response = Response::from(FetchResponse {
+        topics: vec![FetchTopicResponse {
+            name: "t".into(),
+            partitions: vec![FetchPartitionResponse {
+                partition: 0,
+                error_code: ErrorCode::None,
+                leader_epoch: 1,
+                high_watermark: 10,
+                log_start_offset: 0,
+                diverging_epoch: NO_EPOCH,
+                diverging_end_offset: 0,
+                records: records.clone(),
+            }],
+        }],
+    });
+    for api_version in ApiKey::Fetch.versions() {
+        let mut out = VectoredBuf::new();
+        let length = frame::encode_response(&mut out, 1, api_version, &response);
+        assert_eq!(
+            length,
+            frame::response_payload_bytes(&response, api_version)
+        );
+        assert!(
+            out.into_chunks()
+                .iter()
+                .any(|chunk| std::ptr::eq(chunk.as_ref(), records.as_ref())),
+            "version {api_version} copied the records"
+        );
+    }
 }

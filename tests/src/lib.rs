@@ -361,11 +361,16 @@ impl Client {
 
     /// Sends a request without waiting; returns its correlation id.
     pub async fn send(&mut self, request: Request) -> u32 {
+        self.send_at(0, request).await
+    }
+
+    /// Sends a request at `api_version` without waiting; returns its correlation id.
+    pub async fn send_at(&mut self, api_version: u16, request: Request) -> u32 {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let header = RequestHeader {
             api_key: request.api_key() as u16,
-            api_version: 0,
+            api_version,
             correlation_id,
             client_id: "strata-tests".into(),
         };
@@ -402,11 +407,36 @@ impl Client {
 
     /// Reads the next response, decoding it as `api_key`; returns its correlation id.
     pub async fn receive(&mut self, api_key: strata_protocol::ApiKey) -> (u32, ResponseResult) {
+        self.receive_at(api_key, 0).await
+    }
+
+    /// Reads the next response, decoding it as `api_key` at `api_version`; returns its
+    /// correlation id.
+    pub async fn receive_at(
+        &mut self,
+        api_key: strata_protocol::ApiKey,
+        api_version: u16,
+    ) -> (u32, ResponseResult) {
         let payload = self
             .receive_frame()
             .await
             .expect("connection closed before the response");
-        frame::decode_response(&payload, api_key as u16, 0).expect("well-formed response")
+        frame::decode_response(&payload, api_key as u16, api_version).expect("well-formed response")
+    }
+
+    /// Sends a request at `api_version` and waits for its response body or
+    /// whole-request error.
+    pub async fn try_call_at(
+        &mut self,
+        api_version: u16,
+        request: impl Into<Request>,
+    ) -> ResponseResult {
+        let request = request.into();
+        let api = request.api_key();
+        let correlation_id = self.send_at(api_version, request).await;
+        let (received, result) = self.receive_at(api, api_version).await;
+        assert_eq!(received, correlation_id, "responses out of order");
+        result
     }
 
     /// Sends a request and waits for its response body.
@@ -577,7 +607,9 @@ impl Client {
                 name: topic.into(),
                 partitions: vec![FetchPartition {
                     partition,
+                    current_leader_epoch: NO_EPOCH,
                     fetch_offset: offset,
+                    last_fetched_epoch: NO_EPOCH,
                     partition_max_bytes: 16 << 20,
                 }],
             }],

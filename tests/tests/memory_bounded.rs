@@ -257,7 +257,9 @@ async fn slow_reader(target: &Target) {
             name: "doomed".into(),
             partitions: vec![FetchPartition {
                 partition: 0,
+                current_leader_epoch: NO_EPOCH,
                 fetch_offset: 0,
+                last_fetched_epoch: NO_EPOCH,
                 partition_max_bytes: 1,
             }],
         }],
@@ -559,7 +561,9 @@ fn long_poll(partitions: impl Iterator<Item = u32>, max_wait_ms: u32) -> Request
             partitions: partitions
                 .map(|partition| FetchPartition {
                     partition,
+                    current_leader_epoch: NO_EPOCH,
                     fetch_offset: 0,
+                    last_fetched_epoch: NO_EPOCH,
                     partition_max_bytes: 1 << 20,
                 })
                 .collect(),

@@ -157,7 +157,9 @@ async fn pipelined_requests_are_answered_in_order() {
             name: "pipeline".into(),
             partitions: vec![FetchPartition {
                 partition: 0,
+                current_leader_epoch: NO_EPOCH,
                 fetch_offset: 0,
+                last_fetched_epoch: NO_EPOCH,
                 partition_max_bytes: 1 << 20,
             }],
         }],
@@ -309,7 +311,9 @@ async fn large_record_chunks_go_out_by_sendfile_and_arrive_intact() {
     // partition 1's records, in one frame.
     let wanted_partitions = [0, 1].map(|partition| FetchPartition {
         partition,
+        current_leader_epoch: NO_EPOCH,
         fetch_offset: 0,
+        last_fetched_epoch: NO_EPOCH,
         partition_max_bytes: 16 << 20,
     });
     for _ in 0..2 {

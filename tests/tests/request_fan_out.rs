@@ -209,7 +209,9 @@ fn fetch_request(topics: Vec<(&str, Vec<u32>)>) -> FetchRequest {
                     .into_iter()
                     .map(|partition| FetchPartition {
                         partition,
+                        current_leader_epoch: NO_EPOCH,
                         fetch_offset: 0,
+                        last_fetched_epoch: NO_EPOCH,
                         partition_max_bytes: 1 << 20,
                     })
                     .collect(),

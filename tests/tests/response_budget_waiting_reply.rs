@@ -36,7 +36,7 @@ async fn a_waiting_reply_is_sent_while_replies_queued_behind_it_hold_the_budget(
                 names: Some(vec![WIDE.into()]),
             })
         };
-        let reply_bytes = frame::response_payload_bytes(&admin.call(describe()).await);
+        let reply_bytes = frame::response_payload_bytes(&admin.call(describe()).await, 0);
         assert!(
             2 * reply_bytes <= FRAME_BYTES_MAX && 3 * reply_bytes > FRAME_BYTES_MAX,
             "{reply_bytes}"
@@ -51,7 +51,9 @@ async fn a_waiting_reply_is_sent_while_replies_queued_behind_it_hold_the_budget(
                     name: "events".into(),
                     partitions: vec![FetchPartition {
                         partition: 0,
+                        current_leader_epoch: NO_EPOCH,
                         fetch_offset: 0,
+                        last_fetched_epoch: NO_EPOCH,
                         partition_max_bytes: 1 << 20,
                     }],
                 }],

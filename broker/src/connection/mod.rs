@@ -118,33 +118,41 @@ struct Encoded {
     files: Vec<FileRange>,
 }
 
-/// Encodes `reply` to `correlation_id`, dropping its decoded form: a queued reply holds
-/// one copy, the one its reservation counts. `None` for [`Reply::Nothing`]. Every error a
-/// client is sent is counted here, whole-request or inside a body.
-fn encode(correlation_id: u32, reply: Reply) -> Option<Encoded> {
+/// Encodes `reply` to `correlation_id`, its body at `api_version` (the request's),
+/// dropping its decoded form: a queued reply holds one copy, the one its reservation
+/// counts. `None` for [`Reply::Nothing`]. Every error a client is sent is counted here,
+/// whole-request or inside a body.
+fn encode(correlation_id: u32, api_version: u16, reply: Reply) -> Option<Encoded> {
     let mut out = VectoredBuf::new();
     let files = match reply {
         Reply::Response(response) => {
             metrics::record_response_errors(&response);
-            frame::encode_response(&mut out, correlation_id, &response);
+            frame::encode_response(&mut out, correlation_id, api_version, &response);
             Vec::new()
         }
         Reply::Records(response, files) => {
             metrics::record_response_errors(&response);
-            frame::encode_response(&mut out, correlation_id, &response);
+            frame::encode_response(&mut out, correlation_id, api_version, &response);
             files
         }
-        Reply::Error(code, message) => {
-            metrics::record_error(code);
-            frame::encode_error_response(&mut out, correlation_id, code, &message);
-            Vec::new()
-        }
+        Reply::Error(code, message) => return Some(encode_error(correlation_id, code, &message)),
         Reply::Nothing => return None,
     };
     Some(Encoded {
         chunks: out.into_chunks(),
         files,
     })
+}
+
+/// Encodes a whole-request failure to `correlation_id`, and counts it.
+fn encode_error(correlation_id: u32, code: ErrorCode, message: &str) -> Encoded {
+    metrics::record_error(code);
+    let mut out = VectoredBuf::new();
+    frame::encode_error_response(&mut out, correlation_id, code, message);
+    Encoded {
+        chunks: out.into_chunks(),
+        files: Vec::new(),
+    }
 }
 
 /// A reply in the writer's queue, with its share of the response budget.
@@ -332,8 +340,8 @@ async fn dispatch(
             let RequestHeader {
                 correlation_id,
                 api_key,
+                api_version,
                 client_id,
-                ..
             } = header;
             let api = ApiKey::from_u16(api_key);
             let client = handler::Client {
@@ -341,13 +349,14 @@ async fn dispatch(
                 address: peer,
                 fetch_watches: &requests.fetch_watches,
                 origin: requests.origin,
+                api_version,
             };
             match handler::start(broker, request, &client).await {
                 Started::Ready(reply) => {
                     api.inspect(|api| metrics::record_request(*api, received.elapsed()));
                     Pending::Ready {
-                        heap_bytes: reply.heap_bytes(),
-                        encoded: encode(correlation_id, reply),
+                        heap_bytes: reply.heap_bytes(api_version),
+                        encoded: encode(correlation_id, api_version, reply),
                     }
                 }
                 Started::Waiting(rest) => {
@@ -357,8 +366,8 @@ async fn dispatch(
                         api.inspect(|api| metrics::record_request(*api, received.elapsed()));
                         // Replies queued behind this one may hold the budget, and they
                         // leave only after it: waiting for them would deadlock.
-                        let reservation = replies.overdraw(reply.heap_bytes());
-                        (encode(correlation_id, reply), reservation)
+                        let reservation = replies.overdraw(reply.heap_bytes(api_version));
+                        (encode(correlation_id, api_version, reply), reservation)
                     }));
                     Pending::Waiting {
                         correlation_id,
@@ -436,11 +445,12 @@ async fn write_replies(mut socket: ReplySocket, mut pending: mpsc::Receiver<Queu
                 Ok((encoded, reservation)) => (encoded, Some(reservation)),
                 Err(error) => {
                     tracing::error!(%error, "request handler failed");
-                    let reply = Reply::Error(
+                    let encoded = encode_error(
+                        correlation_id,
                         ErrorCode::Unknown,
-                        "the request handler failed; see the broker log".into(),
+                        "the request handler failed; see the broker log",
                     );
-                    (encode(correlation_id, reply), None)
+                    (Some(encoded), None)
                 }
             },
             Pending::Failed {
@@ -448,7 +458,7 @@ async fn write_replies(mut socket: ReplySocket, mut pending: mpsc::Receiver<Queu
                 code,
                 message,
                 ..
-            } => (encode(correlation_id, Reply::Error(code, message)), None),
+            } => (Some(encode_error(correlation_id, code, &message)), None),
         };
         let Some(Encoded { chunks, files }) = encoded else {
             continue;

@@ -263,7 +263,7 @@ mod tests {
                     .collect(),
             };
             let mut encoded = BytesMut::new();
-            let payload = encode_response(&mut encoded, 1, &Response::DescribeTopics(response));
+            let payload = encode_response(&mut encoded, 1, 0, &Response::DescribeTopics(response));
             assert_eq!(estimate, payload, "{replicas} replicas");
         }
     }

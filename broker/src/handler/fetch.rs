@@ -6,6 +6,11 @@
 //! Records are `Bytes` slices of the log's mmap, and the reply carries their segment file
 //! ranges too, so large ones reach the socket by `sendfile` (see `crate::send`).
 //!
+//! A version 1 fetch names leader epochs (KIP-320): the partition checks them
+//! (`Partition::check_consumer_epochs`) before it reads, and a consumer whose records
+//! diverge from the leader's log is told where instead of given records. Every answer
+//! names the leader's epoch.
+//!
 //! A parked fetch holds a watch and a response entry per partition for up to
 //! `fetch_wait_ms_max`, so what it may watch is bounded: a fetch that may wait
 //! (`max_wait_ms` above 0) naming more than `fetch_wait_partitions_max` partitions is
@@ -21,7 +26,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::select_all;
 use strata_protocol::messages::{
-    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
+    FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
+    NO_EPOCH,
 };
 use strata_protocol::{ErrorCode, Response};
 use strata_storage::FileRange;
@@ -30,13 +36,15 @@ use tokio::sync::watch;
 use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::metrics;
+use crate::partition::{Partition, PartitionError};
 
 struct Pass {
     response: FetchResponse,
     /// Where the response's record bytes lie in segment files.
     files: Vec<FileRange>,
     bytes: usize,
-    errors: bool,
+    /// A partition reports an error or a divergence: waiting would not change it.
+    answer_now: bool,
 }
 
 impl Pass {
@@ -53,7 +61,7 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
         },
         files: Vec::new(),
         bytes: 0,
-        errors: false,
+        answer_now: false,
     };
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -61,8 +69,11 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
             let mut response = FetchPartitionResponse {
                 partition: wanted.partition,
                 error_code: ErrorCode::None,
+                leader_epoch: NO_EPOCH,
                 high_watermark: 0,
                 log_start_offset: 0,
+                diverging_epoch: NO_EPOCH,
+                diverging_end_offset: 0,
                 records: Bytes::new(),
             };
             match broker
@@ -75,14 +86,10 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
                         .min(max_bytes.saturating_sub(pass.bytes));
                     // Once something is in the response, a partition gets data only within the
                     // budget; the first batch of a response may exceed it so nobody stalls.
-                    if budget > 0 || pass.bytes == 0 {
-                        match partition.read(wanted.fetch_offset, budget) {
-                            Ok(read) => {
-                                response.records = read.bytes;
-                                pass.files.extend(read.file);
-                            }
-                            Err(error) => response.error_code = error.code(),
-                        }
+                    let budget = (budget > 0 || pass.bytes == 0).then_some(budget);
+                    match read_partition(&partition, wanted, budget, &mut response) {
+                        Ok(file) => pass.files.extend(file),
+                        Err(error) => response.error_code = error.code(),
                     }
                     // Read after the records, so the records never end past it (an append
                     // may move it between the two reads).
@@ -90,7 +97,7 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
                     response.log_start_offset = partition.log_start_offset();
                 }
             }
-            pass.errors |= !response.error_code.is_ok();
+            pass.answer_now |= !response.error_code.is_ok() || response.diverging_epoch != NO_EPOCH;
             pass.bytes += response.records.len();
             partitions.push(response);
         }
@@ -100,6 +107,41 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> Pass {
         });
     }
     pass
+}
+
+/// Fills `response` for one partition: its leader epoch, then, unless the request's
+/// epochs are refused or the consumer's records diverge from the log, up to `budget`
+/// bytes of records (none if `None`). Returns the segment file range of the records.
+fn read_partition(
+    partition: &Partition,
+    wanted: &FetchPartition,
+    budget: Option<usize>,
+    response: &mut FetchPartitionResponse,
+) -> Result<Option<FileRange>, PartitionError> {
+    response.leader_epoch = partition.leader_epoch();
+    let epochs = partition.check_consumer_epochs(
+        given(wanted.current_leader_epoch),
+        given(wanted.last_fetched_epoch),
+        wanted.fetch_offset,
+    )?;
+    response.leader_epoch = epochs.leader_epoch;
+    if let Some(diverging) = epochs.diverging {
+        // No epoch at or below the consumer's: 0, as a replica fetch says it.
+        response.diverging_epoch = diverging.epoch.unwrap_or(0);
+        response.diverging_end_offset = diverging.end_offset;
+        return Ok(None);
+    }
+    let Some(budget) = budget else {
+        return Ok(None);
+    };
+    let read = partition.read(wanted.fetch_offset, budget)?;
+    response.records = read.bytes;
+    Ok(read.file)
+}
+
+/// An epoch field's value, `None` for [`NO_EPOCH`].
+fn given(epoch: u32) -> Option<u32> {
+    (epoch != NO_EPOCH).then_some(epoch)
 }
 
 fn subscribe(broker: &Broker, request: &FetchRequest) -> Vec<watch::Receiver<u64>> {
@@ -220,7 +262,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, watches: Arc<FetchWa
         let mut changes = subscribe(broker, &request);
         let pass = read_all(broker, &request, max_bytes);
         let done = pass.bytes >= min_bytes.max(1)
-            || pass.errors
+            || pass.answer_now
             || changes.is_empty()
             || tokio::time::Instant::now() >= deadline;
         if done {
@@ -279,7 +321,7 @@ fn count_records(records: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use strata_protocol::messages::{FetchPartition, FetchTopic};
+    use strata_protocol::messages::FetchTopic;
 
     use super::*;
 
@@ -320,7 +362,9 @@ mod tests {
     fn a_topic_naming_no_partition_counts_as_one_watched() {
         let partition = |partition| FetchPartition {
             partition,
+            current_leader_epoch: NO_EPOCH,
             fetch_offset: 0,
+            last_fetched_epoch: NO_EPOCH,
             partition_max_bytes: 1,
         };
         let topic = |partitions| FetchTopic {

@@ -191,7 +191,7 @@ pub fn check_response_frame(config: &Config, bytes: usize) -> Result<(), Reply> 
 
 #[cfg(test)]
 mod tests {
-    use strata_protocol::messages::{FetchPartition, ProducePartition};
+    use strata_protocol::messages::{FetchPartition, NO_EPOCH, ProducePartition};
 
     use super::*;
 
@@ -209,7 +209,9 @@ mod tests {
                 .iter()
                 .map(|&partition| FetchPartition {
                     partition,
+                    current_leader_epoch: NO_EPOCH,
                     fetch_offset: 0,
+                    last_fetched_epoch: NO_EPOCH,
                     partition_max_bytes: 1,
                 })
                 .collect(),

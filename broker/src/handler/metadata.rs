@@ -192,7 +192,8 @@ mod tests {
                 })
                 .collect();
             let mut encoded = BytesMut::new();
-            let payload = encode_response(&mut encoded, 1, &Response::Metadata(response.clone()));
+            let payload =
+                encode_response(&mut encoded, 1, 0, &Response::Metadata(response.clone()));
             assert_eq!(estimate, payload, "{replicas} replicas");
             response.topics.clear();
         }

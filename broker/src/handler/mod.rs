@@ -54,15 +54,15 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The bytes this reply holds in memory until it is written, as its encoded size: a
-    /// response's payload less its record bytes that lie in segment files (mapped, so
-    /// they cost no heap), or an error's message.
-    pub fn heap_bytes(&self) -> usize {
+    /// The bytes this reply holds in memory until it is written, as its encoded size at
+    /// `api_version`: a response's payload less its record bytes that lie in segment
+    /// files (mapped, so they cost no heap), or an error's message.
+    pub fn heap_bytes(&self, api_version: u16) -> usize {
         match self {
-            Reply::Response(response) => frame::response_payload_bytes(response),
+            Reply::Response(response) => frame::response_payload_bytes(response, api_version),
             Reply::Records(response, files) => {
                 let in_files: usize = files.iter().map(|range| range.bytes().len()).sum();
-                frame::response_payload_bytes(response).saturating_sub(in_files)
+                frame::response_payload_bytes(response, api_version).saturating_sub(in_files)
             }
             Reply::Error(_, message) => message.len(),
             Reply::Nothing => 0,
@@ -111,6 +111,8 @@ pub struct Client<'a> {
     pub fetch_watches: &'a Arc<FetchWatches>,
     /// Which listener the connection came in on.
     pub origin: Origin,
+    /// The request's API version, from its header: its response is encoded at it.
+    pub api_version: u16,
 }
 
 /// Runs the part of a request that reads or changes state. The connection calls this for
@@ -127,11 +129,12 @@ pub struct Client<'a> {
 /// drops it.
 pub async fn start(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -> Started {
     let (limit, key) = response_bytes_max(broker, request.api_key());
+    let api_version = client.api_version;
     match dispatch(broker, request, client).await {
-        Started::Ready(reply) => Started::Ready(within(reply, limit, key)),
-        Started::Waiting(wait) => {
-            Started::Waiting(Box::pin(async move { within(wait.await, limit, key) }))
-        }
+        Started::Ready(reply) => Started::Ready(within(reply, api_version, limit, key)),
+        Started::Waiting(wait) => Started::Waiting(Box::pin(async move {
+            within(wait.await, api_version, limit, key)
+        })),
     }
 }
 
@@ -146,13 +149,15 @@ fn response_bytes_max(broker: &Broker, api: ApiKey) -> (usize, &'static str) {
     }
 }
 
-/// `reply`, or `LimitExceeded` if its response is over `limit` bytes. Counting walks the
-/// response without copying it; a fetch's records are counted by length.
-fn within(reply: Reply, limit: usize, key: &str) -> Reply {
+/// `reply`, or `LimitExceeded` if its response at `api_version` is over `limit` bytes.
+/// Counting walks the response without copying it; a fetch's records are counted by
+/// length.
+fn within(reply: Reply, api_version: u16, limit: usize, key: &str) -> Reply {
     let (Reply::Response(response) | Reply::Records(response, _)) = &reply else {
         return reply;
     };
-    match limits::check_response_bytes(frame::response_payload_bytes(response), limit, key) {
+    let bytes = frame::response_payload_bytes(response, api_version);
+    match limits::check_response_bytes(bytes, limit, key) {
         Ok(()) => reply,
         Err(refusal) => refusal,
     }
@@ -244,12 +249,13 @@ mod tests {
         let Reply::Response(response) = groups(100) else {
             unreachable!("a response")
         };
-        let bytes = frame::response_payload_bytes(&response);
+        let bytes = frame::response_payload_bytes(&response, 0);
         assert!(matches!(
-            within(groups(100), bytes, "frame_bytes_max"),
+            within(groups(100), 0, bytes, "frame_bytes_max"),
             Reply::Response(_)
         ));
-        let Reply::Error(code, message) = within(groups(100), bytes - 1, "frame_bytes_max") else {
+        let Reply::Error(code, message) = within(groups(100), 0, bytes - 1, "frame_bytes_max")
+        else {
             panic!("not refused")
         };
         assert_eq!(code, ErrorCode::LimitExceeded);
@@ -260,10 +266,10 @@ mod tests {
                 bytes - 1
             )
         );
-        assert!(matches!(within(Reply::Nothing, 0, "x"), Reply::Nothing));
+        assert!(matches!(within(Reply::Nothing, 0, 0, "x"), Reply::Nothing));
         let error = Reply::Error(ErrorCode::InvalidRequest, "why".repeat(100));
         assert!(matches!(
-            within(error, 0, "x"),
+            within(error, 0, 0, "x"),
             Reply::Error(ErrorCode::InvalidRequest, _)
         ));
     }

@@ -129,7 +129,8 @@ pub enum PartitionError {
         /// The partition.
         partition: u32,
     },
-    /// A replica fetch named an older leader epoch than this leader's.
+    /// A fetch (a follower's or a consumer's) named an older leader epoch than this
+    /// leader's.
     #[error("leader epoch {given} is older than partition {topic}-{partition}'s {current}")]
     FencedLeaderEpoch {
         /// The topic.
@@ -141,7 +142,8 @@ pub enum PartitionError {
         /// This broker's.
         current: u32,
     },
-    /// A replica fetch named a newer leader epoch than this broker knows.
+    /// A fetch (a follower's or a consumer's) named a newer leader epoch than this
+    /// broker knows.
     #[error(
         "leader epoch {given} of partition {topic}-{partition} is newer than this broker's {current}"
     )]

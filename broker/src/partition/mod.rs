@@ -17,6 +17,7 @@
 //! - `replica`: the role and the high watermark.
 //! - `replication`: what the leader and the follower do to the log (replica fetches,
 //!   follower appends and truncation, `acks = all` waits).
+//! - `consumer_epochs`: the leader-epoch checks of a consumer's fetch (KIP-320).
 //!
 //! Thread-safe; shared as `Arc<Partition>`.
 
@@ -33,10 +34,12 @@ use crate::config::{DurabilityPolicy, TopicConfig};
 use crate::metrics;
 use crate::producer_ids::ProducerIds;
 
+mod consumer_epochs;
 mod error;
 mod replica;
 mod replication;
 
+pub use consumer_epochs::ConsumerEpochs;
 pub use error::PartitionError;
 pub use replica::{Leadership, Leading, Role};
 pub use replication::{ReplicaRead, ReplicaUpdate};

@@ -358,7 +358,11 @@ impl Admin {
             OffsetSpec::Timestamp(timestamp) => timestamp,
         };
         let mut found = Vec::new();
-        for (tp, offset) in self.cluster.list_offsets(partitions, timestamp).await {
+        for (tp, offset) in self
+            .cluster
+            .list_offsets(partitions, timestamp, self.backoff)
+            .await
+        {
             match offset {
                 Ok(offset) => found.push((tp, Some(offset))),
                 Err(Error::NoOffsetFound) => found.push((tp, None)),

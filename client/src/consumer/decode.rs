@@ -138,6 +138,7 @@ impl Consumer {
                 self.epochs += 1;
                 state.epoch = self.epochs;
                 state.fetch_offset = decoding.fetch_offset;
+                state.last_fetched_epoch = None;
                 self.drop_stale_decodes();
                 self.on_partition_error(&decoding.tp, error);
             }
@@ -159,19 +160,26 @@ fn corrupt_answer(topic: &str, partition: u32, reason: impl std::fmt::Display) -
 }
 
 /// Where the fetch after this answer starts: past its last batch, read from the batch
-/// headers alone (their CRCs are checked by the decode that follows). An answer that
-/// claims to end past the broker's high watermark is corrupt.
+/// headers alone (their CRCs are checked by the decode that follows), and that batch's
+/// leader epoch (`None` for an answer without batches). An answer that claims to end
+/// past the broker's high watermark is corrupt.
 pub(super) fn next_fetch_offset(
     topic: &str,
     partition: u32,
     fetch_offset: u64,
     high_watermark: u64,
     records: &[u8],
-) -> Result<u64> {
-    let next = Batches::new(records).try_fold(fetch_offset, |next, view| {
-        let view = view.map_err(|error| corrupt_answer(topic, partition, error))?;
-        Ok(next.max(view.header.next_offset()))
-    })?;
+) -> Result<(u64, Option<u32>)> {
+    let (next, last_epoch) =
+        Batches::new(records).try_fold((fetch_offset, None), |(next, last_epoch), view| {
+            let view = view.map_err(|error| corrupt_answer(topic, partition, error))?;
+            let end = view.header.next_offset();
+            Ok::<_, Error>(if end >= next {
+                (end, Some(view.header.leader_epoch))
+            } else {
+                (next, last_epoch)
+            })
+        })?;
     if next > high_watermark.max(fetch_offset) {
         return Err(corrupt_answer(
             topic,
@@ -179,7 +187,7 @@ pub(super) fn next_fetch_offset(
             format!("batches end at offset {next}, past the high watermark {high_watermark}"),
         ));
     }
-    Ok(next)
+    Ok((next, last_epoch))
 }
 
 /// Decodes whole batches into records at or after `fetch_offset`, checking each CRC.
@@ -237,7 +245,7 @@ mod tests {
     use strata_protocol::batch::{BatchBuilder, Header as WireHeader, stamp};
 
     use super::*;
-    use crate::consumer::tests::batch_at;
+    use crate::consumer::tests::{batch_at, batch_of_epoch};
 
     #[test]
     fn decoded_records_share_the_fetch_buffer_and_skip_below_fetch_offset() {
@@ -272,18 +280,21 @@ mod tests {
     }
 
     #[test]
-    fn the_next_fetch_starts_past_the_last_batch_header() {
-        let mut answer = batch_at(10, 4);
-        answer.extend(batch_at(14, 2));
-        assert_eq!(next_fetch_offset("t", 0, 12, 16, &answer).unwrap(), 16);
+    fn the_next_fetch_starts_past_the_last_batch_header_with_its_epoch() {
+        let mut answer = batch_of_epoch(10, 4, 2);
+        answer.extend(batch_of_epoch(14, 2, 3));
+        assert_eq!(
+            next_fetch_offset("t", 0, 12, 16, &answer).unwrap(),
+            (16, Some(3))
+        );
         assert_eq!(
             next_fetch_offset("t", 0, 12, 16, &[]).unwrap(),
-            12,
+            (12, None),
             "empty answer"
         );
         assert_eq!(
             next_fetch_offset("t", 0, 20, 20, &batch_at(10, 4)).unwrap(),
-            20,
+            (20, None),
             "an answer wholly below the fetch offset does not move it back"
         );
         let truncated = &answer[..answer.len() - 1];

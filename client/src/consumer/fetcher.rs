@@ -1,12 +1,19 @@
 //! Fetching: one request per leader for every partition that is ready, run as a task,
 //! and the answers taken back into the partitions' state. The next fetch of a partition
 //! starts from the previous answer's batch headers, before its records are decoded.
+//!
+//! Each partition's fetch names the leader epoch the metadata gave and the epoch of the
+//! last batch fetched (KIP-320): a leader whose epoch differs answers
+//! `FencedLeaderEpoch` or `UnknownLeaderEpoch`, retried after a metadata refresh, and a
+//! leader whose log diverged from what was fetched says where (see `truncation`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_protocol::messages::{FetchPartition, FetchRequest, FetchTopic};
+use strata_protocol::messages::{
+    FetchPartition, FetchPartitionResponse, FetchRequest, FetchTopic, NO_EPOCH,
+};
 use strata_protocol::{ErrorCode, Request, Response};
 use tokio::time::Instant;
 
@@ -22,20 +29,44 @@ struct FetchedPartition {
     tp: TopicPartition,
     epoch: u64,
     fetch_offset: u64,
-    result: Result<Fetched>,
+    result: Result<Answer>,
 }
 
-/// A partition's answer, read up to its batch headers: where the next fetch starts, and
-/// the decode of its records (CRC checks included).
+/// A partition's answer without an error.
+#[derive(Debug)]
+enum Answer {
+    /// Records (or none yet).
+    Records(Fetched),
+    /// The leader's log diverges from what was fetched: its epoch `epoch` ends at
+    /// `end_offset`.
+    Diverging { epoch: u32, end_offset: u64 },
+}
+
+/// A partition's answer, read up to its batch headers: where the next fetch starts and
+/// the epoch of the batch that ends there, and the decode of its records (CRC checks
+/// included).
 #[derive(Debug)]
 struct Fetched {
     next_offset: u64,
+    last_epoch: Option<u32>,
     bytes: usize,
     records: Decode,
 }
 
 /// A partition and the epoch of the fetch that covered it.
 type EpochPartition = (TopicPartition, u64);
+
+/// A partition to fetch and what its fetch says.
+#[derive(Debug)]
+struct Wanted {
+    tp: TopicPartition,
+    fetch_offset: u64,
+    /// The consumer's epoch of the partition (fresh on every seek).
+    epoch: u64,
+    /// The leader epoch the metadata gave.
+    leader_epoch: u32,
+    last_fetched_epoch: Option<u32>,
+}
 
 #[derive(Debug)]
 pub(super) struct FetchOutcome {
@@ -82,34 +113,36 @@ impl Consumer {
             })
             .map(|(tp, _)| tp.clone())
             .collect();
-        let mut by_leader: BTreeMap<u32, Vec<(TopicPartition, u64, u64)>> = BTreeMap::new();
+        let mut by_leader: BTreeMap<u32, Vec<Wanted>> = BTreeMap::new();
         for tp in ready {
-            match self.cluster.leader(&tp.topic, tp.partition).await {
-                Ok(leader) => {
+            match self.cluster.leader_and_epoch(&tp.topic, tp.partition).await {
+                Ok((leader, leader_epoch)) => {
                     let state = self
                         .partitions
                         .get_mut(&tp)
                         .expect("ready partitions are assigned");
                     state.retry_at = None;
-                    by_leader.entry(leader).or_default().push((
+                    by_leader.entry(leader).or_default().push(Wanted {
                         tp,
-                        state.fetch_offset,
-                        state.epoch,
-                    ));
+                        fetch_offset: state.fetch_offset,
+                        epoch: state.epoch,
+                        leader_epoch,
+                        last_fetched_epoch: state.last_fetched_epoch,
+                    });
                 }
                 Err(error) => self.on_partition_error(&tp, error),
             }
         }
         for (leader, partitions) in by_leader {
-            for (tp, _, epoch) in &partitions {
+            for wanted in &partitions {
                 self.partitions
-                    .get_mut(tp)
+                    .get_mut(&wanted.tp)
                     .expect("assigned")
-                    .fetch_in_flight = Some(*epoch);
+                    .fetch_in_flight = Some(wanted.epoch);
             }
             let names = partitions
                 .iter()
-                .map(|(tp, _, _)| (tp.topic.clone(), self.topic_name(&tp.topic)))
+                .map(|wanted| (wanted.tp.topic.clone(), self.topic_name(&wanted.tp.topic)))
                 .collect();
             self.fetches.spawn(fetch(
                 Arc::clone(&self.cluster),
@@ -183,9 +216,16 @@ impl Consumer {
                 continue; // sought meanwhile
             }
             match partition.result {
-                Ok(fetched) => {
+                Ok(Answer::Diverging { epoch, end_offset }) => {
+                    state.failures = 0;
+                    self.diverged(&partition.tp, epoch, end_offset);
+                }
+                Ok(Answer::Records(fetched)) => {
                     state.failures = 0;
                     state.fetch_offset = fetched.next_offset;
+                    if fetched.last_epoch.is_some() {
+                        state.last_fetched_epoch = fetched.last_epoch;
+                    }
                     self.decoding.push_back(Decoding {
                         tp: partition.tp,
                         epoch: partition.epoch,
@@ -218,30 +258,10 @@ async fn fetch(
     cluster: Arc<Cluster>,
     config: ConsumerConfig,
     leader: u32,
-    partitions: Vec<(TopicPartition, u64, u64)>,
+    partitions: Vec<Wanted>,
     names: HashMap<String, Arc<str>>,
 ) -> FetchOutcome {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for (tp, offset, _) in &partitions {
-        let partition = FetchPartition {
-            partition: tp.partition,
-            fetch_offset: *offset,
-            partition_max_bytes: config.partition_fetch_bytes_max,
-        };
-        match topics.iter_mut().find(|topic| topic.name == tp.topic) {
-            Some(topic) => topic.partitions.push(partition),
-            None => topics.push(FetchTopic {
-                name: tp.topic.clone(),
-                partitions: vec![partition],
-            }),
-        }
-    }
-    let request = Request::Fetch(FetchRequest {
-        max_wait_ms: config.fetch_wait_ms_max,
-        min_bytes: config.fetch_bytes_min,
-        max_bytes: config.fetch_bytes_max,
-        topics,
-    });
+    let request = Request::Fetch(fetch_request(&config, &partitions));
     let wait = Duration::from_millis(u64::from(config.fetch_wait_ms_max));
     let response = async {
         let connection = cluster.broker_connection(leader).await?;
@@ -256,7 +276,7 @@ async fn fetch(
         Err(error) => {
             let tps = partitions
                 .into_iter()
-                .map(|(tp, _, epoch)| (tp, epoch))
+                .map(|wanted| (wanted.tp, wanted.epoch))
                 .collect();
             return FetchOutcome {
                 result: Err((error, tps)),
@@ -271,43 +291,104 @@ async fn fetch(
     }
     let fetched = partitions
         .into_iter()
-        .map(|(tp, fetch_offset, epoch)| {
-            let result = match answers.remove(&(tp.topic.clone(), tp.partition)) {
-                None => Err(Error::Protocol {
-                    address: String::new(),
-                    reason: format!("fetch response lacks {tp}"),
-                }),
-                Some(answer) if !answer.error_code.is_ok() => {
-                    Err(Error::broker(answer.error_code, None))
-                }
-                Some(answer) => {
-                    let topic = Arc::clone(&names[&tp.topic]);
-                    let high_watermark = answer.high_watermark;
-                    next_fetch_offset(
-                        &topic,
+        .map(
+            |Wanted {
+                 tp,
+                 fetch_offset,
+                 epoch,
+                 ..
+             }| {
+                let result = match answers.remove(&(tp.topic.clone(), tp.partition)) {
+                    None => Err(Error::Protocol {
+                        address: String::new(),
+                        reason: format!("fetch response lacks {tp}"),
+                    }),
+                    Some(answer) => take_answer(
+                        Arc::clone(&names[&tp.topic]),
                         tp.partition,
                         fetch_offset,
-                        high_watermark,
-                        &answer.records,
-                    )
-                    .map(|next_offset| Fetched {
-                        next_offset,
-                        bytes: answer.records.len(),
-                        records: Decode::start(topic, tp.partition, fetch_offset, answer.records),
-                    })
+                        answer,
+                    ),
+                };
+                FetchedPartition {
+                    tp,
+                    epoch,
+                    fetch_offset,
+                    result,
                 }
-            };
-            FetchedPartition {
-                tp,
-                epoch,
-                fetch_offset,
-                result,
-            }
-        })
+            },
+        )
         .collect();
     FetchOutcome {
         result: Ok(fetched),
     }
+}
+
+/// The fetch request for `partitions`: each names the leader epoch the metadata gave
+/// and the epoch of the last batch fetched.
+fn fetch_request(config: &ConsumerConfig, partitions: &[Wanted]) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for Wanted {
+        tp,
+        fetch_offset,
+        leader_epoch,
+        last_fetched_epoch,
+        ..
+    } in partitions
+    {
+        let partition = FetchPartition {
+            partition: tp.partition,
+            current_leader_epoch: *leader_epoch,
+            fetch_offset: *fetch_offset,
+            last_fetched_epoch: last_fetched_epoch.unwrap_or(NO_EPOCH),
+            partition_max_bytes: config.partition_fetch_bytes_max,
+        };
+        match topics.iter_mut().find(|topic| topic.name == tp.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(FetchTopic {
+                name: tp.topic.clone(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    FetchRequest {
+        max_wait_ms: config.fetch_wait_ms_max,
+        min_bytes: config.fetch_bytes_min,
+        max_bytes: config.fetch_bytes_max,
+        topics,
+    }
+}
+
+/// One partition's answer to a fetch from `fetch_offset`: its error, where its log
+/// diverges, or its records read up to their batch headers.
+fn take_answer(
+    topic: Arc<str>,
+    partition: u32,
+    fetch_offset: u64,
+    answer: FetchPartitionResponse,
+) -> Result<Answer> {
+    if !answer.error_code.is_ok() {
+        return Err(Error::broker(answer.error_code, None));
+    }
+    if answer.diverging_epoch != NO_EPOCH {
+        return Ok(Answer::Diverging {
+            epoch: answer.diverging_epoch,
+            end_offset: answer.diverging_end_offset,
+        });
+    }
+    let (next_offset, last_epoch) = next_fetch_offset(
+        &topic,
+        partition,
+        fetch_offset,
+        answer.high_watermark,
+        &answer.records,
+    )?;
+    Ok(Answer::Records(Fetched {
+        next_offset,
+        last_epoch,
+        bytes: answer.records.len(),
+        records: Decode::start(topic, partition, fetch_offset, answer.records),
+    }))
 }
 
 #[cfg(test)]
@@ -326,15 +407,16 @@ mod tests {
         answer: Vec<u8>,
     ) -> FetchOutcome {
         let answer = Bytes::from(answer);
-        let next_offset =
+        let (next_offset, last_epoch) =
             next_fetch_offset(&tp.topic, tp.partition, fetch_offset, u64::MAX, &answer).unwrap();
         FetchOutcome {
             result: Ok(vec![FetchedPartition {
                 tp: tp.clone(),
                 epoch,
                 fetch_offset,
-                result: Ok(Fetched {
+                result: Ok(Answer::Records(Fetched {
                     next_offset,
+                    last_epoch,
                     bytes: answer.len(),
                     records: Decode::start(
                         Arc::from(&*tp.topic),
@@ -342,7 +424,7 @@ mod tests {
                         fetch_offset,
                         answer,
                     ),
-                }),
+                })),
             }]),
         }
     }
@@ -356,6 +438,141 @@ mod tests {
         consumer.seek(&tp, 0).unwrap();
         let epoch = consumer.partitions[&tp].epoch;
         (consumer, tp, epoch)
+    }
+
+    fn answer_of(records: Vec<u8>) -> FetchPartitionResponse {
+        FetchPartitionResponse {
+            partition: 0,
+            error_code: ErrorCode::None,
+            leader_epoch: 5,
+            high_watermark: 100,
+            log_start_offset: 0,
+            diverging_epoch: NO_EPOCH,
+            diverging_end_offset: 0,
+            records: Bytes::from(records),
+        }
+    }
+
+    #[test]
+    fn a_fetch_names_the_metadata_epoch_and_the_last_fetched_epoch() {
+        let config = ConsumerConfig::new("127.0.0.1:1");
+        let wanted = |partition, last_fetched_epoch| Wanted {
+            tp: TopicPartition::new("t", partition),
+            fetch_offset: 7,
+            epoch: 1,
+            leader_epoch: 4,
+            last_fetched_epoch,
+        };
+        let request = fetch_request(&config, &[wanted(0, Some(3)), wanted(1, None)]);
+        let partitions = &request.topics[0].partitions;
+        assert_eq!(
+            partitions
+                .iter()
+                .map(|partition| (partition.current_leader_epoch, partition.last_fetched_epoch))
+                .collect::<Vec<_>>(),
+            [(4, 3), (4, NO_EPOCH)]
+        );
+    }
+
+    #[test]
+    fn answers_are_taken_as_errors_divergences_or_records_with_their_last_epoch() {
+        let topic: Arc<str> = Arc::from("t");
+        for code in [ErrorCode::FencedLeaderEpoch, ErrorCode::UnknownLeaderEpoch] {
+            let answer = FetchPartitionResponse {
+                error_code: code,
+                ..answer_of(Vec::new())
+            };
+            let error = take_answer(Arc::clone(&topic), 0, 7, answer).unwrap_err();
+            assert_eq!(error.code(), Some(code));
+            assert!(error.is_retriable() && error.needs_metadata_refresh());
+        }
+        let diverging = FetchPartitionResponse {
+            diverging_epoch: 3,
+            diverging_end_offset: 5,
+            ..answer_of(Vec::new())
+        };
+        assert!(matches!(
+            take_answer(Arc::clone(&topic), 0, 7, diverging),
+            Ok(Answer::Diverging {
+                epoch: 3,
+                end_offset: 5
+            })
+        ));
+        let records = answer_of(crate::consumer::tests::batch_of_epoch(7, 2, 5));
+        let Ok(Answer::Records(fetched)) = take_answer(topic, 0, 7, records) else {
+            panic!("records expected");
+        };
+        assert_eq!((fetched.next_offset, fetched.last_epoch), (9, Some(5)));
+    }
+
+    #[tokio::test]
+    async fn the_next_fetch_names_the_epoch_of_the_last_batch_fetched() {
+        let (mut consumer, tp, epoch) = consumer_at_zero();
+        consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch);
+        let outcome = FetchOutcome {
+            result: Ok(vec![FetchedPartition {
+                tp: tp.clone(),
+                epoch,
+                fetch_offset: 0,
+                result: take_answer(
+                    Arc::from("t"),
+                    0,
+                    0,
+                    answer_of(crate::consumer::tests::batch_of_epoch(0, 3, 6)),
+                ),
+            }]),
+        };
+        consumer.absorb(outcome);
+        let state = &consumer.partitions[&tp];
+        assert_eq!((state.fetch_offset, state.last_fetched_epoch), (3, Some(6)));
+
+        // An answer without batches keeps it.
+        consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch);
+        consumer.absorb(answered(&tp, epoch, 3, Vec::new()));
+        assert_eq!(consumer.partitions[&tp].last_fetched_epoch, Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_diverging_answer_moves_the_position_back_and_is_reported() {
+        let (mut consumer, tp, epoch) = consumer_at_zero();
+        consumer.seek(&tp, 20).unwrap();
+        let epoch_after_seek = consumer.partitions[&tp].epoch;
+        assert_ne!(epoch, epoch_after_seek);
+        consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch_after_seek);
+        consumer.absorb(FetchOutcome {
+            result: Ok(vec![FetchedPartition {
+                tp: tp.clone(),
+                epoch: epoch_after_seek,
+                fetch_offset: 20,
+                result: Ok(Answer::Diverging {
+                    epoch: 2,
+                    end_offset: 15,
+                }),
+            }]),
+        });
+        let state = &consumer.partitions[&tp];
+        assert_eq!((state.position, state.fetch_offset), (Some(15), 15));
+        assert_eq!(state.last_fetched_epoch, Some(2));
+        assert_eq!(state.fetch_in_flight, None);
+        assert_eq!(consumer.take_truncations().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fenced_epoch_backs_off_without_reporting_an_error() {
+        let (mut consumer, tp, epoch) = consumer_at_zero();
+        consumer.partitions.get_mut(&tp).unwrap().fetch_in_flight = Some(epoch);
+        consumer.absorb(FetchOutcome {
+            result: Ok(vec![FetchedPartition {
+                tp: tp.clone(),
+                epoch,
+                fetch_offset: 0,
+                result: Err(Error::broker(ErrorCode::FencedLeaderEpoch, None)),
+            }]),
+        });
+        let state = &consumer.partitions[&tp];
+        assert_eq!(state.position, Some(0), "kept");
+        assert!(state.retry_at.is_some());
+        assert!(consumer.errors.is_empty());
     }
 
     #[tokio::test]

@@ -5,12 +5,15 @@
 //! - `position`: seeks, offset lookups and resets by `auto_offset_reset`;
 //! - `fetcher`: fetch requests, one task per leader, and their answers;
 //! - `decode`: an answer's batches into records, in the fetch task or a task of its own;
+//! - `truncation`: what the consumer does when a leader's log no longer has records it
+//!   read (KIP-320);
 //! - `subscription`: the consumer group side.
 
 mod decode;
 mod fetcher;
 mod position;
 mod subscription;
+mod truncation;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use fetcher::FetchOutcome;
 
 pub use subscription::CommitHandle;
 use subscription::{GroupState, Listener};
+pub use truncation::LogTruncation;
 
 /// How long [`Consumer::recv`] waits per round before looking again.
 const RECV_ROUND: Duration = Duration::from_secs(3_600);
@@ -83,6 +87,9 @@ pub struct Consumer {
     decoding: VecDeque<Decoding>,
     /// Errors to report from the next `poll`.
     errors: VecDeque<Error>,
+    /// Log truncations detected and not yet taken by the application, oldest first; at
+    /// most `truncation::TRUNCATIONS_KEPT_MAX`.
+    truncations: VecDeque<LogTruncation>,
     topic_names: HashMap<String, Arc<str>>,
     /// Source of fresh partition epochs; never reused, even across unassign/assign.
     epochs: u64,
@@ -98,6 +105,10 @@ struct PartitionState {
     position: Option<u64>,
     /// Next offset to fetch: the position plus what is buffered or being decoded.
     fetch_offset: u64,
+    /// The leader epoch of the batch that ends at `fetch_offset`, sent with the fetch
+    /// so the leader can tell whether its log still has what was read (KIP-320);
+    /// `None` after a seek or reset, when it is not known.
+    last_fetched_epoch: Option<u32>,
     /// Fresh on every assign, seek and reset, so results of fetches issued before it
     /// are dropped.
     epoch: u64,
@@ -122,6 +133,7 @@ impl PartitionState {
         Self {
             position: None,
             fetch_offset: 0,
+            last_fetched_epoch: None,
             epoch,
             fetch_in_flight: None,
             retry_at: None,
@@ -158,6 +170,7 @@ impl Consumer {
             fetches: JoinSet::new(),
             decoding: VecDeque::new(),
             errors: VecDeque::new(),
+            truncations: VecDeque::new(),
             topic_names: HashMap::new(),
             epochs: 0,
             group: None,
@@ -396,12 +409,17 @@ mod tests {
     /// One batch of `count` one-byte records at `base`, as a broker would answer it;
     /// shared with `fetcher`'s and `decode`'s tests.
     pub(super) fn batch_at(base: u64, count: u8) -> Vec<u8> {
+        batch_of_epoch(base, count, 0)
+    }
+
+    /// As [`batch_at`], stamped with leader epoch `leader_epoch`.
+    pub(super) fn batch_of_epoch(base: u64, count: u8, leader_epoch: u32) -> Vec<u8> {
         let mut builder = BatchBuilder::new();
         for index in 0..count {
             builder.push(0, None, Some(&[index]), &[]);
         }
         let mut batch = builder.finish().to_vec();
-        stamp(&mut batch, base, 0);
+        stamp(&mut batch, base, leader_epoch);
         batch
     }
 

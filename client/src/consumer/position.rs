@@ -2,6 +2,7 @@
 //! lookups, and resets by `auto_offset_reset` when a position is missing or out of range.
 
 use strata_protocol::messages::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use tokio::time::Instant;
 
 use super::{Consumer, no_position, not_assigned, retain_buffered};
 use crate::config::AutoOffsetReset;
@@ -23,6 +24,7 @@ impl Consumer {
         self.epochs += 1;
         state.position = Some(offset);
         state.fetch_offset = offset;
+        state.last_fetched_epoch = None;
         state.epoch = self.epochs;
         state.paused = false;
         state.retry_at = None;
@@ -69,7 +71,10 @@ impl Consumer {
         {
             return Err(not_assigned(tp));
         }
-        let offsets = self.cluster.list_offsets(partitions, timestamp).await;
+        let offsets = self
+            .cluster
+            .list_offsets(partitions, timestamp, self.config.retry_backoff())
+            .await;
         for (tp, offset) in offsets {
             self.seek(&tp, offset?)?;
         }
@@ -89,7 +94,7 @@ impl Consumer {
     ) -> Result<Vec<(TopicPartition, u64)>> {
         collect_offsets(
             self.cluster
-                .list_offsets(partitions, EARLIEST_TIMESTAMP)
+                .list_offsets(partitions, EARLIEST_TIMESTAMP, self.config.retry_backoff())
                 .await,
         )
     }
@@ -108,7 +113,7 @@ impl Consumer {
     ) -> Result<Vec<(TopicPartition, u64)>> {
         collect_offsets(
             self.cluster
-                .list_offsets(partitions, LATEST_TIMESTAMP)
+                .list_offsets(partitions, LATEST_TIMESTAMP, self.config.retry_backoff())
                 .await,
         )
     }
@@ -137,7 +142,10 @@ impl Consumer {
         {
             return Err(not_assigned(tp));
         }
-        let found = self.cluster.list_offsets(partitions, timestamp_ms).await;
+        let found = self
+            .cluster
+            .list_offsets(partitions, timestamp_ms, self.config.retry_backoff())
+            .await;
         let mut missing = Vec::new();
         let mut targets = Vec::new();
         for (tp, offset) in found {
@@ -147,7 +155,11 @@ impl Consumer {
                 Err(error) => return Err(error),
             }
         }
-        let ends = collect_offsets(self.cluster.list_offsets(&missing, LATEST_TIMESTAMP).await)?;
+        let ends = collect_offsets(
+            self.cluster
+                .list_offsets(&missing, LATEST_TIMESTAMP, self.config.retry_backoff())
+                .await,
+        )?;
         for (tp, offset) in targets.into_iter().chain(ends) {
             self.seek(&tp, offset)?;
         }
@@ -188,13 +200,18 @@ impl Consumer {
         Ok(self.partitions[tp].position.expect("just sought"))
     }
 
-    /// Gives every unpositioned partition a position per `auto_offset_reset`.
+    /// Gives every unpositioned partition a position per `auto_offset_reset`. A
+    /// partition whose lookup failed waits out its backoff first.
     pub(super) async fn reset_positions(&mut self) {
+        let now = Instant::now();
         let unpositioned: Vec<TopicPartition> = self
             .partitions
             .iter()
             .filter(|(_, state)| {
-                state.position.is_none() && !state.paused && !state.committed_pending
+                state.position.is_none()
+                    && !state.paused
+                    && !state.committed_pending
+                    && state.retry_at.is_none_or(|at| at <= now)
             })
             .map(|(tp, _)| tp.clone())
             .collect();
@@ -212,7 +229,11 @@ impl Consumer {
                 return;
             }
         };
-        for (tp, offset) in self.cluster.list_offsets(&unpositioned, timestamp).await {
+        for (tp, offset) in self
+            .cluster
+            .list_offsets(&unpositioned, timestamp, self.config.retry_backoff())
+            .await
+        {
             match offset {
                 // A seek in the meantime would have set a position; this does not race
                 // with one because we hold `&mut self`.
@@ -221,6 +242,7 @@ impl Consumer {
                     self.epochs += 1;
                     state.position = Some(offset);
                     state.fetch_offset = offset;
+                    state.last_fetched_epoch = None;
                     state.epoch = self.epochs;
                 }
                 Err(error) => self.on_partition_error(&tp, error),

@@ -669,6 +669,7 @@ impl Consumer {
                         self.epochs += 1;
                         state.position = Some(*offset);
                         state.fetch_offset = *offset;
+                        state.last_fetched_epoch = None;
                         state.epoch = self.epochs;
                     }
                 }

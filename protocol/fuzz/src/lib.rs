@@ -20,7 +20,7 @@ pub fn request(api: ApiKey, body: &[u8]) {
         assert_eq!(framed, decoded, "a header changed how the body decodes");
         if let Ok(request) = decoded {
             let mut encoded = BytesMut::new();
-            request.encode_body(&mut encoded);
+            request.encode_body(api_version, &mut encoded);
             let again = Request::decode(api as u16, api_version, &encoded.freeze());
             assert_eq!(
                 again,
