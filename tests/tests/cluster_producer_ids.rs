@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use strata_client::{Producer, ProducerConfig, ProducerRecord};
+use strata_protocol::ErrorCode;
 use strata_protocol::messages::*;
-use strata_protocol::{ErrorCode, Response};
 use strata_tests::cluster::Cluster;
 use strata_tests::*;
 

@@ -5,35 +5,92 @@
 //! `acks = all` write is refused with nothing written, while `acks = leader` works; and
 //! an idempotent producer's retry after a failover is recognised by the new leader.
 
+use std::time::{Duration, Instant};
 use strata_protocol::ErrorCode;
-use strata_protocol::messages::Acks;
+use strata_protocol::messages::{Acks, ProducePartitionResponse};
 use strata_tests::cluster::{Cluster, ClusterOptions};
-use strata_tests::{Client, batch_of, bounded, idempotent_batch_of, values};
 
-/// Produces `rounds` batches of 5 records with `acks = all` to `leader`, asserting
-/// each is acknowledged; returns their values in order.
-async fn produce_acknowledged(
-    cluster: &Cluster,
-    leader: u32,
-    topic: &str,
-    prefix: &str,
-    rounds: usize,
-) -> Vec<String> {
-    let mut producer = Client::connect(&cluster.address(leader)).await;
-    let mut acknowledged = Vec::new();
-    for round in 0..rounds {
-        let batch_prefix = format!("{prefix}{round}");
-        let written = producer
-            .produce(topic, 0, Acks::All, batch_of(&batch_prefix, 5))
-            .await;
-        assert_eq!(
-            written.error_code,
-            ErrorCode::None,
-            "round {round} to broker {leader}"
-        );
-        acknowledged.extend((0..5).map(|index| format!("{batch_prefix}-{index}")));
+use strata_tests::{Client, WAIT, batch_of, bounded, idempotent_batch_of, values};
+
+/// How often a condition is polled.
+const POLL: Duration = Duration::from_millis(50);
+
+/// An idempotent producer of one partition that retries each batch at the current
+/// leader until it is acknowledged (a leader may move at any time on this loaded
+/// machine: a late heartbeat fences its broker), as a real client does: the retry of a
+/// batch already written is deduplicated, so the acknowledged values are exactly what
+/// the log must hold.
+struct Writer {
+    topic: &'static str,
+    id: (i64, i16),
+    sequence: i32,
+    acknowledged: Vec<String>,
+}
+
+impl Writer {
+    async fn new(cluster: &Cluster, topic: &'static str) -> Self {
+        let mut client = Client::connect(&cluster.address(cluster.running()[0])).await;
+        Self {
+            topic,
+            id: client.init_producer_id().await,
+            sequence: 0,
+            acknowledged: Vec::new(),
+        }
     }
-    acknowledged
+
+    /// Writes `rounds` batches of 5 records with `acks = all`, each acknowledged.
+    async fn write(&mut self, cluster: &Cluster, prefix: &str, rounds: usize) {
+        for round in 0..rounds {
+            let batch_prefix = format!("{prefix}{round}");
+            let batch = idempotent_batch_of(&batch_prefix, 5, self.id, self.sequence);
+            let written = produce_retrying(cluster, self.topic, batch).await;
+            assert_eq!(written.error_code, ErrorCode::None, "{batch_prefix}");
+            self.sequence += 5;
+            self.acknowledged
+                .extend((0..5).map(|index| format!("{batch_prefix}-{index}")));
+        }
+    }
+}
+
+/// The leader of `topic`-0 as a running broker sees it, if it has one.
+async fn current_leader(cluster: &Cluster, topic: &str) -> Option<u32> {
+    let view = cluster.partition_on(cluster.running()[0], topic, 0).await;
+    u32::try_from(view.leader_id).ok()
+}
+
+/// Produces `batch` with `acks = all` to `topic`-0's current leader, again while the
+/// answer is a retriable error, until [`WAIT`] passes; returns the last answer.
+async fn produce_retrying(
+    cluster: &Cluster,
+    topic: &str,
+    batch: bytes::Bytes,
+) -> ProducePartitionResponse {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(leader) = current_leader(cluster, topic).await {
+            let mut client = Client::connect(&cluster.address(leader)).await;
+            let written = client.produce(topic, 0, Acks::All, batch.clone()).await;
+            if !written.error_code.is_retriable() || Instant::now() > deadline {
+                return written;
+            }
+        }
+        assert!(Instant::now() < deadline, "{topic}-0 has no leader");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every value broker `id` serves in `topic`-0, once its high watermark covers at least
+/// `count` records (a new leader's rises as its followers fetch).
+async fn read_at_least(cluster: &Cluster, id: u32, topic: &str, count: usize) -> Vec<String> {
+    let mut reader = Client::connect(&cluster.address(id)).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = values(&reader.read_all(topic, 0, 0).await);
+        if all.len() >= count || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// The leader of `topic`-0 once broker `asked` shows one other than `not`.
@@ -55,55 +112,50 @@ async fn acknowledged_writes_survive_kill_9_of_the_leader() {
         let mut cluster = Cluster::start().await;
         let mut admin = Client::connect(&cluster.address(1)).await;
         admin.create_replicated_topic("events", 1, 3, &[]).await;
-        let first = cluster.wait_serving("events").await[0];
-        cluster
-            .wait_partition(
-                first,
-                ("events", 0),
-                |view| view.in_sync_replicas.len() == 3,
-                "three in sync",
-            )
-            .await;
-        let mut acknowledged = produce_acknowledged(&cluster, first, "events", "a", 20).await;
-
-        cluster.kill_9(first);
-        let survivor = cluster.running()[0];
-        let second = new_leader(&cluster, survivor, "events", first).await;
         cluster.wait_serving("events").await;
-        let mut reader = Client::connect(&cluster.address(second)).await;
+        wait_in_sync(&cluster, "events", 3).await;
+        let mut writer = Writer::new(&cluster, "events").await;
+        writer.write(&cluster, "a", 20).await;
+
+        let first = current_leader(&cluster, "events").await.expect("a leader");
+        cluster.kill_9(first);
+        let second = new_leader(&cluster, cluster.running()[0], "events", first).await;
         assert_eq!(
-            values(&reader.read_all("events", 0, 0).await),
-            acknowledged,
+            read_at_least(&cluster, second, "events", writer.acknowledged.len()).await,
+            writer.acknowledged,
             "the new leader {second} has every acknowledged record, once, in order"
         );
         // Two of three in sync meets min_insync_replicas = 2: writes go on.
-        acknowledged.extend(produce_acknowledged(&cluster, second, "events", "b", 10).await);
+        writer.write(&cluster, "b", 10).await;
 
         // The old leader returns as a follower, catches up and rejoins the set.
         cluster.restart(first);
-        cluster
-            .wait_partition(
-                second,
-                ("events", 0),
-                |view| view.in_sync_replicas.len() == 3,
-                "three in sync again",
-            )
-            .await;
-        acknowledged.extend(produce_acknowledged(&cluster, second, "events", "c", 5).await);
+        wait_in_sync(&cluster, "events", 3).await;
+        writer.write(&cluster, "c", 5).await;
 
-        // Now the second leader dies: the first, caught up, may take over.
-        cluster.kill_9(second);
-        let survivor = cluster.running()[0];
-        let third = new_leader(&cluster, survivor, "events", second).await;
-        cluster.wait_serving("events").await;
-        let mut reader = Client::connect(&cluster.address(third)).await;
+        // Now the leader dies again: a caught-up replica takes over.
+        let leader = current_leader(&cluster, "events").await.expect("a leader");
+        cluster.kill_9(leader);
+        let next = new_leader(&cluster, cluster.running()[0], "events", leader).await;
         assert_eq!(
-            values(&reader.read_all("events", 0, 0).await),
-            acknowledged,
-            "the third leader {third} has every acknowledged record"
+            read_at_least(&cluster, next, "events", writer.acknowledged.len()).await,
+            writer.acknowledged,
+            "the leader after {leader}, {next}, has every acknowledged record"
         );
     })
     .await;
+}
+
+/// Waits until a running broker shows `count` replicas of `topic`-0 in sync.
+async fn wait_in_sync(cluster: &Cluster, topic: &str, count: usize) {
+    cluster
+        .wait_partition(
+            cluster.running()[0],
+            (topic, 0),
+            |view| view.in_sync_replicas.len() == count,
+            &format!("{count} in sync"),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +180,8 @@ async fn acks_all_is_refused_below_min_insync_replicas() {
             .iter()
             .find(|&&replica| replica != leader)
             .expect("a follower");
-        produce_acknowledged(&cluster, leader, "orders", "a", 3).await;
+        let mut writer = Writer::new(&cluster, "orders").await;
+        writer.write(&cluster, "a", 3).await;
 
         cluster.kill_9(follower);
         cluster
@@ -165,8 +218,8 @@ async fn acks_all_is_refused_below_min_insync_replicas() {
                 "two in sync again",
             )
             .await;
-        produce_acknowledged(&cluster, leader, "orders", "b", 3).await;
-        let all = values(&reader.read_all("orders", 0, 0).await);
+        writer.write(&cluster, "b", 3).await;
+        let all = read_at_least(&cluster, leader, "orders", 35).await;
         assert_eq!(all.len(), 35, "{all:?}");
         assert!(!all.iter().any(|value| value.starts_with("refused")));
     })
@@ -179,41 +232,28 @@ async fn a_retry_after_failover_is_deduplicated_by_the_new_leader() {
         let mut cluster = Cluster::start().await;
         let mut admin = Client::connect(&cluster.address(1)).await;
         admin.create_replicated_topic("payments", 1, 3, &[]).await;
-        let first = cluster.wait_serving("payments").await[0];
-        cluster
-            .wait_partition(
-                first,
-                ("payments", 0),
-                |view| view.in_sync_replicas.len() == 3,
-                "three in sync",
-            )
-            .await;
-        let mut producer = Client::connect(&cluster.address(first)).await;
-        let id = producer.init_producer_id().await;
-        let batch = |sequence: i32| idempotent_batch_of(&format!("s{sequence}"), 5, id, sequence);
-        for sequence in [0, 5] {
-            let written = producer
-                .produce("payments", 0, Acks::All, batch(sequence))
-                .await;
-            assert_eq!(written.error_code, ErrorCode::None);
-            assert_eq!(written.base_offset, sequence as u64);
-        }
+        cluster.wait_serving("payments").await;
+        wait_in_sync(&cluster, "payments", 3).await;
+        let mut writer = Writer::new(&cluster, "payments").await;
+        writer.write(&cluster, "s", 2).await;
 
         // The leader dies after acknowledging the second batch; the producer, not
         // having seen the answer, sends it again to the new leader.
+        let first = current_leader(&cluster, "payments")
+            .await
+            .expect("a leader");
         cluster.kill_9(first);
-        let survivor = cluster.running()[0];
-        let second = new_leader(&cluster, survivor, "payments", first).await;
-        cluster.wait_serving("payments").await;
-        let mut producer = Client::connect(&cluster.address(second)).await;
-        let retried = producer.produce("payments", 0, Acks::All, batch(5)).await;
+        new_leader(&cluster, cluster.running()[0], "payments", first).await;
+        let again = idempotent_batch_of("s1", 5, writer.id, 5);
+        let retried = produce_retrying(&cluster, "payments", again).await;
         assert_eq!(retried.error_code, ErrorCode::None);
         assert_eq!(retried.base_offset, 5, "the original batch's offsets");
-        let next = producer.produce("payments", 0, Acks::All, batch(10)).await;
-        assert_eq!(next.error_code, ErrorCode::None);
-        assert_eq!(next.base_offset, 10, "no duplicate in between");
-        let all = values(&producer.read_all("payments", 0, 0).await);
-        assert_eq!(all.len(), 15, "{all:?}");
+        writer.write(&cluster, "t", 1).await;
+        let leader = current_leader(&cluster, "payments")
+            .await
+            .expect("a leader");
+        let all = read_at_least(&cluster, leader, "payments", 15).await;
+        assert_eq!(all, writer.acknowledged, "no duplicate");
     })
     .await;
 }
@@ -238,12 +278,16 @@ async fn a_follower_cut_off_from_its_leader_leaves_the_isr_and_rejoins_after_the
                 "three in sync",
             )
             .await;
+        // The controller stays in touch with both, so the leader's request to drop
+        // the follower reaches it, and the follower is not fenced.
+        let controller = cluster.leader().await;
         let follower = *view
             .replicas
             .iter()
-            .find(|&&replica| replica != leader)
-            .expect("a follower");
-        produce_acknowledged(&cluster, leader, "clicks", "a", 3).await;
+            .find(|&&replica| replica != leader && replica != controller)
+            .expect("a follower that is not the controller");
+        let mut writer = Writer::new(&cluster, "clicks").await;
+        writer.write(&cluster, "a", 3).await;
 
         // The follower cannot fetch: after replica_lag_max_ms it leaves the set, and
         // acks=all goes on with the two left.
@@ -252,11 +296,13 @@ async fn a_follower_cut_off_from_its_leader_leaves_the_isr_and_rejoins_after_the
             .wait_partition(
                 leader,
                 ("clicks", 0),
-                |view| view.in_sync_replicas.len() == 2 && !view.in_sync_replicas.contains(&follower),
+                |view| {
+                    view.in_sync_replicas.len() == 2 && !view.in_sync_replicas.contains(&follower)
+                },
                 "the cut follower out of the set",
             )
             .await;
-        let mut acknowledged = produce_acknowledged(&cluster, leader, "clicks", "b", 3).await;
+        writer.write(&cluster, "b", 3).await;
 
         cluster.heal_between(leader, follower);
         cluster
@@ -267,10 +313,10 @@ async fn a_follower_cut_off_from_its_leader_leaves_the_isr_and_rejoins_after_the
                 "the follower back in the set",
             )
             .await;
-        acknowledged.extend(produce_acknowledged(&cluster, leader, "clicks", "c", 3).await);
-        let mut reader = Client::connect(&cluster.address(leader)).await;
-        let all = values(&reader.read_all("clicks", 0, 0).await);
-        assert_eq!(all[15..], acknowledged[..]);
+        writer.write(&cluster, "c", 3).await;
+        let leader = current_leader(&cluster, "clicks").await.expect("a leader");
+        let all = read_at_least(&cluster, leader, "clicks", 45).await;
+        assert_eq!(all, writer.acknowledged);
     })
     .await;
 }
