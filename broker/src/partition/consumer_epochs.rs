@@ -47,8 +47,13 @@ impl Partition {
         fetch_offset: u64,
     ) -> Result<ConsumerEpochs, PartitionError> {
         let current = self.leader_epoch();
-        let newest_given = current_leader_epoch.max(last_fetched_epoch);
-        if let Some(given) = newest_given.filter(|given| *given > current) {
+        // Batches may carry a newer epoch than the metadata's if the log outlived a
+        // wiped metadata log (see `stamp_epoch`).
+        let newest = current.max(self.stamp_epoch());
+        let too_new = current_leader_epoch
+            .filter(|given| *given > current)
+            .or(last_fetched_epoch.filter(|given| *given > newest));
+        if let Some(given) = too_new {
             return Err(PartitionError::UnknownLeaderEpoch {
                 topic: self.topic.clone(),
                 partition: self.index,

@@ -383,8 +383,14 @@ impl Partition {
         self.index
     }
 
-    /// The leader epoch batches are stamped with.
+    /// The leader epoch this broker leads or follows the partition at.
     pub fn leader_epoch(&self) -> u32 {
+        self.replica.leader_epoch()
+    }
+
+    /// The epoch batches appended now are stamped with: the leader epoch, unless the log
+    /// already holds a newer one.
+    pub fn stamp_epoch(&self) -> u32 {
         self.replica.stamp_epoch()
     }
 

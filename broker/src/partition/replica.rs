@@ -35,8 +35,11 @@ pub(super) fn raise(high_watermark: &watch::Sender<u64>, offset: u64) {
 pub struct Leading {
     /// This broker's node id.
     pub me: u32,
-    /// The leader epoch its batches are stamped with.
+    /// The leader epoch the metadata gave it.
     pub epoch: u32,
+    /// The epoch its batches are stamped with: `epoch`, unless the log already holds a
+    /// newer one (its metadata log was wiped and started its epochs again).
+    pub stamp: u32,
     /// The partition epoch of the metadata this follows.
     pub partition_epoch: u32,
     /// Every replica, preferred leader first.
@@ -149,10 +152,19 @@ impl Replica {
         }
     }
 
+    /// The leader epoch the partition is led or followed at (as the metadata says).
+    pub(super) fn leader_epoch(&self) -> u32 {
+        match &*self.role() {
+            Role::Leader(leading) => leading.epoch,
+            Role::Follower { epoch, .. } => *epoch,
+            Role::Alone => u32::try_from(self.base_epoch.load(Ordering::Acquire)).unwrap_or(0),
+        }
+    }
+
     /// The epoch a batch appended now is stamped with.
     pub(super) fn stamp_epoch(&self) -> u32 {
         match &*self.role() {
-            Role::Leader(leading) => leading.epoch,
+            Role::Leader(leading) => leading.stamp,
             Role::Follower { epoch, .. } => *epoch,
             Role::Alone => u32::try_from(self.base_epoch.load(Ordering::Acquire)).unwrap_or(0),
         }
@@ -204,8 +216,9 @@ impl Replica {
 
     /// Leads the partition as `leadership` says: at a new epoch, with every follower
     /// starting over (given `replica_lag_max_ms` from `now_ms` to fetch); at the same
-    /// epoch, taking the in-sync set and replicas the metadata committed since.
-    pub(super) fn lead(&self, leadership: Leadership, now_ms: u64) {
+    /// epoch, taking the in-sync set and replicas the metadata committed since. Batches
+    /// are stamped with the epoch, or with `log_epoch` if that is newer.
+    pub(super) fn lead(&self, leadership: Leadership, log_epoch: Option<u32>, now_ms: u64) {
         {
             let mut role = self.role();
             let log_end = *self.log_end.borrow();
@@ -244,6 +257,7 @@ impl Replica {
                     *role = Role::Leader(Leading {
                         me: leadership.me,
                         epoch: leadership.epoch,
+                        stamp: leadership.epoch.max(log_epoch.unwrap_or(0)),
                         partition_epoch: leadership.partition_epoch,
                         replicas: leadership.replicas,
                         isr: leadership.isr,

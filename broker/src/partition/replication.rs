@@ -62,7 +62,7 @@ impl Partition {
 
     /// Leads the partition as the metadata says.
     pub fn lead(&self, leadership: Leadership) {
-        self.replica.lead(leadership, ms());
+        self.replica.lead(leadership, self.latest_epoch(), ms());
     }
 
     /// Follows `leader` at `epoch`: `acks = all` waiters fail (retriably), and client
