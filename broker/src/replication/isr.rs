@@ -56,7 +56,11 @@ async fn check(broker: &Broker, lag_max_ms: u64) {
     });
     let topics = broker.topics.all().into_iter().filter_map(|topic| {
         let topic_id = topic.id.filter(|_| topic.is_of(&image.log_id))?;
-        Some((topic.name.clone(), topic_id, topic.local().cloned().collect::<Vec<_>>()))
+        Some((
+            topic.name.clone(),
+            topic_id,
+            topic.local().cloned().collect::<Vec<_>>(),
+        ))
     });
     for (name, topic_id, partitions) in topics.chain(offsets_log) {
         for partition in partitions {

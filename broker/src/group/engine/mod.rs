@@ -304,11 +304,16 @@ mod delete_tests {
     fn unloading_forgets_only_the_named_groups_and_writes_nothing() {
         let mut h = Harness::new(&[("t", 1)]);
         for group in ["g1", "g2"] {
-            h.admin_commit(group, &[(tp("t", 0), 3)]).expect("committed");
+            h.admin_commit(group, &[(tp("t", 0), 3)])
+                .expect("committed");
         }
         let records = h.records.len();
         assert_eq!(h.coordinator.unload(|group| group == "g1"), 1);
-        assert_eq!(h.records.len(), records, "no record: the log keeps the group");
+        assert_eq!(
+            h.records.len(),
+            records,
+            "no record: the log keeps the group"
+        );
         assert!(h.coordinator.describe("g1").is_none());
         assert_eq!(h.coordinator.committed("g2").len(), 1);
     }
