@@ -311,3 +311,45 @@ pub async fn create_offsets_log(broker: &Broker) -> Result<(), AdminError> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Peer;
+
+    fn brokers(count: u32) -> Config {
+        Config {
+            node_id: 1,
+            peers: (1..=count)
+                .map(|id| Peer {
+                    id,
+                    address: format!("127.0.0.1:{}", 9500 + id),
+                })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    /// The replication factor and `min_insync_replicas` of the offsets log's create.
+    fn replication(config: &Config) -> (u16, u16) {
+        match offsets_log_create(config) {
+            Command::CreateTopic {
+                name,
+                config,
+                replication_factor,
+                ..
+            } => {
+                assert_eq!(name, OFFSETS_LOG);
+                (replication_factor, config.min_insync_replicas)
+            }
+            other => panic!("not a create: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_offsets_log_has_three_replicas_and_min_isr_two_when_the_cluster_allows() {
+        assert_eq!(replication(&Config::default()), (1, 1), "one node");
+        assert_eq!(replication(&brokers(3)), (3, 2));
+        assert_eq!(replication(&brokers(5)), (3, 2));
+    }
+}
