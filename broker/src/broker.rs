@@ -59,11 +59,12 @@ impl Broker {
         let topics = TopicRegistry::open(config.clone(), storage)?;
         let rebooted = rebooted_since_last_start(&config.data_dir, &config.boot_id_file)?;
         let unclean_start = rebooted
-            && topics
-                .all()
-                .iter()
-                .flat_map(|topic| topic.local())
-                .any(|partition| !partition.opened_clean());
+            && (groups.opened_unclean()
+                || topics
+                    .all()
+                    .iter()
+                    .flat_map(|topic| topic.local())
+                    .any(|partition| !partition.opened_clean()));
         if unclean_start {
             tracing::warn!(
                 "the machine rebooted since this broker last ran, and it did not shut down cleanly: it registers as unclean, so it is not elected on data a power loss may have cut"

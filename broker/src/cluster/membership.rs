@@ -74,12 +74,7 @@ impl ControllerService {
             image,
             quorum: OnceLock::new(),
             voters: config.peers.len().max(1),
-            offsets_log: Command::CreateTopic {
-                name: OFFSETS_LOG.to_owned(),
-                config: config.topic_defaults.clone(),
-                partitions: config.group_offsets_partitions,
-                replication_factor: 1,
-            },
+            offsets_log: super::reconcile::offsets_log_create(config),
         })
     }
 

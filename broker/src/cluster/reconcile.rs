@@ -1,6 +1,9 @@
 //! Keeps this broker's logs in step with the metadata: after each applied change, the
 //! partitions placed on this broker exist with their topic's config, and those of
-//! deleted topics are gone, with the group offsets committed for them.
+//! deleted topics are gone, with the group offsets committed for them. Every local
+//! partition, the offsets log's included, then takes the role the image gives it
+//! (leader or follower), and the group coordinator loads the groups of the offsets-log
+//! partitions this broker starts leading (`group::leadership`).
 //!
 //! Local topics carry the id of the metadata entry that created them (the log index of
 //! the create) and the name of the metadata log (`Image::log_id`), so a topic deleted and
@@ -13,7 +16,7 @@
 //! The work is file I/O, so it runs on the blocking pool; a failure (a full disk) is
 //! logged and retried on the next change or after [`RETRY`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +24,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::metadata::{Command, Image, TopicRecord};
 use crate::broker::Broker;
+use crate::config::{Config, TopicConfig};
 use crate::group::store::OFFSETS_LOG;
 use crate::partition::Leadership;
 use crate::replication::Followed;
 use strata_protocol::ErrorCode;
 
 use crate::topics::AdminError;
+
+/// The offsets log's replication factor in a cluster of at least that many brokers.
+const OFFSETS_LOG_REPLICAS: u16 = 3;
 
 /// How soon a failed step is tried again when nothing else changes.
 const RETRY: Duration = Duration::from_secs(1);
@@ -43,9 +50,12 @@ pub async fn follow(broker: Arc<Broker>, stop: CancellationToken) {
         let step = (broker.clone(), previous.take(), image.clone());
         let complete = tokio::task::spawn_blocking(move || {
             let (broker, previous, image) = step;
-            let complete = reconcile(&broker, previous.as_deref(), &image);
-            assign_roles(&broker, &image);
-            complete
+            // The offsets log first: the groups of a partition this broker starts leading
+            // are loaded before the offsets of deleted topics are looked for.
+            let offsets = broker.groups.assign_roles(&image, broker.cluster.node_id());
+            let complete = reconcile(&broker, previous.as_deref(), &image, offsets.loaded);
+            assign_roles(&broker, &image, offsets.followed);
+            complete && offsets.complete
         })
         .await
         .unwrap_or_else(|error| {
@@ -66,30 +76,37 @@ pub async fn follow(broker: Arc<Broker>, stop: CancellationToken) {
 }
 
 /// Brings the local logs in step with `image`; `previous` is the image last reconciled,
-/// `None` at the first pass. Returns false if a step failed and should be retried.
-fn reconcile(broker: &Broker, previous: Option<&Image>, image: &Image) -> bool {
+/// `None` at the first pass; `loaded` says whether groups were loaded since. Returns false
+/// if a step failed and should be retried.
+fn reconcile(broker: &Broker, previous: Option<&Image>, image: &Image, loaded: bool) -> bool {
     let mut complete = true;
-    let gone: Vec<String> = match previous {
-        Some(previous) => previous
-            .topics
-            .iter()
-            .filter(|(name, record)| {
-                image
-                    .topics
-                    .get(*name)
-                    .is_none_or(|now| now.id != record.id)
-            })
-            .map(|(name, _)| name.clone())
-            .collect(),
-        // A local copy the log has not taken in yet (an older directory's topic, before
-        // `import`) keeps its offsets.
-        None => broker
-            .groups
-            .committed_topics()
-            .into_iter()
-            .filter(|name| !image.topics.contains_key(name) && broker.topics.get(name).is_none())
-            .collect(),
-    };
+    let mut gone: BTreeSet<String> = previous
+        .map(|previous| {
+            previous
+                .topics
+                .iter()
+                .filter(|(name, record)| {
+                    image
+                        .topics
+                        .get(*name)
+                        .is_none_or(|now| now.id != record.id)
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Groups loaded now (or at startup) may hold offsets of topics deleted while another
+    // broker led their partition, or while this one was down. The image is at least as
+    // new as their records: a commit names a topic of its coordinator's image, and this
+    // broker leads at an epoch the metadata gave after it. A local copy the log has not
+    // taken in yet (an older directory's topic, before `import`) keeps its offsets.
+    if previous.is_none() || loaded {
+        gone.extend(
+            broker.groups.committed_topics().into_iter().filter(|name| {
+                !image.topics.contains_key(name) && broker.topics.get(name).is_none()
+            }),
+        );
+    }
     for name in gone {
         if let Err(error) = broker.groups.delete_topic_offsets(&name) {
             tracing::error!(topic = name, %error, "cannot delete the group offsets of a deleted topic");
@@ -172,10 +189,10 @@ fn bring_in_step(
 }
 
 /// Gives every local partition of the image's topics the role the image gives it, and
-/// hands the partitions this broker follows to replication, by leader.
-fn assign_roles(broker: &Arc<Broker>, image: &Image) {
+/// hands the partitions this broker follows to replication, by leader, with those of the
+/// offsets log (`by_leader`, whose roles the group coordinator gave).
+fn assign_roles(broker: &Arc<Broker>, image: &Image, mut by_leader: BTreeMap<u32, Vec<Followed>>) {
     let me = broker.cluster.node_id();
-    let mut by_leader: BTreeMap<u32, Vec<Followed>> = BTreeMap::new();
     for (name, record) in &image.topics {
         let Some(local) = broker
             .topics
@@ -253,20 +270,86 @@ pub async fn import(broker: &Broker) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// The create of the offsets log: three replicas (at most the configured brokers, as for
+/// a topic's default factor) and `min_insync_replicas` 2 (at most the factor), so an
+/// acknowledged commit survives the loss of a broker. A one-node cluster's has one
+/// replica.
+pub fn offsets_log_create(config: &Config) -> Command {
+    let brokers = u16::try_from(config.peers.len().max(1)).unwrap_or(u16::MAX);
+    let replication_factor = brokers.min(OFFSETS_LOG_REPLICAS);
+    Command::CreateTopic {
+        name: OFFSETS_LOG.to_owned(),
+        config: TopicConfig {
+            min_insync_replicas: replication_factor.min(2),
+            ..config.topic_defaults.clone()
+        },
+        partitions: config.group_offsets_partitions,
+        replication_factor,
+    }
+}
+
 /// Creates the offsets log in the metadata, placed over the brokers alive now. A race
 /// with another broker creating it is no error.
 ///
 /// # Errors
-/// The quorum did not take the change.
+/// The quorum did not take the change; `NotCoordinator` (retriable) while fewer brokers
+/// are alive than its replication factor.
 pub async fn create_offsets_log(broker: &Broker) -> Result<(), AdminError> {
-    let command = Command::CreateTopic {
-        name: OFFSETS_LOG.to_owned(),
-        config: broker.config.topic_defaults.clone(),
-        partitions: broker.config.group_offsets_partitions,
-        replication_factor: 1,
-    };
-    match broker.cluster.change(&command).await {
+    match broker
+        .cluster
+        .change(&offsets_log_create(&broker.config))
+        .await
+    {
+        Err(error) if error.code == ErrorCode::InvalidReplicationFactor => Err(AdminError::new(
+            ErrorCode::NotCoordinator,
+            format!(
+                "the offsets log is not created yet: {}; retry once more brokers are alive",
+                error.message
+            ),
+        )),
         Err(error) if error.code != ErrorCode::TopicAlreadyExists => Err(error),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Peer;
+
+    fn brokers(count: u32) -> Config {
+        Config {
+            node_id: 1,
+            peers: (1..=count)
+                .map(|id| Peer {
+                    id,
+                    address: format!("127.0.0.1:{}", 9500 + id),
+                })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    /// The replication factor and `min_insync_replicas` of the offsets log's create.
+    fn replication(config: &Config) -> (u16, u16) {
+        match offsets_log_create(config) {
+            Command::CreateTopic {
+                name,
+                config,
+                replication_factor,
+                ..
+            } => {
+                assert_eq!(name, OFFSETS_LOG);
+                (replication_factor, config.min_insync_replicas)
+            }
+            other => panic!("not a create: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_offsets_log_has_three_replicas_and_min_isr_two_when_the_cluster_allows() {
+        assert_eq!(replication(&Config::default()), (1, 1), "one node");
+        assert_eq!(replication(&brokers(3)), (3, 2));
+        assert_eq!(replication(&brokers(5)), (3, 2));
     }
 }

@@ -1,9 +1,13 @@
 //! The group coordinator as the broker runs it: the pure [`Coordinator`] behind one
 //! mutex, the [`OffsetsLog`] its records go to, and the timer that expires sessions.
+//! It holds the groups of the offsets-log partitions this broker leads, loaded when it
+//! took the lead (`group::leadership`).
 //!
 //! Every change is decided by the engine and appended to the offsets log under the same
-//! lock, so the log's order is the engine's order and replaying the log at startup
-//! rebuilds the state the broker had. A commit is validated first, appended, and only
+//! lock, so the log's order is the engine's order and replaying the log rebuilds the
+//! state the broker had. The lock also covers the check that the group's partition is
+//! loaded, and a partition stops being led only under it, so nothing is ever appended to
+//! a partition this broker follows. A commit is validated first, appended, and only
 //! then applied, so an offset is never visible (to OffsetFetch, lag, or a restarted
 //! consumer) before it is in the log. It is acknowledged later, once the offsets log's
 //! durability policy covers it ([`PendingCommit::durable`]), outside the lock: like
@@ -28,7 +32,7 @@ use crate::group::engine::{
 use crate::group::open_error::GroupOpenError;
 use crate::group::records::Record;
 use crate::group::store::{Appended, OffsetsLog};
-use crate::partition::{PartitionError, Storage, now_ms};
+use crate::partition::{Partition, PartitionError, Storage, now_ms};
 use crate::topics::TopicRegistry;
 
 /// Why a group request failed as a whole.
@@ -42,6 +46,15 @@ pub enum CoordinatorError {
     Storage {
         #[source]
         source: PartitionError,
+    },
+    /// This broker does not lead the group's partition of the offsets log (any more),
+    /// or is still loading it.
+    #[error(
+        "this broker does not coordinate the group now: it does not lead partition {partition} of the offsets log, or is still loading its groups; find the coordinator and retry"
+    )]
+    NotCoordinator {
+        /// The group's partition of the offsets log.
+        partition: u32,
     },
 }
 
@@ -81,7 +94,14 @@ impl PendingCommit {
         self.appended
             .wait_durable(deadline)
             .await
-            .map_err(|source| CoordinatorError::Storage { source })?;
+            .map_err(|source| match source {
+                // The leadership moved before every in-sync replica had the commit: the
+                // client finds the new coordinator and commits again there.
+                PartitionError::LeaderNotAvailable { partition, .. } => {
+                    CoordinatorError::NotCoordinator { partition }
+                }
+                source => CoordinatorError::Storage { source },
+            })?;
         Ok(self.outcomes)
     }
 }
@@ -114,34 +134,43 @@ pub struct PartitionLag {
 /// The broker's group coordinator. Thread-safe.
 #[derive(Debug)]
 pub struct Groups {
-    engine: Mutex<Coordinator>,
+    state: Mutex<State>,
     group_config: GroupConfig,
-    log: OffsetsLog,
+    pub(super) log: OffsetsLog,
     /// Wakes the expiry task when a deadline may have moved earlier.
-    deadlines_changed: Notify,
+    pub(super) deadlines_changed: Notify,
     member_ids: AtomicU64,
 }
 
+/// The groups in memory and the offsets-log partitions they come from.
+#[derive(Debug)]
+pub(super) struct State {
+    /// The groups of the loaded partitions.
+    pub(super) engine: Coordinator,
+    /// The partitions whose groups are loaded, each with the leader epoch this broker
+    /// leads it at: the partitions this broker leads, once loaded.
+    pub(super) loaded: BTreeMap<u32, u32>,
+}
+
 impl Groups {
-    /// Opens the offsets log and rebuilds every group from it.
+    /// Opens the offsets log. No group is served until this broker leads its partition
+    /// and has loaded it ([`assign_roles`](Self::assign_roles)).
     ///
     /// # Errors
     /// [`GroupOpenError`] if the log cannot be opened or holds an unreadable record.
     pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
-        let (log, records) = OffsetsLog::open(config, storage)?;
+        let log = OffsetsLog::open(config, storage)?;
         let group_config = GroupConfig {
             session_timeout: Duration::from_millis(config.group_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_heartbeat_interval_ms),
             rebalance_timeout: Duration::from_millis(config.group_rebalance_timeout_ms),
             members_max: config.group_members_max,
         };
-        let engine = replay(records, &group_config);
-        tracing::info!(
-            groups = engine.list_groups().len(),
-            "loaded consumer groups"
-        );
         Ok(Self {
-            engine: Mutex::new(engine),
+            state: Mutex::new(State {
+                engine: Coordinator::new(group_config.clone()),
+                loaded: BTreeMap::new(),
+            }),
             group_config,
             log,
             deadlines_changed: Notify::new(),
@@ -149,12 +178,37 @@ impl Groups {
         })
     }
 
-    fn engine(&self) -> MutexGuard<'_, Coordinator> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the engine as it was at the panic; the
         // records already appended describe it, so carrying on is what a restart would do.
-        self.engine
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Ok` if this broker serves `group_id` now: its partition of the offsets log is
+    /// online, led here and loaded. Called under the lock that appends.
+    fn check_serving(&self, state: &State, group_id: &str) -> Result<(), CoordinatorError> {
+        self.log
+            .check_group(group_id)
+            .map_err(|source| CoordinatorError::Storage { source })?;
+        let partition = self.log.partition_of(group_id) as u32;
+        if state.loaded.contains_key(&partition) {
+            Ok(())
+        } else {
+            Err(CoordinatorError::NotCoordinator { partition })
+        }
+    }
+
+    /// Why this broker cannot serve `group_id` yet although the metadata makes it the
+    /// coordinator: its partition is online but not loaded (being loaded, or the
+    /// metadata moved on since this broker last followed it). `None` if loaded, or if
+    /// offline (the group's requests then answer that the partition is offline).
+    pub fn not_loaded(&self, group_id: &str) -> Option<String> {
+        match self.check_serving(&self.state(), group_id) {
+            Err(error @ CoordinatorError::NotCoordinator { .. }) => Some(error.to_string()),
+            _ => None,
+        }
     }
 
     /// Appends what the engine decided. The log is the truth: if the append fails (a full
@@ -162,22 +216,30 @@ impl Groups {
     /// later change that does reach the log (say, granting a partition whose release was
     /// never written) would contradict the log after a restart. So the engine is rebuilt
     /// from the log, undoing the change, and the client gets the storage error. Rebuilding
-    /// reads the whole offsets log, which is acceptable on this failure path.
-    fn persist(
-        &self,
-        engine: &mut Coordinator,
-        records: &[Record],
-    ) -> Result<(), CoordinatorError> {
+    /// reads every loaded partition whole, which is acceptable on this failure path.
+    fn persist(&self, state: &mut State, records: &[Record]) -> Result<(), CoordinatorError> {
         self.append(records).map(drop).inspect_err(|_| {
             tracing::error!("reloading group state from the offsets log");
-            match load(&self.log, &self.group_config) {
-                Ok(reloaded) => *engine = reloaded,
-                Err(message) => tracing::error!(
+            if let Err(message) = self.reload(state) {
+                tracing::error!(
                     %message,
                     "cannot reload group state; keeping the unpersisted change in memory"
-                ),
+                );
             }
         })
+    }
+
+    /// Rebuilds the engine from the loaded partitions' logs.
+    fn reload(&self, state: &mut State) -> Result<(), GroupOpenError> {
+        let mut engine = Coordinator::new(self.group_config.clone());
+        let now = Instant::now();
+        for &index in state.loaded.keys() {
+            for record in self.log.load(index)? {
+                engine.replay(record, now);
+            }
+        }
+        state.engine = engine;
+        Ok(())
     }
 
     fn append(&self, records: &[Record]) -> Result<Appended, CoordinatorError> {
@@ -214,7 +276,6 @@ impl Groups {
         mut heartbeat: Heartbeat,
         metadata: &Image,
     ) -> Result<HeartbeatReply, CoordinatorError> {
-        self.check_group(&heartbeat.group_id)?;
         if heartbeat.member_epoch == MemberEpoch::Join && heartbeat.member_id.is_empty() {
             heartbeat.new_member_id = self.new_member_id(&heartbeat.client_id);
         }
@@ -226,9 +287,13 @@ impl Groups {
         };
         let mut records = Vec::new();
         let reply = {
-            let mut engine = self.engine();
-            let reply = engine.heartbeat(heartbeat, &partition_count, Instant::now(), &mut records);
-            self.persist(&mut engine, &records)?;
+            let mut state = self.state();
+            self.check_serving(&state, &heartbeat.group_id)?;
+            let reply =
+                state
+                    .engine
+                    .heartbeat(heartbeat, &partition_count, Instant::now(), &mut records);
+            self.persist(&mut state, &records)?;
             reply?
         };
         self.deadlines_changed.notify_one();
@@ -247,7 +312,6 @@ impl Groups {
         commit: &OffsetCommit,
         metadata: &Image,
     ) -> Result<PendingCommit, CoordinatorError> {
-        self.check_group(&commit.group_id)?;
         let (offsets, unknown): (Vec<_>, Vec<_>) =
             commit.offsets.iter().cloned().partition(|(tp, _, _)| {
                 metadata
@@ -257,8 +321,12 @@ impl Groups {
             });
         let mut records = Vec::new();
         let (outcomes, appended) = {
-            let mut engine = self.engine();
-            let outcomes = engine.commit(
+            let mut state = self.state();
+            self.check_serving(&state, &commit.group_id)?;
+            self.log
+                .check_replicas(&commit.group_id)
+                .map_err(|source| CoordinatorError::Storage { source })?;
+            let outcomes = state.engine.commit(
                 &commit.group_id,
                 &commit.committer,
                 &offsets,
@@ -269,7 +337,7 @@ impl Groups {
             let appended = self.append(&records)?;
             let now = Instant::now();
             for record in records {
-                engine.replay(record, now);
+                state.engine.replay(record, now);
             }
             (outcomes, appended)
         };
@@ -284,21 +352,25 @@ impl Groups {
     /// committed.
     ///
     /// # Errors
-    /// `Storage` with `Offline` when the group's offsets partition is offline.
+    /// `Storage` with `Offline` when the group's offsets partition is offline;
+    /// `NotCoordinator` when it is not loaded here.
     pub fn committed(
         &self,
         group_id: &str,
     ) -> Result<BTreeMap<TopicPartition, (u64, Option<String>)>, CoordinatorError> {
-        self.check_group(group_id)?;
-        Ok(self.engine().committed(group_id))
+        let state = self.state();
+        self.check_serving(&state, group_id)?;
+        Ok(state.engine.committed(group_id))
     }
 
-    /// `Ok` unless the group's offsets partition is offline (its records were not
-    /// loaded, so the group cannot be served).
-    fn check_group(&self, group_id: &str) -> Result<(), CoordinatorError> {
-        self.log
-            .check_group(group_id)
-            .map_err(|source| CoordinatorError::Storage { source })
+    /// The offsets log's local partitions, by index, for replication.
+    pub fn partitions(&self) -> &[Arc<Partition>] {
+        self.log.partitions()
+    }
+
+    /// Whether an offsets-log partition was not closed cleanly at the last stop.
+    pub fn opened_unclean(&self) -> bool {
+        self.log.opened_unclean()
     }
 
     /// How many offsets-log partitions are offline.
@@ -306,9 +378,9 @@ impl Groups {
         self.log.offline_count()
     }
 
-    /// Every group, sorted by group id.
+    /// Every group this broker serves, sorted by group id.
     pub fn list(&self) -> Vec<GroupSummary> {
-        self.engine().list_groups()
+        self.state().engine.list_groups()
     }
 
     /// Describes each group (`None` if it does not exist), with committed offsets and
@@ -318,11 +390,11 @@ impl Groups {
         group_ids: &[String],
         topics: &TopicRegistry,
     ) -> Vec<Option<GroupReport>> {
-        let engine = self.engine();
+        let state = self.state();
         group_ids
             .iter()
             .map(|group_id| {
-                let group = engine.describe(group_id)?;
+                let group = state.engine.describe(group_id)?;
                 let partitions = partition_lags(&group, topics);
                 Some(GroupReport { group, partitions })
             })
@@ -334,15 +406,16 @@ impl Groups {
     /// # Errors
     /// The engine's refusal (no such group, members left) or a storage failure.
     pub fn delete(&self, group_id: &str) -> Result<(), CoordinatorError> {
-        self.check_group(group_id)?;
         let mut records = Vec::new();
-        let mut engine = self.engine();
-        engine.delete_group(group_id, &mut records)?;
-        self.persist(&mut engine, &records)
+        let mut state = self.state();
+        self.check_serving(&state, group_id)?;
+        state.engine.delete_group(group_id, &mut records)?;
+        self.persist(&mut state, &records)
     }
 
     /// Deletes every group's committed offsets on `topic`, so a topic created again
-    /// under its name starts with none.
+    /// under its name starts with none: of the groups this broker serves; the others'
+    /// coordinators do the same.
     ///
     /// # Errors
     /// A storage failure; then no offset was deleted.
@@ -350,19 +423,19 @@ impl Groups {
         self.forget(topic)
     }
 
-    /// Every topic some group has committed offsets for.
+    /// Every topic some group this broker serves has committed offsets for.
     pub fn committed_topics(&self) -> BTreeSet<String> {
-        self.engine().committed_topics()
+        self.state().engine.committed_topics()
     }
 
     fn forget(&self, topic: &str) -> Result<(), CoordinatorError> {
         let mut records = Vec::new();
-        let mut engine = self.engine();
-        engine.forget_topic(topic, &mut records);
+        let mut state = self.state();
+        state.engine.forget_topic(topic, &mut records);
         self.append(&records)?;
         let now = Instant::now();
         for record in records {
-            engine.replay(record, now);
+            state.engine.replay(record, now);
         }
         Ok(())
     }
@@ -372,13 +445,13 @@ impl Groups {
     pub async fn expire_sessions(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let next = {
-                let mut engine = self.engine();
+                let mut state = self.state();
                 let mut records = Vec::new();
-                engine.expire(Instant::now(), &mut records);
-                if let Err(error) = self.persist(&mut engine, &records) {
+                state.engine.expire(Instant::now(), &mut records);
+                if let Err(error) = self.persist(&mut state, &records) {
                     tracing::error!(%error, "expired members could not be persisted");
                 }
-                engine.next_deadline()
+                state.engine.next_deadline()
             };
             let sleep = async {
                 match next {
@@ -397,9 +470,9 @@ impl Groups {
     /// `strata_group_lag` in Prometheus text format, computed now: one gauge per group
     /// and committed partition.
     pub fn lag_metrics(&self, topics: &TopicRegistry) -> String {
-        let engine = self.engine();
+        let state = self.state();
         let mut text = String::new();
-        for (group, tp, offset) in engine.all_committed() {
+        for (group, tp, offset) in state.engine.all_committed() {
             let Some(partition) = topics.partition(&tp.topic, tp.partition) else {
                 continue;
             };
@@ -422,21 +495,6 @@ impl Groups {
     pub fn close(&self) {
         self.log.close();
     }
-}
-
-/// Rebuilds every group by replaying the offsets log.
-fn load(log: &OffsetsLog, config: &GroupConfig) -> Result<Coordinator, GroupOpenError> {
-    Ok(replay(log.load()?, config))
-}
-
-/// Rebuilds every group from the offsets log's records, in log order.
-fn replay(records: Vec<Record>, config: &GroupConfig) -> Coordinator {
-    let mut engine = Coordinator::new(config.clone());
-    let now = Instant::now();
-    for record in records {
-        engine.replay(record, now);
-    }
-    engine
 }
 
 /// The lag of every partition the group committed, owns or targets, sorted.

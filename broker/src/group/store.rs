@@ -3,13 +3,16 @@
 //! every group and member as [`Record`]s.
 //!
 //! A group lives in partition `fnv1a(group_id) % partitions`, so all of its records are
-//! in one log, in order, and a cluster can later put its coordinator on that partition's
-//! leader. The log is read whole once at startup, before the broker accepts connections;
-//! the last record for a key wins and a record without a value deletes its key.
+//! in one log, in order, and its coordinator is that partition's leader. The log is
+//! replicated like any topic: only the leader appends, and a broker loads a partition's
+//! groups (reads it whole; the last record for a key wins and a record without a value
+//! deletes its key) when it starts leading it. Every partition is read once at startup
+//! too, to check every batch before the broker serves: a damaged one is taken offline,
+//! and what was read is kept for the first load if the log has not moved by then.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -30,10 +33,22 @@ const BATCH_BYTES_MAX: u32 = 32 << 20;
 /// Bytes read per step while loading.
 const LOAD_READ_BYTES: usize = 4 << 20;
 
-/// The offsets log's partitions.
+/// The offsets log's partitions. Thread-safe.
 #[derive(Debug)]
 pub struct OffsetsLog {
     partitions: Vec<Arc<Partition>>,
+    /// Each partition's records as read at startup: the first load takes them instead of
+    /// reading the log again, if the log has not moved since. Dropped at that load, or
+    /// when the partition is followed.
+    read_at_open: Mutex<Vec<Option<ReadAtOpen>>>,
+}
+
+/// One partition's records as read at startup, and the log they were read from.
+#[derive(Debug)]
+struct ReadAtOpen {
+    log_start_offset: u64,
+    log_end_offset: u64,
+    records: Vec<Record>,
 }
 
 /// Settings of the offsets log: the broker's defaults, but never deleted by retention
@@ -52,15 +67,16 @@ fn log_config(config: &Config) -> TopicConfig {
 
 impl OffsetsLog {
     /// Opens (recovering if needed) or creates the partitions and reads every record,
-    /// partition by partition, in log order. A partition whose data fails its checks, at
-    /// recovery or while its batches are read here, is offline: the groups that live in it
-    /// are refused (see [`check_group`](Self::check_group)) and every other group works.
+    /// partition by partition, in log order, keeping them for the first
+    /// [`load`](Self::load). A partition whose data fails its checks, at recovery or while
+    /// its batches are read here, is offline: the groups that live in it are refused (see
+    /// [`check_group`](Self::check_group)) and every other group works.
     ///
     /// # Errors
     /// [`GroupOpenError`] if a partition cannot be opened or holds a record that is not a
     /// group record, or if the directory holds a different number of partitions than
     /// `group_offsets_partitions`.
-    pub fn open(config: &Config, storage: &Storage) -> Result<(Self, Vec<Record>), GroupOpenError> {
+    pub fn open(config: &Config, storage: &Storage) -> Result<Self, GroupOpenError> {
         let count = config.group_offsets_partitions;
         let existing = existing_partitions(&config.data_dir);
         if existing != 0 && existing != count {
@@ -72,7 +88,7 @@ impl OffsetsLog {
         }
         let topic_config = log_config(config);
         let mut partitions = Vec::with_capacity(count as usize);
-        let mut records = Vec::new();
+        let mut read_at_open = Vec::with_capacity(count as usize);
         for index in 0..count {
             let partition = Partition::open_or_offline(
                 &config.data_dir,
@@ -86,8 +102,12 @@ impl OffsetsLog {
                 source,
             })?;
             let partition = match load_partition(&partition) {
-                Ok(loaded) => {
-                    records.extend(loaded);
+                Ok(records) => {
+                    read_at_open.push(Some(ReadAtOpen {
+                        log_start_offset: partition.log_start_offset(),
+                        log_end_offset: partition.log_end_offset(),
+                        records,
+                    }));
                     partition
                 }
                 Err(error) if error.is_damage() => {
@@ -99,13 +119,27 @@ impl OffsetsLog {
                         %error,
                         "partition is offline: its data failed its checks; groups in the other partitions are served"
                     );
+                    read_at_open.push(None);
                     partition.into_offline(format!("corrupt {}: {error}", path.display()))
                 }
                 Err(error) => return Err(error),
             };
             partitions.push(Arc::new(partition));
         }
-        Ok((Self { partitions }, records))
+        Ok(Self {
+            partitions,
+            read_at_open: Mutex::new(read_at_open),
+        })
+    }
+
+    /// The partitions, by index.
+    pub fn partitions(&self) -> &[Arc<Partition>] {
+        &self.partitions
+    }
+
+    /// How many partitions the log has here.
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
     }
 
     /// The partition a group's records live in.
@@ -120,6 +154,23 @@ impl OffsetsLog {
     /// [`PartitionError::Offline`].
     pub fn check_group(&self, group_id: &str) -> Result<(), PartitionError> {
         self.partitions[self.partition_of(group_id)].check_online()
+    }
+
+    /// `Ok` unless the group's partition has fewer in-sync replicas than its minimum: a
+    /// commit is then refused before anything is appended (KIP-966).
+    ///
+    /// # Errors
+    /// [`PartitionError::NotEnoughReplicas`].
+    pub fn check_replicas(&self, group_id: &str) -> Result<(), PartitionError> {
+        self.partitions[self.partition_of(group_id)].check_acks_all()
+    }
+
+    /// Whether a partition was not closed cleanly at the last stop: it may have lost
+    /// what was only in the page cache if the machine lost power.
+    pub fn opened_unclean(&self) -> bool {
+        self.partitions
+            .iter()
+            .any(|partition| partition.offline_reason().is_none() && !partition.opened_clean())
     }
 
     /// How many partitions are offline.
@@ -159,18 +210,35 @@ impl OffsetsLog {
         Ok(appended)
     }
 
-    /// Every record, partition by partition, in log order; none of an offline partition.
+    /// Every record of partition `index`, in log order: what was read at startup if the
+    /// log has not moved since, else read now.
     ///
     /// # Errors
     /// [`GroupOpenError`] naming the partition and offset of an unreadable record.
-    pub fn load(&self) -> Result<Vec<Record>, GroupOpenError> {
-        let mut records = Vec::new();
-        for partition in &self.partitions {
-            if partition.offline_reason().is_none() {
-                records.extend(load_partition(partition)?);
-            }
+    pub fn load(&self, index: u32) -> Result<Vec<Record>, GroupOpenError> {
+        let partition = &self.partitions[index as usize];
+        let read = self.take_read_at_open(index).filter(|read| {
+            read.log_start_offset == partition.log_start_offset()
+                && read.log_end_offset == partition.log_end_offset()
+        });
+        match read {
+            Some(read) => Ok(read.records),
+            None => load_partition(partition),
         }
-        Ok(records)
+    }
+
+    /// Drops what startup read of partition `index`: its log will move (it is followed),
+    /// or it is never loaded here.
+    pub fn forget_read_at_open(&self, index: u32) {
+        drop(self.take_read_at_open(index));
+    }
+
+    fn take_read_at_open(&self, index: u32) -> Option<ReadAtOpen> {
+        self.read_at_open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(index as usize)?
+            .take()
     }
 
     /// Flushes and closes the partitions.

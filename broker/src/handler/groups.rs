@@ -57,10 +57,13 @@ pub fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), Reply> {
     }
 }
 
-/// Why this broker does not coordinate `group_id`, if it does not.
+/// Why this broker does not coordinate `group_id`, if it does not: the metadata names
+/// another broker, or this broker has not loaded the group's partition of the offsets
+/// log yet (it took the lead a moment ago, or has not followed the metadata that gave
+/// it).
 pub fn not_coordinated(broker: &Broker, group_id: &str) -> Option<String> {
     match coordinator(broker, group_id) {
-        Ok(node) if node == broker.config.node_id => None,
+        Ok(node) if node == broker.config.node_id => broker.groups.not_loaded(group_id),
         Ok(node) => Some(format!(
             "broker {node} coordinates this group, not this broker"
         )),
@@ -106,6 +109,7 @@ pub fn error_code(error: &CoordinatorError) -> ErrorCode {
     match error {
         CoordinatorError::Refused(error) => group_error_code(error),
         CoordinatorError::Storage { source } => source.code(),
+        CoordinatorError::NotCoordinator { .. } => ErrorCode::NotCoordinator,
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use super::Reply;
 use crate::broker::Broker;
+use crate::group::store::OFFSETS_LOG;
 use crate::partition::{Partition, PartitionError, ReplicaUpdate};
 
 /// One pass over the request's partitions.
@@ -36,8 +37,17 @@ struct Pass {
 }
 
 /// The local copy of `topic`'s partition `index`, if it is the metadata's topic `id`.
+/// The offsets log's partitions are the group coordinator's.
 fn local(broker: &Broker, topic: &str, id: u64, index: u32) -> Option<Arc<Partition>> {
-    let log_id = broker.cluster.image().log_id.clone();
+    let image = broker.cluster.image();
+    if topic == OFFSETS_LOG {
+        return image
+            .topics
+            .get(OFFSETS_LOG)
+            .filter(|record| record.id == id)
+            .and_then(|_| broker.groups.partitions().get(index as usize).cloned());
+    }
+    let log_id = image.log_id.clone();
     broker
         .topics
         .get(topic)

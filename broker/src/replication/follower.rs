@@ -12,7 +12,8 @@
 //! - an epoch error or "not the leader" waits for the metadata to move on.
 //!
 //! The next request goes out as soon as the answer is applied, and the leader parks it
-//! until it appends, so a batch reaches the follower a wake-up after it is written.
+//! until it appends, so a batch reaches the follower a wake-up after it is written. A
+//! change to the partitions fetched from a leader gives up the parked request at once.
 //! A broken connection is opened again after a backoff that grows to a second.
 
 use std::sync::Arc;
@@ -87,6 +88,16 @@ pub(super) async fn run(
         let outcome = tokio::select! {
             () = stop.cancelled() => return,
             outcome = round => outcome,
+            // A partition added (a new leader here) must not wait for the parked fetch
+            // of the others, up to `MAX_WAIT_MS`: give it up, with its connection, whose
+            // answer would now come out of step.
+            changed = followed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                connection = None;
+                continue;
+            }
         };
         match outcome {
             Ok(true) => backoff = BACKOFF_MIN,

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::cluster::metadata::{BrokerState, Command, Outcome};
+use crate::group::store::OFFSETS_LOG;
 
 /// How long a change may wait for the quorum.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,18 +47,30 @@ async fn check(broker: &Broker, lag_max_ms: u64) {
             registered.state == BrokerState::Alive && registered.incarnation == incarnation
         })
     };
-    for topic in broker.topics.all() {
-        let Some(topic_id) = topic.id.filter(|_| topic.is_of(&image.log_id)) else {
-            continue;
-        };
-        for partition in topic.local() {
+    let offsets_log = image.topics.get(OFFSETS_LOG).map(|record| {
+        (
+            OFFSETS_LOG.to_owned(),
+            record.id,
+            broker.groups.partitions().to_vec(),
+        )
+    });
+    let topics = broker.topics.all().into_iter().filter_map(|topic| {
+        let topic_id = topic.id.filter(|_| topic.is_of(&image.log_id))?;
+        Some((
+            topic.name.clone(),
+            topic_id,
+            topic.local().cloned().collect::<Vec<_>>(),
+        ))
+    });
+    for (name, topic_id, partitions) in topics.chain(offsets_log) {
+        for partition in partitions {
             let Some((leader_epoch, partition_epoch, isr)) =
                 partition.wanted_isr(lag_max_ms, eligible)
             else {
                 continue;
             };
             let command = Command::AlterPartition {
-                topic: topic.name.clone(),
+                topic: name.clone(),
                 topic_id,
                 partition: partition.index(),
                 leader: me,
@@ -71,13 +84,13 @@ async fn check(broker: &Broker, lag_max_ms: u64) {
                 .await
             {
                 Ok(Outcome::Refused { message, .. }) => {
-                    tracing::debug!(topic = %topic.name, partition = partition.index(), %message, "in-sync set change refused");
+                    tracing::debug!(topic = %name, partition = partition.index(), %message, "in-sync set change refused");
                 }
                 Ok(_) => {
-                    tracing::info!(topic = %topic.name, partition = partition.index(), ?isr, "in-sync set changed");
+                    tracing::info!(topic = %name, partition = partition.index(), ?isr, "in-sync set changed");
                 }
                 Err(error) => {
-                    tracing::debug!(topic = %topic.name, partition = partition.index(), %error.message, "in-sync set change not committed");
+                    tracing::debug!(topic = %name, partition = partition.index(), %error.message, "in-sync set change not committed");
                 }
             }
         }

@@ -178,6 +178,15 @@ impl Coordinator {
         }
     }
 
+    /// Forgets, in memory only, every group `unloaded` names: their records stay in the
+    /// log, for the broker that coordinates them next (a coordinator that stopped leading
+    /// the groups' partition of the offsets log). Returns how many groups it forgot.
+    pub fn unload(&mut self, unloaded: impl Fn(&str) -> bool) -> usize {
+        let before = self.groups.len();
+        self.groups.retain(|group_id, _| !unloaded(group_id));
+        before - self.groups.len()
+    }
+
     /// Every topic some group has committed offsets for.
     pub fn committed_topics(&self) -> std::collections::BTreeSet<String> {
         self.groups
@@ -289,6 +298,24 @@ mod delete_tests {
         assert!(h.coordinator.describe(GROUP).is_none());
         assert!(h.coordinator.committed(GROUP).is_empty());
         assert!(h.coordinator.list_groups().is_empty());
+    }
+
+    #[test]
+    fn unloading_forgets_only_the_named_groups_and_writes_nothing() {
+        let mut h = Harness::new(&[("t", 1)]);
+        for group in ["g1", "g2"] {
+            h.admin_commit(group, &[(tp("t", 0), 3)])
+                .expect("committed");
+        }
+        let records = h.records.len();
+        assert_eq!(h.coordinator.unload(|group| group == "g1"), 1);
+        assert_eq!(
+            h.records.len(),
+            records,
+            "no record: the log keeps the group"
+        );
+        assert!(h.coordinator.describe("g1").is_none());
+        assert_eq!(h.coordinator.committed("g2").len(), 1);
     }
 
     #[test]
