@@ -157,6 +157,17 @@ fn every_cluster_scenario_passes_with_a_fixed_seed() {
             assert_eq!(unavailable.map(Vec::len), Some(0), "{name}: {report:#}");
         }
     }
+    // A controlled shutdown must end on its own: the roll kills a broker only when its
+    // SIGTERM shutdown hangs, and says so in the history.
+    let history: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(directory.path().join("rolling-restart.json")).expect("its history"),
+    )
+    .expect("a JSON history");
+    let faults = &history["faults"];
+    assert!(
+        !faults.to_string().contains("shutdown hung"),
+        "a broker did not shut down on SIGTERM: {faults:#}"
+    );
     assert!(
         started.elapsed() < CLUSTER_SET_TIME_MAX,
         "the cluster's CI set took {:?}, over its budget of {CLUSTER_SET_TIME_MAX:?}",
