@@ -10,7 +10,7 @@
 //! Before each fault the driver picks the broker by its [`Target`] role at that moment,
 //! asking the brokers (see [`Roles`]); with one broker every role is broker 1.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -39,6 +39,16 @@ pub struct Site<'a> {
     pub node: usize,
     /// The partition.
     pub partition: u32,
+    /// Disconnected once the run is being stopped (interrupted).
+    stop: &'a Receiver<()>,
+}
+
+impl Site<'_> {
+    /// Whether the run is being stopped: a fault of many steps ends early, leaving the
+    /// brokers to be killed.
+    pub fn stopping(&self) -> bool {
+        matches!(self.stop.try_recv(), Err(TryRecvError::Disconnected))
+    }
 }
 
 /// One kind of fault. Driven from one thread, outside the async runtime: its calls
@@ -379,6 +389,7 @@ fn play(
             roles: &targeting.roles,
             node,
             partition,
+            stop: stopped,
         };
         let injected = nemesis.inject(&mut site)?;
         let stop_now = !wait_until(recorder.instant_at(fault.heal_at), stopped);

@@ -104,11 +104,12 @@ impl Roles {
     }
 
     /// Asks the brokers in `among` until `condition` holds of the views; false if it
-    /// did not `within`. Blocks.
+    /// did not `within`, or once `stopping` says the run is being stopped. Blocks.
     pub fn wait_for(
         &self,
         among: &[usize],
         within: Duration,
+        stopping: impl Fn() -> bool,
         condition: impl Fn(&[Option<PartitionView>]) -> bool,
     ) -> bool {
         let deadline = Instant::now() + within;
@@ -116,7 +117,7 @@ impl Roles {
             if condition(&self.views(among)) {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || stopping() {
                 return false;
             }
             std::thread::sleep(POLL);

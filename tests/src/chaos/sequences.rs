@@ -91,9 +91,15 @@ impl Nemesis for LastReplicaStanding {
         }
         let every = site.cluster.answering();
         let alone = |view: &PartitionView| view.in_sync == [leader];
-        site.roles.wait_for(&every, SHRINK_WAIT, |views| {
-            view_of(views, partition).is_some_and(alone)
-        });
+        site.roles.wait_for(
+            &every,
+            SHRINK_WAIT,
+            || site.stopping(),
+            |views| view_of(views, partition).is_some_and(alone),
+        );
+        if site.stopping() {
+            return Ok(None);
+        }
         let view = site.roles.view(partition, &every);
         let dropped = self.power.cut_power(site.cluster, leader)?;
         Ok(Some(format!(
@@ -108,10 +114,16 @@ impl Nemesis for LastReplicaStanding {
         for &follower in &followers {
             site.cluster.link(follower, leader).heal();
         }
+        if site.stopping() {
+            return Ok(None);
+        }
         let moved = |view: &PartitionView| view.leader.is_some_and(|node| node != leader);
-        site.roles.wait_for(&followers, REACTION_WAIT, |views| {
-            view_of(views, partition).is_some_and(moved)
-        });
+        site.roles.wait_for(
+            &followers,
+            REACTION_WAIT,
+            || site.stopping(),
+            |views| view_of(views, partition).is_some_and(moved),
+        );
         let without_old_leader = site.roles.view(partition, &followers);
         site.cluster.restart(leader)?;
         Ok(Some(format!(
@@ -144,9 +156,12 @@ impl DivergentTails {
             .collect();
         let partition = site.partition;
         let moved = |view: &PartitionView| view.leader.is_some_and(|leader| leader != away);
-        site.roles.wait_for(&others, REACTION_WAIT, |views| {
-            view_of(views, partition).is_some_and(moved)
-        });
+        site.roles.wait_for(
+            &others,
+            REACTION_WAIT,
+            || site.stopping(),
+            |views| view_of(views, partition).is_some_and(moved),
+        );
         site.roles.view(partition, &others).filter(moved)
     }
 }
@@ -166,6 +181,9 @@ impl Nemesis for DivergentTails {
                 first + 1
             )));
         };
+        if site.stopping() {
+            return Ok(None);
+        }
         let second_leader = second.leader.expect("a new leader");
         // The first joins before the second is cut: a link is cut if either end is.
         site.cluster.rejoin(first);
@@ -205,16 +223,24 @@ impl Nemesis for RollingRestart {
         let count = site.cluster.len();
         let mut steps = Vec::new();
         for turn in 0..count {
+            if site.stopping() {
+                break;
+            }
             let node = (site.node + turn) % count;
             let clean = site.cluster.node(node).terminate();
             site.cluster.restart(node)?;
             let every = site.cluster.answering();
-            let back = site.roles.wait_for(&every, CATCH_UP_WAIT, |views| {
-                views.iter().all(|view| {
-                    view.as_ref()
-                        .is_some_and(|view| view.in_sync.contains(&node))
-                })
-            });
+            let back = site.roles.wait_for(
+                &every,
+                CATCH_UP_WAIT,
+                || site.stopping(),
+                |views| {
+                    views.iter().all(|view| {
+                        view.as_ref()
+                            .is_some_and(|view| view.in_sync.contains(&node))
+                    })
+                },
+            );
             steps.push(format!(
                 "broker {} {}, {}",
                 node + 1,

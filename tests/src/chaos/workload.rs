@@ -133,12 +133,18 @@ impl Workload {
         let roles = roles.clone();
         let replicas = usize::from(self.replication_factor);
         let ready = tokio::task::spawn_blocking(move || {
-            roles.wait_for(&every, READY_WAIT, |views| {
-                views.iter().all(|view| {
-                    view.as_ref()
-                        .is_some_and(|view| view.leader.is_some() && view.in_sync.len() == replicas)
-                })
-            })
+            roles.wait_for(
+                &every,
+                READY_WAIT,
+                || false,
+                |views| {
+                    views.iter().all(|view| {
+                        view.as_ref().is_some_and(|view| {
+                            view.leader.is_some() && view.in_sync.len() == replicas
+                        })
+                    })
+                },
+            )
         })
         .await
         .unwrap_or(false);
