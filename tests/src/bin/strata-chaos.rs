@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use strata_tests::chaos::ChaosError;
-use strata_tests::chaos::nemesis::NemesisKind;
+use strata_tests::chaos::nemesis::{NemesisKind, Target};
 use strata_tests::chaos::node::kill_every_broker;
 use strata_tests::chaos::scenario::{
     self, AcksLevel, Durability, LIVENESS_MS_MAX, Options, Scenario,
@@ -23,15 +23,19 @@ struct Args {
     /// A named scenario; the flags below override its settings.
     #[arg(long, value_name = "NAME")]
     scenario: Option<String>,
-    /// Print the names of the CI set's scenarios, one a line, and exit.
+    /// Print the names of the CI set's scenarios, one a line, and exit (with
+    /// `--brokers N`, only those on N brokers).
     #[arg(long)]
     list: bool,
-    /// Brokers to start (only 1 until the cluster lands).
+    /// Brokers to start: 1, or a cluster of 3.
     #[arg(long, value_name = "N")]
     brokers: Option<u32>,
     /// The fault to inject.
     #[arg(long, value_enum)]
     nemesis: Option<NemesisKind>,
+    /// Which broker each fault goes to, chosen when it comes (on a cluster).
+    #[arg(long, value_enum)]
+    target: Option<Target>,
     /// The producers' acks.
     #[arg(long, value_enum)]
     acks: Option<AcksLevel>,
@@ -56,6 +60,9 @@ struct Args {
     /// Also write the whole history (every write, read, commit and fault) as JSON here.
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
+    /// Copy every broker's log (broker-0.log, ...) into this directory at the end.
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
 }
 
 impl Args {
@@ -69,12 +76,14 @@ impl Args {
         };
         options.brokers = self.brokers.unwrap_or(options.brokers);
         options.nemesis = self.nemesis.unwrap_or(options.nemesis);
+        options.target = self.target.unwrap_or(options.target);
         options.acks = self.acks.unwrap_or(options.acks);
         options.durability = self.durability.unwrap_or(options.durability);
         options.idempotent = self.idempotent.unwrap_or(options.idempotent);
         options.seconds = self.seconds.unwrap_or(options.seconds);
         options.rate = self.rate.unwrap_or(options.rate);
         options.history.clone_from(&self.history);
+        options.logs.clone_from(&self.logs);
         options.validate()?;
         Ok(options)
     }
@@ -83,7 +92,8 @@ impl Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.list {
-        for scenario in Scenario::ci_set() {
+        let on = |scenario: &&Scenario| args.brokers.is_none_or(|n| n == scenario.brokers);
+        for scenario in Scenario::ci_set().filter(on) {
             println!("{}", scenario.name);
         }
         return ExitCode::SUCCESS;

@@ -4,6 +4,11 @@
 //! A check never counts an unknown outcome against the broker: a write that failed or
 //! timed out may or may not be in the log, so it is neither lost when absent nor a
 //! phantom when present.
+//!
+//! Across leader changes an offset may be given again only if what held it was never
+//! acknowledged (an uncommitted tail truncated by the new leader, which no consumer may
+//! have read): an acknowledged write keeps its offset, so the final drain must read it
+//! there, and every read of that offset must return it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +24,8 @@ pub enum Invariant {
     LostWrite,
     /// 2. No value appears at two offsets (a violation with idempotent producers only).
     Duplicate,
-    /// 3. One offset holds one value, across every read and acknowledgement.
+    /// 3. One offset holds one value, across every read and acknowledgement, and an
+    ///    acknowledged value is drained at the offset its acknowledgement named.
     InconsistentOffset,
     /// 4. Every value read was written by some producer attempt.
     Phantom,
@@ -97,11 +103,17 @@ pub struct Verdict {
     pub commits: u64,
     /// Acknowledged values missing from the drain (invariant 1's count).
     pub lost_writes: u64,
+    /// Partitions the drain could not read, in a run that accepts them unavailable.
+    pub unavailable_partitions: Vec<u32>,
+    /// Acknowledged values in those partitions: neither found nor lost.
+    pub unverifiable_writes: u64,
     /// Values read at more than one offset, whether or not that is a violation.
     pub duplicates: u64,
-    /// The longest time, in ms, in which no write was acknowledged while producing.
+    /// The longest time, in ms, in which a partition had no write acknowledged while
+    /// producing.
     pub unavailability_ms_max: u64,
-    /// The 99th percentile of the gaps between consecutive acknowledgements, in ms.
+    /// The 99th percentile of the gaps between consecutive acknowledgements of a
+    /// partition, over every partition, in ms.
     pub unavailability_ms_p99: u64,
     /// From the last heal to the first acknowledgement after it, in ms.
     pub recovery_ms: Option<u64>,
@@ -118,7 +130,7 @@ impl Verdict {
 pub fn check(history: &History, liveness_ms_max: u64) -> Verdict {
     let finding = Finding::default;
     let mut lost = finding();
-    lost_writes(history, &mut lost);
+    let unverifiable_writes = lost_writes(history, &mut lost);
     let mut duplicate = finding();
     let duplicates = duplicates(history, &mut duplicate);
     let mut inconsistent = finding();
@@ -158,6 +170,8 @@ pub fn check(history: &History, liveness_ms_max: u64) -> Verdict {
         reads: history.reads.len() as u64,
         commits: history.commits.len() as u64,
         lost_writes: findings[&Invariant::LostWrite].count,
+        unavailable_partitions: unavailable_partitions(history),
+        unverifiable_writes,
         duplicates,
         unavailability_ms_max,
         unavailability_ms_p99,
@@ -185,9 +199,26 @@ fn reads(history: &History) -> impl Iterator<Item = (u32, u64, &str)> {
     })
 }
 
+/// The partitions written to that the drain could not read, in a run that accepts a
+/// partition unavailable (none otherwise).
+fn unavailable_partitions(history: &History) -> Vec<u32> {
+    if !history.unavailable_allowed {
+        return Vec::new();
+    }
+    let written: BTreeSet<u32> = history.writes.iter().map(|write| write.partition).collect();
+    written
+        .into_iter()
+        .filter(|partition| !history.drained.contains(partition))
+        .collect()
+}
+
 /// 1: every acknowledged value of a drained partition is in its drain. A partition the
-/// drain could not read loses all its acknowledged values: absence of proof is no pass.
-fn lost_writes(history: &History, finding: &mut Finding) {
+/// drain could not read loses all its acknowledged values (absence of proof is no pass),
+/// unless the run accepts it unavailable: then they are unverifiable, and their count is
+/// returned.
+fn lost_writes(history: &History, finding: &mut Finding) -> u64 {
+    let unavailable = unavailable_partitions(history);
+    let mut unverifiable = 0;
     let drained: BTreeSet<(u32, &str)> = history
         .reads
         .iter()
@@ -198,7 +229,9 @@ fn lost_writes(history: &History, finding: &mut Finding) {
         })
         .collect();
     for (partition, value, offset) in acknowledged(history) {
-        if !drained.contains(&(partition, value)) {
+        if unavailable.contains(&partition) {
+            unverifiable += 1;
+        } else if !drained.contains(&(partition, value)) {
             let why = if history.drained.contains(&partition) {
                 "not in the final drain"
             } else {
@@ -207,6 +240,7 @@ fn lost_writes(history: &History, finding: &mut Finding) {
             finding.add(|| format!("{value} acknowledged at {partition}/{offset}, {why}"));
         }
     }
+    unverifiable
 }
 
 /// 2: no value at two offsets. Returns how many values were; they are violations only
@@ -229,14 +263,36 @@ fn duplicates(history: &History, finding: &mut Finding) -> u64 {
     count
 }
 
-/// 3: one value per offset, over every read and every acknowledgement.
+/// 3: one value per offset, over every read and every acknowledgement; and an
+/// acknowledged value the drain read elsewhere is read at its acknowledged offset too (a
+/// leader change moved it otherwise, to an offset nothing else was read at).
 fn inconsistent_offsets(history: &History, finding: &mut Finding) {
     let mut values: BTreeMap<(u32, u64), BTreeSet<&str>> = BTreeMap::new();
-    for (partition, offset, value) in reads(history) {
-        values.entry((partition, offset)).or_default().insert(value);
+    let mut drained_at: BTreeMap<(u32, &str), BTreeSet<u64>> = BTreeMap::new();
+    for read in &history.reads {
+        let session = &history.sessions[read.session];
+        let (partition, value) = (session.partition, read.value.as_str());
+        values
+            .entry((partition, read.offset))
+            .or_default()
+            .insert(value);
+        if !session.resumes_from_commit {
+            drained_at
+                .entry((partition, value))
+                .or_default()
+                .insert(read.offset);
+        }
     }
+    let read_offsets: BTreeSet<(u32, u64)> = values.keys().copied().collect();
     for (partition, value, offset) in acknowledged(history) {
         values.entry((partition, offset)).or_default().insert(value);
+        let Some(at) = drained_at.get(&(partition, value)) else {
+            continue;
+        };
+        if !at.contains(&offset) && !read_offsets.contains(&(partition, offset)) {
+            finding
+                .add(|| format!("{value} acknowledged at {partition}/{offset}, drained at {at:?}"));
+        }
     }
     for ((partition, offset), seen) in values.iter().filter(|(_, seen)| seen.len() > 1) {
         finding.add(|| format!("{partition}/{offset} holds {seen:?}"));
@@ -292,7 +348,8 @@ fn non_monotonic_reads(history: &History, finding: &mut Finding) {
 
 /// 6: per partition, each acknowledged commit is at or above the one before it (unless
 /// it is an administrator's reset), and the offset read back at the end is at or above
-/// the last one.
+/// the last one (when it could be read back: a run that accepts unavailability may end
+/// without).
 fn backward_commits(history: &History, finding: &mut Finding) {
     let mut last: BTreeMap<u32, u64> = BTreeMap::new();
     for commit in &history.commits {
@@ -307,6 +364,9 @@ fn backward_commits(history: &History, finding: &mut Finding) {
                 )
             });
         }
+    }
+    if history.unavailable_allowed && !history.final_commits_read {
+        return;
     }
     for (partition, committed) in &last {
         let read_back = history.final_commits.get(partition).copied().unwrap_or(0);
@@ -391,21 +451,28 @@ fn liveness(history: &History, liveness_ms_max: u64, finding: &mut Finding) -> O
     recovery_ms
 }
 
-/// The gaps between consecutive acknowledgements inside the production window, its
-/// edges included: their maximum and 99th percentile, in ms.
+/// Per partition written to, the gaps between its consecutive acknowledgements inside
+/// the production window, the window's edges included: a leader's failure stops only
+/// the partitions it leads, so gaps over all partitions together would hide it. Returns
+/// the longest gap and the 99th percentile of all gaps, in ms.
 fn unavailability(history: &History) -> (u64, u64) {
     let (start_us, end_us) = history.production_us;
-    let mut times: Vec<u64> = history
-        .writes
-        .iter()
-        .filter(|write| matches!(write.outcome, WriteOutcome::Acked { .. }))
-        .filter_map(|write| write.done_us)
-        .filter(|done_us| (start_us..=end_us).contains(done_us))
-        .collect();
-    times.push(start_us);
-    times.push(end_us);
-    times.sort_unstable();
-    let mut gaps: Vec<u64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    let mut times: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for write in &history.writes {
+        let acked = match (&write.outcome, write.done_us) {
+            (WriteOutcome::Acked { .. }, Some(done_us)) => Some(done_us),
+            _ => None,
+        };
+        let partition = times.entry(write.partition).or_default();
+        partition.extend(acked.filter(|done_us| (start_us..=end_us).contains(done_us)));
+    }
+    let mut gaps: Vec<u64> = Vec::new();
+    for mut partition in times.into_values() {
+        partition.push(start_us);
+        partition.push(end_us);
+        partition.sort_unstable();
+        gaps.extend(partition.windows(2).map(|pair| pair[1] - pair[0]));
+    }
     gaps.sort_unstable();
     let max = gaps.last().copied().unwrap_or(0);
     let p99 = gaps

@@ -9,11 +9,6 @@ pub enum ChaosError {
     /// A flag or scenario asked for something that does not exist or does not fit.
     #[error("{0}")]
     InvalidInput(String),
-    /// More than one broker: the cluster does not exist yet.
-    #[error(
-        "--brokers {0}: cluster scenarios are not yet available (replication has not landed); use --brokers 1"
-    )]
-    ClusterNotYet(u32),
     /// A binary the run needs is not next to `strata-chaos`.
     #[error("{} is missing: run `cargo build --workspace --bins` (it is looked for next to strata-chaos)", .0.display())]
     MissingBinary(PathBuf),

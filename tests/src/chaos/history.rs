@@ -92,6 +92,9 @@ pub struct Commit {
 pub struct FaultWindow {
     /// What the nemesis did.
     pub what: String,
+    /// The broker it went to and why that one (`broker 2, leader of chaos/1`), and what
+    /// its steps came to, for the faults of more than one step.
+    pub target: String,
     /// When it was injected.
     pub injected_us: u64,
     /// When it was healed.
@@ -103,6 +106,10 @@ pub struct FaultWindow {
 pub struct History {
     /// Whether the producers were idempotent: only then is a duplicate a violation.
     pub idempotent: bool,
+    /// Whether the scenario accepts a partition that stays unavailable to the end (the
+    /// last replica standing lost its power): then a partition the drain cannot read is
+    /// reported as unavailable, and its acknowledged writes as unverifiable, not lost.
+    pub unavailable_allowed: bool,
     /// Every producer attempt.
     pub writes: Vec<WriteAttempt>,
     /// Every read session, the drain's included.
@@ -113,6 +120,9 @@ pub struct History {
     pub commits: Vec<Commit>,
     /// The group's committed offsets read back after the run.
     pub final_commits: BTreeMap<u32, u64>,
+    /// Whether they could be read back (only a run that allows unavailability goes on
+    /// without them).
+    pub final_commits_read: bool,
     /// The partitions the final drain read from log start to high watermark.
     pub drained: Vec<u32>,
     /// Every fault, in order.
@@ -139,11 +149,12 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder whose clock starts now.
-    pub fn new(idempotent: bool) -> Self {
+    pub fn new(idempotent: bool, unavailable_allowed: bool) -> Self {
         Self {
             started: Instant::now(),
             history: Arc::new(Mutex::new(History {
                 idempotent,
+                unavailable_allowed,
                 ..History::default()
             })),
         }

@@ -1,32 +1,67 @@
 //! Nemeses, the faults a run injects, and the driver that plays a schedule of them.
 //!
-//! A [`Nemesis`] injects one fault into a broker and heals it. The fault mechanisms
-//! that need more than signals and the proxy (power loss, disk full) plug in as further
-//! implementations: before a broker first starts, a nemesis may change how it starts
-//! (another binary, an environment variable, a data directory on a disk of its own).
+//! A [`Nemesis`] injects one fault at a [`Site`] (a broker, and the partition whose role
+//! chose it) and heals it. The fault mechanisms that need more than signals and the
+//! proxy (power loss, disk full) plug in as further implementations: before a broker
+//! first starts, a nemesis may change how it starts (another binary, an environment
+//! variable, a data directory on a disk of its own). The cluster's faults on the links
+//! between brokers are in `links`, and the multi-step scenarios in `sequences`.
+//!
+//! Before each fault the driver picks the broker by its [`Target`] role at that moment,
+//! asking the brokers (see [`Roles`]); with one broker every role is broker 1.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+use strata_storage::sim::SplitMix;
 
 use super::cluster::Cluster;
 use super::error::ChaosError;
 use super::faults::{DiskFull, PowerLoss};
 use super::history::{FaultWindow, Recorder};
+use super::links::{Isolate, Silence, SlowLinks};
 use super::node::NodeSpec;
 use super::proxy::Direction;
+use super::roles::Roles;
 use super::schedule::PlannedFault;
+use super::sequences::{DivergentTails, LastReplicaStanding, RollingRestart};
+
+/// Where a fault goes: the cluster, the broker chosen for it, and the partition of the
+/// workload's topic whose role chose it.
+#[derive(Debug)]
+pub struct Site<'a> {
+    /// The brokers.
+    pub cluster: &'a mut Cluster,
+    /// Asks the brokers who leads what.
+    pub roles: &'a Roles,
+    /// The broker, by index.
+    pub node: usize,
+    /// The partition.
+    pub partition: u32,
+    /// Disconnected once the run is being stopped (interrupted).
+    stop: &'a Receiver<()>,
+}
+
+impl Site<'_> {
+    /// Whether the run is being stopped: a fault of many steps ends early, leaving the
+    /// brokers to be killed.
+    pub fn stopping(&self) -> bool {
+        matches!(self.stop.try_recv(), Err(TryRecvError::Disconnected))
+    }
+}
 
 /// One kind of fault. Driven from one thread, outside the async runtime: its calls
-/// may block (a restarted broker is waited for).
+/// may block (a restarted broker is waited for, the brokers are asked who leads).
 pub trait Nemesis: Send + std::fmt::Debug {
     /// The name in reports, as given to `--nemesis`.
     fn name(&self) -> &'static str;
 
-    /// Adapts how a broker starts, before its first start: e.g. a broker binary that
-    /// records its fsyncs (with [`sibling_binary`](super::node::sibling_binary)), or a
-    /// data directory on a small disk the nemesis mounted and keeps until it is dropped.
-    /// The data directory is created after this.
+    /// Adapts how a broker starts, before its first start (called once per broker, in
+    /// order): e.g. a broker binary that records its fsyncs (with
+    /// [`sibling_binary`](super::node::sibling_binary)), or a data directory on a small
+    /// disk the nemesis mounted and keeps until it is dropped. The data directory is
+    /// created after this.
     ///
     /// # Errors
     /// If the broker's start cannot be prepared.
@@ -34,17 +69,19 @@ pub trait Nemesis: Send + std::fmt::Debug {
         Ok(())
     }
 
-    /// Injects the fault into broker `node`.
+    /// Injects the fault at `site`; returns what it did, for the history, when that is
+    /// more than its name says (a multi-step fault names its steps' outcomes).
     ///
     /// # Errors
     /// If the fault cannot be injected.
-    fn inject(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError>;
+    fn inject(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError>;
 
-    /// Heals the fault injected into broker `node`: it serves clients again afterwards.
+    /// Heals the fault injected at `site`: every broker serves clients again afterwards.
+    /// Returns what came of it, for the history, when there is more to say.
     ///
     /// # Errors
     /// If it cannot be healed (a broker that does not restart).
-    fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError>;
+    fn heal(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError>;
 }
 
 /// The nemeses `--nemesis` names.
@@ -63,6 +100,21 @@ pub enum NemesisKind {
     /// Discard a broker's replies at its proxy while its clients' requests still reach
     /// it, then heal by resetting the connections.
     OneWayCut,
+    /// Cut a broker off from the other brokers, both ways (clients still reach it).
+    Isolate,
+    /// Discard what a broker sends to the other brokers; it still hears them.
+    Silence,
+    /// Delay every chunk on a broker's links to the other brokers.
+    Slow,
+    /// Kill the followers one by one until the ISR is the leader alone, cut the
+    /// leader's power, then bring the followers back before it.
+    LastReplicaStanding,
+    /// Cut the leader off, and once another leads, cut that one off and let the first
+    /// back: two leader changes, each leaving an uncommitted tail behind.
+    DivergentTails,
+    /// Restart every broker in turn with `SIGTERM`, each once the one before is back in
+    /// sync.
+    RollingRestart,
 }
 
 impl NemesisKind {
@@ -75,11 +127,29 @@ impl NemesisKind {
             NemesisKind::DiskFull => "disk-full",
             NemesisKind::Partition => "partition",
             NemesisKind::OneWayCut => "one-way-cut",
+            NemesisKind::Isolate => "isolate",
+            NemesisKind::Silence => "silence",
+            NemesisKind::Slow => "slow",
+            NemesisKind::LastReplicaStanding => "last-replica-standing",
+            NemesisKind::DivergentTails => "divergent-tails",
+            NemesisKind::RollingRestart => "rolling-restart",
         }
     }
 
+    /// Whether it needs more than one broker.
+    pub fn needs_cluster(self) -> bool {
+        matches!(
+            self,
+            NemesisKind::Isolate
+                | NemesisKind::Silence
+                | NemesisKind::Slow
+                | NemesisKind::LastReplicaStanding
+                | NemesisKind::DivergentTails
+                | NemesisKind::RollingRestart
+        )
+    }
+
     /// The nemesis of this kind.
-    ///
     pub fn build(self) -> Box<dyn Nemesis> {
         match self {
             NemesisKind::Kill => Box::new(Kill),
@@ -88,6 +158,37 @@ impl NemesisKind {
             NemesisKind::OneWayCut => Box::new(RepliesLost),
             NemesisKind::PowerLoss => Box::<PowerLoss>::default(),
             NemesisKind::DiskFull => Box::<DiskFull>::default(),
+            NemesisKind::Isolate => Box::new(Isolate),
+            NemesisKind::Silence => Box::new(Silence),
+            NemesisKind::Slow => Box::new(SlowLinks),
+            NemesisKind::LastReplicaStanding => Box::<LastReplicaStanding>::default(),
+            NemesisKind::DivergentTails => Box::<DivergentTails>::default(),
+            NemesisKind::RollingRestart => Box::new(RollingRestart),
+        }
+    }
+}
+
+/// Which broker a fault goes to, chosen at the fault's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The leader of a partition of the workload's topic.
+    Leader,
+    /// A follower (an in-sync one if any) of a partition of the workload's topic.
+    Follower,
+    /// The controller: the metadata quorum's leader.
+    Controller,
+    /// A broker drawn from the seed.
+    Random,
+}
+
+impl Target {
+    /// The name `--target` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Leader => "leader",
+            Target::Follower => "follower",
+            Target::Controller => "controller",
+            Target::Random => "random",
         }
     }
 }
@@ -101,13 +202,14 @@ impl Nemesis for Kill {
         "kill"
     }
 
-    fn inject(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.node(node).kill_9();
-        Ok(())
+    fn inject(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster.node(site.node).kill_9();
+        Ok(None)
     }
 
-    fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.restart(node).map(drop)
+    fn heal(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster.restart(site.node)?;
+        Ok(None)
     }
 }
 
@@ -121,14 +223,14 @@ impl Nemesis for Pause {
         "pause"
     }
 
-    fn inject(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.node(node).pause();
-        Ok(())
+    fn inject(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster.node(site.node).pause();
+        Ok(None)
     }
 
-    fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.node(node).resume();
-        Ok(())
+    fn heal(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster.node(site.node).resume();
+        Ok(None)
     }
 }
 
@@ -142,14 +244,14 @@ impl Nemesis for ClientCut {
         "partition"
     }
 
-    fn inject(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.proxy(node).cut();
-        Ok(())
+    fn inject(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster.proxy(site.node).cut();
+        Ok(None)
     }
 
-    fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.proxy(node).heal();
-        Ok(())
+    fn heal(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster.proxy(site.node).heal();
+        Ok(None)
     }
 }
 
@@ -165,16 +267,18 @@ impl Nemesis for RepliesLost {
         "one-way-cut"
     }
 
-    fn inject(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        cluster.proxy(node).cut_one_way(Direction::ToClient);
-        Ok(())
+    fn inject(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        site.cluster
+            .proxy(site.node)
+            .cut_one_way(Direction::ToClient);
+        Ok(None)
     }
 
-    fn heal(&mut self, cluster: &mut Cluster, node: usize) -> Result<(), ChaosError> {
-        let proxy = cluster.proxy(node);
+    fn heal(&mut self, site: &mut Site<'_>) -> Result<Option<String>, ChaosError> {
+        let proxy = site.cluster.proxy(site.node);
         proxy.heal();
         proxy.drop_connections();
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -189,6 +293,17 @@ pub struct Played {
     pub nemesis: Box<dyn Nemesis>,
 }
 
+/// How the driver picks each fault's broker.
+#[derive(Debug, Clone)]
+pub struct Targeting {
+    /// The role.
+    pub target: Target,
+    /// Asks the brokers who plays it.
+    pub roles: Roles,
+    /// The seed partitions (and random brokers) are drawn from.
+    pub seed: u64,
+}
+
 /// Plays a schedule of faults on its own thread, recording each fault window. Owns the
 /// cluster and the nemesis while it plays and hands them back at the end; dropped early
 /// (the run was interrupted), it stops at once and the cluster's brokers are killed.
@@ -199,16 +314,25 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Starts playing `faults` (offsets from the recorder's start) on broker 0.
+    /// Starts playing `faults` (offsets from the recorder's start), each at the broker
+    /// `targeting` picks when it comes.
     pub fn start(
         mut cluster: Cluster,
         mut nemesis: Box<dyn Nemesis>,
         faults: Vec<PlannedFault>,
         recorder: Recorder,
+        targeting: Targeting,
     ) -> Self {
         let (stop, stopped) = channel();
         let thread = std::thread::spawn(move || {
-            let outcome = play(&mut cluster, nemesis.as_mut(), &faults, &recorder, &stopped);
+            let outcome = play(
+                &mut cluster,
+                nemesis.as_mut(),
+                &faults,
+                &recorder,
+                &targeting,
+                &stopped,
+            );
             (Played { cluster, nemesis }, outcome)
         });
         Self {
@@ -216,7 +340,6 @@ impl Driver {
             thread: Some(thread),
         }
     }
-
     /// Whether every fault has been played (or playing failed).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
@@ -251,20 +374,36 @@ fn play(
     nemesis: &mut dyn Nemesis,
     faults: &[PlannedFault],
     recorder: &Recorder,
+    targeting: &Targeting,
     stopped: &Receiver<()>,
 ) -> Result<(), ChaosError> {
+    let mut rng = SplitMix(targeting.seed ^ TARGET_STREAM);
     for fault in faults {
         if !wait_until(recorder.instant_at(fault.inject_at), stopped) {
             return Ok(());
         }
+        let (node, partition, chosen) = choose(cluster, targeting, &mut rng);
         let injected_us = recorder.now_us();
-        nemesis.inject(cluster, 0)?;
+        let mut site = Site {
+            cluster: &mut *cluster,
+            roles: &targeting.roles,
+            node,
+            partition,
+            stop: stopped,
+        };
+        let injected = nemesis.inject(&mut site)?;
         let stop_now = !wait_until(recorder.instant_at(fault.heal_at), stopped);
-        nemesis.heal(cluster, 0)?;
+        let healed = nemesis.heal(&mut site)?;
         let healed_us = recorder.now_us();
+        let target = [Some(chosen), injected, healed]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
         recorder.with(|history| {
             history.faults.push(FaultWindow {
                 what: nemesis.name().to_owned(),
+                target,
                 injected_us,
                 healed_us,
             });
@@ -274,6 +413,43 @@ fn play(
         }
     }
     Ok(())
+}
+
+/// Keeps the draws of targets apart from the schedule's, which uses the seed as is.
+const TARGET_STREAM: u64 = 0x7a52_6f6c_6573_2121;
+
+/// The broker and partition of the next fault, and how they were chosen. Draws the
+/// same numbers whatever the brokers answer, so the seed alone fixes the draws.
+fn choose(cluster: &Cluster, targeting: &Targeting, rng: &mut SplitMix) -> (usize, u32, String) {
+    let roles = &targeting.roles;
+    let partition = u32::try_from(rng.next_u64() % u64::from(roles.partitions().max(1)))
+        .expect("below a u32 count");
+    let random =
+        usize::try_from(rng.next_u64() % cluster.len().max(1) as u64).expect("below a usize count");
+    if cluster.len() == 1 {
+        return (0, partition, "broker 1".to_owned());
+    }
+    let answering = cluster.answering();
+    let topic = roles.topic();
+    let found = match targeting.target {
+        Target::Leader => roles
+            .view(partition, &answering)
+            .and_then(|view| view.leader)
+            .map(|node| (node, format!("leader of {topic}/{partition}"))),
+        Target::Follower => roles
+            .view(partition, &answering)
+            .and_then(|view| view.follower())
+            .map(|node| (node, format!("follower of {topic}/{partition}"))),
+        Target::Controller => roles
+            .controller(&answering)
+            .map(|node| (node, "the controller".to_owned())),
+        Target::Random => Some((random, "drawn from the seed".to_owned())),
+    };
+    let (node, why) = found.unwrap_or_else(|| {
+        let role = targeting.target.name();
+        (random, format!("drawn from the seed: no {role} found"))
+    });
+    (node, partition, format!("broker {}, {why}", node + 1))
 }
 
 /// Waits until `deadline`; false if told to stop first.

@@ -10,12 +10,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::ChaosError;
 
 /// How long a broker may take to print its address.
 pub const START_WAIT: Duration = Duration::from_secs(30);
+/// How long a broker may take to shut down after `SIGTERM` before it is killed.
+const TERMINATE_WAIT: Duration = Duration::from_secs(30);
 
 /// Every broker pid started and not yet reaped.
 static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
@@ -64,6 +66,9 @@ pub struct NodeSpec {
     pub log: PathBuf,
     /// `--set KEY=VALUE` settings.
     pub settings: Vec<String>,
+    /// Further arguments (a cluster member's `--node-id`, `--cluster-listen`, `--peers`),
+    /// as they are at its next start.
+    pub args: Vec<String>,
 }
 
 /// One broker, running or not. Owns its process: dropping it kills the process.
@@ -88,6 +93,21 @@ impl Node {
     /// Its data directory.
     pub fn data_dir(&self) -> &Path {
         &self.spec.data_dir
+    }
+
+    /// How it starts; a change applies from its next start.
+    pub fn spec_mut(&mut self) -> &mut NodeSpec {
+        &mut self.spec
+    }
+
+    /// Whether it runs (paused or not).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Whether it is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// Its process id, while it runs.
@@ -124,6 +144,7 @@ impl Node {
         for setting in &self.spec.settings {
             command.args(["--set", setting]);
         }
+        command.args(&self.spec.args);
         let mut child = command.spawn().map_err(ChaosError::io(format!(
             "spawn {}",
             self.spec.binary.display()
@@ -180,6 +201,28 @@ impl Node {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&child.id());
         self.paused = false;
+    }
+
+    /// `SIGTERM` (a controlled shutdown), then waits for the exit, up to
+    /// [`TERMINATE_WAIT`] before a `kill -9`; returns whether it exited on its own. Does
+    /// nothing if it is not running.
+    pub fn terminate(&mut self) -> bool {
+        let Some(pid) = self.pid() else {
+            return true;
+        };
+        self.resume();
+        signal(pid, libc::SIGTERM);
+        let deadline = Instant::now() + TERMINATE_WAIT;
+        let child = self.child.as_mut().expect("running");
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                self.kill_9();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill_9();
+        false
     }
 
     /// `SIGSTOP`: the broker keeps its sockets open and answers nothing.

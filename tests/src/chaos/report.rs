@@ -18,6 +18,8 @@ pub struct Report {
     pub scenario: String,
     /// The nemesis.
     pub nemesis: &'static str,
+    /// Which broker each fault went to (on a cluster).
+    pub target: &'static str,
     /// Brokers.
     pub brokers: u32,
     /// The producers' acks.
@@ -48,11 +50,15 @@ pub struct Report {
     pub examples: BTreeMap<&'static str, Vec<String>>,
     /// Acknowledged writes missing from the final drain.
     pub lost_writes: u64,
+    /// Partitions the drain could not read, where the scenario accepts that.
+    pub unavailable_partitions: Vec<u32>,
+    /// Acknowledged writes in those partitions: neither found nor lost.
+    pub unverifiable_writes: u64,
     /// Values read at two offsets (violations only with idempotence).
     pub duplicates: u64,
-    /// The longest time no write was acknowledged, in ms.
+    /// The longest time a partition had no write acknowledged, in ms.
     pub unavailability_ms_max: u64,
-    /// The 99th percentile of the gaps between acknowledgements, in ms.
+    /// The 99th percentile of the gaps between a partition's acknowledgements, in ms.
     pub unavailability_ms_p99: u64,
     /// From the last heal to the next acknowledgement, in ms.
     pub recovery_ms: Option<u64>,
@@ -70,6 +76,7 @@ impl Report {
             seed: options.seed,
             scenario: options.scenario.clone(),
             nemesis: options.nemesis.name(),
+            target: options.target.name(),
             brokers: options.brokers,
             acks: options.acks.name(),
             durability: options.durability.name(),
@@ -94,6 +101,8 @@ impl Report {
                 .map(|(invariant, finding)| (name(invariant), finding.examples.clone()))
                 .collect(),
             lost_writes: verdict.lost_writes,
+            unavailable_partitions: verdict.unavailable_partitions.clone(),
+            unverifiable_writes: verdict.unverifiable_writes,
             duplicates: verdict.duplicates,
             unavailability_ms_max: verdict.unavailability_ms_max,
             unavailability_ms_p99: verdict.unavailability_ms_p99,
@@ -116,9 +125,14 @@ impl Report {
         } else {
             "not idempotent"
         };
+        let target = if self.brokers > 1 {
+            format!(" on the {}", self.target)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "scenario {}: nemesis {}, {} broker(s), acks={}, durability={}, {idempotent}, {} s at {} records/s, seed {}",
+            "scenario {}: nemesis {}{target}, {} broker(s), acks={}, durability={}, {idempotent}, {} s at {} records/s, seed {}",
             self.scenario,
             self.nemesis,
             self.brokers,
@@ -139,6 +153,13 @@ impl Report {
             ("reads", self.reads.to_string()),
             ("commits", self.commits.to_string()),
             ("lost writes", self.lost_writes.to_string()),
+            (
+                "unavailable partitions",
+                format!(
+                    "{:?} ({} acknowledged writes unverifiable)",
+                    self.unavailable_partitions, self.unverifiable_writes
+                ),
+            ),
             ("values at two offsets", self.duplicates.to_string()),
             (
                 "unavailability max",

@@ -4,7 +4,7 @@
 //! acknowledgement (or the liveness bound passed), drain, read the committed offsets
 //! back, and check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use strata_client::Acks;
@@ -14,10 +14,11 @@ use super::checker::check;
 use super::cluster::Cluster;
 use super::error::ChaosError;
 use super::history::Recorder;
-use super::nemesis::{Driver, NemesisKind};
+use super::nemesis::{Driver, NemesisKind, Target, Targeting};
 use super::node::{NodeSpec, sibling_binary};
 use super::report::Report;
-use super::schedule::schedule;
+use super::roles::Roles;
+use super::schedule::{FAULT_MS, GAP_MS, schedule};
 use super::workload::Workload;
 
 /// Invariant 8's bound: after the last heal, a write is acknowledged within this.
@@ -34,6 +35,15 @@ pub const SECONDS_MAX: u64 = 24 * 3600;
 pub const RATE_MAX: u32 = 100_000;
 /// How long the drain and the read-back of commits may take.
 const DRAIN_WAIT: Duration = Duration::from_secs(60);
+/// How long they may take in a run that accepts a partition left unavailable: long
+/// enough for any election after the last heal.
+const UNAVAILABLE_DRAIN_WAIT: Duration = Duration::from_secs(20);
+/// How long a fault lasts that must outlast the cluster's session timeout (3 s), in ms:
+/// a paused or cut-off broker is fenced and its partitions move.
+const PAST_SESSION_MS: (u64, u64) = (3_500, 5_000);
+/// A multi-step fault's own planned length, in ms: its steps take what they take.
+/// Three seconds leave room for one such fault in the shortest run.
+const STEPS_MS: (u64, u64) = (3_000, 3_000);
 /// Partitions of the topic; producers and consumers of the workload.
 const PARTITIONS: u32 = 4;
 const PRODUCERS: u32 = 2;
@@ -93,10 +103,12 @@ impl AcksLevel {
 pub struct Options {
     /// The scenario's name (`custom` without `--scenario`).
     pub scenario: String,
-    /// Brokers (1 until the cluster lands).
+    /// Brokers: 1, or a cluster of 3.
     pub brokers: u32,
     /// The nemesis.
     pub nemesis: NemesisKind,
+    /// Which broker each fault goes to (with 1 broker, always broker 1).
+    pub target: Target,
     /// The producers' acks.
     pub acks: AcksLevel,
     /// The topic's durability policy.
@@ -109,29 +121,42 @@ pub struct Options {
     pub seed: u64,
     /// Records per second over all producers.
     pub rate: u32,
+    /// Shortest and longest a fault lasts, in ms.
+    pub fault_ms: (u64, u64),
+    /// Whether a partition may end the run unavailable (its acknowledged writes then
+    /// unverifiable, not lost).
+    pub unavailable_allowed: bool,
     /// Where to write the whole history as JSON, if anywhere.
     pub history: Option<PathBuf>,
+    /// A directory to copy every broker's log into at the end, if any.
+    pub logs: Option<PathBuf>,
 }
 
 impl Options {
     /// Checks the options.
     ///
     /// # Errors
-    /// [`ChaosError::ClusterNotYet`] for more than one broker;
-    /// [`ChaosError::InvalidInput`] for a value out of range.
+    /// [`ChaosError::InvalidInput`] for a value out of range, a broker count other than
+    /// 1 or 3, or a cluster nemesis on one broker.
     pub fn validate(&self) -> Result<(), ChaosError> {
-        match self.brokers {
-            0 => {
-                return Err(ChaosError::InvalidInput(
-                    "--brokers must be at least 1".into(),
-                ));
-            }
-            1 => {}
-            brokers => return Err(ChaosError::ClusterNotYet(brokers)),
-        }
-        if !(SECONDS_MIN..=SECONDS_MAX).contains(&self.seconds) {
+        if !matches!(self.brokers, 1 | 3) {
             return Err(ChaosError::InvalidInput(format!(
-                "--seconds must be {SECONDS_MIN} to {SECONDS_MAX}, got {}",
+                "--brokers must be 1 or 3 (a cluster of three voters), got {}",
+                self.brokers
+            )));
+        }
+        if self.brokers == 1 && self.nemesis.needs_cluster() {
+            return Err(ChaosError::InvalidInput(format!(
+                "--nemesis {} needs a cluster: add --brokers 3",
+                self.nemesis.name()
+            )));
+        }
+        let seconds_min =
+            (FAULTS_FROM + QUIET_TAIL).as_secs() + (GAP_MS.1 + self.fault_ms.1).div_ceil(1000);
+        let seconds_min = seconds_min.max(SECONDS_MIN);
+        if !(seconds_min..=SECONDS_MAX).contains(&self.seconds) {
+            return Err(ChaosError::InvalidInput(format!(
+                "--seconds must be {seconds_min} to {SECONDS_MAX}, got {}",
                 self.seconds
             )));
         }
@@ -152,8 +177,12 @@ pub struct Scenario {
     pub name: &'static str,
     /// What it checks.
     pub about: &'static str,
+    /// Brokers.
+    pub brokers: u32,
     /// The nemesis.
     pub nemesis: NemesisKind,
+    /// Which broker each fault goes to.
+    pub target: Target,
     /// The producers' acks.
     pub acks: AcksLevel,
     /// The durability policy.
@@ -162,6 +191,10 @@ pub struct Scenario {
     pub seconds: u64,
     /// Its rate in CI.
     pub rate: u32,
+    /// Shortest and longest a fault lasts, in ms.
+    pub fault_ms: (u64, u64),
+    /// Whether a partition may end the run unavailable.
+    pub unavailable_allowed: bool,
     /// Whether it is in the CI set.
     pub ci: bool,
 }
@@ -170,17 +203,40 @@ const fn scenario(name: &'static str, about: &'static str, nemesis: NemesisKind)
     Scenario {
         name,
         about,
+        brokers: 1,
         nemesis,
+        target: Target::Leader,
         acks: AcksLevel::All,
         durability: Durability::EveryBatch,
         seconds: 18,
         rate: 100,
+        fault_ms: FAULT_MS,
+        unavailable_allowed: false,
         ci: true,
     }
 }
 
-/// Every named scenario.
-pub const SCENARIOS: [Scenario; 7] = [
+/// A scenario on a cluster of three: a topic with three replicas and
+/// `min_insync_replicas` 2, at a rate three brokers share two cores with.
+const fn on_cluster(
+    name: &'static str,
+    about: &'static str,
+    nemesis: NemesisKind,
+    target: Target,
+    fault_ms: (u64, u64),
+) -> Scenario {
+    Scenario {
+        brokers: 3,
+        target,
+        seconds: 13 + fault_ms.1.saturating_sub(FAULT_MS.1).div_ceil(1000),
+        rate: 40,
+        fault_ms,
+        ..scenario(name, about, nemesis)
+    }
+}
+
+/// Every named scenario: one broker's, then the cluster's (the 1 to 8).
+pub const SCENARIOS: [Scenario; 20] = [
     scenario(
         "kill",
         "kill -9 the broker, restart it on the same data",
@@ -221,6 +277,104 @@ pub const SCENARIOS: [Scenario; 7] = [
             NemesisKind::PowerLoss,
         )
     },
+    on_cluster(
+        "leader-kill",
+        "1: kill -9 the leader of a partition, repeatedly, and restart it",
+        NemesisKind::Kill,
+        Target::Leader,
+        FAULT_MS,
+    ),
+    on_cluster(
+        "leader-pause",
+        "2: SIGSTOP the leader past the session timeout (a zombie), then SIGCONT",
+        NemesisKind::Pause,
+        Target::Leader,
+        PAST_SESSION_MS,
+    ),
+    on_cluster(
+        "leader-isolated",
+        "3: cut the leader off from the other brokers both ways; clients still reach it",
+        NemesisKind::Isolate,
+        Target::Leader,
+        PAST_SESSION_MS,
+    ),
+    on_cluster(
+        "leader-silenced",
+        "3: an asymmetric cut: the leader hears the other brokers, they do not hear it",
+        NemesisKind::Silence,
+        Target::Leader,
+        PAST_SESSION_MS,
+    ),
+    on_cluster(
+        "majority-split",
+        "3: the controller alone in a minority of one, the other two a majority",
+        NemesisKind::Isolate,
+        Target::Controller,
+        PAST_SESSION_MS,
+    ),
+    on_cluster(
+        "follower-kill",
+        "4: kill -9 a follower; acks=all goes on with the rest of the ISR",
+        NemesisKind::Kill,
+        Target::Follower,
+        FAULT_MS,
+    ),
+    on_cluster(
+        "follower-pause",
+        "4: SIGSTOP a follower past the session timeout, then SIGCONT",
+        NemesisKind::Pause,
+        Target::Follower,
+        PAST_SESSION_MS,
+    ),
+    on_cluster(
+        "slow-follower",
+        "4: delay every message on a follower's links to the other brokers",
+        NemesisKind::Slow,
+        Target::Follower,
+        FAULT_MS,
+    ),
+    Scenario {
+        durability: Durability::Never,
+        ..on_cluster(
+            "leader-power-loss",
+            "5: power loss of the leader under durability=never: the others hold its writes",
+            NemesisKind::PowerLoss,
+            Target::Leader,
+            FAULT_MS,
+        )
+    },
+    Scenario {
+        durability: Durability::Never,
+        unavailable_allowed: true,
+        ..on_cluster(
+            "last-replica-standing",
+            "6: ISR down to the leader, its power cut, the others back: unavailable or intact, never truncated",
+            NemesisKind::LastReplicaStanding,
+            Target::Leader,
+            STEPS_MS,
+        )
+    },
+    on_cluster(
+        "divergent-tails",
+        "7: two leader changes in quick succession, each old leader left with an uncommitted tail",
+        NemesisKind::DivergentTails,
+        Target::Leader,
+        STEPS_MS,
+    ),
+    on_cluster(
+        "rolling-restart",
+        "8: restart every broker in turn with SIGTERM, under load",
+        NemesisKind::RollingRestart,
+        Target::Leader,
+        STEPS_MS,
+    ),
+    on_cluster(
+        "controller-kill",
+        "8: kill -9 the controller (the metadata quorum's leader), and restart it",
+        NemesisKind::Kill,
+        Target::Controller,
+        FAULT_MS,
+    ),
 ];
 
 impl Scenario {
@@ -250,15 +404,19 @@ impl Scenario {
     pub fn options(&self, seed: u64) -> Options {
         Options {
             scenario: self.name.to_owned(),
-            brokers: 1,
+            brokers: self.brokers,
             nemesis: self.nemesis,
+            target: self.target,
             acks: self.acks,
             durability: self.durability,
             idempotent: true,
             seconds: self.seconds,
             seed,
             rate: self.rate,
+            fault_ms: self.fault_ms,
+            unavailable_allowed: self.unavailable_allowed,
             history: None,
+            logs: None,
         }
     }
 }
@@ -280,19 +438,24 @@ pub async fn run(options: &Options) -> Result<Report, ChaosError> {
         .prefix("strata-chaos-")
         .tempdir()
         .map_err(ChaosError::io("create a temporary directory"))?;
-    let mut spec = NodeSpec {
-        binary: sibling_binary("strata-broker")?,
-        env: Vec::new(),
-        data_dir: directory.path().join("broker-0"),
-        log: directory.path().join("broker-0.log"),
-        settings: Vec::new(),
-    };
-    nemesis.prepare(&mut spec)?;
-    std::fs::create_dir_all(&spec.data_dir).map_err(ChaosError::io(format!(
-        "create the data directory {}",
-        spec.data_dir.display()
-    )))?;
-    let cluster = Cluster::start(vec![spec]).await?;
+    let mut specs = Vec::new();
+    for index in 0..options.brokers {
+        let mut spec = NodeSpec {
+            binary: sibling_binary("strata-broker")?,
+            env: Vec::new(),
+            data_dir: directory.path().join(format!("broker-{index}")),
+            log: directory.path().join(format!("broker-{index}.log")),
+            settings: Vec::new(),
+            args: Vec::new(),
+        };
+        nemesis.prepare(&mut spec)?;
+        std::fs::create_dir_all(&spec.data_dir).map_err(ChaosError::io(format!(
+            "create the data directory {}",
+            spec.data_dir.display()
+        )))?;
+        specs.push(spec);
+    }
+    let cluster = Cluster::start(specs).await?;
     let workload = Workload {
         bootstrap: cluster.bootstrap(),
         topic: "chaos".into(),
@@ -303,15 +466,24 @@ pub async fn run(options: &Options) -> Result<Report, ChaosError> {
         rate: options.rate,
         acks: options.acks.acks(),
         idempotent: options.idempotent,
+        replication_factor: u16::try_from(options.brokers).expect("1 or 3 brokers"),
     };
     workload.create_topic(options.durability.name()).await?;
+    let roles = Roles::new(cluster.client_addresses(), &workload.topic, PARTITIONS);
+    workload.wait_until_replicated(&roles).await?;
 
-    let recorder = Recorder::new(options.idempotent);
+    let recorder = Recorder::new(options.idempotent, options.unavailable_allowed);
     let end = Duration::from_secs(options.seconds);
-    let faults = schedule(options.seed, (FAULTS_FROM, end - QUIET_TAIL));
+    let window = (FAULTS_FROM, end - QUIET_TAIL);
+    let faults = schedule(options.seed, window, options.fault_ms);
     let stop = CancellationToken::new();
     let mut tasks = workload.start(&recorder, &stop)?;
-    let driver = Driver::start(cluster, nemesis, faults, recorder.clone());
+    let targeting = Targeting {
+        target: options.target,
+        roles,
+        seed: options.seed,
+    };
+    let driver = Driver::start(cluster, nemesis, faults, recorder.clone(), targeting);
     wait_for_end_of_production(&driver, &recorder, recorder.instant_at(end)).await;
     stop.cancel();
     let stopped_us = recorder.now_us();
@@ -322,14 +494,25 @@ pub async fn run(options: &Options) -> Result<Report, ChaosError> {
         .map_err(|_| ChaosError::TimedOut("stopping the workload"))?;
     let played = tokio::task::block_in_place(|| driver.finish())?;
 
-    let deadline = Instant::now() + DRAIN_WAIT;
-    workload.drain(&recorder, deadline).await?;
-    workload.read_final_commits(&recorder, deadline).await?;
+    let allowed = options.unavailable_allowed;
+    let deadline = Instant::now()
+        + if allowed {
+            UNAVAILABLE_DRAIN_WAIT
+        } else {
+            DRAIN_WAIT
+        };
+    workload.drain(&recorder, deadline, allowed).await?;
+    workload
+        .read_final_commits(&recorder, deadline, allowed)
+        .await?;
     drop(played);
     let history = recorder.snapshot();
     if let Some(path) = &options.history {
         let json = serde_json::to_vec(&history).expect("a history serializes");
         std::fs::write(path, json).map_err(ChaosError::io(format!("write {}", path.display())))?;
+    }
+    if let Some(logs) = &options.logs {
+        copy_logs(directory.path(), options.brokers, logs)?;
     }
     let verdict = check(&history, LIVENESS_MS_MAX);
     Ok(Report::new(
@@ -338,6 +521,17 @@ pub async fn run(options: &Options) -> Result<Report, ChaosError> {
         &verdict,
         LIVENESS_MS_MAX,
     ))
+}
+
+/// Copies each broker's log from the run's `directory` into `logs`, created if need be.
+fn copy_logs(directory: &Path, brokers: u32, logs: &Path) -> Result<(), ChaosError> {
+    std::fs::create_dir_all(logs).map_err(ChaosError::io(format!("create {}", logs.display())))?;
+    for index in 0..brokers {
+        let name = format!("broker-{index}.log");
+        std::fs::copy(directory.join(&name), logs.join(&name))
+            .map_err(ChaosError::io(format!("copy {name} to {}", logs.display())))?;
+    }
+    Ok(())
 }
 
 /// Waits until the workload's time is up and the schedule is over, then until a write

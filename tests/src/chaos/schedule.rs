@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use strata_storage::sim::SplitMix;
 
-/// Shortest and longest a fault lasts, in ms.
-const FAULT_MS: (u64, u64) = (1_000, 3_000);
+/// Shortest and longest a fault lasts, in ms, unless a scenario says otherwise.
+pub const FAULT_MS: (u64, u64) = (1_000, 3_000);
 /// Shortest and longest healthy gap between faults, in ms.
-const GAP_MS: (u64, u64) = (1_000, 4_000);
+pub const GAP_MS: (u64, u64) = (1_000, 4_000);
 
 /// One planned fault, as offsets from the start of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,13 @@ pub struct PlannedFault {
     pub heal_at: Duration,
 }
 
-/// Faults drawn from `seed` inside `window` (from, to): each lasts 1 to 3 s, with 1 to
-/// 4 s of health before each; none outlasts the window.
-pub fn schedule(seed: u64, window: (Duration, Duration)) -> Vec<PlannedFault> {
+/// Faults drawn from `seed` inside `window` (from, to): each lasts `fault_ms` (shortest,
+/// longest), with 1 to 4 s of health before each; none outlasts the window.
+pub fn schedule(
+    seed: u64,
+    window: (Duration, Duration),
+    fault_ms: (u64, u64),
+) -> Vec<PlannedFault> {
     let mut rng = SplitMix(seed);
     let mut draw = |(low, high): (u64, u64)| low + rng.next_u64() % (high - low + 1);
     let (from, to) = (millis(window.0), millis(window.1));
@@ -29,7 +33,7 @@ pub fn schedule(seed: u64, window: (Duration, Duration)) -> Vec<PlannedFault> {
     let mut at = from;
     loop {
         let inject = at + draw(GAP_MS);
-        let heal = inject + draw(FAULT_MS);
+        let heal = inject + draw(fault_ms);
         if heal > to {
             return faults;
         }
@@ -53,22 +57,31 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_schedule() {
-        assert_eq!(schedule(42, WINDOW), schedule(42, WINDOW));
-        assert_ne!(schedule(42, WINDOW), schedule(43, WINDOW));
+        assert_eq!(
+            schedule(42, WINDOW, FAULT_MS),
+            schedule(42, WINDOW, FAULT_MS)
+        );
+        assert_ne!(
+            schedule(42, WINDOW, FAULT_MS),
+            schedule(43, WINDOW, FAULT_MS)
+        );
     }
 
     #[test]
     fn the_shortest_window_holds_a_fault() {
-        let shortest = Duration::from_millis(GAP_MS.1 + FAULT_MS.1);
-        for seed in 0..100 {
-            assert!(!schedule(seed, (WINDOW.0, WINDOW.0 + shortest)).is_empty());
+        for fault_ms in [FAULT_MS, (3_500, 5_000)] {
+            let shortest = Duration::from_millis(GAP_MS.1 + fault_ms.1);
+            for seed in 0..100 {
+                let window = (WINDOW.0, WINDOW.0 + shortest);
+                assert!(!schedule(seed, window, fault_ms).is_empty());
+            }
         }
     }
 
     #[test]
     fn faults_are_ordered_and_inside_the_window() {
         for seed in 0..100 {
-            let faults = schedule(seed, WINDOW);
+            let faults = schedule(seed, WINDOW, FAULT_MS);
             assert!(faults.len() >= 8, "seed {seed}: {faults:?}");
             let mut healthy_from = WINDOW.0;
             for fault in faults {

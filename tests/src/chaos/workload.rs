@@ -2,6 +2,9 @@
 //! (producer id plus counter) round-robin over the partitions at a set rate, a consumer
 //! group reading and committing, and after the faults the final drain of every
 //! partition from log start to high watermark. Everything goes into the [`Recorder`].
+//!
+//! On a cluster the topic is replicated to every broker, and the run starts once every
+//! partition has a leader and its whole replica set in sync.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,11 +14,13 @@ use strata_client::{
     Acks, Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, Error, NewTopic,
     Producer, ProducerConfig, ProducerRecord, RebalanceListener, TopicPartition,
 };
+use strata_protocol::ErrorCode;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ChaosError;
 use super::history::{Commit, Read, Recorder, Session, WriteOutcome};
+use super::roles::Roles;
 
 /// How long stopping producers and consumers may take: outstanding writes settle, or
 /// stay unknown.
@@ -27,6 +32,13 @@ const REQUEST_TIMEOUT_MS: u64 = 10_000;
 const POLL_WAIT: Duration = Duration::from_millis(500);
 /// The pause after a failed poll or lookup, so a dead broker is not spun on.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long a new cluster may take to place the topic and get every replica in sync.
+const READY_WAIT: Duration = Duration::from_secs(60);
+/// How long one attempt at draining one partition may take.
+const DRAIN_ATTEMPT_WAIT: Duration = Duration::from_secs(20);
+/// The `min_insync_replicas` of a replicated topic: with three replicas, an
+/// acknowledged write survives the loss of one.
+const MIN_INSYNC_REPLICAS: u16 = 2;
 
 /// What the workload writes and reads.
 #[derive(Debug, Clone)]
@@ -49,6 +61,8 @@ pub struct Workload {
     pub acks: Acks,
     /// Whether the producers are idempotent.
     pub idempotent: bool,
+    /// The topic's replication factor: the number of brokers.
+    pub replication_factor: u16,
 }
 
 impl Workload {
@@ -70,18 +84,77 @@ impl Workload {
         .map_err(ChaosError::client("build a consumer"))
     }
 
-    /// Creates the topic with the `durability` policy.
+    /// Creates the topic with the `durability` policy; replicated, with
+    /// `min_insync_replicas` 2, on a cluster. A cluster may refuse to place it until every
+    /// broker has registered: that is retried until [`READY_WAIT`].
     ///
     /// # Errors
     /// If the broker refuses it.
     pub async fn create_topic(&self, durability: &str) -> Result<(), ChaosError> {
         let admin = Admin::new(self.client()).map_err(ChaosError::client("build an admin"))?;
-        let topic =
+        let mut topic =
             NewTopic::new(self.topic.clone(), self.partitions).config("durability", durability);
-        admin
-            .create_topic(topic)
-            .await
-            .map_err(ChaosError::client(format!("create topic {}", self.topic)))
+        if self.replication_factor > 1 {
+            topic = topic
+                .replication_factor(self.replication_factor)
+                .config("min_insync_replicas", MIN_INSYNC_REPLICAS.to_string());
+        }
+        let deadline = Instant::now() + READY_WAIT;
+        loop {
+            match admin.create_topic(topic.clone()).await {
+                Ok(()) => return Ok(()),
+                // An earlier attempt created it, and its answer was lost.
+                Err(error)
+                    if self.replication_factor > 1
+                        && error.code() == Some(ErrorCode::TopicAlreadyExists) =>
+                {
+                    return Ok(());
+                }
+                Err(error) if Instant::now() > deadline || self.replication_factor == 1 => {
+                    return Err(ChaosError::client(format!("create topic {}", self.topic))(
+                        error,
+                    ));
+                }
+                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    }
+
+    /// Waits until every partition has a leader and every replica in sync, as every
+    /// broker sees it (nothing to wait for on one broker).
+    ///
+    /// # Errors
+    /// [`ChaosError::TimedOut`] after [`READY_WAIT`].
+    pub async fn wait_until_replicated(&self, roles: &Roles) -> Result<(), ChaosError> {
+        if self.replication_factor == 1 {
+            return Ok(());
+        }
+        let every: Vec<usize> = (0..usize::from(self.replication_factor)).collect();
+        let roles = roles.clone();
+        let replicas = usize::from(self.replication_factor);
+        let ready = tokio::task::spawn_blocking(move || {
+            roles.wait_for(
+                &every,
+                READY_WAIT,
+                || false,
+                |views| {
+                    views.iter().all(|view| {
+                        view.as_ref().is_some_and(|view| {
+                            view.leader.is_some() && view.in_sync.len() == replicas
+                        })
+                    })
+                },
+            )
+        })
+        .await
+        .unwrap_or(false);
+        if ready {
+            Ok(())
+        } else {
+            Err(ChaosError::TimedOut(
+                "placing the topic with every replica in sync",
+            ))
+        }
     }
 
     /// Starts the producers and consumers; they run until `stop` is cancelled, then
@@ -131,24 +204,40 @@ impl Workload {
     }
 
     /// Reads every partition from its log start to its high watermark into drain
-    /// sessions, retrying until `deadline`; a partition read to the end is marked
-    /// drained.
+    /// sessions, retrying until `deadline` (and once more for each partition left after
+    /// it); a partition read to the end is marked drained. If `unavailable_allowed`, a
+    /// partition that cannot be read is left undrained for the checker to report.
     ///
     /// # Errors
-    /// The last error, if a partition could not be read whole by `deadline`.
-    pub async fn drain(&self, recorder: &Recorder, deadline: Instant) -> Result<(), ChaosError> {
+    /// The last error, if a partition could not be read whole by `deadline` and
+    /// unavailability is not allowed.
+    pub async fn drain(
+        &self,
+        recorder: &Recorder,
+        deadline: Instant,
+        unavailable_allowed: bool,
+    ) -> Result<(), ChaosError> {
         let mut consumer = self.consumer()?;
         for partition in 0..self.partitions {
             let tp = TopicPartition::new(self.topic.clone(), partition);
-            while let Err(error) = drain_partition(&mut consumer, &tp, recorder).await {
+            loop {
+                let attempt = drain_partition(&mut consumer, &tp, recorder);
+                let error = match tokio::time::timeout(DRAIN_ATTEMPT_WAIT, attempt).await {
+                    Ok(Ok(())) => {
+                        recorder.with(|history| history.drained.push(partition));
+                        break;
+                    }
+                    Ok(Err(error)) => ChaosError::client(format!("the final drain of {tp}"))(error),
+                    Err(_) => ChaosError::TimedOut("an attempt at the final drain"),
+                };
                 if Instant::now() > deadline {
-                    return Err(ChaosError::client(format!("the final drain of {tp}"))(
-                        error,
-                    ));
+                    if unavailable_allowed {
+                        break;
+                    }
+                    return Err(error);
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-            recorder.with(|history| history.drained.push(partition));
         }
         Ok(())
     }
@@ -156,11 +245,13 @@ impl Workload {
     /// Reads the group's committed offsets into the history, retrying until `deadline`.
     ///
     /// # Errors
-    /// The last error, if they could not be read by `deadline`.
+    /// The last error, if they could not be read by `deadline` and unavailability is not
+    /// allowed.
     pub async fn read_final_commits(
         &self,
         recorder: &Recorder,
         deadline: Instant,
+        unavailable_allowed: bool,
     ) -> Result<(), ChaosError> {
         let admin = Admin::new(self.client()).map_err(ChaosError::client("build an admin"))?;
         loop {
@@ -171,9 +262,11 @@ impl Workload {
                             .into_iter()
                             .map(|(tp, offset)| (tp.partition, offset))
                             .collect();
+                        history.final_commits_read = true;
                     });
                     return Ok(());
                 }
+                Err(_) if Instant::now() > deadline && unavailable_allowed => return Ok(()),
                 Err(error) if Instant::now() > deadline => {
                     return Err(ChaosError::client("reading the group's committed offsets")(
                         error,

@@ -89,6 +89,7 @@ impl Build {
     fn fault(mut self, injected_us: u64, healed_us: u64) -> Self {
         self.0.faults.push(FaultWindow {
             what: "kill".into(),
+            target: "broker 1".into(),
             injected_us,
             healed_us,
         });
@@ -304,4 +305,77 @@ fn unavailability_is_the_longest_gap_between_acknowledgements() {
         .check();
     assert_eq!(verdict.unavailability_ms_max, 6_000);
     assert_eq!(verdict.unavailability_ms_p99, 6_000);
+}
+
+#[test]
+fn unavailability_is_measured_per_partition() {
+    // Partition 1 stops for 5 s while partition 0 goes on: the gap is partition 1's.
+    let mut build = Build::new();
+    build.0.production_us = (0, 6_000_000);
+    let mut history = build;
+    for second in 0..6 {
+        let at = second * 1_000_000;
+        history = history.acked(0, &format!("p0-{second}"), second, at, at);
+    }
+    let verdict = history
+        .acked(1, "p1-0", 0, 0, 500_000)
+        .acked(1, "p1-1", 1, 0, 5_500_000)
+        .check();
+    assert_eq!(verdict.unavailability_ms_max, 5_000);
+}
+
+#[test]
+fn an_acknowledged_write_moved_to_another_offset_is_found() {
+    // Acknowledged at 5, but after a leader change the log has it at 2 and ends there.
+    let verdict = Build::clean()
+        .acked(0, "p0-5", 5, 800, 900)
+        .session("drain", 0, 9_500, &[(0, "p0-0"), (1, "p0-1"), (2, "p0-5")])
+        .check();
+    assert_only(&verdict, Invariant::InconsistentOffset, 1);
+    assert!(
+        verdict.findings[&Invariant::InconsistentOffset].examples[0].contains("drained at {2}")
+    );
+}
+
+#[test]
+fn an_uncommitted_tail_given_again_is_no_violation() {
+    // p1-0 failed at offset 2 on an old leader; the new leader gave 2 to p0-3, and no
+    // consumer read p1-0.
+    let verdict = Build::clean()
+        .failed(0, "p1-0")
+        .acked(0, "p0-3", 2, 800, 900)
+        .session("drain", 0, 9_500, &[(0, "p0-0"), (1, "p0-1"), (2, "p0-3")])
+        .check();
+    assert!(!verdict.violated(), "{verdict:?}");
+}
+
+#[test]
+fn an_unavailable_partition_is_accepted_only_where_allowed() {
+    // Partition 2 was never drained: its acknowledged write is lost, unless the run
+    // accepts unavailability; then it is unverifiable, and partition 0 is still checked.
+    let unavailable = || Build::clean().acked(2, "p0-8", 0, 700, 800);
+    let strict = unavailable().check();
+    assert_only(&strict, Invariant::LostWrite, 1);
+
+    let mut allowed = unavailable();
+    allowed.0.unavailable_allowed = true;
+    let verdict = allowed.check();
+    assert!(!verdict.violated(), "{verdict:?}");
+    assert_eq!(verdict.unavailable_partitions, vec![2]);
+    assert_eq!(verdict.unverifiable_writes, 1);
+
+    let mut truncated = unavailable().acked(0, "p0-9", 2, 700, 800);
+    truncated.0.unavailable_allowed = true;
+    assert_only(&truncated.check(), Invariant::LostWrite, 1);
+}
+
+#[test]
+fn commits_not_read_back_are_accepted_only_where_unavailability_is() {
+    let mut unread = Build::clean();
+    unread.0.final_commits.clear();
+    assert_only(&unread.check(), Invariant::BackwardCommit, 1);
+    let mut allowed = Build::clean();
+    allowed.0.final_commits.clear();
+    allowed.0.unavailable_allowed = true;
+    assert!(!allowed.check().violated());
 }
