@@ -288,6 +288,7 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellati
     }
     drop(listener);
     broker.cluster.leave().await;
+    Replication::step_down(&broker);
     connections.close();
     let grace = Duration::from_millis(broker.config.shutdown_timeout_ms);
     if tokio::time::timeout(grace, connections.wait())

@@ -44,6 +44,8 @@ use raft::{ProposeError, Quorum, QuorumConfig, QuorumStatus};
 /// How long an admin change waits for the quorum before it is answered with a
 /// retriable error.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping broker tries to tell the controller before it stops anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// This broker's part in the cluster. Thread-safe; shared through the `Broker`.
 #[derive(Debug)]
@@ -264,9 +266,9 @@ impl Cluster {
         }
     }
 
-    /// Tells the controller this broker is stopping (Kafka's controlled shutdown), so its
-    /// partitions answer `LeaderNotAvailable` at once instead of after the session
-    /// timeout. Best effort, within a second; a one-node cluster skips it.
+    /// Tells the controller this broker is stopping (Kafka's controlled shutdown): its
+    /// leaderships move to other in-sync replicas at once, instead of after the session
+    /// timeout. Best effort, within [`LEAVE_TIMEOUT`]; a one-node cluster skips it.
     pub async fn leave(&self) {
         let Some(incarnation) = self.incarnation().filter(|_| self.multi_node) else {
             return;
@@ -275,7 +277,7 @@ impl Cluster {
             id: self.node_id,
             incarnation,
         };
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + LEAVE_TIMEOUT;
         if let Err(error) = self.commit(&command, deadline).await {
             tracing::warn!(%error.message, "cannot tell the controller this broker is stopping");
         }

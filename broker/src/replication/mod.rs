@@ -75,6 +75,25 @@ impl Replication {
         ));
     }
 
+    /// Stops leading every partition this broker leads, at a shutdown once the
+    /// controller was told (or could not be): `acks = all` waits and offset commits still
+    /// waiting fail at once with a retriable error, instead of holding the shutdown until
+    /// their timeouts, since the followers have gone to fetch from the new leaders.
+    pub fn step_down(broker: &Broker) {
+        let partitions = broker
+            .topics
+            .all()
+            .iter()
+            .flat_map(|topic| topic.local().cloned().collect::<Vec<_>>())
+            .chain(broker.groups.partitions().iter().cloned())
+            .collect::<Vec<_>>();
+        for partition in partitions {
+            if let crate::partition::Role::Leader(leading) = partition.role() {
+                partition.follow(None, leading.epoch);
+            }
+        }
+    }
+
     /// A follower reached the log end while out of sync: check the in-sync sets now.
     pub fn isr_may_change(&self) {
         self.isr_check.notify_one();
