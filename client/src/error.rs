@@ -130,6 +130,23 @@ pub enum Error {
         /// The limit's value.
         max: usize,
     },
+    /// An idempotent producer's batch was not sent again after an attempt that may have
+    /// written it (a timeout, a connection lost after sending, an append whose
+    /// replication the leader could not confirm): the producer had to start a new epoch,
+    /// which renumbers its unacknowledged batches, and a leader would take this one,
+    /// renumbered, as new records. The records may be in the log, once; they are not
+    /// written twice. Not retriable: sending them again may duplicate them.
+    #[error(
+        "{topic}-{partition}: outcome unknown: the records may have been written once (an attempt failed with: {cause}); they were not sent again under the producer's new epoch, which would have written them twice"
+    )]
+    OutcomeUnknown {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The error of the first attempt that may have written the records.
+        cause: Box<Error>,
+    },
     /// The producer was closed; nothing more can be sent.
     #[error("the producer is closed")]
     ProducerClosed,

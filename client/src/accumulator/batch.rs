@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::ProducerIdentity;
 use crate::delivery::BatchResolver;
+use crate::error::Error;
 
 /// A sealed batch's encoding. It stays in its builder until the request that first
 /// carries it is built, so numbering it costs no copy until then. The builder takes its
@@ -40,6 +41,10 @@ pub(crate) struct ProducerBatch {
     /// the leader may then see it before that batch (the earlier one's request failed
     /// before reaching the wire and is retried), and answer OutOfOrderSequence.
     pub(crate) drained_behind: bool,
+    /// The error of the first attempt that may have written the batch (its answer was
+    /// lost, or came after the append): it is then sent again only under its own number,
+    /// which the leader deduplicates, and a renumbering fails it instead.
+    pub(crate) maybe_written: Option<Error>,
 }
 
 impl ProducerBatch {
@@ -56,6 +61,7 @@ impl ProducerBatch {
             first_record: 0,
             numbered: false,
             drained_behind: false,
+            maybe_written: None,
         }
     }
 
@@ -150,6 +156,7 @@ impl PartitionQueue {
             first_record: open.first_record,
             numbered: identity.is_some(),
             drained_behind: false,
+            maybe_written: None,
         });
         true
     }

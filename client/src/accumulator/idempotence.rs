@@ -1,5 +1,12 @@
 //! The idempotent producer's side of the accumulator: its id and epoch, the sequence
 //! numbers of its batches, and the renumbering after a numbered batch failed for good.
+//!
+//! A renumbering starts a new epoch, so the leader takes every renumbered batch as new
+//! records. A batch an attempt may already have written (its `maybe_written`, set by the
+//! sender; see `producer::outcome` for which failures count) is therefore never
+//! renumbered: it is handed back to be failed with `Error::OutcomeUnknown`, and only
+//! batches never sent or provably refused are renumbered. Retries under the same epoch
+//! and sequence need no such care: the leader deduplicates them.
 
 use strata_protocol::batch;
 
@@ -84,7 +91,16 @@ impl Accumulator {
     /// Installs the identity InitProducerId gave (`None`: the cluster does not support
     /// idempotence, so the producer goes on without it) and renumbers every sealed batch
     /// under it, each partition's sequence from 0. Nothing may be in flight.
-    pub(crate) fn set_identity(&mut self, identity: Option<ProducerIdentity>) {
+    ///
+    /// A batch an attempt may have written is not renumbered: the leader would take it,
+    /// under a new epoch or none, as new records, and write them twice. Such batches are
+    /// returned instead, taken out of their queues and counted in flight as by
+    /// [`drain_all`](Self::drain_all), for the caller to fail; the sequences of the
+    /// batches left stay contiguous.
+    pub(crate) fn set_identity(
+        &mut self,
+        identity: Option<ProducerIdentity>,
+    ) -> Vec<(TopicPartition, Vec<ProducerBatch>)> {
         assert_eq!(self.in_flight(), 0, "renumbering with batches in flight");
         match identity {
             Some(identity) => {
@@ -94,7 +110,17 @@ impl Accumulator {
             }
             None => self.idempotence = None,
         }
-        for (_, queue) in self.queues_mut() {
+        let mut maybe_written = Vec::new();
+        for (tp, queue) in self.queues_mut() {
+            let (sendable, written): (Vec<_>, Vec<_>) = queue
+                .sealed
+                .drain(..)
+                .partition(|batch| batch.maybe_written.is_none());
+            queue.sealed = sendable.into();
+            if !written.is_empty() {
+                queue.in_flight += 1;
+                maybe_written.push((tp, written));
+            }
             queue.next_sequence = 0;
             for batch in &mut queue.sealed {
                 match identity {
@@ -108,6 +134,7 @@ impl Accumulator {
                 }
             }
         }
+        maybe_written
     }
 
     /// A numbered batch failed for good: its partition's sequence now has a gap.
@@ -144,10 +171,12 @@ impl Accumulator {
 mod tests {
     use std::time::Duration;
 
+    use strata_protocol::ErrorCode;
     use tokio::time::Instant;
 
     use super::*;
     use crate::accumulator::tests::{append_to, record, values};
+    use crate::error::Error;
 
     /// (producer id, epoch, base sequence, first value) of each batch.
     fn numbers(batches: &mut [ProducerBatch]) -> Vec<(i64, i16, i32, String)> {
@@ -168,9 +197,20 @@ mod tests {
 
     /// An idempotent accumulator with three 2-record batches of partition 0 sealed.
     fn idempotent_with_three_batches(now: Instant) -> Accumulator {
+        idempotent_with_batches(now, 3, 2)
+    }
+
+    /// An idempotent accumulator with `batch_count` 2-record batches of partition 0
+    /// sealed, and `in_flight_max` of them in flight at most.
+    fn idempotent_with_batches(
+        now: Instant,
+        batch_count: usize,
+        in_flight_max: usize,
+    ) -> Accumulator {
         // Room for two of these records per batch.
-        let mut accumulator = Accumulator::new(150, 1 << 20, Duration::from_secs(60), Some(2));
-        for index in 0..6 {
+        let mut accumulator =
+            Accumulator::new(150, 1 << 20, Duration::from_secs(60), Some(in_flight_max));
+        for index in 0..2 * batch_count {
             append_to(
                 &mut accumulator,
                 0,
@@ -308,6 +348,56 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(5, 0), (5, 2)]
         );
+    }
+
+    #[test]
+    fn a_new_epoch_fails_a_batch_that_may_have_been_written_and_renumbers_a_refused_one() {
+        let now = Instant::now();
+        let mut accumulator = idempotent_with_batches(now, 4, 5);
+        let tp = TopicPartition::new("t", 0);
+        accumulator.set_identity(Some(ProducerIdentity { id: 3, epoch: 4 }));
+        let first = drain_one(&mut accumulator, now);
+        let refused = drain_one(&mut accumulator, now);
+        let mut timed_out = drain_one(&mut accumulator, now);
+        // The first fails for good; the second was refused before the append
+        // (NotLeader); the third's acks wait timed out after the leader appended it.
+        accumulator.complete(&tp, &[first.first_record]);
+        accumulator.renumber_later();
+        accumulator.requeue(&tp, vec![refused], now);
+        timed_out.maybe_written = Some(Error::broker(ErrorCode::RequestTimedOut, None));
+        accumulator.requeue(&tp, vec![timed_out], now);
+        assert!(accumulator.identity_due().is_some());
+        let mut left_out = accumulator.set_identity(Some(ProducerIdentity { id: 3, epoch: 5 }));
+        assert_eq!(left_out.len(), 1);
+        let (left_tp, mut batches) = left_out.pop().unwrap();
+        assert_eq!(left_tp, tp);
+        assert_eq!(
+            numbers(&mut batches),
+            [(3, 4, 4, format!("value-4-{}", "x".repeat(20)))],
+            "the batch that may be in the log keeps its old number and is not sent"
+        );
+        // The refused batch and the one never sent are renumbered, contiguous from 0.
+        let mut renumbered = [
+            drain_one(&mut accumulator, now),
+            drain_one(&mut accumulator, now),
+        ];
+        assert!(accumulator.drain(now).is_empty());
+        assert_eq!(
+            numbers(&mut renumbered),
+            [
+                (3, 5, 0, format!("value-2-{}", "x".repeat(20))),
+                (3, 5, 2, format!("value-6-{}", "x".repeat(20))),
+            ]
+        );
+        let [second, fourth] = renumbered;
+        accumulator.complete(&tp, &[second.first_record]);
+        accumulator.complete(&tp, &[fourth.first_record]);
+        // Unresolved and counted in flight until the caller fails it: flush waits for it.
+        assert!(!accumulator.is_completed(&tp, 8));
+        assert!(!accumulator.is_idle());
+        accumulator.complete(&tp, &[batches[0].first_record]);
+        assert!(accumulator.is_completed(&tp, 8));
+        assert!(accumulator.is_idle());
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   flight neither reorder nor duplicate records. Batches sealed before the producer has
 //!   an id are numbered when it gets one. When a numbered batch fails for good its
 //!   partition's sequence has a gap the leader will not accept; nothing is sent until
-//!   every request in flight is back and a new epoch renumbers what is left from 0.
+//!   every request in flight is back and a new epoch renumbers what is left from 0,
+//!   except batches an attempt may have written, which are failed (not written twice).
 //!
 //! Each batch knows the index of its first record among the records appended to its
 //! partition. A partition keeps the indices of batches not yet resolved (acknowledged or

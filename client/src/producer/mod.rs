@@ -2,8 +2,11 @@
 //!
 //! - this module: the public API, and a record's way into the accumulator (buffer
 //!   memory, partition count);
-//! - `sender`: the background task that sends ready batches and handles the answers.
+//! - `sender`: the background task that sends ready batches and handles the answers;
+//! - `outcome`: whether a failed attempt may have written its batch, which decides
+//!   whether a new epoch may renumber it.
 
+mod outcome;
 mod sender;
 
 use std::collections::HashMap;

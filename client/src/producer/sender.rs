@@ -1,6 +1,8 @@
 //! The background sender: drains ready batches from the accumulator, sends one request
 //! per broker in dispatch order, and resolves, retries or fails the batches by the
-//! answer. It also obtains the idempotent producer's id.
+//! answer, marking a retried batch that an attempt may have written (`outcome`). It also
+//! obtains the idempotent producer's id, and fails the marked batches a new epoch would
+//! otherwise renumber.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::outcome::Written;
 use crate::accumulator::{ProducerBatch, ProducerIdentity};
 use crate::cluster::unexpected;
 use crate::error::{Error, Result};
@@ -128,19 +131,28 @@ async fn obtain_identity(shared: &Arc<Shared>, current: Option<ProducerIdentity>
             Err(error) => Err(error),
         };
         let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
-        let error = match outcome {
+        let identity = match outcome {
             Ok(identity) => {
                 tracing::debug!(
                     id = identity.id,
                     epoch = identity.epoch,
                     "producer identity"
                 );
-                accumulator.set_identity(Some(identity));
-                return;
+                Ok(Some(identity))
             }
             Err(Error::UnsupportedApi { address, .. }) => {
                 tracing::warn!(%address, "the broker has no InitProducerId; producing without idempotence");
-                accumulator.set_identity(None);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        };
+        let error = match identity {
+            Ok(identity) => {
+                let maybe_written = accumulator.set_identity(identity);
+                drop(accumulator);
+                for (tp, batches) in maybe_written {
+                    fail_outcome_unknown(shared, &tp, batches);
+                }
                 return;
             }
             Err(error) => error,
@@ -181,7 +193,7 @@ fn dispatch(shared: &Arc<Shared>, ready: Ready) {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                 };
-                fail_or_retry(shared, &tp, batches, &error);
+                fail_or_retry(shared, &tp, batches, &error, Written::No);
             }
         }
     }
@@ -222,23 +234,41 @@ fn split_requests(parts: Ready, request_bytes_max: usize) -> Vec<Ready> {
 }
 
 /// Sends one produce request when its turn comes; `None` with `acks = none`.
+///
+/// # Errors
+/// The error, and whether the request may have reached the broker: it may once it was
+/// handed to the connection's writer (with `acks = none`, once the connection was up).
 async fn send_produce(
     shared: &Shared,
     leader: u32,
     request: &Request,
     turn: Turn,
-) -> Result<Option<ProduceResponse>> {
+) -> Result<Option<ProduceResponse>, (Error, Written)> {
     let config = &shared.config;
     turn.wait().await;
-    let connection = shared.cluster.broker_connection(leader).await?;
+    let unsent = |error| (error, Written::No);
+    let connection = shared
+        .cluster
+        .broker_connection(leader)
+        .await
+        .map_err(unsent)?;
     if config.acks == Acks::None {
-        connection.send_only(request).await?;
-        return Ok(None);
+        let sent = connection.send_only(request).await;
+        return sent.map(|()| None).map_err(|error| (error, Written::Maybe));
     }
     let wait = Duration::from_millis(u64::from(config.produce_timeout_ms));
-    match connection.call_then(request, wait, || drop(turn)).await? {
-        Response::Produce(response) => Ok(Some(response)),
-        other => Err(unexpected(&other)),
+    let mut queued = false;
+    let answer = connection
+        .call_then(request, wait, || {
+            queued = true;
+            drop(turn);
+        })
+        .await;
+    let written = Written::unanswered(queued);
+    match answer {
+        Ok(Response::Produce(response)) => Ok(Some(response)),
+        Ok(other) => Err((unexpected(&other), written)),
+        Err(error) => Err((error, written)),
     }
 }
 
@@ -252,9 +282,9 @@ async fn produce(shared: Arc<Shared>, leader: u32, mut parts: Ready, turn: Turn)
     });
     let outcome = send_produce(&shared, leader, &request, turn).await;
     match outcome {
-        Err(error) => {
+        Err((error, written)) => {
             for (tp, batches) in parts {
-                fail_or_retry(&shared, &tp, batches, &error);
+                fail_or_retry(&shared, &tp, batches, &error, written);
             }
         }
         Ok(None) => {
@@ -275,15 +305,16 @@ async fn produce(shared: Arc<Shared>, leader: u32, mut parts: Ready, turn: Turn)
                         succeed(&shared, &tp, batches, Some(answer.base_offset));
                     }
                     Some(answer) => {
+                        let written = Written::answered(answer.error_code, config.acks);
                         let error = Error::broker(answer.error_code, answer.error_message);
-                        fail_or_retry(&shared, &tp, batches, &error);
+                        fail_or_retry(&shared, &tp, batches, &error, written);
                     }
                     None => {
                         let error = Error::Protocol {
                             address: String::new(),
                             reason: format!("produce response lacks {tp}"),
                         };
-                        fail_or_retry(&shared, &tp, batches, &error);
+                        fail_or_retry(&shared, &tp, batches, &error, Written::Maybe);
                     }
                 }
             }
@@ -334,7 +365,9 @@ fn succeed(
 }
 
 /// Retries the batches (back into their queue in seal order, after a backoff) if the
-/// error is retriable and attempts remain; otherwise fails every record with it.
+/// error is retriable and attempts remain; otherwise fails every record with it. A
+/// retried batch this attempt may have written (`written`) keeps the mark for good: a
+/// later refusal does not undo what this attempt may have done.
 ///
 /// OutOfOrderSequence is retriable when the producer expected it: an earlier batch of the
 /// partition is unresolved (it failed or is still on its way, so the leader has not
@@ -345,6 +378,7 @@ fn fail_or_retry(
     tp: &TopicPartition,
     mut batches: Vec<ProducerBatch>,
     error: &Error,
+    written: Written,
 ) {
     let config = &shared.config;
     let attempts = batches.first().map_or(0, |batch| batch.attempts) + 1;
@@ -368,6 +402,9 @@ fn fail_or_retry(
         shared.retries.fetch_add(1, Ordering::Relaxed);
         for batch in &mut batches {
             batch.attempts = attempts;
+            if written == Written::Maybe && batch.maybe_written.is_none() {
+                batch.maybe_written = Some(error.clone());
+            }
         }
         let retry_at = Instant::now() + config.retry_backoff().delay(attempts);
         shared
@@ -382,19 +419,47 @@ fn fail_or_retry(
 
 /// Fails every record of the batches with `error`, for good.
 fn fail(shared: &Shared, tp: &TopicPartition, batches: Vec<ProducerBatch>, error: &Error) {
+    let numbered = batches.iter().any(|batch| batch.numbered);
+    fail_each(shared, tp, batches, numbered, |_| error.clone());
+}
+
+/// Fails the batches a renumbering left out, each with [`Error::OutcomeUnknown`]: an
+/// attempt may have written them. They leave no gap: the batches left were renumbered
+/// without them.
+fn fail_outcome_unknown(shared: &Shared, tp: &TopicPartition, batches: Vec<ProducerBatch>) {
+    fail_each(shared, tp, batches, false, |batch| Error::OutcomeUnknown {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        cause: Box::new(
+            batch
+                .maybe_written
+                .clone()
+                .expect("only batches that may have been written are left out"),
+        ),
+    });
+}
+
+/// Fails every record of each batch with `error_of(batch)`, for good. `gap`: a numbered
+/// batch failed, leaving its partition's sequence with a gap.
+fn fail_each(
+    shared: &Shared,
+    tp: &TopicPartition,
+    batches: Vec<ProducerBatch>,
+    gap: bool,
+    error_of: impl Fn(&ProducerBatch) -> Error,
+) {
     let mut resolved = Vec::with_capacity(batches.len());
     let mut reserved = 0;
-    let mut numbered = false;
     for batch in batches {
         reserved += batch.reserved_bytes;
         resolved.push(batch.first_record);
-        numbered |= batch.numbered;
-        batch.resolver.fail(error);
+        let error = error_of(&batch);
+        batch.resolver.fail(&error);
         if batch.forgotten > 0 {
             tracing::warn!(%tp, %error, records = batch.forgotten, "records not delivered");
         }
     }
-    resolve(shared, tp, &resolved, reserved, numbered);
+    resolve(shared, tp, &resolved, reserved, gap);
 }
 
 /// Marks batches of `tp` resolved and frees their memory. `gap`: a numbered batch failed,
@@ -420,8 +485,160 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use strata_protocol::batch::{self, Batches};
+    use strata_protocol::messages::{
+        BrokerMetadata, InitProducerIdResponse, MetadataResponse, PartitionMetadata,
+        ProduceTopicResponse, TopicMetadata,
+    };
 
     use super::*;
+    use crate::config::ProducerConfig;
+    use crate::producer::Producer;
+    use crate::record::ProducerRecord;
+    use crate::test_support::scripted_broker;
+
+    /// (epoch, base sequence, value) of each batch a leader was sent, in order.
+    type Seen = Arc<watch::Sender<Vec<(i16, i32, String)>>>;
+
+    /// The leader's answer to a batch of one record `value` under producer `epoch`.
+    fn answer(epoch: i16, value: &str) -> ErrorCode {
+        match value {
+            _ if epoch > 0 => ErrorCode::None,
+            // Appended, and its acks wait expired before the replicas had it.
+            "timed-out" => ErrorCode::RequestTimedOut,
+            // Refused before the append.
+            "refused" => ErrorCode::NotLeader,
+            // Fails for good: the producer must start a new epoch.
+            _ => ErrorCode::MessageTooLarge,
+        }
+    }
+
+    /// A broker leading the one partition of `t`, which gives producer id 9 and bumps
+    /// its epoch, and answers each produce of a one-record batch by [`answer`].
+    async fn leader(seen: Seen) -> String {
+        let port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let known_port = Arc::clone(&port);
+        let address = scripted_broker(move |request| match request {
+            Request::Metadata(_) => Response::from(MetadataResponse {
+                cluster_id: "c".into(),
+                controller_id: 0,
+                brokers: vec![BrokerMetadata {
+                    node_id: 0,
+                    host: "127.0.0.1".into(),
+                    port: known_port.load(Ordering::Acquire),
+                }],
+                topics: vec![TopicMetadata {
+                    error_code: ErrorCode::None,
+                    name: "t".into(),
+                    partitions: vec![PartitionMetadata {
+                        error_code: ErrorCode::None,
+                        partition: 0,
+                        leader_id: 0,
+                        leader_epoch: 1,
+                        replicas: vec![0],
+                        in_sync_replicas: vec![0],
+                    }],
+                }],
+            }),
+            Request::InitProducerId(request) => Response::from(InitProducerIdResponse {
+                error_code: ErrorCode::None,
+                error_message: None,
+                producer_id: 9,
+                producer_epoch: if request.producer_id == 9 {
+                    request.producer_epoch + 1
+                } else {
+                    0
+                },
+            }),
+            Request::Produce(request) => {
+                let bytes = request.topics[0].partitions[0].records.to_bytes();
+                let view = Batches::new(&bytes).next().unwrap().unwrap();
+                let header = batch::verify_crc(view.bytes).unwrap();
+                let record = view.records().next().unwrap().unwrap();
+                let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+                let error_code = answer(header.producer_epoch, &value);
+                seen.send_modify(|seen| {
+                    seen.push((header.producer_epoch, header.base_sequence, value));
+                });
+                Response::from(ProduceResponse {
+                    topics: vec![ProduceTopicResponse {
+                        name: "t".into(),
+                        partitions: vec![ProducePartitionResponse {
+                            partition: 0,
+                            error_code,
+                            error_message: None,
+                            base_offset: seen.borrow().len() as u64,
+                            log_append_time: -1,
+                            log_start_offset: 0,
+                        }],
+                    }],
+                })
+            }
+            other => panic!("unexpected request {other:?}"),
+        })
+        .await;
+        let bound: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+        port.store(bound, Ordering::Release);
+        address
+    }
+
+    #[tokio::test]
+    async fn a_new_epoch_fails_a_batch_the_leader_may_have_written_and_renumbers_a_refused_one() {
+        let seen: Seen = Arc::new(watch::channel(Vec::new()).0);
+        let address = leader(Arc::clone(&seen)).await;
+        let producer = Producer::new(ProducerConfig {
+            acks: Acks::All,
+            linger_ms: 0,
+            retries_max: 1_000_000,
+            retry_backoff_ms: 1,
+            retry_backoff_ms_max: 5,
+            ..ProducerConfig::new(&address)
+        })
+        .unwrap();
+        let run = async {
+            let mut deliveries = Vec::new();
+            for value in ["timed-out", "refused", "too-large"] {
+                let record = ProducerRecord::new("t", value).partition(0);
+                deliveries.push(producer.send(record).await.unwrap());
+                // A batch of its own: the next record waits until the leader saw this one.
+                let mut watched = seen.subscribe();
+                let sent =
+                    |seen: &Vec<(i16, i32, String)>| seen.iter().any(|(_, _, sent)| sent == value);
+                watched.wait_for(sent).await.unwrap();
+            }
+            let mut outcomes = Vec::new();
+            for delivery in deliveries {
+                outcomes.push(delivery.await);
+            }
+            outcomes
+        };
+        let outcomes = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("every record resolved");
+        match &outcomes[0] {
+            Err(Error::OutcomeUnknown {
+                topic,
+                partition: 0,
+                cause,
+            }) if topic == "t" => {
+                assert_eq!(cause.code(), Some(ErrorCode::RequestTimedOut));
+            }
+            other => panic!("the timed-out batch: {other:?}"),
+        }
+        assert!(outcomes[1].is_ok(), "the refused batch: {:?}", outcomes[1]);
+        let too_large = outcomes[2].as_ref().unwrap_err();
+        assert_eq!(too_large.code(), Some(ErrorCode::MessageTooLarge));
+        let seen = seen.borrow();
+        assert!(seen.contains(&(0, 1, "refused".to_owned())));
+        assert_eq!(
+            seen.iter()
+                .filter(|(epoch, _, _)| *epoch > 0)
+                .collect::<Vec<_>>(),
+            [&(1, 0, "refused".to_owned())],
+            "only the refused batch is sent under the new epoch, from sequence 0"
+        );
+        producer.close().await;
+    }
 
     fn part(partition: u32, bytes: usize) -> (TopicPartition, Vec<ProducerBatch>) {
         let batch = ProducerBatch::encoded(Bytes::from(vec![0; bytes]), 1, bytes);
