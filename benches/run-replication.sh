@@ -104,10 +104,10 @@ describe() {
     timeout 60 "$BIN/strata" --bootstrap "$BOOTSTRAP" topic describe "$1" --output json
 }
 
-# partition_field TOPIC JQ: a field of the topic's partition 0, "" if it cannot be read
-# (no leader for the moment, a broker down).
+# partition_field TOPIC JQ [BOOTSTRAP]: a field of the topic's partition 0, "" if it
+# cannot be read (no leader for the moment, a broker down or still joining).
 partition_field() {
-    timeout 10 "$BIN/strata" --bootstrap "$BOOTSTRAP" topic describe "$1" --output json 2>/dev/null |
+    timeout 10 "$BIN/strata" --bootstrap "${3:-$BOOTSTRAP}" topic describe "$1" --output json 2>/dev/null |
         jq -r ".partitions[0] | $2 // empty" 2>/dev/null || true
 }
 
@@ -220,22 +220,38 @@ failover() {
 }
 
 # restart_broker NODE ROUND TOPIC: starts broker NODE again on its data, then waits
-# until every broker is alive and NODE is back in TOPIC's ISR.
+# until the other brokers see every broker alive and NODE back in TOPIC's ISR, and NODE
+# itself is done joining: it answers an admin request (a create of the existing TOPIC,
+# with --if-not-exists) instead of refusing it with LeaderNotAvailable. The others are
+# asked for the ISR: a broker still joining answers from the metadata it has so far.
 restart_broker() {
-    local node=$1 round=$2 topic=$3 starts waited=0 isr=""
+    local node=$1 round=$2 topic=$3 starts waited=0 isr="" target
+    local full=$BOOTSTRAP address="127.0.0.1:$((PORT + 10 * (node - 1)))" others=()
+    # shellcheck disable=SC2086 # the list splits at its commas
+    for target in ${BOOTSTRAP//,/ }; do
+        [[ "$target" == "$address" ]] || others+=("$target")
+    done
     starts=$(find "$WORK" -maxdepth 1 -name "three-$node-r$round.*.log" | wc -l)
     local file="$WORK/three-$node-r$round.$((starts + 1)).log"
     start_broker "$node" "$round" "$file"
     wait_for_line "$file" "listening on" "${SETUP_PIDS[node - 1]}"
+    BOOTSTRAP=$(IFS=,; echo "${others[*]}")
     wait_for_cluster
+    BOOTSTRAP=$full
     while ((waited < REJOIN_SECONDS_MAX * 10)); do
-        isr=$(partition_field "$topic" '.in_sync_replicas | map(tostring) | join(",")')
+        isr=$(partition_field "$topic" '.in_sync_replicas | map(tostring) | join(",")' "${others[0]}")
         [[ ",$isr," == *",$node,"* ]] && break
         sleep 0.1
         waited=$((waited + 1))
     done
     [[ ",$isr," == *",$node,"* ]] || die "broker $node not back in the ISR of $topic after $REJOIN_SECONDS_MAX s: $isr"
-    log "broker $node back in the ISR of $topic ($isr) $((waited / 10)) s after it listened"
+    until timeout 10 "$BIN/strata" --bootstrap "$address" topic create "$topic" --partitions 1 \
+        --if-not-exists >/dev/null 2>&1; do
+        ((waited < REJOIN_SECONDS_MAX * 10)) || die "broker $node still joining after $REJOIN_SECONDS_MAX s"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    log "broker $node back in the ISR of $topic ($isr) and done joining, $((waited / 10)) s after it listened"
 }
 
 medians() {
