@@ -71,6 +71,15 @@ pub struct Report {
     pub send_delay_us_max: Option<u64>,
     /// Records that failed for good.
     pub records_failed: u64,
+    /// Producing runs: of `records_failed`, those whose error is not retriable (a retry
+    /// could not have helped); the rest ran out of retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_failed_non_retriable: Option<u64>,
+    /// Producing runs: the longest time one producer went without an acknowledgement,
+    /// from its first send to its last acknowledgement: a failover's window of
+    /// unavailability as the producer saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_gap_us_max: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_busy_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +120,8 @@ impl Report {
             send_delay_us_p99: None,
             send_delay_us_max: None,
             records_failed: 0,
+            records_failed_non_retriable: None,
+            ack_gap_us_max: None,
             cpu_busy_percent: None,
             cpu_steal_percent: None,
             cpu_iowait_percent: None,
@@ -148,6 +159,16 @@ impl Report {
     #[must_use]
     pub fn with_failed(mut self, records_failed: u64) -> Self {
         self.records_failed = records_failed;
+        self
+    }
+
+    /// Adds a producing run's acknowledgement figures: the longest gap between one
+    /// producer's acknowledgements, in µs, and how many records failed with an error
+    /// that is not retriable.
+    #[must_use]
+    pub fn with_acknowledgements(mut self, ack_gap_us_max: u64, failed_non_retriable: u64) -> Self {
+        self.ack_gap_us_max = Some(ack_gap_us_max);
+        self.records_failed_non_retriable = Some(failed_non_retriable);
         self
     }
 
@@ -217,8 +238,19 @@ impl Report {
                  this tool used {cores:.2} cores\n"
             ));
         }
-        if self.records_failed > 0 {
-            text.push_str(&format!("failed: {} records\n", self.records_failed));
+        if let Some(gap) = self.ack_gap_us_max {
+            text.push_str(&format!(
+                "longest wait between acknowledgements: {:.3} ms\n",
+                ms(gap)
+            ));
+        }
+        match self.records_failed_non_retriable {
+            _ if self.records_failed == 0 => {}
+            Some(non_retriable) => text.push_str(&format!(
+                "failed: {} records ({non_retriable} with an error that is not retriable)\n",
+                self.records_failed
+            )),
+            None => text.push_str(&format!("failed: {} records\n", self.records_failed)),
         }
         text
     }
@@ -300,6 +332,20 @@ mod tests {
     }
 
     #[test]
+    fn acknowledgement_figures_are_reported_with_their_names() {
+        let report = Report::new("produce", "t", 10, 10, Duration::from_secs(1))
+            .with_failed(5)
+            .with_acknowledgements(3_250_000, 2);
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(json["ack_gap_us_max"], 3_250_000);
+        assert_eq!(json["records_failed_non_retriable"], 2);
+        assert_eq!(json["records_failed"], 5);
+        let text = report.render();
+        assert!(text.contains("longest wait between acknowledgements: 3250.000 ms"));
+        assert!(text.contains("failed: 5 records (2 with an error that is not retriable)"));
+    }
+
+    #[test]
     fn figures_not_measured_are_left_out() {
         let report = Report::new("consume", "t", 10, 10, Duration::from_secs(1));
         let json = serde_json::to_value(&report).expect("serializes");
@@ -309,6 +355,8 @@ mod tests {
             "send_delay_us_p99",
             "cpu_busy_percent",
             "bench_cpu_cores",
+            "ack_gap_us_max",
+            "records_failed_non_retriable",
         ] {
             assert!(json.get(key).is_none(), "{key}");
         }

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_bench_report::{CpuUse, Report};
 
+use super::workers::Acknowledgements;
 use crate::error::CliError;
 use crate::output::{print, print_json};
 
@@ -43,6 +44,9 @@ pub struct Outcome {
     pub failed: u64,
     /// The first failure.
     pub first_error: Option<CliError>,
+    /// Producing runs: the longest wait for an acknowledgement and the failures that
+    /// were not retriable; `None` for `consume`.
+    pub acknowledgements: Option<Acknowledgements>,
     /// Where the CPU time went over the run's window; `None` without `/proc` or when
     /// the window was too short for the machine's counters to move.
     pub cpu: Option<CpuUse>,
@@ -78,6 +82,10 @@ impl Outcome {
         }
         if let Some(histogram) = &self.send_delay {
             report = report.with_send_delay(&|q| quantile(histogram, q));
+        }
+        if let Some(acknowledgements) = self.acknowledgements {
+            let gap_us = u64::try_from(acknowledgements.gap_max.as_micros()).unwrap_or(u64::MAX);
+            report = report.with_acknowledgements(gap_us, acknowledgements.failed_non_retriable);
         }
         if let Some(cpu) = self.cpu {
             report = report.with_cpu(cpu);
@@ -173,6 +181,10 @@ mod tests {
             send_delay: Some(delay),
             failed: 0,
             first_error: None,
+            acknowledgements: Some(Acknowledgements {
+                gap_max: Duration::from_millis(3_200),
+                failed_non_retriable: 0,
+            }),
             cpu: Some(CpuUse {
                 busy_percent: 75.0,
                 steal_percent: 15.0,
@@ -190,6 +202,8 @@ mod tests {
         assert_eq!(json["latency_us_p90"], 900);
         assert_eq!(json["cpu_steal_percent"], 15.0);
         assert_eq!(json["send_delay_us_max"], 7);
+        assert_eq!(json["ack_gap_us_max"], 3_200_000);
+        assert_eq!(json["records_failed_non_retriable"], 0);
         assert!(report.render().contains("send delay"));
         assert!(report.render().contains("15.0% steal"));
     }
@@ -205,6 +219,7 @@ mod tests {
             send_delay: None,
             failed: 0,
             first_error: None,
+            acknowledgements: None,
             cpu: None,
         };
         let report = outcome.report("t");
@@ -214,5 +229,6 @@ mod tests {
         assert!(json.get("latency_us_p50").is_none());
         assert!(json.get("cpu_busy_percent").is_none());
         assert!(json.get("send_delay_us_p99").is_none());
+        assert!(json.get("ack_gap_us_max").is_none());
     }
 }

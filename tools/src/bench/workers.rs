@@ -71,6 +71,7 @@ pub async fn produce(
         first_error: sent
             .first_error
             .map(|error| CliError::from_client(error, topic)),
+        acknowledgements: Some(sent.acknowledgements),
         cpu,
     })
 }
@@ -125,6 +126,7 @@ pub async fn consume(
         send_delay: None,
         failed: 0,
         first_error: None,
+        acknowledgements: None,
         cpu,
     })
 }
@@ -210,6 +212,7 @@ pub async fn e2e(
         first_error: sent
             .first_error
             .map(|error| CliError::from_client(error, topic)),
+        acknowledgements: Some(sent.acknowledgements),
         cpu,
     })
 }
@@ -232,6 +235,9 @@ struct Sent {
     send_delay: Option<Histogram<u64>>,
     /// From the first send to the last acknowledgement.
     elapsed: Duration,
+    /// The longest gap in any one producer's acknowledgements, and the failures that
+    /// were not retriable.
+    acknowledgements: Acknowledgements,
 }
 
 async fn run_producers(
@@ -267,11 +273,13 @@ async fn run_producers(
         histogram: latency_histogram(),
         send_delay: args.rate.map(|_| latency_histogram()),
         elapsed: Duration::ZERO,
+        acknowledgements: Acknowledgements::default(),
     };
     while let Some(joined) = tasks.join_next().await {
         let worker = joined.expect("producer tasks do not panic");
         sent.delivered += worker.delivered;
         sent.failed += worker.failed;
+        sent.acknowledgements.add(&worker.acknowledgements);
         if sent.first_error.is_none() {
             sent.first_error = worker.first_error;
         }
@@ -326,6 +334,29 @@ struct WorkerSent {
     first_error: Option<strata_client::Error>,
     histogram: Histogram<u64>,
     send_delay: Option<Histogram<u64>>,
+    acknowledgements: Acknowledgements,
+    /// When the last acknowledgement was seen, or the first send before any was.
+    last_acknowledged: Option<Instant>,
+}
+
+/// How steadily a run's producers were answered: the figures a failover is judged by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acknowledgements {
+    /// The longest time one producer went without an acknowledgement, from its first
+    /// send to its last acknowledgement. The producers of a run are compared, not
+    /// merged: one producer stalled while another is answered is still a stall.
+    pub gap_max: Duration,
+    /// Records that failed with an error no retry could fix ([`strata_client::Error::is_retriable`]);
+    /// the other failures ran out of retries.
+    pub failed_non_retriable: u64,
+}
+
+impl Acknowledgements {
+    /// Takes in another producer's figures.
+    fn add(&mut self, other: &Acknowledgements) {
+        self.gap_max = self.gap_max.max(other.gap_max);
+        self.failed_non_retriable += other.failed_non_retriable;
+    }
 }
 
 impl ProducerWorker {
@@ -402,8 +433,7 @@ impl ProducerWorker {
         let mut outcome = recorder.await.expect("the recorder does not panic");
         outcome.send_delay = send_delay;
         if let Some(error) = send_error {
-            outcome.failed += 1;
-            outcome.first_error.get_or_insert(error);
+            outcome.fail(error);
         }
         outcome
     }
@@ -435,18 +465,14 @@ async fn record_deliveries(
     mut deliveries: mpsc::Receiver<Deliveries>,
     acked: Arc<AtomicU64>,
 ) -> WorkerSent {
-    let mut outcome = WorkerSent {
-        delivered: 0,
-        failed: 0,
-        first_error: None,
-        histogram: latency_histogram(),
-        send_delay: None,
-    };
+    let mut outcome = WorkerSent::new();
     // Send times of records acknowledged but not yet timed.
     let mut untimed = Vec::with_capacity(DELIVERIES_CHUNK);
     while let Some(chunk) = deliveries.recv().await {
         let delivered_before = outcome.delivered;
         for (sent_at, delivery) in chunk {
+            // Until the first acknowledgement, the wait counts from the first send.
+            outcome.last_acknowledged.get_or_insert(sent_at);
             let mut delivery = pin!(delivery);
             let result = match poll_fn(|cx| Poll::Ready(delivery.as_mut().poll(cx))).await {
                 Poll::Ready(result) => {
@@ -466,10 +492,7 @@ async fn record_deliveries(
             };
             match result {
                 Ok(_) => outcome.delivered += 1,
-                Err(error) => {
-                    outcome.failed += 1;
-                    outcome.first_error.get_or_insert(error);
-                }
+                Err(error) => outcome.fail(error),
             }
         }
         outcome.time(untimed.drain(..), Instant::now());
@@ -479,10 +502,35 @@ async fn record_deliveries(
 }
 
 impl WorkerSent {
+    fn new() -> Self {
+        Self {
+            delivered: 0,
+            failed: 0,
+            first_error: None,
+            histogram: latency_histogram(),
+            send_delay: None,
+            acknowledgements: Acknowledgements::default(),
+            last_acknowledged: None,
+        }
+    }
+
+    /// Counts a record that failed for good.
+    fn fail(&mut self, error: strata_client::Error) {
+        self.failed += 1;
+        if !error.is_retriable() {
+            self.acknowledgements.failed_non_retriable += 1;
+        }
+        self.first_error.get_or_insert(error);
+    }
+
     /// Records the latency of each of `sent` (send times) as acknowledged by `now`: once
-    /// for each run of equal send times (an unpaced chunk shares one).
+    /// for each run of equal send times (an unpaced chunk shares one). They also end the
+    /// wait since the previous acknowledgement.
     fn time(&mut self, sent: impl IntoIterator<Item = Instant>, now: Instant) {
         let mut sent = sent.into_iter().peekable();
+        if sent.peek().is_some() {
+            self.acknowledged_at(now);
+        }
         while let Some(sent_at) = sent.next() {
             let mut count = 1;
             while sent.next_if_eq(&sent_at).is_some() {
@@ -491,6 +539,16 @@ impl WorkerSent {
             let latency_us = micros(now.duration_since(sent_at));
             self.histogram.saturating_record_n(latency_us.max(1), count);
         }
+    }
+
+    /// Notes an acknowledgement seen at `now`, and the wait since the one before (or
+    /// since the first send).
+    fn acknowledged_at(&mut self, now: Instant) {
+        if let Some(last) = self.last_acknowledged {
+            let gap = now.saturating_duration_since(last);
+            self.acknowledgements.gap_max = self.acknowledgements.gap_max.max(gap);
+        }
+        self.last_acknowledged = Some(now);
     }
 }
 
@@ -688,6 +746,8 @@ async fn consume_until_done(
 
 #[cfg(test)]
 mod tests {
+    use strata_client::protocol::ErrorCode;
+
     use super::*;
 
     #[test]
@@ -708,13 +768,7 @@ mod tests {
     fn every_record_is_timed_once_from_its_own_send_time() {
         let early = Instant::now();
         let late = early + Duration::from_millis(4);
-        let mut sent = WorkerSent {
-            delivered: 0,
-            failed: 0,
-            first_error: None,
-            histogram: latency_histogram(),
-            send_delay: None,
-        };
+        let mut sent = WorkerSent::new();
         sent.time(
             [early, early, early, late, early],
             early + Duration::from_millis(5),
@@ -723,6 +777,69 @@ mod tests {
         assert_eq!(histogram.len(), 5);
         assert_eq!(histogram.count_between(4_990, 5_010), 4);
         assert_eq!(histogram.count_between(990, 1_010), 1);
+    }
+
+    #[test]
+    fn the_longest_wait_runs_from_the_first_send_or_an_acknowledgement_to_the_next() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut sent = WorkerSent::new();
+        sent.last_acknowledged = Some(start);
+        sent.time([start], at(2));
+        // A clock reading with nothing acknowledged does not end the wait.
+        sent.time([], at(1_000));
+        sent.time([at(3), at(3)], at(3_502));
+        sent.time([at(3_503)], at(3_510));
+        assert_eq!(sent.acknowledgements.gap_max, Duration::from_millis(3_500));
+
+        let mut first = WorkerSent::new();
+        first.last_acknowledged = Some(start);
+        first.time([start], at(40));
+        assert_eq!(first.acknowledgements.gap_max, Duration::from_millis(40));
+    }
+
+    #[test]
+    fn failures_that_no_retry_could_fix_are_counted_apart() {
+        let mut sent = WorkerSent::new();
+        sent.fail(strata_client::Error::RequestTimedOut {
+            address: "127.0.0.1:1".into(),
+            api: "Produce",
+            timeout_ms: 30_000,
+        });
+        sent.fail(strata_client::Error::Broker {
+            code: ErrorCode::MessageTooLarge,
+            message: String::new(),
+        });
+        sent.fail(strata_client::Error::Broker {
+            code: ErrorCode::NotLeader,
+            message: String::new(),
+        });
+        assert_eq!(sent.failed, 3);
+        assert_eq!(sent.acknowledgements.failed_non_retriable, 1);
+        assert!(matches!(
+            sent.first_error,
+            Some(strata_client::Error::RequestTimedOut { .. })
+        ));
+    }
+
+    #[test]
+    fn producers_figures_combine_as_the_longest_wait_and_the_sum_of_failures() {
+        let mut run = Acknowledgements::default();
+        run.add(&Acknowledgements {
+            gap_max: Duration::from_millis(900),
+            failed_non_retriable: 1,
+        });
+        run.add(&Acknowledgements {
+            gap_max: Duration::from_millis(300),
+            failed_non_retriable: 2,
+        });
+        assert_eq!(
+            run,
+            Acknowledgements {
+                gap_max: Duration::from_millis(900),
+                failed_non_retriable: 3,
+            }
+        );
     }
 
     #[test]
