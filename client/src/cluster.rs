@@ -277,9 +277,11 @@ impl Cluster {
             .cloned();
         match address {
             Some(address) => self.connection(&address).await,
-            None => Err(Error::Protocol {
-                address: String::new(),
-                reason: format!("metadata names no broker with node id {node_id}"),
+            // A leader the metadata still names after its broker left the broker list
+            // (fenced or stopped): retriable, and a refresh finds the new leader.
+            None => Err(Error::Broker {
+                code: ErrorCode::LeaderNotAvailable,
+                message: format!("the metadata names no alive broker with node id {node_id}"),
             }),
         }
     }

@@ -75,7 +75,10 @@ async fn an_unclean_election_needs_yes_and_brings_back_a_leaderless_partition() 
 
         let index = partition.to_string();
         let refused = cluster
-            .cli(controller, &["partition", "elect", "--unclean", "ledger", &index])
+            .cli(
+                controller,
+                &["partition", "elect", "--unclean", "ledger", &index],
+            )
             .await;
         assert_eq!(refused.code, Some(1), "{refused:?}");
         assert!(
@@ -83,7 +86,10 @@ async fn an_unclean_election_needs_yes_and_brings_back_a_leaderless_partition() 
             "names the replica it would elect: {refused:?}"
         );
         let still = cluster.partition_on(controller, "ledger", partition).await;
-        assert!(still.leader_id < 0, "nothing changed without --yes: {still:?}");
+        assert!(
+            still.leader_id < 0,
+            "nothing changed without --yes: {still:?}"
+        );
 
         let elected = cluster
             .cli(
