@@ -122,13 +122,14 @@ impl LeaderEpochs {
         self.entries.clear();
     }
 
-    /// KIP-279's answer to a follower whose last batch has `epoch`: for the latest epoch,
-    /// `(latest, log_end_offset)`; else the largest entry epoch at or below `epoch` and the
-    /// start offset of the entry after it. `None` without an entry at or below `epoch`,
-    /// and for an epoch newer than the latest (this log never saw it).
+    /// KIP-279's answer to a follower whose last batch has `epoch`: for the latest epoch
+    /// or a newer one, `(latest, log_end_offset)` (a leader that has not written in its
+    /// own epoch yet holds nothing past its log end that the follower may keep); else the
+    /// largest entry epoch at or below `epoch` and the start offset of the entry after it.
+    /// `None` without an entry at or below `epoch`.
     pub fn end_offset_for(&self, epoch: u32, log_end_offset: u64) -> Option<(u32, u64)> {
         let latest = self.latest()?;
-        if epoch == latest {
+        if epoch >= latest {
             return Some((latest, log_end_offset));
         }
         let after = self.entries.partition_point(|&(entry, _)| entry <= epoch);
@@ -368,7 +369,11 @@ mod tests {
         );
         assert_eq!(cache.end_offset_for(1, log_end), Some((1, 10)));
         assert_eq!(cache.end_offset_for(2, log_end), Some((1, 10)));
-        assert_eq!(cache.end_offset_for(6, log_end), None, "newer than any");
+        assert_eq!(
+            cache.end_offset_for(6, log_end),
+            Some((5, 30)),
+            "newer than any: the log end"
+        );
         let later = epochs(&[(2, 50), (4, 60)]);
         assert_eq!(later.end_offset_for(1, log_end), None, "older than any");
         assert_eq!(LeaderEpochs::default().end_offset_for(0, 0), None);

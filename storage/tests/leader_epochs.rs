@@ -87,7 +87,11 @@ fn end_offsets_and_epochs_of_offsets_follow_the_entries() {
     assert_eq!(log.end_offset_for_epoch(4), Some((4, 6)));
     assert_eq!(log.end_offset_for_epoch(2), Some((1, 4)));
     assert_eq!(log.end_offset_for_epoch(0), None);
-    assert_eq!(log.end_offset_for_epoch(7), None);
+    assert_eq!(
+        log.end_offset_for_epoch(7),
+        Some((6, 10)),
+        "newer than any: the log end"
+    );
     assert_eq!(log.epoch_for_offset(3), Some(1));
     assert_eq!(log.epoch_for_offset(4), Some(4));
     assert_eq!(log.epoch_for_offset(9), Some(6));

@@ -205,7 +205,9 @@ impl OffsetsLog {
             let partition = &self.partitions[partition];
             // Stamped with the broker's own clock just above.
             let result = partition.append(&builder.finish(), i64::MAX)?;
-            appended.ends.push((partition.clone(), result.next_offset));
+            appended
+                .ends
+                .push((partition.clone(), (result.next_offset, result.leader_epoch)));
         }
         Ok(appended)
     }
@@ -297,11 +299,15 @@ fn load_partition(partition: &Partition) -> Result<Vec<Record>, GroupOpenError> 
     Ok(records)
 }
 
+/// A partition appended to, the offset after what was appended, and the leader epoch it
+/// was appended under.
+type AppendedEnd = (Arc<Partition>, (u64, Option<u32>));
+
 /// Records in the offsets log, not yet known to meet its durability policy: each
 /// partition written and the offset after its last record.
 #[derive(Debug, Default)]
 pub struct Appended {
-    ends: Vec<(Arc<Partition>, u64)>,
+    ends: Vec<AppendedEnd>,
 }
 
 impl Appended {
@@ -315,8 +321,8 @@ impl Appended {
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn wait_durable(&self, deadline: Instant) -> Result<(), PartitionError> {
-        for (partition, end) in &self.ends {
-            partition.wait_committed(*end, deadline).await?;
+        for (partition, (end, epoch)) in &self.ends {
+            partition.wait_committed(*end, *epoch, deadline).await?;
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
                             topics.len(),
                             partitions.len(),
                             partition.clone(),
-                            appended.next_offset,
+                            (appended.next_offset, appended.leader_epoch),
                         ));
                     }
                     ProducePartitionResponse {
@@ -125,18 +125,16 @@ pub fn handle(broker: &Arc<Broker>, request: &ProduceRequest) -> Started {
     }
 }
 
-type Wait = (usize, usize, Arc<Partition>, u64);
+type Wait = (usize, usize, Arc<Partition>, (u64, Option<u32>));
 
 async fn wait_committed(
     mut topics: Vec<ProduceTopicResponse>,
     waits: Vec<Wait>,
     deadline: Instant,
 ) -> Reply {
-    let outcomes = join_all(
-        waits
-            .iter()
-            .map(|(_, _, partition, offset)| partition.wait_committed(*offset, deadline)),
-    )
+    let outcomes = join_all(waits.iter().map(|(_, _, partition, (offset, epoch))| {
+        partition.wait_committed(*offset, *epoch, deadline)
+    }))
     .await;
     for ((topic, index, _, _), outcome) in waits.iter().zip(outcomes) {
         if let Err(error) = outcome {

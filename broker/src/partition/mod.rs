@@ -93,6 +93,9 @@ pub struct AppendResult {
     pub record_count: u64,
     /// Retried idempotent batches that were already in the log, so not appended again.
     pub duplicate_batches: u64,
+    /// The leader epoch it was appended under (`None` for a partition alone): an
+    /// `acks = all` wait fails if the partition is led at another epoch since.
+    pub leader_epoch: Option<u32>,
 }
 
 /// Whole batches read from a partition.
@@ -468,7 +471,20 @@ impl Partition {
         let log = self.log()?;
         let mut result: Option<AppendResult> = None;
         for (bytes, header) in batches {
-            let appended = log.append(bytes, self.replica.stamp_epoch())?;
+            // The role is checked and the batch stamped and written under the role's
+            // lock: a leadership that moves meanwhile waits for the write, and no batch
+            // of this broker ever carries another leader's epoch.
+            let (appended, leader_epoch) = {
+                let role = self.replica.role();
+                let (stamp, leader_epoch) = match &*role {
+                    Role::Leader(leading) => (leading.stamp, Some(leading.epoch)),
+                    Role::Alone => (self.replica.base_epoch(), None),
+                    Role::Follower { .. } => {
+                        return Err(self.not_leading("this broker no longer leads it"));
+                    }
+                };
+                (log.append(bytes, stamp)?, leader_epoch)
+            };
             let next_offset = appended.last_offset + 1;
             let (record_count, duplicate_batches) = if appended.duplicate {
                 (0, 1)
@@ -485,6 +501,7 @@ impl Partition {
                     next_offset,
                     record_count,
                     duplicate_batches,
+                    leader_epoch,
                 },
                 Some(so_far) => AppendResult {
                     next_offset,

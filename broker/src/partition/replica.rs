@@ -46,6 +46,9 @@ pub struct Leading {
     pub replicas: Vec<u32>,
     /// The in-sync set the metadata committed.
     pub isr: Vec<u32>,
+    /// Followers this leader asked the controller to add, not committed yet: they count
+    /// toward the high watermark already (Kafka's "maximal ISR").
+    pub joining: Vec<u32>,
     /// The effective `min_insync_replicas`.
     pub min_isr: usize,
     /// What each follower's fetches said.
@@ -161,6 +164,11 @@ impl Replica {
         }
     }
 
+    /// The epoch a partition alone stamps its batches with: its log's newest.
+    pub(super) fn base_epoch(&self) -> u32 {
+        u32::try_from(self.base_epoch.load(Ordering::Acquire)).unwrap_or(0)
+    }
+
     /// The epoch a batch appended now is stamped with.
     pub(super) fn stamp_epoch(&self) -> u32 {
         match &*self.role() {
@@ -173,6 +181,8 @@ impl Replica {
     /// Records the log end offset after an append (or a truncation, `lowered`).
     pub(super) fn on_log_end(&self, log_end: u64, lowered: bool) {
         if lowered {
+            // A truncation takes back what was durable above the new end too.
+            self.durable.fetch_min(log_end, Ordering::AcqRel);
             self.log_end.send_replace(log_end);
             self.high_watermark
                 .send_if_modified(|hw| std::mem::replace(hw, (*hw).min(log_end)) != *hw);
@@ -193,14 +203,18 @@ impl Replica {
         let covered = self.covered();
         let target = match &*self.role() {
             Role::Alone => Some(covered),
-            Role::Leader(leading) => engine::high_watermark(
-                leading.me,
-                covered,
-                &leading.isr,
-                &leading.followers,
-                self.coverage(),
-                leading.min_isr,
-            ),
+            Role::Leader(leading) => {
+                let mut counted = leading.isr.clone();
+                counted.extend(&leading.joining);
+                engine::high_watermark(
+                    leading.me,
+                    covered,
+                    &counted,
+                    &leading.followers,
+                    self.coverage(),
+                    leading.min_isr,
+                )
+            }
             Role::Follower { .. } => None,
         };
         if let Some(target) = target {
@@ -218,13 +232,24 @@ impl Replica {
     /// starting over (given `replica_lag_max_ms` from `now_ms` to fetch); at the same
     /// epoch, taking the in-sync set and replicas the metadata committed since. Batches
     /// are stamped with the epoch, or with `log_epoch` if that is newer.
-    pub(super) fn lead(&self, leadership: Leadership, log_epoch: Option<u32>, now_ms: u64) {
+    pub(super) fn lead(
+        &self,
+        leadership: Leadership,
+        (log_epoch, log_start): (Option<u32>, u64),
+        now_ms: u64,
+    ) {
         {
             let mut role = self.role();
             let log_end = *self.log_end.borrow();
+            if *role == Role::Alone && leadership.replicas.len() > 1 {
+                self.forget_high_watermark(log_start);
+            }
             match &mut *role {
                 Role::Leader(leading) if leading.epoch == leadership.epoch => {
                     leading.partition_epoch = leadership.partition_epoch;
+                    leading
+                        .joining
+                        .retain(|member| !leadership.isr.contains(member));
                     leading.isr = leadership.isr;
                     leading.min_isr = leadership.min_isr;
                     leading
@@ -261,6 +286,7 @@ impl Replica {
                         partition_epoch: leadership.partition_epoch,
                         replicas: leadership.replicas,
                         isr: leadership.isr,
+                        joining: Vec::new(),
                         min_isr: leadership.min_isr,
                         followers,
                         epoch_start,
@@ -273,15 +299,25 @@ impl Replica {
     }
 
     /// Follows `leader` (or no one) at `epoch`.
-    pub(super) fn follow(&self, leader: Option<u32>, epoch: u32) {
+    pub(super) fn follow(&self, leader: Option<u32>, epoch: u32, log_start: u64) {
         let following = Role::Follower { leader, epoch };
         {
             let mut role = self.role();
             if *role == following {
                 return;
             }
+            if *role == Role::Alone {
+                self.forget_high_watermark(log_start);
+            }
             *role = following;
         }
         self.poke();
+    }
+
+    /// Drops the high watermark a replica of several opened with (its log end or durable
+    /// offset: its tail may never have been committed) down to its log start; its leader,
+    /// or as a leader its followers, raise it again to what is committed.
+    fn forget_high_watermark(&self, log_start: u64) {
+        self.high_watermark.send_replace(log_start);
     }
 }

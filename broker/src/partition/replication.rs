@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use strata_protocol::batch;
-use strata_storage::StorageError;
+use strata_storage::{Log, StorageError};
 use tokio::sync::watch;
 
 use super::replica::{Leadership, Role};
@@ -62,16 +62,20 @@ impl Partition {
 
     /// Leads the partition as the metadata says.
     pub fn lead(&self, leadership: Leadership) {
-        self.replica.lead(leadership, self.latest_epoch(), ms());
+        self.replica.lead(
+            leadership,
+            (self.latest_epoch(), self.log_start_offset()),
+            ms(),
+        );
     }
 
     /// Follows `leader` at `epoch`: `acks = all` waiters fail (retriably), and client
     /// produces are refused.
     pub fn follow(&self, leader: Option<u32>, epoch: u32) {
-        self.replica.follow(leader, epoch);
+        self.replica.follow(leader, epoch, self.log_start_offset());
     }
 
-    fn not_leading(&self, reason: &str) -> PartitionError {
+    pub(super) fn not_leading(&self, reason: &str) -> PartitionError {
         PartitionError::LeaderNotAvailable {
             topic: self.topic.clone(),
             partition: self.index,
@@ -129,30 +133,41 @@ impl Partition {
     }
 
     /// Waits until every in-sync replica covers everything below `offset` (alone: until
-    /// the durability policy does), or `deadline` passes.
+    /// the durability policy does), or `deadline` passes. `leader_epoch` is the epoch the
+    /// write was appended under ([`AppendResult::leader_epoch`](super::AppendResult)):
+    /// if the partition is led at another one since, the write may be gone.
     ///
     /// # Errors
     /// [`PartitionError::Timeout`] at the deadline; `NotEnoughReplicasAfterAppend` if the
     /// in-sync set falls below the minimum, `LeaderNotAvailable` if this broker stops
-    /// leading (both retriable: the write may or may not survive); a storage error if
-    /// the log is poisoned, or if a flush ran out of disk space or descriptors first.
+    /// leading at that epoch (both retriable: the write may or may not survive); a storage
+    /// error if the log is poisoned, or if a flush ran out of disk space or descriptors
+    /// first.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn wait_committed(
         &self,
         offset: u64,
+        leader_epoch: Option<u32>,
         deadline: Instant,
     ) -> Result<(), PartitionError> {
         let log = self.log()?;
         let mut high_watermark = self.replica.high_watermark.subscribe();
         let mut durable = self.durable_offset.subscribe();
         loop {
-            if *high_watermark.borrow_and_update() >= offset {
-                return Ok(());
-            }
+            high_watermark.borrow_and_update();
             durable.borrow_and_update();
+            // The role first: a high watermark this broker reached as a follower, or
+            // at a later epoch, says nothing of this write.
             match &*self.replica.role() {
+                Role::Leader(leading)
+                    if leader_epoch.is_some_and(|epoch| epoch != leading.epoch) =>
+                {
+                    return Err(self.not_leading(
+                        "leadership changed before every in-sync replica had the write",
+                    ));
+                }
                 Role::Leader(leading) if leading.isr.len() < leading.min_isr => {
                     return Err(PartitionError::NotEnoughReplicasAfterAppend {
                         topic: self.topic.clone(),
@@ -166,6 +181,9 @@ impl Partition {
                 }
                 _ => {}
             }
+            if self.high_watermark() >= offset {
+                return Ok(());
+            }
             log.check_poisoned()?;
             if let Some(error) = log.durability_stalled(offset) {
                 return Err(error.into());
@@ -177,15 +195,8 @@ impl Partition {
                 }
             })
             .await;
-            match woken {
-                Ok(true) => {}
-                Ok(false) | Err(_) => {
-                    return if *high_watermark.borrow() >= offset {
-                        Ok(())
-                    } else {
-                        Err(PartitionError::Timeout)
-                    };
-                }
+            if !matches!(woken, Ok(true)) {
+                return Err(PartitionError::Timeout);
             }
         }
     }
@@ -292,27 +303,49 @@ impl Partition {
 
     /// The in-sync set this leader should ask the controller for, with the leader and
     /// partition epochs it is based on; `None` if it leads nothing here or the set is
-    /// right. `eligible` says whether a broker may join at an incarnation.
+    /// right. `eligible` says whether a broker may join at an incarnation. Members it
+    /// adds count toward the high watermark from now on (Kafka's "maximal ISR"): once
+    /// the controller commits them they are electable, so they must hold everything
+    /// below it. If the change is refused, call
+    /// [`isr_change_failed`](Self::isr_change_failed); if its fate is unknown, they stay
+    /// counted until the image shows it, or the set is right again.
     pub fn wanted_isr(
         &self,
         lag_max_ms: u64,
         eligible: impl Fn(u32, u64) -> bool,
     ) -> Option<(u32, u32, Vec<u32>)> {
-        let log_end = self.log_end_offset();
-        let role = self.replica.role();
-        let Role::Leader(leading) = &*role else {
+        let mut role = self.replica.role();
+        let Role::Leader(leading) = &mut *role else {
             return None;
         };
-        engine::wanted_isr(
+        let Some(wanted) = engine::wanted_isr(
             leading.me,
             &leading.replicas,
             &leading.isr,
             &leading.followers,
             (ms(), lag_max_ms),
-            log_end,
             eligible,
-        )
-        .map(|isr| (leading.epoch, leading.partition_epoch, isr))
+        ) else {
+            leading.joining.clear();
+            return None;
+        };
+        leading.joining = wanted
+            .iter()
+            .copied()
+            .filter(|member| !leading.isr.contains(member))
+            .collect();
+        Some((leading.epoch, leading.partition_epoch, wanted))
+    }
+
+    /// The in-sync set change asked for at `leader_epoch` was refused or not committed:
+    /// the members it would have added stop counting toward the high watermark.
+    pub fn isr_change_failed(&self, leader_epoch: u32) {
+        if let Role::Leader(leading) = &mut *self.replica.role()
+            && leading.epoch == leader_epoch
+        {
+            leading.joining.clear();
+        }
+        self.replica.refresh();
     }
 
     /// The epoch of the last batch in the log.
@@ -320,35 +353,92 @@ impl Partition {
         self.log.as_ref().ok().and_then(|log| log.latest_epoch())
     }
 
-    /// The offset below which the log is fsynced.
+    /// The offset below which the log is fsynced, as the log has it now (lowered by a
+    /// truncation), at most the log end.
     pub fn durable_offset(&self) -> u64 {
-        *self.durable_offset.borrow()
+        self.log
+            .as_ref()
+            .map_or(0, |log| log.durable_offset().min(log.log_end_offset()))
+    }
+
+    /// Under `durability = every_batch`, waits (at most `timeout`) until the log is
+    /// fsynced up to its end: a follower reports its durable offset in its next fetch,
+    /// and the leader's `acks = all` waits for it, so a fetch sent before the fsync would
+    /// leave the write waiting for the one after, up to the leader's park time.
+    pub async fn settle_durable(&self, timeout: std::time::Duration) {
+        if self.settings().durability != crate::config::DurabilityPolicy::EveryBatch {
+            return;
+        }
+        let target = self.log_end_offset();
+        let mut durable = self.durable_offset.subscribe();
+        let _ = tokio::time::timeout(timeout, durable.wait_for(|durable| *durable >= target)).await;
+    }
+
+    /// Whether this broker follows the partition from `leader` at `epoch`.
+    pub fn follows(&self, (leader, epoch): (u32, u32)) -> bool {
+        *self.replica.role()
+            == Role::Follower {
+                leader: Some(leader),
+                epoch,
+            }
+    }
+
+    /// Runs `change` on the log if this broker still follows the partition from `leader`
+    /// at `epoch`, holding the role's lock throughout, so that a leadership taken up
+    /// meanwhile waits for it and no answer of the old leader touches the log after; then
+    /// reports the new log end. `None` if the role had moved on (nothing done).
+    fn as_follower(
+        &self,
+        following: (u32, u32),
+        change: impl FnOnce(&Log) -> Result<(), PartitionError>,
+    ) -> Result<Option<()>, PartitionError> {
+        let log = self.log()?;
+        let before = log.log_end_offset();
+        {
+            let role = self.replica.role();
+            let expected = Role::Follower {
+                leader: Some(following.0),
+                epoch: following.1,
+            };
+            if *role != expected {
+                return Ok(None);
+            }
+            change(log)?;
+        }
+        let after = log.log_end_offset();
+        self.replica.on_log_end(after, after < before);
+        Ok(Some(()))
     }
 
     /// Appends the leader's batches as they are (their offsets and epochs kept), after
-    /// checking each one's CRC.
+    /// checking each one's CRC, if this broker still follows `following` = (leader,
+    /// epoch); `None` if not.
     ///
     /// # Errors
     /// A storage error: a batch that does not start at the log end, fails its checks or
     /// carries an older epoch than the log's last; a poisoned or full log.
-    pub fn append_replicated(&self, records: &Bytes) -> Result<(), PartitionError> {
-        let log = self.log()?;
-        let mut rest = &records[..];
-        while !rest.is_empty() {
-            let length = batch::total_len(rest)
-                .filter(|&length| length <= rest.len())
-                .ok_or(StorageError::InvalidBatch {
-                    offset: log.log_end_offset(),
-                    source: strata_protocol::BatchError::Truncated {
-                        need: batch::LOG_OVERHEAD_BYTES,
-                        have: rest.len(),
-                    },
-                })?;
-            let appended = log.append_replicated(&rest[..length])?;
-            self.replica.on_log_end(appended.log_end_offset, false);
-            rest = &rest[length..];
-        }
-        Ok(())
+    pub fn append_replicated(
+        &self,
+        records: &Bytes,
+        following: (u32, u32),
+    ) -> Result<Option<()>, PartitionError> {
+        self.as_follower(following, |log| {
+            let mut rest = &records[..];
+            while !rest.is_empty() {
+                let length = batch::total_len(rest)
+                    .filter(|&length| length <= rest.len())
+                    .ok_or(StorageError::InvalidBatch {
+                        offset: log.log_end_offset(),
+                        source: strata_protocol::BatchError::Truncated {
+                            need: batch::LOG_OVERHEAD_BYTES,
+                            have: rest.len(),
+                        },
+                    })?;
+                log.append_replicated(&rest[..length])?;
+                rest = &rest[length..];
+            }
+            Ok(())
+        })
     }
 
     /// Takes the leader's high watermark, bounded by this log's end.
@@ -359,53 +449,64 @@ impl Partition {
         );
     }
 
-    /// Truncates where the leader says this log diverges (KIP-279); returns the new log
-    /// end offset.
+    /// Truncates where the leader says this log diverges (KIP-279), if this broker still
+    /// follows `following`.
     ///
     /// # Errors
     /// A storage error (which poisons the log).
-    pub fn truncate_diverging(&self, diverging: Diverging) -> Result<u64, PartitionError> {
-        let log = self.log()?;
-        let own = diverging
-            .epoch
-            .and_then(|epoch| log.end_offset_for_epoch(epoch));
-        let point = engine::truncation_point(diverging, own);
-        self.truncate_to(point)
+    pub fn truncate_diverging(
+        &self,
+        diverging: Diverging,
+        following: (u32, u32),
+    ) -> Result<Option<()>, PartitionError> {
+        self.as_follower(following, |log| {
+            let own = diverging
+                .epoch
+                .and_then(|epoch| log.end_offset_for_epoch(epoch));
+            truncate(log, engine::truncation_point(diverging, own))
+        })
     }
 
     /// Deletes every batch at and after `offset` (all of them, if it is below the log
-    /// start); returns the new log end offset.
+    /// start), if this broker still follows `following`.
     ///
     /// # Errors
     /// A storage error (which poisons the log).
-    pub fn truncate_to(&self, offset: u64) -> Result<u64, PartitionError> {
-        let log = self.log()?;
-        if offset < log.log_start_offset() {
-            log.truncate_fully(offset)?;
-        } else {
-            match log.truncate_to(offset) {
-                // The point fell inside a batch: cut before the whole batch.
-                Err(StorageError::NotBatchBoundary {
-                    batch_base_offset, ..
-                }) => log.truncate_to(batch_base_offset)?,
-                result => result?,
-            }
-        }
-        let log_end = log.log_end_offset();
-        self.replica.on_log_end(log_end, true);
-        tracing::info!(topic = %self.topic, partition = self.index, log_end, "truncated the log to follow its leader");
-        Ok(log_end)
+    pub fn truncate_to(
+        &self,
+        offset: u64,
+        following: (u32, u32),
+    ) -> Result<Option<()>, PartitionError> {
+        self.as_follower(following, |log| truncate(log, offset))
     }
 
     /// Empties the log and restarts it at `start` (a follower behind the leader's log
-    /// start).
+    /// start), if this broker still follows `following`.
     ///
     /// # Errors
     /// A storage error (which poisons the log).
-    pub fn restart_at(&self, start: u64) -> Result<(), PartitionError> {
-        let log = self.log()?;
-        log.truncate_fully(start)?;
-        self.replica.on_log_end(start, true);
-        Ok(())
+    pub fn restart_at(
+        &self,
+        start: u64,
+        following: (u32, u32),
+    ) -> Result<Option<()>, PartitionError> {
+        self.as_follower(following, |log| Ok(log.truncate_fully(start)?))
     }
+}
+
+/// Deletes every batch of `log` at and after `offset` (all of them, below the log start).
+fn truncate(log: &Log, offset: u64) -> Result<(), PartitionError> {
+    if offset < log.log_start_offset() {
+        log.truncate_fully(offset)?;
+    } else {
+        match log.truncate_to(offset) {
+            // The point fell inside a batch: cut before the whole batch.
+            Err(StorageError::NotBatchBoundary {
+                batch_base_offset, ..
+            }) => log.truncate_to(batch_base_offset)?,
+            result => result?,
+        }
+    }
+    tracing::info!(dir = %log.dir().display(), log_end = log.log_end_offset(), "truncated the log to follow its leader");
+    Ok(())
 }

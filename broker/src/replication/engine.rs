@@ -44,6 +44,8 @@ pub struct Progress {
     pub durable: u64,
     /// When it last was caught up, in ms.
     pub caught_up_ms: u64,
+    /// Its last fetch asked from the leader's log end: it had everything then.
+    pub reached_end: bool,
     /// The leader's log end offset at its previous fetch.
     previous_leader_end: u64,
     /// When its previous fetch came.
@@ -60,6 +62,7 @@ impl Progress {
             log_end: 0,
             durable: 0,
             caught_up_ms: now_ms,
+            reached_end: false,
             previous_leader_end: u64::MAX,
             previous_fetch_ms: now_ms,
         }
@@ -73,6 +76,7 @@ impl Progress {
         } else if fetch_offset >= self.previous_leader_end {
             self.caught_up_ms = self.caught_up_ms.max(self.previous_fetch_ms);
         }
+        self.reached_end = fetch_offset >= leader_end;
         self.log_end = fetch_offset;
         self.durable = durable.min(fetch_offset);
         self.previous_leader_end = leader_end;
@@ -117,15 +121,16 @@ pub fn high_watermark(
 
 /// The in-sync set the leader should ask for, in replica order, or `None` if it is the
 /// current one: followers not caught up for more than `lag_max_ms` leave, and replicas
-/// whose last fetch reached `leader_end` join. `eligible` says whether a replica's broker
-/// may join at the incarnation that fetched (alive, current incarnation).
+/// whose last fetch asked from the leader's log end as it was then join (under steady
+/// appends the log end has moved on by the time the leader looks). `eligible` says
+/// whether a replica's broker may join at the incarnation that fetched (alive, current
+/// incarnation).
 pub fn wanted_isr(
     leader: u32,
     replicas: &[u32],
     isr: &[u32],
     followers: &BTreeMap<u32, Progress>,
     (now_ms, lag_max_ms): (u64, u64),
-    leader_end: u64,
     eligible: impl Fn(u32, u64) -> bool,
 ) -> Option<Vec<u32>> {
     let in_sync = |replica: u32| {
@@ -138,7 +143,7 @@ pub fn wanted_isr(
         if isr.contains(&replica) {
             now_ms.saturating_sub(progress.caught_up_ms) <= lag_max_ms
         } else {
-            progress.log_end >= leader_end && eligible(replica, progress.incarnation)
+            progress.reached_end && eligible(replica, progress.incarnation)
         }
     };
     let wanted: Vec<u32> = replicas
@@ -251,40 +256,32 @@ mod tests {
     fn followers_leave_when_lagging_and_join_only_at_the_log_end() {
         let replicas = [1, 2, 3];
         let all = |_, _| true;
-        let followers = BTreeMap::from([(2, progress(50, 0, 1_000)), (3, progress(99, 0, 9_000))]);
+        let mut behind = progress(99, 0, 9_000);
+        // Its last fetch asked from 99 while the leader's log ended at 100.
+        behind.on_fetch(9_000, 99, 0, 100);
+        let followers = BTreeMap::from([(2, progress(50, 0, 1_000)), (3, behind)]);
         // 2 lags for 9 s with 5 s allowed: it leaves.
+        let window = (10_000, 5_000);
         assert_eq!(
-            wanted_isr(
-                1,
-                &replicas,
-                &[1, 2, 3],
-                &followers,
-                (10_000, 5_000),
-                100,
-                all
-            ),
+            wanted_isr(1, &replicas, &[1, 2, 3], &followers, window, all),
             Some(vec![1, 3])
         );
-        // 3 is out and one record short of the log end: it stays out.
+        // 3 is out and was one record short of the log end: it stays out.
         assert_eq!(
-            wanted_isr(1, &replicas, &[1], &followers, (10_000, 5_000), 100, all),
+            wanted_isr(1, &replicas, &[1], &followers, window, all),
             None
         );
-        // At the log end it joins, unless its broker is not eligible.
+        // Once a fetch asks from the log end as it was then, it joins, even if the log
+        // has grown since; unless its broker is not eligible.
+        let mut caught_up = behind;
+        caught_up.on_fetch(9_100, 100, 0, 100);
+        let followers = BTreeMap::from([(3, caught_up)]);
         assert_eq!(
-            wanted_isr(1, &replicas, &[1], &followers, (10_000, 5_000), 99, all),
+            wanted_isr(1, &replicas, &[1], &followers, window, all),
             Some(vec![1, 3])
         );
         assert_eq!(
-            wanted_isr(
-                1,
-                &replicas,
-                &[1],
-                &followers,
-                (10_000, 5_000),
-                99,
-                |_, _| false
-            ),
+            wanted_isr(1, &replicas, &[1], &followers, window, |_, _| false),
             None
         );
     }

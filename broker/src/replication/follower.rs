@@ -36,9 +36,11 @@ use tokio_util::sync::CancellationToken;
 use super::Followed;
 use crate::broker::Broker;
 use crate::cluster::listener::REPLICATION_PREAMBLE;
-use crate::partition::{PartitionError, Role};
+use crate::partition::{Partition, PartitionError};
 use crate::replication::engine::Diverging;
 
+/// How long a follower under `every_batch` waits for its fsync before it fetches again.
+const SETTLE_MAX: Duration = Duration::from_millis(100);
 /// How long the leader may park a fetch with nothing to send.
 const MAX_WAIT_MS: u32 = 500;
 /// Bytes asked for per partition, and per request.
@@ -81,9 +83,14 @@ pub(super) async fn run(
                 None => connect(&broker, leader).await?,
             };
             correlation_id = correlation_id.wrapping_add(1);
-            let (open, response) = call(&broker, open, correlation_id, &partitions).await?;
+            let (open, response) =
+                call((&broker, leader), open, correlation_id, &partitions).await?;
             connection = Some(open);
-            Ok::<_, String>(apply(leader, &partitions, &response))
+            let (progressed, appended) = apply(leader, &partitions, &response);
+            for partition in appended {
+                partition.settle_durable(SETTLE_MAX).await;
+            }
+            Ok::<_, String>(progressed)
         };
         let outcome = tokio::select! {
             () = stop.cancelled() => return,
@@ -159,9 +166,14 @@ async fn connect(broker: &Broker, leader: u32) -> Result<Connection, String> {
     Ok(Framed::new(stream, FrameCodec::new(FRAME_BYTES_MAX)))
 }
 
-fn request(broker: &Broker, partitions: &[Followed]) -> ReplicaFetchRequest {
+fn request(broker: &Broker, leader: u32, partitions: &[Followed]) -> ReplicaFetchRequest {
     let mut topics: Vec<ReplicaFetchTopic> = Vec::new();
-    for followed in partitions {
+    // A partition this broker took the lead of since must not report its log end to
+    // its old leader as a follower's progress.
+    for followed in partitions
+        .iter()
+        .filter(|followed| followed.partition.follows((leader, followed.leader_epoch)))
+    {
         let wanted = ReplicaFetchPartition {
             partition: followed.partition.index(),
             current_leader_epoch: followed.leader_epoch,
@@ -193,7 +205,7 @@ fn request(broker: &Broker, partitions: &[Followed]) -> ReplicaFetchRequest {
 
 /// Sends one fetch and reads its answer.
 async fn call(
-    broker: &Broker,
+    (broker, leader): (&Broker, u32),
     mut connection: Connection,
     correlation_id: u32,
     partitions: &[Followed],
@@ -204,7 +216,7 @@ async fn call(
         correlation_id,
         client_id: format!("replica-{}", broker.cluster.node_id()),
     };
-    let request = Request::ReplicaFetch(request(broker, partitions));
+    let request = Request::ReplicaFetch(request(broker, leader, partitions));
     let timeout = CALL_TIMEOUT + Duration::from_millis(u64::from(MAX_WAIT_MS));
     let exchange = async {
         connection
@@ -241,9 +253,18 @@ async fn call(
     Ok((connection, response))
 }
 
-/// Applies a response; true if any partition answered without an error.
-fn apply(leader: u32, partitions: &[Followed], response: &ReplicaFetchResponse) -> bool {
+/// Applies a response; true if any partition answered without an error, and the
+/// partitions it appended to. Each change to
+/// a partition is made only if this broker still follows it from `leader` at the epoch
+/// it fetched at (the metadata may have moved on while the fetch was out), checked under
+/// the partition's role lock.
+fn apply(
+    leader: u32,
+    partitions: &[Followed],
+    response: &ReplicaFetchResponse,
+) -> (bool, Vec<Arc<Partition>>) {
     let mut progressed = false;
+    let mut appended = Vec::new();
     for topic in &response.topics {
         for answer in &topic.partitions {
             let Some(followed) = partitions.iter().find(|followed| {
@@ -251,15 +272,10 @@ fn apply(leader: u32, partitions: &[Followed], response: &ReplicaFetchResponse) 
             }) else {
                 continue;
             };
-            // The metadata may have moved on while the fetch was out.
-            let current = matches!(
-                followed.partition.role(),
-                Role::Follower { leader: Some(now), epoch } if now == leader && epoch == followed.leader_epoch
-            );
-            if !current {
-                continue;
+            if !answer.records.is_empty() {
+                appended.push(followed.partition.clone());
             }
-            match apply_partition(followed, answer) {
+            match apply_partition(followed, (leader, followed.leader_epoch), answer) {
                 Ok(moved) => progressed |= moved,
                 Err(error) => {
                     tracing::warn!(topic = %followed.topic, partition = answer.partition, leader, %error, "cannot apply the leader's answer to a replica fetch");
@@ -267,12 +283,13 @@ fn apply(leader: u32, partitions: &[Followed], response: &ReplicaFetchResponse) 
             }
         }
     }
-    progressed
+    (progressed, appended)
 }
 
 /// Applies one partition's answer; true unless it was an error from the leader.
 fn apply_partition(
     followed: &Followed,
+    following: (u32, u32),
     answer: &ReplicaFetchPartitionResponse,
 ) -> Result<bool, PartitionError> {
     let partition = &followed.partition;
@@ -282,22 +299,28 @@ fn apply_partition(
                 epoch: Some(answer.diverging_epoch),
                 end_offset: answer.diverging_end_offset,
             };
-            partition.truncate_diverging(diverging)?;
+            partition.truncate_diverging(diverging, following)?;
             Ok(true)
         }
         ErrorCode::None => {
-            if !answer.records.is_empty() {
-                partition.append_replicated(&answer.records)?;
+            if !answer.records.is_empty()
+                && partition
+                    .append_replicated(&answer.records, following)?
+                    .is_none()
+            {
+                return Ok(true);
             }
-            partition.follow_high_watermark(answer.high_watermark);
+            if partition.follows(following) {
+                partition.follow_high_watermark(answer.high_watermark);
+            }
             Ok(true)
         }
         ErrorCode::OffsetOutOfRange => {
             let log_end = partition.log_end_offset();
             if log_end > answer.log_end_offset {
-                partition.truncate_to(answer.log_end_offset)?;
+                partition.truncate_to(answer.log_end_offset, following)?;
             } else if log_end < answer.log_start_offset {
-                partition.restart_at(answer.log_start_offset)?;
+                partition.restart_at(answer.log_start_offset, following)?;
             }
             Ok(true)
         }

@@ -84,11 +84,14 @@ async fn check(broker: &Broker, lag_max_ms: u64) {
                 .await
             {
                 Ok(Outcome::Refused { message, .. }) => {
+                    partition.isr_change_failed(leader_epoch);
                     tracing::debug!(topic = %name, partition = partition.index(), %message, "in-sync set change refused");
                 }
                 Ok(_) => {
                     tracing::info!(topic = %name, partition = partition.index(), ?isr, "in-sync set changed");
                 }
+                // Not known to be committed or not: the members stay counted until the
+                // metadata says either way.
                 Err(error) => {
                     tracing::debug!(topic = %name, partition = partition.index(), %error.message, "in-sync set change not committed");
                 }

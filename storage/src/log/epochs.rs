@@ -45,9 +45,9 @@ impl Log {
     }
 
     /// Where the batches of `epoch` end, for a follower whose last batch has `epoch`
-    /// (KIP-279): for the latest epoch `(latest, log_end_offset)`; else the largest entry
-    /// epoch at or below `epoch` and the start offset of the entry after it. `None` if no
-    /// entry is at or below `epoch`, or `epoch` is newer than the latest.
+    /// (KIP-279): for the latest epoch or a newer one `(latest, log_end_offset)`; else the
+    /// largest entry epoch at or below `epoch` and the start offset of the entry after
+    /// it. `None` if no entry is at or below `epoch`.
     pub fn end_offset_for_epoch(&self, epoch: u32) -> Option<(u32, u64)> {
         let epochs = lock(&self.inner.epochs);
         // Read under the lock: a new epoch's entry and the end offset after its first
