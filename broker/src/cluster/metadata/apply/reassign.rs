@@ -67,7 +67,7 @@ impl Image {
                     ),
                 );
             }
-            next.settle_revert(&current, next.min_isr(config), is_alive);
+            next.settle_revert(current, next.min_isr(config), is_alive);
         } else {
             return Outcome::refused(
                 ErrorCode::ReassignmentInProgress,
