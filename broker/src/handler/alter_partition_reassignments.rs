@@ -15,12 +15,16 @@ use strata_protocol::messages::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
 
-use super::Reply;
+use super::{Reply, limits};
 use crate::broker::Broker;
 use crate::cluster::metadata::Command;
 use crate::group::store::OFFSETS_LOG;
 
 pub async fn handle(broker: Arc<Broker>, request: AlterPartitionReassignmentsRequest) -> Reply {
+    // Each partition is a proposal, one after the other: the limits bound the wait.
+    if let Err(refusal) = limits::check_topic_partitions(&broker.config, &request.topics) {
+        return refusal;
+    }
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
