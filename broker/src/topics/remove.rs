@@ -56,6 +56,9 @@ impl TopicRegistry {
             traffic: topic.traffic.clone(),
         });
         for partition in removed {
+            // A removed leader's `acks = all` waiters fail at once (retriably) rather than
+            // wait for followers that now fetch from the new leader.
+            partition.follow(None, partition.leader_epoch());
             partition.delete()?;
             tracing::info!(
                 topic = name,
