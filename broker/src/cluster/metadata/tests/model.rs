@@ -127,7 +127,7 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
         2 => (topic.clone(), 0u32..10, any::<bool>()).prop_map(|(topic, partition, unclean)| {
             Op::Elect { topic, partition, unclean }
         }),
-        3 => (
+        5 => (
             topic.clone(),
             0u32..10,
             proptest::collection::vec(id.clone(), 0..4),
