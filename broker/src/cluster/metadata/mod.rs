@@ -155,9 +155,10 @@ impl PartitionRecord {
         self.leader.is_none()
     }
 
-    /// Whether fewer replicas are in sync than there are replicas.
+    /// Whether fewer replicas are in sync than there are replicas (while a reassignment is
+    /// in progress, than the target has, as in Kafka's KIP-455: a move is not a lack).
     pub fn is_under_replicated(&self) -> bool {
-        self.isr.len() < self.replicas.len()
+        self.isr.len() < self.replicas.len() - self.removing.len()
     }
 
     /// The effective min ISR under the topic's `config`: `min_insync_replicas`, but no
