@@ -61,7 +61,10 @@ fn a_move_adds_then_switches_once_the_new_replicas_are_in_sync() {
     assert_eq!(moving.leader, Some(1));
     assert_eq!(moving.partition_epoch, before.partition_epoch + 1);
     assert_eq!(moving.target(), vec![2, 3]);
-    assert!(!moving.is_under_replicated(), "two in sync of a target of two");
+    assert!(
+        !moving.is_under_replicated(),
+        "two in sync of a target of two"
+    );
     assert!(log.image.partitions_on(3).any(|(name, _, _)| name == "t"));
 
     alter(&mut log, "t", 0, &[1, 2, 3]);
