@@ -77,6 +77,7 @@ impl Broker {
             !cluster.is_multi_node(),
         )?;
         let shutdown = CancellationToken::new();
+        let throttle = config.replica_reassignment_throttle_bytes_per_second;
         Ok(Self {
             config,
             topics,
@@ -84,7 +85,7 @@ impl Broker {
             groups,
             cluster_id,
             producer_ids,
-            replication: Replication::new(shutdown.child_token()),
+            replication: Replication::new(shutdown.child_token(), throttle),
             unclean_start,
             shutdown,
             lock,

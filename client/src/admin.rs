@@ -6,6 +6,7 @@ mod cluster;
 mod elections;
 mod groups;
 mod leader_offsets;
+mod reassignments;
 
 use std::sync::Arc;
 

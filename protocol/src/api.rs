@@ -180,6 +180,8 @@ apis! {
     /// Elects partition leaders: the preferred replica, or (unclean) any alive replica of
     /// a partition without a leader.
     ElectLeaders = 20, versions 0..=0, ElectLeadersRequest, ElectLeadersResponse;
+    /// Moves partitions to other replicas (KIP-455).
+    AlterPartitionReassignments = 21, versions 0..=0, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse;
 }
 
 impl From<DescribeClusterResponse> for Response {

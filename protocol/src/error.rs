@@ -146,6 +146,11 @@ error_codes! {
     ElectionNotNeeded = 46, retriable: false, "the partition already has the leader this election would choose";
     /// No replica is eligible to lead: none in the in-sync set or eligible leader set is alive.
     EligibleLeadersNotAvailable = 47, retriable: true, "no in-sync or eligible replica is alive to lead; wait for one to return, or force an unclean election (which may lose acknowledged records)";
+    /// A reassignment's replica list is empty, names a broker twice, or names a broker
+    /// that is not registered, or not alive where it would get a new copy.
+    InvalidReplicaAssignment = 48, retriable: false, "the replica list is empty, names a broker twice, or names a broker that is not registered (or, for a new replica, not alive)";
+    /// The partition is being moved to other replicas already.
+    ReassignmentInProgress = 49, retriable: false, "the partition is being moved to other replicas; wait for the move to finish, or cancel it by asking for its original replicas";
 }
 
 impl ErrorCode {

@@ -93,6 +93,9 @@ fn millions_of_topics_without_partitions_are_refused_by_the_replication_apis() {
     // ElectLeaders: `unclean`, then topics of an empty partition array.
     let elect_leaders = empty_topics(&[0], 4);
     refused(decode(ApiKey::ElectLeaders, &elect_leaders));
+    // AlterPartitionReassignments: topics of an empty partition array.
+    let reassignments = empty_topics(&[], 4);
+    refused(decode(ApiKey::AlterPartitionReassignments, &reassignments));
 }
 
 #[test]

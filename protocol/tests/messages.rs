@@ -208,6 +208,22 @@ fn replication_requests() -> impl Strategy<Value = Request> {
             topics
         }
         .into()),
+        vec((name(), vec((any::<u32>(), vec(any::<u32>()))))).prop_map(|topics| {
+            let topics = topics
+                .into_iter()
+                .map(|(name, partitions)| ReassignableTopic {
+                    name,
+                    partitions: partitions
+                        .into_iter()
+                        .map(|(partition, replicas)| ReassignablePartition {
+                            partition,
+                            replicas,
+                        })
+                        .collect(),
+                })
+                .collect();
+            AlterPartitionReassignmentsRequest { topics }.into()
+        }),
     ]
 }
 
@@ -237,6 +253,29 @@ fn replication_responses() -> impl Strategy<Value = Response> {
     prop_oneof![
         vec(fetch_topic).prop_map(|topics| ReplicaFetchResponse { topics }.into()),
         vec(elect_topic).prop_map(|topics| ElectLeadersResponse { topics }.into()),
+        vec((
+            name(),
+            vec((any::<u32>(), error_code(), proptest::option::of(name())))
+        ))
+        .prop_map(|topics| {
+            let topics = topics
+                .into_iter()
+                .map(|(name, partitions)| ReassignableTopicResponse {
+                    name,
+                    partitions: partitions
+                        .into_iter()
+                        .map(|(partition, error_code, error_message)| {
+                            ReassignablePartitionResponse {
+                                partition,
+                                error_code,
+                                error_message,
+                            }
+                        })
+                        .collect(),
+                })
+                .collect();
+            AlterPartitionReassignmentsResponse { topics }.into()
+        }),
     ]
 }
 
@@ -1336,6 +1375,41 @@ fn elect_leaders_is_laid_out_as_the_protocol_document_draws_it() {
     assert_eq!(expected.len(), 48);
     assert_response_layout(response.into(), &expected);
     assert_eq!(NO_ELECTED_LEADER.to_be_bytes(), [0xff; 4]);
+}
+
+#[test]
+fn alter_partition_reassignments_is_laid_out_as_the_protocol_document_draws_it() {
+    assert_eq!(ApiKey::AlterPartitionReassignments as u16, 21);
+    let request = AlterPartitionReassignmentsRequest {
+        topics: vec![ReassignableTopic {
+            name: "orders".into(),
+            partitions: vec![ReassignablePartition {
+                partition: 0,
+                replicas: vec![2, 3],
+            }],
+        }],
+    };
+    let mut expected = vec![0, 0, 0, 1, 0x00, 0x06];
+    expected.extend(b"orders");
+    expected.extend([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3]);
+    assert_eq!(expected.len(), 32);
+    assert_request_layout(request.into(), &expected);
+
+    let response = AlterPartitionReassignmentsResponse {
+        topics: vec![ReassignableTopicResponse {
+            name: "orders".into(),
+            partitions: vec![ReassignablePartitionResponse {
+                partition: 0,
+                error_code: ErrorCode::None,
+                error_message: None,
+            }],
+        }],
+    };
+    let mut expected = vec![0, 0, 0, 1, 0x00, 0x06];
+    expected.extend(b"orders");
+    expected.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x00, 0x00, 0xff, 0xff]);
+    assert_eq!(expected.len(), 24);
+    assert_response_layout(response.into(), &expected);
 }
 
 #[test]

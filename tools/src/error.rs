@@ -116,6 +116,22 @@ pub enum CliError {
         /// Partitions asked for.
         total: usize,
     },
+    /// `partition reassign` waited its time and the move had not finished.
+    #[error(
+        "partition {partition} of topic '{topic}' is still moving to {replicas} after \
+         {timeout_ms} ms (its new replicas are catching up); the move goes on: run the \
+         command again to wait, or `strata topic describe {topic}` to see its replicas"
+    )]
+    ReassignNotDone {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The target replicas, comma-separated.
+        replicas: String,
+        /// How long the command waited.
+        timeout_ms: u64,
+    },
     /// `consume --offset` outside the partition's log.
     #[error(
         "offset {offset} is out of range for partition {partition} of topic '{topic}'; \

@@ -1,10 +1,14 @@
-//! `strata partition elect`: partition leader elections through `Admin::elect_leaders`.
+//! `strata partition elect`: partition leader elections through `Admin::elect_leaders`;
+//! `strata partition reassign`: moving a partition to other replicas through
+//! `Admin::reassign_partition`, waiting (unless `--no-wait`) until the move is done.
 //!
 //! A preferred election is safe and is what to run after a failover, to give each
 //! partition back to the replica placement chose. An unclean one can lose acknowledged
 //! records, so it must name one partition and be confirmed with `--yes`; without it the
 //! command says what would be at risk, from the partition's metadata and the brokers'
 //! states, and changes nothing.
+
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -37,7 +41,31 @@ pub enum PartitionCommand {
         #[arg(long, requires = "unclean")]
         yes: bool,
     },
+    /// Move a partition to other replicas: the new ones are added and copy the partition
+    /// from its leader (at most replica_reassignment_throttle_bytes_per_second on the
+    /// leader), and once all are in sync the replicas left out are removed, leadership
+    /// moving off them. Asking for the original replicas while it moves cancels the move.
+    ///
+    /// Waits until the move is done (or --timeout-ms), unless --no-wait.
+    Reassign {
+        /// The topic.
+        topic: String,
+        /// The partition index.
+        partition: u32,
+        /// The target replicas' broker ids, comma-separated, preferred leader first.
+        #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
+        replicas: Vec<u32>,
+        /// Return once the move is recorded, without waiting for it to finish.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the move to finish.
+        #[arg(long, default_value_t = 300_000, value_name = "MS")]
+        timeout_ms: u64,
+    },
 }
+
+/// How often `partition reassign` looks whether the move is done.
+const REASSIGN_POLL: Duration = Duration::from_millis(200);
 
 /// Runs one `partition` subcommand.
 ///
@@ -73,6 +101,101 @@ pub async fn run(
                 Output::Table => print(&results_table(&topic, &results))?,
             }
             check_elected(&topic, &results)
+        }
+        PartitionCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            no_wait,
+            timeout_ms,
+        } => {
+            let topic_error = |error| CliError::from_client(error, &topic);
+            let partition_count = admin
+                .describe_topic(&topic)
+                .await
+                .map_err(topic_error)?
+                .partition_count();
+            if partition >= partition_count {
+                return Err(CliError::UnknownPartition {
+                    topic,
+                    partition,
+                    partition_count,
+                });
+            }
+            admin
+                .reassign_partition(&topic, partition, &replicas)
+                .await
+                .map_err(topic_error)?;
+            let done = no_wait
+                || wait_reassigned(&admin, &topic, partition, &replicas, timeout_ms).await?;
+            let moved = Moved {
+                topic: &topic,
+                partition,
+                replicas: &replicas,
+                done,
+            };
+            match output {
+                Output::Json => print_json(&moved)?,
+                Output::Table => print(&moved.sentence())?,
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Waits until `topic`-`partition` has exactly `replicas`.
+///
+/// # Errors
+/// [`CliError::ReassignNotDone`] after `timeout_ms`; client errors.
+async fn wait_reassigned(
+    admin: &Admin,
+    topic: &str,
+    partition: u32,
+    replicas: &[u32],
+    timeout_ms: u64,
+) -> Result<bool, CliError> {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        let done = admin
+            .reassignment_done(topic, partition, replicas)
+            .await
+            .map_err(|error| CliError::from_client(error, topic))?;
+        if done {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Err(CliError::ReassignNotDone {
+                topic: topic.to_owned(),
+                partition,
+                replicas: node_list(replicas),
+                timeout_ms,
+            });
+        }
+        tokio::time::sleep(REASSIGN_POLL).await;
+    }
+}
+
+/// What `partition reassign` did; `done: false` with `--no-wait`.
+#[derive(Serialize)]
+struct Moved<'a> {
+    topic: &'a str,
+    partition: u32,
+    replicas: &'a [u32],
+    done: bool,
+}
+
+impl Moved<'_> {
+    fn sentence(&self) -> String {
+        let what = format!("partition {} of topic '{}'", self.partition, self.topic);
+        let replicas = node_list(self.replicas);
+        if self.done {
+            format!("{what} is on replicas {replicas}")
+        } else {
+            format!(
+                "{what} is moving to replicas {replicas}; `strata topic describe {}` shows \
+                 its replicas",
+                self.topic
+            )
         }
     }
 }
@@ -230,7 +353,85 @@ mod tests {
                 unclean,
                 yes,
             } => (topic, partition, unclean, yes),
+            other => panic!("{argv:?}: {other:?}"),
         }
+    }
+
+    fn reassign(argv: &[&str]) -> (String, u32, Vec<u32>, bool, u64) {
+        match parse(argv).unwrap_or_else(|error| panic!("{argv:?}: {error}")) {
+            PartitionCommand::Reassign {
+                topic,
+                partition,
+                replicas,
+                no_wait,
+                timeout_ms,
+            } => (topic, partition, replicas, no_wait, timeout_ms),
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reassign_takes_a_partition_and_its_target_replicas() {
+        assert_eq!(
+            reassign(&["reassign", "orders", "0", "--replicas", "2,3"]),
+            ("orders".into(), 0, vec![2, 3], false, 300_000)
+        );
+        assert_eq!(
+            reassign(&[
+                "reassign",
+                "orders",
+                "1",
+                "--replicas=3",
+                "--no-wait",
+                "--timeout-ms",
+                "5"
+            ]),
+            ("orders".into(), 1, vec![3], true, 5)
+        );
+    }
+
+    #[test]
+    fn wrong_reassign_arguments_are_usage_errors() {
+        for argv in [
+            &["reassign", "orders", "0"][..],
+            &["reassign", "orders", "--replicas", "1,2"],
+            &["reassign", "orders", "0", "--replicas"],
+            &["reassign", "orders", "0", "--replicas", "1,x"],
+            &["reassign", "orders", "0", "--replicas", "1,-2"],
+            &["reassign", "orders", "x", "--replicas", "1"],
+            &["reassign", "orders", "0", "--replicas", "1", "2"],
+            &["reassign", "orders", "0", "--replicas", "1", "--unclean"],
+        ] {
+            let error = parse(argv).expect_err(&format!("{argv:?} parsed"));
+            assert_ne!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{argv:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_move_says_where_the_partition_is_or_is_going() {
+        let moved = |done| Moved {
+            topic: "orders",
+            partition: 0,
+            replicas: &[2, 3],
+            done,
+        };
+        assert_eq!(
+            moved(true).sentence(),
+            "partition 0 of topic 'orders' is on replicas 2,3"
+        );
+        assert!(
+            moved(false)
+                .sentence()
+                .contains("is moving to replicas 2,3")
+        );
+        assert_eq!(
+            serde_json::to_value(moved(true)).unwrap(),
+            serde_json::json!({"topic": "orders", "partition": 0, "replicas": [2, 3], "done": true})
+        );
     }
 
     #[test]

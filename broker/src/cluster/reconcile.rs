@@ -1,6 +1,8 @@
 //! Keeps this broker's logs in step with the metadata: after each applied change, the
-//! partitions placed on this broker exist with their topic's config, and those of
-//! deleted topics are gone, with the group offsets committed for them. Every local
+//! partitions placed on this broker exist with their topic's config (a replica a
+//! reassignment adds here gets its empty log, which its fetcher fills), and those of
+//! deleted topics, or moved off this broker, are gone, with the group offsets committed
+//! for deleted topics. Every local
 //! partition, the offsets log's included, then takes the role the image gives it
 //! (leader or follower), and the group coordinator loads the groups of the offsets-log
 //! partitions this broker starts leading (`group::leadership`).
@@ -171,6 +173,14 @@ fn bring_in_step(
         }
         Some(local) if !local.is_of(&image.log_id) => Ok(()),
         Some(local) => {
+            // A partition moved off this broker goes before any comes in, so the file
+            // that lists them never names one that is gone.
+            if local
+                .local()
+                .any(|partition| !hosted.contains(&partition.index()))
+            {
+                broker.topics.remove_local(name, &hosted)?;
+            }
             let missing = hosted.iter().any(|&index| {
                 local
                     .partitions
@@ -212,8 +222,7 @@ fn assign_roles(broker: &Arc<Broker>, image: &Image, mut by_leader: BTreeMap<u32
                     partition_epoch: placed.partition_epoch,
                     replicas: placed.replicas.clone(),
                     isr: placed.isr.clone(),
-                    min_isr: usize::from(record.config.min_insync_replicas)
-                        .clamp(1, placed.replicas.len().max(1)),
+                    min_isr: placed.min_isr(&record.config),
                 }),
                 leader => {
                     partition.follow(leader, placed.leader_epoch);

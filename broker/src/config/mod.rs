@@ -185,6 +185,9 @@ pub struct Config {
     pub default_replication_factor: u16,
     /// A follower not caught up with its leader for this long leaves the in-sync set.
     pub replica_lag_max_ms: u64,
+    /// The bytes per second this broker, as a leader, sends to the replicas reassignments
+    /// are adding (their catch-up copy); 0 for no limit, as Kafka's default.
+    pub replica_reassignment_throttle_bytes_per_second: u64,
     /// How often the Raft leader of the metadata log heartbeats its followers.
     pub metadata_heartbeat_interval_ms: u64,
     /// The shortest time a voter waits without hearing from a leader before it calls an
@@ -239,6 +242,7 @@ impl Default for Config {
             broker_heartbeat_interval_ms: 250,
             broker_session_timeout_ms: 3_000,
             replica_lag_max_ms: 5_000,
+            replica_reassignment_throttle_bytes_per_second: 0,
             default_replication_factor: 3,
             metadata_heartbeat_interval_ms: 100,
             metadata_election_timeout_ms: 500,

@@ -88,7 +88,7 @@ pub async fn handle(broker: Arc<Broker>) -> Reply {
         partitions: ClusterPartitions {
             total: count(&|_| true),
             offline: count(&|partition| partition.leader.is_none()),
-            under_replicated: count(&|partition| partition.isr.len() < partition.replicas.len()),
+            under_replicated: count(&|partition| partition.is_under_replicated()),
         },
     }
     .into()

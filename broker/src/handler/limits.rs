@@ -19,7 +19,8 @@ use std::collections::HashSet;
 
 use strata_protocol::limits::TOPIC_NAME_BYTES_MAX;
 use strata_protocol::messages::{
-    FetchTopic, ListOffsetsTopic, OffsetCommitTopic, ProduceTopic, TopicPartitions,
+    FetchTopic, ListOffsetsTopic, OffsetCommitTopic, ProduceTopic, ReassignableTopic,
+    TopicPartitions,
 };
 use strata_protocol::{ErrorCode, shown};
 
@@ -97,6 +98,7 @@ topic_entry! {
     ListOffsetsTopic: name, |partition| partition.partition;
     OffsetCommitTopic: name, |partition| partition.partition;
     TopicPartitions: topic, |partition| *partition;
+    ReassignableTopic: name, |partition| partition.partition;
 }
 
 /// Checks a request's topics and their partitions: at most `request_topics_max` topics

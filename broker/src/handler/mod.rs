@@ -2,6 +2,7 @@
 //! the broker's domain types and builds the response; it never parses bytes.
 
 mod admin;
+mod alter_partition_reassignments;
 mod alter_topic_configs;
 mod api_versions;
 mod consumer_group_heartbeat;
@@ -206,6 +207,11 @@ async fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client<'_>) -
         Request::DescribeCluster(_) => describe_cluster::handle(broker.clone()).await.into(),
         Request::ElectLeaders(request) => {
             elect_leaders::handle(broker.clone(), request).await.into()
+        }
+        Request::AlterPartitionReassignments(request) => {
+            alter_partition_reassignments::handle(broker.clone(), request)
+                .await
+                .into()
         }
         Request::ReplicaFetch(request) if client.origin == Origin::Cluster => {
             let broker = broker.clone();

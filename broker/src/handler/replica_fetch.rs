@@ -9,9 +9,13 @@
 //! With nothing to send, the fetch parks on the partitions' log-end channels until one
 //! of them is appended to, `max_wait_ms` passes (at most `fetch_wait_ms_max`), or the
 //! broker stops: replication adds the time to wake a task, not a poll interval.
+//!
+//! A replica that a reassignment is adding gets its catch-up copy through the broker's
+//! reassignment throttle (`replication::throttle`): fewer bytes, none while the bucket
+//! is empty, and a parked fetch wakes when the bucket has bytes again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::select_all;
@@ -34,6 +38,8 @@ struct Pass {
     files: Vec<FileRange>,
     /// Something to send at once: records, a divergence or an error.
     answered: bool,
+    /// The throttle held back records of a partition.
+    withheld: bool,
 }
 
 /// The local copy of `topic`'s partition `index`, if it is the metadata's topic `id`.
@@ -62,7 +68,11 @@ fn read_all(broker: &Broker, request: &ReplicaFetchRequest) -> Pass {
         },
         files: Vec::new(),
         answered: false,
+        withheld: false,
     };
+    let image = broker.cluster.image();
+    let throttle = &broker.replication.throttle;
+    let now = Instant::now();
     let mut budget = (request.max_bytes as usize).min(broker.config.fetch_response_bytes_max);
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -78,6 +88,10 @@ fn read_all(broker: &Broker, request: &ReplicaFetchRequest) -> Pass {
                 diverging_end_offset: 0,
                 records: Bytes::new(),
             };
+            let throttled = throttle.is_limited()
+                && image
+                    .partition(&topic.name, wanted.partition)
+                    .is_some_and(|placed| placed.adding.contains(&request.replica_id));
             let served = local(broker, &topic.name, topic.topic_id, wanted.partition)
                 .ok_or_else(|| PartitionError::UnknownPartition {
                     topic: topic.name.clone(),
@@ -94,9 +108,20 @@ fn read_all(broker: &Broker, request: &ReplicaFetchRequest) -> Pass {
                         durable_offset: wanted.durable_offset,
                     };
                     // Past the budget a partition still gets its first batch: the bytes
-                    // are mapped, not copied, and a follower must never stall.
+                    // are mapped, not copied, and a follower must never stall. A
+                    // throttled one gets what the throttle allows (nothing: 0).
                     let max = (wanted.partition_max_bytes as usize).min(budget).max(1);
+                    let max = if throttled {
+                        max.min(throttle.allowance(now))
+                    } else {
+                        max
+                    };
                     let read = partition.serve_replica(update, max)?;
+                    if throttled {
+                        throttle.spend(read.read.bytes.len(), now);
+                        pass.withheld |=
+                            read.read.bytes.is_empty() && wanted.fetch_offset < read.log_end_offset;
+                    }
                     if read.may_join {
                         broker.replication.isr_may_change();
                     }
@@ -196,11 +221,18 @@ pub async fn handle(broker: &Broker, request: ReplicaFetchRequest) -> Reply {
         if pass.answered || changes.is_empty() || tokio::time::Instant::now() >= deadline {
             return pass.into_reply();
         }
-        // Subscribed before the read, so an append from here on wakes it.
+        // Subscribed before the read, so an append from here on wakes it; records the
+        // throttle held back, once it has bytes again.
+        let wake = if pass.withheld {
+            let refill = broker.replication.throttle.refill_in(Instant::now());
+            deadline.min(tokio::time::Instant::now() + refill)
+        } else {
+            deadline
+        };
         let changed = select_all(changes.iter_mut().map(|watch| Box::pin(watch.changed())));
         let woken = tokio::select! {
             _ = changed => true,
-            () = tokio::time::sleep_until(deadline) => false,
+            () = tokio::time::sleep_until(wake) => wake < deadline,
             () = broker.shutdown.cancelled() => false,
         };
         if !woken {

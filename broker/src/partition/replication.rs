@@ -289,7 +289,12 @@ impl Partition {
         };
         self.replica.refresh();
         let log_end_offset = log.log_end_offset();
-        let read = self.read_below(update.fetch_offset, max_bytes, log_end_offset)?;
+        // 0: the reassignment throttle holds the records back; the progress still counts.
+        let read = if max_bytes == 0 {
+            Read::default()
+        } else {
+            self.read_below(update.fetch_offset, max_bytes, log_end_offset)?
+        };
         Ok(ReplicaRead {
             leader_epoch,
             high_watermark: self.high_watermark(),

@@ -4,6 +4,7 @@
 //! - `engine`: the rules, with no I/O (high watermark, in-sync set, divergence).
 //! - `follower`: one fetcher task per leader broker.
 //! - `isr`: the leader asking the controller to change a partition's in-sync set.
+//! - `throttle`: the limit on the bytes a leader sends to replicas a reassignment adds.
 //! - The leader's side of a fetch is `handler::replica_fetch` and
 //!   `Partition::serve_replica`; the partition's role and high watermark are in
 //!   `partition::replica`.
@@ -14,6 +15,7 @@
 pub mod engine;
 mod follower;
 mod isr;
+pub mod throttle;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,16 +53,20 @@ pub struct Replication {
     fetchers: Mutex<BTreeMap<u32, Fetcher>>,
     /// Wakes the in-sync set check before its next tick.
     isr_check: Arc<Notify>,
+    /// The bytes this broker sends, as a leader, to replicas a reassignment adds.
+    pub throttle: throttle::Throttle,
     stop: CancellationToken,
 }
 
 impl Replication {
-    /// The tasks, stopped by `stop`. Call within the runtime.
-    pub fn new(stop: CancellationToken) -> Self {
+    /// The tasks, stopped by `stop`, with a reassignment throttle of
+    /// `throttle_bytes_per_second` (0: none). Call within the runtime.
+    pub fn new(stop: CancellationToken, throttle_bytes_per_second: u64) -> Self {
         Self {
             runtime: tokio::runtime::Handle::current(),
             fetchers: Mutex::default(),
             isr_check: Arc::new(Notify::new()),
+            throttle: throttle::Throttle::new(throttle_bytes_per_second, std::time::Instant::now()),
             stop,
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! The cluster metadata (`crate::cluster`) is the truth about which topics exist; the
 //! registry follows it (`cluster::reconcile` creates, grows, reconfigures and deletes
-//! local copies), and [`checks`] holds what an admin change must pass before it is
+//! local copies, and deletes the partitions moved off this broker: `remove`), and [`checks`] holds what an admin change must pass before it is
 //! proposed.
 //!
 //! Reads (every produce and fetch) take a short read lock on a map of `Arc<Topic>`;
@@ -17,6 +17,7 @@
 
 pub mod checks;
 mod orphans;
+mod remove;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,5 +1,6 @@
 //! Request and response bodies, one file per API.
 
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod describe_cluster;
 pub mod elect_leaders;
@@ -12,6 +13,7 @@ pub mod produce;
 pub mod replica_fetch;
 pub mod topics;
 
+pub use alter_partition_reassignments::*;
 pub use api_versions::*;
 pub use describe_cluster::*;
 pub use elect_leaders::*;

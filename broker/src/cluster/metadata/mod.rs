@@ -77,7 +77,8 @@ pub struct BrokerRecord {
 /// One partition's replicas and leadership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
-    /// The brokers holding the partition; the first is the preferred leader.
+    /// The brokers holding the partition; the first is the preferred leader. During a
+    /// reassignment, the target's replicas in its order, then those being removed.
     pub replicas: Vec<u32>,
     /// The broker that serves it, if any: an alive member of `isr`.
     pub leader: Option<u32>,
@@ -98,6 +99,14 @@ pub struct PartitionRecord {
     /// written before it existed.
     #[serde(default)]
     pub last_isr_unclean: bool,
+    /// Replicas a reassignment is adding (KIP-455): in `replicas`, not yet all in the ISR.
+    /// Empty when no reassignment is in progress; absent from older images.
+    #[serde(default)]
+    pub adding: Vec<u32>,
+    /// Replicas a reassignment removes once every added replica is in the ISR: in
+    /// `replicas`, after the target's. Empty when no reassignment is in progress.
+    #[serde(default)]
+    pub removing: Vec<u32>,
 }
 
 impl PartitionRecord {
@@ -110,8 +119,35 @@ impl PartitionRecord {
             isr: replicas.clone(),
             elr: Vec::new(),
             last_isr_unclean: false,
+            adding: Vec::new(),
+            removing: Vec::new(),
             replicas,
         }
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition ends with: `replicas` without `removing`, in order (the
+    /// target's order while a reassignment is in progress).
+    pub fn target(&self) -> Vec<u32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|replica| !self.removing.contains(replica))
+            .collect()
+    }
+
+    /// The replicas the partition had before its reassignment: `replicas` without
+    /// `adding`.
+    pub fn original(&self) -> Vec<u32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|replica| !self.adding.contains(replica))
+            .collect()
     }
 
     /// Whether the partition has no leader, so it serves nothing.
@@ -119,18 +155,21 @@ impl PartitionRecord {
         self.leader.is_none()
     }
 
-    /// Whether fewer replicas are in sync than there are replicas.
+    /// Whether fewer replicas are in sync than there are replicas (while a reassignment is
+    /// in progress, than the target has, as in Kafka's KIP-455: a move is not a lack).
     pub fn is_under_replicated(&self) -> bool {
-        self.isr.len() < self.replicas.len()
+        self.isr.len() < self.replicas.len() - self.removing.len()
     }
 
     /// The effective min ISR under the topic's `config`: `min_insync_replicas`, but no
-    /// more than the replicas (a partition of one replica needs one) and at least 1. An
+    /// more than the replicas (a partition of one replica needs one; during a
+    /// reassignment, the target's replicas, so that moving a partition of one replica
+    /// does not stop its high watermark) and at least 1. An
     /// `acks = all` write needs this many in-sync replicas, and the high watermark does
     /// not advance while the ISR is smaller.
     pub fn min_isr(&self, config: &TopicConfig) -> usize {
         usize::from(config.min_insync_replicas)
-            .min(self.replicas.len())
+            .min(self.replicas.len() - self.removing.len())
             .max(1)
     }
 }
@@ -272,6 +311,18 @@ pub enum Command {
         /// acknowledged records that only the missing replicas hold.
         unclean: bool,
     },
+    /// An operator moves a partition to other replicas (KIP-455): the new ones are added,
+    /// catch up and join the ISR, then the ones left out are removed.
+    ReassignPartition {
+        /// The topic's name.
+        topic: String,
+        /// The topic's id.
+        topic_id: u64,
+        /// The partition index.
+        partition: u32,
+        /// The target replicas, preferred leader first.
+        replicas: Vec<u32>,
+    },
     /// Hands a block of `count` producer ids to a broker, none below `at_least`.
     AllocateProducerIds {
         /// The broker asking.
@@ -351,6 +402,31 @@ impl LeaderError {
             LeaderError::LeaderNotAvailable => ErrorCode::LeaderNotAvailable,
         }
     }
+}
+
+/// The rules of a reassignment in progress: `adding` and `removing` distinct replicas,
+/// apart, leaving a target; and not complete, since the change that made it complete
+/// would have finished it.
+fn check_reassignment(
+    partition: &PartitionRecord,
+    replicas: &BTreeSet<u32>,
+    isr: &BTreeSet<u32>,
+) -> Result<(), &'static str> {
+    let adding: BTreeSet<u32> = partition.adding.iter().copied().collect();
+    let removing: BTreeSet<u32> = partition.removing.iter().copied().collect();
+    if adding.len() != partition.adding.len()
+        || removing.len() != partition.removing.len()
+        || !adding.is_subset(replicas)
+        || !removing.is_subset(replicas)
+        || !adding.is_disjoint(&removing)
+        || removing.len() >= replicas.len()
+    {
+        return Err("has a reassignment adding or removing a replica twice, or no target left");
+    }
+    if partition.is_reassigning() && adding.is_subset(isr) && !isr.is_subset(&removing) {
+        return Err("has a reassignment whose added replicas are all in sync, not finished");
+    }
+    Ok(())
 }
 
 /// Partition counts over the cluster, for `cluster status` and the metrics.
@@ -486,6 +562,7 @@ impl Image {
                 "waits for an unclean election but has a leader, an ELR, or several in sync",
             );
         }
+        check_reassignment(partition, &replicas, &isr)?;
         match partition.leader {
             Some(leader) if !isr.contains(&leader) => Err("is led from outside its ISR"),
             Some(leader)

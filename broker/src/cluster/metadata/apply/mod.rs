@@ -6,11 +6,13 @@
 //! - `topics`: creates, growth, deletes and config changes.
 //! - `partitions`: leadership, ISR and ELR: what brokers coming and going do to them,
 //!   the ISR changes leaders ask for, and the elections operators ask for.
+//! - `reassign`: moving a partition to other replicas (KIP-455).
 //!
 //! Every change to a partition adds one to its partition epoch; every new leader adds one
 //! to its leader epoch. Neither ever goes down.
 
 mod partitions;
+mod reassign;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -89,6 +91,12 @@ impl Image {
                 partition,
                 unclean,
             } => self.elect_leader(topic, *topic_id, *partition, *unclean),
+            Command::ReassignPartition {
+                topic,
+                topic_id,
+                partition,
+                replicas,
+            } => self.reassign_partition(topic, *topic_id, *partition, replicas),
             Command::AllocateProducerIds {
                 broker,
                 count,

@@ -23,6 +23,9 @@
 //!   leads once alive); with no ELR, the partition waits for an unclean election
 //!   ([`PartitionRecord::last_isr_unclean`]). A partition of one replica has no other
 //!   copy to wait for, and elects it.
+//! - **Reassignments.** Every change that can grow the ISR ends with
+//!   `PartitionRecord::settle` (`reassign`), which finishes a move whose added replicas
+//!   are all in sync.
 
 use std::sync::Arc;
 
@@ -74,6 +77,7 @@ impl Image {
                     partition.leader = None;
                     partition.elect(min_isr, is_alive);
                 }
+                partition.settle(min_isr, is_alive);
                 partition.partition_epoch += 1;
             },
         );
@@ -92,6 +96,7 @@ impl Image {
             |partition| partition.leader.is_none() && partition.candidate(is_alive).is_some(),
             |min_isr, partition| {
                 partition.elect(min_isr, is_alive);
+                partition.settle(min_isr, is_alive);
                 partition.partition_epoch += 1;
             },
         );
@@ -102,6 +107,12 @@ impl Image {
     /// of a leaderless partition of several replicas, the first ELR member takes its place,
     /// or with no ELR the partition waits for an unclean election.
     pub(super) fn forget_unflushed(&mut self, id: u32) {
+        let brokers = &self.brokers;
+        let is_alive = |broker: u32| {
+            brokers
+                .get(&broker)
+                .is_some_and(|broker| broker.state == BrokerState::Alive)
+        };
         let last_in_sync = |partition: &PartitionRecord| {
             partition.isr == [id]
                 && partition.replicas.len() > 1
@@ -111,7 +122,7 @@ impl Image {
         change_partitions(
             &mut self.topics,
             |partition| partition.elr.contains(&id) || last_in_sync(partition),
-            |_, partition| {
+            |min_isr, partition| {
                 partition.elr.retain(|&member| member != id);
                 if last_in_sync(partition) {
                     match partition.elr.first().copied() {
@@ -122,6 +133,7 @@ impl Image {
                         None => partition.last_isr_unclean = true,
                     }
                 }
+                partition.settle(min_isr, is_alive);
                 partition.partition_epoch += 1;
             },
         );
@@ -175,6 +187,7 @@ impl Image {
         }
         let mut next = current.clone();
         next.set_isr(change.isr.to_vec(), min_isr);
+        next.settle(min_isr, |id| self.is_alive(id));
         next.partition_epoch += 1;
         self.store(topic, index, next);
         Outcome::Done
@@ -189,8 +202,8 @@ impl Image {
         index: u32,
         unclean: bool,
     ) -> Outcome {
-        let current = match self.located(topic, topic_id, index) {
-            Ok((_, current)) => current,
+        let (min_isr, current) = match self.located(topic, topic_id, index) {
+            Ok(located) => located,
             Err(refused) => return refused,
         };
         let chosen = if unclean {
@@ -210,6 +223,7 @@ impl Image {
         }
         next.leader = Some(leader);
         next.leader_epoch += 1;
+        next.settle(min_isr, |id| self.is_alive(id));
         next.partition_epoch += 1;
         self.store(topic, index, next);
         Outcome::Done
@@ -275,14 +289,14 @@ impl Image {
             })
     }
 
-    fn is_alive(&self, id: u32) -> bool {
+    pub(super) fn is_alive(&self, id: u32) -> bool {
         self.broker(id)
             .is_some_and(|broker| broker.state == BrokerState::Alive)
     }
 
     /// The partition a command names, with its effective min ISR, if the topic still has
     /// that id.
-    fn located(
+    pub(super) fn located(
         &self,
         topic: &str,
         topic_id: u64,
@@ -300,7 +314,7 @@ impl Image {
     }
 
     /// Replaces a partition [`located`](Self::located) before.
-    fn store(&mut self, topic: &str, index: u32, partition: PartitionRecord) {
+    pub(super) fn store(&mut self, topic: &str, index: u32, partition: PartitionRecord) {
         let record = self.topics.get_mut(topic).expect("located before");
         let index = usize::try_from(index).expect("located before");
         Arc::make_mut(record).partitions[index] = partition;
@@ -333,7 +347,7 @@ fn check_isr(current: &PartitionRecord, change: &IsrChange<'_>) -> Result<(), &'
 impl PartitionRecord {
     /// Sets the ISR, keeping the ELR rule: below `min_isr`, every replica that was in the
     /// ISR or the ELR and is not in the new ISR is in the ELR; at or above it, none is.
-    fn set_isr(&mut self, isr: Vec<u32>, min_isr: usize) {
+    pub(super) fn set_isr(&mut self, isr: Vec<u32>, min_isr: usize) {
         self.elr = if isr.len() >= min_isr {
             Vec::new()
         } else {
@@ -367,7 +381,7 @@ impl PartitionRecord {
 
     /// Elects a leader for a leaderless partition, if one is electable; an ELR member
     /// becomes the ISR `[it]`. The caller counts the change in the partition epoch.
-    fn elect(&mut self, min_isr: usize, is_alive: impl Fn(u32) -> bool) {
+    pub(super) fn elect(&mut self, min_isr: usize, is_alive: impl Fn(u32) -> bool) {
         debug_assert!(self.leader.is_none(), "an election with a leader: {self:?}");
         let Some((leader, from_elr)) = self.candidate(is_alive) else {
             return;

@@ -104,8 +104,12 @@ impl Image {
                 );
             }
         };
-        let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
-        // The factor came from a u16 at creation.
+        // A partition being moved counts its target's replicas.
+        let replication_factor = topic
+            .partitions
+            .first()
+            .map_or(1, |p| p.replicas.len() - p.removing.len());
+        // The factor came from a u16 at creation (or a move's target, at most the brokers).
         let replication_factor = u16::try_from(replication_factor).unwrap_or(u16::MAX);
         let topic_leaders =
             placement::leader_counts(topic.partitions.iter().map(|p| &p.replicas[..]));

@@ -5,6 +5,7 @@ mod invariants;
 mod model;
 mod partitions;
 mod producer_ids;
+mod reassign;
 mod replay;
 
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! unfences (some at stale incarnations), shutdowns, topic creates that race (the same
 //! name, colliding names, too many replicas), growth, deletes, config changes (the min
 //! ISR among them), ISR changes (some from stale leaders or on stale epochs), clean and
-//! unclean elections, and producer-id blocks.
+//! unclean elections, reassignments (some cancelled, some to bad targets), and
+//! producer-id blocks.
 
 use proptest::prelude::*;
 
@@ -71,6 +72,13 @@ pub(super) enum Op {
         partition: u32,
         unclean: bool,
     },
+    Reassign {
+        topic: usize,
+        partition: u32,
+        /// The target's brokers; an empty one may stand for a cancel.
+        replicas: Vec<u32>,
+        cancel: bool,
+    },
 }
 
 /// What an `AlterPartition` gets wrong, if anything.
@@ -119,6 +127,15 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
         2 => (topic.clone(), 0u32..10, any::<bool>()).prop_map(|(topic, partition, unclean)| {
             Op::Elect { topic, partition, unclean }
         }),
+        5 => (
+            topic.clone(),
+            0u32..10,
+            proptest::collection::vec(id.clone(), 0..4),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(topic, partition, replicas, cancel)| {
+                Op::Reassign { topic, partition, replicas, cancel }
+            }),
         1 => (id, -1i64..50, 0i64..300).prop_map(|(broker, count, at_least)| {
             Op::ProducerIds { broker, count, at_least }
         }),
@@ -206,6 +223,26 @@ pub(super) fn command(op: &Op, image: &Image) -> Command {
                 topic_id: image.topic(name).map_or(0, |record| record.id),
                 partition,
                 unclean,
+            }
+        }
+        Op::Reassign {
+            topic,
+            partition,
+            ref replicas,
+            cancel,
+        } => {
+            let (name, partition) = existing(image, topic, partition);
+            let original = image
+                .partition(name, partition)
+                .map(PartitionRecord::original);
+            Command::ReassignPartition {
+                topic: name.to_owned(),
+                topic_id: image.topic(name).map_or(0, |record| record.id),
+                partition,
+                replicas: match original {
+                    Some(original) if cancel => original,
+                    _ => replicas.clone(),
+                },
             }
         }
     }
