@@ -8,80 +8,16 @@
 use std::time::{Duration, Instant};
 
 use strata_protocol::ErrorCode;
-use strata_protocol::messages::{Acks, ProducePartitionResponse};
+use strata_protocol::messages::Acks;
 use strata_tests::assert_fails;
+use strata_tests::cluster::writer::{Writer, read_at_least};
 use strata_tests::cluster::{Cluster, ClusterOptions};
-use strata_tests::{Client, WAIT, batch_of, bounded, idempotent_batch_of, values};
+use strata_tests::{Client, WAIT, batch_of, bounded};
 
 /// How often a condition is polled.
 const POLL: Duration = Duration::from_millis(50);
 
 const TOPIC: &str = "moving";
-
-/// An idempotent producer of `TOPIC`-0 that retries each batch at the current leader
-/// until it is acknowledged (the leader moves during the test), so the acknowledged
-/// values are exactly what the log must hold.
-struct Writer {
-    id: (i64, i16),
-    sequence: i32,
-    acknowledged: Vec<String>,
-}
-
-impl Writer {
-    async fn new(cluster: &Cluster) -> Self {
-        let mut client = Client::connect(&cluster.address(cluster.running()[0])).await;
-        Self {
-            id: client.init_producer_id().await,
-            sequence: 0,
-            acknowledged: Vec::new(),
-        }
-    }
-
-    /// Writes `rounds` batches of 5 records with `acks = all`, each acknowledged.
-    async fn write(&mut self, cluster: &Cluster, prefix: &str, rounds: usize) {
-        for round in 0..rounds {
-            let batch_prefix = format!("{prefix}{round}");
-            let batch = idempotent_batch_of(&batch_prefix, 5, self.id, self.sequence);
-            let written = produce_retrying(cluster, batch).await;
-            assert_eq!(written.error_code, ErrorCode::None, "{batch_prefix}");
-            self.sequence += 5;
-            self.acknowledged
-                .extend((0..5).map(|index| format!("{batch_prefix}-{index}")));
-        }
-    }
-}
-
-/// Produces `batch` with `acks = all` to `TOPIC`-0's current leader, again while the
-/// answer is a retriable error, until [`WAIT`] passes; returns the last answer.
-async fn produce_retrying(cluster: &Cluster, batch: bytes::Bytes) -> ProducePartitionResponse {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let view = cluster.partition_on(cluster.running()[0], TOPIC, 0).await;
-        if let Ok(leader) = u32::try_from(view.leader_id) {
-            let mut client = Client::connect(&cluster.address(leader)).await;
-            let written = client.produce(TOPIC, 0, Acks::All, batch.clone()).await;
-            if !written.error_code.is_retriable() || Instant::now() > deadline {
-                return written;
-            }
-        }
-        assert!(Instant::now() < deadline, "{TOPIC}-0 has no leader");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Every value broker `id` serves in `TOPIC`-0, once its high watermark covers at least
-/// `count` records.
-async fn read_at_least(cluster: &Cluster, id: u32, count: usize) -> Vec<String> {
-    let mut reader = Client::connect(&cluster.address(id)).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let all = values(&reader.read_all(TOPIC, 0, 0).await);
-        if all.len() >= count || Instant::now() > deadline {
-            return all;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
 
 /// Creates `TOPIC` with one partition on two brokers and waits until both are in sync;
 /// returns the replicas.
@@ -133,7 +69,7 @@ async fn a_moved_partition_keeps_every_acknowledged_record_and_leaves_its_old_br
             .find(|id| !view.replicas.contains(id))
             .expect("a third broker");
         assert_eq!(cluster.partition_dirs(c, TOPIC), Vec::<u32>::new());
-        let mut writer = Writer::new(&cluster).await;
+        let mut writer = Writer::new(&cluster, TOPIC).await;
         writer.write(&cluster, "before", 10).await;
 
         // c first: it leads once the move is done and a preferred election ran.
@@ -193,7 +129,7 @@ async fn a_moved_partition_keeps_every_acknowledged_record_and_leaves_its_old_br
             .await;
         writer.write(&cluster, "after", 2).await;
         assert_eq!(
-            read_at_least(&cluster, c, writer.acknowledged.len()).await,
+            read_at_least(&cluster, c, TOPIC, writer.acknowledged.len()).await,
             writer.acknowledged,
             "broker {c} has every acknowledged record, once, in order"
         );
@@ -309,7 +245,7 @@ async fn a_throttled_copy_is_slowed_to_the_rate_and_still_finishes() {
                 "led by c",
             )
             .await;
-        assert_eq!(read_at_least(&cluster, c, 100).await.len(), 100);
+        assert_eq!(read_at_least(&cluster, c, TOPIC, 100).await.len(), 100);
     })
     .await;
 }

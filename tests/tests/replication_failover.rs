@@ -5,93 +5,12 @@
 //! `acks = all` write is refused with nothing written, while `acks = leader` works; and
 //! an idempotent producer's retry after a failover is recognised by the new leader.
 
-use std::time::{Duration, Instant};
 use strata_protocol::ErrorCode;
-use strata_protocol::messages::{Acks, ProducePartitionResponse};
+use strata_protocol::messages::Acks;
+use strata_tests::cluster::writer::{Writer, current_leader, produce_retrying, read_at_least};
 use strata_tests::cluster::{Cluster, ClusterOptions};
 
-use strata_tests::{Client, WAIT, batch_of, bounded, idempotent_batch_of, values};
-
-/// How often a condition is polled.
-const POLL: Duration = Duration::from_millis(50);
-
-/// An idempotent producer of one partition that retries each batch at the current
-/// leader until it is acknowledged (a leader may move at any time on this loaded
-/// machine: a late heartbeat fences its broker), as a real client does: the retry of a
-/// batch already written is deduplicated, so the acknowledged values are exactly what
-/// the log must hold.
-struct Writer {
-    topic: &'static str,
-    id: (i64, i16),
-    sequence: i32,
-    acknowledged: Vec<String>,
-}
-
-impl Writer {
-    async fn new(cluster: &Cluster, topic: &'static str) -> Self {
-        let mut client = Client::connect(&cluster.address(cluster.running()[0])).await;
-        Self {
-            topic,
-            id: client.init_producer_id().await,
-            sequence: 0,
-            acknowledged: Vec::new(),
-        }
-    }
-
-    /// Writes `rounds` batches of 5 records with `acks = all`, each acknowledged.
-    async fn write(&mut self, cluster: &Cluster, prefix: &str, rounds: usize) {
-        for round in 0..rounds {
-            let batch_prefix = format!("{prefix}{round}");
-            let batch = idempotent_batch_of(&batch_prefix, 5, self.id, self.sequence);
-            let written = produce_retrying(cluster, self.topic, batch).await;
-            assert_eq!(written.error_code, ErrorCode::None, "{batch_prefix}");
-            self.sequence += 5;
-            self.acknowledged
-                .extend((0..5).map(|index| format!("{batch_prefix}-{index}")));
-        }
-    }
-}
-
-/// The leader of `topic`-0 as a running broker sees it, if it has one.
-async fn current_leader(cluster: &Cluster, topic: &str) -> Option<u32> {
-    let view = cluster.partition_on(cluster.running()[0], topic, 0).await;
-    u32::try_from(view.leader_id).ok()
-}
-
-/// Produces `batch` with `acks = all` to `topic`-0's current leader, again while the
-/// answer is a retriable error, until [`WAIT`] passes; returns the last answer.
-async fn produce_retrying(
-    cluster: &Cluster,
-    topic: &str,
-    batch: bytes::Bytes,
-) -> ProducePartitionResponse {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(leader) = current_leader(cluster, topic).await {
-            let mut client = Client::connect(&cluster.address(leader)).await;
-            let written = client.produce(topic, 0, Acks::All, batch.clone()).await;
-            if !written.error_code.is_retriable() || Instant::now() > deadline {
-                return written;
-            }
-        }
-        assert!(Instant::now() < deadline, "{topic}-0 has no leader");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Every value broker `id` serves in `topic`-0, once its high watermark covers at least
-/// `count` records (a new leader's rises as its followers fetch).
-async fn read_at_least(cluster: &Cluster, id: u32, topic: &str, count: usize) -> Vec<String> {
-    let mut reader = Client::connect(&cluster.address(id)).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let all = values(&reader.read_all(topic, 0, 0).await);
-        if all.len() >= count || Instant::now() > deadline {
-            return all;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
+use strata_tests::{Client, batch_of, bounded, idempotent_batch_of, values};
 
 /// The leader of `topic`-0 once broker `asked` shows one other than `not`.
 async fn new_leader(cluster: &Cluster, asked: u32, topic: &str, not: u32) -> u32 {

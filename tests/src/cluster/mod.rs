@@ -25,6 +25,7 @@
 
 mod status;
 mod views;
+pub mod writer;
 
 pub use status::{BrokerStatus, ClusterStatus, ControllerStatus, PartitionStatus, VoterStatus};
 
