@@ -10,7 +10,7 @@ use strata_protocol::messages::Acks;
 use strata_tests::cluster::writer::{Writer, current_leader, produce_retrying, read_at_least};
 use strata_tests::cluster::{Cluster, ClusterOptions};
 
-use strata_tests::{Client, batch_of, bounded, idempotent_batch_of, values};
+use strata_tests::{Client, batch_of, bounded, idempotent_batch_of, values, wait_for_metrics};
 
 /// The leader of `topic`-0 once broker `asked` shows one other than `not`.
 async fn new_leader(cluster: &Cluster, asked: u32, topic: &str, not: u32) -> u32 {
@@ -111,6 +111,13 @@ async fn acks_all_is_refused_below_min_insync_replicas() {
                 "the leader alone in sync",
             )
             .await;
+        // The offsets log's partitions may be under-replicated too, but with 3 replicas
+        // none is below its minimum: only `orders` is.
+        wait_for_metrics(
+            &cluster.metrics_address(leader),
+            &["strata_partitions_under_min_isr 1"],
+        )
+        .await;
         let mut producer = Client::connect(&cluster.address(leader)).await;
         let refused = producer
             .produce("orders", 0, Acks::All, batch_of("refused", 5))

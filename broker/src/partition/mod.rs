@@ -42,7 +42,7 @@ mod replication;
 pub use consumer_epochs::ConsumerEpochs;
 pub use error::PartitionError;
 pub use replica::{Leadership, Leading, Role};
-pub use replication::{ReplicaRead, ReplicaUpdate};
+pub use replication::{IsrRequest, ReplicaRead, ReplicaUpdate};
 
 use crate::replication::engine::Coverage;
 use replica::Replica;

@@ -30,6 +30,19 @@ pub struct ReplicaUpdate {
     pub durable_offset: u64,
 }
 
+/// An in-sync set change a leader asks the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrRequest {
+    /// The leader epoch it is based on.
+    pub leader_epoch: u32,
+    /// The partition epoch it is based on.
+    pub partition_epoch: u32,
+    /// The set wanted.
+    pub isr: Vec<u32>,
+    /// The incarnation each member it adds fetched at (KIP-903).
+    pub incarnations: Vec<(u32, u64)>,
+}
+
 /// The leader's answer to one partition of a replica fetch.
 #[derive(Debug, Default)]
 pub struct ReplicaRead {
@@ -318,7 +331,7 @@ impl Partition {
         &self,
         lag_max_ms: u64,
         eligible: impl Fn(u32, u64) -> bool,
-    ) -> Option<(u32, u32, Vec<u32>)> {
+    ) -> Option<IsrRequest> {
         let mut role = self.replica.role();
         let Role::Leader(leading) = &mut *role else {
             return None;
@@ -339,7 +352,20 @@ impl Partition {
             .copied()
             .filter(|member| !leading.isr.contains(member))
             .collect();
-        Some((leading.epoch, leading.partition_epoch, wanted))
+        let incarnations = leading
+            .joining
+            .iter()
+            .filter_map(|member| {
+                let progress = leading.followers.get(member)?;
+                Some((*member, progress.incarnation))
+            })
+            .collect();
+        Some(IsrRequest {
+            leader_epoch: leading.epoch,
+            partition_epoch: leading.partition_epoch,
+            isr: wanted,
+            incarnations,
+        })
     }
 
     /// The in-sync set change asked for at `leader_epoch` was refused or not committed:

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::cluster::metadata::{BrokerState, Command, Outcome};
 use crate::group::store::OFFSETS_LOG;
+use crate::partition::IsrRequest;
 
 /// How long a change may wait for the quorum.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,8 +65,12 @@ async fn check(broker: &Broker, lag_max_ms: u64) {
     });
     for (name, topic_id, partitions) in topics.chain(offsets_log) {
         for partition in partitions {
-            let Some((leader_epoch, partition_epoch, isr)) =
-                partition.wanted_isr(lag_max_ms, eligible)
+            let Some(IsrRequest {
+                leader_epoch,
+                partition_epoch,
+                isr,
+                incarnations,
+            }) = partition.wanted_isr(lag_max_ms, eligible)
             else {
                 continue;
             };
@@ -77,6 +82,7 @@ async fn check(broker: &Broker, lag_max_ms: u64) {
                 leader_epoch,
                 partition_epoch,
                 isr: isr.clone(),
+                incarnations,
             };
             match broker
                 .cluster

@@ -297,6 +297,11 @@ pub enum Command {
         partition_epoch: u32,
         /// The new ISR: distinct replicas, the leader among them.
         isr: Vec<u32>,
+        /// The incarnation each member it adds fetched at (KIP-903): a member whose
+        /// broker has registered again since is refused, its log may be behind. Absent
+        /// from older logs, where only aliveness is checked.
+        #[serde(default)]
+        incarnations: Vec<(u32, u64)>,
     },
     /// An operator (or a client) asks for a leader election on one partition.
     ElectLeader {

@@ -74,6 +74,7 @@ impl Image {
                 leader_epoch,
                 partition_epoch,
                 isr,
+                incarnations,
             } => self.alter_partition(
                 topic,
                 *topic_id,
@@ -83,6 +84,7 @@ impl Image {
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
                     isr,
+                    incarnations,
                 },
             ),
             Command::ElectLeader {

@@ -44,6 +44,8 @@ pub(super) struct IsrChange<'a> {
     pub(super) partition_epoch: u32,
     /// The new ISR.
     pub(super) isr: &'a [u32],
+    /// The incarnation each added member fetched at.
+    pub(super) incarnations: &'a [(u32, u64)],
 }
 
 impl Image {
@@ -183,6 +185,20 @@ impl Image {
             return Outcome::refused(
                 ErrorCode::IneligibleReplica,
                 format!("broker {id} is not alive, so it cannot join the ISR of {topic}-{index}"),
+            );
+        }
+        let restarted = change.incarnations.iter().find(|(id, incarnation)| {
+            !current.isr.contains(id)
+                && self
+                    .broker(*id)
+                    .is_some_and(|broker| broker.incarnation != *incarnation)
+        });
+        if let Some((id, incarnation)) = restarted {
+            return Outcome::refused(
+                ErrorCode::IneligibleReplica,
+                format!(
+                    "broker {id} caught up at incarnation {incarnation} but has registered again since, so it cannot join the ISR of {topic}-{index} (KIP-903)"
+                ),
             );
         }
         let mut next = current.clone();

@@ -292,6 +292,7 @@ fn alter_isr(
         leader_epoch: epoch(|current| current.leader_epoch),
         partition_epoch: epoch(|current| current.partition_epoch),
         isr,
+        incarnations: Vec::new(),
     };
     if let Command::AlterPartition {
         topic_id,

@@ -17,6 +17,7 @@ fn alter(log: &Log, topic: &str, index: u32, isr: &[u32]) -> Command {
         leader_epoch: partition.leader_epoch,
         partition_epoch: partition.partition_epoch,
         isr: isr.to_vec(),
+        incarnations: Vec::new(),
     }
 }
 
@@ -125,6 +126,44 @@ fn an_isr_change_from_a_stale_or_wrong_leader_is_refused() {
         ErrorCode::IneligibleReplica,
     );
     assert!(message.contains("broker 3"), "{message}");
+}
+
+#[test]
+fn a_member_that_registered_again_since_it_caught_up_cannot_join() {
+    let mut log = replicated(2);
+    log.done(&alter(&log, "t", 0, &[1, 2]));
+    // Broker 3 caught up at incarnation 1, then restarted before the change applied.
+    let caught_up_before = |log: &Log| {
+        let Command::AlterPartition {
+            topic,
+            topic_id,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+            ..
+        } = alter(log, "t", 0, &[1, 2, 3])
+        else {
+            unreachable!()
+        };
+        Command::AlterPartition {
+            topic,
+            topic_id,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+            incarnations: vec![(3, 1)],
+        }
+    };
+    let before_restart = caught_up_before(&log);
+    assert_eq!(log.register(3), 2);
+    let message = log.refused(&before_restart, ErrorCode::IneligibleReplica);
+    assert!(message.contains("registered again"), "{message}");
+    let stale = caught_up_before(&log);
+    log.refused(&stale, ErrorCode::IneligibleReplica);
 }
 
 #[test]

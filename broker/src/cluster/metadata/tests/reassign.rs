@@ -28,6 +28,7 @@ fn alter(log: &mut Log, topic: &str, index: u32, isr: &[u32]) {
         leader_epoch: partition.leader_epoch,
         partition_epoch: partition.partition_epoch,
         isr: isr.to_vec(),
+        incarnations: Vec::new(),
     });
 }
 
