@@ -11,7 +11,8 @@
 //!   restarts the log at the leader's log start (this log is older than the leader's);
 //! - an epoch error or "not the leader" waits for the metadata to move on.
 //!
-//! The next request goes out as soon as the answer is applied, and the leader parks it
+//! Each answer is applied on the blocking pool (appends write, truncations fsync). The
+//! next request goes out as soon as the answer is applied, and the leader parks it
 //! until it appends, so a batch reaches the follower a wake-up after it is written. A
 //! change to the partitions fetched from a leader gives up the parked request at once.
 //! A broken connection is opened again after a backoff that grows to a second.
@@ -86,15 +87,11 @@ pub(super) async fn run(
             let (open, response) =
                 call((&broker, leader), open, correlation_id, &partitions).await?;
             connection = Some(open);
-            let (progressed, appended) = apply(leader, &partitions, &response);
-            for partition in appended {
-                partition.settle_durable(SETTLE_MAX).await;
-            }
-            Ok::<_, String>(progressed)
+            Ok::<_, String>(response)
         };
-        let outcome = tokio::select! {
+        let fetched = tokio::select! {
             () = stop.cancelled() => return,
-            outcome = round => outcome,
+            fetched = round => fetched,
             // A partition added (a new leader here) must not wait for the parked fetch
             // of the others, up to `MAX_WAIT_MS`: give it up, with its connection, whose
             // answer would now come out of step.
@@ -105,6 +102,27 @@ pub(super) async fn run(
                 connection = None;
                 continue;
             }
+        };
+        // Appends write and truncations fsync: off the runtime's threads, and never
+        // abandoned half way by a change of what is fetched.
+        let outcome = match fetched {
+            Ok(response) => {
+                let applying = partitions.clone();
+                let applied =
+                    tokio::task::spawn_blocking(move || apply(leader, &applying, &response))
+                        .await
+                        .map_err(|error| format!("applying a replica fetch panicked: {error}"));
+                match applied {
+                    Ok((progressed, appended)) => {
+                        for partition in appended {
+                            partition.settle_durable(SETTLE_MAX).await;
+                        }
+                        Ok(progressed)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
         };
         match outcome {
             Ok(true) => backoff = BACKOFF_MIN,
